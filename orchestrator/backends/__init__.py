@@ -1,0 +1,1 @@
+"""One module per backend; each turns a Spec into a Rendered (pure, offline)."""

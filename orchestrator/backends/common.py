@@ -1,0 +1,71 @@
+"""Conversions every backend needs: env to export, sizes, durations, GPU names."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from orchestrator.clusters import ClusterProfile, load_profile
+from orchestrator.errors import Problem, SpecError
+from orchestrator.spec import Spec
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_GB = {"MB": 1 / 1000, "GB": 1, "TB": 1000}
+
+
+def job_env(spec: Spec, profile: ClusterProfile) -> dict[str, str]:
+    """Fabric defaults, then the profile, then the user's own values (the user wins)."""
+    return {**profile.launch_env(), **spec.launch.env}
+
+
+def profile_for(spec: Spec) -> ClusterProfile:
+    return load_profile(spec.launch.cluster)
+
+
+def size_gb(size: str) -> int:
+    match = re.match(r"^(\d+(?:\.\d+)?)\s*(MB|GB|TB)$", size)
+    assert match, size  # validated by LaunchSpec
+    return max(1, round(float(match.group(1)) * _GB[match.group(2)]))
+
+
+def duration_seconds(duration: str) -> int:
+    return int(duration[:-1]) * _UNIT_SECONDS[duration[-1]]
+
+
+def slurm_time(duration: str) -> str:
+    """72h -> 3-00:00:00 (Slurm's days-hours:minutes:seconds), rounded up to a minute."""
+    minutes = -(-duration_seconds(duration) // 60)
+    days, rest = divmod(minutes, 1440)
+    hours, mins = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{mins:02d}:00"
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory: str | None  # e.g. "80GB"
+
+
+def parse_gpu(spec: Spec, backend: str, required: bool) -> Gpu | None:
+    gpu = spec.launch.gpu
+    if spec.launch.gpus_per_node == 0:
+        return None
+    if gpu is None:
+        if required:
+            raise SpecError([Problem("launch.gpu", f"the {backend} backend needs the GPU type, "
+                                     "e.g. `gpu: H100` or `gpu: A100:80GB`")], spec.source)
+        return None
+    name, _, memory = gpu.partition(":")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name) or (
+            memory and not re.match(r"^\d+(\.\d+)?(GB|TB)$", memory)):
+        raise SpecError([Problem("launch.gpu", f"{gpu!r} is not a GPU type; write NAME or "
+                                 "NAME:MEMORY, e.g. H100 or A100:80GB")], spec.source)
+    return Gpu(name, memory or None)
+
+
+def regenerate_command(spec: Spec, backend: str) -> str:
+    argv = ["ft", "render", spec.source, "--backend", backend]
+    for key, value in sorted(spec.overrides.items()):
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(argv)

@@ -1,0 +1,80 @@
+"""dstack: a multi-node `type: task` whose every node runs `ft node`."""
+
+from __future__ import annotations
+
+from orchestrator.backends.common import (job_env, parse_gpu, profile_for, regenerate_command,
+                                          size_gb)
+from orchestrator.errors import Problem, SpecError
+from orchestrator.node.launch_line import explicit_command
+from orchestrator.node_script import (check_ft_command, default_image, ft_node_command,
+                                      install_commands, train_argv, write_spec_command)
+from orchestrator.rendering import Rendered, header_lines, render_template
+from orchestrator.spec import Spec
+
+BACKEND = "dstack"
+
+
+def render(spec: Spec) -> Rendered:
+    launch = spec.launch
+    notes: list[str] = []
+    profile = profile_for(spec)
+    filename = f"{launch.name}.dstack.yml"
+    submit = ["dstack", "apply", "-f", f"{{dir}}/{filename}", "-y", "-d"]
+    text = render_template(
+        "dstack.task.yml.j2",
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
+        submit=" ".join(part.replace("{dir}", ".") for part in submit),
+        explicit_command=explicit_command(BACKEND, launch.launcher, launch.master_port,
+                                          train_argv(spec)),
+        name=launch.name,
+        nodes=launch.nodes,
+        image=launch.image or default_image(),
+        privileged=profile.dstack_privileged,
+        env=job_env(spec, profile),
+        secrets=launch.secrets,
+        commands=[*install_commands(spec, BACKEND), check_ft_command(),
+                  write_spec_command(spec), ft_node_command(spec, BACKEND)],
+        gpu=_gpu(spec),
+        cpu=f"{launch.cpus_per_node}.." if launch.cpus_per_node else None,
+        memory=f"{size_gb(launch.memory)}GB.." if launch.memory else None,
+        shm_size=f"{size_gb(launch.shm_size)}GB",
+        disk=f"{size_gb(launch.disk)}GB..",
+        volumes=_volumes(spec),
+        spot_policy="spot" if launch.spot else "on-demand",
+        retry_events=_retry_events(spec, notes),
+        retry_duration=launch.retry.duration,
+        max_duration=launch.max_duration,
+        placement={key: value for key, value in (
+            ("fleets", launch.dstack.fleets), ("backends", launch.dstack.backends),
+            ("regions", launch.dstack.regions)) if value},
+    )
+    if launch.dstack.reservation:
+        notes.append("`launch.dstack.reservation` is not rendered by this ft version")
+    return Rendered(BACKEND, {filename: text}, submit, notes)
+
+
+def _gpu(spec: Spec) -> str | None:
+    gpu = parse_gpu(spec, BACKEND, required=True)
+    if gpu is None:
+        return None
+    parts = [gpu.name] + ([gpu.memory] if gpu.memory else []) + [str(spec.launch.gpus_per_node)]
+    return ":".join(parts)
+
+
+def _volumes(spec: Spec) -> list:
+    for index, volume in enumerate(spec.launch.volumes):
+        if volume.source and "://" in volume.source:
+            raise SpecError([Problem(f"launch.volumes[{index}].source", "dstack mounts network "
+                                     "volumes by `name` or instance paths, not object-store "
+                                     "URLs; create a dstack volume and use `name`")], spec.source)
+    return spec.launch.volumes
+
+
+def _retry_events(spec: Spec, notes: list[str]) -> list[str]:
+    retry = spec.launch.retry
+    events = (["interruption"] if retry.on_preemption and spec.launch.spot else []) + \
+        (["error"] if retry.on_error else [])
+    if "max_restarts" in retry.model_fields_set:
+        notes.append("dstack retries for `launch.retry.duration`, not a count: "
+                     "`launch.retry.max_restarts` is ignored")
+    return events

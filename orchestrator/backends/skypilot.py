@@ -1,0 +1,77 @@
+"""SkyPilot: a task YAML for `sky launch` (or a managed job for `sky jobs launch`)."""
+
+from __future__ import annotations
+
+from orchestrator.backends.common import (job_env, parse_gpu, profile_for, regenerate_command,
+                                          size_gb)
+from orchestrator.errors import Problem, SpecError
+from orchestrator.node.launch_line import explicit_command
+from orchestrator.node_script import (check_ft_command, default_image, ft_node_command,
+                                      install_commands, install_method, train_argv,
+                                      write_spec_command)
+from orchestrator.rendering import Rendered, header_lines, render_template
+from orchestrator.spec import Spec
+
+BACKEND = "skypilot"
+
+
+def render(spec: Spec) -> Rendered:
+    launch, sky = spec.launch, spec.launch.skypilot
+    notes: list[str] = []
+    profile = profile_for(spec)
+    filename = f"{launch.name}.sky.yaml"
+    submit = _submit_argv(spec, filename)
+    gpu = parse_gpu(spec, BACKEND, required=True)
+    if gpu and gpu.memory:
+        notes.append(f"SkyPilot picks GPUs by type only: the memory in `launch.gpu` "
+                     f"({gpu.memory}) is not rendered")
+    if launch.spot and not sky.managed and launch.retry.on_preemption:
+        notes.append("spot without `launch.skypilot.managed: true` is not recovered after "
+                     "preemption; set managed to let SkyPilot relaunch it")
+    text = render_template(
+        "skypilot.task.yaml.j2",
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
+        submit=" ".join(part.replace("{dir}", ".") for part in submit),
+        explicit_command=explicit_command(BACKEND, launch.launcher, launch.master_port,
+                                          train_argv(spec)),
+        name=launch.name,
+        nodes=launch.nodes,
+        workdir=install_method(spec, BACKEND) == "workdir",
+        accelerators=f"{gpu.name}:{launch.gpus_per_node}" if gpu else None,
+        cpus=f"{launch.cpus_per_node}+" if launch.cpus_per_node else None,
+        memory=f"{size_gb(launch.memory)}+" if launch.memory else None,
+        disk_size=size_gb(launch.disk),
+        image=launch.image or default_image(),
+        spot=launch.spot,
+        placement={key: getattr(sky, key) for key in ("cloud", "region", "zone",
+                                                      "instance_type", "network_tier")
+                   if getattr(sky, key)},
+        job_recovery=launch.retry.max_restarts if sky.managed and launch.retry.on_error else 0,
+        labels=sky.labels,
+        env=job_env(spec, profile),
+        secrets=launch.secrets,
+        file_mounts=[v for v in launch.volumes if v.source],
+        volumes=[v for v in launch.volumes if v.name],
+        setup="\n".join(install_commands(spec, BACKEND) or ["true  # the image has ft"]),
+        run="\n".join(["set -euo pipefail", check_ft_command(), write_spec_command(spec),
+                       ft_node_command(spec, BACKEND)]),
+    )
+    _check_mounts(spec)
+    return Rendered(BACKEND, {filename: text}, submit, notes)
+
+
+def _submit_argv(spec: Spec, filename: str) -> list[str]:
+    secrets = [arg for name in spec.launch.secrets for arg in ("--secret", name)]
+    path = f"{{dir}}/{filename}"
+    if spec.launch.skypilot.managed:
+        return ["sky", "jobs", "launch", "--name", spec.launch.name, *secrets, "--yes", path]
+    return ["sky", "launch", "--cluster", spec.launch.name, *secrets, "--yes",
+            "--detach-run", path]
+
+
+def _check_mounts(spec: Spec) -> None:
+    for index, volume in enumerate(spec.launch.volumes):
+        if volume.source and "://" not in volume.source:
+            raise SpecError([Problem(f"launch.volumes[{index}].source", "SkyPilot mounts "
+                                     "object storage (s3://, gs://, ...) or named volumes; "
+                                     "use a bucket URL or `name`")], spec.source)

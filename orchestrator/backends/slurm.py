@@ -1,0 +1,90 @@
+"""Slurm: an sbatch script that runs `ft node` once per node through srun."""
+
+from __future__ import annotations
+
+from orchestrator.backends.common import (job_env, profile_for, regenerate_command, size_gb,
+                                          slurm_time)
+from orchestrator.node.launch_line import explicit_command
+from orchestrator.node_script import (check_ft_command, ft_node_command, install_commands,
+                                      train_argv, write_spec_command)
+from orchestrator.rendering import Rendered, header_lines, render_template, sh
+from orchestrator.spec import Spec
+
+BACKEND = "slurm"
+
+
+def render(spec: Spec) -> Rendered:
+    launch, slurm = spec.launch, spec.launch.slurm
+    notes: list[str] = []
+    if launch.spot:
+        notes.append("`launch.spot` has no meaning on Slurm and is ignored")
+    if launch.volumes:
+        notes.append("`launch.volumes` is ignored on Slurm: use paths on the shared filesystem")
+    profile = profile_for(spec)
+    filename = f"{launch.name}.sbatch"
+    text = render_template(
+        "slurm.sbatch.j2",
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
+        sbatch=_sbatch_options(spec, notes),
+        explicit_command=explicit_command(BACKEND, launch.launcher, launch.master_port,
+                                          train_argv(spec)),
+        workdir=slurm.workdir,
+        setup=slurm.setup,
+        env=job_env(spec, profile),
+        secrets=launch.secrets,
+        install=install_commands(spec, BACKEND),
+        check_ft=check_ft_command(),
+        write_spec=write_spec_command(spec),
+        nodes=launch.nodes,
+        srun_extra=_srun_container(spec),
+        ft_node=ft_node_command(spec, BACKEND),
+    )
+    return Rendered(BACKEND, {filename: text}, ["sbatch", f"{{dir}}/{filename}"], notes)
+
+
+def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
+    launch, slurm = spec.launch, spec.launch.slurm
+    cpus = slurm.cpus_per_task or launch.cpus_per_node or max(2, 8 * launch.gpus_per_node)
+    options = [
+        f"--job-name={launch.name}",
+        f"--nodes={launch.nodes}",
+        "--ntasks-per-node=1",
+    ]
+    if launch.gpus_per_node:
+        # A bare count: GRES type names differ per cluster (h100, nvidia_h100_80gb_hbm3...);
+        # select the GPU type with `launch.slurm.constraint` or `partition`.
+        options.append(f"--gpus-per-node={launch.gpus_per_node}")
+    options += [f"--cpus-per-task={cpus}", f"--mem={_slurm_mem(spec)}"]
+    time = slurm.time or (slurm_time(launch.max_duration) if launch.max_duration else None)
+    if time:
+        options.append(f"--time={time}")
+    else:
+        notes.append("no `launch.slurm.time` or `launch.max_duration`: the partition's "
+                     "default time limit applies")
+    for key in ("partition", "account", "qos", "constraint", "reservation"):
+        value = getattr(slurm, key)
+        if value:
+            options.append(f"--{key}={value}")
+    if slurm.exclusive:
+        options.append("--exclusive")
+    options += [f"--output={launch.name}-%j.out", f"--error={launch.name}-%j.err"]
+    if launch.retry.on_preemption:
+        # Requeue on preemption/node failure; SIGTERM 5 minutes early lets the trainer save.
+        options += ["--requeue", "--signal=TERM@300"]
+    options += slurm.extra_sbatch
+    return options
+
+
+def _slurm_mem(spec: Spec) -> str:
+    if spec.launch.slurm.mem:
+        return spec.launch.slurm.mem
+    if spec.launch.memory:
+        return f"{size_gb(spec.launch.memory)}G"
+    return "0"  # all of the node's memory
+
+
+def _srun_container(spec: Spec) -> str:
+    image = spec.launch.slurm.container_image
+    if not image:
+        return ""
+    return f"--container-image={sh(image)} --container-workdir=\"$PWD\" --container-mounts=\"$PWD\" "

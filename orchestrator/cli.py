@@ -1,0 +1,202 @@
+"""The `ft` command line. Heavy imports (torch, transformers) happen only inside the
+commands that train; `ft --help`, `ft validate` and `ft render` never load them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import __version__
+from orchestrator.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="One training spec in, a fine-tuned LLM out, on dstack, SkyPilot, "
+                       "Slurm or this machine.")
+
+
+class Backend(str, Enum):
+    dstack = "dstack"
+    skypilot = "skypilot"
+    slurm = "slurm"
+
+
+class NodeBackend(str, Enum):
+    dstack = "dstack"
+    skypilot = "skypilot"
+    slurm = "slurm"
+    local = "local"
+
+
+SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
+NodesOpt = Annotated[int | None, typer.Option("--nodes", min=1, help="Override launch.nodes.")]
+GpusOpt = Annotated[int | None, typer.Option("--gpus-per-node", min=0,
+                                             help="Override launch.gpus_per_node.")]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _load(spec_path: Path, nodes: int | None = None, gpus_per_node: int | None = None,
+          for_launch: bool = False):
+    from orchestrator.spec import SpecWarning, load_spec
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecWarning)
+        spec = load_spec(spec_path, {"nodes": nodes, "gpus_per_node": gpus_per_node},
+                         for_launch)
+    for warning in caught:
+        _err(f"warning: {spec_path}: {warning.message}")
+    return spec
+
+
+def _render(spec, backend: str):
+    from orchestrator.backends.registry import renderer
+
+    rendered = renderer(backend)(spec)
+    for note in rendered.notes:
+        _err(f"note: {note}")
+    return rendered
+
+
+@app.command()
+def version() -> None:
+    """Print ft's version."""
+    typer.echo(__version__)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the spec.")] = Path("ft.yaml"),
+    name: Annotated[str, typer.Option(help="Job name.")] = "my-finetune",
+    base_model: Annotated[str, typer.Option(help="Model to fine-tune.")]
+    = "meta-llama/Llama-3.1-8B-Instruct",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter spec."""
+    from orchestrator.output_files import write_atomic
+    from orchestrator.rendering import render_template
+
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    text = render_template("starter-spec.yaml.j2", version=__version__, path=str(path),
+                           name=name, base_model=base_model)
+    write_atomic(path, text)
+    _load(path)  # the starter must itself be valid
+    typer.echo(f"wrote {path}; check it with `ft validate {path}`")
+
+
+@app.command()
+def validate(spec: SpecArg, nodes: NodesOpt = None, gpus_per_node: GpusOpt = None) -> None:
+    """Check a spec: unknown keys, wrong types, impossible combinations."""
+    loaded = _load(spec, nodes, gpus_per_node)
+    launch = loaded.launch
+    typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
+               f"adapter={loaded.training.adapter or 'full'})")
+
+
+@app.command()
+def render(
+    spec: SpecArg,
+    backend: Annotated[Backend, typer.Option(help="Which launch file to write.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Directory to write "
+                                                "the files to (default: print them).")] = None,
+    check: Annotated[bool, typer.Option(help="Fail if the files in -o DIR are stale.")]
+    = False,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusOpt = None,
+) -> None:
+    """Render the launch file(s) for a backend: deterministic, reviewable, checkable."""
+    from orchestrator.output_files import stale_files, write_files
+
+    rendered = _render(_load(spec, nodes, gpus_per_node, for_launch=True), backend.value)
+    if check:
+        if output is None:
+            raise UserError("--check compares against files in a directory: pass -o DIR")
+        stale = stale_files(output, rendered.files)
+        if stale:
+            _err("stale generated files (re-run without --check to update):")
+            for item in stale:
+                _err(f"  {item}")
+            raise typer.Exit(1)
+        typer.echo(f"up to date: {', '.join(rendered.files)}")
+        return
+    if output is None:
+        for text in rendered.files.values():
+            typer.echo(text, nl=False)
+        return
+    for path in write_files(output, rendered.files):
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def launch(
+    spec: SpecArg,
+    backend: Annotated[Backend, typer.Option(help="Where to run.")],
+    dry_run: Annotated[bool, typer.Option(help="Print what would be submitted; "
+                                          "submit nothing.")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to keep the "
+                                                "rendered files.")] = None,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusOpt = None,
+) -> None:
+    """Render and submit through the backend's own tool (dstack, sky, sbatch)."""
+    from orchestrator.submit import submit
+
+    loaded = _load(spec, nodes, gpus_per_node, for_launch=True)
+    rendered = _render(loaded, backend.value)
+    directory = output or Path(".ft") / "rendered" / loaded.launch.name
+    argv = rendered.submit_command(str(directory))
+    if dry_run:
+        for name, text in rendered.files.items():
+            typer.echo(f"# ---- {directory / name} ----")
+            typer.echo(text, nl=False)
+        typer.echo(f"# ---- command ----\n{shlex.join(argv)}")
+        return
+    typer.echo(submit(backend.value, rendered, directory))
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (for editor completion and validation)."""
+    from orchestrator.spec_schema import spec_json_schema
+
+    typer.echo(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
+
+
+@app.command()
+def node(
+    spec: SpecArg,
+    backend: Annotated[NodeBackend | None, typer.Option(help="Whose variables to read "
+                                                        "(default: detected).")] = None,
+    spec_sha256: Annotated[str | None, typer.Option(help="Refuse to run if the spec's "
+                                                    "hash differs.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Print the launch line; run nothing.")] = False,
+) -> None:
+    """Inside the job, on every node: map the backend's variables and start the launcher."""
+    from orchestrator.node.entry import run_node
+
+    loaded = _load(spec, for_launch=True)
+    code = run_node(loaded.launch, str(spec), spec_sha256,
+                    backend.value if backend else None, dry_run=dry_run)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console entry point: user errors print cleanly and exit 2, never a traceback."""
+    try:
+        app()
+    except UserError as exc:
+        _err(f"error: {exc}")
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

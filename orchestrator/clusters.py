@@ -1,0 +1,66 @@
+"""Cluster profiles: the interconnect a cluster has and the NCCL/RDMA settings it needs.
+
+A profile is a small YAML file in clusters/ (or a path given in `launch.cluster`). Its env
+is written into every rendered launch file, so reviewers see the fabric settings, and
+`ft node` adds what it detects on the node without overriding anything set explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from orchestrator.errors import UserError
+from orchestrator.resources import data_dir
+
+# Applied on every cluster: readable NCCL warnings, and a dead peer ends the job (async
+# error handling tears the process group down) instead of hanging it forever.
+DEFAULT_ENV: dict[str, str] = {
+    "NCCL_DEBUG": "WARN",
+    "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
+    "FT_COLLECTIVE_TIMEOUT_S": "1800",
+    "PYTHONUNBUFFERED": "1",
+}
+
+Fabric = Literal["infiniband", "roce", "efa", "tcp", "auto"]
+
+
+class ClusterProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str
+    fabric: Fabric = Field(description="Inter-node transport; `auto` detects it on the node.")
+    env: dict[str, str] = Field(default_factory=dict, description="NCCL/RDMA variables.")
+    expected_internode_busbw_gbs: float | None = Field(
+        None, description="All-reduce bus bandwidth between two nodes that a healthy fabric "
+        "reaches (GB/s); the pre-flight check compares against it.")
+    dstack_privileged: bool = Field(False, description="Run the dstack container privileged "
+                                    "(some clouds need it to reach RDMA devices).")
+
+    def launch_env(self) -> dict[str, str]:
+        """Defaults overlaid with the profile's own settings."""
+        return {**DEFAULT_ENV, **self.env}
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in data_dir("clusters").glob("*.yaml"))
+
+
+def load_profile(name_or_path: str) -> ClusterProfile:
+    """A shipped profile by name, or a profile YAML by path."""
+    candidate = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or candidate.is_file():
+        path = candidate
+    else:
+        path = data_dir("clusters") / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise UserError(f"`launch.cluster`: no cluster profile {name_or_path!r}; use one of "
+                        f"{', '.join(available_profiles())} or a path to a profile YAML")
+    try:
+        return ClusterProfile.model_validate(yaml.safe_load(path.read_text()))
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise UserError(f"{path}: invalid cluster profile:\n{exc}") from None

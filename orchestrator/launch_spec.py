@@ -1,0 +1,210 @@
+"""The `launch:` section of the spec: where and how the job runs."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# dstack is the strictest of the three about run names; one rule keeps every backend happy.
+JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+DURATION = re.compile(r"^\d+[smhdw]$")
+SIZE = re.compile(r"^\d+(\.\d+)?\s*(MB|GB|TB)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _no_newline(value: str | None) -> str | None:
+    if value is not None and ("\n" in value or "\r" in value or "\0" in value):
+        raise ValueError("must be a single line")
+    return value
+
+
+class Volume(_Strict):
+    """Storage mounted into every node: a backend-managed network volume (`name`), or a
+    `source` (an instance path, or an object-store URL for SkyPilot)."""
+
+    path: str = Field(description="Mount point inside the container, e.g. /checkpoints.")
+    name: str | None = Field(None, description="Network volume name (dstack / SkyPilot).")
+    source: str | None = Field(None, description="Host path or s3://, gs:// URL.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Volume:
+        if (self.name is None) == (self.source is None):
+            raise ValueError("give exactly one of `name` (a network volume) or `source`")
+        if not self.path.startswith("/"):
+            raise ValueError("`path` must be absolute, e.g. /checkpoints")
+        return self
+
+    _line = field_validator("path", "name", "source")(_no_newline)
+
+
+class Retry(_Strict):
+    """What happens when a node is preempted or the job fails."""
+
+    on_preemption: bool = Field(True, description="Requeue / resubmit after a spot "
+                                "interruption or Slurm preemption.")
+    on_error: bool = Field(False, description="Also restart after a training failure.")
+    max_restarts: int = Field(3, ge=0, description="Restarts before giving up.")
+    duration: str | None = Field(None, description="Keep retrying for this long, e.g. 1d.")
+
+    @field_validator("duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and not DURATION.match(value):
+            raise ValueError("use a number and a unit (s, m, h, d, w), e.g. 1d")
+        return value
+
+
+# Values that land on `#SBATCH --key=value` lines: sbatch splits those lines itself, so they
+# may not contain spaces or quotes (real partition/account/QOS names never do).
+SBATCH_VALUE = re.compile(r"^[A-Za-z0-9_.,:&|!*@+=/\[\]-]+$")
+
+
+def _sbatch_value(value: str | None) -> str | None:
+    if value is not None and not SBATCH_VALUE.match(value):
+        raise ValueError("may only contain letters, digits and _.,:&|!*@+=/[]-")
+    return value
+
+
+class SlurmOptions(_Strict):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: str | None = Field(None, description="Slurm time limit, e.g. 2-00:00:00 "
+                             "(default: from launch.max_duration).")
+    constraint: str | None = None
+    reservation: str | None = None
+    exclusive: bool = Field(True, description="Whole nodes only (GPU jobs want this).")
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem: str | None = Field(None, description="Memory per node, e.g. 0 (all) or 500G.")
+    extra_sbatch: list[str] = Field(default_factory=list, description="Extra `#SBATCH` "
+                                    "options, e.g. ['--mail-type=END'].")
+    setup: list[str] = Field(default_factory=list, description="Shell lines run before ft "
+                             "node, e.g. 'module load cuda/12.4' (written verbatim).")
+    workdir: str | None = Field(None, description="Shared-filesystem directory the job runs "
+                                "in (default: where sbatch is called).")
+    container_image: str | None = Field(None, description="Run via pyxis/enroot "
+                                        "(`srun --container-image`).")
+
+    _sbatch = field_validator("partition", "account", "qos", "time", "constraint",
+                              "reservation", "mem")(_sbatch_value)
+    _line = field_validator("workdir", "container_image")(_no_newline)
+
+    @field_validator("extra_sbatch", "setup")
+    @classmethod
+    def _lines(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _no_newline(value)
+        return values
+
+
+class SkyPilotOptions(_Strict):
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    instance_type: str | None = None
+    managed: bool = Field(False, description="Use a managed job (`sky jobs launch`): "
+                          "auto-recovery from preemption.")
+    network_tier: Literal["standard", "best"] | None = Field(
+        None, description="`best` asks for the cloud's RDMA fabric (InfiniBand / EFA / GPUDirect).")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DstackOptions(_Strict):
+    fleets: list[str] = Field(default_factory=list, description="Fleets to run on.")
+    backends: list[str] = Field(default_factory=list, description="e.g. [aws, gcp, runpod].")
+    regions: list[str] = Field(default_factory=list)
+    reservation: str | None = None
+
+
+class Install(_Strict):
+    """How ft reaches the container."""
+
+    method: Literal["image", "pip", "workdir"] = Field(
+        "pip", description="image: the image already has ft; pip: install `package`; "
+        "workdir: pip install the synced working directory.")
+    package: str | None = Field(None, description="pip requirement (default: ft==<version>).")
+
+    _line = field_validator("package")(_no_newline)
+
+
+class LaunchSpec(_Strict):
+    """Where the job runs. CLI flags (--nodes, --gpus-per-node) override these values."""
+
+    name: str = Field("ft-job", description="Job name: lowercase letters, digits, dashes.")
+    nodes: int = Field(1, ge=1)
+    gpus_per_node: int = Field(1, ge=0, description="0 runs on CPU (local backend only).")
+    gpu: str | None = Field(None, description="GPU type, optionally with memory: H100, "
+                            "H100:80GB, A100:40GB.")
+    cpus_per_node: int | None = Field(None, ge=1)
+    memory: str | None = Field(None, description="Host memory per node, e.g. 512GB.")
+    disk: str = Field("200GB", description="Disk per node.")
+    shm_size: str = Field("64GB", description="/dev/shm size (NCCL and dataloaders need it).")
+    image: str | None = Field(None, description="Container image (default: ft's own image).")
+    install: Install = Field(default_factory=Install)
+    env: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    secrets: list[str] = Field(default_factory=list, description="Names of secrets taken "
+                               "from the submitting environment; values are never written.")
+    volumes: list[Volume] = Field(default_factory=list)
+    cluster: str = Field("auto", description="Cluster profile from clusters/ (infiniband, "
+                         "roce, aws-efa, tcp, auto) or a path to a profile YAML.")
+    spot: bool = False
+    max_duration: str | None = Field(None, description="Stop after this long, e.g. 72h.")
+    retry: Retry = Field(default_factory=Retry)
+    master_port: int = Field(29500, ge=1024, le=65535)
+    launcher: Literal["torchrun", "accelerate"] = "torchrun"
+    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
+    skypilot: SkyPilotOptions = Field(default_factory=SkyPilotOptions)
+    dstack: DstackOptions = Field(default_factory=DstackOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not JOB_NAME.match(value):
+            raise ValueError("use 1-40 lowercase letters, digits and dashes, starting with a "
+                             "letter (dstack, SkyPilot and Slurm all accept that)")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, values: dict) -> dict[str, str]:
+        for key in values:
+            if not ENV_NAME.match(key):
+                raise ValueError(f"`{key}` is not a valid environment variable name")
+        return {k: _bool_env(v) for k, v in values.items()}
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, values: list[str]) -> list[str]:
+        for key in values:
+            if not ENV_NAME.match(key):
+                raise ValueError(f"`{key}` is not a valid environment variable name")
+        return values
+
+    @field_validator("max_duration")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None and not DURATION.match(value):
+            raise ValueError("use a number and a unit (s, m, h, d, w), e.g. 72h")
+        return value
+
+    @field_validator("disk", "shm_size", "memory")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and not SIZE.match(value):
+            raise ValueError("use a size like 200GB (units MB, GB, TB)")
+        return value
+
+    _line = field_validator("gpu", "image")(_no_newline)
+
+
+def _bool_env(value: str | int | float | bool) -> str:
+    """YAML `true` becomes the string "true", not Python's "True"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

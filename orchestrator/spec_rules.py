@@ -1,0 +1,104 @@
+"""Cross-field rules: combinations each key allows alone but that cannot work together.
+
+Each rule returns (yaml_path, message); the message says how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from orchestrator.launch_spec import LaunchSpec
+from trainer.config import TrainingConfig
+
+Rule = tuple[tuple[str, ...], str]
+
+
+def cross_field_problems(t: TrainingConfig, launch: LaunchSpec, world_known: bool) -> list[Rule]:
+    """world_known is False for a plain Axolotl config (no `launch:`): its GPU count comes
+    from whoever launches it, so rules about the number of GPUs cannot apply yet."""
+    rules = list(_quantization(t)) + list(_training(t)) + list(_launch(launch))
+    if world_known:
+        rules += list(_world_size(t, launch))
+    return rules + list(_distribution(t))
+
+
+def _quantization(t: TrainingConfig) -> Iterator[Rule]:
+    if t.adapter == "qlora" and not t.load_in_4bit:
+        yield ("adapter",), "`adapter: qlora` needs `load_in_4bit: true`"
+    if t.load_in_4bit and t.load_in_8bit:
+        yield ("load_in_8bit",), "choose one of `load_in_4bit` and `load_in_8bit`"
+    if t.load_in_4bit and t.adapter == "lora":
+        yield ("adapter",), "4-bit weights with LoRA is QLoRA: set `adapter: qlora`"
+    if (t.load_in_4bit or t.load_in_8bit) and t.adapter is None:
+        yield ("adapter",), ("quantized weights cannot be fully fine-tuned; set "
+                             "`adapter: qlora` (4-bit) or `adapter: lora` (8-bit)")
+    if t.adapter and not t.lora_target_linear and not t.lora_target_modules:
+        yield ("lora_target_linear",), ("say which layers get adapters: "
+                                        "`lora_target_linear: true` or `lora_target_modules`")
+
+
+def _distribution(t: TrainingConfig) -> Iterator[Rule]:
+    if t.uses_fsdp and t.deepspeed:
+        yield ("deepspeed",), "choose one of FSDP (`fsdp`/`fsdp_config`) and `deepspeed`"
+    if t.uses_fsdp and t.load_in_8bit:
+        yield ("load_in_8bit",), ("8-bit weights cannot be sharded by FSDP; use "
+                                  "`load_in_4bit: true` with `adapter: qlora`")
+    if t.fsdp_config and t.fsdp_config.offload_params and t.fsdp_config.sharding_strategy \
+            == "NO_SHARD":
+        yield ("fsdp_config", "offload_params"), "offloading needs a sharding strategy"
+
+
+def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
+    total = launch.nodes * launch.gpus_per_node
+    if t.uses_fsdp and total < 2:
+        yield ("fsdp",), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
+                          f"node(s) x {launch.gpus_per_node} GPU(s)); remove `fsdp` or raise "
+                          "`launch.gpus_per_node` / `launch.nodes`")
+    if t.deepspeed and total < 2:
+        yield ("deepspeed",), ("DeepSpeed ZeRO needs more than one GPU in total; remove "
+                               "`deepspeed` or raise `launch.gpus_per_node` / `launch.nodes`")
+    if launch.nodes > 1 and launch.gpus_per_node > 1 and not (t.uses_fsdp or t.deepspeed) \
+            and t.adapter is None:
+        yield ("fsdp",), ("a multi-node full fine-tune replicates the whole model and "
+                          "optimizer on every GPU; add `fsdp: [full_shard]` or `deepspeed`")
+
+
+def _training(t: TrainingConfig) -> Iterator[Rule]:
+    if t.bf16 is True and t.fp16:
+        yield ("fp16",), "choose one of `bf16` and `fp16`"
+    if t.sample_packing and _attention(t) == "eager":
+        yield ("sample_packing",), ("packing needs varlen-capable attention so samples don't "
+                                    "see each other; use `flash_attention: true` or "
+                                    "`attn_implementation: sdpa` / `flex_attention`")
+    if t.warmup_steps is not None and t.warmup_ratio is not None:
+        yield ("warmup_ratio",), "choose one of `warmup_steps` and `warmup_ratio`"
+    if t.eval_steps is not None and t.evals_per_epoch:
+        yield ("evals_per_epoch",), "choose one of `eval_steps` and `evals_per_epoch`"
+    if t.save_steps is not None and t.saves_per_epoch:
+        yield ("saves_per_epoch",), "choose one of `save_steps` and `saves_per_epoch`"
+    if (t.evals_per_epoch or t.eval_steps) and not t.val_set_size and not t.test_datasets:
+        yield ("val_set_size",), ("evaluation is asked for but there is no eval data; set "
+                                  "`val_set_size` (e.g. 0.05) or `test_datasets`")
+    for index, ds in enumerate(t.datasets):
+        if ds.type is not None and ds.type not in DATASET_TYPES:
+            yield ("datasets", index, "type"), (
+                f"unknown dataset type {ds.type!r}; ft supports {', '.join(DATASET_TYPES)} "
+                "(omit `type` for pre-tokenized rows)")
+
+
+DATASET_TYPES = ("alpaca", "chat_template", "completion", "input_output", "pretokenized")
+
+
+def _attention(t: TrainingConfig) -> str | None:
+    if t.attn_implementation:
+        return t.attn_implementation
+    if t.flash_attention:
+        return "flash_attention_2"
+    return None
+
+
+def _launch(launch: LaunchSpec) -> Iterator[Rule]:
+    overlap = sorted(set(launch.secrets) & set(launch.env))
+    for name in overlap:
+        yield ("launch", "env", name), (f"`{name}` is both a secret and a plain env value; "
+                                        "keep it only in `launch.secrets`")

@@ -1,0 +1,20 @@
+"""The spec's JSON Schema: training keys at the top level plus `launch:`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.launch_spec import LaunchSpec
+from trainer.config import TrainingConfig
+
+
+def spec_json_schema() -> dict[str, Any]:
+    schema = TrainingConfig.model_json_schema()
+    launch = LaunchSpec.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    defs.update(launch.pop("$defs", {}))
+    defs["LaunchSpec"] = launch
+    schema["properties"]["launch"] = {"$ref": "#/$defs/LaunchSpec"}
+    schema["title"] = "ft spec"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema

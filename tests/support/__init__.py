@@ -1,0 +1,1 @@
+"""Shared test helpers (validators that run the backends' own parsers)."""

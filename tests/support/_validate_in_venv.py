@@ -1,0 +1,81 @@
+"""Child process run with a backend's venv python (NOT ours): parse launch files.
+
+Usage: python _validate_in_venv.py {dstack|skypilot} < {"label": "yaml text", ...}
+Prints {"label": {"error": str|None, "parsed": dict|None}, ...} as JSON on stdout.
+Only the stdlib, pyyaml and the backend may be imported here.
+"""
+
+import json
+import sys
+
+
+def _parse_dstack(config: dict) -> dict:
+    from dstack._internal.core.models.configurations import parse_run_configuration
+
+    conf = parse_run_configuration(config)
+    # dstack 0.22.5 models are pydantic v2; keep a fallback for older v1-based releases.
+    if hasattr(conf, "model_dump"):
+        return conf.model_dump(mode="json")
+    return json.loads(conf.json())
+
+
+def _parse_skypilot(config: dict) -> dict:
+    import sky
+
+    task = sky.Task.from_yaml_config(config)
+    # A YAML task has one set of resources unless it uses any_of/ordered.
+    resources = [
+        {
+            "accelerators": r.accelerators,  # {"H100": 8} or None
+            "use_spot": r.use_spot,
+            "disk_size": r.disk_size,
+            "cloud": str(r.cloud) if r.cloud is not None else None,
+            "region": r.region,
+            "zone": r.zone,
+            "instance_type": r.instance_type,
+            "image_id": r.image_id,
+        }
+        for r in task.resources
+    ]
+    # Dict-form `NAME: value` is an inline secret (the value is in the file!);
+    # `NAME: null` is a managed reference resolved at launch (`sky launch --secret NAME`).
+    inline = sorted(task.secrets)
+    managed = sorted(ref.name for ref in task.managed_secret_refs)
+    return {
+        "name": task.name,
+        "num_nodes": task.num_nodes,
+        "envs": dict(task.envs),
+        "secrets": sorted(set(inline) | set(managed)),
+        "inline_secrets": inline,
+        "managed_secrets": managed,
+        "setup": task.setup,
+        "run": task.run if isinstance(task.run, str) or task.run is None else repr(task.run),
+        "workdir": task.workdir,
+        "file_mounts": dict(task.file_mounts or {}),
+        "storage_mounts": sorted(task.storage_mounts or {}),
+        "resources": resources,
+    }
+
+
+def main() -> int:
+    backend = sys.argv[1]
+    texts = json.load(sys.stdin)
+    # Libraries may log or print on import/parse; keep our stdout for the JSON result only.
+    out, sys.stdout = sys.stdout, sys.stderr
+    import yaml
+
+    parse = {"dstack": _parse_dstack, "skypilot": _parse_skypilot}[backend]
+    results = {}
+    for label, text in texts.items():
+        try:
+            parsed = parse(yaml.safe_load(text))
+            results[label] = {"error": None, "parsed": json.loads(json.dumps(parsed, default=str))}
+        except Exception as exc:  # any rejection (YAML, schema, value) is a result, not a crash
+            results[label] = {"error": f"{type(exc).__name__}: {exc}", "parsed": None}
+    json.dump(results, out)
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

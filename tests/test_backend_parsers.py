@@ -1,0 +1,74 @@
+"""The rendered files are accepted by dstack's and SkyPilot's own parsers (their PyPI
+packages, each in its own venv), and what they parse is what the spec asked for."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.backends.common import duration_seconds
+from orchestrator.backends.registry import renderer
+from orchestrator.spec import load_spec
+from tests.specs import REPO, example_specs
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return {path: load_spec(REPO / path, for_launch=True) for path in example_specs()}
+
+
+def _texts(specs, backend):
+    out = {}
+    for path, spec in specs.items():
+        (text,) = renderer(backend)(spec).files.values()
+        out[path] = text
+    return out
+
+
+def test_dstack_accepts_every_example(specs, dstack_validator):
+    results = dstack_validator(_texts(specs, "dstack"))
+    for path, result in results.items():
+        assert result.error is None, f"{path}: {result.error}"
+        spec, parsed = specs[path], result.parsed
+        launch = spec.launch
+        assert parsed["type"] == "task"
+        assert parsed["name"] == launch.name
+        assert parsed["nodes"] == launch.nodes
+        for secret in launch.secrets:  # a bare name: dstack reads the value at submit time
+            assert parsed["env"][secret] == {"key": secret}
+        for name, value in launch.env.items():
+            assert parsed["env"][name] == value
+        gpu = parsed["resources"]["gpu"]
+        if launch.gpus_per_node:
+            assert gpu["count"] == {"min": launch.gpus_per_node, "max": launch.gpus_per_node}
+            assert gpu["name"] == [launch.gpu.split(":")[0]]
+        assert parsed["spot_policy"] == ("spot" if launch.spot else "on-demand")
+        if launch.max_duration:
+            assert parsed["max_duration"] == duration_seconds(launch.max_duration)
+
+
+def test_dstack_rejects_what_it_should(dstack_validator):
+    """Guards the check above against a validator that accepts anything."""
+    result = dstack_validator({"bad": "type: task\nnodez: 2\ncommands: [echo]\n"})["bad"]
+    assert result.error and "nodez" in result.error
+
+
+def test_skypilot_accepts_every_example(specs, skypilot_validator):
+    results = skypilot_validator(_texts(specs, "skypilot"))
+    for path, result in results.items():
+        assert result.error is None, f"{path}: {result.error}"
+        spec, parsed = specs[path], result.parsed
+        launch = spec.launch
+        assert parsed["name"] == launch.name
+        assert parsed["num_nodes"] == launch.nodes
+        assert sorted(parsed["managed_secrets"]) == sorted(launch.secrets)
+        assert parsed["inline_secrets"] == []  # no secret value is ever in the file
+        for name, value in launch.env.items():
+            assert parsed["envs"][name] == value
+        (resources,) = parsed["resources"]
+        if launch.gpus_per_node:
+            assert resources["accelerators"] == {launch.gpu.split(":")[0]:
+                                                 launch.gpus_per_node}
+        assert resources["use_spot"] == launch.spot
+        if launch.skypilot.cloud:
+            assert resources["cloud"].lower() == launch.skypilot.cloud
+        assert "ft node .ft/" in parsed["run"]

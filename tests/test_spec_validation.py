@@ -1,0 +1,129 @@
+"""Spec validation: every problem at once, with path, line and a fix; Axolotl configs as is."""
+
+from __future__ import annotations
+
+import contextlib
+import textwrap
+
+import pytest
+
+from orchestrator.errors import SpecError
+from orchestrator.spec import SpecWarning, parse_spec
+from tests.cli_runner import REPO, run_ft
+
+BASE = """\
+base_model: ./model
+datasets:
+  - path: data.jsonl
+    type: alpaca
+"""
+
+
+def _problems(text: str, for_launch: bool = False) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(textwrap.dedent(text), "spec.yaml", for_launch=for_launch)
+    return [p.format("spec.yaml") for p in info.value.problems]
+
+
+def test_all_problems_at_once_with_lines_and_suggestions():
+    problems = _problems(BASE + """\
+lora_rr: 8
+learning_rate: fast
+launch:
+  nodez: 2
+  slurm:
+    partiton: gpu
+""")
+    assert problems == [
+        "spec.yaml:5: `lora_rr`: unknown key; did you mean `lora_r`?",
+        "spec.yaml:6: `learning_rate`: Input should be a valid number, unable to parse "
+        "string as a number",
+        "spec.yaml:8: `launch.nodez`: unknown key; did you mean `nodes`?",
+        "spec.yaml:10: `launch.slurm.partiton`: unknown key; did you mean `partition`?",
+    ]
+
+
+def test_nested_dataset_key_and_top_level_launch_typo():
+    problems = _problems(BASE + "    feld: text\nlaunh: {}\n")
+    assert "spec.yaml:5: `datasets[0].feld`: unknown key; did you mean `field`?" in problems
+    assert "spec.yaml:6: `launh`: unknown key; did you mean `launch`?" in problems
+
+
+@pytest.mark.parametrize(("extra", "path", "fix"), [
+    ("adapter: qlora\nlora_target_linear: true\n", "adapter", "needs `load_in_4bit: true`"),
+    ("load_in_8bit: true\nadapter: lora\nlora_target_linear: true\nfsdp: [full_shard]\n"
+     "launch: {nodes: 2, gpus_per_node: 8}\n", "load_in_8bit", "cannot be sharded by FSDP"),
+    ("fsdp: [full_shard]\nlaunch: {nodes: 1, gpus_per_node: 1}\n", "fsdp",
+     "FSDP needs more than one GPU"),
+    ("deepspeed: zero3.json\nlaunch: {gpus_per_node: 1}\n", "deepspeed",
+     "DeepSpeed ZeRO needs more than one GPU"),
+    ("sample_packing: true\nattn_implementation: eager\n", "sample_packing",
+     "varlen-capable attention"),
+    ("load_in_4bit: true\n", "adapter", "cannot be fully fine-tuned"),
+    ("adapter: lora\n", "lora_target_linear", "which layers get adapters"),
+    ("evals_per_epoch: 4\n", "val_set_size", "no eval data"),
+    ("launch: {env: {HF_TOKEN: x}, secrets: [HF_TOKEN]}\n", "launch.env.HF_TOKEN",
+     "both a secret"),
+])
+def test_cross_field_rules(extra, path, fix):
+    problems = _problems(BASE + extra)
+    assert any(f"`{path}`" in p and fix in p for p in problems), problems
+
+
+def test_gpu_count_rules_wait_for_a_launch_section():
+    """A plain Axolotl config has no GPU count yet; rendering it supplies one (1 x 1)."""
+    text = BASE + "fsdp: [full_shard]\n"
+    parse_spec(text, "spec.yaml")
+    assert any("FSDP needs more than one GPU" in p for p in _problems(text, for_launch=True))
+    parse_spec(text, "spec.yaml", {"nodes": 2, "gpus_per_node": 8}, for_launch=True)
+
+
+def test_yaml_syntax_error_and_duplicate_key_have_lines():
+    assert _problems("base_model: [unclosed\n")[0].startswith("spec.yaml:2: (top level): "
+                                                              "not valid YAML")
+    assert _problems(BASE + "base_model: again\n") == [
+        "spec.yaml:5: `base_model`: key appears twice; keep one"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "tests/fixtures/axolotl").glob("*.y*ml")),
+                         ids=lambda p: p.name)
+def test_unmodified_axolotl_configs_validate(path):
+    with pytest.warns(SpecWarning) if "chat" in path.name else contextlib.nullcontext():
+        spec = parse_spec(path.read_text(), str(path))
+    assert spec.training.datasets
+
+
+def test_unsupported_axolotl_option_is_named_unless_empty():
+    parse_spec(BASE + "xformers_attention:\ns2_attention: false\n", "spec.yaml")
+    assert _problems(BASE + "s2_attention: true\n") == [
+        "spec.yaml:5: `s2_attention`: this Axolotl option is not supported by ft; remove it "
+        "or leave it empty"]
+
+
+def test_fsdp_config_accepts_both_spellings():
+    spec = parse_spec(BASE + "fsdp_config: {fsdp_offload_params: true, state_dict_type: "
+                      "SHARDED_STATE_DICT}\n", "spec.yaml")
+    assert spec.training.fsdp_config.offload_params is True
+    assert spec.training.fsdp_config.state_dict_type == "SHARDED_STATE_DICT"
+
+
+def test_cli_overrides_reach_the_effective_spec():
+    spec = parse_spec(BASE + "launch: {nodes: 1}\n", "spec.yaml", {"nodes": 4})
+    assert spec.launch.nodes == 4
+    assert "nodes: 4" in spec.effective_text
+
+
+def test_cli_reports_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE + "lora_rr: 8\nlaunch: {nodez: 1}\n")
+    result = run_ft("validate", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:5: `lora_rr`: unknown key; did you mean `lora_r`?" in result.stderr
+    assert f"{bad}:6: `launch.nodez`" in result.stderr
+
+
+def test_cli_missing_file_is_a_clean_error(tmp_path):
+    result = run_ft("validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "no such spec file" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,226 @@
+"""The training half of the spec: Axolotl-compatible top-level keys.
+
+Importable without torch: the orchestrator validates specs on machines that have no GPU
+stack. Every field's description is its help text and feeds `ft schema`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Axolotl keys ft knows but does not implement. Axolotl's own example configs list many of
+# them with an empty value; an empty/false value is accepted (it asks for nothing), anything
+# else is an error naming the key, never silently ignored.
+UNSUPPORTED_AXOLOTL_KEYS = frozenset({
+    "xformers_attention", "s2_attention", "flash_attn_cross_entropy", "flash_attn_rms_norm",
+    "flash_attn_fuse_qkv", "flash_attn_fuse_mlp", "lora_fan_in_fan_out", "relora_steps",
+    "rl", "rl_beta", "dpo_beta", "reward_model", "process_reward_model", "plugins",
+    "eval_table_size", "eval_causal_lm_metrics", "unfrozen_parameters", "model_config_type",
+    "gptq", "torch_compile", "tensor_parallel_size", "context_parallel_size",
+    "sequence_parallel_degree", "early_stopping_patience", "loss_watchdog_threshold",
+    "loss_watchdog_patience", "group_by_length", "noisy_embedding_alpha", "neftune_noise_alpha",
+    "lora_on_cpu", "peft_layers_to_transform", "local_rank", "debug", "mean_resizing_embeddings",
+    "do_bench_eval", "bench_dataset", "is_llama_derived_model",
+    "is_mistral_derived_model", "is_falcon_derived_model", "is_qwen_derived_model",
+    "lora_model_dir", "total_num_tokens", "sample_packing_eff_est", "shuffle_merged_datasets",
+})
+
+# Keys whose value never changes what ft does (Axolotl bookkeeping); accepted with a warning.
+IGNORED_AXOLOTL_KEYS = frozenset({"strict", "wandb_watch", "wandb_log_model",
+                                  "eval_max_new_tokens"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class DatasetSpec(_Strict):
+    """One training data source, in Axolotl's `datasets:` format."""
+
+    path: str = Field(description="Local file or directory (json, jsonl, parquet, csv) or a "
+                      "dataset name on the Hugging Face hub.")
+    type: str | None = Field(None, description="Prompt format: alpaca, chat_template, "
+                             "completion, input_output, or omit for pre-tokenized rows.")
+    name: str | None = Field(None, description="Dataset configuration name (HF datasets).")
+    split: str = Field("train", description="Split to read.")
+    data_files: str | list[str] | None = Field(None, description="Files inside `path`.")
+    ds_type: Literal["json", "jsonl", "parquet", "csv", "arrow", "text"] | None = Field(
+        None, description="File format when the extension does not say it.")
+    revision: str | None = Field(None, description="Hub revision of the dataset.")
+    field: str | None = Field(None, description="Text column for `type: completion`.")
+    field_messages: str = Field("messages", description="Column holding the chat messages.")
+    message_property_mappings: dict[str, str] | None = Field(
+        None, description="Map of message keys, e.g. {role: from, content: value}.")
+    message_field_role: str | None = Field(None, description="Legacy: the role key of a message.")
+    message_field_content: str | None = Field(
+        None, description="Legacy: the content key of a message.")
+    roles: dict[str, list[str]] | None = Field(
+        None, description="Dataset role names per template role, e.g. {user: [human]}.")
+    roles_to_train: list[str] | None = Field(
+        None, description="Roles whose tokens are trained (default: assistant).")
+    train_on_eos: Literal["turn", "last", "all", "none"] | None = Field(
+        None, description="Which end-of-turn tokens are trained.")
+    chat_template: str | None = Field(None, description="Per-dataset chat template override.")
+    train_on_inputs: bool | None = Field(None, description="Per-dataset override.")
+    shards: int | None = Field(None, ge=1, description="Use 1/shards of the data.")
+
+
+class FsdpConfig(_Strict):
+    """Axolotl's `fsdp_config:`. Keys may be written with or without the `fsdp_` prefix."""
+
+    fsdp_version: Literal[1, 2] = Field(2, description="ft always shards with FSDP2; "
+                                        "1 is accepted and run as FSDP2 with a warning.")
+    transformer_layer_cls_to_wrap: str | list[str] | None = Field(
+        None, description="Decoder layer class(es) to shard; default: detected from the model.")
+    auto_wrap_policy: Literal["TRANSFORMER_BASED_WRAP", "SIZE_BASED_WRAP"] | None = None
+    offload_params: bool = Field(False, description="Keep sharded params on the CPU.")
+    cpu_ram_efficient_loading: bool = Field(
+        False, description="Rank 0 loads weights and broadcasts (one host copy per node).")
+    state_dict_type: Literal["FULL_STATE_DICT", "SHARDED_STATE_DICT"] = "FULL_STATE_DICT"
+    sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD",
+                               "NO_SHARD"] = "FULL_SHARD"
+    reshard_after_forward: bool = Field(True, description="Free gathered params after forward.")
+    activation_checkpointing: bool = False
+    # FSDP1-era switches Axolotl configs carry; FSDP2 has no equivalent, so they change nothing.
+    sync_module_states: bool | None = None
+    use_orig_params: bool | None = None
+    limit_all_gathers: bool | None = None
+    backward_prefetch: str | None = None
+    forward_prefetch: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strip_prefix(cls, data: Any) -> Any:
+        """Accept `fsdp_offload_params` and `offload_params` alike (Axolotl uses both)."""
+        if not isinstance(data, dict):
+            return data
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            short = key[5:] if key.startswith("fsdp_") and key != "fsdp_version" else key
+            if short in out:
+                raise ValueError(f"`{key}` is given twice (with and without the fsdp_ prefix)")
+            out[short] = value
+        return out
+
+
+class SpecialTokens(_Strict):
+    bos_token: str | None = None
+    eos_token: str | None = None
+    pad_token: str | None = None
+    unk_token: str | None = None
+
+
+class TrainingConfig(_Strict):
+    """Axolotl-compatible training keys (top level of the spec)."""
+
+    # model
+    base_model: str = Field(description="Hub id or local directory of the model to fine-tune.")
+    base_model_config: str | None = Field(None, description="Config source, if not base_model.")
+    model_type: str | None = Field(None, description="transformers class, e.g. "
+                                   "LlamaForCausalLM (default: AutoModelForCausalLM).")
+    tokenizer_type: str | None = Field(None, description="e.g. AutoTokenizer.")
+    tokenizer_config: str | None = Field(None, description="Tokenizer source, if not base_model.")
+    trust_remote_code: bool = False
+    revision_of_model: str | None = None
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] | None \
+        = Field(None, description="Attention kernel; default: the best one installed.")
+    flash_attention: bool | None = Field(None, description="Axolotl spelling of "
+                                         "attn_implementation: flash_attention_2.")
+    sdp_attention: bool | None = None
+    flex_attention: bool | None = None
+    special_tokens: SpecialTokens | None = None
+    tokens: list[str] | None = Field(None, description="New tokens to add (embeddings resized).")
+    added_tokens_overrides: dict[int, str] | None = None
+    chat_template: str | None = Field(None, description="tokenizer_default, chatml, llama3, "
+                                      "... or an inline jinja template.")
+    chat_template_jinja: str | None = None
+    default_system_message: str | None = None
+    # adapter
+    adapter: Literal["lora", "qlora"] | None = Field(None, description="Omit for a full "
+                                                     "fine-tune.")
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] | str | None = None
+    lora_target_linear: bool | None = Field(None, description="Target every linear layer.")
+    lora_modules_to_save: list[str] | None = None
+    peft_use_dora: bool = False
+    peft_use_rslora: bool = False
+    # data
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    test_datasets: list[DatasetSpec] | None = None
+    dataset_prepared_path: str | None = Field(None, description="Tokenized-data cache dir.")
+    val_set_size: float = Field(0.0, ge=0.0, lt=1.0)
+    dataset_processes: int | None = Field(None, ge=1)
+    sequence_len: int = Field(2048, ge=8)
+    sample_packing: bool = False
+    eval_sample_packing: bool | None = None
+    pad_to_sequence_len: bool | None = None
+    train_on_inputs: bool = False
+    # optimisation
+    micro_batch_size: int = Field(1, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    num_epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    optimizer: str = Field("adamw_torch_fused", description="A transformers `optim` name.")
+    lr_scheduler: str = Field("cosine", description="A transformers scheduler name.")
+    lr_scheduler_kwargs: dict[str, Any] | None = None
+    cosine_min_lr_ratio: float | None = None
+    learning_rate: float = Field(2e-4, gt=0)
+    warmup_steps: int | None = Field(None, ge=0)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    adam_beta1: float | None = None
+    adam_beta2: float | None = None
+    adam_epsilon: float | None = None
+    optim_args: dict[str, Any] | str | None = None
+    seed: int = 42
+    bf16: bool | Literal["auto"] | None = "auto"
+    fp16: bool | None = None
+    tf32: bool | None = None
+    gradient_checkpointing: bool | Literal["unsloth", "offload"] = False
+    gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    # distributed
+    fsdp: list[str] | str | None = Field(None, description="e.g. [full_shard, auto_wrap].")
+    fsdp_config: FsdpConfig | None = None
+    deepspeed: str | None = Field(None, description="Path to a DeepSpeed ZeRO JSON config.")
+    ddp_timeout: int | None = Field(None, ge=1, description="Collective timeout, seconds.")
+    # evaluation, saving, logging
+    evals_per_epoch: int | None = Field(None, ge=0)
+    eval_steps: int | float | None = None
+    saves_per_epoch: int | None = Field(None, ge=0)
+    save_steps: int | float | None = None
+    save_total_limit: int | None = Field(None, ge=1)
+    save_safetensors: bool = True
+    save_first_step: bool = False
+    logging_steps: int = Field(1, ge=1)
+    output_dir: str = "./outputs"
+    resume_from_checkpoint: str | None = Field(None, description="A checkpoint dir or `auto`.")
+    auto_resume_from_checkpoints: bool | None = None
+    hub_model_id: str | None = None
+    hub_strategy: str | None = None
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    wandb_name: str | None = None
+    wandb_run_id: str | None = None
+    wandb_mode: str | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment_name: str | None = None
+    use_tensorboard: bool | None = None
+    dataloader_num_workers: int | None = Field(None, ge=0)
+    dataloader_pin_memory: bool | None = None
+    dataloader_prefetch_factor: int | None = None
+    low_cpu_mem_usage: bool | None = None
+    liger_kernel: bool | None = Field(None, description="Use liger-kernel fused ops when "
+                                      "installed.")
+
+    @property
+    def uses_fsdp(self) -> bool:
+        return bool(self.fsdp) or self.fsdp_config is not None
