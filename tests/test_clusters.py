@@ -1,0 +1,51 @@
+"""Every shipped cluster profile loads and renders; its NCCL env lands in every backend's file."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from orchestrator.backends.registry import RENDER_BACKENDS, renderer
+from orchestrator.clusters import DEFAULT_ENV, available_profiles, load_profile
+from orchestrator.errors import UserError
+from orchestrator.spec import parse_spec
+
+SPEC = """\
+base_model: ./model
+datasets: [{path: d.jsonl, type: alpaca}]
+adapter: lora
+lora_target_linear: true
+launch: {name: prof, nodes: 2, gpus_per_node: 8, gpu: H100, cluster: %s}
+"""
+
+
+def test_the_promised_profiles_ship():
+    assert {"infiniband", "roce", "aws-efa", "tcp", "auto"} <= set(available_profiles())
+
+
+@pytest.mark.parametrize("name", available_profiles())
+def test_profile_renders_on_every_backend(name):
+    profile = load_profile(name)
+    assert profile.name == name
+    spec = parse_spec(SPEC % name, "spec.yaml", for_launch=True)
+    expected = {**DEFAULT_ENV, **profile.env}
+    for backend in RENDER_BACKENDS:
+        (text,) = renderer(backend)(spec).files.values()
+        if backend == "slurm":
+            for key, value in expected.items():
+                assert f"export {key}={value}\n" in text or f"export {key}='{value}'\n" in text
+        elif backend == "dstack":
+            assert [f"{k}={v}" for k, v in expected.items()] == yaml.safe_load(text)["env"]
+        else:
+            assert yaml.safe_load(text)["envs"] == expected
+
+
+def test_profile_by_path_and_unknown_name(tmp_path):
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("name: mine\ndescription: test\nfabric: roce\nenv: {NCCL_IB_GID_INDEX: '5'}\n")
+    assert load_profile(str(custom)).env == {"NCCL_IB_GID_INDEX": "5"}
+    with pytest.raises(UserError, match="no cluster profile 'nope'; use one of .*infiniband"):
+        load_profile("nope")
+    custom.write_text("name: bad\nfabric: carrier-pigeon\n")
+    with pytest.raises(UserError, match="invalid cluster profile"):
+        load_profile(str(custom))
