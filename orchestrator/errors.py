@@ -1,4 +1,4 @@
-"""User-facing errors: collected, located (file, YAML path, line) and printed without a traceback."""
+"""User-facing errors: collected, located (file, YAML path, line), printed without a traceback."""
 
 from __future__ import annotations
 

@@ -42,7 +42,8 @@ def test_profile_renders_on_every_backend(name):
 
 def test_profile_by_path_and_unknown_name(tmp_path):
     custom = tmp_path / "mine.yaml"
-    custom.write_text("name: mine\ndescription: test\nfabric: roce\nenv: {NCCL_IB_GID_INDEX: '5'}\n")
+    custom.write_text("name: mine\ndescription: test\nfabric: roce\n"
+                      "env: {NCCL_IB_GID_INDEX: '5'}\n")
     assert load_profile(str(custom)).env == {"NCCL_IB_GID_INDEX": "5"}
     with pytest.raises(UserError, match="no cluster profile 'nope'; use one of .*infiniband"):
         load_profile("nope")

@@ -41,7 +41,7 @@ def _spec_text(env: dict, extra: dict | None = None) -> str:
               "cluster": "tcp", **(extra or {})}
     spec = {"base_model": "./model", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
             "launch": launch}
-    return yaml.safe_dump(spec, allow_unicode=True)
+    return yaml.safe_dump(spec)  # escapes everything non-ASCII, so the value is exact
 
 
 def _shims(tmp: Path) -> dict[str, str]:

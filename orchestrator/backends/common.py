@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from orchestrator.clusters import ClusterProfile, load_profile
 from orchestrator.errors import Problem, SpecError
+from orchestrator.node.launch_line import explicit_command
+from orchestrator.node_script import train_argv
 from orchestrator.spec import Spec
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -69,3 +71,11 @@ def regenerate_command(spec: Spec, backend: str) -> str:
     for key, value in sorted(spec.overrides.items()):
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return shlex.join(argv)
+
+
+def explicit_launch(spec: Spec, backend: str) -> str:
+    """The launcher line ft node will run, in the backend's shell variables (for reviewers)."""
+    launch = spec.launch
+    per_node = launch.gpus_per_node or 1  # a CPU job runs one process per node
+    return explicit_command(backend, launch.launcher, launch.master_port, train_argv(spec),
+                            default_nproc=per_node, distributed=launch.nodes * per_node > 1)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from orchestrator.backends.common import (job_env, parse_gpu, profile_for, regenerate_command,
-                                          size_gb)
+from orchestrator.backends.common import (
+    explicit_launch,
+    job_env,
+    parse_gpu,
+    profile_for,
+    regenerate_command,
+    size_gb,
+)
 from orchestrator.errors import Problem, SpecError
-from orchestrator.node.launch_line import explicit_command
-from orchestrator.node_script import (check_ft_command, default_image, ft_node_command,
-                                      install_commands, train_argv, write_spec_command)
+from orchestrator.node_script import (
+    check_ft_command,
+    default_image,
+    ft_node_command,
+    install_commands,
+    write_spec_command,
+)
 from orchestrator.rendering import Rendered, header_lines, render_template
 from orchestrator.spec import Spec
 
@@ -24,8 +34,7 @@ def render(spec: Spec) -> Rendered:
         "dstack.task.yml.j2",
         header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
         submit=" ".join(part.replace("{dir}", ".") for part in submit),
-        explicit_command=explicit_command(BACKEND, launch.launcher, launch.master_port,
-                                          train_argv(spec)),
+        explicit_command=explicit_launch(spec, BACKEND),
         name=launch.name,
         nodes=launch.nodes,
         image=launch.image or default_image(),

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from orchestrator.backends.common import (job_env, profile_for, regenerate_command, size_gb,
-                                          slurm_time)
-from orchestrator.node.launch_line import explicit_command
-from orchestrator.node_script import (check_ft_command, ft_node_command, install_commands,
-                                      train_argv, write_spec_command)
+from orchestrator.backends.common import (
+    explicit_launch,
+    job_env,
+    profile_for,
+    regenerate_command,
+    size_gb,
+    slurm_time,
+)
+from orchestrator.node_script import (
+    check_ft_command,
+    ft_node_command,
+    install_commands,
+    write_spec_command,
+)
 from orchestrator.rendering import Rendered, header_lines, render_template, sh
 from orchestrator.spec import Spec
 
@@ -26,8 +35,7 @@ def render(spec: Spec) -> Rendered:
         "slurm.sbatch.j2",
         header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
         sbatch=_sbatch_options(spec, notes),
-        explicit_command=explicit_command(BACKEND, launch.launcher, launch.master_port,
-                                          train_argv(spec)),
+        explicit_command=explicit_launch(spec, BACKEND),
         workdir=slurm.workdir,
         setup=slurm.setup,
         env=job_env(spec, profile),
@@ -87,4 +95,6 @@ def _srun_container(spec: Spec) -> str:
     image = spec.launch.slurm.container_image
     if not image:
         return ""
-    return f"--container-image={sh(image)} --container-workdir=\"$PWD\" --container-mounts=\"$PWD\" "
+    # pyxis: run ft node inside the image, with the job directory mounted at the same path.
+    return (f"--container-image={sh(image)} --container-workdir=\"$PWD\" "
+            f"--container-mounts=\"$PWD\" ")

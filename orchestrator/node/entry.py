@@ -1,0 +1,106 @@
+"""`ft node`: check the spec, map the backend's variables, set NCCL up, exec the launcher.
+
+The launcher replaces this process (os.execvpe) so that the backend's SIGTERM reaches torchrun
+directly and its exit code is the job's, with no Python wrapper in between.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from orchestrator.clusters import load_profile
+from orchestrator.errors import UserError
+from orchestrator.launch_spec import LaunchSpec
+from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
+from orchestrator.node.launch_line import launch_argv
+from orchestrator.node.world import BACKENDS, DETECTION_ORDER, World, detect_backend, resolve_world
+
+_INSTALL_HINT = {"torchrun": "it comes with PyTorch: pip install torch",
+                 "accelerate": "pip install accelerate"}
+
+
+def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backend: str | None,
+             environ: Mapping[str, str] = os.environ, dry_run: bool = False,
+             extra_train_args: Sequence[str] = (), sysfs_root: Path = Path("/sys")) -> int:
+    """Start this node's training processes; returns 0 after printing them when dry_run."""
+    check_spec_hash(spec_path, spec_sha256)
+    backend = _choose_backend(backend, environ)
+    # A CPU job (gpus_per_node 0, local backend) still runs one process per node.
+    world = resolve_world(backend, environ, launch.master_port, launch.gpus_per_node or 1)
+    report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
+    env, env_notes = node_env(load_profile(launch.cluster), report, environ)
+    argv = launch_argv(world, launch.launcher, [*train_command(), spec_path, *extra_train_args])
+    print(summary(world, launch, report, env, env_notes, argv), file=sys.stderr, flush=True)
+    if dry_run:
+        return 0
+    _exec(argv, {**environ, **env}, launch.launcher)
+    return 0  # not reached: exec replaced this process
+
+
+def check_spec_hash(spec_path: str, expected: str | None) -> None:
+    if expected is None:
+        return
+    try:
+        actual = hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise UserError(f"ft node: cannot read the spec {spec_path}: {exc.strerror}") from None
+    if actual != expected.lower():
+        raise UserError(f"ft node: the spec on this node differs from the one that was rendered "
+                        f"({spec_path} has sha256 {actual[:12]}..., the rendered job expects "
+                        f"{expected[:12]}...); render and submit again so every node trains "
+                        "from the same spec")
+
+
+def train_command() -> list[str]:
+    """`ft train`, or this interpreter's `-m orchestrator.cli train` where `ft` is not on PATH."""
+    if shutil.which("ft"):
+        return ["ft", "train"]
+    return [sys.executable, "-m", "orchestrator.cli", "train"]
+
+
+def summary(world: World, launch: LaunchSpec, report: FabricReport, env: Mapping[str, str],
+            env_notes: Sequence[str], argv: Sequence[str]) -> str:
+    """The block printed before the launch: what was found and what will run."""
+    lines = [f"ft node: backend {world.backend}",
+             f"ft node: node {world.node_rank} of {world.nnodes}, master "
+             f"{world.master_addr}:{world.master_port}, {world.nproc_per_node} process(es) "
+             "per node", *(f"  - {note}" for note in world.notes)]
+    if world.nnodes != launch.nodes:
+        lines.append(f"  - note: the spec says {launch.nodes} node(s); the backend's count wins")
+    hcas = f" (HCAs {', '.join(report.hcas)})" if report.hcas else ""
+    lines.append(f"ft node: fabric {report.fabric}{hcas}")
+    lines += [f"  - {note}" for note in (*report.notes, *env_notes)]
+    lines.append("ft node: sets " + (" ".join(f"{k}={shlex.quote(v)}" for k, v in
+                                                  sorted(env.items())) or "nothing"))
+    lines.append(f"ft node: launch: {shlex.join(argv)}")
+    return "\n".join(lines)
+
+
+def _choose_backend(backend: str | None, environ: Mapping[str, str]) -> str:
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise UserError(f"ft node: unknown backend {backend!r}; use one of "
+                            f"{', '.join(BACKENDS)}")
+        return backend
+    detected = detect_backend(environ)
+    if detected is None:
+        looked = ", ".join(variable for variable, _ in DETECTION_ORDER)
+        raise UserError(f"ft node: cannot tell which backend started this node (none of "
+                        f"{looked} is set); pass --backend")
+    return detected
+
+
+def _exec(argv: list[str], env: dict[str, str], launcher: str) -> None:
+    if shutil.which(argv[0], path=env.get("PATH")) is None:
+        raise UserError(f"ft node: {argv[0]} is not on PATH on this node; "
+                        f"{_INSTALL_HINT[launcher]} (in the image, or via launch.install)")
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as exc:
+        raise UserError(f"ft node: cannot start {argv[0]}: {exc}") from None

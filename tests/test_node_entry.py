@@ -1,0 +1,174 @@
+"""`run_node` end to end: spec hash check, dry run summary, and a real exec of a launcher shim."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import UserError
+from orchestrator.launch_spec import LaunchSpec
+from orchestrator.node.entry import run_node, train_command
+
+REPO = Path(__file__).resolve().parent.parent
+DSTACK_ENV = {"DSTACK_MASTER_NODE_IP": "10.0.0.5", "DSTACK_NODE_RANK": "1",
+              "DSTACK_NODES_NUM": "2", "DSTACK_GPUS_PER_NODE": "8", "PATH": "/usr/bin:/bin"}
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> tuple[str, str]:
+    """(path, sha256) of a spec file as the rendered job writes it."""
+    path = tmp_path / "ft-job.yaml"
+    path.write_text("base_model: tiny\nlaunch:\n  nodes: 2\n")
+    return str(path), hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def sysfs(tmp_path: Path) -> Path:
+    """A node with two active InfiniBand HCAs."""
+    for name in ("mlx5_0", "mlx5_1"):
+        port = tmp_path / "sys" / "class" / "infiniband" / name / "ports" / "1"
+        port.mkdir(parents=True)
+        (port / "link_layer").write_text("InfiniBand\n")
+        (port / "state").write_text("4: ACTIVE\n")
+    return tmp_path / "sys"
+
+
+def test_dry_run_prints_world_fabric_and_launch_line(spec, sysfs, capsys) -> None:
+    path, sha = spec
+    launch = LaunchSpec(nodes=2, gpus_per_node=8, cluster="infiniband")
+    code = run_node(launch, path, sha, "dstack", environ=DSTACK_ENV, dry_run=True,
+                    extra_train_args=["--max-steps", "3"], sysfs_root=sysfs)
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "ft node: backend dstack" in err
+    assert "ft node: node 1 of 2, master 10.0.0.5:29500, 8 process(es) per node" in err
+    assert "master from DSTACK_MASTER_NODE_IP" in err
+    assert "ft node: fabric infiniband (HCAs mlx5_0, mlx5_1)" in err
+    assert "NCCL_IB_HCA==mlx5_0,mlx5_1" in err and "NCCL_IB_DISABLE=0" in err
+    train = " ".join(train_command())
+    assert (f"ft node: launch: torchrun --nnodes 2 --node-rank 1 --master-addr 10.0.0.5 "
+            f"--master-port 29500 --nproc-per-node 8 --no-python {train} {path} "
+            "--max-steps 3") in err
+    assert "WARNING" not in err
+
+
+def test_backend_is_detected_when_not_given(spec, sysfs, capsys) -> None:
+    path, sha = spec
+    run_node(LaunchSpec(nodes=2), path, sha, None, environ=DSTACK_ENV, dry_run=True,
+             sysfs_root=sysfs)
+    assert "ft node: backend dstack" in capsys.readouterr().err
+
+
+def test_spec_that_differs_from_the_rendered_one_is_refused(spec, sysfs) -> None:
+    path, sha = spec
+    Path(path).write_text("base_model: edited-after-render\n")
+    with pytest.raises(UserError, match="the spec on this node differs from the one that "
+                                        "was rendered"):
+        run_node(LaunchSpec(), path, sha, "dstack", environ=DSTACK_ENV, dry_run=True,
+                 sysfs_root=sysfs)
+
+
+def test_missing_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot read the spec"):
+        run_node(LaunchSpec(), str(tmp_path / "gone.yaml"), "0" * 64, "dstack",
+                 environ=DSTACK_ENV, dry_run=True)
+
+
+def test_no_hash_given_skips_the_check(spec, sysfs) -> None:
+    path, _ = spec
+    assert run_node(LaunchSpec(nodes=2), path, None, "dstack", environ=DSTACK_ENV,
+                    dry_run=True, sysfs_root=sysfs) == 0
+
+
+def test_undetectable_backend(spec) -> None:
+    path, sha = spec
+    with pytest.raises(UserError, match="cannot tell which backend.*pass --backend"):
+        run_node(LaunchSpec(), path, sha, None, environ={"PATH": "/bin"}, dry_run=True)
+
+
+def test_unknown_backend(spec) -> None:
+    path, sha = spec
+    with pytest.raises(UserError, match="unknown backend 'nomad'"):
+        run_node(LaunchSpec(), path, sha, "nomad", environ=DSTACK_ENV, dry_run=True)
+
+
+def test_node_count_differing_from_the_spec_is_noted(spec, sysfs, capsys) -> None:
+    path, sha = spec
+    run_node(LaunchSpec(nodes=4), path, sha, "dstack", environ=DSTACK_ENV, dry_run=True,
+             sysfs_root=sysfs)
+    assert "the spec says 4 node(s); the backend's count wins" in capsys.readouterr().err
+
+
+def test_mis_wired_node_is_loud(spec, tmp_path: Path, capsys) -> None:
+    path, sha = spec
+    run_node(LaunchSpec(nodes=2, cluster="infiniband"), path, sha, "dstack",
+             environ=DSTACK_ENV, dry_run=True, sysfs_root=tmp_path / "empty-sys")
+    assert "WARNING: cluster profile 'infiniband' expects infiniband but this node shows tcp" \
+        in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("launcher", "hint"), [("torchrun", "pip install torch"),
+                                                ("accelerate", "pip install accelerate")])
+def test_missing_launcher_says_how_to_install_it(spec, sysfs, tmp_path, launcher, hint) -> None:
+    path, sha = spec
+    environ = {**DSTACK_ENV, "PATH": str(tmp_path / "empty-bin")}
+    with pytest.raises(UserError, match=f"{launcher} is not on PATH on this node; .*{hint}"):
+        run_node(LaunchSpec(nodes=2, launcher=launcher), path, sha, "dstack", environ=environ,
+                 sysfs_root=sysfs)
+
+
+CHILD = """
+import sys
+from pathlib import Path
+from orchestrator.launch_spec import LaunchSpec
+from orchestrator.node.entry import run_node
+run_node(LaunchSpec(nodes=2, gpus_per_node=2, cluster="tcp"), sys.argv[1], sys.argv[2],
+         None, sysfs_root=Path(sys.argv[3]))
+raise SystemExit("run_node returned: exec did not replace the process")
+"""
+
+SHIM = """#!/bin/sh
+python3 -c 'import json, os, sys; json.dump({"argv": sys.argv[1:], "env": dict(os.environ)},
+open(os.environ["SHIM_OUT"], "w"))' "$@"
+exit 7
+"""
+
+
+def test_exec_replaces_the_process_with_the_launcher(spec, sysfs, tmp_path: Path) -> None:
+    """A real exec: a `torchrun` shim records argv + env; its exit status is the child's."""
+    path, sha = spec
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("torchrun", SHIM), ("ft", "#!/bin/sh\nexit 99\n")):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    out = tmp_path / "shim.json"
+    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+               "SHIM_OUT": str(out), "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2",
+               "NCCL_DEBUG": "INFO"}
+    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 7, result.stderr  # the shim's status: exec, not a subprocess
+    seen = json.loads(out.read_text())
+    assert seen["argv"] == ["--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1",
+                            "--master-port", "29500", "--nproc-per-node", "2", "--no-python",
+                            "ft", "train", path]
+    env = seen["env"]
+    assert env["NCCL_DEBUG"] == "INFO"  # explicit env wins over the profile's WARN
+    assert env["NCCL_SOCKET_IFNAME"] == "=lo"  # local emulation: every node on this host
+    assert (env["NCCL_IB_DISABLE"], env["NCCL_NSOCKS_PERTHREAD"]) == ("1", "4")  # tcp profile
+    assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
+    assert "ft node: backend local" in result.stderr
+    assert "NCCL_DEBUG: keeping 'INFO' from the environment" in result.stderr
+
+
+def test_the_node_package_does_not_import_torch() -> None:
+    code = ("import sys, orchestrator.node.entry, orchestrator.node.slurm_master; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
