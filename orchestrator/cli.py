@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 
 from orchestrator import __version__
+from orchestrator.cli_jobs import register as register_jobs
+from orchestrator.cli_train import register as register_training
 from orchestrator.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,6 +27,20 @@ class Backend(str, Enum):
     dstack = "dstack"
     skypilot = "skypilot"
     slurm = "slurm"
+
+
+class LaunchBackend(str, Enum):
+    dstack = "dstack"
+    skypilot = "skypilot"
+    slurm = "slurm"
+    local = "local"
+
+
+class Emulated(str, Enum):
+    slurm = "slurm"
+    dstack = "dstack"
+    skypilot = "skypilot"
+    local = "local"
 
 
 class NodeBackend(str, Enum):
@@ -44,14 +60,15 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _load(spec_path: Path, nodes: int | None = None, gpus_per_node: int | None = None,
-          for_launch: bool = False):
+def load_for_cli(spec_path: Path, nodes: int | None = None, gpus_per_node: int | None = None,
+                 for_launch: bool = False, master_port: int | None = None):
+    """Load a spec, printing its warnings (settings that have no effect) on stderr."""
     from orchestrator.spec import SpecWarning, load_spec
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecWarning)
-        spec = load_spec(spec_path, {"nodes": nodes, "gpus_per_node": gpus_per_node},
-                         for_launch)
+        overrides = {"nodes": nodes, "gpus_per_node": gpus_per_node, "master_port": master_port}
+        spec = load_spec(spec_path, overrides, for_launch)
     for warning in caught:
         _err(f"warning: {spec_path}: {warning.message}")
     return spec
@@ -89,14 +106,14 @@ def init(
     text = render_template("starter-spec.yaml.j2", version=__version__, path=str(path),
                            name=name, base_model=base_model)
     write_atomic(path, text)
-    _load(path)  # the starter must itself be valid
+    load_for_cli(path)  # the starter must itself be valid
     typer.echo(f"wrote {path}; check it with `ft validate {path}`")
 
 
 @app.command()
 def validate(spec: SpecArg, nodes: NodesOpt = None, gpus_per_node: GpusOpt = None) -> None:
     """Check a spec: unknown keys, wrong types, impossible combinations."""
-    loaded = _load(spec, nodes, gpus_per_node)
+    loaded = load_for_cli(spec, nodes, gpus_per_node)
     launch = loaded.launch
     typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
                f"adapter={loaded.training.adapter or 'full'})")
@@ -116,7 +133,7 @@ def render(
     """Render the launch file(s) for a backend: deterministic, reviewable, checkable."""
     from orchestrator.output_files import stale_files, write_files
 
-    rendered = _render(_load(spec, nodes, gpus_per_node, for_launch=True), backend.value)
+    rendered = _render(load_for_cli(spec, nodes, gpus_per_node, for_launch=True), backend.value)
     if check:
         if output is None:
             raise UserError("--check compares against files in a directory: pass -o DIR")
@@ -139,18 +156,30 @@ def render(
 @app.command()
 def launch(
     spec: SpecArg,
-    backend: Annotated[Backend, typer.Option(help="Where to run.")],
+    backend: Annotated[LaunchBackend, typer.Option(help="Where to run; `local` emulates "
+                                                   "the nodes on this machine.")],
     dry_run: Annotated[bool, typer.Option(help="Print what would be submitted; "
                                           "submit nothing.")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to keep the "
                                                 "rendered files.")] = None,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
+    emulate: Annotated[Emulated, typer.Option(help="--backend local: whose node variables "
+                                              "to give each emulated node.")] = Emulated.slurm,
+    master_port: Annotated[int | None, typer.Option(min=1024, max=65535, help="Override "
+                                                    "launch.master_port.")] = None,
+    watch: Annotated[bool, typer.Option(help="Follow the job's state and training loss "
+                                        "until it ends (exit 0 if it succeeded).")] = False,
 ) -> None:
-    """Render and submit through the backend's own tool (dstack, sky, sbatch)."""
+    """Render and submit through the backend's own tool (dstack, sky, sbatch), or run the
+    nodes here (`--backend local`)."""
     from orchestrator.submit import submit
 
-    loaded = _load(spec, nodes, gpus_per_node, for_launch=True)
+    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
+    if backend is LaunchBackend.local:
+        from orchestrator.local_run import run_local
+
+        raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
     rendered = _render(loaded, backend.value)
     directory = output or Path(".ft") / "rendered" / loaded.launch.name
     argv = rendered.submit_command(str(directory))
@@ -160,7 +189,14 @@ def launch(
             typer.echo(text, nl=False)
         typer.echo(f"# ---- command ----\n{shlex.join(argv)}")
         return
-    typer.echo(submit(backend.value, rendered, directory))
+    record = submit(backend.value, rendered, directory, loaded)
+    typer.echo(f"submitted {record.ref} ({record.name})")
+    _err(f"follow it: ft status {record.ref} | ft logs {record.ref} -f | "
+         f"ft cancel {record.ref}")
+    if watch:
+        from orchestrator.cli_jobs import watch_launched
+
+        raise typer.Exit(watch_launched(record, loaded))
 
 
 @app.command()
@@ -183,10 +219,14 @@ def node(
     """Inside the job, on every node: map the backend's variables and start the launcher."""
     from orchestrator.node.entry import run_node
 
-    loaded = _load(spec, for_launch=True)
+    loaded = load_for_cli(spec, for_launch=True)
     code = run_node(loaded.launch, str(spec), spec_sha256,
                     backend.value if backend else None, dry_run=dry_run)
     raise typer.Exit(code)
+
+
+register_training(app)
+register_jobs(app)
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.errors import UserError
 from orchestrator.launch_spec import LaunchSpec
-from orchestrator.node.entry import run_node, train_command
+from orchestrator.node.entry import _launcher_path, run_node, train_command
 
 REPO = Path(__file__).resolve().parent.parent
 DSTACK_ENV = {"DSTACK_MASTER_NODE_IP": "10.0.0.5", "DSTACK_NODE_RANK": "1",
@@ -52,7 +52,8 @@ def test_dry_run_prints_world_fabric_and_launch_line(spec, sysfs, capsys) -> Non
     assert "ft node: fabric infiniband (HCAs mlx5_0, mlx5_1)" in err
     assert "NCCL_IB_HCA==mlx5_0,mlx5_1" in err and "NCCL_IB_DISABLE=0" in err
     train = " ".join(train_command())
-    assert (f"ft node: launch: torchrun --nnodes 2 --node-rank 1 --master-addr 10.0.0.5 "
+    torchrun = _launcher_path("torchrun", DSTACK_ENV)
+    assert (f"ft node: launch: {torchrun} --nnodes 2 --node-rank 1 --master-addr 10.0.0.5 "
             f"--master-port 29500 --nproc-per-node 8 --no-python {train} {path} "
             "--max-steps 3") in err
     assert "WARNING" not in err
@@ -115,9 +116,12 @@ def test_mis_wired_node_is_loud(spec, tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("launcher", "hint"), [("torchrun", "pip install torch"),
                                                 ("accelerate", "pip install accelerate")])
-def test_missing_launcher_says_how_to_install_it(spec, sysfs, tmp_path, launcher, hint) -> None:
+def test_missing_launcher_says_how_to_install_it(spec, sysfs, tmp_path, launcher, hint,
+                                                monkeypatch) -> None:
     path, sha = spec
     environ = {**DSTACK_ENV, "PATH": str(tmp_path / "empty-bin")}
+    # Nor beside the interpreter (ft node also looks there, for an unactivated venv).
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "empty-bin" / "python"))
     with pytest.raises(UserError, match=f"{launcher} is not on PATH on this node; .*{hint}"):
         run_node(LaunchSpec(nodes=2, launcher=launcher), path, sha, "dstack", environ=environ,
                  sysfs_root=sysfs)

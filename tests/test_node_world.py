@@ -281,22 +281,32 @@ def test_injected_resolver_failure(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_master_address("localhost", resolve_host=fail)
 
 
-def test_missing_scontrol_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_scontrol_a_simple_hostlist_is_read_directly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a container without the Slurm tools, or `ft launch --backend local`."""
     def absent(argv, input_text=None):
         raise FileNotFoundError(2, "No such file or directory", argv[0])
 
     monkeypatch.setattr(process, "RUNNER", absent)
-    with pytest.raises(UserError, match="scontrol is not on PATH"):
-        resolve_master_address("n[1-2]")
+    assert first_hostname("n[1-2]") == "n1"
+    assert first_hostname("gpu-[07,09-12],n[1-2]") == "gpu-07"
+    assert first_hostname("a.example,b.example") == "a.example"
+    address, note = resolve_master_address("localhost")
+    assert address == "localhost" and "scontrol is not on PATH" in note
+    for complex_list in ("rack[1-2]-n[1-4]", "n[1-2"):
+        with pytest.raises(UserError, match="scontrol is not on PATH"):
+            first_hostname(complex_list)
 
 
-def test_failing_hostnames_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failing_hostnames_falls_back_to_the_expression(monkeypatch: pytest.MonkeyPatch) -> None:
     # Captured: scontrol on a node without slurm.conf (e.g. a container), exit status 1.
-    argv = ("scontrol", "show", "hostnames", "n[1-2]")
-    runner = ReplayRunner({argv: (1, "", fixture("show-hostnames-no-config.stderr"))})
+    failing = (1, "", fixture("show-hostnames-no-config.stderr"))
+    runner = ReplayRunner({("scontrol", "show", "hostnames", "n[1-2]"): failing,
+                           ("scontrol", "show", "hostnames", "r[1-2]-n[1-2]"): failing})
     monkeypatch.setattr(process, "RUNNER", runner)
+    assert first_hostname("n[1-2]") == "n1"
     with pytest.raises(UserError, match="Could not establish a configuration source"):
-        first_hostname("n[1-2]")
+        first_hostname("r[1-2]-n[1-2]")
 
 
 def test_empty_hostnames_output_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:

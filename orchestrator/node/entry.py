@@ -36,6 +36,7 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     env, env_notes = node_env(load_profile(launch.cluster), report, environ)
     argv = launch_argv(world, launch.launcher, [*train_command(), spec_path, *extra_train_args])
+    argv[0] = _launcher_path(argv[0], environ)
     print(summary(world, launch, report, env, env_notes, argv), file=sys.stderr, flush=True)
     if dry_run:
         return 0
@@ -94,6 +95,15 @@ def _choose_backend(backend: str | None, environ: Mapping[str, str]) -> str:
         raise UserError(f"ft node: cannot tell which backend started this node (none of "
                         f"{looked} is set); pass --backend")
     return detected
+
+
+def _launcher_path(name: str, environ: Mapping[str, str]) -> str:
+    """The launcher on PATH, else the one installed beside this Python (an unactivated
+    venv: `.venv/bin/ft node ...` must still find `.venv/bin/torchrun`)."""
+    if shutil.which(name, path=environ.get("PATH")):
+        return name
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else name
 
 
 def _exec(argv: list[str], env: dict[str, str], launcher: str) -> None:

@@ -1,0 +1,92 @@
+"""`ft train / preprocess / merge-lora / inference`: the in-container commands.
+
+They import torch and transformers, so they load the trainer lazily: `ft --help` and
+`ft render` stay light.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.errors import UserError
+
+SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
+
+
+def _training_config(spec_path: Path):
+    from orchestrator.cli import load_for_cli
+
+    return load_for_cli(spec_path).training
+
+
+def train(spec: SpecArg) -> None:
+    """Fine-tune as the spec says (one process, or one rank under torchrun)."""
+    from trainer.loop import train as run_training
+
+    output = run_training(_training_config(spec))
+    typer.echo(f"trained model in {output}")
+
+
+def preprocess(
+    spec: SpecArg,
+    debug: Annotated[bool, typer.Option(help="Show a few rows with masked tokens marked.")]
+    = False,
+) -> None:
+    """Tokenize (and pack) the data once into dataset_prepared_path."""
+    import json
+
+    from trainer.data.pipeline import describe_rows, prepare_data
+    from trainer.model import load_tokenizer
+
+    cfg = _training_config(spec)
+    tokenizer = load_tokenizer(cfg)
+    data = prepare_data(cfg, tokenizer, show_progress=True)
+    typer.echo(json.dumps(data.stats, indent=2, default=str))
+    if debug:
+        typer.echo(describe_rows(data.train, tokenizer))
+
+
+def merge_lora(
+    spec: SpecArg,
+    cpu: Annotated[bool, typer.Option("--cpu", help="Merge on the CPU.")] = False,
+) -> None:
+    """Merge the trained adapter into the base model -> output_dir/merged."""
+    from trainer.merge import merge_lora as run_merge
+
+    try:
+        target = run_merge(_training_config(spec), on_cpu=cpu)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    typer.echo(f"merged model in {target}")
+
+
+def inference(
+    spec: SpecArg,
+    prompt: Annotated[str | None, typer.Option(help="The prompt (default: read stdin).")]
+    = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 128,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    merged: Annotated[bool | None, typer.Option("--merged/--adapter", help="Use the merged "
+                                                "model or base + adapter (default: merged "
+                                                "if it exists).")] = None,
+) -> None:
+    """Generate with the trained model, using the training chat template."""
+    from trainer.inference import generate, load_for_inference
+
+    text = prompt if prompt is not None else sys.stdin.read()
+    if not text.strip():
+        raise UserError("no prompt: pass --prompt or pipe text on stdin")
+    model, tokenizer = load_for_inference(_training_config(spec), merged)
+    typer.echo(generate(model, tokenizer, text, max_new_tokens=max_new_tokens,
+                        temperature=temperature))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(preprocess)
+    app.command("merge-lora")(merge_lora)
+    app.command()(inference)

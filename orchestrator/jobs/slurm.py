@@ -1,0 +1,183 @@
+"""Slurm: sbatch --parsable, squeue (sacct when the job has left the controller), scontrol,
+scancel, and the job's --output/--error files for logs (login and compute nodes share them).
+
+Accounting is optional on Slurm clusters; without it a job vanishes from squeue MinJobAge
+(300 s by default) after it ends, and ft says so instead of guessing an outcome.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from orchestrator.errors import UserError
+from orchestrator.jobs.adapters import Submitted, require_tool, run_tool
+from orchestrator.jobs.model import JobRecord, JobState, JobStatus
+from orchestrator.jobs.stream import tail_files
+from orchestrator.jobs.toolout import failure_text
+from orchestrator.process import Completed
+from orchestrator.rendering import Rendered
+
+BACKEND = "slurm"
+SQUEUE_FORMAT = "%i|%T|%M|%D|%R"  # id, state, time used, node count, nodelist or (reason)
+SACCT_FIELDS = "JobID,State,Elapsed,NNodes,NodeList"
+_STATES = {
+    JobState.PENDING: ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+                       "RESV_DEL_HOLD", "SUSPENDED"),
+    JobState.RUNNING: ("RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING",
+                       "STOPPED"),
+    JobState.SUCCEEDED: ("COMPLETED",),
+    JobState.CANCELLED: ("CANCELLED",),
+    JobState.FAILED: ("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+                      "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"),
+}
+STATE_OF = {raw: state for state, raws in _STATES.items() for raw in raws}
+_OUTPUT_OPTION = re.compile(r"^#SBATCH\s+--(output|error)=(\S+)", re.MULTILINE)
+_KEY_VALUE = re.compile(r"(?:^|\s)([A-Za-z][\w/:]*)=(.*?)(?=\s[A-Za-z][\w/:]*=|\s*$)")
+_UNREACHABLE_HINT = ("run ft on a login node of the cluster, or point SLURM_CONF at its "
+                     "slurm.conf; `scontrol ping` checks the controller")
+
+
+def slurm_status(raw_state: str, elapsed: str = "", nodes: str = "",
+                 detail: str = "") -> JobStatus:
+    # sacct writes "CANCELLED by 0"; the first word is the state.
+    word = raw_state.split()[0] if raw_state.strip() else ""
+    return JobStatus(STATE_OF.get(word, JobState.UNKNOWN), raw_state, elapsed, nodes, detail)
+
+
+def parse_squeue(text: str) -> dict[str, JobStatus]:
+    statuses = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) != 5:
+            continue
+        job_id, state, elapsed, count, where = parts
+        reason = where[1:-1] if where.startswith("(") and where.endswith(")") else ""
+        nodes = "" if reason else where
+        statuses[job_id] = slurm_status(state, elapsed, nodes or count,
+                                        "" if reason in ("", "None") else reason)
+    return statuses
+
+
+def parse_sacct(text: str) -> dict[str, JobStatus]:
+    statuses = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) == 5 and "." not in parts[0]:  # skip job steps (123.batch)
+            job_id, state, elapsed, count, nodelist = parts
+            statuses[job_id] = slurm_status(state, elapsed, nodelist or count)
+    return statuses
+
+
+def parse_scontrol_job(text: str) -> dict[str, str]:
+    """`scontrol -o show job` (one line of Key=Value pairs; values may hold spaces)."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return dict(_KEY_VALUE.findall(line))
+
+
+def output_files(sbatch_text: str, job_id: str, job_name: str, workdir: Path) -> list[str]:
+    """Where the job's stdout/stderr go, from the script's #SBATCH --output/--error lines."""
+    paths = []
+    for _, pattern in _OUTPUT_OPTION.findall(sbatch_text):
+        # The filename patterns ft renders: %j (job id), %x (job name), %A (array master).
+        name = (pattern.replace("%%", "\0").replace("%j", job_id).replace("%A", job_id)
+                .replace("%x", job_name).replace("\0", "%"))
+        path = str(workdir / name)
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+class SlurmAdapter:
+    backend = BACKEND
+
+    def check_ready(self) -> None:
+        require_tool(BACKEND)
+        result = run_tool(BACKEND, ["scontrol", "ping"])
+        if result.returncode != 0 or "DOWN" in result.stdout:
+            raise UserError(f"sbatch is installed but Slurm's controller does not answer:\n"
+                            f"{failure_text(result)}\nTo fix: {_UNREACHABLE_HINT}.")
+
+    def submit_argv(self, argv: list[str]) -> list[str]:
+        # --parsable: the output is just "id" or "id;cluster", never a sentence to scrape.
+        return [argv[0], "--parsable", *argv[1:]] if "--parsable" not in argv else argv
+
+    def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
+        job_id = result.stdout.strip().splitlines()[-1].split(";")[0] if result.stdout else ""
+        if not job_id.isdigit():
+            raise UserError(f"sbatch printed no job id: {result.stdout.strip()!r}")
+        script = next(text for name, text in rendered.files.items() if name.endswith(".sbatch"))
+        name = re.search(r"^#SBATCH\s+--job-name=(\S+)", script, re.MULTILINE)
+        return Submitted(job_id, log_files=output_files(script, job_id,
+                                                        name.group(1) if name else "", workdir))
+
+    def explain_failure(self, result: Completed) -> str:
+        text = failure_text(result)
+        if "Unable to contact slurm controller" in text or "resolve_ctls" in text:
+            return _UNREACHABLE_HINT
+        if "node configuration is not available" in text:
+            return ("no node has what the spec asks: compare launch.cpus_per_node / memory / "
+                    "gpus_per_node and launch.slurm with `sinfo -N -l`")
+        return ""
+
+    def statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
+        ids = [r.job_id for r in records]
+        result = run_tool(BACKEND, ["squeue", "-h", "-t", "all", "-j", ",".join(ids),
+                                    "-o", SQUEUE_FORMAT])
+        if result.returncode != 0 and "Invalid job id" not in result.stderr:
+            raise UserError(f"squeue failed:\n{failure_text(result)}\nTo fix: {_UNREACHABLE_HINT}.")
+        found = parse_squeue(result.stdout) if result.returncode == 0 else {}
+        missing = [job_id for job_id in ids if job_id not in found]
+        if missing:
+            found.update(self._from_accounting(missing))
+        return {r.ref: found[r.job_id] for r in records}
+
+    def _from_accounting(self, ids: list[str]) -> dict[str, JobStatus]:
+        result = run_tool(BACKEND, ["sacct", "-n", "-P", "-X", "-j", ",".join(ids),
+                                    "-o", SACCT_FIELDS])
+        found = parse_sacct(result.stdout) if result.returncode == 0 else {}
+        why = ("no longer in squeue and not in accounting" if result.returncode == 0 else
+               f"no longer in squeue, and sacct cannot tell ({failure_text(result)})")
+        gone = JobStatus(JobState.UNKNOWN, "gone", detail=f"{why}; its log shows how it ended")
+        return {job_id: found.get(job_id, gone) for job_id in ids}
+
+    def _show_job(self, record: JobRecord) -> dict[str, str]:
+        result = run_tool(BACKEND, ["scontrol", "-o", "show", "job", record.job_id])
+        return parse_scontrol_job(result.stdout) if result.returncode == 0 else {}
+
+    def details(self, record: JobRecord) -> list[str]:
+        job = self._show_job(record)
+        lines = [f"{key}: {job[key]}" for key in ("ExitCode", "Reason", "NodeList", "RunTime")
+                 if job.get(key) not in (None, "", "None", "(null)")]
+        return lines + [f"log: {path}" for path in self._log_paths(record, job)]
+
+    def _log_paths(self, record: JobRecord, job: dict[str, str] | None = None) -> list[str]:
+        job = self._show_job(record) if job is None else job
+        paths = [job[key] for key in ("StdOut", "StdErr") if job.get(key)] or record.log_files
+        return list(dict.fromkeys(paths))  # --output and --error may be one file
+
+    def log_lines(self, record: JobRecord, follow: bool) -> Iterator[str]:
+        paths = [Path(p) for p in self._log_paths(record)]
+        if not paths:
+            raise UserError(f"ft does not know where job {record.ref} writes its output")
+        if follow:
+            yield from tail_files(paths, done=lambda: self._ended(record))
+            return
+        for path in paths:
+            if len(paths) > 1:
+                yield f"==> {path} <=="
+            try:
+                yield from path.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                yield f"(no output yet: {path} does not exist; is the job still pending?)"
+
+    def _ended(self, record: JobRecord) -> bool:
+        status = self.statuses([record])[record.ref]
+        return status.state.final or status.raw == "gone"
+
+    def cancel(self, record: JobRecord) -> str:
+        result = run_tool(BACKEND, ["scancel", record.job_id])
+        if result.returncode != 0:
+            raise UserError(f"scancel {record.job_id} failed:\n{failure_text(result)}")
+        return result.stdout.strip()

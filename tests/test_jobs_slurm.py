@@ -1,0 +1,156 @@
+"""The Slurm adapter against Slurm 22.05.8's captured outputs (tests/fixtures/tool_outputs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator import process
+from orchestrator.backends.slurm import render
+from orchestrator.errors import UserError
+from orchestrator.jobs import adapters, store
+from orchestrator.jobs.model import JobRecord, JobState
+from orchestrator.jobs.slurm import (
+    SlurmAdapter,
+    output_files,
+    parse_scontrol_job,
+    parse_squeue,
+)
+from orchestrator.spec import load_spec
+from orchestrator.submit import submit
+from tests.fixtures.tool_outputs.replay import FakeRunner, captured
+
+REPO = Path(__file__).resolve().parent.parent
+V = "slurm-22.05.8"
+
+
+def rec(job_id: str = "1", workdir: str = "/w") -> JobRecord:
+    return JobRecord("slurm", job_id, "tiny", "/w/tiny.yaml", "ab" * 32, "/w/.ft/rendered/tiny",
+                     "2026-11-23T11:00:00+00:00", workdir, [f"{workdir}/tiny-{job_id}.out",
+                                                            f"{workdir}/tiny-{job_id}.err"])
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch):
+    def install(answers):
+        runner = FakeRunner(answers)
+        monkeypatch.setattr(process, "RUNNER", runner)
+        return runner
+    return install
+
+
+@pytest.mark.parametrize("capture, state, label, nodes, detail", [
+    ("squeue-pending", JobState.PENDING, "PENDING", "2", "Resources"),
+    ("squeue-completed", JobState.SUCCEEDED, "SUCCEEDED (COMPLETED)", "n[1-2]", ""),
+    ("squeue-failed", JobState.FAILED, "FAILED", "1", "NonZeroExitCode"),
+    ("squeue-cancelled-while-pending", JobState.CANCELLED, "CANCELLED", "2", ""),
+    ("squeue-cancelled-while-running", JobState.RUNNING, "RUNNING (COMPLETING)", "n[1-2]", ""),
+    ("squeue-cancelled-after-killwait", JobState.CANCELLED, "CANCELLED", "n[1-2]", ""),
+])
+def test_squeue_states(capture, state, label, nodes, detail) -> None:
+    [(job_id, status)] = parse_squeue(captured(f"{V}-{capture}").stdout).items()
+    assert (status.state, status.label, status.nodes, status.detail) == (state, label, nodes,
+                                                                         detail)
+
+
+def test_one_squeue_call_for_several_jobs(fake) -> None:
+    runner = fake({("squeue",): captured(f"{V}-squeue-running")})
+    statuses = SlurmAdapter().statuses([rec("1"), rec("2")])
+    assert runner.calls == [("squeue", "-h", "-t", "all", "-j", "1,2", "-o", "%i|%T|%M|%D|%R")]
+    assert statuses["slurm:1"].label == "RUNNING" and statuses["slurm:1"].nodes == "n[1-2]"
+    assert statuses["slurm:2"].label == "PENDING" and statuses["slurm:2"].detail == "Resources"
+
+
+def test_a_job_gone_from_squeue_without_accounting_is_unknown_not_guessed(fake) -> None:
+    fake({("squeue",): captured(f"{V}-squeue-unknown"),
+          ("sacct",): captured(f"{V}-sacct-accounting-off")})
+    status = SlurmAdapter().statuses([rec("5")])["slurm:5"]
+    assert status.state == JobState.UNKNOWN and status.raw == "gone"
+    assert "Slurm accounting storage is disabled" in status.detail
+    assert "its log shows how it ended" in status.detail
+
+
+def test_controller_down_is_a_user_error_with_the_fix(fake) -> None:
+    fake({("squeue",): captured(f"{V}-squeue-controller-down")})
+    with pytest.raises(UserError, match="Unable to contact slurm controller") as err:
+        SlurmAdapter().statuses([rec()])
+    assert "SLURM_CONF" in str(err.value)
+
+
+def test_scontrol_one_line_parsing_and_details(fake) -> None:
+    job = parse_scontrol_job(captured(f"{V}-scontrol-show-job-failed").stdout)
+    assert job["JobState"] == "FAILED" and job["ExitCode"] == "3:0"
+    assert job["Reason"] == "NonZeroExitCode" and job["StdOut"].endswith("/fails-3.out")
+    assert job["TRES"] == "cpu=2,node=1,billing=2"  # values with "=" inside stay whole
+    fake({("scontrol",): captured(f"{V}-scontrol-show-job-completed")})
+    lines = SlurmAdapter().details(rec("1"))
+    assert "ExitCode: 0:0" in lines and "NodeList: n[1-2]" in lines
+    assert [line for line in lines if line.startswith("log: ")] == [
+        f"log: {job['WorkDir']}/tiny-1.out", f"log: {job['WorkDir']}/tiny-1.err"]
+
+
+def test_log_paths_fall_back_to_the_recorded_ones(fake, tmp_path: Path) -> None:
+    fake({("scontrol",): captured(f"{V}-scontrol-show-job-unknown")})
+    (tmp_path / "tiny-8.out").write_text("line 1\nline 2\n")
+    lines = list(SlurmAdapter().log_lines(rec("8", str(tmp_path)), follow=False))
+    assert lines[:3] == [f"==> {tmp_path}/tiny-8.out <==", "line 1", "line 2"]
+    assert "does not exist" in lines[-1]
+
+
+def test_output_files_from_the_rendered_script() -> None:
+    spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
+    script = render(spec).files["tiny.sbatch"]
+    assert output_files(script, "42", "tiny", Path("/w")) == ["/w/tiny-42.out",
+                                                             "/w/tiny-42.err"]
+    assert output_files("#SBATCH --output=/abs/%x_%j_100%%.log\n", "7", "run", Path("/w")) == [
+        "/abs/run_7_100%.log"]
+
+
+def test_submit_adds_parsable_and_records_the_job(fake, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    runner = fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-up"),
+                   ("sbatch",): captured(f"{V}-sbatch-parsable")})
+    spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
+    record = submit("slurm", render(spec), Path(".ft/rendered/tiny"), spec)
+    assert runner.calls[-1] == ("sbatch", "--parsable", ".ft/rendered/tiny/tiny.sbatch")
+    assert (record.ref, record.name, record.spec_sha256) == ("slurm:1", "tiny", spec.sha256)
+    assert record.log_files == [f"{tmp_path}/tiny-1.out", f"{tmp_path}/tiny-1.err"]
+    assert store.find_record("tiny") == record
+    assert (tmp_path / ".ft/rendered/tiny/tiny.sbatch").is_file()
+
+
+@pytest.mark.parametrize("capture, hint", [
+    ("sbatch-parsable-unsatisfiable", "compare launch.cpus_per_node"),
+    ("sbatch-controller-down", "point SLURM_CONF"),
+    ("sbatch-no-config", "point SLURM_CONF"),
+])
+def test_submit_failures_explain_the_fix(fake, tmp_path, monkeypatch, capture, hint) -> None:
+    monkeypatch.setenv("FT_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-up"),
+          ("sbatch",): captured(f"{V}-{capture}")})
+    spec = load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True)
+    with pytest.raises(UserError, match="sbatch: error") as err:
+        submit("slurm", render(spec), Path(".ft/rendered/tiny"), spec)
+    assert "To fix: " in str(err.value) and hint in str(err.value)
+    assert store.load_records() == [], "a failed submit records nothing"
+
+
+def test_unreachable_controller_stops_before_writing_files(fake, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-down")})
+    spec = load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True)
+    with pytest.raises(UserError, match="Slurmctld\\(primary\\) at vm is DOWN"):
+        submit("slurm", render(spec), Path(".ft/rendered/tiny"), spec)
+    assert not (tmp_path / ".ft").exists()
+
+
+def test_cancel_runs_scancel(fake) -> None:
+    runner = fake({("scancel",): captured(f"{V}-scancel-running")})
+    assert SlurmAdapter().cancel(rec("4")) == ""
+    assert runner.calls == [("scancel", "4")]

@@ -1,0 +1,172 @@
+"""`ft launch` against a real two-node Slurm (slurmctld + 2 slurmd from Debian's packages).
+
+The tiny CPU example is rendered with --nodes 2 and submitted with sbatch by `ft launch`;
+srun starts `ft node` on n1 and n2, which resolves the master n1 to its NodeAddr and execs
+torchrun, so the two nodes rendezvous over gloo and train one model together. Then
+`ft status`, `ft logs`, `ft list` and `ft cancel` are checked against the same cluster.
+
+Everything runs from a scratch working directory (its own copy of the example data, its own
+tiny model, its own state file), so the checkout stays clean. `ft` on the job's PATH is a
+shim for this checkout's code: sbatch exports the submitting environment to the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "examples" / "tiny" / "tiny.yaml"
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Workspace:
+    root: Path
+    env: dict[str, str]
+    cluster: SlurmCluster
+
+    def ft(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root,
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def job_files(self) -> str:
+        """Every job output file, for failure messages."""
+        return "\n".join(f"==> {p.name} <==\n{p.read_text()[-4000:]}"
+                         for p in sorted(self.root.glob("tiny*.out")) +
+                         sorted(self.root.glob("tiny*.err")))
+
+
+@pytest.fixture(scope="module")
+def workspace(slurm_cluster: SlurmCluster, tmp_path_factory) -> Workspace:  # noqa: F811
+    root = tmp_path_factory.mktemp("ftjob")
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "ft"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m orchestrator.cli "$@"\n')
+    shim.chmod(0o755)
+    shutil.copytree(REPO / "examples" / "tiny" / "data", root / "examples" / "tiny" / "data")
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    env = {**inherited, **slurm_cluster.env,
+           "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
+                                    os.environ.get("PATH", "")]),
+           "PYTHONPATH": str(REPO), "FT_STATE_DIR": str(root / "state"),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    built = subprocess.run([sys.executable, "-m", "trainer.tiny_model",
+                            str(root / "examples" / "tiny" / "model")],
+                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    return Workspace(root, env, slurm_cluster)
+
+
+def write_spec(ws: Workspace, name: str, **training: object) -> str:
+    """The tiny example, with ft already on the nodes (no pip install in the job) and a free
+    rendezvous port, so a concurrent test run on this machine cannot collide."""
+    spec = yaml.safe_load(TINY.read_text())
+    spec.update(training)
+    launch = spec["launch"]
+    launch.update(name=name, master_port=_free_port())
+    launch["install"] = {"method": "image"}
+    (ws.root / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return f"{name}.yaml"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _submitted_ref(output: str) -> str:
+    match = re.search(r"submitted (slurm:\d+)", output)
+    assert match, output
+    return match.group(1)
+
+
+def _wait_for(ws: Workspace, ref: str, word: str, timeout_s: float = 180) -> str:
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        text = ws.ft("status", ref).stdout
+        if word in text:
+            return text
+        time.sleep(1)
+    raise AssertionError(f"{ref} never showed {word}; last status:\n{text}\n{ws.job_files()}")
+
+
+def test_two_node_training_then_status_logs_list(workspace: Workspace) -> None:
+    ws = workspace
+    spec = write_spec(ws, "tiny")
+    started = time.monotonic()
+    launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2", "--watch",
+                   timeout=900)
+    took = time.monotonic() - started
+    assert launch.returncode == 0, f"{launch.stdout}\n{launch.stderr}\n{ws.job_files()}"
+    ref = _submitted_ref(launch.stdout)
+    job_id = ref.split(":")[1]
+    print(f"2-node Slurm training job {ref} took {took:.0f} s")  # shown with pytest -s / -rA
+
+    # --watch followed the state and the loss lines, with the progress bar.
+    assert re.search(rf"{ref} RUNNING", launch.stdout), launch.stdout
+    assert re.search(r"\] ~?\d+/30  loss [\d.]+", launch.stdout), launch.stdout
+    assert f"{ref} finished" in launch.stdout
+
+    # Both nodes ran ft node, with the master resolved to n1's NodeAddr.
+    err = (ws.root / f"tiny-{job_id}.err").read_text()
+    assert "ft node: node 0 of 2, master 127.0.0.1:" in err, err
+    assert "ft node: node 1 of 2, master 127.0.0.1:" in err, err
+    # ...and trained one model together: world size 2, loss lines, an adapter saved.
+    out = (ws.root / f"tiny-{job_id}.out").read_text()
+    assert "{'loss'" in out, out
+    summary = json.loads((ws.root / "outputs" / "tiny" / "ft-train-summary.json").read_text())
+    assert summary["world_size"] == 2, summary
+    assert (ws.root / "outputs" / "tiny" / "adapter_model.safetensors").is_file()
+
+    status = ws.ft("status", ref)
+    assert status.returncode == 0, status.stderr
+    assert "SUCCEEDED (COMPLETED)" in status.stdout
+    assert f"log: {ws.root}/tiny-{job_id}.out" in status.stdout
+    assert "ExitCode: 0:0" in status.stdout
+
+    logs = ws.ft("logs", "tiny")  # by name: the newest job called tiny
+    assert logs.returncode == 0, logs.stderr
+    assert "{'loss'" in logs.stdout and "ft node: node 1 of 2" in logs.stdout
+
+    listed = ws.ft("list")
+    assert re.search(rf"^{ref}\s+tiny\s+SUCCEEDED \(COMPLETED\)", listed.stdout, re.M), \
+        listed.stdout
+
+
+def test_cancel_a_running_training_job(workspace: Workspace) -> None:
+    ws = workspace
+    spec = write_spec(ws, "tiny-long", max_steps=100000, output_dir="./outputs/tiny-long")
+    launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
+    assert launch.returncode == 0, launch.stderr
+    ref = _submitted_ref(launch.stdout)
+    _wait_for(ws, ref, "RUNNING")
+
+    cancel = ws.ft("cancel", ref)
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"cancel requested for {ref} (tiny-long)" in cancel.stdout
+    assert "CANCELLED" in _wait_for(ws, ref, "CANCELLED", timeout_s=60)
+    squeue = ws.cluster.run("squeue", "-h", "-t", "all", "-j", ref.split(":")[1], "-o", "%T")
+    assert squeue.stdout.strip() == "CANCELLED", squeue
+
+
+def test_status_of_unknown_job_is_a_clean_error(workspace: Workspace) -> None:
+    result = workspace.ft("status", "slurm:999999")
+    assert result.returncode == 2
+    assert "no job 'slurm:999999'" in result.stderr and "Traceback" not in result.stderr

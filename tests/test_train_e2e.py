@@ -1,0 +1,128 @@
+"""`ft train` end to end on the tiny model: LoRA, full, QLoRA, resume, merge, inference.
+
+Each run is the real CLI in a subprocess (a few seconds of CPU each), with the same code
+path a real model takes: from_pretrained on a local directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from tests.cli_runner import run_ft
+from tests.train_helpers import summary, train_losses, write_tiny_spec
+
+
+def _train(spec, **kwargs):
+    result = run_ft("train", str(spec), **kwargs)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_lora_trains_loss_falls_and_saves_a_plain_peft_adapter(tmp_path, tiny_model_dir):
+    from peft import AutoPeftModelForCausalLM
+
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=12)
+    _train(spec)
+    out = tmp_path / "out"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer_config.json",
+                 "ft-complete.json"):
+        assert (out / name).is_file(), name
+    losses = list(train_losses(out).values())
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    model = AutoPeftModelForCausalLM.from_pretrained(out)  # plain peft, no ft code
+    assert model.peft_config["default"].r == 8
+    assert json.loads((out / "checkpoint-12" / "ft-complete.json").read_text()) == {"step": 12}
+
+
+def test_full_finetune_saves_a_plain_transformers_model(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, adapter=None, learning_rate=0.001,
+                           lora_target_linear=None)
+    _train(spec)
+    out = tmp_path / "out"
+    assert (out / "model.safetensors").is_file()
+    assert not (out / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    changed = [n for n, p in model.named_parameters()
+               if not torch.equal(p, base.state_dict()[n])]
+    assert changed, "full fine-tuning changed no weight"
+
+
+def test_qlora_code_path(tmp_path, tiny_model_dir):
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed")
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, adapter="qlora", load_in_4bit=True,
+                           max_steps=4, save_steps=2, eval_steps=2)
+    _train(spec)
+    out = tmp_path / "out"
+    assert (out / "adapter_model.safetensors").is_file()
+    assert summary(out)["model"]["loaded_in_4bit"] is True
+    assert all(loss == loss for loss in train_losses(out).values()), "a loss is NaN"
+
+
+def test_resume_continues_from_the_newest_complete_checkpoint(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir)
+    _train(spec)
+    out = tmp_path / "out"
+    uninterrupted = train_losses(out)
+    # Simulate a job killed after step 4: step 8's checkpoint and the final files never
+    # happened, and a save of step 6 was cut off half-way (no completion marker).
+    shutil.rmtree(out / "checkpoint-8")
+    for name in ("adapter_model.safetensors", "ft-complete.json", "ft-train-summary.json"):
+        (out / name).unlink()
+    (out / "checkpoint-6").mkdir()
+    (out / "checkpoint-6" / "adapter_model.safetensors").write_bytes(b"half-written")
+    result = _train(spec)
+    assert "resuming from" in result.stderr and "checkpoint-4" in result.stderr
+    assert (out / "incomplete-checkpoint-6").is_dir()
+    resumed = train_losses(out)
+    assert summary(out)["global_step"] == 8
+    for step in range(5, 9):
+        assert resumed[step] == pytest.approx(uninterrupted[step], abs=1e-5), step
+
+
+def test_merge_lora_matches_base_plus_adapter_and_inference_runs(tmp_path, tiny_model_dir):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=4)
+    _train(spec)
+    merge = run_ft("merge-lora", str(spec), "--cpu")
+    assert merge.returncode == 0, merge.stderr[-2000:]
+    out = tmp_path / "out"
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()  # plain transformers
+    base = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                     out).eval()
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44, 45]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, base(ids).logits, atol=1e-5, rtol=1e-4)
+    for extra in ((), ("--adapter",)):
+        answer = run_ft("inference", str(spec), "--prompt", "Tell me about honey.",
+                        "--max-new-tokens", "8", *extra)
+        assert answer.returncode == 0, answer.stderr[-2000:]
+        assert answer.stdout.strip(), "inference printed nothing"
+
+
+def test_preprocess_reports_and_reuses_the_cache(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir)
+    first = run_ft("preprocess", str(spec), "--debug")
+    assert first.returncode == 0, first.stderr[-2000:]
+    stats = json.loads(first.stdout[:first.stdout.index("\n}") + 2])
+    assert stats["cache"] == "miss" and stats["rows"] > 0 and stats["dropped_overlength"] >= 0
+    assert 0 < stats["packing_efficiency"] <= 1
+    second = run_ft("preprocess", str(spec))
+    assert json.loads(second.stdout)["cache"] == "hit"
+
+
+def test_missing_data_file_is_a_clean_error(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir)
+    spec.write_text(spec.read_text().replace("alpaca.jsonl", "nope.jsonl"))
+    result = run_ft("train", str(spec))
+    assert result.returncode == 2
+    assert "datasets[0]" in result.stderr and "nope.jsonl" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,138 @@
+"""Spec -> transformers TrainingArguments: the one place the training keys are mapped."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import torch
+from transformers import TrainingArguments
+
+from trainer.config import TrainingConfig
+from trainer.model import Precision
+
+DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
+
+
+def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> int:
+    per_step = cfg.micro_batch_size * cfg.gradient_accumulation_steps * world_size
+    return max(1, math.ceil(train_rows / per_step))
+
+
+def _every(per_epoch: int | None, steps: int | float | None, epoch_steps: int):
+    """(strategy, steps) for `evals_per_epoch`/`eval_steps` style pairs."""
+    if steps:
+        return "steps", steps
+    if per_epoch:
+        return "steps", max(1, epoch_steps // per_epoch)
+    return "no", None
+
+
+def _report_to(cfg: TrainingConfig) -> list[str]:
+    targets = []
+    if cfg.wandb_project:
+        targets.append("wandb")
+    if cfg.mlflow_tracking_uri:
+        targets.append("mlflow")
+    if cfg.use_tensorboard:
+        targets.append("tensorboard")
+    return targets or ["none"]
+
+
+def _fsdp(cfg: TrainingConfig) -> tuple[str, dict | None]:
+    if not cfg.uses_fsdp:
+        return "", None
+    options = cfg.fsdp if isinstance(cfg.fsdp, list) else (cfg.fsdp or "full_shard").split()
+    fc = cfg.fsdp_config
+    config = {"fsdp_version": 2}
+    if fc is not None:
+        config.update({"reshard_after_forward": fc.reshard_after_forward,
+                       "cpu_ram_efficient_loading": fc.cpu_ram_efficient_loading,
+                       "offload_params": fc.offload_params,
+                       "state_dict_type": fc.state_dict_type,
+                       "activation_checkpointing": fc.activation_checkpointing})
+        if fc.transformer_layer_cls_to_wrap:
+            layers = fc.transformer_layer_cls_to_wrap
+            config["transformer_layer_cls_to_wrap"] = [layers] if isinstance(layers, str) \
+                else layers
+    return " ".join(options), config
+
+
+def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: int,
+                        world_size: int, has_eval: bool) -> TrainingArguments:
+    epoch_steps = steps_per_epoch(train_rows, cfg, world_size)
+    eval_strategy, eval_steps = _every(cfg.evals_per_epoch, cfg.eval_steps, epoch_steps)
+    save_strategy, save_steps = _every(cfg.saves_per_epoch, cfg.save_steps, epoch_steps)
+    if not has_eval:
+        eval_strategy, eval_steps = "no", None
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else (cfg.warmup_ratio or 0.0)
+    fsdp, fsdp_config = _fsdp(cfg)
+    timeout = cfg.ddp_timeout or int(os.environ.get("FT_COLLECTIVE_TIMEOUT_S",
+                                                    DEFAULT_COLLECTIVE_TIMEOUT_S))
+    optim_kwargs = {k: getattr(cfg, k) for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
+                    if getattr(cfg, k) is not None}
+    return TrainingArguments(
+        output_dir=cfg.output_dir,
+        per_device_train_batch_size=cfg.micro_batch_size,
+        per_device_eval_batch_size=cfg.micro_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps or -1,
+        learning_rate=cfg.learning_rate,
+        **_scheduler(cfg),
+        warmup_steps=warmup,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0,
+        optim=cfg.optimizer,
+        optim_args=cfg.optim_args if isinstance(cfg.optim_args, str) else None,
+        seed=cfg.seed,
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        tf32=precision.tf32,
+        **_checkpointing(cfg),
+        eval_strategy=eval_strategy,
+        eval_steps=eval_steps,
+        save_strategy=save_strategy,
+        save_steps=save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        report_to=_report_to(cfg),
+        run_name=cfg.wandb_name,
+        push_to_hub=bool(cfg.hub_model_id),
+        hub_model_id=cfg.hub_model_id,
+        hub_strategy=cfg.hub_strategy or "every_save",
+        fsdp=fsdp,
+        fsdp_config=fsdp_config,
+        deepspeed=cfg.deepspeed,
+        ddp_timeout=timeout,
+        ddp_find_unused_parameters=False,
+        dataloader_num_workers=cfg.dataloader_num_workers or 0,
+        dataloader_pin_memory=bool(cfg.dataloader_pin_memory),
+        remove_unused_columns=False,  # our rows carry exactly the model inputs (position_ids)
+        use_cpu=not torch.cuda.is_available(),
+        # Log lines, not progress bars, when the output goes to a file (Slurm, dstack logs).
+        disable_tqdm=not sys.stderr.isatty(),
+        enable_jit_checkpoint=True,  # SIGTERM (preemption): save, then exit
+        **optim_kwargs,
+    )
+
+
+def _checkpointing(cfg: TrainingConfig) -> dict:
+    """Activation checkpointing, under the name this transformers version uses for it
+    (5.x renamed gradient_checkpointing to activation_checkpointing)."""
+    prefix = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
+        else "gradient"
+    kwargs = cfg.gradient_checkpointing_kwargs or {"use_reentrant": False}
+    return {f"{prefix}_checkpointing": bool(cfg.gradient_checkpointing),
+            f"{prefix}_checkpointing_kwargs": kwargs}
+
+
+def _scheduler(cfg: TrainingConfig) -> dict:
+    """Axolotl's `cosine_min_lr_ratio` is transformers' cosine_with_min_lr scheduler."""
+    kwargs = dict(cfg.lr_scheduler_kwargs or {})
+    if cfg.cosine_min_lr_ratio is not None and cfg.lr_scheduler == "cosine":
+        return {"lr_scheduler_type": "cosine_with_min_lr",
+                "lr_scheduler_kwargs": {**kwargs, "min_lr_rate": cfg.cosine_min_lr_ratio}}
+    return {"lr_scheduler_type": cfg.lr_scheduler, "lr_scheduler_kwargs": kwargs}

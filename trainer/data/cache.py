@@ -1,0 +1,92 @@
+"""Prepared-data cache: `<dataset_prepared_path>/<hash>/{train,eval,stats.json}`.
+
+The hash covers everything that changes the tokenized rows: the data fields of the spec, the
+tokenizer's identity (source, vocabulary size, special ids, chat template) and the size and
+mtime of local data files, so editing a data file or the template misses the cache instead of
+training on stale rows. Entries are written to a temporary directory and renamed into place,
+so a crashed preprocess never leaves a half-written entry that a later run would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from trainer.config import DatasetSpec, TrainingConfig
+
+# Bump when the meaning of the stored rows changes (masking rules, packing layout, ...).
+FORMAT_VERSION = 1
+
+DATA_FIELDS = ("sequence_len", "sample_packing", "eval_sample_packing", "chat_template",
+               "chat_template_jinja", "default_system_message", "train_on_inputs",
+               "val_set_size", "seed")
+
+
+def cache_key(cfg: TrainingConfig, tokenizer: Any) -> str:
+    """A short hex digest of every input that shapes the prepared rows."""
+    payload = {
+        "format": FORMAT_VERSION,
+        "datasets": [_spec_identity(s) for s in cfg.datasets],
+        "test_datasets": [_spec_identity(s) for s in cfg.test_datasets or []],
+        "fields": {name: getattr(cfg, name) for name in DATA_FIELDS},
+        "tokenizer": tokenizer_identity(cfg, tokenizer),
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def tokenizer_identity(cfg: TrainingConfig, tokenizer: Any) -> dict[str, Any]:
+    return {
+        "source": cfg.tokenizer_config or cfg.base_model,
+        "class": type(tokenizer).__name__,
+        "vocab": len(tokenizer),
+        "special": [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id],
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "special_tokens": cfg.special_tokens.model_dump() if cfg.special_tokens else None,
+        "tokens": cfg.tokens,
+    }
+
+
+def _spec_identity(spec: DatasetSpec) -> dict[str, Any]:
+    ident = spec.model_dump()
+    path = Path(spec.path).expanduser()
+    if path.exists():
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        ident["files"] = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return ident
+
+
+def load_entry(entry: Path) -> tuple[Any, Any, dict[str, Any]] | None:
+    """(train, eval or None, stats) from a complete entry, else None."""
+    import datasets
+
+    stats_file = entry / "stats.json"
+    if not stats_file.is_file():
+        return None
+    stats = json.loads(stats_file.read_text())
+    train = datasets.load_from_disk(str(entry / "train"))
+    eval_ds = datasets.load_from_disk(str(entry / "eval")) if (entry / "eval").is_dir() else None
+    return train, eval_ds, stats
+
+
+def save_entry(entry: Path, train: Any, eval_ds: Any, stats: dict[str, Any]) -> None:
+    """Write to `<entry>.tmp-<pid>`, then rename. A concurrent writer that won keeps its entry."""
+    tmp = entry.with_name(f".{entry.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        train.save_to_disk(str(tmp / "train"))
+        if eval_ds is not None:
+            eval_ds.save_to_disk(str(tmp / "eval"))
+        (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        try:
+            tmp.rename(entry)
+        except OSError:
+            if not (entry / "stats.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

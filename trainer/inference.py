@@ -1,0 +1,56 @@
+"""`ft inference`: generate with the trained model, formatted with the training chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from trainer.config import TrainingConfig
+
+
+def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
+    """The merged model if it exists (or when asked), else base + adapter, else base."""
+    output_dir = Path(cfg.output_dir)
+    merged = output_dir / "merged"
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    device_map = "auto" if torch.cuda.is_available() else "cpu"
+    if use_merged or (use_merged is None and (merged / "config.json").is_file()):
+        model = AutoModelForCausalLM.from_pretrained(merged, dtype=dtype, device_map=device_map)
+        return model, AutoTokenizer.from_pretrained(merged)
+    tokenizer_dir = output_dir if (output_dir / "tokenizer_config.json").is_file() \
+        else cfg.base_model
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, dtype=dtype,
+                                                 device_map=device_map,
+                                                 trust_remote_code=cfg.trust_remote_code)
+    if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if (output_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, output_dir)
+    return model.eval(), tokenizer
+
+
+def build_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
+    """Chat-format the prompt when the tokenizer has a template (it is the training one)."""
+    if not tokenizer.chat_template:
+        return prompt
+    messages = ([{"role": "system", "content": system}] if system else []) + \
+        [{"role": "user", "content": prompt}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def generate(model, tokenizer, prompt: str, *, max_new_tokens: int = 128,
+             temperature: float = 0.0, system: str | None = None) -> str:
+    text = build_prompt(tokenizer, prompt, system)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=not tokenizer.chat_template)
+    inputs = {k: v.to(model.device) for k, v in inputs.items()}
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
+        {"do_sample": False}
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens,
+                             pad_token_id=tokenizer.pad_token_id, **sampling)
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)

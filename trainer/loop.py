@@ -1,0 +1,104 @@
+"""`ft train`: setup -> train -> save -> cleanup, on the transformers Trainer.
+
+The same function runs on a laptop CPU, one GPU, or every rank of a multi-node job
+(torchrun sets RANK/WORLD_SIZE; accelerate inside the Trainer joins the process group).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import Trainer
+
+from trainer.arguments import build_training_args
+from trainer.checkpoint import (
+    CompleteCheckpointMarker,
+    mark_complete,
+    resolve_resume,
+    set_aside_incomplete,
+)
+from trainer.config import TrainingConfig
+from trainer.data.collate import make_collator
+from trainer.data.pipeline import prepare_data
+from trainer.model import choose_precision, load_model, load_tokenizer
+from trainer.sample_ledger import LedgerTrainer, recording_enabled
+
+log = logging.getLogger("ft.train")
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def train(cfg: TrainingConfig) -> Path:
+    """Fine-tune as the spec says; returns the output directory (a plain HF/peft model)."""
+    _setup_logging()
+    output_dir = Path(cfg.output_dir)
+    precision = choose_precision(cfg)
+    tokenizer = load_tokenizer(cfg)
+    args = build_training_args(cfg, precision, train_rows=1, world_size=world_size(),
+                               has_eval=True)
+    with args.main_process_first(desc="tokenizing"):  # rank 0 fills the cache, others reuse
+        data = prepare_data(cfg, tokenizer, show_progress=args.process_index == 0)
+    args = build_training_args(cfg, precision, train_rows=len(data.train),
+                               world_size=world_size(), has_eval=data.eval is not None)
+    model = load_model(cfg, tokenizer, precision)
+    # The kernel the model really loaded with decides the packed layout (flash needs one row).
+    collator = make_collator(cfg, tokenizer,
+                             attn_implementation=model.config._attn_implementation)
+    trainer_cls = LedgerTrainer if recording_enabled() else Trainer
+    trainer = trainer_cls(model=model, args=args, train_dataset=data.train,
+                          eval_dataset=data.eval, data_collator=collator,
+                          processing_class=tokenizer, callbacks=[CompleteCheckpointMarker()])
+    with args.main_process_first(local=False, desc="checking checkpoints"):
+        if args.process_index == 0:
+            for path in set_aside_incomplete(output_dir):
+                log.warning("checkpoint save was interrupted: set aside as %s", path)
+        resume = resolve_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
+                                output_dir)
+    if resume and args.process_index == 0:
+        log.info("resuming from %s", resume)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+        if isinstance(trainer, LedgerTrainer):
+            trainer.record_final_weights()
+        trainer.save_model(str(output_dir))
+        if trainer.is_world_process_zero():
+            _write_summary(output_dir, result.metrics, data.stats, trainer.state,
+                           _model_facts(model))
+            mark_complete(output_dir, trainer.state.global_step)
+    finally:
+        _cleanup()
+    return output_dir
+
+
+def _model_facts(model) -> dict:
+    return {"attn_implementation": model.config._attn_implementation,
+            "loaded_in_4bit": bool(getattr(model, "is_loaded_in_4bit", False)),
+            "loaded_in_8bit": bool(getattr(model, "is_loaded_in_8bit", False)),
+            "dtype": str(model.dtype)}
+
+
+def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state,
+                   model_facts: dict) -> None:
+    """What a user (or a test) wants to know after a run, beside the model files."""
+    summary = {"global_step": state.global_step, "train": metrics, "data": data_stats,
+               "world_size": world_size(), "model": model_facts,
+               "log_history": state.log_history}
+    (output_dir / "ft-train-summary.json").write_text(json.dumps(summary, indent=2,
+                                                                 default=str))
+
+
+def _setup_logging() -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"[rank{rank}] %(name)s: %(message)s")
+
+
+def _cleanup() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

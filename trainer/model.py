@@ -1,0 +1,127 @@
+"""Model and tokenizer from the spec: dtype, 4/8-bit, attention kernel, special tokens, LoRA.
+
+Everything goes through `from_pretrained` with a path or hub id, so a real model and the
+tests' tiny local model take the same code path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from trainer.config import TrainingConfig
+
+log = logging.getLogger("ft.model")
+
+# Used when a tokenizer has no pad token: padding with EOS would teach the model to never
+# stop (the pad positions' EOS labels are masked, but real EOS then looks like padding).
+FALLBACK_PAD_TOKEN = "<|ft_pad|>"
+
+
+@dataclass(frozen=True)
+class Precision:
+    dtype: torch.dtype
+    bf16: bool
+    fp16: bool
+    tf32: bool | None
+
+
+def choose_precision(cfg: TrainingConfig) -> Precision:
+    """bf16 where the GPU has it (`bf16: auto`), fp32 on CPU: CPU bf16 matmuls are slow."""
+    cuda = torch.cuda.is_available()
+    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    if cfg.bf16 is True and not bf16_ok and cuda:
+        raise RuntimeError("`bf16: true` but this GPU has no bf16; use `fp16: true`")
+    bf16 = bool(cuda and (cfg.bf16 is True or (cfg.bf16 == "auto" and bf16_ok and not cfg.fp16)))
+    fp16 = bool(cuda and cfg.fp16 and not bf16)
+    dtype = torch.bfloat16 if bf16 else torch.float16 if fp16 else torch.float32
+    tf32 = cfg.tf32 if cuda else None
+    return Precision(dtype, bf16, fp16, tf32)
+
+
+def choose_attention(cfg: TrainingConfig) -> str:
+    """The spec's choice, or the best kernel installed; flash-attn is optional."""
+    wanted = cfg.attn_implementation
+    if wanted is None and cfg.flash_attention:
+        wanted = "flash_attention_2"
+    if wanted == "flash_attention_2" and not _flash_attn_usable():
+        log.warning("flash-attn is not installed (or no GPU): using PyTorch sdpa, which also "
+                    "keeps packed samples apart via position_ids")
+        return "sdpa"
+    return wanted or "sdpa"
+
+
+def _flash_attn_usable() -> bool:
+    return torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None
+
+
+def load_tokenizer(cfg: TrainingConfig) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_config or cfg.base_model,
+                                              trust_remote_code=cfg.trust_remote_code)
+    if cfg.special_tokens:
+        tokens = cfg.special_tokens.model_dump(exclude_none=True)
+        tokenizer.add_special_tokens(tokens)
+    if cfg.tokens:
+        tokenizer.add_tokens(cfg.tokens)
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
+        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            tokenizer.add_special_tokens({"pad_token": FALLBACK_PAD_TOKEN})
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def quantization_config(cfg: TrainingConfig, precision: Precision):
+    if not (cfg.load_in_4bit or cfg.load_in_8bit):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if cfg.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = precision.dtype if precision.dtype != torch.float32 else torch.bfloat16
+    # Storage in the compute dtype (not uint8) is what lets FSDP shard the 4-bit weights.
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
+                              bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
+                              bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
+
+
+def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precision: Precision):
+    model = AutoModelForCausalLM.from_pretrained(
+        cfg.base_model, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
+        quantization_config=quantization_config(cfg, precision),
+        trust_remote_code=cfg.trust_remote_code)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.use_cache = False  # the KV cache is useless in training and costs memory
+    if cfg.adapter:
+        model = _add_adapter(cfg, model)
+    return model
+
+
+def lora_config(cfg: TrainingConfig):
+    from peft import LoraConfig
+
+    targets = "all-linear" if cfg.lora_target_linear else cfg.lora_target_modules
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, modules_to_save=cfg.lora_modules_to_save,
+                      use_dora=cfg.peft_use_dora, use_rslora=cfg.peft_use_rslora,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def _add_adapter(cfg: TrainingConfig, model):
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.load_in_4bit or cfg.load_in_8bit:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=bool(cfg.gradient_checkpointing))
+    model = get_peft_model(model, lora_config(cfg))
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("adapter %s: %s trainable of %s parameters (%.2f%%)", cfg.adapter,
+             f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+    return model
