@@ -83,11 +83,13 @@ def test_scontrol_one_line_parsing_and_details(fake) -> None:
     assert job["JobState"] == "FAILED" and job["ExitCode"] == "3:0"
     assert job["Reason"] == "NonZeroExitCode" and job["StdOut"].endswith("/fails-3.out")
     assert job["TRES"] == "cpu=2,node=1,billing=2"  # values with "=" inside stay whole
-    fake({("scontrol",): captured(f"{V}-scontrol-show-job-completed")})
+    completed = captured(f"{V}-scontrol-show-job-completed")
+    workdir = parse_scontrol_job(completed.stdout)["WorkDir"]
+    fake({("scontrol",): completed})
     lines = SlurmAdapter().details(rec("1"))
     assert "ExitCode: 0:0" in lines and "NodeList: n[1-2]" in lines
     assert [line for line in lines if line.startswith("log: ")] == [
-        f"log: {job['WorkDir']}/tiny-1.out", f"log: {job['WorkDir']}/tiny-1.err"]
+        f"log: {workdir}/tiny-1.out", f"log: {workdir}/tiny-1.err"]
 
 
 def test_log_paths_fall_back_to_the_recorded_ones(fake, tmp_path: Path) -> None:

@@ -7,12 +7,17 @@ path a real model takes: from_pretrained on a local directory.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
-from tests.cli_runner import run_ft
+from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import summary, train_losses, write_tiny_spec
 
 
@@ -126,3 +131,26 @@ def test_missing_data_file_is_a_clean_error(tmp_path, tiny_model_dir):
     assert result.returncode == 2
     assert "datasets[0]" in result.stderr and "nope.jsonl" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sigterm_saves_a_complete_checkpoint_and_exits_for_a_retry(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=100000, save_steps=100000,
+                           eval_steps=100000)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", str(spec)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:  # wait until training is really stepping
+        lines.append(line)
+        if "'loss'" in line and len([x for x in lines if "'loss'" in x]) >= 3:
+            break
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    rest = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 143, "".join(lines[-20:]) + rest[-3000:]
+    assert time.monotonic() - start < 60
+    out = tmp_path / "out"
+    (checkpoint,) = [p for p in out.iterdir() if p.name.startswith("checkpoint-")]
+    assert (checkpoint / "ft-complete.json").is_file()
+    assert not (out / "ft-complete.json").exists(), "a stopped run must not look finished"
+    assert "SIGTERM received" in rest

@@ -114,7 +114,6 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         use_cpu=not torch.cuda.is_available(),
         # Log lines, not progress bars, when the output goes to a file (Slurm, dstack logs).
         disable_tqdm=not sys.stderr.isatty(),
-        enable_jit_checkpoint=True,  # SIGTERM (preemption): save, then exit
         **optim_kwargs,
     )
 

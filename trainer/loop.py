@@ -25,6 +25,7 @@ from trainer.config import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
 from trainer.model import choose_precision, load_model, load_tokenizer
+from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop
 from trainer.sample_ledger import LedgerTrainer, recording_enabled
 
 log = logging.getLogger("ft.train")
@@ -51,9 +52,11 @@ def train(cfg: TrainingConfig) -> Path:
     collator = make_collator(cfg, tokenizer,
                              attn_implementation=model.config._attn_implementation)
     trainer_cls = LedgerTrainer if recording_enabled() else Trainer
+    graceful = GracefulStop()
     trainer = trainer_cls(model=model, args=args, train_dataset=data.train,
                           eval_dataset=data.eval, data_collator=collator,
-                          processing_class=tokenizer, callbacks=[CompleteCheckpointMarker()])
+                          processing_class=tokenizer,
+                          callbacks=[CompleteCheckpointMarker(), graceful])
     with args.main_process_first(local=False, desc="checking checkpoints"):
         if args.process_index == 0:
             for path in set_aside_incomplete(output_dir):
@@ -64,6 +67,10 @@ def train(cfg: TrainingConfig) -> Path:
         log.info("resuming from %s", resume)
     try:
         result = trainer.train(resume_from_checkpoint=resume)
+        if graceful.stopped:
+            log.warning("stopped early at step %d; checkpoint saved, resume continues from it",
+                        trainer.state.global_step)
+            raise SystemExit(PREEMPTED_EXIT_CODE)
         if isinstance(trainer, LedgerTrainer):
             trainer.record_final_weights()
         trainer.save_model(str(output_dir))

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
+from orchestrator.errors import UserError
 from orchestrator.jobs.adapters import Adapter, adapter
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.progress import Progress
@@ -101,6 +102,11 @@ class Watcher:
             trend = f"; loss {losses[0][1]:.4g} -> {losses[-1][1]:.4g}" if losses else ""
             self.printer.line(f"{self.record.ref} finished{trend}")
             return 0
+        if not self.tail:  # it ended before the log was followed
+            try:
+                self.tail.extend(self.adapter.log_lines(self.record, follow=False))
+            except UserError as exc:
+                self.printer.line(f"(no log: {str(exc).splitlines()[0]})")
         if self.tail:
             self.printer.line(f"last {len(self.tail)} log lines:")
             for line in self.tail:

@@ -1,0 +1,52 @@
+"""Graceful stop on SIGTERM / SIGUSR1 (preemption, Slurm's --signal, a time limit).
+
+The signal only sets a flag; at the end of the current optimizer step every rank agrees
+(one scalar all-reduce) to save a normal, complete checkpoint and stop, so no rank waits on
+a collective the others will never join. The run then exits with PREEMPTED_EXIT_CODE, which
+the backends retry, and `resume_from_checkpoint: auto` continues from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import torch
+import torch.distributed as dist
+from transformers import TrainerCallback
+
+log = logging.getLogger("ft.preemption")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: what schedulers expect from a stopped job
+
+
+class GracefulStop(TrainerCallback):
+    def __init__(self) -> None:
+        self.requested = False
+        self.stopped = False
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.requested = True
+        log.warning("%s received: saving a checkpoint at the end of this step, then stopping",
+                    signal.Signals(signum).name)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._agreed():
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped = True
+        return control
+
+    def _agreed(self) -> bool:
+        """True on every rank if any rank was signalled."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return self.requested
+        device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+        flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
