@@ -6,6 +6,7 @@ The same function runs on a laptop CPU, one GPU, or every rank of a multi-node j
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -38,6 +39,19 @@ def world_size() -> int:
 def train(cfg: TrainingConfig) -> Path:
     """Fine-tune as the spec says; returns the output directory (a plain HF/peft model)."""
     _setup_logging()
+    output_dir, preempted = _run(cfg)
+    # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
+    # down while a DDP reducer still holds it can deadlock in gloo's destructor (seen under
+    # Slurm here: the rank hung after training), so collect first, then destroy.
+    gc.collect()
+    _cleanup()
+    if preempted:
+        raise SystemExit(PREEMPTED_EXIT_CODE)
+    return output_dir
+
+
+def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
+    """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
     precision = choose_precision(cfg)
     tokenizer = load_tokenizer(cfg)
@@ -65,22 +79,19 @@ def train(cfg: TrainingConfig) -> Path:
                                 output_dir)
     if resume and args.process_index == 0:
         log.info("resuming from %s", resume)
-    try:
-        result = trainer.train(resume_from_checkpoint=resume)
-        if graceful.stopped:
-            log.warning("stopped early at step %d; checkpoint saved, resume continues from it",
-                        trainer.state.global_step)
-            raise SystemExit(PREEMPTED_EXIT_CODE)
-        if isinstance(trainer, LedgerTrainer):
-            trainer.record_final_weights()
-        trainer.save_model(str(output_dir))
-        if trainer.is_world_process_zero():
-            _write_summary(output_dir, result.metrics, data.stats, trainer.state,
-                           _model_facts(model))
-            mark_complete(output_dir, trainer.state.global_step)
-    finally:
-        _cleanup()
-    return output_dir
+    result = trainer.train(resume_from_checkpoint=resume)
+    if graceful.stopped:
+        log.warning("stopped early at step %d; checkpoint saved, resume continues from it",
+                    trainer.state.global_step)
+        return output_dir, True
+    if isinstance(trainer, LedgerTrainer):
+        trainer.record_final_weights()
+    trainer.save_model(str(output_dir))
+    if trainer.is_world_process_zero():
+        _write_summary(output_dir, result.metrics, data.stats, trainer.state,
+                       _model_facts(model))
+        mark_complete(output_dir, trainer.state.global_step)
+    return output_dir, False
 
 
 def _model_facts(model) -> dict:

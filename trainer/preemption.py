@@ -26,9 +26,10 @@ class GracefulStop(TrainerCallback):
     def __init__(self) -> None:
         self.requested = False
         self.stopped = False
+        self._previous: dict[int, object] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
-                signal.signal(sig, self._on_signal)
+                self._previous[sig] = signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum, frame) -> None:
         self.requested = True
@@ -40,6 +41,12 @@ class GracefulStop(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
             self.stopped = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        # Outside the training loop a signal must stop the process as usual.
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
         return control
 
     def _agreed(self) -> bool:
