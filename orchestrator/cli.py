@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 import warnings
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,27 +23,27 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                        "Slurm or this machine.")
 
 
-class Backend(str, Enum):
+class Backend(StrEnum):
     dstack = "dstack"
     skypilot = "skypilot"
     slurm = "slurm"
 
 
-class LaunchBackend(str, Enum):
+class LaunchBackend(StrEnum):
     dstack = "dstack"
     skypilot = "skypilot"
     slurm = "slurm"
     local = "local"
 
 
-class Emulated(str, Enum):
+class Emulated(StrEnum):
     slurm = "slurm"
     dstack = "dstack"
     skypilot = "skypilot"
     local = "local"
 
 
-class NodeBackend(str, Enum):
+class NodeBackend(StrEnum):
     dstack = "dstack"
     skypilot = "skypilot"
     slurm = "slurm"

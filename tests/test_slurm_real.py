@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -40,8 +41,15 @@ class Workspace:
     cluster: SlurmCluster
 
     def ft(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=self.root,
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        try:
+            return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args],
+                                  cwd=self.root, env=self.env, capture_output=True, text=True,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            squeue = self.cluster.run("squeue", "-h", "-t", "all", "-o", "%i %T %R").stdout
+            raise AssertionError(f"`ft {' '.join(args)}` still running after {timeout}s\n"
+                                 f"output: {exc.stdout}\nsqueue: {squeue}\n"
+                                 f"{self.job_files()}") from None
 
     def job_files(self) -> str:
         """Every job output file, for failure messages."""
@@ -56,7 +64,7 @@ def workspace(slurm_cluster: SlurmCluster, tmp_path_factory) -> Workspace:  # no
     bin_dir = root / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "ft"
-    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m orchestrator.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m orchestrator.cli "$@"\n')
     shim.chmod(0o755)
     shutil.copytree(REPO / "examples" / "tiny" / "data", root / "examples" / "tiny" / "data")
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
@@ -112,7 +120,7 @@ def test_two_node_training_then_status_logs_list(workspace: Workspace) -> None:
     spec = write_spec(ws, "tiny")
     started = time.monotonic()
     launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2", "--watch",
-                   timeout=900)
+                   timeout=480)
     took = time.monotonic() - started
     assert launch.returncode == 0, f"{launch.stdout}\n{launch.stderr}\n{ws.job_files()}"
     ref = _submitted_ref(launch.stdout)

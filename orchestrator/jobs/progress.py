@@ -1,12 +1,13 @@
 """Training progress read from a job's log: transformers' loss lines and tqdm's step counter.
 
 transformers prints each logging step as a dict, `{'loss': '1.234', 'grad_norm': ...,
-'learning_rate': ..., 'epoch': '0.5'}` (floats formatted as strings since 4.5x, plain floats
-before), without the step. The step comes from a `step` key when the trainer adds one, else
-from tqdm's `10/30 [00:05<...]` when it draws bars, else it is estimated from the epoch:
-consecutive loss lines are `logging_steps` apart, so `epoch * logging_steps / epoch gap` is the
-step (shown as `~10/30`; the first gap can be shorter, after `logging_first_step`, so it is
-not used). Every node's local rank 0 prints the same line, so repeats are dropped.
+'learning_rate': ..., 'epoch': '0.5'}` (5.x formats the floats as strings; older versions
+print numbers), without the step. The step comes from a `step` key when the trainer adds one,
+else from tqdm's `10/30 [00:05<...]` bar counting to max_steps (drawn only on a terminal),
+else it is estimated from the epoch: consecutive loss lines are `logging_steps` apart, so
+`epoch * logging_steps / epoch gap` is the step (shown as `~10/30`; the first gap can be
+shorter, after `logging_first_step`, so it is not used). Every node's local rank 0 prints the
+same line, so repeats are dropped.
 """
 
 from __future__ import annotations

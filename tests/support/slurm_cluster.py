@@ -30,7 +30,7 @@ REAL_MEMORY_MB = 4000
 
 CONF = """\
 ClusterName=ftlocal
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmctldPort={ctld_port}
 SlurmUser=root
 SlurmdUser=root
@@ -108,6 +108,24 @@ class SlurmCluster:
         for pid in pids:
             if _alive(pid):
                 _signal(pid, signal.SIGKILL)
+        for pid in self._leftover_job_processes():
+            _signal(pid, signal.SIGKILL)
+
+    def _leftover_job_processes(self) -> list[int]:
+        """Processes of this cluster's jobs that outlived the daemons (a job step stuck in
+        exit, an orphaned srun): everything started inside a job carries our SLURM_CONF."""
+        marker = f"SLURM_CONF={self.conf}".encode()
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                environ = (proc / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker in environ:
+                found.append(int(proc.name))
+        return found
 
 
 def ensure_installed() -> None:
