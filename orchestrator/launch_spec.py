@@ -24,6 +24,12 @@ def _no_newline(value: str | None) -> str | None:
     return value
 
 
+def _duration_value(value: str | None) -> str | None:
+    if value is not None and not DURATION.match(value):
+        raise ValueError("use a number and a unit (s, m, h, d, w), e.g. 72h")
+    return value
+
+
 class Volume(_Strict):
     """Storage mounted into every node: a backend-managed network volume (`name`), or a
     `source` (an instance path, or an object-store URL for SkyPilot)."""
@@ -52,12 +58,7 @@ class Retry(_Strict):
     max_restarts: int = Field(3, ge=0, description="Restarts before giving up.")
     duration: str | None = Field(None, description="Keep retrying for this long, e.g. 1d.")
 
-    @field_validator("duration")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None and not DURATION.match(value):
-            raise ValueError("use a number and a unit (s, m, h, d, w), e.g. 1d")
-        return value
+    _duration = field_validator("duration")(_duration_value)
 
 
 # Values that land on `#SBATCH --key=value` lines: sbatch splits those lines itself, so they
@@ -186,12 +187,7 @@ class LaunchSpec(_Strict):
                 raise ValueError(f"`{key}` is not a valid environment variable name")
         return values
 
-    @field_validator("max_duration")
-    @classmethod
-    def _duration(cls, value: str | None) -> str | None:
-        if value is not None and not DURATION.match(value):
-            raise ValueError("use a number and a unit (s, m, h, d, w), e.g. 72h")
-        return value
+    _duration = field_validator("max_duration")(_duration_value)
 
     @field_validator("disk", "shm_size", "memory")
     @classmethod
