@@ -19,6 +19,8 @@ log = logging.getLogger("ft.model")
 
 # Used when a tokenizer has no pad token: padding with EOS would teach the model to never
 # stop (the pad positions' EOS labels are masked, but real EOS then looks like padding).
+# Reserved pad tokens a vocabulary may already have come first: no embedding resize.
+EXISTING_PAD_TOKENS = ("<|finetune_right_pad_id|>", "<pad>", "<|pad|>", "[PAD]")
 FALLBACK_PAD_TOKEN = "<|ft_pad|>"
 
 
@@ -44,11 +46,24 @@ def choose_precision(cfg: TrainingConfig) -> Precision:
 
 
 def choose_attention(cfg: TrainingConfig) -> str:
-    """The spec's choice, or the best kernel installed; flash-attn is optional."""
+    """The spec's choice, or the best kernel installed; flash-attn is optional.
+
+    Without flash-attn, packed rows on a GPU go to flex_attention: sdpa with the
+    block-diagonal mask packing needs leaves its flash path (measured on an H200, 8B LoRA,
+    packed: sdpa 7,150 tokens/s, flex 7,709; bench/results/README.md). flex cannot train on
+    the CPU, so the CPU keeps sdpa.
+    """
     wanted = cfg.attn_implementation
     if wanted is None and cfg.flash_attention:
         wanted = "flash_attention_2"
-    if wanted == "flash_attention_2" and not _flash_attn_usable():
+    if wanted == "flash_attention_2" and _flash_attn_usable():
+        return wanted
+    if wanted in (None, "flash_attention_2") and cfg.sample_packing and \
+            torch.cuda.is_available() and not _flash_attn_usable():
+        if wanted:
+            log.warning("flash-attn is not installed: packed rows use flex_attention")
+        return "flex_attention"
+    if wanted == "flash_attention_2":
         log.warning("flash-attn is not installed (or no GPU): using PyTorch sdpa, which also "
                     "keeps packed samples apart via position_ids")
         return "sdpa"
@@ -68,7 +83,11 @@ def load_tokenizer(cfg: TrainingConfig) -> PreTrainedTokenizerBase:
     if cfg.tokens:
         tokenizer.add_tokens(cfg.tokens)
     if tokenizer.pad_token is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
-        if tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
+        vocab = tokenizer.get_vocab()
+        existing = next((t for t in EXISTING_PAD_TOKENS if t in vocab), None)
+        if existing is not None:
+            tokenizer.pad_token = existing
+        elif tokenizer.unk_token is not None and tokenizer.unk_token_id != tokenizer.eos_token_id:
             tokenizer.pad_token = tokenizer.unk_token
         else:
             tokenizer.add_special_tokens({"pad_token": FALLBACK_PAD_TOKEN})

@@ -1,0 +1,126 @@
+"""Run a training program with the same measuring probe on transformers' Trainer.
+
+    python bench/probe.py OUT.json ft train spec.yaml            # ft's own CLI, unmodified
+    python bench/probe.py OUT.json bench/baseline_hf_peft.py ... # the baseline script
+
+Both tools are built on `transformers.Trainer`, so one probe, installed from outside (no
+edit to ft's trainer/ or to the baseline), measures both the same way:
+
+- a TrainerCallback appended to every Trainer's callbacks: CUDA-synchronised time of each
+  optimizer step (on_step_begin .. on_step_end, the baseline's own Timer) and the host clock
+  at each step end (wall time between step ends: includes data loading, collation, logging);
+  `torch.cuda.reset_peak_memory_stats()` at train begin, `max_memory_allocated` at train end;
+- `Trainer.training_step` wrapped to count useful (non-padding) tokens of every micro-batch:
+  the real row lengths that ft's collator saw (its Collator is wrapped to record them, in
+  order), else `attention_mask.sum()` (the baseline's own count), else every token.
+
+Writes OUT.json at train end. Gradient accumulation must be 1 (one micro-batch per step).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import runpy
+import sys
+import time
+
+T0 = time.perf_counter()
+
+
+def install(out_path: str) -> None:
+    import torch
+    from transformers import Trainer, TrainerCallback
+
+    cuda = torch.cuda.is_available()
+    rec: dict = {"step_s": [], "step_end_t": [], "useful": [], "batch_tokens": [],
+                 "useful_source": None, "peak_alloc_gib": None, "peak_reserved_gib": None}
+    lengths: collections.deque = collections.deque()
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    class Probe(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            sync()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            rec["train_begin_s"] = time.perf_counter() - T0
+
+        def on_step_begin(self, args, state, control, **kw):
+            sync()
+            self.t = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            sync()
+            now = time.perf_counter()
+            rec["step_s"].append(now - self.t)
+            rec["step_end_t"].append(now - T0)
+
+        def on_train_end(self, args, state, control, **kw):
+            sync()
+            rec["train_end_s"] = time.perf_counter() - T0
+            rec["global_step"] = state.global_step
+            rec["gradient_accumulation_steps"] = args.gradient_accumulation_steps
+            if cuda:
+                rec["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+            with open(out_path, "w") as f:
+                json.dump(rec, f)
+
+    original_init = Trainer.__init__
+
+    def __init__(self, *args, **kwargs):
+        kwargs["callbacks"] = list(kwargs.get("callbacks") or []) + [Probe()]
+        original_init(self, *args, **kwargs)
+
+    original_step = Trainer.training_step
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        ids = inputs["input_ids"]
+        if lengths:
+            useful, source = lengths.popleft(), "collator_rows"
+        elif inputs.get("attention_mask") is not None:
+            useful, source = int(inputs["attention_mask"].sum()), "attention_mask"
+        else:
+            useful, source = ids.numel(), "all_tokens"
+        rec["useful"].append(useful)
+        rec["batch_tokens"].append(ids.numel())
+        rec["useful_source"] = source
+        return original_step(self, model, inputs, *args, **kwargs)
+
+    Trainer.__init__ = __init__
+    Trainer.training_step = training_step
+
+    try:  # ft only: record each batch's real row lengths, in the order batches are made
+        from trainer.data.collate import Collator
+    except ImportError:
+        return
+    original_call = Collator.__call__
+
+    def collate(self, rows):
+        lengths.append(sum(len(row["input_ids"]) for row in rows))
+        return original_call(self, rows)
+
+    Collator.__call__ = collate
+
+
+def main() -> None:
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    out_path, target = sys.argv[1], sys.argv[2:]
+    install(out_path)
+    sys.argv = target
+    if target[0] == "ft":
+        from orchestrator.cli import main as ft_main
+
+        ft_main()
+    else:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(target[0])))
+        runpy.run_path(target[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()
