@@ -18,7 +18,6 @@ from pathlib import Path
 from orchestrator.output_files import write_atomic
 from orchestrator.spec import Spec
 
-EMULATED_BACKENDS = ("slurm", "dstack", "skypilot", "local")
 _FOREIGN_PREFIXES = ("SLURM_", "SBATCH_", "DSTACK_", "SKYPILOT_", "FT_LOCAL_")
 
 

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from orchestrator.errors import Problem, SpecError, UserError
 from orchestrator.launch_spec import LaunchSpec
-from orchestrator.spec_rules import cross_field_problems
+from orchestrator.spec_rules import cross_field_problems, ignored_settings
 from orchestrator.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
 from trainer.config import IGNORED_AXOLOTL_KEYS, UNSUPPORTED_AXOLOTL_KEYS, TrainingConfig
 
@@ -39,10 +39,6 @@ class Spec:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.effective_text.encode()).hexdigest()
-
-    @property
-    def total_gpus(self) -> int:
-        return self.launch.nodes * self.launch.gpus_per_node
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None,
@@ -82,6 +78,7 @@ def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
             problems.append(Problem(format_path(rule_path), message, line_of(lines, rule_path)))
     if problems:
         raise SpecError(problems, source)
+    notes += ignored_settings(training)
     for note in notes:
         warnings.warn(note, SpecWarning, stacklevel=2)
     effective = dict(training_raw, launch=launch_raw)

@@ -86,6 +86,28 @@ def _training(t: TrainingConfig) -> Iterator[Rule]:
                 "(omit `type` for pre-tokenized rows)")
 
 
+# FSDP1-era switches Axolotl configs carry; FSDP2 has no equivalent for them.
+_FSDP1_ONLY = ("sync_module_states", "use_orig_params", "limit_all_gathers",
+               "backward_prefetch", "forward_prefetch")
+
+
+def ignored_settings(t: TrainingConfig) -> list[str]:
+    """Settings that are valid but change nothing, so the user hears about it."""
+    fc = t.fsdp_config
+    if fc is None:
+        return []
+    notes = []
+    if fc.fsdp_version == 1:
+        notes.append("`fsdp_config.fsdp_version: 1` runs as FSDP2 (fully_shard per layer)")
+    for key in _FSDP1_ONLY:
+        if getattr(fc, key) not in (None, False):
+            notes.append(f"`fsdp_config.{key}` has no FSDP2 equivalent and is ignored")
+    if fc.auto_wrap_policy == "SIZE_BASED_WRAP":
+        notes.append("`fsdp_config.auto_wrap_policy: SIZE_BASED_WRAP` is ignored: ft shards "
+                     "per decoder layer")
+    return notes
+
+
 DATASET_TYPES = ("alpaca", "chat_template", "completion", "input_output", "pretokenized")
 
 

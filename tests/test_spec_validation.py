@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import textwrap
 
 import pytest
@@ -88,7 +87,7 @@ def test_yaml_syntax_error_and_duplicate_key_have_lines():
 @pytest.mark.parametrize("path", sorted((REPO / "tests/fixtures/axolotl").glob("*.y*ml")),
                          ids=lambda p: p.name)
 def test_unmodified_axolotl_configs_validate(path):
-    with pytest.warns(SpecWarning) if "chat" in path.name else contextlib.nullcontext():
+    with pytest.warns(SpecWarning):  # each carries a key that changes nothing in ft
         spec = parse_spec(path.read_text(), str(path))
     assert spec.training.datasets
 
@@ -98,6 +97,17 @@ def test_unsupported_axolotl_option_is_named_unless_empty():
     assert _problems(BASE + "s2_attention: true\n") == [
         "spec.yaml:5: `s2_attention`: this Axolotl option is not supported by ft; remove it "
         "or leave it empty"]
+
+
+def test_fsdp1_only_settings_are_warned_about():
+    with pytest.warns(SpecWarning) as caught:
+        spec = parse_spec(BASE + "fsdp_config: {fsdp_version: 1, fsdp_sync_module_states: "
+                          "true, fsdp_use_orig_params: false}\n", "spec.yaml")
+    messages = [str(w.message) for w in caught]
+    assert "`fsdp_config.fsdp_version: 1` runs as FSDP2 (fully_shard per layer)" in messages
+    assert "`fsdp_config.sync_module_states` has no FSDP2 equivalent and is ignored" in messages
+    assert not any("use_orig_params" in m for m in messages)  # false asks for nothing
+    assert spec.warnings == messages
 
 
 def test_fsdp_config_accepts_both_spellings():
