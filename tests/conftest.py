@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.tool_outputs.replay import fake  # noqa: F401
 from tests.fixtures_tiny import tiny_model_dir, tiny_tokenizer  # noqa: F401
 from tests.support.fixtures import dstack_validator, skypilot_validator  # noqa: F401
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import process
 from orchestrator.backends.dstack import render
 from orchestrator.errors import UserError
 from orchestrator.jobs import adapters, stream
@@ -16,7 +15,7 @@ from orchestrator.jobs.dstack import DstackAdapter, run_status, runs_by_name
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.spec import load_spec
 from orchestrator.submit import submit
-from tests.fixtures.tool_outputs.replay import FakeRunner, captured
+from tests.fixtures.tool_outputs.replay import captured
 
 REPO = Path(__file__).resolve().parent.parent
 V = "dstack-0.22.5"
@@ -25,15 +24,6 @@ V = "dstack-0.22.5"
 def rec(name: str = "ftcap") -> JobRecord:
     return JobRecord("dstack", name, name, "/w/s.yaml", "ab" * 32, "/w/r", "2026-11-23T11:00",
                      "/w")
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch):
-    def install(answers):
-        runner = FakeRunner(answers)
-        monkeypatch.setattr(process, "RUNNER", runner)
-        return runner
-    return install
 
 
 def test_run_states_from_ps_json() -> None:

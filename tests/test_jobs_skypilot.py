@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator import process
 from orchestrator.backends.skypilot import render
 from orchestrator.errors import UserError
 from orchestrator.jobs import adapters, stream
@@ -22,7 +21,7 @@ from orchestrator.jobs.skypilot import SkyPilotAdapter
 from orchestrator.jobs.toolout import json_after_chatter
 from orchestrator.spec import parse_spec
 from orchestrator.submit import submit
-from tests.fixtures.tool_outputs.replay import FakeRunner, captured
+from tests.fixtures.tool_outputs.replay import captured
 
 REPO = Path(__file__).resolve().parent.parent
 V = "sky-0.14.1"
@@ -41,14 +40,10 @@ def tiny_spec(managed: bool):
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch):
+def fake(fake, monkeypatch: pytest.MonkeyPatch):
+    """The shared fake runner, with `sky` on PATH as far as the adapter can tell."""
     monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
-
-    def install(answers):
-        runner = FakeRunner(answers)
-        monkeypatch.setattr(process, "RUNNER", runner)
-        return runner
-    return install
+    return fake
 
 
 def test_json_is_found_after_the_progress_lines() -> None:

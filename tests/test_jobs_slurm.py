@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import process
 from orchestrator.backends.slurm import render
 from orchestrator.errors import UserError
 from orchestrator.jobs import adapters, store
@@ -19,7 +18,7 @@ from orchestrator.jobs.slurm import (
 )
 from orchestrator.spec import load_spec
 from orchestrator.submit import submit
-from tests.fixtures.tool_outputs.replay import FakeRunner, captured
+from tests.fixtures.tool_outputs.replay import captured
 
 REPO = Path(__file__).resolve().parent.parent
 V = "slurm-22.05.8"
@@ -29,15 +28,6 @@ def rec(job_id: str = "1", workdir: str = "/w") -> JobRecord:
     return JobRecord("slurm", job_id, "tiny", "/w/tiny.yaml", "ab" * 32, "/w/.ft/rendered/tiny",
                      "2026-11-23T11:00:00+00:00", workdir, [f"{workdir}/tiny-{job_id}.out",
                                                             f"{workdir}/tiny-{job_id}.err"])
-
-
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch):
-    def install(answers):
-        runner = FakeRunner(answers)
-        monkeypatch.setattr(process, "RUNNER", runner)
-        return runner
-    return install
 
 
 @pytest.mark.parametrize("capture, state, label, nodes, detail", [

@@ -15,6 +15,7 @@ from orchestrator import process
 from orchestrator.errors import UserError
 from orchestrator.node.slurm_master import first_hostname, resolve_master_address
 from orchestrator.node.world import World, detect_backend, resolve_world
+from tests.fixtures.tool_outputs.replay import FakeRunner
 
 SCONTROL = Path(__file__).parent / "fixtures" / "scontrol"
 SLURM = "slurm-22.05.8"
@@ -30,17 +31,9 @@ def srun_env(node_id: int) -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines)
 
 
-class ReplayRunner:
-    """Stands in for process.RUNNER: answers known argv with captured output, records calls."""
-
-    def __init__(self, replies: dict[tuple[str, ...], tuple[int, str, str]]):
-        self.replies = replies
-        self.calls: list[tuple[str, ...]] = []
-
-    def __call__(self, argv, input_text=None) -> process.Completed:
-        self.calls.append(tuple(argv))
-        returncode, stdout, stderr = self.replies[tuple(argv)]
-        return process.Completed(tuple(argv), returncode, stdout, stderr)
+def ReplayRunner(replies: dict[tuple[str, ...], tuple[int, str, str]]) -> FakeRunner:  # noqa: N802
+    """The shared recording runner, answering each argv with (returncode, stdout, stderr)."""
+    return FakeRunner({argv: process.Completed(argv, *reply) for argv, reply in replies.items()})
 
 
 REAL_SLURM_REPLIES = {
@@ -50,7 +43,7 @@ REAL_SLURM_REPLIES = {
 
 
 @pytest.fixture
-def real_slurm(monkeypatch: pytest.MonkeyPatch) -> ReplayRunner:
+def real_slurm(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
     runner = ReplayRunner(REAL_SLURM_REPLIES)
     monkeypatch.setattr(process, "RUNNER", runner)
     return runner
@@ -77,7 +70,7 @@ def test_each_backend_row(backend: str) -> None:
     assert (world.node_rank, world.nnodes, world.nproc_per_node) == (rank, nnodes, nproc)
 
 
-def test_slurm_row_with_real_srun_environment(real_slurm: ReplayRunner) -> None:
+def test_slurm_row_with_real_srun_environment(real_slurm: FakeRunner) -> None:
     environ = {**srun_env(1), "SLURM_GPUS_ON_NODE": "8"}
     world = resolve_world("slurm", environ, master_port=29400, default_nproc=1)
     assert world == World("slurm", "127.0.0.1", 29400, 1, 2, 8, world.notes)
@@ -86,7 +79,7 @@ def test_slurm_row_with_real_srun_environment(real_slurm: ReplayRunner) -> None:
     assert "master n1 -> 127.0.0.1 (NodeAddr from scontrol show node)" in world.notes
 
 
-def test_slurm_without_gpus_falls_back_to_the_spec_with_a_note(real_slurm: ReplayRunner) -> None:
+def test_slurm_without_gpus_falls_back_to_the_spec_with_a_note(real_slurm: FakeRunner) -> None:
     # The captured job asked for no GPUs, so SLURM_GPUS_ON_NODE is absent, as it really is.
     environ = srun_env(0)
     assert "SLURM_GPUS_ON_NODE" not in environ
@@ -153,7 +146,7 @@ REQUIRED = [("dstack", "DSTACK_MASTER_NODE_IP", "a dstack task"),
 
 @pytest.mark.parametrize(("backend", "variable", "where"), REQUIRED)
 def test_missing_variable_names_it_and_the_backend(backend: str, variable: str, where: str,
-                                                  real_slurm: ReplayRunner) -> None:
+                                                  real_slurm: FakeRunner) -> None:
     environ = dict(ROWS[backend][0]) if backend in ROWS else srun_env(0)
     del environ[variable]
     with pytest.raises(UserError) as excinfo:
@@ -222,7 +215,7 @@ def test_first_hostname_of_a_multi_range_nodelist(monkeypatch: pytest.MonkeyPatc
     assert first_hostname("gpu-[01-03],n[1-2]") == "gpu-01"
 
 
-def test_unresolvable_name_uses_node_addr(real_slurm: ReplayRunner) -> None:
+def test_unresolvable_name_uses_node_addr(real_slurm: FakeRunner) -> None:
     def no_dns(name: str) -> str:
         raise AssertionError("NodeAddr differs from the name; DNS must not be consulted")
 
@@ -230,7 +223,7 @@ def test_unresolvable_name_uses_node_addr(real_slurm: ReplayRunner) -> None:
         "127.0.0.1", "master n1 -> 127.0.0.1 (NodeAddr from scontrol show node)")
 
 
-def _node_addr_is_name(monkeypatch: pytest.MonkeyPatch) -> ReplayRunner:
+def _node_addr_is_name(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
     runner = ReplayRunner({
         ("scontrol", "show", "hostnames", "localhost"): (0, "localhost\n", ""),
         ("scontrol", "show", "node", "localhost"): (0, fixture("show-node-localhost"), ""),
