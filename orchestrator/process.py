@@ -1,12 +1,13 @@
 """The one seam through which ft runs external programs (sbatch, dstack, sky, scontrol...).
 
-Tests replace `RUNNER` with a recording fake instead of patching subprocess everywhere.
+Tests replace `RUNNER` (a finished command's output) and `STREAMER` (lines while a command
+runs, for followed logs) with recording fakes instead of patching subprocess everywhere.
 """
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -29,3 +30,29 @@ RUNNER: Callable[..., Completed] = _subprocess_runner
 def run_cmd(argv: Sequence[str], input_text: str | None = None) -> Completed:
     """Run argv (never through a shell) and capture its output."""
     return RUNNER(argv, input_text=input_text)
+
+
+def _popen_lines(argv: Sequence[str]) -> Iterator[str]:
+    from orchestrator.errors import UserError
+
+    try:
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1)
+    except FileNotFoundError:
+        raise UserError(f"`{argv[0]}` is not on PATH") from None
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            yield line.rstrip("\n")
+    finally:
+        if proc.poll() is None:  # the reader stopped early (Ctrl-C, watch finished)
+            proc.terminate()
+        proc.wait()
+
+
+STREAMER: Callable[[Sequence[str]], Iterator[str]] = _popen_lines
+
+
+def stream_cmd(argv: Sequence[str]) -> Iterator[str]:
+    """Lines of a command's stdout and stderr as it prints them (never through a shell)."""
+    return STREAMER(argv)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import process
 from orchestrator.backends.dstack import render
 from orchestrator.errors import UserError
-from orchestrator.jobs import adapters, stream
+from orchestrator.jobs import adapters
 from orchestrator.jobs.dstack import DstackAdapter, run_status, runs_by_name
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.spec import load_spec
@@ -91,14 +92,14 @@ def test_logs_stop_and_errors(fake, monkeypatch) -> None:
     with pytest.raises(UserError, match="Run nosuch not found"):
         adapter.cancel(rec("nosuch"))
     # Following a finished run prints its stored logs: `attach --logs` would refuse it.
-    monkeypatch.setattr(stream, "STREAMER", lambda argv: pytest.fail(f"streamed {argv}"))
+    monkeypatch.setattr(process, "STREAMER", lambda argv: pytest.fail(f"streamed {argv}"))
     assert list(adapter.log_lines(rec("ftcap"), follow=True)) == []
 
 
 def test_follow_a_live_run_streams_attach_logs(fake, monkeypatch) -> None:
     fake({("dstack", "ps"): captured(f"{V}-ps-json-submitted")})
     streamed = []
-    monkeypatch.setattr(stream, "STREAMER",
+    monkeypatch.setattr(process, "STREAMER",
                         lambda argv: streamed.append(tuple(argv)) or iter(["hello"]))
     assert list(DstackAdapter().log_lines(rec("ftcap2"), follow=True)) == ["hello"]
     assert streamed == [("dstack", "attach", "--logs", "ftcap2")]

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator import process
 from orchestrator.backends.skypilot import render
 from orchestrator.errors import UserError
-from orchestrator.jobs import adapters, stream
+from orchestrator.jobs import adapters
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.skypilot import SkyPilotAdapter
 from orchestrator.jobs.toolout import json_after_chatter
@@ -127,7 +128,7 @@ def test_logs_and_cancel_commands(fake, monkeypatch) -> None:
                             ("sky", "jobs", "cancel", "4", "--yes"),
                             ("sky", "jobs", "logs", "4", "--no-follow")]
     streamed = []
-    monkeypatch.setattr(stream, "STREAMER", lambda argv: streamed.append(tuple(argv)) or iter(()))
+    monkeypatch.setattr(process, "STREAMER", lambda argv: streamed.append(tuple(argv)) or iter(()))
     list(adapter.log_lines(rec("2"), follow=True))
     assert streamed == [("sky", "logs", "tiny", "2", "--follow")]
 

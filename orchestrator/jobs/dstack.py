@@ -12,10 +12,9 @@ from pathlib import Path
 from orchestrator.errors import UserError
 from orchestrator.jobs.adapters import Submitted, require_tool, run_tool
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
-from orchestrator.jobs.stream import stream_cmd
 from orchestrator.jobs.table import format_seconds
 from orchestrator.jobs.toolout import failure_text, plain
-from orchestrator.process import Completed
+from orchestrator.process import Completed, stream_cmd
 from orchestrator.rendering import Rendered
 
 BACKEND = "dstack"

@@ -1,47 +1,18 @@
-"""Following output as it grows: a streamed command (`sky logs`, `dstack attach --logs`) or
-log files on a shared filesystem (Slurm's --output/--error).
+"""Following log files on a shared filesystem as they grow (Slurm's --output/--error).
 
-`run_cmd` (orchestrator.process) captures a finished command; following needs lines while the
-command runs, so this is its streaming counterpart. Tests replace `STREAMER` the same way they
-replace `orchestrator.process.RUNNER`.
+Streamed commands (`sky logs`, `dstack attach --logs`) go through the process seam:
+`orchestrator.process.stream_cmd`.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from orchestrator.errors import UserError
-
 # tqdm redraws its bar with carriage returns; each redraw is a line for our purposes.
 _LINE_END = re.compile(r"\r\n|\r|\n")
-
-
-def _popen_lines(argv: Sequence[str]) -> Iterator[str]:
-    try:
-        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
-    except FileNotFoundError:
-        raise UserError(f"`{argv[0]}` is not on PATH") from None
-    assert proc.stdout is not None
-    try:
-        for line in proc.stdout:
-            yield line.rstrip("\n")
-    finally:
-        if proc.poll() is None:  # the reader stopped early (Ctrl-C, watch finished)
-            proc.terminate()
-        proc.wait()
-
-
-STREAMER: Callable[[Sequence[str]], Iterator[str]] = _popen_lines
-
-
-def stream_cmd(argv: Sequence[str]) -> Iterator[str]:
-    """Lines of a command's stdout and stderr as it prints them (never through a shell)."""
-    return STREAMER(argv)
 
 
 class FileTail:
