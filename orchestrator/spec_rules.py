@@ -49,12 +49,14 @@ def _distribution(t: TrainingConfig) -> Iterator[Rule]:
 
 
 def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
-    total = launch.nodes * launch.gpus_per_node
+    # A CPU job (gpus_per_node 0) runs one process per node: sharding across CPU nodes is
+    # real (gloo), and what the local emulation tests run.
+    total = launch.nodes * max(launch.gpus_per_node, 1)
     if t.uses_fsdp and total < 2:
         yield ("fsdp",), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
                           f"node(s) x {launch.gpus_per_node} GPU(s)); remove `fsdp` or raise "
                           "`launch.gpus_per_node` / `launch.nodes`")
-    if t.deepspeed and total < 2:
+    if t.deepspeed and launch.nodes * launch.gpus_per_node < 2:
         yield ("deepspeed",), ("DeepSpeed ZeRO needs more than one GPU in total; remove "
                                "`deepspeed` or raise `launch.gpus_per_node` / `launch.nodes`")
     if launch.nodes > 1 and launch.gpus_per_node > 1 and not (t.uses_fsdp or t.deepspeed) \

@@ -41,22 +41,25 @@ def _report_to(cfg: TrainingConfig) -> list[str]:
 
 
 def _fsdp(cfg: TrainingConfig) -> tuple[str, dict | None]:
+    """What accelerate must know about a model trainer/fsdp.py has already wrapped.
+
+    accelerate leaves an FSDP2 module's wrapping alone; it still owns the optimizer,
+    gradient clipping and checkpoint files. Checkpoints are always sharded (each rank
+    writes its own shards: no whole-model gather on rank 0 per save); the final model
+    is saved whole by FtTrainer. Activation checkpointing is transformers' per-layer one
+    (see _checkpointing), so accelerate must not add its own.
+    """
     if not cfg.uses_fsdp:
         return "", None
-    options = cfg.fsdp if isinstance(cfg.fsdp, list) else (cfg.fsdp or "full_shard").split()
     fc = cfg.fsdp_config
-    config = {"fsdp_version": 2}
-    if fc is not None:
-        config.update({"reshard_after_forward": fc.reshard_after_forward,
-                       "cpu_ram_efficient_loading": fc.cpu_ram_efficient_loading,
-                       "offload_params": fc.offload_params,
-                       "state_dict_type": fc.state_dict_type,
-                       "activation_checkpointing": fc.activation_checkpointing})
-        if fc.transformer_layer_cls_to_wrap:
-            layers = fc.transformer_layer_cls_to_wrap
-            config["transformer_layer_cls_to_wrap"] = [layers] if isinstance(layers, str) \
-                else layers
-    return " ".join(options), config
+    # NO_WRAP: the layers are wrapped already, under FSDP class names accelerate's
+    # transformer policy would look for in vain.
+    config = {"version": 2, "state_dict_type": "SHARDED_STATE_DICT",
+              "auto_wrap_policy": "NO_WRAP",
+              "reshard_after_forward": fc.reshard_after_forward if fc else True,
+              "cpu_offload": bool(fc and fc.offload_params),
+              "cpu_ram_efficient_loading": False, "activation_checkpointing": False}
+    return "full_shard", config
 
 
 def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: int,
@@ -124,7 +127,10 @@ def _checkpointing(cfg: TrainingConfig) -> dict:
     prefix = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
         else "gradient"
     kwargs = cfg.gradient_checkpointing_kwargs or {"use_reentrant": False}
-    return {f"{prefix}_checkpointing": bool(cfg.gradient_checkpointing),
+    # `fsdp_config.activation_checkpointing` asks for the same per-decoder-layer recompute.
+    enabled = bool(cfg.gradient_checkpointing) or bool(
+        cfg.fsdp_config and cfg.fsdp_config.activation_checkpointing)
+    return {f"{prefix}_checkpointing": enabled,
             f"{prefix}_checkpointing_kwargs": kwargs}
 
 

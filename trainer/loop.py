@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import Trainer
+from transformers import set_seed
 
 from trainer.arguments import build_training_args
 from trainer.checkpoint import (
@@ -25,6 +25,8 @@ from trainer.checkpoint import (
 from trainer.config import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
+from trainer.fsdp import loads_on_meta, plan_for, shard_model
+from trainer.ft_trainer import FtTrainer
 from trainer.model import choose_precision, load_model, load_tokenizer
 from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop
 from trainer.sample_ledger import LedgerTrainer, recording_enabled
@@ -61,11 +63,18 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
         data = prepare_data(cfg, tokenizer, show_progress=args.process_index == 0)
     args = build_training_args(cfg, precision, train_rows=len(data.train),
                                world_size=world_size(), has_eval=data.eval is not None)
-    model = load_model(cfg, tokenizer, precision)
+    plan = plan_for(cfg, precision.dtype)
+    # The Trainer seeds only after the model exists; seed first so adapter initialisation
+    # (LoRA A matrices) is the same run after run and for any world size.
+    set_seed(cfg.seed)
+    model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan),
+                       device=args.device if plan else None)
+    if plan is not None:
+        shard_model(model, plan, args.device)
     # The kernel the model really loaded with decides the packed layout (flash needs one row).
     collator = make_collator(cfg, tokenizer,
                              attn_implementation=model.config._attn_implementation)
-    trainer_cls = LedgerTrainer if recording_enabled() else Trainer
+    trainer_cls = LedgerTrainer if recording_enabled() else FtTrainer
     graceful = GracefulStop()
     trainer = trainer_cls(model=model, args=args, train_dataset=data.train,
                           eval_dataset=data.eval, data_collator=collator,

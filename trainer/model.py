@@ -109,18 +109,41 @@ def quantization_config(cfg: TrainingConfig, precision: Precision):
                               bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
 
 
-def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precision: Precision):
-    model = AutoModelForCausalLM.from_pretrained(
-        cfg.base_model, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
-        quantization_config=quantization_config(cfg, precision),
-        trust_remote_code=cfg.trust_remote_code)
+def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precision: Precision,
+               on_meta: bool = False, device: torch.device | None = None):
+    """The model with its adapter. `on_meta`: structure only, no weights read (a sharded
+    rank that receives its weights by broadcast). `device`: where to quantize while loading
+    (a sharded QLoRA rank quantizes on its own GPU; see trainer/fsdp.py)."""
+    if on_meta:
+        model = _skeleton(cfg, precision)
+    else:
+        quant = quantization_config(cfg, precision)
+        placement = {"device_map": {"": device}} if (quant is not None and device) else {}
+        model = AutoModelForCausalLM.from_pretrained(
+            cfg.base_model, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
+            quantization_config=quant, trust_remote_code=cfg.trust_remote_code, **placement)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+        # Mean resizing needs the real embeddings; a skeleton gets them by broadcast.
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
     if cfg.adapter:
         model = _add_adapter(cfg, model)
     return model
+
+
+def _skeleton(cfg: TrainingConfig, precision: Precision):
+    """Parameters on the meta device, buffers real (the rotary frequencies are computed,
+    not loaded, so they must exist on every rank)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(cfg.base_model,
+                                        trust_remote_code=cfg.trust_remote_code)
+    with init_empty_weights(include_buffers=False):
+        return AutoModelForCausalLM.from_config(
+            config, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
+            trust_remote_code=cfg.trust_remote_code)
 
 
 def lora_config(cfg: TrainingConfig):

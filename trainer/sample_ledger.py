@@ -11,18 +11,25 @@ import json
 import os
 from pathlib import Path
 
-from transformers import Trainer
+import torch
+
+from trainer.fsdp import is_sharded
+from trainer.ft_trainer import FtTrainer
 
 
 def ledger_path(output_dir: Path, rank: int) -> Path:
     return output_dir / f"ft-samples-rank{rank}.jsonl"
 
 
+def shards_path(output_dir: Path, rank: int) -> Path:
+    return output_dir / f"ft-final-shards-rank{rank}.pt"
+
+
 def recording_enabled() -> bool:
     return os.environ.get("FT_RECORD_SAMPLES") == "1"
 
 
-class LedgerTrainer(Trainer):
+class LedgerTrainer(FtTrainer):
     """A Trainer that appends a hash of every training row it steps on to a per-rank file."""
 
     def training_step(self, model, inputs, *args, **kwargs):
@@ -36,7 +43,15 @@ class LedgerTrainer(Trainer):
 
     def record_final_weights(self) -> None:
         """A digest of the weights this rank would save: equal on every rank after
-        data-parallel training, and equal to the digest of what rank 0 saved."""
+        data-parallel training, and equal to the digest of what rank 0 saved.
+
+        A sharded model has no whole weights on any rank: each rank writes its own local
+        shards instead, so a test can stitch them together independently of ft's gather."""
+        if is_sharded(self.model):
+            shards = {name: param.to_local().detach().cpu().clone()
+                      for name, param in self.model.named_parameters() if param.requires_grad}
+            torch.save(shards, shards_path(Path(self.args.output_dir), self.args.process_index))
+            return
         model = self.accelerator.unwrap_model(self.model)
         if hasattr(model, "peft_config"):
             from peft import get_peft_model_state_dict

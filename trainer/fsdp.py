@@ -1,0 +1,207 @@
+"""FSDP2 for ft: the one place that decides how a model is sharded and how it is gathered.
+
+Order, per torch's FSDP2 recipe: (optionally) upcast trainable parameters to fp32 master
+weights, `fully_shard` every decoder layer, then the root (which picks up embeddings, the
+final norm, lm_head). With `cpu_ram_efficient_loading`, only global rank 0 reads the weights;
+the others build the model on the meta device and receive their shards by broadcast, so a
+node holds one host copy of the model instead of one per GPU.
+
+QLoRA: bitsandbytes stores the packed 4-bit weights in the compute dtype (`quant_storage`),
+so they are ordinary floating tensors to FSDP and shard like any other parameter; the
+quantization state stays on each `Linear4bit` module, which bitsandbytes restores after the
+all-gather. Each rank quantizes on its own device while loading (transformers streams the
+checkpoint a shard file at a time), so host memory stays at one shard file per process.
+
+The model is wrapped before the Trainer sees it; accelerate recognises an FSDP2 module and
+leaves the wrapping alone, but still runs its FSDP2 optimizer, clipping and checkpoint code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from orchestrator.errors import UserError
+from trainer.config import TrainingConfig
+
+log = logging.getLogger("ft.fsdp")
+
+
+class ShardingError(UserError, ValueError):
+    """The spec's FSDP settings do not fit the model (names `fsdp_config.<key>`)."""
+
+
+@dataclass(frozen=True)
+class ShardingPlan:
+    layer_classes: tuple[str, ...]  # empty: take the model's own `_no_split_modules`
+    reshard_after_forward: bool
+    offload_params: bool
+    cpu_ram_efficient_loading: bool
+    param_dtype: torch.dtype | None  # compute dtype of the all-gathered weights
+    full_state_dict: bool
+
+
+def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | None:
+    """The sharding the spec asks for, or None when it does not use FSDP."""
+    if not cfg.uses_fsdp:
+        return None
+    fc = cfg.fsdp_config
+    layers = fc.transformer_layer_cls_to_wrap if fc else None
+    quantized = cfg.load_in_4bit
+    # Gathering in the compute dtype halves the all-gather traffic against fp32, and 4-bit
+    # storage mixed with fp32 norms/adapters has no single dtype FSDP could gather otherwise.
+    param_dtype = compute_dtype if (compute_dtype != torch.float32 or quantized) else None
+    if quantized and param_dtype == torch.float32:
+        param_dtype = torch.bfloat16
+    return ShardingPlan(
+        layer_classes=tuple([layers] if isinstance(layers, str) else layers or ()),
+        reshard_after_forward=fc.reshard_after_forward if fc else True,
+        offload_params=bool(fc and fc.offload_params),
+        # Quantization happens while loading, on each rank's own device: nothing to broadcast.
+        cpu_ram_efficient_loading=bool(fc and fc.cpu_ram_efficient_loading) and not quantized,
+        param_dtype=param_dtype,
+        full_state_dict=not fc or fc.state_dict_type == "FULL_STATE_DICT",
+    )
+
+
+def global_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def loads_on_meta(plan: ShardingPlan | None) -> bool:
+    """Ranks other than 0 skip reading the weights; rank 0 broadcasts them after sharding."""
+    return plan is not None and plan.cpu_ram_efficient_loading and global_rank() != 0
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def decoder_layers(model: nn.Module, class_names: tuple[str, ...]) -> list[nn.Module]:
+    """The modules to shard one by one: the named classes, else the model's own
+    `_no_split_modules` (the decoder layer for every transformers LM)."""
+    names = set(class_names) or set(_no_split_modules(model))
+    if not names:
+        raise ShardingError("cannot tell the decoder layer class of this model; set "
+                         "`fsdp_config.transformer_layer_cls_to_wrap` (e.g. LlamaDecoderLayer)")
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        found = sorted({type(m).__name__ for m in model.modules() if "Layer" in type(m).__name__})
+        raise ShardingError(f"`fsdp_config.transformer_layer_cls_to_wrap` names {sorted(names)}, "
+                         f"which this model does not have; its layer classes: {found}")
+    return layers
+
+
+def _no_split_modules(model: nn.Module) -> list[str]:
+    for module in model.modules():
+        names = getattr(module, "_no_split_modules", None)
+        if names:
+            return list(names)
+    return []
+
+
+def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> nn.Module:
+    """Wrap `model` in place with FSDP2 and fill its shards; returns the same object.
+
+    On a meta-initialised rank, `model` has no weights yet: rank 0's full state dict is
+    broadcast into every rank's shards after wrapping.
+    """
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+
+    if plan.param_dtype is not None:
+        _upcast_trainable(model)
+    full_state = None
+    if plan.cpu_ram_efficient_loading:
+        full_state = model.state_dict() if global_rank() == 0 else {}
+        if global_rank() == 0:
+            _params_to_meta(model)  # rank 0 keeps its host copy in `full_state` only
+    mesh = _mesh(device)
+    kwargs = {
+        "mesh": mesh,
+        "mp_policy": MixedPrecisionPolicy(param_dtype=plan.param_dtype,
+                                          reduce_dtype=torch.float32),
+        "offload_policy": CPUOffloadPolicy() if plan.offload_params else None,
+    }
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    layers = decoder_layers(model, plan.layer_classes)
+    layer_class = type(layers[0]).__name__
+    for layer in layers:
+        fully_shard(layer, reshard_after_forward=plan.reshard_after_forward, **kwargs)
+    # The root holds embeddings, final norm and lm_head, used first and last in a step:
+    # resharding it after forward would only be gathered again at once for backward.
+    fully_shard(model, reshard_after_forward=False, **kwargs)
+    if plan.cpu_ram_efficient_loading:
+        set_model_state_dict(model, full_state, options=StateDictOptions(
+            full_state_dict=True, broadcast_from_rank0=True,
+            cpu_offload=plan.offload_params))
+        del full_state
+        _retie(model)
+    log.info("FSDP2: %d %s layers sharded over %d ranks (%s), gather dtype %s%s",
+             len(layers), layer_class, dist.get_world_size(), mesh.device_type,
+             plan.param_dtype or "as stored", ", params offloaded to CPU"
+             if plan.offload_params else "")
+    return model
+
+
+def _mesh(device: torch.device):
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+
+    return init_device_mesh(device.type, (dist.get_world_size(),))
+
+
+def _upcast_trainable(model: nn.Module) -> None:
+    """fp32 master weights for whatever trains: the optimizer step in bf16 loses small
+    updates. Compute still runs in the gather dtype (MixedPrecisionPolicy)."""
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+
+
+def _params_to_meta(model: nn.Module) -> None:
+    """Drop rank 0's weights (they live on in its full state dict) so that sharding does not
+    first move the whole model onto one GPU. Buffers stay: non-persistent ones such as the
+    rotary frequencies are not in the state dict. Tied parameters stay tied."""
+    moved: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if id(param) not in moved:
+                moved[id(param)] = nn.Parameter(torch.empty_like(param, device="meta"),
+                                                requires_grad=param.requires_grad)
+            setattr(module, name, moved[id(param)])
+
+
+def _retie(model: nn.Module) -> None:
+    tie = getattr(model, "tie_weights", None)
+    if callable(tie):
+        tie()
+
+
+def gather_state_dict(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
+    """Full (unsharded) tensors on CPU; every rank must call it, rank 0 gets the values.
+
+    For an adapter only the trainable parameters are gathered: the frozen (possibly 4-bit)
+    base never leaves its shards, and each saved lora_A/lora_B has its full shape.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.tensor import DTensor
+
+    if not trainable_only:
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True,
+                                                                    cpu_offload=True))
+    out = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        full = param.full_tensor() if isinstance(param, DTensor) else param.detach()
+        if global_rank() == 0:
+            out[name] = full.detach().cpu()
+    return out

@@ -1,0 +1,47 @@
+"""The transformers Trainer with ft's save path for FSDP2-sharded models."""
+
+from __future__ import annotations
+
+from transformers import Trainer
+
+from trainer.fsdp import gather_state_dict, is_sharded
+
+
+class FtTrainer(Trainer):
+    """Saves a sharded model as plain HF/peft files that load anywhere.
+
+    transformers' own FSDP save gathers the whole model, 4-bit base included, onto rank 0
+    for every checkpoint; an adapter only needs its trainable tensors, gathered to full
+    shape (a saved lora_B must never be one rank's slice). Resumable training state is
+    still written by accelerate as sharded checkpoints beside it.
+    """
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        self._fsdp_on_cpu()
+
+    def _fsdp_on_cpu(self) -> None:
+        """accelerate turns its FSDP mode on for accelerator devices only and would wrap a
+        CPU-sharded model in DDP. FSDP2 itself runs on CPU over gloo (the local multi-node
+        emulation and the tests use it), so give accelerate the FSDP state it gives GPUs."""
+        from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+        state = self.accelerator.state
+        if self.args.fsdp_plugin_args is None or state.distributed_type != \
+                DistributedType.MULTI_CPU:
+            return
+        state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
+        state.distributed_type = DistributedType.FSDP
+        self.is_fsdp_enabled = True
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if not is_sharded(self.model):
+            return super().save_model(output_dir, _internal_call)
+        output_dir = output_dir or self.args.output_dir
+        adapter = hasattr(self.model, "peft_config")
+        state = gather_state_dict(self.model, trainable_only=adapter)  # every rank joins
+        if self.args.should_save:
+            self.model.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+        return None
