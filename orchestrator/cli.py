@@ -4,6 +4,7 @@ commands that train; `ft --help`, `ft validate` and `ft render` never load them.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import warnings
@@ -215,14 +216,68 @@ def node(
     spec_sha256: Annotated[str | None, typer.Option(help="Refuse to run if the spec's "
                                                     "hash differs.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the launch line; run nothing.")] = False,
+    doctor: Annotated[bool, typer.Option(help="Run only the pre-flight check (`ft doctor` "
+                                         "on every rank), not training.")] = False,
 ) -> None:
     """Inside the job, on every node: map the backend's variables and start the launcher."""
     from orchestrator.node.entry import run_node
 
     loaded = load_for_cli(spec, for_launch=True)
     code = run_node(loaded.launch, str(spec), spec_sha256,
-                    backend.value if backend else None, dry_run=dry_run)
+                    backend.value if backend else None, dry_run=dry_run, doctor_only=doctor)
     raise typer.Exit(code)
+
+
+@app.command()
+def doctor(
+    spec: SpecArg,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusOpt = None,
+    emulate: Annotated[Emulated, typer.Option(help="Whose node variables to give each "
+                                              "emulated node.")] = Emulated.slurm,
+    master_port: Annotated[int | None, typer.Option(min=1024, max=65534, help="Override "
+                                                    "launch.master_port.")] = None,
+    size_mb: Annotated[float | None, typer.Option(help="All-reduce size (default: 256 MiB "
+                                                  "on GPUs, 8 MiB on CPU).")] = None,
+    iters: Annotated[int, typer.Option(min=1, help="Timed all-reduces per group.")] = 10,
+) -> None:
+    """Pre-flight: all-reduce bus bandwidth within each node and per node pair, with a
+    verdict against the cluster profile. On a cluster it runs inside the job (`ft node
+    --doctor`, or `launch.preflight: true` before training); here it emulates the nodes."""
+    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
+    if "RANK" in os.environ and "LOCAL_RANK" in os.environ:  # one rank, under torchrun
+        from orchestrator.clusters import load_profile
+        from trainer.doctor import run
+
+        # FT_DOCTOR_EXPECT_GBS (e.g. in launch.env) pins an expectation without a profile
+        # of one's own, and applies it even to emulated nodes on one host.
+        pinned = os.environ.get("FT_DOCTOR_EXPECT_GBS")
+        expected = float(pinned) if pinned else \
+            load_profile(loaded.launch.cluster).expected_internode_busbw_gbs
+        raise typer.Exit(run(expected, size_mb, iters, judge_single_host=bool(pinned)))
+    from orchestrator.local_run import run_local
+
+    raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), node_args=("--doctor",)))
+
+
+class Fetchable(StrEnum):
+    deepspeed_configs = "deepspeed-configs"
+
+
+@app.command()
+def fetch(
+    what: Annotated[Fetchable, typer.Argument(help="What to copy out of ft.")],
+    to: Annotated[Path, typer.Option(help="Destination directory.")] = Path("deepspeed_configs"),
+) -> None:
+    """Copy ft's shipped files out for editing: the DeepSpeed ZeRO configs (zero1, zero2,
+    zero3, zero3_offload), then point `deepspeed:` at your copy."""
+    from trainer.deepspeed_config import fetch as fetch_configs
+
+    written = fetch_configs(to)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if not written:
+        typer.echo(f"{to}: every config is already there; nothing overwritten")
 
 
 register_training(app)

@@ -157,7 +157,11 @@ class LaunchSpec(_Strict):
     spot: bool = False
     max_duration: str | None = Field(None, description="Stop after this long, e.g. 72h.")
     retry: Retry = Field(default_factory=Retry)
-    master_port: int = Field(29500, ge=1024, le=65535)
+    master_port: int = Field(29500, ge=1024, le=65534, description="Rendezvous port; the "
+                             "pre-flight check uses the next one.")
+    preflight: bool = Field(False, description="Before training, run `ft doctor` on every "
+                            "node (all-reduce bus bandwidth per node pair, checked against "
+                            "the cluster profile); a failing fabric stops the job in seconds.")
     launcher: Literal["torchrun", "accelerate"] = "torchrun"
     slurm: SlurmOptions = Field(default_factory=SlurmOptions)
     skypilot: SkyPilotOptions = Field(default_factory=SkyPilotOptions)

@@ -15,6 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
+from orchestrator.backends.common import job_env
+from orchestrator.clusters import load_profile
 from orchestrator.output_files import write_atomic
 from orchestrator.spec import Spec
 
@@ -60,12 +62,16 @@ def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:
     return ",".join(mine)
 
 
-def run_local(spec: Spec, emulate: str, workdir: Path) -> int:
-    """Start every emulated node, stream their output prefixed, return the job's exit code."""
+def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...] = ()) -> int:
+    """Start every emulated node, stream their output prefixed, return the job's exit code.
+    `node_args` go to each node's `ft node` (`--doctor`: the pre-flight check only)."""
     launch = spec.launch
     spec_file = workdir / ".ft" / "local" / f"{launch.name}.yaml"
     write_atomic(spec_file, spec.effective_text)
     base = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
+    # What a real backend exports into the job: the profile's NCCL settings and launch.env
+    # (variables already set here still win, as they would in a submitting shell).
+    base = {**job_env(spec, load_profile(launch.cluster)), **base}
     procs = []
     for rank in range(launch.nodes):
         env = {**base, **node_environment(emulate, rank, launch.nodes, launch.gpus_per_node,
@@ -74,7 +80,7 @@ def run_local(spec: Spec, emulate: str, workdir: Path) -> int:
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
         argv = [sys.executable, "-m", "orchestrator.cli", "node", str(spec_file), "--backend",
-                emulate, "--spec-sha256", spec.sha256]
+                emulate, "--spec-sha256", spec.sha256, *node_args]
         procs.append(subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True,
                                       start_new_session=True))

@@ -56,3 +56,8 @@ STREAMER: Callable[[Sequence[str]], Iterator[str]] = _popen_lines
 def stream_cmd(argv: Sequence[str]) -> Iterator[str]:
     """Lines of a command's stdout and stderr as it prints them (never through a shell)."""
     return STREAMER(argv)
+
+
+def run_foreground(argv: Sequence[str], env: dict[str, str]) -> int:
+    """Run argv with this process's stdout/stderr (its output is the job log); exit code."""
+    return subprocess.call(list(argv), env=env)

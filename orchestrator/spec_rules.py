@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orchestrator.errors import UserError
 from orchestrator.launch_spec import LaunchSpec
 from trainer.config import TrainingConfig
+from trainer.deepspeed_config import quantized_zero3_problem, zero_stage
+from trainer.deepspeed_config import resolve as resolve_deepspeed
 
 Rule = tuple[tuple[str, ...], str]
 
@@ -38,6 +41,8 @@ def _quantization(t: TrainingConfig) -> Iterator[Rule]:
 
 
 def _distribution(t: TrainingConfig) -> Iterator[Rule]:
+    if t.deepspeed:
+        yield from _deepspeed(t)
     if t.uses_fsdp and t.deepspeed:
         yield ("deepspeed",), "choose one of FSDP (`fsdp`/`fsdp_config`) and `deepspeed`"
     if t.uses_fsdp and t.load_in_8bit:
@@ -48,6 +53,22 @@ def _distribution(t: TrainingConfig) -> Iterator[Rule]:
         yield ("fsdp_config", "offload_params"), "offloading needs a sharding strategy"
 
 
+def _deepspeed(t: TrainingConfig) -> Iterator[Rule]:
+    """Checked here when the config can be read (a shipped name, or a file beside the user);
+    a path that only exists on the cluster is checked again when training starts."""
+    path = resolve_deepspeed(t.deepspeed)
+    if not path.is_file():
+        return
+    try:
+        stage = zero_stage(path)
+    except UserError as exc:
+        yield ("deepspeed",), str(exc).removeprefix("`deepspeed`: ")
+        return
+    problem = quantized_zero3_problem(stage, t.load_in_4bit, t.load_in_8bit)
+    if problem:
+        yield ("deepspeed",), problem
+
+
 def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
     # A CPU job (gpus_per_node 0) runs one process per node: sharding across CPU nodes is
     # real (gloo), and what the local emulation tests run.
@@ -56,7 +77,7 @@ def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
         yield ("fsdp",), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
                           f"node(s) x {launch.gpus_per_node} GPU(s)); remove `fsdp` or raise "
                           "`launch.gpus_per_node` / `launch.nodes`")
-    if t.deepspeed and launch.nodes * launch.gpus_per_node < 2:
+    if t.deepspeed and total < 2:
         yield ("deepspeed",), ("DeepSpeed ZeRO needs more than one GPU in total; remove "
                                "`deepspeed` or raise `launch.gpus_per_node` / `launch.nodes`")
     if launch.nodes > 1 and launch.gpus_per_node > 1 and not (t.uses_fsdp or t.deepspeed) \

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.errors import UserError
 from orchestrator.launch_spec import LaunchSpec
-from orchestrator.node.entry import _launcher_path, run_node, train_command
+from orchestrator.node.entry import _launcher_path, ft_command, run_node
 
 REPO = Path(__file__).resolve().parent.parent
 DSTACK_ENV = {"DSTACK_MASTER_NODE_IP": "10.0.0.5", "DSTACK_NODE_RANK": "1",
@@ -51,7 +51,7 @@ def test_dry_run_prints_world_fabric_and_launch_line(spec, sysfs, capsys) -> Non
     assert "master from DSTACK_MASTER_NODE_IP" in err
     assert "ft node: fabric infiniband (HCAs mlx5_0, mlx5_1)" in err
     assert "NCCL_IB_HCA==mlx5_0,mlx5_1" in err and "NCCL_IB_DISABLE=0" in err
-    train = " ".join(train_command())
+    train = " ".join(ft_command("train"))
     torchrun = _launcher_path("torchrun", DSTACK_ENV)
     assert (f"ft node: launch: {torchrun} --nnodes 2 --node-rank 1 --master-addr 10.0.0.5 "
             f"--master-port 29500 --nproc-per-node 8 --no-python {train} {path} "

@@ -10,6 +10,7 @@ import torch
 from transformers import TrainingArguments
 
 from trainer.config import TrainingConfig
+from trainer.deepspeed_config import resolve as resolve_deepspeed
 from trainer.model import Precision
 
 DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
@@ -108,7 +109,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         hub_strategy=cfg.hub_strategy or "every_save",
         fsdp=fsdp,
         fsdp_config=fsdp_config,
-        deepspeed=cfg.deepspeed,
+        deepspeed=str(resolve_deepspeed(cfg.deepspeed)) if cfg.deepspeed else None,
         ddp_timeout=timeout,
         ddp_find_unused_parameters=False,
         dataloader_num_workers=cfg.dataloader_num_workers or 0,

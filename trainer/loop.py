@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import set_seed
 
+from orchestrator.errors import UserError
 from trainer.arguments import build_training_args
 from trainer.checkpoint import (
     CompleteCheckpointMarker,
@@ -25,6 +25,12 @@ from trainer.checkpoint import (
 from trainer.config import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
+from trainer.deepspeed_config import (
+    join_deepspeed_comm,
+    quantized_zero3_problem,
+    zero_stage,
+)
+from trainer.deepspeed_config import resolve as resolve_deepspeed
 from trainer.fsdp import loads_on_meta, plan_for, shard_model
 from trainer.ft_trainer import FtTrainer
 from trainer.model import choose_precision, load_model, load_tokenizer
@@ -63,10 +69,9 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
         data = prepare_data(cfg, tokenizer, show_progress=args.process_index == 0)
     args = build_training_args(cfg, precision, train_rows=len(data.train),
                                world_size=world_size(), has_eval=data.eval is not None)
+    if cfg.deepspeed:
+        _check_deepspeed(cfg)
     plan = plan_for(cfg, precision.dtype)
-    # The Trainer seeds only after the model exists; seed first so adapter initialisation
-    # (LoRA A matrices) is the same run after run and for any world size.
-    set_seed(cfg.seed)
     model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan),
                        device=args.device if plan else None)
     if plan is not None:
@@ -101,6 +106,14 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
                        _model_facts(model))
         mark_complete(output_dir, trainer.state.global_step)
     return output_dir, False
+
+
+def _check_deepspeed(cfg: TrainingConfig) -> None:
+    stage = zero_stage(resolve_deepspeed(cfg.deepspeed))
+    problem = quantized_zero3_problem(stage, cfg.load_in_4bit, cfg.load_in_8bit)
+    if problem:
+        raise UserError(f"`deepspeed`: {problem}")
+    join_deepspeed_comm()
 
 
 def _model_facts(model) -> dict:

@@ -11,7 +11,12 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    set_seed,
+)
 
 from trainer.config import TrainingConfig
 
@@ -128,6 +133,10 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
     if cfg.adapter:
+        # The Trainer seeds only after the model exists, and loading consumes random numbers
+        # differently on a meta skeleton, under ZeRO-3 or when quantizing. Seeding here makes
+        # the adapter's initial weights the same run after run, whatever the sharding.
+        set_seed(cfg.seed)
         model = _add_adapter(cfg, model)
     return model
 

@@ -6,6 +6,7 @@ directly and its exit code is the job's, with no Python wrapper in between.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shlex
@@ -20,6 +21,7 @@ from orchestrator.launch_spec import LaunchSpec
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
 from orchestrator.node.launch_line import launch_argv
 from orchestrator.node.world import BACKENDS, DETECTION_ORDER, World, detect_backend, resolve_world
+from orchestrator.process import run_foreground
 
 _INSTALL_HINT = {"torchrun": "it comes with PyTorch: pip install torch",
                  "accelerate": "pip install accelerate"}
@@ -27,21 +29,45 @@ _INSTALL_HINT = {"torchrun": "it comes with PyTorch: pip install torch",
 
 def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backend: str | None,
              environ: Mapping[str, str] = os.environ, dry_run: bool = False,
-             extra_train_args: Sequence[str] = (), sysfs_root: Path = Path("/sys")) -> int:
-    """Start this node's training processes; returns 0 after printing them when dry_run."""
+             extra_train_args: Sequence[str] = (), sysfs_root: Path = Path("/sys"),
+             doctor_only: bool = False) -> int:
+    """Start this node's training processes (after the pre-flight check when
+    `launch.preflight`, or only that check with `doctor_only`); returns 0 after printing
+    them when dry_run."""
     check_spec_hash(spec_path, spec_sha256)
     backend = _choose_backend(backend, environ)
     # A CPU job (gpus_per_node 0, local backend) still runs one process per node.
     world = resolve_world(backend, environ, launch.master_port, launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     env, env_notes = node_env(load_profile(launch.cluster), report, environ)
-    argv = launch_argv(world, launch.launcher, [*train_command(), spec_path, *extra_train_args])
-    argv[0] = _launcher_path(argv[0], environ)
+    if doctor_only:
+        argv = _doctor_argv(world, launch, spec_path, environ)
+    else:
+        argv = launch_argv(world, launch.launcher,
+                           [*ft_command("train"), spec_path, *extra_train_args])
+        argv[0] = _launcher_path(argv[0], environ)
     print(summary(world, launch, report, env, env_notes, argv), file=sys.stderr, flush=True)
     if dry_run:
         return 0
+    if launch.preflight and not doctor_only:
+        # Its own port: the training rendezvous must never meet a late pre-flight peer.
+        checked = dataclasses.replace(world, master_port=world.master_port + 1)
+        code = run_foreground(_doctor_argv(checked, launch, spec_path, environ),
+                              {**environ, **env})
+        if code != 0:
+            print(f"ft node: pre-flight check failed (exit {code}); not starting training. "
+                  "Fix the fabric, or set `launch.preflight: false` to train anyway.",
+                  file=sys.stderr, flush=True)
+            return code
     _exec(argv, {**environ, **env}, launch.launcher)
     return 0  # not reached: exec replaced this process
+
+
+def _doctor_argv(world: World, launch: LaunchSpec, spec_path: str,
+                 environ: Mapping[str, str]) -> list[str]:
+    argv = launch_argv(world, launch.launcher, [*ft_command("doctor"), spec_path])
+    argv[0] = _launcher_path(argv[0], environ)
+    return argv
 
 
 def check_spec_hash(spec_path: str, expected: str | None) -> None:
@@ -58,11 +84,12 @@ def check_spec_hash(spec_path: str, expected: str | None) -> None:
                         "from the same spec")
 
 
-def train_command() -> list[str]:
-    """`ft train`, or this interpreter's `-m orchestrator.cli train` where `ft` is not on PATH."""
+def ft_command(subcommand: str) -> list[str]:
+    """`ft <subcommand>`, or this interpreter's `-m orchestrator.cli <subcommand>` where `ft`
+    is not on PATH."""
     if shutil.which("ft"):
-        return ["ft", "train"]
-    return [sys.executable, "-m", "orchestrator.cli", "train"]
+        return ["ft", subcommand]
+    return [sys.executable, "-m", "orchestrator.cli", subcommand]
 
 
 def summary(world: World, launch: LaunchSpec, report: FabricReport, env: Mapping[str, str],

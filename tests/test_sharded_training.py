@@ -1,5 +1,6 @@
-"""FSDP2 on two emulated nodes (real gloo world of 2, CPU): sharding must not change the
-training, the saved adapter must be whole, and a sharded checkpoint must resume exactly."""
+"""FSDP2 and DeepSpeed ZeRO on two emulated nodes (a real gloo world of 2, CPU): sharding
+must not change the training (same losses and gradient norms as one process), the saved
+adapter must be whole, and a sharded checkpoint must resume exactly."""
 
 from __future__ import annotations
 
@@ -39,25 +40,54 @@ def _curve(output_dir, key: str) -> dict[int, float]:
 
 @pytest.fixture(scope="module")
 def fsdp_lora_run(tmp_path_factory, tiny_model_dir):
-    """LoRA sharded over 2 nodes x 1 process, micro batch 2: a global batch of 4."""
+    """LoRA sharded over 2 nodes x 1 process, micro batch 2: a global batch of 4; with the
+    pre-flight check first, as a cautious user would launch it."""
     tmp = tmp_path_factory.mktemp("fsdp-lora")
-    spec = write_tiny_spec(tmp, tiny_model_dir, micro_batch_size=2, launch={"nodes": 2},
-                           **FSDP)
+    spec = write_tiny_spec(tmp, tiny_model_dir, micro_batch_size=2,
+                           launch={"nodes": 2, "preflight": True}, **FSDP)
     log = _launch(spec, tmp)
     return tmp, spec, log
 
 
-def test_sharded_training_equals_one_process(fsdp_lora_run, tmp_path, tiny_model_dir):
-    tmp, _, log = fsdp_lora_run
-    assert "FSDP2: 2 LlamaDecoderLayer layers sharded over 2 ranks" in log
-    assert summary(tmp / "out")["world_size"] == 2
-    single = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=4)
-    result = run_ft("train", str(single), cwd=tmp_path)
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory, tiny_model_dir):
+    """The reference: the same global batch of 4 in one process, nothing sharded."""
+    tmp = tmp_path_factory.mktemp("one-process")
+    spec = write_tiny_spec(tmp, tiny_model_dir, micro_batch_size=4)
+    result = run_ft("train", str(spec), cwd=tmp)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return tmp / "out"
+
+
+def _assert_same_training(output_dir, reference) -> None:
     for key in ("loss", "grad_norm", "eval_loss"):
-        sharded, whole = _curve(tmp / "out", key), _curve(tmp_path / "out", key)
+        sharded, whole = _curve(output_dir, key), _curve(reference, key)
         assert sharded.keys() == whole.keys() and sharded
         assert sharded == pytest.approx(whole, rel=1e-4), key
+
+
+def test_sharded_training_equals_one_process(fsdp_lora_run, one_process_run):
+    tmp, _, log = fsdp_lora_run
+    # The pre-flight all-reduce ran first, on the next port, and passed.
+    assert log.index("ft doctor: pair  node0") < log.index("FSDP2: 2 LlamaDecoderLayer")
+    assert "FSDP2: 2 LlamaDecoderLayer layers sharded over 2 ranks" in log
+    assert summary(tmp / "out")["world_size"] == 2
+    _assert_same_training(tmp / "out", one_process_run)
+
+
+@pytest.mark.parametrize("zero", ["zero1", "zero2", "zero3"])
+def test_deepspeed_zero_equals_one_process(zero, tmp_path, tiny_model_dir, one_process_run):
+    """The shipped ZeRO configs (named, as `deepspeed: zero2`), DeepSpeed's CPU accelerator
+    over gloo; ZeRO-3 also partitions the weights at load time."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2, deepspeed=zero,
+                           launch={"nodes": 2})
+    _launch(spec, tmp_path)
+    out = tmp_path / "out"
+    assert summary(out)["world_size"] == 2
+    _assert_same_training(out, one_process_run)
+    saved = load_file(out / "adapter_model.safetensors")
+    lora_b = saved["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"]
+    assert tuple(lora_b.shape) == (64, 8)  # hidden size x rank: whole, not a partition
 
 
 def test_sharded_checkpoint_resumes_where_it_stopped(fsdp_lora_run):

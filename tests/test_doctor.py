@@ -1,0 +1,79 @@
+"""`ft doctor` / `launch.preflight`: real all-reduces between emulated nodes (gloo on CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from tests.cli_runner import run_ft
+from tests.train_helpers import write_tiny_spec
+from trainer.doctor import bus_bandwidth, groups_to_measure, verdict
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _doctor_json(log: str) -> dict:
+    line = next(line for line in log.splitlines() if "FT_DOCTOR_JSON " in line)
+    return json.loads(line.split("FT_DOCTOR_JSON ", 1)[1])
+
+
+def test_every_node_pair_is_measured_on_its_own():
+    two = groups_to_measure({0: [0], 1: [1]})
+    assert two == [("pair", [0, 1])]
+    three = groups_to_measure({0: [0, 1], 1: [2, 3], 2: [4, 5]})
+    assert [kind for kind, _ in three].count("node") == 3
+    assert [nodes for kind, nodes in three if kind == "pair"] == [[0, 1], [0, 2], [1, 2]]
+    assert three[-1] == ("world", [0, 1, 2])
+    # Beyond 8 nodes, all pairs would be 45+ measurements: neighbours in a ring instead.
+    ring = [nodes for kind, nodes in groups_to_measure({n: [n] for n in range(10)})
+            if kind == "pair"]
+    assert len(ring) == 10 and [0, 9] in ring and [4, 5] in ring
+
+
+def test_bus_bandwidth_follows_nccl_tests():
+    # 1 GB in 10 ms over 2 ranks: algbw 100 GB/s, busbw x 2(n-1)/n = 1.
+    assert bus_bandwidth(10**9, 0.01, 2) == pytest.approx(100)
+    assert bus_bandwidth(10**9, 0.01, 8) == pytest.approx(175)
+    assert bus_bandwidth(10**9, 0.01, 1) == 0
+
+
+@pytest.mark.parametrize(("busbw", "start"), [(120, "ok"), (60, "slow"), (3.7, "FAIL")])
+def test_verdict_against_the_profile(busbw, start):
+    assert verdict(busbw, 150, single_host=False).startswith(start)
+
+
+def test_verdict_without_a_fabric_to_judge():
+    assert verdict(3.7, 150, single_host=True).startswith("single host")
+    assert verdict(3.7, None, single_host=False).startswith("no expectation")
+
+
+def test_doctor_measures_two_emulated_nodes(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir)
+    result = run_ft("doctor", str(spec), "--nodes", "2", "--iters", "3", "--master-port",
+                    str(_free_port()), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "ft doctor: 2 rank(s) on 2 node(s), gloo" in result.stdout
+    report = _doctor_json(result.stdout)
+    assert report["expected_internode_busbw_gbs"] == 2  # the tiny spec's tcp profile
+    (pair,) = report["results"]
+    assert pair["kind"] == "pair" and pair["nodes"] == [0, 1] and pair["busbw_gbs"] > 0
+    assert pair["verdict"].startswith("single host")
+
+
+def test_a_failing_preflight_stops_the_job_before_training(tmp_path, tiny_model_dir):
+    """An expectation no loopback can meet: the check fails, training never starts."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={
+        "nodes": 2, "preflight": True, "env": {"FT_DOCTOR_EXPECT_GBS": "100000"}})
+    result = run_ft("launch", str(spec), "--backend", "local", "--master-port",
+                    str(_free_port()), cwd=tmp_path, env={**os.environ})
+    assert result.returncode == 1
+    assert "-> FAIL (" in result.stdout
+    assert "pre-flight check failed (exit 1); not starting training" in result.stdout
+    assert not (tmp_path / "out").exists()
