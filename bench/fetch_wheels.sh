@@ -6,8 +6,10 @@
 #
 # Size: the whole carried tree must stay under 64 MiB. bitsandbytes is 43 MB because it ships
 # binaries for every CUDA/ROCm/XPU; the image's torch is 2.11.0+cu130, so only the CUDA 13.x
-# (and CPU) binaries are kept: 7 MB. pyarrow (49 MB) is carried as a fallback only: datasets
-# 5.2 asks for pyarrow>=24 and the image had 25.0.1 (2026-11), so it was not installed there.
+# (and CPU) binaries are kept: 7 MB. pyarrow is not carried: datasets 5.2 asks for
+# pyarrow>=24 and the image has 25.0.1 (2026-11). deepspeed has no wheel on the index: its
+# sdist is built here into a pure-Python wheel (DS_BUILD_OPS=0; ft uses no DeepSpeed kernels,
+# the optimizer is torch's), 2 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
@@ -19,7 +21,7 @@ python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --im
     "${platforms[@]}" -d .whl \
     bitsandbytes==0.50.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
     pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 \
-    typing-extensions==4.16.0 huggingface-hub==1.31.0 pyarrow==24.0.0
+    typing-extensions==4.16.0 huggingface-hub==1.31.0 hjson==3.1.0
 
 # bitsandbytes: drop the binaries torch cu13x never loads, rewrite RECORD, re-zip.
 whl=$(ls .whl/bitsandbytes-0.50.2-*.whl)
@@ -43,4 +45,13 @@ with zipfile.ZipFile(src) as zin, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED
 os.replace(out, src)
 EOF
 rm -rf "$tmp"
+
+# deepspeed: sdist only. Build it against the torch of the venv running this script.
+if ! ls .whl/deepspeed-0.19.8-*.whl >/dev/null 2>&1; then
+    src=$(mktemp -d)
+    python3 -m pip download --no-deps --no-binary :all: deepspeed==0.19.8 -d "$src" -q
+    DS_BUILD_OPS=0 python3 -m pip wheel --no-deps --no-build-isolation "$src"/deepspeed-*.tar.gz \
+        -w .whl -q
+    rm -rf "$src"
+fi
 du -cb .whl/*.whl | tail -1

@@ -126,8 +126,10 @@ def _model_facts(model) -> dict:
 def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state,
                    model_facts: dict) -> None:
     """What a user (or a test) wants to know after a run, beside the model files."""
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     summary = {"global_step": state.global_step, "train": metrics, "data": data_stats,
                "world_size": world_size(), "model": model_facts,
+               "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None,
                "log_history": state.log_history}
     (output_dir / "ft-train-summary.json").write_text(json.dumps(summary, indent=2,
                                                                  default=str))

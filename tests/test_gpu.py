@@ -1,0 +1,104 @@
+"""On CUDA GPUs (the device machine; skipped elsewhere): the paths the CPU tests cannot take.
+NCCL, bitsandbytes' CUDA kernels, FSDP2 + QLoRA with bf16 storage, DeepSpeed's CUDA
+accelerator. `bash bench/gpu_tests.sh` runs them there.
+
+With 2+ GPUs, the issue's proof in miniature: two emulated nodes of one GPU each and one
+node of two GPUs must train identically (FSDP2 + QLoRA over NCCL).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.cli_runner import REPO, run_ft
+from tests.train_helpers import summary, write_tiny_spec
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
+                                                  reason="needs a CUDA GPU")]
+GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
+FSDP_QLORA = {"load_in_4bit": True, "adapter": "qlora", "bf16": True,
+              "fsdp": ["full_shard", "auto_wrap"],
+              "fsdp_config": {"fsdp_version": 2, "fsdp_state_dict_type": "FULL_STATE_DICT"}}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ok(result) -> str:
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def _torchrun(spec, cwd, nproc: int):
+    """`ft train` under torchrun on this node: world = nproc GPUs."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+                           str(nproc), "--master-port", str(_free_port()), "-m",
+                           "orchestrator.cli", "train", str(spec)], cwd=cwd,
+                          capture_output=True, text=True, env=env)
+
+
+def _losses(output_dir) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in summary(output_dir)["log_history"] if "loss" in e}
+
+
+def test_fsdp2_qlora_trains_and_saves_a_whole_adapter(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2,
+                           launch={"nodes": 2, "gpus_per_node": 1}, **FSDP_QLORA)
+    log = _ok(_torchrun(spec, tmp_path, nproc=1))
+    assert "gather dtype torch.bfloat16" in log and "(cuda)" in log
+    out = tmp_path / "out"
+    facts = summary(out)["model"]
+    assert facts["loaded_in_4bit"] is True
+    losses = list(_losses(out).values())
+    assert all(map(torch.isfinite, torch.tensor(losses))) and losses[-1] < losses[0]
+    saved = load_file(out / "adapter_model.safetensors")
+    assert tuple(saved["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].shape) \
+        == (64, 8)
+
+
+@pytest.mark.parametrize("zero", ["zero2", "zero3"])
+def test_deepspeed_zero_on_gpu(zero, tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2, bf16=True,
+                           deepspeed=zero, launch={"nodes": 2, "gpus_per_node": 1})
+    _ok(_torchrun(spec, tmp_path, nproc=1))
+    losses = list(_losses(tmp_path / "out").values())
+    assert losses and losses[-1] < losses[0]
+
+
+def test_doctor_on_this_machines_gpus(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"gpus_per_node": GPUS})
+    log = _ok(run_ft("doctor", str(spec), "--nodes", "1", "--gpus-per-node", str(GPUS),
+                     "--master-port", str(_free_port()), cwd=tmp_path))
+    assert f"ft doctor: {GPUS} rank(s) on 1 node(s), nccl" in log
+    if GPUS >= 2:
+        assert "ft doctor: node  node0" in log
+
+
+@pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
+def test_two_nodes_of_one_gpu_train_like_one_node_of_two(tmp_path, tiny_model_dir):
+    """FSDP2 + QLoRA over NCCL: `--nodes 2 --gpus-per-node 1` against 1 node x 2 GPUs."""
+    runs = {}
+    for name, nodes, gpus in (("two-nodes", 2, 1), ("one-node", 1, 2)):
+        work = tmp_path / name
+        work.mkdir()
+        spec = write_tiny_spec(work, tiny_model_dir, micro_batch_size=2,
+                               launch={"nodes": nodes, "gpus_per_node": gpus,
+                                       "preflight": True}, **FSDP_QLORA)
+        log = _ok(run_ft("launch", str(spec), "--backend", "local", "--master-port",
+                         str(_free_port()), cwd=work))
+        assert "ft doctor: pair" in log or nodes == 1
+        runs[name] = _losses(work / "out")
+    assert runs["two-nodes"] == pytest.approx(runs["one-node"], rel=2e-2)
