@@ -4,14 +4,20 @@ the variables the emulated backend sets, a real gloo rendezvous, real data-paral
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from tests.cli_runner import run_ft
+from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import summary, write_tiny_spec
 from trainer.sample_ledger import weights_digest
 
@@ -59,3 +65,55 @@ def test_a_failing_node_stops_the_job(tmp_path, tiny_model_dir):
                     "--master-port", str(_free_port()), cwd=tmp_path)
     assert result.returncode != 0
     assert "missing.jsonl" in result.stdout
+
+
+def _workers_of_rank(rank: int) -> list[int]:
+    """PIDs of training processes (torchrun's children) that have RANK=<rank>."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"train" in cmdline and b"orchestrator.cli" in cmdline \
+                and f"RANK={rank}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_hung_peer_ends_the_job_after_the_collective_timeout(tmp_path, tiny_model_dir):
+    """Rank 1 freezes mid-training (SIGSTOP: its sockets stay open, nothing errors). Rank 0
+    must give up after the collective timeout rather than wait forever."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=100000, save_steps=100000,
+                           eval_steps=100000, launch={"nodes": 2, "env": {
+                               "FT_COLLECTIVE_TIMEOUT_S": "10", "OMP_NUM_THREADS": "1"}})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
+                             "--backend", "local", "--master-port", str(_free_port())],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    stopped: list[int] = []
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "'loss'" in line and not stopped:
+                stopped = _workers_of_rank(1)
+                assert stopped, "no rank-1 training process found"
+                for pid in stopped:
+                    os.kill(pid, signal.SIGSTOP)
+                frozen_at = time.monotonic()
+        code = proc.wait(timeout=120)
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.kill()
+    log = "".join(lines)
+    assert stopped and code != 0
+    assert "Timed out waiting 10000ms" in log, log[-3000:]
+    # 10 s of timeout plus the launcher's shutdown of the frozen node, not 30 minutes.
+    assert time.monotonic() - frozen_at < 90

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import torch
@@ -12,8 +11,7 @@ from transformers import TrainingArguments
 from trainer.config import TrainingConfig
 from trainer.deepspeed_config import resolve as resolve_deepspeed
 from trainer.model import Precision
-
-DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
+from trainer.process_group import collective_timeout_s
 
 
 def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> int:
@@ -72,8 +70,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         eval_strategy, eval_steps = "no", None
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else (cfg.warmup_ratio or 0.0)
     fsdp, fsdp_config = _fsdp(cfg)
-    timeout = cfg.ddp_timeout or int(os.environ.get("FT_COLLECTIVE_TIMEOUT_S",
-                                                    DEFAULT_COLLECTIVE_TIMEOUT_S))
+    timeout = collective_timeout_s(cfg)
     optim_kwargs = {k: getattr(cfg, k) for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
                     if getattr(cfg, k) is not None}
     return TrainingArguments(

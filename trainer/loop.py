@@ -35,6 +35,7 @@ from trainer.fsdp import loads_on_meta, plan_for, shard_model
 from trainer.ft_trainer import FtTrainer
 from trainer.model import choose_precision, load_model, load_tokenizer
 from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop
+from trainer.process_group import join_process_group
 from trainer.sample_ledger import LedgerTrainer, recording_enabled
 
 log = logging.getLogger("ft.train")
@@ -61,6 +62,7 @@ def train(cfg: TrainingConfig) -> Path:
 def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
+    join_process_group(cfg)
     precision = choose_precision(cfg)
     tokenizer = load_tokenizer(cfg)
     args = build_training_args(cfg, precision, train_rows=1, world_size=world_size(),

@@ -1,0 +1,39 @@
+"""Joining the job's process group, with a finite collective timeout, before anything else.
+
+A peer that hangs (a stuck GPU, a frozen host) must end the job, not stall every other rank
+forever. transformers passes `ddp_timeout` to the process group on GPUs only, so ft creates
+the group itself, first; accelerate, the Trainer and DeepSpeed then reuse it. With NCCL the
+timeout takes effect through async error handling (TORCH_NCCL_ASYNC_ERROR_HANDLING=1, which
+every cluster profile exports).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from trainer.config import TrainingConfig
+
+DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
+
+
+def collective_timeout_s(cfg: TrainingConfig) -> int:
+    """The spec's `ddp_timeout`, else FT_COLLECTIVE_TIMEOUT_S (set by the cluster profile)."""
+    return cfg.ddp_timeout or int(os.environ.get("FT_COLLECTIVE_TIMEOUT_S",
+                                                 DEFAULT_COLLECTIVE_TIMEOUT_S))
+
+
+def join_process_group(cfg: TrainingConfig) -> None:
+    """Under torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU, with the timeout."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return
+    timeout = timedelta(seconds=collective_timeout_s(cfg))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", timeout=timeout, device_id=device)
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
