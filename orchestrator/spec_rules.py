@@ -125,6 +125,10 @@ def ignored_settings(t: TrainingConfig) -> list[str]:
     for key in _FSDP1_ONLY:
         if getattr(fc, key) not in (None, False):
             notes.append(f"`fsdp_config.{key}` has no FSDP2 equivalent and is ignored")
+    if fc.cpu_ram_efficient_loading and t.load_in_4bit:
+        notes.append("`fsdp_config.cpu_ram_efficient_loading` does not apply to 4-bit models: "
+                     "each rank quantizes on its own GPU while loading, one checkpoint file at "
+                     "a time, so host memory already stays at one file per process")
     if fc.auto_wrap_policy == "SIZE_BASED_WRAP":
         notes.append("`fsdp_config.auto_wrap_policy: SIZE_BASED_WRAP` is ignored: ft shards "
                      "per decoder layer")

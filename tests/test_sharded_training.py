@@ -69,10 +69,25 @@ def _assert_same_training(output_dir, reference) -> None:
 def test_sharded_training_equals_one_process(fsdp_lora_run, one_process_run):
     tmp, _, log = fsdp_lora_run
     # The pre-flight all-reduce ran first, on the next port, and passed.
-    assert log.index("ft doctor: pair  node0") < log.index("FSDP2: 2 LlamaDecoderLayer")
-    assert "FSDP2: 2 LlamaDecoderLayer layers sharded over 2 ranks" in log
+    assert log.index("ft doctor: pair  node0") < log.index("FSDP2 FULL_SHARD: 2 Llama")
+    assert "FSDP2 FULL_SHARD: 2 LlamaDecoderLayer layers sharded over 2 ranks" in log
     assert summary(tmp / "out")["world_size"] == 2
     _assert_same_training(tmp / "out", one_process_run)
+
+
+@pytest.mark.parametrize(("strategy", "mesh"), [("SHARD_GRAD_OP", "mesh 2"),
+                                                ("HYBRID_SHARD", "mesh 2x1")])
+def test_other_fsdp_strategies_equal_one_process(strategy, mesh, tmp_path, tiny_model_dir,
+                                                 one_process_run):
+    """HYBRID_SHARD on 2 nodes of 1 process: shard within the node (1 rank), replicate
+    across the two: the 2-D mesh path, as on a real multi-node HSDP job."""
+    fsdp = {**FSDP, "fsdp_config": {**FSDP["fsdp_config"], "sharding_strategy": strategy}}
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2, launch={"nodes": 2},
+                           **fsdp)
+    log = _launch(spec, tmp_path)
+    assert f"FSDP2 {strategy}: 2 LlamaDecoderLayer layers sharded over 2 ranks (cpu, {mesh})" \
+        in log
+    _assert_same_training(tmp_path / "out", one_process_run)
 
 
 @pytest.mark.parametrize("zero", ["zero1", "zero2", "zero3"])

@@ -43,6 +43,11 @@ class ShardingPlan:
     cpu_ram_efficient_loading: bool
     param_dtype: torch.dtype | None  # compute dtype of the all-gathered weights
     full_state_dict: bool
+    # FULL_SHARD: shard over every rank. SHARD_GRAD_OP: keep gathered layers until backward
+    # (more memory, one all-gather less per layer). HYBRID_SHARD: shard within a node,
+    # replicate across nodes (HSDP: only gradient all-reduces cross the slower inter-node
+    # links). NO_SHARD: replicate everywhere (DDP semantics, through the same code).
+    strategy: str = "FULL_SHARD"
 
 
 def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | None:
@@ -65,6 +70,7 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
         cpu_ram_efficient_loading=bool(fc and fc.cpu_ram_efficient_loading) and not quantized,
         param_dtype=param_dtype,
         full_state_dict=not fc or fc.state_dict_type == "FULL_STATE_DICT",
+        strategy=fc.sharding_strategy if fc else "FULL_SHARD",
     )
 
 
@@ -123,7 +129,7 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> n
         full_state = model.state_dict() if global_rank() == 0 else {}
         if global_rank() == 0:
             _params_to_meta(model)  # rank 0 keeps its host copy in `full_state` only
-    mesh = _mesh(device)
+    mesh = _mesh(device, plan.strategy)
     kwargs = {
         "mesh": mesh,
         "mp_policy": MixedPrecisionPolicy(param_dtype=plan.param_dtype,
@@ -133,8 +139,9 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> n
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     layers = decoder_layers(model, plan.layer_classes)
     layer_class = type(layers[0]).__name__
+    reshard = plan.reshard_after_forward and plan.strategy != "SHARD_GRAD_OP"
     for layer in layers:
-        fully_shard(layer, reshard_after_forward=plan.reshard_after_forward, **kwargs)
+        fully_shard(layer, reshard_after_forward=reshard, **kwargs)
     # The root holds embeddings, final norm and lm_head, used first and last in a step:
     # resharding it after forward would only be gathered again at once for backward.
     fully_shard(model, reshard_after_forward=False, **kwargs)
@@ -144,18 +151,31 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> n
             cpu_offload=plan.offload_params))
         del full_state
         _retie(model)
-    log.info("FSDP2: %d %s layers sharded over %d ranks (%s), gather dtype %s%s",
-             len(layers), layer_class, dist.get_world_size(), mesh.device_type,
+    log.info("FSDP2 %s: %d %s layers sharded over %d ranks (%s, mesh %s), gather dtype %s%s",
+             plan.strategy, len(layers), layer_class, dist.get_world_size(), mesh.device_type,
+             "x".join(map(str, mesh.shape)),
              plan.param_dtype or "as stored", ", params offloaded to CPU"
              if plan.offload_params else "")
     return model
 
 
-def _mesh(device: torch.device):
+def _mesh(device: torch.device, strategy: str):
+    """1-D over all ranks, or 2-D (replicate, shard) for HYBRID_SHARD / NO_SHARD."""
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    return init_device_mesh(device.type, (dist.get_world_size(),))
+    world = dist.get_world_size()
+    if strategy == "HYBRID_SHARD":
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        if world % per_node:
+            raise ShardingError(f"`fsdp_config.sharding_strategy: HYBRID_SHARD` needs the "
+                                f"same number of GPUs on every node ({world} ranks, "
+                                f"{per_node} on this one)")
+        return init_device_mesh(device.type, (world // per_node, per_node),
+                                mesh_dim_names=("replicate", "shard"))
+    if strategy == "NO_SHARD":
+        return init_device_mesh(device.type, (world, 1), mesh_dim_names=("replicate", "shard"))
+    return init_device_mesh(device.type, (world,))
 
 
 def _upcast_trainable(model: nn.Module) -> None:
