@@ -125,6 +125,9 @@ def ignored_settings(t: TrainingConfig) -> list[str]:
     for key in _FSDP1_ONLY:
         if getattr(fc, key) not in (None, False):
             notes.append(f"`fsdp_config.{key}` has no FSDP2 equivalent and is ignored")
+    if fc.state_dict_type == "SHARDED_STATE_DICT":
+        notes.append("`fsdp_config.state_dict_type` changes nothing: ft always writes "
+                     "checkpoints sharded (per rank, resumable) and the final model whole")
     if fc.cpu_ram_efficient_loading and t.load_in_4bit:
         notes.append("`fsdp_config.cpu_ram_efficient_loading` does not apply to 4-bit models: "
                      "each rank quantizes on its own GPU while loading, one checkpoint file at "

@@ -137,3 +137,47 @@ def test_cli_missing_file_is_a_clean_error(tmp_path):
     result = run_ft("validate", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "no such spec file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_zero3_with_quantized_weights_is_refused_at_validation():
+    assert _problems(BASE + "load_in_4bit: true\nadapter: qlora\nlora_target_linear: true\n"
+                     "deepspeed: zero3\n") == [
+        "spec.yaml:8: `deepspeed`: ZeRO-3 with 4/8-bit weights is not supported (its "
+        "checkpoints of bitsandbytes weights fail to save); for sharded QLoRA use FSDP "
+        "(`fsdp: [full_shard]` with `fsdp_config`), or ZeRO-2 (`deepspeed: zero2`), which "
+        "shards optimizer state and gradients only"]
+    parse_spec(BASE + "load_in_4bit: true\nadapter: qlora\nlora_target_linear: true\n"
+               "deepspeed: zero2\n", "spec.yaml")
+
+
+def test_a_deepspeed_config_only_on_the_cluster_is_checked_when_training_starts(tmp_path):
+    from orchestrator.errors import UserError
+    from trainer.deepspeed_config import prepare_deepspeed
+
+    parse_spec(BASE + "deepspeed: /cluster/only/zero2.json\n", "spec.yaml")  # not here: ok
+    with pytest.raises(UserError, match="ft fetch deepspeed-configs"):
+        prepare_deepspeed(str(tmp_path / "missing.json"), False, False)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"zero_optimization": {"stage": 4}}')
+    with pytest.raises(UserError, match="stage must be 0-3"):
+        prepare_deepspeed(str(broken), False, False)
+
+
+def test_fetch_copies_the_shipped_zero_configs(tmp_path):
+    result = run_ft("fetch", "deepspeed-configs", "--to", str(tmp_path / "ds"))
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in (tmp_path / "ds").iterdir())
+    assert names == ["zero1.json", "zero2.json", "zero3.json", "zero3_offload.json"]
+    (tmp_path / "ds" / "zero2.json").write_text("{}")  # a user's edit survives a re-fetch
+    run_ft("fetch", "deepspeed-configs", "--to", str(tmp_path / "ds"))
+    assert (tmp_path / "ds" / "zero2.json").read_text() == "{}"
+
+
+def test_fsdp_settings_ft_handles_its_own_way_are_noted():
+    with pytest.warns(SpecWarning) as caught:
+        parse_spec(BASE + "load_in_4bit: true\nadapter: qlora\nlora_target_linear: true\n"
+                   "fsdp: [full_shard]\nfsdp_config: {fsdp_cpu_ram_efficient_loading: true, "
+                   "fsdp_state_dict_type: SHARDED_STATE_DICT}\n", "spec.yaml")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "`fsdp_config.state_dict_type` changes nothing" in messages
+    assert "`fsdp_config.cpu_ram_efficient_loading` does not apply to 4-bit models" in messages

@@ -74,9 +74,13 @@ def fetch(destination: Path) -> list[Path]:
     return written
 
 
-def join_deepspeed_comm() -> None:
-    """DeepSpeed's own communication layer must know the world before ZeRO-3's
-    `zero.Init` partitions weights at load time; accelerate does this on GPUs only."""
+def prepare_deepspeed(value: str, load_in_4bit: bool, load_in_8bit: bool) -> None:
+    """Before the model loads: the config is readable and runnable, and DeepSpeed's own
+    communication layer knows the world (ZeRO-3's `zero.Init` partitions weights while
+    loading; accelerate joins DeepSpeed to the process group on GPUs only)."""
+    problem = quantized_zero3_problem(zero_stage(resolve(value)), load_in_4bit, load_in_8bit)
+    if problem:
+        raise UserError(f"`deepspeed`: {problem}")
     import deepspeed
 
     deepspeed.init_distributed()

@@ -42,7 +42,6 @@ class ShardingPlan:
     offload_params: bool
     cpu_ram_efficient_loading: bool
     param_dtype: torch.dtype | None  # compute dtype of the all-gathered weights
-    full_state_dict: bool
     # FULL_SHARD: shard over every rank. SHARD_GRAD_OP: keep gathered layers until backward
     # (more memory, one all-gather less per layer). HYBRID_SHARD: shard within a node,
     # replicate across nodes (HSDP: only gradient all-reduces cross the slower inter-node
@@ -58,10 +57,12 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
     layers = fc.transformer_layer_cls_to_wrap if fc else None
     quantized = cfg.load_in_4bit
     # Gathering in the compute dtype halves the all-gather traffic against fp32, and 4-bit
-    # storage mixed with fp32 norms/adapters has no single dtype FSDP could gather otherwise.
-    param_dtype = compute_dtype if (compute_dtype != torch.float32 or quantized) else None
-    if quantized and param_dtype == torch.float32:
-        param_dtype = torch.bfloat16
+    # storage (bf16) mixed with fp32 norms/adapters has no single dtype FSDP could gather
+    # otherwise; on a CPU (fp32 compute) a 4-bit model still computes in bf16.
+    if quantized:
+        param_dtype = compute_dtype if compute_dtype != torch.float32 else torch.bfloat16
+    else:
+        param_dtype = compute_dtype if compute_dtype != torch.float32 else None
     return ShardingPlan(
         layer_classes=tuple([layers] if isinstance(layers, str) else layers or ()),
         reshard_after_forward=fc.reshard_after_forward if fc else True,
@@ -69,7 +70,6 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
         # Quantization happens while loading, on each rank's own device: nothing to broadcast.
         cpu_ram_efficient_loading=bool(fc and fc.cpu_ram_efficient_loading) and not quantized,
         param_dtype=param_dtype,
-        full_state_dict=not fc or fc.state_dict_type == "FULL_STATE_DICT",
         strategy=fc.sharding_strategy if fc else "FULL_SHARD",
     )
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from orchestrator.errors import UserError
 from trainer.arguments import build_training_args
 from trainer.checkpoint import (
     CompleteCheckpointMarker,
@@ -25,12 +24,7 @@ from trainer.checkpoint import (
 from trainer.config import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
-from trainer.deepspeed_config import (
-    join_deepspeed_comm,
-    quantized_zero3_problem,
-    zero_stage,
-)
-from trainer.deepspeed_config import resolve as resolve_deepspeed
+from trainer.deepspeed_config import prepare_deepspeed
 from trainer.fsdp import loads_on_meta, plan_for, shard_model
 from trainer.ft_trainer import FtTrainer
 from trainer.model import choose_precision, load_model, load_tokenizer
@@ -72,7 +66,7 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
     args = build_training_args(cfg, precision, train_rows=len(data.train),
                                world_size=world_size(), has_eval=data.eval is not None)
     if cfg.deepspeed:
-        _check_deepspeed(cfg)
+        prepare_deepspeed(cfg.deepspeed, cfg.load_in_4bit, cfg.load_in_8bit)
     plan = plan_for(cfg, precision.dtype)
     model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan),
                        device=args.device if plan else None)
@@ -108,14 +102,6 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
                        _model_facts(model))
         mark_complete(output_dir, trainer.state.global_step)
     return output_dir, False
-
-
-def _check_deepspeed(cfg: TrainingConfig) -> None:
-    stage = zero_stage(resolve_deepspeed(cfg.deepspeed))
-    problem = quantized_zero3_problem(stage, cfg.load_in_4bit, cfg.load_in_8bit)
-    if problem:
-        raise UserError(f"`deepspeed`: {problem}")
-    join_deepspeed_comm()
 
 
 def _model_facts(model) -> dict:

@@ -1,0 +1,54 @@
+"""trainer/fsdp.py's decisions, without a process group: what is sharded, in which dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainer.config import TrainingConfig
+from trainer.fsdp import ShardingError, decoder_layers, plan_for
+
+BASE = {"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
+        "adapter": "lora", "lora_target_linear": True, "fsdp": ["full_shard"]}
+
+
+def _cfg(**extra) -> TrainingConfig:
+    return TrainingConfig.model_validate({**BASE, **extra})
+
+
+def test_no_fsdp_no_plan():
+    assert plan_for(TrainingConfig.model_validate({**BASE, "fsdp": None}), torch.float32) \
+        is None
+
+
+def test_bf16_training_gathers_in_bf16_and_fp32_cpu_training_as_stored():
+    assert plan_for(_cfg(), torch.bfloat16).param_dtype == torch.bfloat16
+    assert plan_for(_cfg(), torch.float32).param_dtype is None
+
+
+def test_qlora_gathers_in_bf16_and_loads_on_every_rank():
+    plan = plan_for(_cfg(adapter="qlora", load_in_4bit=True,
+                         fsdp_config={"cpu_ram_efficient_loading": True}), torch.float32)
+    assert plan.param_dtype == torch.bfloat16
+    assert plan.cpu_ram_efficient_loading is False  # each rank quantizes its own copy
+
+
+def test_axolotl_keys_reach_the_plan():
+    plan = plan_for(_cfg(fsdp_config={"fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer",
+                                      "fsdp_offload_params": True,
+                                      "fsdp_sharding_strategy": "HYBRID_SHARD",
+                                      "fsdp_cpu_ram_efficient_loading": True}),
+                    torch.bfloat16)
+    assert plan.layer_classes == ("LlamaDecoderLayer",)
+    assert plan.offload_params and plan.cpu_ram_efficient_loading
+    assert plan.strategy == "HYBRID_SHARD"
+
+
+def test_a_layer_class_the_model_lacks_is_a_clear_error(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert len(decoder_layers(model, ())) == 2  # from the model's own _no_split_modules
+    with pytest.raises(ShardingError, match=r"names \['MistralDecoderLayer'\].*"
+                       r"its layer classes: \['LlamaDecoderLayer'\]"):
+        decoder_layers(model, ("MistralDecoderLayer",))
