@@ -58,7 +58,7 @@ def test_fsdp2_qlora_trains_and_saves_a_whole_adapter(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2,
                            launch={"nodes": 2, "gpus_per_node": 1}, **FSDP_QLORA)
     log = _ok(_torchrun(spec, tmp_path, nproc=1))
-    assert "gather dtype torch.bfloat16" in log and "(cuda)" in log
+    assert "gather dtype torch.bfloat16" in log and "(cuda, mesh 1)" in log
     out = tmp_path / "out"
     facts = summary(out)["model"]
     assert facts["loaded_in_4bit"] is True
@@ -67,6 +67,22 @@ def test_fsdp2_qlora_trains_and_saves_a_whole_adapter(tmp_path, tiny_model_dir):
     saved = load_file(out / "adapter_model.safetensors")
     assert tuple(saved["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].shape) \
         == (64, 8)
+
+
+@pytest.mark.parametrize("fsdp_config", [
+    {"fsdp_offload_params": True},
+    {"fsdp_sharding_strategy": "HYBRID_SHARD", "fsdp_cpu_ram_efficient_loading": True},
+], ids=["qlora-cpu-offload", "lora-hybrid-rank0-broadcast"])
+def test_fsdp2_variants_on_gpu(fsdp_config, tmp_path, tiny_model_dir):
+    quantized = "fsdp_offload_params" in fsdp_config
+    spec = write_tiny_spec(
+        tmp_path, tiny_model_dir, micro_batch_size=2, launch={"nodes": 2, "gpus_per_node": 1},
+        **{**FSDP_QLORA, **({} if quantized else {"load_in_4bit": False, "adapter": "lora"}),
+           "fsdp_config": {**FSDP_QLORA["fsdp_config"], **fsdp_config}})
+    log = _ok(_torchrun(spec, tmp_path, nproc=1))
+    assert ("params offloaded to CPU" in log) == quantized
+    losses = list(_losses(tmp_path / "out").values())
+    assert losses and losses[-1] < losses[0]
 
 
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
