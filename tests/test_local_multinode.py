@@ -42,6 +42,7 @@ def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, e
     log = result.stdout
     assert f"[node0] ft node: backend {emulate}" in log and "[node1] ft node: node 1 of 2" in log
     assert "--nnodes 2 --node-rank 1" in log
+    assert "'step': 6," in log  # every metrics line names its step (`ft launch --watch`)
     out = tmp_path / "out"
     assert summary(out)["world_size"] == 2
     # Each rank trained on different rows, and 6 steps x 4 rows x 2 ranks were seen.

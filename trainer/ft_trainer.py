@@ -1,4 +1,5 @@
-"""The transformers Trainer with ft's save path for FSDP2-sharded models."""
+"""The transformers Trainer with ft's additions: FSDP2 on CPU, whole-model saves of a
+sharded model, and the step in every log line."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ class FtTrainer(Trainer):
         state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
         state.distributed_type = DistributedType.FSDP
         self.is_fsdp_enabled = True
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        """Every printed metrics line carries its step, so `ft launch --watch` and anyone
+        reading a job log need not infer it from the epoch."""
+        super().log({**logs, "step": self.state.global_step}, *args, **kwargs)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         if not is_sharded(self.model):
