@@ -7,6 +7,7 @@ import torch
 
 from trainer.config import TrainingConfig
 from trainer.fsdp import ShardingError, decoder_layers, plan_for
+from trainer.model import Precision, compute_dtype
 
 BASE = {"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
         "adapter": "lora", "lora_target_linear": True, "fsdp": ["full_shard"]}
@@ -27,8 +28,10 @@ def test_bf16_training_gathers_in_bf16_and_fp32_cpu_training_as_stored():
 
 
 def test_qlora_gathers_in_bf16_and_loads_on_every_rank():
-    plan = plan_for(_cfg(adapter="qlora", load_in_4bit=True,
-                         fsdp_config={"cpu_ram_efficient_loading": True}), torch.float32)
+    cfg = _cfg(adapter="qlora", load_in_4bit=True,
+               fsdp_config={"cpu_ram_efficient_loading": True})
+    fp32_cpu = Precision(torch.float32, bf16=False, fp16=False, tf32=None)
+    plan = plan_for(cfg, compute_dtype(cfg, fp32_cpu))
     assert plan.param_dtype == torch.bfloat16
     assert plan.cpu_ram_efficient_loading is False  # each rank quantizes its own copy
 

@@ -58,11 +58,8 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
     quantized = cfg.load_in_4bit
     # Gathering in the compute dtype halves the all-gather traffic against fp32, and 4-bit
     # storage (bf16) mixed with fp32 norms/adapters has no single dtype FSDP could gather
-    # otherwise; on a CPU (fp32 compute) a 4-bit model still computes in bf16.
-    if quantized:
-        param_dtype = compute_dtype if compute_dtype != torch.float32 else torch.bfloat16
-    else:
-        param_dtype = compute_dtype if compute_dtype != torch.float32 else None
+    # otherwise (a 4-bit model computes in bf16 even on a CPU: trainer.model.compute_dtype).
+    param_dtype = compute_dtype if compute_dtype != torch.float32 else None
     return ShardingPlan(
         layer_classes=tuple([layers] if isinstance(layers, str) else layers or ()),
         reshard_after_forward=fc.reshard_after_forward if fc else True,

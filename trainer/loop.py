@@ -27,7 +27,7 @@ from trainer.data.pipeline import prepare_data
 from trainer.deepspeed_config import prepare_deepspeed
 from trainer.fsdp import loads_on_meta, plan_for, shard_model
 from trainer.ft_trainer import FtTrainer
-from trainer.model import choose_precision, load_model, load_tokenizer
+from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop
 from trainer.process_group import join_process_group
 from trainer.sample_ledger import LedgerTrainer, recording_enabled
@@ -67,7 +67,7 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
                                world_size=world_size(), has_eval=data.eval is not None)
     if cfg.deepspeed:
         prepare_deepspeed(cfg.deepspeed, cfg.load_in_4bit, cfg.load_in_8bit)
-    plan = plan_for(cfg, precision.dtype)
+    plan = plan_for(cfg, compute_dtype(cfg, precision))
     model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan),
                        device=args.device if plan else None)
     if plan is not None:
@@ -99,13 +99,16 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
         _write_summary(output_dir, result.metrics, data.stats, trainer.state,
-                       _model_facts(model))
+                       _model_facts(model, cfg, precision))
         mark_complete(output_dir, trainer.state.global_step)
     return output_dir, False
 
 
-def _model_facts(model) -> dict:
+def _model_facts(model, cfg: TrainingConfig, precision) -> dict:
+    # `dtype` is the model's first floating parameter (fp32 norms under QLoRA, for
+    # instance); `compute_dtype` is what the matmuls run in.
     return {"attn_implementation": model.config._attn_implementation,
+            "compute_dtype": str(compute_dtype(cfg, precision)),
             "loaded_in_4bit": bool(getattr(model, "is_loaded_in_4bit", False)),
             "loaded_in_8bit": bool(getattr(model, "is_loaded_in_8bit", False)),
             "dtype": str(model.dtype)}

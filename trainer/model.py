@@ -100,6 +100,14 @@ def load_tokenizer(cfg: TrainingConfig) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
+def compute_dtype(cfg: TrainingConfig, precision: Precision) -> torch.dtype:
+    """What the matmuls run in: the precision's dtype, except that 4-bit weights compute in
+    bf16 even where everything else is fp32 (a CPU run)."""
+    if cfg.load_in_4bit and precision.dtype == torch.float32:
+        return torch.bfloat16
+    return precision.dtype
+
+
 def quantization_config(cfg: TrainingConfig, precision: Precision):
     if not (cfg.load_in_4bit or cfg.load_in_8bit):
         return None
@@ -107,7 +115,7 @@ def quantization_config(cfg: TrainingConfig, precision: Precision):
 
     if cfg.load_in_8bit:
         return BitsAndBytesConfig(load_in_8bit=True)
-    compute = precision.dtype if precision.dtype != torch.float32 else torch.bfloat16
+    compute = compute_dtype(cfg, precision)
     # Storage in the compute dtype (not uint8) is what lets FSDP shard the 4-bit weights.
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=cfg.bnb_4bit_quant_type,
                               bnb_4bit_use_double_quant=cfg.bnb_4bit_use_double_quant,
