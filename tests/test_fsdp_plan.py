@@ -55,3 +55,13 @@ def test_a_layer_class_the_model_lacks_is_a_clear_error(tiny_model_dir):
     with pytest.raises(ShardingError, match=r"names \['MistralDecoderLayer'\].*"
                        r"its layer classes: \['LlamaDecoderLayer'\]"):
         decoder_layers(model, ("MistralDecoderLayer",))
+
+
+def test_axolotl_fsdp_list_words_choose_strategy_and_offload():
+    plan = plan_for(_cfg(fsdp=["shard_grad_op", "auto_wrap", "offload"]), torch.bfloat16)
+    assert plan.strategy == "SHARD_GRAD_OP" and plan.offload_params
+    explicit = _cfg(fsdp="hybrid_shard auto_wrap",
+                    fsdp_config={"sharding_strategy": "FULL_SHARD"})
+    assert plan_for(explicit, torch.bfloat16).strategy == "FULL_SHARD"
+    assert plan_for(_cfg(fsdp="hybrid_shard auto_wrap"), torch.bfloat16).strategy == \
+        "HYBRID_SHARD"

@@ -31,6 +31,9 @@ from trainer.config import TrainingConfig
 log = logging.getLogger("ft.fsdp")
 
 
+STRATEGIES = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD")
+
+
 class ShardingError(UserError, ValueError):
     """The spec's FSDP settings do not fit the model (names `fsdp_config.<key>`)."""
 
@@ -60,14 +63,21 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
     # storage (bf16) mixed with fp32 norms/adapters has no single dtype FSDP could gather
     # otherwise (a 4-bit model computes in bf16 even on a CPU: trainer.model.compute_dtype).
     param_dtype = compute_dtype if compute_dtype != torch.float32 else None
+    # Axolotl's `fsdp:` list may carry the strategy and offload (`[shard_grad_op, offload]`);
+    # `fsdp_config` wins where it says so explicitly.
+    words = [w.lower() for w in (cfg.fsdp if isinstance(cfg.fsdp, list)
+                                 else (cfg.fsdp or "").split())]
+    listed = next((w.upper() for w in words if w.upper() in STRATEGIES), "FULL_SHARD")
+    strategy = fc.sharding_strategy if fc and "sharding_strategy" in fc.model_fields_set \
+        else listed
     return ShardingPlan(
         layer_classes=tuple([layers] if isinstance(layers, str) else layers or ()),
         reshard_after_forward=fc.reshard_after_forward if fc else True,
-        offload_params=bool(fc and fc.offload_params),
+        offload_params=bool(fc and fc.offload_params) or "offload" in words,
         # Quantization happens while loading, on each rank's own device: nothing to broadcast.
         cpu_ram_efficient_loading=bool(fc and fc.cpu_ram_efficient_loading) and not quantized,
         param_dtype=param_dtype,
-        strategy=fc.sharding_strategy if fc else "FULL_SHARD",
+        strategy=strategy,
     )
 
 
