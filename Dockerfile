@@ -1,7 +1,8 @@
 # ft's image: CUDA PyTorch + ft. `launch.install.method: image` (the default when no
 # `launch.image` is given) expects this image, tagged with ft's version:
 #   docker build -t ghcr.io/ft-project/ft:$(python -c 'import orchestrator; print(orchestrator.__version__)') .
-FROM nvcr.io/nvidia/pytorch:24.10-py3
+# 25.12: PyTorch 2.10 (FSDP2's public fully_shard needs 2.6+), CUDA 13.1.
+FROM nvcr.io/nvidia/pytorch:25.12-py3
 
 # flash-attn has no wheel on the package index; the NGC image already ships it.
 WORKDIR /opt/ft
