@@ -240,12 +240,16 @@ def doctor(
     size_mb: Annotated[float | None, typer.Option(help="All-reduce size (default: 256 MiB "
                                                   "on GPUs, 8 MiB on CPU).")] = None,
     iters: Annotated[int, typer.Option(min=1, help="Timed all-reduces per group.")] = 10,
+    in_job: Annotated[bool, typer.Option(hidden=True, help="Set by `ft node`: this process "
+                                         "is one rank of the check.")] = False,
 ) -> None:
     """Pre-flight: all-reduce bus bandwidth within each node and per node pair, with a
     verdict against the cluster profile. On a cluster it runs inside the job (`ft node
     --doctor`, or `launch.preflight: true` before training); here it emulates the nodes."""
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
-    if "RANK" in os.environ and "LOCAL_RANK" in os.environ:  # one rank, under torchrun
+    # One rank, started by `ft node` through the launcher (which may not set RANK for a
+    # single process): never emulate nodes from inside a node.
+    if in_job or ("RANK" in os.environ and "LOCAL_RANK" in os.environ):
         from orchestrator.clusters import load_profile
         from trainer.doctor import run
 

@@ -77,3 +77,15 @@ def test_a_failing_preflight_stops_the_job_before_training(tmp_path, tiny_model_
     assert "-> FAIL (" in result.stdout
     assert "pre-flight check failed (exit 1); not starting training" in result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_doctor_through_accelerate_with_a_single_process(tmp_path, tiny_model_dir):
+    """accelerate starts one plain process (no RANK): the rank still knows it is inside the
+    job and measures, instead of emulating nodes again."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"launcher": "accelerate"})
+    result = run_ft("doctor", str(spec), "--iters", "2", "--master-port", str(_free_port()),
+                    cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "accelerate launch" in result.stdout and "doctor" in result.stdout
+    assert "ft doctor: one process in all: nothing to all-reduce with" in result.stdout
+    assert _doctor_json(result.stdout)["results"] == []

@@ -89,6 +89,9 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
+    if "RANK" not in os.environ:  # a launcher that starts one plain process sets no world
+        os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=os.environ.get("MASTER_PORT", "29500"))
     dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s),
                             device_id=device if cuda else None)
     try:

@@ -65,7 +65,7 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
 
 def _doctor_argv(world: World, launch: LaunchSpec, spec_path: str,
                  environ: Mapping[str, str]) -> list[str]:
-    argv = launch_argv(world, launch.launcher, [*ft_command("doctor"), spec_path])
+    argv = launch_argv(world, launch.launcher, [*ft_command("doctor"), spec_path, "--in-job"])
     argv[0] = _launcher_path(argv[0], environ)
     return argv
 
