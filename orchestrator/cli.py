@@ -55,6 +55,11 @@ SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=Fal
 NodesOpt = Annotated[int | None, typer.Option("--nodes", min=1, help="Override launch.nodes.")]
 GpusOpt = Annotated[int | None, typer.Option("--gpus-per-node", min=0,
                                              help="Override launch.gpus_per_node.")]
+EmulateOpt = Annotated[Emulated, typer.Option(help="Emulated nodes (--backend local, ft doctor): "
+                                              "whose node variables each one gets.")]
+# 65534: the pre-flight check uses the port after it.
+MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534,
+                                                   help="Override launch.master_port.")]
 
 
 def _err(message: str) -> None:
@@ -165,10 +170,8 @@ def launch(
                                                 "rendered files.")] = None,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
-    emulate: Annotated[Emulated, typer.Option(help="--backend local: whose node variables "
-                                              "to give each emulated node.")] = Emulated.slurm,
-    master_port: Annotated[int | None, typer.Option(min=1024, max=65535, help="Override "
-                                                    "launch.master_port.")] = None,
+    emulate: EmulateOpt = Emulated.slurm,
+    master_port: MasterPortOpt = None,
     watch: Annotated[bool, typer.Option(help="Follow the job's state and training loss "
                                         "until it ends (exit 0 if it succeeded).")] = False,
 ) -> None:
@@ -233,10 +236,8 @@ def doctor(
     spec: SpecArg,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
-    emulate: Annotated[Emulated, typer.Option(help="Whose node variables to give each "
-                                              "emulated node.")] = Emulated.slurm,
-    master_port: Annotated[int | None, typer.Option(min=1024, max=65534, help="Override "
-                                                    "launch.master_port.")] = None,
+    emulate: EmulateOpt = Emulated.slurm,
+    master_port: MasterPortOpt = None,
     size_mb: Annotated[float | None, typer.Option(help="All-reduce size (default: 256 MiB "
                                                   "on GPUs, 8 MiB on CPU).")] = None,
     iters: Annotated[int, typer.Option(min=1, help="Timed all-reduces per group.")] = 10,

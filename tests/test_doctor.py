@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 
 from tests.cli_runner import run_ft
-from tests.train_helpers import write_tiny_spec
+from tests.train_helpers import free_port, write_tiny_spec
 from trainer.doctor import bus_bandwidth, groups_to_measure, verdict
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _doctor_json(log: str) -> dict:
@@ -57,7 +50,7 @@ def test_verdict_without_a_fabric_to_judge():
 def test_doctor_measures_two_emulated_nodes(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir)
     result = run_ft("doctor", str(spec), "--nodes", "2", "--iters", "3", "--master-port",
-                    str(_free_port()), cwd=tmp_path)
+                    str(free_port()), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "ft doctor: 2 rank(s) on 2 node(s), gloo" in result.stdout
     report = _doctor_json(result.stdout)
@@ -72,7 +65,7 @@ def test_a_failing_preflight_stops_the_job_before_training(tmp_path, tiny_model_
     spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={
         "nodes": 2, "preflight": True, "env": {"FT_DOCTOR_EXPECT_GBS": "100000"}})
     result = run_ft("launch", str(spec), "--backend", "local", "--master-port",
-                    str(_free_port()), cwd=tmp_path, env={**os.environ})
+                    str(free_port()), cwd=tmp_path, env={**os.environ})
     assert result.returncode == 1
     assert "-> FAIL (" in result.stdout
     assert "pre-flight check failed (exit 1); not starting training" in result.stdout
@@ -83,7 +76,7 @@ def test_doctor_through_accelerate_with_a_single_process(tmp_path, tiny_model_di
     """accelerate starts one plain process (no RANK): the rank still knows it is inside the
     job and measures, instead of emulating nodes again."""
     spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"launcher": "accelerate"})
-    result = run_ft("doctor", str(spec), "--iters", "2", "--master-port", str(_free_port()),
+    result = run_ft("doctor", str(spec), "--iters", "2", "--master-port", str(free_port()),
                     cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "accelerate launch" in result.stdout and "doctor" in result.stdout

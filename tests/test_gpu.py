@@ -9,7 +9,6 @@ node of two GPUs must train identically (FSDP2 + QLoRA over NCCL).
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 import pytest
@@ -17,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.cli_runner import REPO, run_ft
-from tests.train_helpers import summary, write_tiny_spec
+from tests.train_helpers import free_port, summary, write_tiny_spec
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
                                                   reason="needs a CUDA GPU")]
@@ -26,11 +25,6 @@ FSDP_QLORA = {"load_in_4bit": True, "adapter": "qlora", "bf16": True,
               "fsdp": ["full_shard", "auto_wrap"],
               "fsdp_config": {"fsdp_version": 2, "fsdp_state_dict_type": "FULL_STATE_DICT"}}
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ok(result) -> str:
@@ -45,7 +39,7 @@ def _torchrun(spec, cwd, nproc: int):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
-                           str(nproc), "--master-port", str(_free_port()), "-m",
+                           str(nproc), "--master-port", str(free_port()), "-m",
                            "orchestrator.cli", "train", str(spec)], cwd=cwd,
                           capture_output=True, text=True, env=env)
 
@@ -97,7 +91,7 @@ def test_deepspeed_zero_on_gpu(zero, tmp_path, tiny_model_dir):
 def test_doctor_on_this_machines_gpus(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"gpus_per_node": GPUS})
     log = _ok(run_ft("doctor", str(spec), "--nodes", "1", "--gpus-per-node", str(GPUS),
-                     "--master-port", str(_free_port()), cwd=tmp_path))
+                     "--master-port", str(free_port()), cwd=tmp_path))
     assert f"ft doctor: {GPUS} rank(s) on 1 node(s), nccl" in log
     if GPUS >= 2:
         assert "ft doctor: node  node0" in log
@@ -114,7 +108,7 @@ def test_two_nodes_of_one_gpu_train_like_one_node_of_two(tmp_path, tiny_model_di
                                launch={"nodes": nodes, "gpus_per_node": gpus,
                                        "preflight": True}, **FSDP_QLORA)
         log = _ok(run_ft("launch", str(spec), "--backend", "local", "--master-port",
-                         str(_free_port()), cwd=work))
+                         str(free_port()), cwd=work))
         assert "ft doctor: pair" in log or nodes == 1
         runs[name] = _losses(work / "out")
     assert runs["two-nodes"] == pytest.approx(runs["one-node"], rel=2e-2)

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,8 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.cli_runner import REPO, run_ft
-from tests.train_helpers import summary, write_tiny_spec
+from tests.train_helpers import free_port, summary, write_tiny_spec
 from trainer.sample_ledger import weights_digest
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _rows(path) -> list[str]:
@@ -36,7 +29,7 @@ def _rows(path) -> list[str]:
 def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, emulate):
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=6, save_steps=6, eval_steps=3)
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2", "--emulate",
-                    emulate, "--master-port", str(_free_port()), cwd=tmp_path,
+                    emulate, "--master-port", str(free_port()), cwd=tmp_path,
                     env={**os.environ, "FT_RECORD_SAMPLES": "1"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     log = result.stdout
@@ -63,7 +56,7 @@ def test_a_failing_node_stops_the_job(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir)
     spec.write_text(spec.read_text().replace("alpaca.jsonl", "missing.jsonl"))
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2",
-                    "--master-port", str(_free_port()), cwd=tmp_path)
+                    "--master-port", str(free_port()), cwd=tmp_path)
     assert result.returncode != 0
     assert "missing.jsonl" in result.stdout
 
@@ -93,7 +86,7 @@ def test_a_hung_peer_ends_the_job_after_the_collective_timeout(tmp_path, tiny_mo
                                "FT_COLLECTIVE_TIMEOUT_S": "10", "OMP_NUM_THREADS": "1"}})
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
-                             "--backend", "local", "--master-port", str(_free_port())],
+                             "--backend", "local", "--master-port", str(free_port())],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     stopped: list[int] = []

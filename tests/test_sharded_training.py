@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.cli_runner import run_ft
-from tests.train_helpers import summary, write_tiny_spec
+from tests.train_helpers import free_port, summary, write_tiny_spec
 from trainer.sample_ledger import shards_path
 
 FSDP = {"fsdp": ["full_shard", "auto_wrap"],
@@ -21,15 +20,10 @@ FSDP = {"fsdp": ["full_shard", "auto_wrap"],
                         "fsdp_state_dict_type": "FULL_STATE_DICT"}}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _launch(spec, cwd, **env):
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2",
-                    "--master-port", str(_free_port()), cwd=cwd, env={**os.environ, **env})
+                    "--master-port", str(free_port()), cwd=cwd, env={**os.environ, **env})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return result.stdout
 

@@ -17,7 +17,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from tests.support.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
+from tests.train_helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "examples" / "tiny" / "tiny.yaml"
@@ -86,16 +86,11 @@ def write_spec(ws: Workspace, name: str, **training: object) -> str:
     spec = yaml.safe_load(TINY.read_text())
     spec.update(training)
     launch = spec["launch"]
-    launch.update(name=name, master_port=_free_port())
+    launch.update(name=name, master_port=free_port())
     launch["install"] = {"method": "image"}
     (ws.root / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return f"{name}.yaml"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _submitted_ref(output: str) -> str:

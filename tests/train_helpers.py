@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import yaml
@@ -37,3 +38,10 @@ def train_losses(output_dir: Path) -> dict[int, float]:
     """{step: loss} of the training log."""
     return {entry["step"]: entry["loss"] for entry in summary(output_dir)["log_history"]
             if "loss" in entry}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a test's rendezvous)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
