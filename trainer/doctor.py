@@ -19,10 +19,11 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from trainer.process_group import init_world
 
 # Verdict thresholds, as a fraction of the profile's expected inter-node busbw. A fabric
 # that fell back to TCP sockets lands far below the lower bound (2x H200, sockets only:
@@ -84,16 +85,10 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
         timeout_s: float = 180.0, judge_single_host: bool = False) -> int:
     """Measure, print on rank 0, return the exit code (1 if any node pair FAILs).
     `judge_single_host`: apply the verdict to emulated nodes too (an explicit expectation)."""
-    cuda = torch.cuda.is_available()
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
     if "RANK" not in os.environ:  # a launcher that starts one plain process sets no world
         os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", "29500"))
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s),
-                            device_id=device if cuda else None)
+    device = init_world(timeout_s)  # the same group setup as training
     try:
         return _measure_all(device, expected_gbs, size_mb, iters, judge_single_host)
     finally:

@@ -27,13 +27,21 @@ def collective_timeout_s(cfg: TrainingConfig) -> int:
 
 
 def join_process_group(cfg: TrainingConfig) -> None:
-    """Under torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU, with the timeout."""
+    """Under torchrun (WORLD_SIZE > 1), with the spec's timeout; a single process has no
+    group (the Trainer runs without one)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
         return
-    timeout = timedelta(seconds=collective_timeout_s(cfg))
+    init_world(collective_timeout_s(cfg))
+
+
+def init_world(timeout_s: float) -> torch.device:
+    """This rank's device, and the process group on it: NCCL bound to the local GPU (eager
+    init, so a missing peer fails here), else gloo."""
+    timeout = timedelta(seconds=timeout_s)
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", timeout=timeout, device_id=device)
-    else:
-        dist.init_process_group("gloo", timeout=timeout)
+        return device
+    dist.init_process_group("gloo", timeout=timeout)
+    return torch.device("cpu")

@@ -43,9 +43,8 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     if doctor_only:
         argv = _doctor_argv(world, launch, spec_path, environ)
     else:
-        argv = launch_argv(world, launch.launcher,
-                           [*ft_command("train"), spec_path, *extra_train_args])
-        argv[0] = _launcher_path(argv[0], environ)
+        argv = _launcher_argv(world, launch, [*ft_command("train"), spec_path,
+                                              *extra_train_args], environ)
     print(summary(world, launch, report, env, env_notes, argv), file=sys.stderr, flush=True)
     if dry_run:
         return 0
@@ -65,7 +64,13 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
 
 def _doctor_argv(world: World, launch: LaunchSpec, spec_path: str,
                  environ: Mapping[str, str]) -> list[str]:
-    argv = launch_argv(world, launch.launcher, [*ft_command("doctor"), spec_path, "--in-job"])
+    return _launcher_argv(world, launch, [*ft_command("doctor"), spec_path, "--in-job"],
+                          environ)
+
+
+def _launcher_argv(world: World, launch: LaunchSpec, command: list[str],
+                   environ: Mapping[str, str]) -> list[str]:
+    argv = launch_argv(world, launch.launcher, command)
     argv[0] = _launcher_path(argv[0], environ)
     return argv
 
