@@ -17,7 +17,7 @@ import typer
 from orchestrator import __version__
 from orchestrator.cli_jobs import register as register_jobs
 from orchestrator.cli_train import register as register_training
-from orchestrator.errors import UserError
+from trainer.contract.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="One training spec in, a fine-tuned LLM out, on dstack, SkyPilot, "
@@ -276,7 +276,7 @@ def fetch(
 ) -> None:
     """Copy ft's shipped files out for editing: the DeepSpeed ZeRO configs (zero1, zero2,
     zero3, zero3_offload), then point `deepspeed:` at your copy."""
-    from trainer.deepspeed_config import fetch as fetch_configs
+    from trainer.contract.deepspeed_files import fetch as fetch_configs
 
     written = fetch_configs(to)
     for path in written:

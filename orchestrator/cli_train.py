@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.errors import UserError
+from trainer.contract.errors import UserError
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
 

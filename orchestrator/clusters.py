@@ -13,8 +13,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.errors import UserError
 from orchestrator.resources import data_dir
+from trainer.contract.errors import UserError
 
 # Applied on every cluster: readable NCCL warnings, and a dead peer ends the job (async
 # error handling tears the process group down) instead of hanging it forever.

@@ -33,7 +33,7 @@ def run_cmd(argv: Sequence[str], input_text: str | None = None) -> Completed:
 
 
 def _popen_lines(argv: Sequence[str]) -> Iterator[str]:
-    from orchestrator.errors import UserError
+    from trainer.contract.errors import UserError
 
     try:
         proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

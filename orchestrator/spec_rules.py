@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from orchestrator.errors import UserError
-from orchestrator.launch_spec import LaunchSpec
-from trainer.config import TrainingConfig
-from trainer.deepspeed_config import quantized_zero3_problem, zero_stage
-from trainer.deepspeed_config import resolve as resolve_deepspeed
+from trainer.contract.deepspeed_files import quantized_zero3_problem, zero_stage
+from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
+from trainer.contract.errors import UserError
+from trainer.contract.launch import LaunchSpec
+from trainer.contract.training import TrainingConfig
 
 Rule = tuple[tuple[str, ...], str]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.launch_spec import LaunchSpec
-from trainer.config import TrainingConfig
+from trainer.contract.launch import LaunchSpec
+from trainer.contract.training import TrainingConfig
 
 
 def spec_json_schema() -> dict[str, Any]:

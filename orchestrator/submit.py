@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.errors import UserError
 from orchestrator.jobs.adapters import adapter, run_tool
 from orchestrator.jobs.model import JobRecord
 from orchestrator.jobs.store import add_record
@@ -17,6 +16,7 @@ from orchestrator.jobs.toolout import failure_text
 from orchestrator.output_files import write_files
 from orchestrator.rendering import Rendered
 from orchestrator.spec import Spec
+from trainer.contract.errors import UserError
 
 
 def submit(backend: str, rendered: Rendered, directory: Path, spec: Spec) -> JobRecord:

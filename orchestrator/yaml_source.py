@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.errors import Problem, SpecError
+from trainer.contract.errors import Problem, SpecError
 
 YamlPath = tuple[str | int, ...]
 

@@ -7,8 +7,8 @@ import yaml
 
 from orchestrator.backends.registry import RENDER_BACKENDS, renderer
 from orchestrator.clusters import DEFAULT_ENV, available_profiles, load_profile
-from orchestrator.errors import UserError
 from orchestrator.spec import parse_spec
+from trainer.contract.errors import UserError
 
 SPEC = """\
 base_model: ./model

@@ -13,7 +13,7 @@ import pytest
 
 from tests import fixtures_tiny
 from tests.fixtures_tiny import make_cfg, trained_runs
-from trainer.config import DatasetSpec
+from trainer.contract.training import DatasetSpec
 from trainer.data.formats import RowEncoder
 from trainer.data.templates import ALPACA_NO_INPUT, ALPACA_WITH_INPUT
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.config import TrainingConfig
+from trainer.contract.training import TrainingConfig
 from trainer.fsdp import ShardingError, decoder_layers, plan_for
 from trainer.model import Precision, compute_dtype
 

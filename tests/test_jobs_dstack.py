@@ -10,13 +10,13 @@ import pytest
 
 from orchestrator import process
 from orchestrator.backends.dstack import render
-from orchestrator.errors import UserError
 from orchestrator.jobs import adapters
 from orchestrator.jobs.dstack import DstackAdapter, run_status, runs_by_name
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.spec import load_spec
 from orchestrator.submit import submit
 from tests.fixtures.tool_outputs.replay import captured
+from trainer.contract.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 V = "dstack-0.22.5"

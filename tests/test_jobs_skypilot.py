@@ -15,7 +15,6 @@ import yaml
 
 from orchestrator import process
 from orchestrator.backends.skypilot import render
-from orchestrator.errors import UserError
 from orchestrator.jobs import adapters
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.skypilot import SkyPilotAdapter
@@ -23,6 +22,7 @@ from orchestrator.jobs.toolout import json_after_chatter
 from orchestrator.spec import parse_spec
 from orchestrator.submit import submit
 from tests.fixtures.tool_outputs.replay import captured
+from trainer.contract.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 V = "sky-0.14.1"

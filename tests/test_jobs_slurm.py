@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends.slurm import render
-from orchestrator.errors import UserError
 from orchestrator.jobs import adapters, store
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.slurm import (
@@ -19,6 +18,7 @@ from orchestrator.jobs.slurm import (
 from orchestrator.spec import load_spec
 from orchestrator.submit import submit
 from tests.fixtures.tool_outputs.replay import captured
+from trainer.contract.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 V = "slurm-22.05.8"

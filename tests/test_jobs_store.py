@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import UserError
 from orchestrator.jobs import store
 from orchestrator.jobs.model import JobRecord
+from trainer.contract.errors import UserError
 
 
 def record(backend: str = "slurm", job_id: str = "1", name: str = "tiny") -> JobRecord:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator import process
-from orchestrator.errors import UserError
 from orchestrator.node.slurm_master import first_hostname, resolve_master_address
 from orchestrator.node.world import World, detect_backend, resolve_world
 from tests.fixtures.tool_outputs.replay import FakeRunner
+from trainer.contract.errors import UserError
 
 SCONTROL = Path(__file__).parent / "fixtures" / "scontrol"
 SLURM = "slurm-22.05.8"

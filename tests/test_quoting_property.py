@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.backends.registry import renderer
-from orchestrator.errors import SpecError
 from orchestrator.spec import parse_spec
+from trainer.contract.errors import SpecError
 
 # Anything a YAML file can carry in a string, except NUL (not representable in env/argv).
 TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),

@@ -6,9 +6,9 @@ import textwrap
 
 import pytest
 
-from orchestrator.errors import SpecError
 from orchestrator.spec import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
+from trainer.contract.errors import SpecError
 
 BASE = """\
 base_model: ./model
@@ -151,7 +151,7 @@ def test_zero3_with_quantized_weights_is_refused_at_validation():
 
 
 def test_a_deepspeed_config_only_on_the_cluster_is_checked_when_training_starts(tmp_path):
-    from orchestrator.errors import UserError
+    from trainer.contract.errors import UserError
     from trainer.deepspeed_config import prepare_deepspeed
 
     parse_spec(BASE + "deepspeed: /cluster/only/zero2.json\n", "spec.yaml")  # not here: ok

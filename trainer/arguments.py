@@ -8,8 +8,8 @@ import sys
 import torch
 from transformers import TrainingArguments
 
-from trainer.config import TrainingConfig
-from trainer.deepspeed_config import resolve as resolve_deepspeed
+from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
+from trainer.contract.training import TrainingConfig
 from trainer.model import Precision
 from trainer.process_group import collective_timeout_s
 

@@ -1,77 +1,11 @@
-"""`deepspeed:` in the spec: which ZeRO JSON, what it asks for, and whether ft can run it.
-
-Shipped configs live in trainer/deepspeed_configs/ (zero1, zero2, zero3, zero3_offload);
-`ft fetch deepspeed-configs` copies them out for editing, as Axolotl users are used to.
-The spec may name one (`deepspeed: zero2`) or give a path to any JSON.
-"""
+"""DeepSpeed at training start: the spec's ZeRO config is runnable and DeepSpeed knows the
+world. Which config and what it asks for is the contract's (`trainer.contract.deepspeed_files`),
+so `ft validate` can check it without DeepSpeed or torch installed."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
-from orchestrator.errors import UserError
-
-SHIPPED_DIR = Path(__file__).parent / "deepspeed_configs"
-
-
-def shipped_names() -> list[str]:
-    return sorted(p.stem for p in SHIPPED_DIR.glob("*.json"))
-
-
-def resolve(value: str, base_dir: Path | None = None) -> Path:
-    """A shipped config by name (`zero2`, `zero2.json`), else a path (relative to base_dir)."""
-    stem = value[:-5] if value.endswith(".json") else value
-    if "/" not in value and stem in shipped_names():
-        return SHIPPED_DIR / f"{stem}.json"
-    path = Path(value)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return path
-
-
-def zero_stage(path: Path) -> int:
-    """The `zero_optimization.stage` of a config (0 when absent), with a clear error for a
-    missing or malformed file."""
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"`deepspeed`: {path} does not exist; name a shipped config "
-                        f"({', '.join(shipped_names())}) or run `ft fetch deepspeed-configs`"
-                        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"`deepspeed`: cannot read {path}: {exc}") from None
-    stage = config.get("zero_optimization", {}).get("stage", 0)
-    if stage not in (0, 1, 2, 3):
-        raise UserError(f"`deepspeed`: {path}: zero_optimization.stage must be 0-3, not "
-                        f"{stage!r}")
-    return stage
-
-
-def quantized_zero3_problem(stage: int, load_in_4bit: bool, load_in_8bit: bool) -> str | None:
-    """ZeRO-3 with bitsandbytes weights trains, but its checkpoints cannot be saved
-    (bitsandbytes' state-dict conversion asserts on the partitioned weights; seen with
-    DeepSpeed 0.19.8 and bitsandbytes 0.50.2), so ft refuses it up front."""
-    if stage == 3 and (load_in_4bit or load_in_8bit):
-        return ("ZeRO-3 with 4/8-bit weights is not supported (its checkpoints of "
-                "bitsandbytes weights fail to save); for sharded QLoRA use FSDP "
-                "(`fsdp: [full_shard]` with `fsdp_config`), or ZeRO-2 (`deepspeed: zero2`), "
-                "which shards optimizer state and gradients only")
-    return None
-
-
-def fetch(destination: Path) -> list[Path]:
-    """Copy the shipped configs into `destination`; existing files are left alone."""
-    destination.mkdir(parents=True, exist_ok=True)
-    written = []
-    for source in sorted(SHIPPED_DIR.glob("*.json")):
-        target = destination / source.name
-        if target.exists():
-            continue
-        shutil.copyfile(source, target)
-        written.append(target)
-    return written
+from trainer.contract.deepspeed_files import quantized_zero3_problem, resolve, zero_stage
+from trainer.contract.errors import UserError
 
 
 def prepare_deepspeed(value: str, load_in_4bit: bool, load_in_8bit: bool) -> None:

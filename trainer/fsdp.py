@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from orchestrator.errors import UserError
-from trainer.config import TrainingConfig
+from trainer.contract.errors import UserError
+from trainer.contract.training import TrainingConfig
 
 log = logging.getLogger("ft.fsdp")
 

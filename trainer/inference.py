@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.config import TrainingConfig
+from trainer.contract.training import TrainingConfig
 
 
 def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):

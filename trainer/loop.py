@@ -21,7 +21,7 @@ from trainer.checkpoint import (
     resolve_resume,
     set_aside_incomplete,
 )
-from trainer.config import TrainingConfig
+from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
 from trainer.deepspeed_config import prepare_deepspeed

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.config import TrainingConfig
+from trainer.contract.training import TrainingConfig
 
 log = logging.getLogger("ft.merge")
 

@@ -18,7 +18,7 @@ from transformers import (
     set_seed,
 )
 
-from trainer.config import TrainingConfig
+from trainer.contract.training import TrainingConfig
 
 log = logging.getLogger("ft.model")
 

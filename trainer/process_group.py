@@ -15,7 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from trainer.config import TrainingConfig
+from trainer.contract.training import TrainingConfig
 
 DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
 

@@ -7,10 +7,10 @@ import shlex
 from dataclasses import dataclass
 
 from orchestrator.clusters import ClusterProfile, load_profile
-from orchestrator.errors import Problem, SpecError
 from orchestrator.node.launch_line import explicit_command
 from orchestrator.node_script import train_argv
 from orchestrator.spec import Spec
+from trainer.contract.errors import Problem, SpecError
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GB = {"MB": 1 / 1000, "GB": 1, "TB": 1000}

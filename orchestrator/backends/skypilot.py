@@ -10,7 +10,6 @@ from orchestrator.backends.common import (
     regenerate_command,
     size_gb,
 )
-from orchestrator.errors import Problem, SpecError
 from orchestrator.node_script import (
     check_ft_command,
     default_image,
@@ -21,6 +20,7 @@ from orchestrator.node_script import (
 )
 from orchestrator.rendering import Rendered, header_lines, render_template
 from orchestrator.spec import Spec
+from trainer.contract.errors import Problem, SpecError
 
 BACKEND = "skypilot"
 

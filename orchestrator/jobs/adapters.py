@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Protocol
 
 from orchestrator.backends.registry import SUBMIT_TOOLS
-from orchestrator.errors import UserError
 from orchestrator.jobs.model import JobRecord, JobStatus
 from orchestrator.process import Completed, run_cmd
 from orchestrator.rendering import Rendered
+from trainer.contract.errors import UserError
 
 
 @dataclass(frozen=True)

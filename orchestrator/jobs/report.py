@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.errors import UserError
 from orchestrator.jobs.adapters import adapter
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.table import format_table, since
+from trainer.contract.errors import UserError
 
 HEADERS = ("JOB", "NAME", "STATE", "ELAPSED", "NODES", "SUBMITTED", "DETAIL")
 DETAIL_WIDTH = 60

@@ -9,13 +9,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from orchestrator.errors import UserError
 from orchestrator.jobs.adapters import Submitted, require_tool, run_tool
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.table import format_seconds
 from orchestrator.jobs.toolout import failure_text, json_after_chatter, plain
 from orchestrator.process import Completed, stream_cmd
 from orchestrator.rendering import Rendered
+from trainer.contract.errors import UserError
 
 BACKEND = "skypilot"
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus values.

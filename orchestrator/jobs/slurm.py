@@ -11,13 +11,13 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from orchestrator.errors import UserError
 from orchestrator.jobs.adapters import Submitted, require_tool, run_tool
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.stream import tail_files
 from orchestrator.jobs.toolout import failure_text
 from orchestrator.process import Completed
 from orchestrator.rendering import Rendered
+from trainer.contract.errors import UserError
 
 BACKEND = "slurm"
 SQUEUE_FORMAT = "%i|%T|%M|%D|%R"  # id, state, time used, node count, nodelist or (reason)

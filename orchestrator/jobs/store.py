@@ -14,9 +14,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.errors import UserError
 from orchestrator.jobs.model import JobRecord
 from orchestrator.output_files import write_atomic
+from trainer.contract.errors import UserError
 
 STATE_FILE = "jobs.json"
 FORMAT_VERSION = 1

@@ -12,10 +12,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from orchestrator.errors import UserError
 from orchestrator.jobs.adapters import Adapter, adapter
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.progress import Progress
+from trainer.contract.errors import UserError
 
 TAIL_LINES = 25  # shown when the job fails
 SETTLE_S = 120.0  # how long to wait for a final state after the log stream ends

@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator.clusters import load_profile
-from orchestrator.errors import UserError
-from orchestrator.launch_spec import LaunchSpec
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
 from orchestrator.node.launch_line import launch_argv
 from orchestrator.node.world import BACKENDS, DETECTION_ORDER, World, detect_backend, resolve_world
 from orchestrator.process import run_foreground
+from trainer.contract.errors import UserError
+from trainer.contract.launch import LaunchSpec
 
 _INSTALL_HINT = {"torchrun": "it comes with PyTorch: pip install torch",
                  "accelerate": "pip install accelerate"}

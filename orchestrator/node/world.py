@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from orchestrator.errors import UserError
+from trainer.contract.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from trainer.config import DatasetSpec, TrainingConfig
+from trainer.contract.training import DatasetSpec, TrainingConfig
 
 # Bump when the meaning of the stored rows changes (masking rules, packing layout, ...).
 FORMAT_VERSION = 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from trainer.config import DatasetSpec
+from trainer.contract.training import DatasetSpec
 from trainer.data.encode import Rendered, Span
 
 DEFAULT_ROLES = {

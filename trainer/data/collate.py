@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from trainer.config import TrainingConfig
+from trainer.contract.training import TrainingConfig
 from trainer.data.encode import IGNORE
 
 # Kernels whose packed-sequence detection works on [batch, seq] rows (no flattening needed).

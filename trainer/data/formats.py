@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from trainer.config import DatasetSpec, TrainingConfig
+from trainer.contract.training import DatasetSpec, TrainingConfig
 from trainer.data.chat import ChatFormatter
 from trainer.data.encode import (
     IGNORE,

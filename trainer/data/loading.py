@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import UserError
-from trainer.config import DatasetSpec
+from trainer.contract.errors import UserError
+from trainer.contract.training import DatasetSpec
 
 BUILDER_OF_EXT = {
     ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.config import DatasetSpec, TrainingConfig
+from trainer.contract.training import DatasetSpec, TrainingConfig
 from trainer.data.cache import cache_key, load_entry, save_entry
 from trainer.data.describe import describe_rows
 from trainer.data.encode import n_targets
