@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.backends.common import duration_seconds
-from orchestrator.backends.registry import renderer
+from orchestrator.backends import get
+from orchestrator.backends.render_common import duration_seconds
 from orchestrator.spec import load_spec
 from tests.specs import REPO, example_specs
 
@@ -19,7 +19,7 @@ def specs():
 def _texts(specs, backend):
     out = {}
     for path, spec in specs.items():
-        (text,) = renderer(backend)(spec).files.values()
+        (text,) = get(backend).render(spec).files.values()
         out[path] = text
     return out
 

@@ -53,7 +53,7 @@ def test_render_overrides_appear_in_header_and_file():
 
 
 @pytest.mark.parametrize(("backend", "command"), [
-    ("slurm", "sbatch .ft/rendered/tiny/tiny.sbatch"),
+    ("slurm", "sbatch --parsable .ft/rendered/tiny/tiny.sbatch"),
     ("dstack", "dstack apply -f .ft/rendered/tiny/tiny.dstack.yml -y -d"),
     ("skypilot", "sky launch --cluster tiny --yes --detach-run .ft/rendered/tiny/tiny.sky.yaml"),
 ])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from orchestrator.backends.registry import RENDER_BACKENDS, renderer
+from orchestrator.backends import get, render_names
 from orchestrator.clusters import DEFAULT_ENV, available_profiles, load_profile
 from orchestrator.spec import parse_spec
 from trainer.contract.errors import UserError
@@ -29,8 +29,8 @@ def test_profile_renders_on_every_backend(name):
     assert profile.name == name
     spec = parse_spec(SPEC % name, "spec.yaml", for_launch=True)
     expected = {**DEFAULT_ENV, **profile.env}
-    for backend in RENDER_BACKENDS:
-        (text,) = renderer(backend)(spec).files.values()
+    for backend in render_names():
+        (text,) = get(backend).render(spec).files.values()
         if backend == "slurm":
             for key, value in expected.items():
                 assert f"export {key}={value}\n" in text or f"export {key}='{value}'\n" in text

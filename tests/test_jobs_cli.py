@@ -8,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator import process
+from orchestrator.backends import base
 from orchestrator.cli import app
-from orchestrator.jobs import adapters, store
+from orchestrator.jobs import store
 from orchestrator.jobs.model import JobRecord
 from tests.cli_runner import run_ft
 from tests.fixtures.tool_outputs.replay import FakeRunner, captured
@@ -23,7 +24,7 @@ S, D = "slurm-22.05.8", "dstack-0.22.5"
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("FT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     return tmp_path
 
 

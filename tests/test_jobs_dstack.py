@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from orchestrator import process
-from orchestrator.backends.dstack import render
-from orchestrator.jobs import adapters
-from orchestrator.jobs.dstack import DstackAdapter, run_status, runs_by_name
+from orchestrator.backends import base
+from orchestrator.backends.dstack import BACKEND as DSTACK
+from orchestrator.backends.dstack.jobs import run_status, runs_by_name
 from orchestrator.jobs.model import JobRecord, JobState
+from orchestrator.jobs.submit import submit
 from orchestrator.spec import load_spec
-from orchestrator.submit import submit
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError
 
@@ -44,7 +44,7 @@ def test_run_states_from_ps_json() -> None:
 
 def test_statuses_use_one_ps_call(fake) -> None:
     runner = fake({("dstack", "ps"): captured(f"{V}-ps-json-stopped")})
-    found = DstackAdapter().statuses([rec("ftcap"), rec("ftcap2"), rec("gone")])
+    found = DSTACK.statuses([rec("ftcap"), rec("ftcap2"), rec("gone")])
     assert runner.calls == [("dstack", "ps", "--all", "--json")]
     assert found["dstack:ftcap"].state == JobState.FAILED
     assert found["dstack:ftcap2"].state == JobState.CANCELLED
@@ -55,11 +55,11 @@ def test_statuses_use_one_ps_call(fake) -> None:
 def test_submit_reads_the_run_name(fake, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("FT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     runner = fake({("dstack", "ps"): captured(f"{V}-ps-json-last-1"),
                    ("dstack", "apply"): captured(f"{V}-apply-detached")})
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
-    record = submit("dstack", render(spec), Path(".ft/rendered/tiny"), spec)
+    record = submit(DSTACK, DSTACK.render(spec), Path(".ft/rendered/tiny"), spec)
     assert runner.calls == [("dstack", "ps", "--json", "--last", "1"),
                             ("dstack", "apply", "-f", ".ft/rendered/tiny/tiny.dstack.yml", "-y",
                              "-d")]
@@ -68,11 +68,11 @@ def test_submit_reads_the_run_name(fake, tmp_path, monkeypatch) -> None:
 
 def test_unconfigured_dstack_says_how_to_fix(fake, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     fake({("dstack", "ps"): captured(f"{V}-ps-last-1-no-project")})
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True)
     with pytest.raises(UserError, match="No default project") as err:
-        submit("dstack", render(spec), Path(".ft/rendered/tiny"), spec)
+        submit(DSTACK, DSTACK.render(spec), Path(".ft/rendered/tiny"), spec)
     assert "dstack server" in str(err.value) and "dstack project add" in str(err.value)
     assert not (tmp_path / ".ft").exists()
 
@@ -83,7 +83,7 @@ def test_logs_stop_and_errors(fake, monkeypatch) -> None:
                    ("dstack", "stop", "ftcap2"): captured(f"{V}-stop-active-run"),
                    ("dstack", "stop", "nosuch"): captured(f"{V}-stop-unknown-run"),
                    ("dstack", "ps"): captured(f"{V}-ps-json-stopped")})
-    adapter = DstackAdapter()
+    adapter = DSTACK
     assert list(adapter.log_lines(rec("ftcap"), follow=False)) == []
     with pytest.raises(UserError, match="Run nosuch not found"):
         list(adapter.log_lines(rec("nosuch"), follow=False))
@@ -101,7 +101,7 @@ def test_follow_a_live_run_streams_attach_logs(fake, monkeypatch) -> None:
     streamed = []
     monkeypatch.setattr(process, "STREAMER",
                         lambda argv: streamed.append(tuple(argv)) or iter(["hello"]))
-    assert list(DstackAdapter().log_lines(rec("ftcap2"), follow=True)) == ["hello"]
+    assert list(DSTACK.log_lines(rec("ftcap2"), follow=True)) == ["hello"]
     assert streamed == [("dstack", "attach", "--logs", "ftcap2")]
 
 

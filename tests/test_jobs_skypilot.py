@@ -14,13 +14,12 @@ import pytest
 import yaml
 
 from orchestrator import process
-from orchestrator.backends.skypilot import render
-from orchestrator.jobs import adapters
+from orchestrator.backends import base
+from orchestrator.backends.skypilot import BACKEND as SKYPILOT
 from orchestrator.jobs.model import JobRecord, JobState
-from orchestrator.jobs.skypilot import SkyPilotAdapter
+from orchestrator.jobs.submit import submit
 from orchestrator.jobs.toolout import json_after_chatter
 from orchestrator.spec import parse_spec
-from orchestrator.submit import submit
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError
 
@@ -43,7 +42,7 @@ def tiny_spec(managed: bool):
 @pytest.fixture
 def fake(fake, monkeypatch: pytest.MonkeyPatch):
     """The shared fake runner, with `sky` on PATH as far as the adapter can tell."""
-    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     return fake
 
 
@@ -54,7 +53,7 @@ def test_json_is_found_after_the_progress_lines() -> None:
 
 def test_cluster_job_states(fake) -> None:
     runner = fake({("sky", "queue"): captured(f"{V}-queue-json-model-dump")})
-    found = SkyPilotAdapter().statuses([rec("1"), rec("2"), rec("3"), rec("9")])
+    found = SKYPILOT.statuses([rec("1"), rec("2"), rec("3"), rec("9")])
     assert runner.calls == [("sky", "queue", "tiny", "-o", "json")]
     assert [found[f"skypilot:{i}"].label for i in "1239"] == [
         "SUCCEEDED", "RUNNING", "PENDING", "UNKNOWN (not found)"]
@@ -62,14 +61,14 @@ def test_cluster_job_states(fake) -> None:
 
 def test_a_torn_down_cluster_is_reported_not_an_error(fake) -> None:
     fake({("sky", "queue"): captured(f"{V}-queue-json-unknown-cluster")})
-    status = SkyPilotAdapter().statuses([rec("1", cluster="ftcap")])["skypilot:1"]
+    status = SKYPILOT.statuses([rec("1", cluster="ftcap")])["skypilot:1"]
     assert (status.state, status.raw) == (JobState.UNKNOWN, "no cluster")
     assert "cluster ftcap is down or gone" in status.detail
 
 
 def test_managed_job_states(fake) -> None:
     runner = fake({("sky", "jobs", "queue"): captured(f"{V}-jobs-queue-json-model-dump")})
-    found = SkyPilotAdapter().statuses([rec("4", managed=True), rec("5", managed=True)])
+    found = SKYPILOT.statuses([rec("4", managed=True), rec("5", managed=True)])
     assert runner.calls == [("sky", "jobs", "queue", "--all", "-o", "json")]
     assert (found["skypilot:4"].label, found["skypilot:4"].elapsed) == ("RUNNING", "1:05")
     assert found["skypilot:5"].label == "FAILED (FAILED_NO_RESOURCE)"
@@ -78,7 +77,7 @@ def test_managed_job_states(fake) -> None:
 
 def test_no_jobs_controller_is_unknown_with_the_reason(fake) -> None:
     fake({("sky", "jobs", "queue"): captured(f"{V}-jobs-queue-json-no-controller")})
-    status = SkyPilotAdapter().statuses([rec("4", managed=True)])["skypilot:4"]
+    status = SKYPILOT.statuses([rec("4", managed=True)])["skypilot:4"]
     assert status.state == JobState.UNKNOWN
     assert "No in-progress managed jobs" in status.detail
 
@@ -95,7 +94,7 @@ def test_submit_reads_the_job_id(fake, tmp_path, monkeypatch, managed, hint, arg
     monkeypatch.chdir(tmp_path)
     runner = fake({("sky",): captured(f"{V}-{hint}")})
     spec = tiny_spec(managed)
-    record = submit("skypilot", render(spec), Path(".ft/rendered/tiny"), spec)
+    record = submit(SKYPILOT, SKYPILOT.render(spec), Path(".ft/rendered/tiny"), spec)
     assert runner.calls[-1][-len(argv_tail):] == argv_tail
     assert (record.job_id, record.cluster, record.managed) == expected
 
@@ -105,7 +104,7 @@ def test_no_cloud_says_run_sky_check(fake, tmp_path, monkeypatch) -> None:
     fake({("sky",): captured(f"{V}-launch-no-cloud")})
     spec = tiny_spec(False)
     with pytest.raises(UserError, match="Cloud access is not set up") as err:
-        submit("skypilot", render(spec), Path(".ft/rendered/tiny"), spec)
+        submit(SKYPILOT, SKYPILOT.render(spec), Path(".ft/rendered/tiny"), spec)
     assert "To fix: run `sky check`" in str(err.value)
     assert "\x1b[" not in str(err.value), "colour codes are stripped"
 
@@ -115,7 +114,7 @@ def test_logs_and_cancel_commands(fake, monkeypatch) -> None:
                    ("sky", "cancel"): captured(f"{V}-cancel-unknown-cluster"),
                    ("sky", "jobs", "cancel"): captured(f"{V}-jobs-cancel-no-controller"),
                    ("sky", "jobs", "logs"): captured(f"{V}-jobs-logs-no-controller")})
-    adapter = SkyPilotAdapter()
+    adapter = SKYPILOT
     with pytest.raises(UserError, match="Cluster 'ftcap' does not exist"):
         list(adapter.log_lines(rec("1", cluster="ftcap"), follow=False))
     with pytest.raises(UserError, match="Cluster 'ftcap' does not exist"):

@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends.slurm import render
-from orchestrator.jobs import adapters, store
-from orchestrator.jobs.model import JobRecord, JobState
-from orchestrator.jobs.slurm import (
-    SlurmAdapter,
+from orchestrator.backends import base
+from orchestrator.backends.slurm import BACKEND as SLURM
+from orchestrator.backends.slurm.jobs import (
     output_files,
     parse_scontrol_job,
     parse_squeue,
 )
+from orchestrator.jobs import store
+from orchestrator.jobs.model import JobRecord, JobState
+from orchestrator.jobs.submit import submit
 from orchestrator.spec import load_spec
-from orchestrator.submit import submit
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError
 
@@ -46,7 +46,7 @@ def test_squeue_states(capture, state, label, nodes, detail) -> None:
 
 def test_one_squeue_call_for_several_jobs(fake) -> None:
     runner = fake({("squeue",): captured(f"{V}-squeue-running")})
-    statuses = SlurmAdapter().statuses([rec("1"), rec("2")])
+    statuses = SLURM.statuses([rec("1"), rec("2")])
     assert runner.calls == [("squeue", "-h", "-t", "all", "-j", "1,2", "-o", "%i|%T|%M|%D|%R")]
     assert statuses["slurm:1"].label == "RUNNING" and statuses["slurm:1"].nodes == "n[1-2]"
     assert statuses["slurm:2"].label == "PENDING" and statuses["slurm:2"].detail == "Resources"
@@ -55,7 +55,7 @@ def test_one_squeue_call_for_several_jobs(fake) -> None:
 def test_a_job_gone_from_squeue_without_accounting_is_unknown_not_guessed(fake) -> None:
     fake({("squeue",): captured(f"{V}-squeue-unknown"),
           ("sacct",): captured(f"{V}-sacct-accounting-off")})
-    status = SlurmAdapter().statuses([rec("5")])["slurm:5"]
+    status = SLURM.statuses([rec("5")])["slurm:5"]
     assert status.state == JobState.UNKNOWN and status.raw == "gone"
     assert "Slurm accounting storage is disabled" in status.detail
     assert "its log shows how it ended" in status.detail
@@ -64,7 +64,7 @@ def test_a_job_gone_from_squeue_without_accounting_is_unknown_not_guessed(fake) 
 def test_controller_down_is_a_user_error_with_the_fix(fake) -> None:
     fake({("squeue",): captured(f"{V}-squeue-controller-down")})
     with pytest.raises(UserError, match="Unable to contact slurm controller") as err:
-        SlurmAdapter().statuses([rec()])
+        SLURM.statuses([rec()])
     assert "SLURM_CONF" in str(err.value)
 
 
@@ -76,7 +76,7 @@ def test_scontrol_one_line_parsing_and_details(fake) -> None:
     completed = captured(f"{V}-scontrol-show-job-completed")
     workdir = parse_scontrol_job(completed.stdout)["WorkDir"]
     fake({("scontrol",): completed})
-    lines = SlurmAdapter().details(rec("1"))
+    lines = SLURM.details(rec("1"))
     assert "ExitCode: 0:0" in lines and "NodeList: n[1-2]" in lines
     assert [line for line in lines if line.startswith("log: ")] == [
         f"log: {workdir}/tiny-1.out", f"log: {workdir}/tiny-1.err"]
@@ -85,14 +85,14 @@ def test_scontrol_one_line_parsing_and_details(fake) -> None:
 def test_log_paths_fall_back_to_the_recorded_ones(fake, tmp_path: Path) -> None:
     fake({("scontrol",): captured(f"{V}-scontrol-show-job-unknown")})
     (tmp_path / "tiny-8.out").write_text("line 1\nline 2\n")
-    lines = list(SlurmAdapter().log_lines(rec("8", str(tmp_path)), follow=False))
+    lines = list(SLURM.log_lines(rec("8", str(tmp_path)), follow=False))
     assert lines[:3] == [f"==> {tmp_path}/tiny-8.out <==", "line 1", "line 2"]
     assert "does not exist" in lines[-1]
 
 
 def test_output_files_from_the_rendered_script() -> None:
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
-    script = render(spec).files["tiny.sbatch"]
+    script = SLURM.render(spec).files["tiny.sbatch"]
     assert output_files(script, "42", "tiny", Path("/w")) == ["/w/tiny-42.out",
                                                              "/w/tiny-42.err"]
     assert output_files("#SBATCH --output=/abs/%x_%j_100%%.log\n", "7", "run", Path("/w")) == [
@@ -102,11 +102,11 @@ def test_output_files_from_the_rendered_script() -> None:
 def test_submit_adds_parsable_and_records_the_job(fake, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("FT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     runner = fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-up"),
                    ("sbatch",): captured(f"{V}-sbatch-parsable")})
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
-    record = submit("slurm", render(spec), Path(".ft/rendered/tiny"), spec)
+    record = submit(SLURM, SLURM.render(spec), Path(".ft/rendered/tiny"), spec)
     assert runner.calls[-1] == ("sbatch", "--parsable", ".ft/rendered/tiny/tiny.sbatch")
     assert (record.ref, record.name, record.spec_sha256) == ("slurm:1", "tiny", spec.sha256)
     assert record.log_files == [f"{tmp_path}/tiny-1.out", f"{tmp_path}/tiny-1.err"]
@@ -122,27 +122,27 @@ def test_submit_adds_parsable_and_records_the_job(fake, tmp_path, monkeypatch) -
 def test_submit_failures_explain_the_fix(fake, tmp_path, monkeypatch, capture, hint) -> None:
     monkeypatch.setenv("FT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-up"),
           ("sbatch",): captured(f"{V}-{capture}")})
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True)
     with pytest.raises(UserError, match="sbatch: error") as err:
-        submit("slurm", render(spec), Path(".ft/rendered/tiny"), spec)
+        submit(SLURM, SLURM.render(spec), Path(".ft/rendered/tiny"), spec)
     assert "To fix: " in str(err.value) and hint in str(err.value)
     assert store.load_records() == [], "a failed submit records nothing"
 
 
 def test_unreachable_controller_stops_before_writing_files(fake, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(adapters.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-down")})
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True)
     with pytest.raises(UserError, match="Slurmctld\\(primary\\) at vm is DOWN"):
-        submit("slurm", render(spec), Path(".ft/rendered/tiny"), spec)
+        submit(SLURM, SLURM.render(spec), Path(".ft/rendered/tiny"), spec)
     assert not (tmp_path / ".ft").exists()
 
 
 def test_cancel_runs_scancel(fake) -> None:
     runner = fake({("scancel",): captured(f"{V}-scancel-running")})
-    assert SlurmAdapter().cancel(rec("4")) == ""
+    assert SLURM.cancel(rec("4")) == ""
     assert runner.calls == [("scancel", "4")]

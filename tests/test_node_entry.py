@@ -50,7 +50,8 @@ def test_dry_run_prints_world_fabric_and_launch_line(spec, sysfs, capsys) -> Non
     assert "ft node: node 1 of 2, master 10.0.0.5:29500, 8 process(es) per node" in err
     assert "master from DSTACK_MASTER_NODE_IP" in err
     assert "ft node: fabric infiniband (HCAs mlx5_0, mlx5_1)" in err
-    assert "NCCL_IB_HCA==mlx5_0,mlx5_1" in err and "NCCL_IB_DISABLE=0" in err
+    assert 'NCCL_IB_HCA="=mlx5_0,mlx5_1"' in err and "NCCL_IB_DISABLE=0" in err
+    assert "a leading '=' asks NCCL for exactly these names" in err
     train = " ".join(ft_command("train"))
     torchrun = _launcher_path("torchrun", DSTACK_ENV)
     assert (f"ft node: launch: {torchrun} --nnodes 2 --node-rank 1 --master-addr 10.0.0.5 "
@@ -173,6 +174,6 @@ def test_exec_replaces_the_process_with_the_launcher(spec, sysfs, tmp_path: Path
 
 
 def test_the_node_package_does_not_import_torch() -> None:
-    code = ("import sys, orchestrator.node.entry, orchestrator.node.slurm_master; "
+    code = ("import sys, orchestrator.node.entry, orchestrator.backends.slurm.master; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

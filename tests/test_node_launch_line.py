@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from orchestrator import process
+from orchestrator.backends import get, names
 from orchestrator.node.launch_line import explicit_command, launch_argv
-from orchestrator.node.world import BACKENDS, World, resolve_world
+from orchestrator.node.world import World, resolve_world
 
 TRAIN = ["ft", "train", "/job/.ft/ft-job.yaml"]
 WORLD = World("dstack", "10.0.0.5", 29500, 1, 2, 8)
@@ -99,24 +100,24 @@ def run_under_bash(command: str, variables: dict[str, str], path: str | None = N
 
 
 @pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", names())
 def test_explicit_command_is_valid_bash(backend: str, launcher: str) -> None:
-    command = explicit_command(backend, launcher, 29500, ["ft", "train", "a b's.yaml"],
+    command = explicit_command(get(backend), launcher, 29500, ["ft", "train", "a b's.yaml"],
                                default_nproc=8)
     assert "\n" not in command  # it is shown as a one-line comment
     subprocess.run(["bash", "-n", "-c", command], check=True)
 
 
 def test_explicit_command_reads_like_the_design() -> None:
-    assert explicit_command("dstack", "torchrun", 29500, TRAIN) == (
+    assert explicit_command(get("dstack"), "torchrun", 29500, TRAIN) == (
         'torchrun --nnodes "$DSTACK_NODES_NUM" --node-rank "$DSTACK_NODE_RANK" '
         '--master-addr "$DSTACK_MASTER_NODE_IP" --master-port 29500 --nproc-per-node '
         '"${DSTACK_GPUS_PER_NODE:-$((DSTACK_GPUS_NUM / DSTACK_NODES_NUM))}" --no-python '
         "ft train /job/.ft/ft-job.yaml")
     assert '"$(echo "$SKYPILOT_NODE_IPS" | head -n1)"' in explicit_command(
-        "skypilot", "torchrun", 29500, TRAIN)
+        get("skypilot"), "torchrun", 29500, TRAIN)
     assert '"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)"' in explicit_command(
-        "slurm", "torchrun", 29500, TRAIN)
+        get("slurm"), "torchrun", 29500, TRAIN)
 
 
 DSTACK_ENV = {"DSTACK_MASTER_NODE_IP": "10.0.0.5", "DSTACK_NODE_RANK": "1",
@@ -137,8 +138,8 @@ def test_explicit_command_runs_to_the_same_argv(case: str, launcher: str) -> Non
     backend = case.split("-")[0]
     variables = AGREEMENT_CASES[case]
     train = ["ft", "train", "/job/my spec's.yaml", "--max-steps", "3"]  # quoting survives
-    world = resolve_world(backend, variables, master_port=29511, default_nproc=1)
-    shown = explicit_command(backend, launcher, 29511, train)
+    world = resolve_world(get(backend), variables, master_port=29511, default_nproc=1)
+    shown = explicit_command(get(backend), launcher, 29511, train)
     assert run_under_bash(shown, variables) == launch_argv(world, launcher, train)
 
 
@@ -159,8 +160,8 @@ def test_slurm_explicit_command_agrees_where_the_name_is_the_address(
         return process.Completed(tuple(argv), 0, out, "")
 
     monkeypatch.setattr(process, "RUNNER", runner)
-    world = resolve_world("slurm", variables, master_port=29500, default_nproc=4)
-    shown = explicit_command("slurm", "torchrun", 29500, TRAIN, default_nproc=4)
+    world = resolve_world(get("slurm"), variables, master_port=29500, default_nproc=4)
+    shown = explicit_command(get("slurm"), "torchrun", 29500, TRAIN, default_nproc=4)
     ran = run_under_bash(shown, variables, path=f"{tmp_path}:{os.environ['PATH']}")
     assert ran == launch_argv(world, "torchrun", TRAIN)
     assert ran[ran.index("--master-addr") + 1] == "localhost"

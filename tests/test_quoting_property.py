@@ -15,7 +15,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.backends.registry import renderer
+from orchestrator.backends import get
 from orchestrator.spec import parse_spec
 from trainer.contract.errors import SpecError
 
@@ -77,7 +77,7 @@ def test_sbatch_passes_values_verbatim(tmp_path_factory, env_value, workdir, pac
     extra = {"install": {"method": "pip", "package": package},
              "slurm": {"workdir": str(tmp / workdir), "extra_sbatch": [f"--comment={extra_line}"]}}
     spec = parse_spec(_spec_text({"USER_VALUE": env_value}, extra), "q.yaml", for_launch=True)
-    (text,) = renderer("slurm")(spec).files.values()
+    (text,) = get("slurm").render(spec).files.values()
     result = subprocess.run(["bash", "-c", text, "sbatch"], env=_shims(tmp), cwd=tmp,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -109,7 +109,7 @@ def test_dstack_yaml_carries_values_verbatim(tmp_path_factory, env_value, volume
     except SpecError as exc:  # newlines are refused in single-line fields: that is fine
         assert "single line" in str(exc)
         return
-    (text,) = renderer("dstack")(spec).files.values()
+    (text,) = get("dstack").render(spec).files.values()
     task = yaml.safe_load(text)
     env = dict(item.split("=", 1) for item in task["env"] if "=" in item)
     assert env["USER_VALUE"] == env_value
@@ -130,7 +130,7 @@ def test_skypilot_yaml_carries_values_verbatim(tmp_path_factory, env_value, sour
     except SpecError as exc:
         assert "single line" in str(exc)
         return
-    (text,) = renderer("skypilot")(spec).files.values()
+    (text,) = get("skypilot").render(spec).files.values()
     task = yaml.safe_load(text)
     assert task["envs"]["USER_VALUE"] == env_value
     assert task["file_mounts"]["/data"]["source"] == f"s3://{source}"
@@ -149,10 +149,10 @@ def test_job_name_is_either_refused_or_safe(name):
         assert "launch.name" in str(exc)
         return
     assert spec.launch.name == name
-    (sbatch,) = renderer("slurm")(spec).files.values()
+    (sbatch,) = get("slurm").render(spec).files.values()
     assert f"#SBATCH --job-name={name}\n" in sbatch
     for backend in ("dstack", "skypilot"):
-        (text,) = renderer(backend)(spec).files.values()
+        (text,) = get(backend).render(spec).files.values()
         assert yaml.safe_load(text)["name"] == name
 
 

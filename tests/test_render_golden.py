@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from orchestrator.backends.registry import renderer
+from orchestrator.backends import get
 from orchestrator.spec import load_spec
 from tests.specs import BACKENDS, REPO, example_id, example_specs
 
@@ -19,7 +19,7 @@ CASES = [(spec, backend) for spec in example_specs() for backend in BACKENDS]
 
 
 def _render(spec_path: str, backend: str) -> dict[str, str]:
-    return renderer(backend)(load_spec(spec_path, for_launch=True)).files
+    return get(backend).render(load_spec(spec_path, for_launch=True)).files
 
 
 @pytest.mark.parametrize(("spec_path", "backend"), CASES,

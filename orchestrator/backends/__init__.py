@@ -1,1 +1,51 @@
-"""One module per backend; each turns a Spec into a Rendered (pure, offline)."""
+"""The one registry of backends: name -> the module that defines it.
+
+Every list of backends ft shows (CLI choices, `ft node` detection, emulation) comes from
+here. Order matters for detection: the most specific first (`ft launch --backend local`
+inside a Slurm allocation also sees SLURM_JOB_ID, but its own variables win).
+Modules are imported on first use, so `ft --help` does not load every backend's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.backends.base import Backend
+
+REGISTRY: dict[str, str] = {
+    "local": "orchestrator.backends.local",
+    "dstack": "orchestrator.backends.dstack",
+    "skypilot": "orchestrator.backends.skypilot",
+    "slurm": "orchestrator.backends.slurm",
+}
+
+
+def names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get(name: str) -> Backend:
+    """The backend called `name` (each module defines one instance, `BACKEND`)."""
+    from trainer.contract.errors import UserError
+
+    if name not in REGISTRY:
+        raise UserError(f"unknown backend {name!r}; use one of {', '.join(REGISTRY)}")
+    backend = importlib.import_module(REGISTRY[name]).BACKEND
+    assert backend.name == name, f"{REGISTRY[name]} defines {backend.name!r}, not {name!r}"
+    return backend
+
+
+def render_names() -> list[str]:
+    """Backends that write launch files and submit them (everything but `local`)."""
+    return [name for name in REGISTRY if get(name).renders]
+
+
+def detect(environ: Mapping[str, str]) -> str | None:
+    """The backend whose node variables are present, or None when none is."""
+    for name in REGISTRY:
+        if any(environ.get(variable) for variable in get(name).node_vars.detect):
+            return name
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from orchestrator.jobs.adapters import adapter
+from orchestrator.backends import get
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.table import format_table, since
 from trainer.contract.errors import UserError
@@ -20,7 +20,7 @@ def query(records: Sequence[JobRecord]) -> dict[str, JobStatus]:
     for backend in dict.fromkeys(r.backend for r in records):
         group = [r for r in records if r.backend == backend]
         try:
-            statuses.update(adapter(backend).statuses(group))
+            statuses.update(get(backend).statuses(group))
         except UserError as exc:
             reason = str(exc).splitlines()[0]
             statuses.update({r.ref: JobStatus(JobState.UNKNOWN, "", detail=reason)
@@ -51,7 +51,7 @@ def status_text(record: JobRecord) -> str:
               f"rendered: {record.rendered_dir}",
               f"submitted: {record.submitted_at}"]
     try:
-        lines += adapter(record.backend).details(record)
+        lines += get(record.backend).details(record)
     except UserError as exc:
         lines.append(f"(no more details: {str(exc).splitlines()[0]})")
     return "\n".join(lines)

@@ -12,7 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TextIO
 
-from orchestrator.jobs.adapters import Adapter, adapter
+from orchestrator.backends import get
+from orchestrator.backends.base import Backend
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.progress import Progress
 from trainer.contract.errors import UserError
@@ -48,7 +49,7 @@ class Watcher:
                  logging_steps: int | None = None, out: TextIO | None = None,
                  poll_s: float = 5.0, sleep: Callable[[float], None] = time.sleep):
         self.record = record
-        self.adapter: Adapter = adapter(record.backend)
+        self.backend: Backend = get(record.backend)
         self.printer = Printer(out or sys.stdout)
         self.progress = Progress(total_steps, logging_steps)
         self.poll_s, self.sleep = poll_s, sleep
@@ -69,7 +70,7 @@ class Watcher:
         return self._report(status)
 
     def _status(self) -> JobStatus:
-        status = self.adapter.statuses([self.record])[self.record.ref]
+        status = self.backend.statuses([self.record])[self.record.ref]
         label = status.label + (f": {status.detail}" if status.detail else "")
         if label != self.last_label:
             self.printer.line(f"{self.record.ref} {label}")
@@ -87,7 +88,7 @@ class Watcher:
 
     def _follow_log(self) -> None:
         step = self.progress.step
-        for line in self.adapter.log_lines(self.record, follow=True):
+        for line in self.backend.log_lines(self.record, follow=True):
             self.tail.append(line)
             metrics = self.progress.feed(line)
             if metrics is not None:
@@ -104,7 +105,7 @@ class Watcher:
             return 0
         if not self.tail:  # it ended before the log was followed
             try:
-                self.tail.extend(self.adapter.log_lines(self.record, follow=False))
+                self.tail.extend(self.backend.log_lines(self.record, follow=False))
             except UserError as exc:
                 self.printer.line(f"(no log: {str(exc).splitlines()[0]})")
         if self.tail:

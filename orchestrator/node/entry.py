@@ -15,11 +15,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from orchestrator import backends
 from orchestrator.clusters import load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
 from orchestrator.node.launch_line import launch_argv
-from orchestrator.node.world import BACKENDS, DETECTION_ORDER, World, detect_backend, resolve_world
-from orchestrator.process import run_foreground
+from orchestrator.node.world import World, resolve_world
+from orchestrator.process import exec_replace, run_foreground
 from trainer.contract.errors import UserError
 from trainer.contract.launch import LaunchSpec
 
@@ -37,7 +38,8 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     check_spec_hash(spec_path, spec_sha256)
     backend = _choose_backend(backend, environ)
     # A CPU job (gpus_per_node 0, local backend) still runs one process per node.
-    world = resolve_world(backend, environ, launch.master_port, launch.gpus_per_node or 1)
+    world = resolve_world(backends.get(backend), environ, launch.master_port,
+                          launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     env, env_notes = node_env(load_profile(launch.cluster), report, environ)
     if doctor_only:
@@ -109,21 +111,32 @@ def summary(world: World, launch: LaunchSpec, report: FabricReport, env: Mapping
     hcas = f" (HCAs {', '.join(report.hcas)})" if report.hcas else ""
     lines.append(f"ft node: fabric {report.fabric}{hcas}")
     lines += [f"  - {note}" for note in (*report.notes, *env_notes)]
-    lines.append("ft node: sets " + (" ".join(f"{k}={shlex.quote(v)}" for k, v in
+    lines.append("ft node: sets " + (" ".join(_assignment(k, v) for k, v in
                                                   sorted(env.items())) or "nothing"))
+    if any(value.startswith("=") for value in env.values()):
+        lines.append("  - a leading '=' asks NCCL for exactly these names (interfaces, "
+                     "HCAs), not every name that starts with them")
     lines.append(f"ft node: launch: {shlex.join(argv)}")
     return "\n".join(lines)
 
 
+def _assignment(key: str, value: str) -> str:
+    """KEY=VALUE as shell would read it; a value starting with '=' is quoted so that
+    `NCCL_SOCKET_IFNAME="=lo"` does not read like a typo (`==lo`)."""
+    quoted = shlex.quote(value)
+    return f'{key}="{value}"' if value.startswith("=") and quoted == value else f"{key}={quoted}"
+
+
 def _choose_backend(backend: str | None, environ: Mapping[str, str]) -> str:
     if backend is not None:
-        if backend not in BACKENDS:
+        if backend not in backends.names():
             raise UserError(f"ft node: unknown backend {backend!r}; use one of "
-                            f"{', '.join(BACKENDS)}")
+                            f"{', '.join(backends.names())}")
         return backend
-    detected = detect_backend(environ)
+    detected = backends.detect(environ)
     if detected is None:
-        looked = ", ".join(variable for variable, _ in DETECTION_ORDER)
+        looked = ", ".join(variable for name in backends.names()
+                           for variable in backends.get(name).node_vars.detect)
         raise UserError(f"ft node: cannot tell which backend started this node (none of "
                         f"{looked} is set); pass --backend")
     return detected
@@ -143,6 +156,6 @@ def _exec(argv: list[str], env: dict[str, str], launcher: str) -> None:
         raise UserError(f"ft node: {argv[0]} is not on PATH on this node; "
                         f"{_INSTALL_HINT[launcher]} (in the image, or via launch.install)")
     try:
-        os.execvpe(argv[0], argv, env)
+        exec_replace(argv, env)
     except OSError as exc:
         raise UserError(f"ft node: cannot start {argv[0]}: {exc}") from None

@@ -8,9 +8,13 @@ bash and compares it with the argv.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from orchestrator.node.world import BACKEND_VARS, DSTACK_GPUS_TOTAL, LOCAL_DEFAULT_MASTER, World
+from orchestrator.node.world import World
+
+if TYPE_CHECKING:
+    from orchestrator.backends.base import Backend
 
 _PREFIX = {"torchrun": ("torchrun",), "accelerate": ("accelerate", "launch")}
 # (flag, quantity): quantities are World fields, plus "total" (processes in the whole job,
@@ -29,16 +33,6 @@ _NO_PYTHON = {"torchrun": "--no-python", "accelerate": "--no_python"}
 # (or none), and 2 nodes would train twice, alone. It refuses the flag for a 1-process job.
 _DISTRIBUTED = {"accelerate": ("--multi_gpu",)}
 
-# How each backend's master address is written in shell. For Slurm, ft node goes one step
-# further and maps the node name to its NodeAddr (see slurm_master).
-_MASTER_SHELL: dict[str, Callable[[str], str]] = {
-    "dstack": lambda var: f'"${var}"',
-    "skypilot": lambda var: f'"$(echo "${var}" | head -n1)"',
-    "slurm": lambda var: f'"$(scontrol show hostnames "${var}" | head -n1)"',
-    "local": lambda var: f'"${{{var}:-{LOCAL_DEFAULT_MASTER}}}"',
-}
-
-
 def launch_argv(world: World, launcher: str, train_argv: Sequence[str]) -> list[str]:
     """The argv `ft node` execs on this node."""
     total = world.nnodes * world.nproc_per_node
@@ -49,7 +43,7 @@ def launch_argv(world: World, launcher: str, train_argv: Sequence[str]) -> list[
                  no_python=_is_console_script(train_argv), distributed=total > 1)
 
 
-def explicit_command(backend: str, launcher: str, master_port: int, train_argv: Sequence[str],
+def explicit_command(backend: Backend, launcher: str, master_port: int, train_argv: Sequence[str],
                      *, default_nproc: int | None = None, distributed: bool = True) -> str:
     """The same launch written with the backend's shell variables, on one line.
 
@@ -57,11 +51,11 @@ def explicit_command(backend: str, launcher: str, master_port: int, train_argv: 
     (ft node also treats a count of 0 as unset). `distributed=False` describes a 1-process
     job, for which accelerate is launched without --multi_gpu.
     """
-    names = BACKEND_VARS[backend]
+    names = backend.node_vars
     nnodes = f"${names.nnodes}"
-    nproc = _nproc_shell(backend, default_nproc)
+    nproc = backend.nproc_shell(default_nproc)
     values = {"nnodes": f'"{nnodes}"', "node_rank": f'"${names.rank}"',
-              "master_addr": _MASTER_SHELL[backend](names.master),
+              "master_addr": backend.master_shell(),
               "master_port": str(master_port), "nproc_per_node": f'"{nproc}"',
               "total": f'"$(({nnodes} * {nproc}))"'}
     words = _argv(launcher, values, [shlex.quote(arg) for arg in train_argv],
@@ -85,12 +79,3 @@ def _is_console_script(train_argv: Sequence[str]) -> bool:
     if not train_argv:
         raise ValueError("train_argv is empty")
     return not train_argv[0].endswith(".py")
-
-
-def _nproc_shell(backend: str, default_nproc: int | None) -> str:
-    names = BACKEND_VARS[backend]
-    if backend == "dstack":  # older dstack sets only the job's total GPU count
-        return f"${{{names.nproc}:-$(({DSTACK_GPUS_TOTAL} / {names.nnodes}))}}"
-    if default_nproc:
-        return f"${{{names.nproc}:-{default_nproc}}}"
-    return f"${names.nproc}"

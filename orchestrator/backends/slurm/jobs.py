@@ -11,15 +11,13 @@ import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from orchestrator.jobs.adapters import Submitted, require_tool, run_tool
+from orchestrator.backends.base import Backend, Rendered, Submitted
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.stream import tail_files
 from orchestrator.jobs.toolout import failure_text
 from orchestrator.process import Completed
-from orchestrator.rendering import Rendered
 from trainer.contract.errors import UserError
 
-BACKEND = "slurm"
 SQUEUE_FORMAT = "%i|%T|%M|%D|%R"  # id, state, time used, node count, nodelist or (reason)
 SACCT_FIELDS = "JobID,State,Elapsed,NNodes,NodeList"
 _STATES = {
@@ -89,19 +87,16 @@ def output_files(sbatch_text: str, job_id: str, job_name: str, workdir: Path) ->
     return paths
 
 
-class SlurmAdapter:
-    backend = BACKEND
+class SlurmJobs(Backend):
+    """The job's life through the slurm tools (submit output, status, logs, cancel)."""
 
     def check_ready(self) -> None:
-        require_tool(BACKEND)
-        result = run_tool(BACKEND, ["scontrol", "ping"])
+        self.require_tool()
+        result = self.run_tool(["scontrol", "ping"])
         if result.returncode != 0 or "DOWN" in result.stdout:
             raise UserError(f"sbatch is installed but Slurm's controller does not answer:\n"
                             f"{failure_text(result)}\nTo fix: {_UNREACHABLE_HINT}.")
 
-    def submit_argv(self, argv: list[str]) -> list[str]:
-        # --parsable: the output is just "id" or "id;cluster", never a sentence to scrape.
-        return [argv[0], "--parsable", *argv[1:]] if "--parsable" not in argv else argv
 
     def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
         job_id = result.stdout.strip().splitlines()[-1].split(";")[0] if result.stdout else ""
@@ -123,7 +118,7 @@ class SlurmAdapter:
 
     def statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
         ids = [r.job_id for r in records]
-        result = run_tool(BACKEND, ["squeue", "-h", "-t", "all", "-j", ",".join(ids),
+        result = self.run_tool(["squeue", "-h", "-t", "all", "-j", ",".join(ids),
                                     "-o", SQUEUE_FORMAT])
         if result.returncode != 0 and "Invalid job id" not in result.stderr:
             raise UserError(f"squeue failed:\n{failure_text(result)}\nTo fix: {_UNREACHABLE_HINT}.")
@@ -134,7 +129,7 @@ class SlurmAdapter:
         return {r.ref: found[r.job_id] for r in records}
 
     def _from_accounting(self, ids: list[str]) -> dict[str, JobStatus]:
-        result = run_tool(BACKEND, ["sacct", "-n", "-P", "-X", "-j", ",".join(ids),
+        result = self.run_tool(["sacct", "-n", "-P", "-X", "-j", ",".join(ids),
                                     "-o", SACCT_FIELDS])
         found = parse_sacct(result.stdout) if result.returncode == 0 else {}
         why = ("no longer in squeue and not in accounting" if result.returncode == 0 else
@@ -143,7 +138,7 @@ class SlurmAdapter:
         return {job_id: found.get(job_id, gone) for job_id in ids}
 
     def _show_job(self, record: JobRecord) -> dict[str, str]:
-        result = run_tool(BACKEND, ["scontrol", "-o", "show", "job", record.job_id])
+        result = self.run_tool(["scontrol", "-o", "show", "job", record.job_id])
         return parse_scontrol_job(result.stdout) if result.returncode == 0 else {}
 
     def details(self, record: JobRecord) -> list[str]:
@@ -177,7 +172,7 @@ class SlurmAdapter:
         return status.state.final or status.raw == "gone"
 
     def cancel(self, record: JobRecord) -> str:
-        result = run_tool(BACKEND, ["scancel", record.job_id])
+        result = self.run_tool(["scancel", record.job_id])
         if result.returncode != 0:
             raise UserError(f"scancel {record.job_id} failed:\n{failure_text(result)}")
         return result.stdout.strip()

@@ -9,45 +9,17 @@ node maps them, picks the fabric, and starts torchrun; the nodes rendezvous on l
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
-from orchestrator.backends.common import job_env
+from orchestrator.backends import get, names
+from orchestrator.backends.render_common import job_env
 from orchestrator.clusters import load_profile
 from orchestrator.output_files import write_atomic
+from orchestrator.process import signal_group, spawn_group, wait_or_kill
 from orchestrator.spec import Spec
-
-_FOREIGN_PREFIXES = ("SLURM_", "SBATCH_", "DSTACK_", "SKYPILOT_", "FT_LOCAL_")
-
-
-def node_environment(backend: str, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
-    """The variables `backend` would set on node `rank` of an N-node job on this host."""
-    if backend == "slurm":
-        env = {"SLURM_JOB_ID": str(os.getpid()), "SLURM_JOB_NAME": job_name,
-               "SLURM_NODEID": str(rank), "SLURM_PROCID": str(rank), "SLURM_LOCALID": "0",
-               "SLURM_NNODES": str(nodes), "SLURM_JOB_NUM_NODES": str(nodes),
-               "SLURM_JOB_NODELIST": "localhost"}
-        if gpus_per_node:
-            env["SLURM_GPUS_ON_NODE"] = str(gpus_per_node)
-        return env
-    if backend == "dstack":
-        return {"DSTACK_RUN_NAME": job_name, "DSTACK_MASTER_NODE_IP": "127.0.0.1",
-                "DSTACK_NODE_RANK": str(rank), "DSTACK_NODES_NUM": str(nodes),
-                "DSTACK_GPUS_PER_NODE": str(gpus_per_node),
-                "DSTACK_GPUS_NUM": str(gpus_per_node * nodes)}
-    if backend == "skypilot":
-        return {"SKYPILOT_TASK_ID": job_name, "SKYPILOT_NODE_RANK": str(rank),
-                "SKYPILOT_NODE_IPS": "\n".join(["127.0.0.1"] * nodes),
-                "SKYPILOT_NUM_NODES": str(nodes),
-                "SKYPILOT_NUM_GPUS_PER_NODE": str(gpus_per_node)}
-    if backend == "local":
-        return {"FT_LOCAL_MASTER_ADDR": "127.0.0.1", "FT_LOCAL_NODE_RANK": str(rank),
-                "FT_LOCAL_NNODES": str(nodes), "FT_LOCAL_NPROC_PER_NODE": str(gpus_per_node)}
-    raise ValueError(f"cannot emulate {backend!r}")
 
 
 def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:
@@ -68,22 +40,24 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
     launch = spec.launch
     spec_file = workdir / ".ft" / "local" / f"{launch.name}.yaml"
     write_atomic(spec_file, spec.effective_text)
-    base = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN_PREFIXES)}
+    # This shell's own job variables (ft launch inside a Slurm allocation, say) must not
+    # leak into the emulated nodes: each gets only the emulated backend's.
+    foreign = tuple(prefix for name in names() for prefix in get(name).env_prefixes)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
     # What a real backend exports into the job: the profile's NCCL settings and launch.env
     # (variables already set here still win, as they would in a submitting shell).
     base = {**job_env(spec, load_profile(launch.cluster)), **base}
+    emulated = get(emulate)
     procs = []
     for rank in range(launch.nodes):
-        env = {**base, **node_environment(emulate, rank, launch.nodes, launch.gpus_per_node,
-                                          launch.name)}
+        env = {**base, **emulated.emulated_env(rank, launch.nodes, launch.gpus_per_node,
+                                               launch.name)}
         devices = gpu_slice(rank, launch.gpus_per_node, os.environ.get("CUDA_VISIBLE_DEVICES"))
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
         argv = [sys.executable, "-m", "orchestrator.cli", "node", str(spec_file), "--backend",
                 emulate, "--spec-sha256", spec.sha256, *node_args]
-        procs.append(subprocess.Popen(argv, env=env, cwd=workdir, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=True))
+        procs.append(spawn_group(argv, env, str(workdir)))
     threads = [threading.Thread(target=_relay, args=(proc, f"[node{rank}] "), daemon=True)
                for rank, proc in enumerate(procs)]
     for thread in threads:
@@ -119,10 +93,6 @@ def _wait_all(procs: list[subprocess.Popen]) -> int:
 
 def _stop(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
+        signal_group(proc)
     for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        wait_or_kill(proc, grace_s=30)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from orchestrator.backends.common import (
-    explicit_launch,
-    job_env,
-    parse_gpu,
-    profile_for,
-    regenerate_command,
-    size_gb,
-)
-from orchestrator.node_script import (
+from orchestrator.backends.base import Rendered
+from orchestrator.backends.node_steps import (
     check_ft_command,
     default_image,
     ft_node_command,
@@ -18,11 +11,19 @@ from orchestrator.node_script import (
     install_method,
     write_spec_command,
 )
-from orchestrator.rendering import Rendered, header_lines, render_template
+from orchestrator.backends.render_common import (
+    explicit_launch,
+    job_env,
+    parse_gpu,
+    profile_for,
+    regenerate_command,
+    size_gb,
+)
+from orchestrator.rendering import header_lines, render_template
 from orchestrator.spec import Spec
 from trainer.contract.errors import Problem, SpecError
 
-BACKEND = "skypilot"
+NAME = "skypilot"
 
 
 def render(spec: Spec) -> Rendered:
@@ -31,7 +32,7 @@ def render(spec: Spec) -> Rendered:
     profile = profile_for(spec)
     filename = f"{launch.name}.sky.yaml"
     submit = _submit_argv(spec, filename)
-    gpu = parse_gpu(spec, BACKEND, required=True)
+    gpu = parse_gpu(spec, NAME, required=True)
     if gpu and gpu.memory:
         notes.append(f"SkyPilot picks GPUs by type only: the memory in `launch.gpu` "
                      f"({gpu.memory}) is not rendered")
@@ -40,12 +41,12 @@ def render(spec: Spec) -> Rendered:
                      "preemption; set managed to let SkyPilot relaunch it")
     text = render_template(
         "skypilot.task.yaml.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME)),
         submit=" ".join(part.replace("{dir}", ".") for part in submit),
-        explicit_command=explicit_launch(spec, BACKEND),
+        explicit_command=explicit_launch(spec, NAME),
         name=launch.name,
         nodes=launch.nodes,
-        workdir=install_method(spec, BACKEND) == "workdir",
+        workdir=install_method(spec, NAME) == "workdir",
         accelerators=f"{gpu.name}:{launch.gpus_per_node}" if gpu else None,
         cpus=f"{launch.cpus_per_node}+" if launch.cpus_per_node else None,
         memory=f"{size_gb(launch.memory)}+" if launch.memory else None,
@@ -61,19 +62,21 @@ def render(spec: Spec) -> Rendered:
         secrets=launch.secrets,
         file_mounts=[v for v in launch.volumes if v.source],
         volumes=[v for v in launch.volumes if v.name],
-        setup="\n".join(install_commands(spec, BACKEND) or ["true  # the image has ft"]),
+        setup="\n".join(install_commands(spec, NAME) or ["true  # the image has ft"]),
         run="\n".join(["set -euo pipefail", check_ft_command(), write_spec_command(spec),
-                       ft_node_command(spec, BACKEND)]),
+                       ft_node_command(spec, NAME)]),
     )
     _check_mounts(spec)
-    return Rendered(BACKEND, {filename: text}, submit, notes)
+    return Rendered(NAME, {filename: text}, submit, notes)
 
 
 def _submit_argv(spec: Spec, filename: str) -> list[str]:
     secrets = [arg for name in spec.launch.secrets for arg in ("--secret", name)]
     path = f"{{dir}}/{filename}"
     if spec.launch.skypilot.managed:
-        return ["sky", "jobs", "launch", "--name", spec.launch.name, *secrets, "--yes", path]
+        # Detached: a managed launch otherwise streams the job's logs until it ends.
+        return ["sky", "jobs", "launch", "--name", spec.launch.name, *secrets, "--yes",
+                "--detach-run", path]
     return ["sky", "launch", "--cluster", spec.launch.name, *secrets, "--yes",
             "--detach-run", path]
 

@@ -9,15 +9,13 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from orchestrator.jobs.adapters import Submitted, require_tool, run_tool
+from orchestrator.backends.base import Backend, Rendered, Submitted
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.table import format_seconds
 from orchestrator.jobs.toolout import failure_text, json_after_chatter, plain
 from orchestrator.process import Completed, stream_cmd
-from orchestrator.rendering import Rendered
 from trainer.contract.errors import UserError
 
-BACKEND = "skypilot"
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus values.
 _STATES = {
     JobState.PENDING: ("INIT", "PENDING", "SETTING_UP", "SUBMITTED", "STARTING"),
@@ -52,19 +50,14 @@ def _option(argv: Sequence[str], *names: str) -> str | None:
     return None
 
 
-class SkyPilotAdapter:
-    backend = BACKEND
+class SkyPilotJobs(Backend):
+    """The job's life through the skypilot tools (submit output, status, logs, cancel)."""
 
     def check_ready(self) -> None:
         # `sky check` probes every cloud and takes minutes: credentials problems are read
         # from the launch's own error instead (explain_failure).
-        require_tool(BACKEND)
+        self.require_tool()
 
-    def submit_argv(self, argv: list[str]) -> list[str]:
-        # A managed launch streams the job's logs until it ends unless detached.
-        if argv[1:3] == ["jobs", "launch"] and "--detach-run" not in argv and "-d" not in argv:
-            return [*argv[:-1], "--detach-run", argv[-1]]
-        return argv
 
     def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
         text = plain(result.stdout + "\n" + result.stderr)
@@ -96,7 +89,7 @@ class SkyPilotAdapter:
         return found
 
     def _managed_statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
-        result = run_tool(BACKEND, ["sky", "jobs", "queue", "--all", "-o", "json"])
+        result = self.run_tool(["sky", "jobs", "queue", "--all", "-o", "json"])
         if result.returncode != 0:
             gone = JobStatus(JobState.UNKNOWN, "no controller", detail=failure_text(result))
             return {r.ref: gone for r in records}
@@ -107,7 +100,7 @@ class SkyPilotAdapter:
 
     def _cluster_statuses(self, records: Sequence[JobRecord],
                           clusters: list[str]) -> dict[str, JobStatus]:
-        result = run_tool(BACKEND, ["sky", "queue", *clusters, "-o", "json"])
+        result = self.run_tool(["sky", "queue", *clusters, "-o", "json"])
         if result.returncode != 0:
             raise UserError(f"sky queue failed:\n{failure_text(result)}")
         queues = json_after_chatter(result.stdout)
@@ -139,7 +132,7 @@ class SkyPilotAdapter:
         if follow:
             yield from stream_cmd(argv)
             return
-        result = run_tool(BACKEND, argv)
+        result = self.run_tool(argv)
         if result.returncode != 0:
             raise UserError(f"{' '.join(argv[:3])} failed:\n{failure_text(result)}")
         yield from plain(result.stdout).splitlines()
@@ -147,7 +140,7 @@ class SkyPilotAdapter:
     def cancel(self, record: JobRecord) -> str:
         argv = (["sky", "jobs", "cancel", record.job_id, "--yes"] if record.managed else
                 ["sky", "cancel", str(record.cluster), record.job_id, "--yes"])
-        result = run_tool(BACKEND, argv)
+        result = self.run_tool(argv)
         if result.returncode != 0:
             raise UserError(f"{' '.join(argv[:3])} failed:\n{failure_text(result)}")
         return plain(result.stdout).strip()

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from orchestrator.backends.common import (
+from orchestrator.backends.base import Rendered
+from orchestrator.backends.node_steps import (
+    check_ft_command,
+    default_image,
+    ft_node_command,
+    install_commands,
+    write_spec_command,
+)
+from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
     parse_gpu,
@@ -10,18 +18,11 @@ from orchestrator.backends.common import (
     regenerate_command,
     size_gb,
 )
-from orchestrator.node_script import (
-    check_ft_command,
-    default_image,
-    ft_node_command,
-    install_commands,
-    write_spec_command,
-)
-from orchestrator.rendering import Rendered, header_lines, render_template
+from orchestrator.rendering import header_lines, render_template
 from orchestrator.spec import Spec
 from trainer.contract.errors import Problem, SpecError
 
-BACKEND = "dstack"
+NAME = "dstack"
 
 
 def render(spec: Spec) -> Rendered:
@@ -32,17 +33,17 @@ def render(spec: Spec) -> Rendered:
     submit = ["dstack", "apply", "-f", f"{{dir}}/{filename}", "-y", "-d"]
     text = render_template(
         "dstack.task.yml.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME)),
         submit=" ".join(part.replace("{dir}", ".") for part in submit),
-        explicit_command=explicit_launch(spec, BACKEND),
+        explicit_command=explicit_launch(spec, NAME),
         name=launch.name,
         nodes=launch.nodes,
         image=launch.image or default_image(),
         privileged=profile.dstack_privileged,
         env=job_env(spec, profile),
         secrets=launch.secrets,
-        commands=[*install_commands(spec, BACKEND), check_ft_command(),
-                  write_spec_command(spec), ft_node_command(spec, BACKEND)],
+        commands=[*install_commands(spec, NAME), check_ft_command(),
+                  write_spec_command(spec), ft_node_command(spec, NAME)],
         gpu=_gpu(spec),
         cpu=f"{launch.cpus_per_node}.." if launch.cpus_per_node else None,
         memory=f"{size_gb(launch.memory)}GB.." if launch.memory else None,
@@ -59,11 +60,11 @@ def render(spec: Spec) -> Rendered:
     )
     if launch.dstack.reservation:
         notes.append("`launch.dstack.reservation` is not rendered by this ft version")
-    return Rendered(BACKEND, {filename: text}, submit, notes)
+    return Rendered(NAME, {filename: text}, submit, notes)
 
 
 def _gpu(spec: Spec) -> str | None:
-    gpu = parse_gpu(spec, BACKEND, required=True)
+    gpu = parse_gpu(spec, NAME, required=True)
     if gpu is None:
         return None
     parts = [gpu.name] + ([gpu.memory] if gpu.memory else []) + [str(spec.launch.gpus_per_node)]

@@ -6,9 +6,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from orchestrator.backends.node_steps import train_argv
 from orchestrator.clusters import ClusterProfile, load_profile
 from orchestrator.node.launch_line import explicit_command
-from orchestrator.node_script import train_argv
 from orchestrator.spec import Spec
 from trainer.contract.errors import Problem, SpecError
 
@@ -75,7 +75,9 @@ def regenerate_command(spec: Spec, backend: str) -> str:
 
 def explicit_launch(spec: Spec, backend: str) -> str:
     """The launcher line ft node will run, in the backend's shell variables (for reviewers)."""
+    from orchestrator.backends import get
+
     launch = spec.launch
     per_node = launch.gpus_per_node or 1  # a CPU job runs one process per node
-    return explicit_command(backend, launch.launcher, launch.master_port, train_argv(spec),
+    return explicit_command(get(backend), launch.launcher, launch.master_port, train_argv(spec),
                             default_nproc=per_node, distributed=launch.nodes * per_node > 1)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from orchestrator.cli.options import examples
+
 if TYPE_CHECKING:
     from orchestrator.jobs.model import JobRecord
     from orchestrator.spec import Spec
@@ -35,12 +37,12 @@ def logs(
                                          "until the job ends.")] = False,
 ) -> None:
     """Print a job's log (Slurm: its --output/--error files; dstack/SkyPilot: their logs)."""
-    from orchestrator.jobs.adapters import adapter
+    from orchestrator.backends import get
     from orchestrator.jobs.store import find_record
 
     record = find_record(job)
     try:
-        for line in adapter(record.backend).log_lines(record, follow):
+        for line in get(record.backend).log_lines(record, follow):
             typer.echo(line)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -48,12 +50,12 @@ def logs(
 
 def cancel(job: RequiredJobArg) -> None:
     """Stop a job through its backend (scancel, dstack stop, sky cancel / sky jobs cancel)."""
-    from orchestrator.jobs.adapters import adapter
+    from orchestrator.backends import get
     from orchestrator.jobs.report import query
     from orchestrator.jobs.store import find_record
 
     record = find_record(job)
-    said = adapter(record.backend).cancel(record)
+    said = get(record.backend).cancel(record)
     if said:
         typer.echo(said)
     state = query([record])[record.ref]
@@ -86,7 +88,7 @@ def watch_launched(record: JobRecord, spec: Spec) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(status)
-    app.command()(logs)
-    app.command()(cancel)
-    app.command("list")(list_jobs)
+    app.command(epilog=examples("ft status", "ft status slurm:4242"))(status)
+    app.command(epilog=examples("ft logs slurm:4242", "ft logs my-finetune -f"))(logs)
+    app.command(epilog=examples("ft cancel slurm:4242", "ft cancel my-finetune"))(cancel)
+    app.command("list", epilog=examples("ft list", "ft list --backend dstack -n 5"))(list_jobs)

@@ -12,13 +12,14 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.options import examples
 from trainer.contract.errors import UserError
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
 
 
 def _training_config(spec_path: Path):
-    from orchestrator.cli import load_for_cli
+    from orchestrator.cli.options import load_for_cli
 
     return load_for_cli(spec_path).training
 
@@ -86,7 +87,13 @@ def inference(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(train)
-    app.command()(preprocess)
-    app.command("merge-lora")(merge_lora)
-    app.command()(inference)
+    app.command(epilog=examples(
+        "ft train examples/tiny/tiny.yaml",
+        "torchrun --nproc-per-node 8 --no-python ft train spec.yaml   (what ft node runs)"))(train)
+    app.command(epilog=examples("ft preprocess spec.yaml",
+                                "ft preprocess spec.yaml --debug | less"))(preprocess)
+    app.command("merge-lora", epilog=examples("ft merge-lora spec.yaml",
+                                              "ft merge-lora spec.yaml --cpu"))(merge_lora)
+    app.command(epilog=examples(
+        'ft inference spec.yaml --prompt "Write a haiku about GPUs."',
+        "echo 'Summarise: ...' | ft inference spec.yaml --adapter"))(inference)

@@ -9,15 +9,13 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from orchestrator.jobs.adapters import Submitted, require_tool, run_tool
+from orchestrator.backends.base import Backend, Rendered, Submitted
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.table import format_seconds
 from orchestrator.jobs.toolout import failure_text, plain
 from orchestrator.process import Completed, stream_cmd
-from orchestrator.rendering import Rendered
 from trainer.contract.errors import UserError
 
-BACKEND = "dstack"
 # dstack's RunStatus values; `terminated` is resolved by the termination reason.
 _STATES = {"pending": JobState.PENDING, "submitted": JobState.PENDING,
            "provisioning": JobState.PENDING, "running": JobState.RUNNING,
@@ -60,18 +58,16 @@ def runs_by_name(ps_json: str) -> dict[str, dict]:
     return runs
 
 
-class DstackAdapter:
-    backend = BACKEND
+class DstackJobs(Backend):
+    """The job's life through the dstack tools (submit output, status, logs, cancel)."""
 
     def check_ready(self) -> None:
-        require_tool(BACKEND)
-        result = run_tool(BACKEND, ["dstack", "ps", "--json", "--last", "1"])
+        self.require_tool()
+        result = self.run_tool(["dstack", "ps", "--json", "--last", "1"])
         if result.returncode != 0:
             raise UserError(f"dstack is installed but cannot reach a server/project:\n"
                             f"{failure_text(result)}\nTo fix: {_CONFIGURE_HINT}.")
 
-    def submit_argv(self, argv: list[str]) -> list[str]:
-        return argv  # the renderer's `dstack apply -f FILE -y -d` already detaches
 
     def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
         match = _SUBMITTED.search(plain(result.stdout))
@@ -89,7 +85,7 @@ class DstackAdapter:
         return ""
 
     def statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
-        result = run_tool(BACKEND, ["dstack", "ps", "--all", "--json"])
+        result = self.run_tool(["dstack", "ps", "--all", "--json"])
         if result.returncode != 0:
             raise UserError(f"dstack ps failed:\n{failure_text(result)}")
         runs = runs_by_name(result.stdout)
@@ -107,13 +103,13 @@ class DstackAdapter:
         if follow and not self.statuses([record])[record.ref].state.final:
             yield from stream_cmd(["dstack", "attach", "--logs", record.job_id])
             return
-        result = run_tool(BACKEND, ["dstack", "logs", record.job_id])
+        result = self.run_tool(["dstack", "logs", record.job_id])
         if result.returncode != 0:
             raise UserError(f"dstack logs {record.job_id} failed:\n{failure_text(result)}")
         yield from result.stdout.splitlines()
 
     def cancel(self, record: JobRecord) -> str:
-        result = run_tool(BACKEND, ["dstack", "stop", record.job_id, "-y"])
+        result = self.run_tool(["dstack", "stop", record.job_id, "-y"])
         if result.returncode != 0:
             raise UserError(f"dstack stop {record.job_id} failed:\n{failure_text(result)}")
         return plain(result.stdout).strip()

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator.backends.common import (
+from orchestrator.backends.base import Rendered
+from orchestrator.backends.node_steps import (
+    check_ft_command,
+    ft_node_command,
+    install_commands,
+    write_spec_command,
+)
+from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
     profile_for,
@@ -10,16 +17,10 @@ from orchestrator.backends.common import (
     size_gb,
     slurm_time,
 )
-from orchestrator.node_script import (
-    check_ft_command,
-    ft_node_command,
-    install_commands,
-    write_spec_command,
-)
-from orchestrator.rendering import Rendered, header_lines, render_template, sh
+from orchestrator.rendering import header_lines, render_template, sh
 from orchestrator.spec import Spec
 
-BACKEND = "slurm"
+NAME = "slurm"
 
 
 def render(spec: Spec) -> Rendered:
@@ -33,21 +34,23 @@ def render(spec: Spec) -> Rendered:
     filename = f"{launch.name}.sbatch"
     text = render_template(
         "slurm.sbatch.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, BACKEND)),
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME)),
         sbatch=_sbatch_options(spec, notes),
-        explicit_command=explicit_launch(spec, BACKEND),
+        explicit_command=explicit_launch(spec, NAME),
         workdir=slurm.workdir,
         setup=slurm.setup,
         env=job_env(spec, profile),
         secrets=launch.secrets,
-        install=install_commands(spec, BACKEND),
+        install=install_commands(spec, NAME),
         check_ft=check_ft_command(),
         write_spec=write_spec_command(spec),
         nodes=launch.nodes,
         srun_extra=_srun_container(spec),
-        ft_node=ft_node_command(spec, BACKEND),
+        ft_node=ft_node_command(spec, NAME),
     )
-    return Rendered(BACKEND, {filename: text}, ["sbatch", f"{{dir}}/{filename}"], notes)
+    # --parsable: sbatch prints just "id" or "id;cluster", never a sentence to scrape.
+    return Rendered(NAME, {filename: text}, ["sbatch", "--parsable", f"{{dir}}/{filename}"],
+                    notes)
 
 
 def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:

@@ -1,0 +1,161 @@
+"""The one protocol every backend implements, in the spirit of torchx's `Scheduler`.
+
+A backend owns everything about where a job runs:
+- `render(spec)`: pure and offline, the files to write and the EXACT submit argv (what
+  `ft launch --dry-run` prints is what `ft launch` runs);
+- `submit` is generic (orchestrator.jobs.submit): check_ready -> write -> run the argv ->
+  `parse_submit`; then `statuses / details / log_lines / cancel` read the job back;
+- `node_vars` (+ `master_addr`, `gpus_per_node`): the variables it sets on every node and
+  how `ft node` maps them to a World; `master_shell` writes the same in shell for the
+  rendered files' explicit command;
+- `emulated_env`: what `ft launch --backend local --emulate NAME` gives each emulated node.
+
+Adding a backend is one module (or package) defining a subclass, plus one line in
+`orchestrator.backends.REGISTRY`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from orchestrator.process import Completed, run_cmd
+from trainer.contract.errors import UserError
+
+if TYPE_CHECKING:
+    from orchestrator.jobs.model import JobRecord, JobStatus
+    from orchestrator.spec import Spec
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What a backend produces: files to write and the command that submits them."""
+
+    backend: str
+    files: dict[str, str]  # file name -> text
+    submit_argv: list[str]  # exact; {dir} stands for the directory the files are written to
+    notes: list[str] = field(default_factory=list)  # settings ignored or adjusted, for stderr
+
+    def submit_command(self, directory: str) -> list[str]:
+        return [part.replace("{dir}", directory.rstrip("/") or ".") for part in self.submit_argv]
+
+
+@dataclass(frozen=True)
+class NodeVars:
+    """The variables a backend sets on every node (DESIGN.md, "Rank and master address")."""
+
+    master: str  # the variable the master address is derived from
+    rank: str
+    nnodes: str
+    nproc: str  # GPUs (processes) per node; optional on every backend
+    where: str  # completes "is this running inside ...?" in error messages
+    detect: tuple[str, ...]  # any of these set: `ft node` is running under this backend
+
+
+@dataclass(frozen=True)
+class SubmitTool:
+    program: str  # what must be on PATH to submit
+    how_to_get: str  # the fix when it is not
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submit command's output told us about the new job."""
+
+    job_id: str
+    cluster: str | None = None
+    managed: bool = False
+    log_files: list[str] = field(default_factory=list)
+
+
+class Backend:
+    """Base class: the node-side defaults every backend shares; lifecycle methods raise
+    until a backend that submits implements them."""
+
+    name: ClassVar[str]
+    node_vars: ClassVar[NodeVars]
+    tool: ClassVar[SubmitTool | None] = None  # None: runs here, renders nothing
+    example: ClassVar[str] = ""  # one line for `--help`
+    env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
+
+    @property
+    def renders(self) -> bool:
+        return self.tool is not None
+
+    # ---- render (pure) ----------------------------------------------------------------
+    def render(self, spec: Spec) -> Rendered:
+        raise UserError(f"the {self.name} backend renders no files")
+
+    # ---- node side ---------------------------------------------------------------------
+    def master_addr(self, raw: str) -> tuple[str, str]:
+        """The master address from the value of `node_vars.master`, with a note on how."""
+        return raw, f"master from {self.node_vars.master}"
+
+    def master_shell(self) -> str:
+        """The same, as a shell word for the rendered files' explicit command."""
+        return f'"${self.node_vars.master}"'
+
+    def gpus_per_node(self, environ: Mapping[str, str], nnodes: int) -> tuple[int, str]:
+        """(count, "from VAR") or, when the backend does not say, (0, "VAR is")."""
+        from orchestrator.node.world import optional_count
+
+        variable = self.node_vars.nproc
+        count = optional_count(environ, self.name, variable)
+        return (count, f"from {variable}") if count else (0, f"{variable} is")
+
+    def nproc_shell(self, default_nproc: int | None) -> str:
+        variable = self.node_vars.nproc
+        return f"${{{variable}:-{default_nproc}}}" if default_nproc else f"${variable}"
+
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
+                     job_name: str) -> dict[str, str]:
+        """The variables this backend would set on node `rank` of an N-node job here."""
+        raise UserError(f"the {self.name} backend cannot be emulated")
+
+    # ---- lifecycle (through orchestrator.process) ---------------------------------------
+    def check_ready(self) -> None:
+        """Raise a UserError saying how to fix it when the tool is missing or unconfigured."""
+        self.require_tool()
+
+    def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
+        raise NotImplementedError
+
+    def explain_failure(self, result: Completed) -> str:
+        """A hint for a failed submit, from the tool's message ("" when none applies)."""
+        return ""
+
+    def statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
+        """Current status by `record.ref`; as few tool calls as the backend allows."""
+        raise NotImplementedError
+
+    def details(self, record: JobRecord) -> list[str]:
+        """Extra `key: value` lines for `ft status JOB` (log paths, exit codes)."""
+        return []
+
+    def log_lines(self, record: JobRecord, follow: bool) -> Iterator[str]:
+        raise NotImplementedError
+
+    def cancel(self, record: JobRecord) -> str:
+        """Ask the backend to stop the job; returns the tool's confirmation, if any."""
+        raise NotImplementedError
+
+    # ---- helpers for subclasses ---------------------------------------------------------
+    def require_tool(self) -> None:
+        assert self.tool is not None, f"{self.name} submits nothing"
+        if shutil.which(self.tool.program) is None:
+            raise self._not_on_path(self.tool.program)
+
+    def run_tool(self, argv: Sequence[str]) -> Completed:
+        """run_cmd, with a missing program reported as the user's fixable problem."""
+        try:
+            return run_cmd(argv)
+        except FileNotFoundError:
+            raise self._not_on_path(argv[0]) from None
+
+    def _not_on_path(self, program: str) -> UserError:
+        how = self.tool.how_to_get if self.tool else "install it"
+        return UserError(f"`{program}` is not on PATH, so ft cannot reach {self.name}. "
+                         f"To fix: {how}.")

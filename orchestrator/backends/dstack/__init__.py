@@ -1,0 +1,55 @@
+"""dstack: a multi-node `type: task` (render.py) whose every node runs `ft node`;
+`dstack apply/ps/logs/attach/stop` for the job's life (jobs.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from orchestrator.backends.base import NodeVars, Rendered, SubmitTool
+from orchestrator.backends.dstack.jobs import DstackJobs
+from trainer.contract.errors import UserError
+
+# dstack versions before DSTACK_GPUS_PER_NODE only give the job's total GPU count.
+GPUS_TOTAL = "DSTACK_GPUS_NUM"
+
+
+class DstackBackend(DstackJobs):
+    name = "dstack"
+    node_vars = NodeVars(master="DSTACK_MASTER_NODE_IP", rank="DSTACK_NODE_RANK",
+                         nnodes="DSTACK_NODES_NUM", nproc="DSTACK_GPUS_PER_NODE",
+                         where="a dstack task", detect=("DSTACK_NODE_RANK", "DSTACK_RUN_NAME"))
+    tool = SubmitTool("dstack", "pip install dstack, then `dstack server` or `dstack config`")
+    env_prefixes = ("DSTACK_",)
+    example = "ft launch spec.yaml --backend dstack --watch"
+
+    def render(self, spec) -> Rendered:
+        from orchestrator.backends.dstack.render import render
+
+        return render(spec)
+
+    def gpus_per_node(self, environ: Mapping[str, str], nnodes: int) -> tuple[int, str]:
+        from orchestrator.node.world import optional_count
+
+        per_node, source = super().gpus_per_node(environ, nnodes)
+        if per_node:
+            return per_node, source
+        total = optional_count(environ, self.name, GPUS_TOTAL)
+        if total and total % nnodes:
+            raise UserError(f"ft node --backend dstack: {GPUS_TOTAL}={total} is not "
+                            f"divisible by {self.node_vars.nnodes}={nnodes}")
+        if total:
+            return total // nnodes, f"from {GPUS_TOTAL} / {nnodes} nodes"
+        return 0, f"{self.node_vars.nproc} and {GPUS_TOTAL} are"
+
+    def nproc_shell(self, default_nproc: int | None) -> str:
+        return f"${{{self.node_vars.nproc}:-$(({GPUS_TOTAL} / {self.node_vars.nnodes}))}}"
+
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
+                     job_name: str) -> dict[str, str]:
+        return {"DSTACK_RUN_NAME": job_name, "DSTACK_MASTER_NODE_IP": "127.0.0.1",
+                "DSTACK_NODE_RANK": str(rank), "DSTACK_NODES_NUM": str(nodes),
+                "DSTACK_GPUS_PER_NODE": str(gpus_per_node),
+                "DSTACK_GPUS_NUM": str(gpus_per_node * nodes)}
+
+
+BACKEND = DstackBackend()

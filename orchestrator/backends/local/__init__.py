@@ -1,0 +1,35 @@
+"""local: the job's nodes run here, as processes (emulation.py), each given the variables
+the emulated backend sets (`--emulate slurm|dstack|skypilot|local`), through the same
+`ft node` path a cluster node takes. Renders nothing, submits nothing."""
+
+from __future__ import annotations
+
+from orchestrator.backends.base import Backend, NodeVars
+
+DEFAULT_MASTER = "127.0.0.1"
+
+
+class LocalBackend(Backend):
+    name = "local"
+    node_vars = NodeVars(master="FT_LOCAL_MASTER_ADDR", rank="FT_LOCAL_NODE_RANK",
+                         nnodes="FT_LOCAL_NNODES", nproc="FT_LOCAL_NPROC_PER_NODE",
+                         where="a node of `ft launch --backend local`",
+                         detect=("FT_LOCAL_NODE_RANK",))
+    env_prefixes = ("FT_LOCAL_",)
+    example = "ft launch examples/tiny/tiny.yaml --backend local --nodes 2"
+
+    def master_addr(self, raw: str) -> tuple[str, str]:
+        return raw or DEFAULT_MASTER, f"master from {self.node_vars.master} (default " \
+            f"{DEFAULT_MASTER})"
+
+    def master_shell(self) -> str:
+        return f'"${{{self.node_vars.master}:-{DEFAULT_MASTER}}}"'
+
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
+                     job_name: str) -> dict[str, str]:
+        names = self.node_vars
+        return {names.master: DEFAULT_MASTER, names.rank: str(rank), names.nnodes: str(nodes),
+                names.nproc: str(gpus_per_node)}
+
+
+BACKEND = LocalBackend()

@@ -1,0 +1,40 @@
+"""SkyPilot: a task YAML (render.py) for `sky launch` or a managed `sky jobs launch`;
+`sky queue/logs/cancel` and their `jobs` forms for the job's life (jobs.py)."""
+
+from __future__ import annotations
+
+from orchestrator.backends.base import NodeVars, Rendered, SubmitTool
+from orchestrator.backends.skypilot.jobs import SkyPilotJobs
+
+
+class SkyPilotBackend(SkyPilotJobs):
+    name = "skypilot"
+    node_vars = NodeVars(master="SKYPILOT_NODE_IPS", rank="SKYPILOT_NODE_RANK",
+                         nnodes="SKYPILOT_NUM_NODES", nproc="SKYPILOT_NUM_GPUS_PER_NODE",
+                         where="a SkyPilot task", detect=("SKYPILOT_NODE_RANK",))
+    tool = SubmitTool("sky", "pip install 'skypilot[aws]' (or your cloud), then `sky check`")
+    env_prefixes = ("SKYPILOT_",)
+    example = "ft launch spec.yaml --backend skypilot --watch"
+
+    def render(self, spec) -> Rendered:
+        from orchestrator.backends.skypilot.render import render
+
+        return render(spec)
+
+    def master_addr(self, raw: str) -> tuple[str, str]:
+        first = raw.splitlines()[0].strip() if raw else ""
+        # One IP per line, the head node first.
+        return first, f"master is the first line of {self.node_vars.master}"
+
+    def master_shell(self) -> str:
+        return f'"$(echo "${self.node_vars.master}" | head -n1)"'
+
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
+                     job_name: str) -> dict[str, str]:
+        return {"SKYPILOT_TASK_ID": job_name, "SKYPILOT_NODE_RANK": str(rank),
+                "SKYPILOT_NODE_IPS": "\n".join(["127.0.0.1"] * nodes),
+                "SKYPILOT_NUM_NODES": str(nodes),
+                "SKYPILOT_NUM_GPUS_PER_NODE": str(gpus_per_node)}
+
+
+BACKEND = SkyPilotBackend()

@@ -1,0 +1,56 @@
+"""What several commands share: the option types (choices from the backend registry),
+loading a spec with its warnings printed, and printing to stderr."""
+
+from __future__ import annotations
+
+import warnings
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import backends
+
+
+def _choices(name: str, values: list[str]) -> type[StrEnum]:
+    return StrEnum(name, {value: value for value in values})
+
+
+# Every list of backends comes from the one registry (orchestrator.backends.REGISTRY).
+RenderBackend = _choices("RenderBackend", backends.render_names())
+AnyBackend = _choices("AnyBackend", backends.names())
+
+SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
+NodesOpt = Annotated[int | None, typer.Option("--nodes", min=1, help="Override launch.nodes.")]
+GpusOpt = Annotated[int | None, typer.Option("--gpus-per-node", min=0,
+                                             help="Override launch.gpus_per_node.")]
+EmulateOpt = Annotated[AnyBackend, typer.Option(help="Emulated nodes (--backend local, ft "
+                                                "doctor): whose node variables each one gets.")]
+DEFAULT_EMULATION = AnyBackend("slurm")
+# 65534: the pre-flight check uses the port after it.
+MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534,
+                                                   help="Override launch.master_port.")]
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def load_for_cli(spec_path: Path, nodes: int | None = None, gpus_per_node: int | None = None,
+                 for_launch: bool = False, master_port: int | None = None):
+    """Load a spec, printing its warnings (settings that have no effect) on stderr."""
+    from orchestrator.spec import SpecWarning, load_spec
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecWarning)
+        overrides = {"nodes": nodes, "gpus_per_node": gpus_per_node, "master_port": master_port}
+        spec = load_spec(spec_path, overrides, for_launch)
+    for warning in caught:
+        err(f"warning: {spec_path}: {warning.message}")
+    return spec
+
+
+def examples(*lines: str) -> str:
+    """An `--help` epilog of real examples (\\b keeps click from rewrapping them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)

@@ -1,0 +1,199 @@
+"""`ft init / validate / render / launch / schema / fetch / version`: from a spec to a
+submitted job. Nothing here imports torch."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import __version__, backends
+from orchestrator.cli.options import (
+    DEFAULT_EMULATION,
+    AnyBackend,
+    EmulateOpt,
+    GpusOpt,
+    MasterPortOpt,
+    NodesOpt,
+    RenderBackend,
+    SpecArg,
+    err,
+    examples,
+    load_for_cli,
+)
+from trainer.contract.errors import UserError
+
+
+def version() -> None:
+    """Print ft's version."""
+    typer.echo(__version__)
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the spec.")] = Path("ft.yaml"),
+    name: Annotated[str, typer.Option(help="Job name.")] = "my-finetune",
+    base_model: Annotated[str, typer.Option(help="Model to fine-tune.")]
+    = "meta-llama/Llama-3.1-8B-Instruct",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter spec."""
+    from orchestrator.output_files import write_atomic
+    from orchestrator.rendering import render_template
+
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to overwrite it")
+    text = render_template("starter-spec.yaml.j2", version=__version__, path=str(path),
+                           name=name, base_model=base_model)
+    write_atomic(path, text)
+    load_for_cli(path)  # the starter must itself be valid
+    typer.echo(f"wrote {path}; check it with `ft validate {path}`")
+
+
+def validate(spec: SpecArg, nodes: NodesOpt = None, gpus_per_node: GpusOpt = None) -> None:
+    """Check a spec: unknown keys, wrong types, impossible combinations (every problem at
+    once, with its YAML path and line; exit 2)."""
+    loaded = load_for_cli(spec, nodes, gpus_per_node)
+    launch = loaded.launch
+    typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
+               f"adapter={loaded.training.adapter or 'full'})")
+
+
+def _render(spec, backend: str):
+    rendered = backends.get(backend).render(spec)
+    for note in rendered.notes:
+        err(f"note: {note}")
+    return rendered
+
+
+def render(
+    spec: SpecArg,
+    backend: Annotated[RenderBackend, typer.Option(help="Which launch file to write.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Directory to write "
+                                                "the files to (default: print them).")] = None,
+    check: Annotated[bool, typer.Option(help="Fail if the files in -o DIR are stale.")]
+    = False,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusOpt = None,
+) -> None:
+    """Render the launch file(s) for a backend: deterministic, reviewable, checkable."""
+    from orchestrator.output_files import stale_files, write_files
+
+    rendered = _render(load_for_cli(spec, nodes, gpus_per_node, for_launch=True), backend.value)
+    if check:
+        if output is None:
+            raise UserError("--check compares against files in a directory: pass -o DIR")
+        stale = stale_files(output, rendered.files)
+        if stale:
+            err("stale generated files (re-run without --check to update):")
+            for item in stale:
+                err(f"  {item}")
+            raise typer.Exit(1)
+        typer.echo(f"up to date: {', '.join(rendered.files)}")
+        return
+    if output is None:
+        for text in rendered.files.values():
+            typer.echo(text, nl=False)
+        return
+    for path in write_files(output, rendered.files):
+        typer.echo(f"wrote {path}")
+
+
+def launch(
+    spec: SpecArg,
+    backend: Annotated[AnyBackend, typer.Option(help="Where to run; `local` runs the nodes "
+                                                "on this machine.")],
+    dry_run: Annotated[bool, typer.Option(help="Print the files and the exact submit "
+                                          "command; submit nothing.")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Where to keep the "
+                                                "rendered files.")] = None,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusOpt = None,
+    emulate: EmulateOpt = DEFAULT_EMULATION,
+    master_port: MasterPortOpt = None,
+    watch: Annotated[bool, typer.Option(help="Follow the job's state and training loss "
+                                        "until it ends (exit 0 if it succeeded).")] = False,
+) -> None:
+    """Render and submit through the backend's own tool (dstack, sky, sbatch), or run the
+    nodes here (`--backend local`)."""
+    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
+    chosen = backends.get(backend.value)
+    if not chosen.renders:
+        from orchestrator.backends.local.emulation import run_local
+
+        raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
+    rendered = _render(loaded, backend.value)
+    directory = output or Path(".ft") / "rendered" / loaded.launch.name
+    if dry_run:
+        _print_dry_run(loaded, rendered, directory)
+        return
+    from orchestrator.jobs.submit import submit
+
+    record = submit(chosen, rendered, directory, loaded)
+    typer.echo(f"submitted {record.ref} ({record.name})")
+    err(f"follow it: ft status {record.ref} | ft logs {record.ref} -f | "
+        f"ft cancel {record.ref}")
+    if watch:
+        from orchestrator.cli.job_commands import watch_launched
+
+        raise typer.Exit(watch_launched(record, loaded))
+
+
+def _print_dry_run(spec, rendered, directory: Path) -> None:
+    """The files and the exact argv `ft launch` would run, plus a warning for every secret
+    the submitting environment lacks (the real launch refuses to start without them)."""
+    from orchestrator.jobs.submit import secrets_problem
+
+    for name, text in rendered.files.items():
+        typer.echo(f"# ---- {directory / name} ----")
+        typer.echo(text, nl=False)
+    typer.echo(f"# ---- command ----\n{shlex.join(rendered.submit_command(str(directory)))}")
+    problem = secrets_problem(spec)
+    if problem:
+        err(f"warning: {problem}")
+
+
+def schema() -> None:
+    """Print the spec's JSON Schema (for editor completion and validation)."""
+    from orchestrator.spec_schema import spec_json_schema
+
+    typer.echo(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
+
+
+class Fetchable(StrEnum):
+    deepspeed_configs = "deepspeed-configs"
+
+
+def fetch(
+    what: Annotated[Fetchable, typer.Argument(help="What to copy out of ft.")],
+    to: Annotated[Path, typer.Option(help="Destination directory.")] = Path("deepspeed_configs"),
+) -> None:
+    """Copy ft's shipped files out for editing: the DeepSpeed ZeRO configs (zero1, zero2,
+    zero3, zero3_offload), then point `deepspeed:` at your copy."""
+    from trainer.contract.deepspeed_files import fetch as fetch_configs
+
+    written = fetch_configs(to)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    if not written:
+        typer.echo(f"{to}: every config is already there; nothing overwritten")
+
+
+def register(app: typer.Typer) -> None:
+    render_example = backends.render_names()[-1]
+    app.command(epilog=examples("ft version"))(version)
+    app.command(epilog=examples("ft init", "ft init llama.yaml --name llama-lora "
+                                "--base-model meta-llama/Llama-3.1-8B"))(init)
+    app.command(epilog=examples("ft validate examples/llama-3.1-8b-lora.yaml",
+                                "ft validate spec.yaml --nodes 2 --gpus-per-node 8"))(validate)
+    app.command(epilog=examples(
+        f"ft render spec.yaml --backend {render_example} -o deploy/",
+        f"ft render spec.yaml --backend {render_example} -o deploy/ --check"))(render)
+    app.command(epilog=examples(
+        *(backends.get(name).example for name in backends.names() if backends.get(name).example),
+        "ft launch spec.yaml --backend slurm --dry-run"))(launch)
+    app.command(epilog=examples("ft schema > ft.schema.json"))(schema)
+    app.command(epilog=examples("ft fetch deepspeed-configs --to deepspeed_configs"))(fetch)

@@ -1,0 +1,63 @@
+"""Submitting rendered files through the backend's own tool, and remembering the job.
+
+Order matters: check the secrets and the tool (installed, configured) before writing
+anything, write the files, run the rendered submit argv (exactly what `--dry-run` prints)
+through the process seam, and record the job only once the backend took it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from orchestrator.backends.base import Backend, Rendered
+from orchestrator.jobs.model import JobRecord
+from orchestrator.jobs.store import add_record
+from orchestrator.jobs.table import utc_now_iso
+from orchestrator.jobs.toolout import failure_text
+from orchestrator.output_files import write_files
+from orchestrator.spec import Spec
+from trainer.contract.errors import UserError
+
+
+def missing_secrets(spec: Spec, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Listed secrets the submitting environment does not set: the backends read their
+    values from here, and the job would fail on them at start."""
+    return [name for name in spec.launch.secrets if not environ.get(name)]
+
+
+def secrets_problem(spec: Spec, environ: Mapping[str, str] = os.environ) -> str | None:
+    missing = missing_secrets(spec, environ)
+    if not missing:
+        return None
+    exports = " ".join(f"{name}=..." for name in missing)
+    return (f"{spec.source}: `launch.secrets` lists {', '.join(missing)}, not set in this "
+            f"environment; the backend passes each secret's value from here. To fix: "
+            f"`export {exports}` before `ft launch`, or remove the name from launch.secrets")
+
+
+def submit(backend: Backend, rendered: Rendered, directory: Path, spec: Spec) -> JobRecord:
+    """Submit and record the job; every failure is a UserError that says how to fix it."""
+    problem = secrets_problem(spec)
+    if problem:
+        raise UserError(problem)
+    backend.check_ready()
+    write_files(directory, rendered.files)
+    argv = rendered.submit_command(str(directory))
+    result = backend.run_tool(argv)
+    if result.returncode != 0:
+        hint = backend.explain_failure(result)
+        raise UserError(f"`{shlex.join(argv)}` failed (exit {result.returncode}):\n"
+                        f"{failure_text(result)}" + (f"\nTo fix: {hint}." if hint else ""))
+    workdir = Path.cwd()
+    submitted = backend.parse_submit(result, rendered, workdir)
+    record = JobRecord(
+        backend=backend.name, job_id=submitted.job_id, name=spec.launch.name,
+        spec=str(Path(spec.source).resolve()), spec_sha256=spec.sha256,
+        rendered_dir=str(directory.resolve()), submitted_at=utc_now_iso(),
+        workdir=str(workdir), log_files=submitted.log_files, cluster=submitted.cluster,
+        managed=submitted.managed)
+    add_record(record)
+    return record
