@@ -7,7 +7,7 @@ import pytest
 
 from orchestrator.backends import get
 from orchestrator.backends.render_common import duration_seconds
-from orchestrator.spec import load_spec
+from orchestrator.spec.load import load_spec
 from tests.specs import REPO, example_specs
 
 

@@ -132,3 +132,39 @@ def test_planted_secret_never_reaches_a_rendered_file(tmp_path):
                           env=env).returncode == 0
             for path in out.iterdir():
                 assert secret not in path.read_text(), path
+
+
+def test_every_command_help_shows_real_examples():
+    """Each of the `--help` pages ends with examples; each example names a real command."""
+    from orchestrator.cli import app
+
+    names = [command.name or command.callback.__name__ for command in
+             app.registered_commands]
+    assert len(names) >= 17
+    for name in names:
+        result = run_ft(name, "--help")
+        assert result.returncode == 0, result.stderr
+        examples = result.stdout.split("Examples:", 1)
+        assert len(examples) == 2, f"`ft {name} --help` has no examples"
+        first = examples[1].strip().splitlines()[0].strip()
+        assert first.startswith(("ft ", "torchrun ", "echo ")), first
+
+
+def test_launch_checks_the_listed_secrets_before_submitting(tmp_path):
+    """A listed secret the submitting shell lacks: --dry-run warns, a real launch refuses
+    before anything is written or submitted (the job would fail on it at start)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "WANDB_API_KEY")}
+    env["FT_STATE_DIR"] = str(tmp_path / "state")
+    spec = "examples/multi-dataset-chat.yaml"
+    dry = run_ft("launch", spec, "--backend", "slurm", "--dry-run", env=env)
+    assert dry.returncode == 0
+    assert "warning:" in dry.stderr and "HF_TOKEN, WANDB_API_KEY" in dry.stderr
+    out = tmp_path / "rendered"
+    real = run_ft("launch", spec, "--backend", "slurm", "-o", str(out), env=env)
+    assert real.returncode == 2 and "Traceback" not in real.stderr
+    assert "`launch.secrets` lists HF_TOKEN, WANDB_API_KEY" in real.stderr
+    assert "export HF_TOKEN=... WANDB_API_KEY=..." in real.stderr
+    assert not out.exists()
+    present = run_ft("launch", spec, "--backend", "slurm", "--dry-run",
+                     env={**env, "HF_TOKEN": "x", "WANDB_API_KEY": "y"})
+    assert "launch.secrets" not in present.stderr

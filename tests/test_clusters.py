@@ -7,7 +7,7 @@ import yaml
 
 from orchestrator.backends import get, render_names
 from orchestrator.clusters import DEFAULT_ENV, available_profiles, load_profile
-from orchestrator.spec import parse_spec
+from orchestrator.spec.load import parse_spec
 from trainer.contract.errors import UserError
 
 SPEC = """\

@@ -14,7 +14,7 @@ from orchestrator.backends.dstack import BACKEND as DSTACK
 from orchestrator.backends.dstack.jobs import run_status, runs_by_name
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
-from orchestrator.spec import load_spec
+from orchestrator.spec.load import load_spec
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError
 

@@ -19,7 +19,7 @@ from orchestrator.backends.skypilot import BACKEND as SKYPILOT
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
 from orchestrator.jobs.toolout import json_after_chatter
-from orchestrator.spec import parse_spec
+from orchestrator.spec.load import parse_spec
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError
 

@@ -16,7 +16,7 @@ from orchestrator.backends.slurm.jobs import (
 from orchestrator.jobs import store
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
-from orchestrator.spec import load_spec
+from orchestrator.spec.load import load_spec
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError
 

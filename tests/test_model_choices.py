@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from orchestrator.spec import parse_spec
+from orchestrator.spec.load import parse_spec
 from trainer.model import FALLBACK_PAD_TOKEN, choose_attention, load_tokenizer
 
 BASE = "datasets: [{path: d.jsonl, type: alpaca}]\n"

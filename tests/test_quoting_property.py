@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.backends import get
-from orchestrator.spec import parse_spec
+from orchestrator.spec.load import parse_spec
 from trainer.contract.errors import SpecError
 
 # Anything a YAML file can carry in a string, except NUL (not representable in env/argv).

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.backends import get
-from orchestrator.spec import load_spec
+from orchestrator.spec.load import load_spec
 from tests.specs import BACKENDS, REPO, example_id, example_specs
 
 CASES = [(spec, backend) for spec in example_specs() for backend in BACKENDS]

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from orchestrator.spec import SpecWarning, parse_spec
+from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
 from trainer.contract.errors import SpecError
 

@@ -27,7 +27,7 @@ from trainer.contract.errors import UserError
 
 if TYPE_CHECKING:
     from orchestrator.jobs.model import JobRecord, JobStatus
-    from orchestrator.spec import Spec
+    from orchestrator.spec.load import Spec
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from orchestrator import __version__
 from orchestrator.rendering import sh
-from orchestrator.spec import Spec
+from orchestrator.spec.load import Spec
 
 SPEC_DIR = ".ft"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from orchestrator.backends.node_steps import train_argv
 from orchestrator.clusters import ClusterProfile, load_profile
 from orchestrator.node.launch_line import explicit_command
-from orchestrator.spec import Spec
+from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -14,7 +14,7 @@ from orchestrator.cli.options import examples
 
 if TYPE_CHECKING:
     from orchestrator.jobs.model import JobRecord
-    from orchestrator.spec import Spec
+    from orchestrator.spec.load import Spec
 
 JobArg = Annotated[str | None, typer.Argument(
     help="BACKEND:ID, an id, or a job name (newest of that name); default: the newest job.",

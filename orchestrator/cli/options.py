@@ -40,7 +40,7 @@ def err(message: str) -> None:
 def load_for_cli(spec_path: Path, nodes: int | None = None, gpus_per_node: int | None = None,
                  for_launch: bool = False, master_port: int | None = None):
     """Load a spec, printing its warnings (settings that have no effect) on stderr."""
-    from orchestrator.spec import SpecWarning, load_spec
+    from orchestrator.spec.load import SpecWarning, load_spec
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecWarning)

@@ -158,7 +158,7 @@ def _print_dry_run(spec, rendered, directory: Path) -> None:
 
 def schema() -> None:
     """Print the spec's JSON Schema (for editor completion and validation)."""
-    from orchestrator.spec_schema import spec_json_schema
+    from orchestrator.spec.schema import spec_json_schema
 
     typer.echo(json.dumps(spec_json_schema(), indent=2, sort_keys=True))
 

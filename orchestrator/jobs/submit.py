@@ -18,7 +18,7 @@ from orchestrator.jobs.store import add_record
 from orchestrator.jobs.table import utc_now_iso
 from orchestrator.jobs.toolout import failure_text
 from orchestrator.output_files import write_files
-from orchestrator.spec import Spec
+from orchestrator.spec.load import Spec
 from trainer.contract.errors import UserError
 
 

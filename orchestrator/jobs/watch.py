@@ -16,6 +16,7 @@ from orchestrator.backends import get
 from orchestrator.backends.base import Backend
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.progress import Progress
+from orchestrator.jobs.table import format_seconds
 from trainer.contract.errors import UserError
 
 TAIL_LINES = 25  # shown when the job fails
@@ -83,6 +84,10 @@ class Watcher:
             status = self._status()
             if done(status) or (limit_s is not None and waited >= limit_s):
                 return status
+            if status.state == JobState.PENDING:  # a person waits for the queue: show how long
+                self.printer.bar(f"{self.record.ref} {status.label}, waiting "
+                                 f"{format_seconds(waited)} (Ctrl-C stops watching, "
+                                 "not the job)")
             self.sleep(self.poll_s)
             waited += self.poll_s
 

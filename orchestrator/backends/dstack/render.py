@@ -19,7 +19,7 @@ from orchestrator.backends.render_common import (
     size_gb,
 )
 from orchestrator.rendering import header_lines, render_template
-from orchestrator.spec import Spec
+from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
 
 NAME = "dstack"

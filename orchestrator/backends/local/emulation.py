@@ -19,7 +19,7 @@ from orchestrator.backends.render_common import job_env
 from orchestrator.clusters import load_profile
 from orchestrator.output_files import write_atomic
 from orchestrator.process import signal_group, spawn_group, wait_or_kill
-from orchestrator.spec import Spec
+from orchestrator.spec.load import Spec
 
 
 def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:

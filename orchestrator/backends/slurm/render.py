@@ -18,7 +18,7 @@ from orchestrator.backends.render_common import (
     slurm_time,
 )
 from orchestrator.rendering import header_lines, render_template, sh
-from orchestrator.spec import Spec
+from orchestrator.spec.load import Spec
 
 NAME = "slurm"
 

@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.spec_rules import cross_field_problems, ignored_settings
-from orchestrator.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
+from orchestrator.spec.rules import cross_field_problems, ignored_settings
+from orchestrator.spec.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
 from trainer.contract.errors import Problem, SpecError, UserError
 from trainer.contract.launch import LaunchSpec
 from trainer.contract.training import IGNORED_AXOLOTL_KEYS, UNSUPPORTED_AXOLOTL_KEYS, TrainingConfig
