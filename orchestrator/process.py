@@ -7,6 +7,7 @@ runs, for followed logs) with recording fakes instead of patching subprocess eve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,29 +67,71 @@ def run_foreground(argv: Sequence[str], env: dict[str, str]) -> int:
     return subprocess.call(list(argv), env=env)
 
 
-def exec_replace(argv: Sequence[str], env: dict[str, str]) -> None:
-    """Replace this process with argv (never returns): the backend's signals then reach the
-    program directly and its exit code is the job's."""
-    os.execvpe(argv[0], list(argv), env)
-
-
-def spawn_group(argv: Sequence[str], env: dict[str, str], cwd: str) -> subprocess.Popen:
-    """Start argv in its own process group (so the whole tree below it can be signalled),
-    with stdout and stderr merged into one text pipe."""
+def spawn_group(argv: Sequence[str], env: dict[str, str], cwd: str,
+                die_with_launcher: bool = False) -> subprocess.Popen:
+    """Start argv in its own session, stdout and stderr merged into one text pipe; with
+    die_with_launcher it gets SIGTERM when this process dies, however it dies."""
     return subprocess.Popen(list(argv), env=env, cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=die_with_parent if die_with_launcher else None)
 
 
-def signal_group(proc: subprocess.Popen, signum: int = signal.SIGTERM) -> None:
-    """Send signum to the process group a spawn_group process leads, if it still runs."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signum)
+# Signals `ft node` owns: the launcher under it starts with them ignored (an ignored signal
+# stays ignored across exec), so a signal sent to every process of a Slurm step, or a Ctrl-C
+# to the terminal's process group, reaches torchrun as nothing and the ranks through their
+# own handlers; ft node then gives them the whole grace period instead of torchrun's 30 s.
+SUPERVISED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 
 
-def wait_or_kill(proc: subprocess.Popen, grace_s: float) -> None:
-    """Wait up to grace_s for the process, then SIGKILL its whole group."""
+def _ignore_supervised_signals() -> None:
+    for signum in SUPERVISED_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def spawn_supervised(argv: Sequence[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start argv (the launcher) in its own session with the supervised signals ignored;
+    its output goes straight to ours (it is the job log)."""
+    return subprocess.Popen(list(argv), env=env, start_new_session=True,
+                            preexec_fn=_ignore_supervised_signals)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below pid (children first), from /proc: torchrun starts each rank in a
+    session of its own, so only the tree tells which processes are this node's ranks."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            parent = _parent_pid(int(entry))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue += children.get(child, [])
+    return found
+
+
+def _parent_pid(pid: int) -> int | None:
     try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        with open(f"/proc/{pid}/stat") as handle:
+            # pid (comm) state ppid ...; comm may hold spaces and parentheses.
+            return int(handle.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def signal_pids(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+            os.kill(pid, signum)
+
+
+def die_with_parent() -> None:
+    """preexec_fn: SIGTERM this child when its parent dies, even by SIGKILL (Linux), so an
+    emulated node never outlives the `ft launch` that started it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)

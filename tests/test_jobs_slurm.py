@@ -47,9 +47,19 @@ def test_squeue_states(capture, state, label, nodes, detail) -> None:
 def test_one_squeue_call_for_several_jobs(fake) -> None:
     runner = fake({("squeue",): captured(f"{V}-squeue-running")})
     statuses = SLURM.statuses([rec("1"), rec("2")])
-    assert runner.calls == [("squeue", "-h", "-t", "all", "-j", "1,2", "-o", "%i|%T|%M|%D|%R")]
+    assert runner.calls == [("squeue", "-h", "-t", "all", "-j", "1,2", "-O",
+                             "JobID:|,State:|,TimeUsed:|,NumNodes:|,ReasonList:|,RestartCnt:")]
     assert statuses["slurm:1"].label == "RUNNING" and statuses["slurm:1"].nodes == "n[1-2]"
     assert statuses["slurm:2"].label == "PENDING" and statuses["slurm:2"].detail == "Resources"
+
+
+def test_a_requeued_job_says_so_and_how_often(fake) -> None:
+    """After `scontrol requeue` Slurm shows the job as PENDING (BeginTime): ft adds why."""
+    fake({("squeue",): captured(f"{V}-squeue-requeued"),
+          ("scontrol",): captured(f"{V}-scontrol-show-job-requeued")})
+    status = SLURM.statuses([rec("5")])["slurm:5"]
+    assert status.label == "PENDING" and status.detail == "requeued 1 time; BeginTime"
+    assert "Restarts: 1" in SLURM.details(rec("5"))
 
 
 def test_a_job_gone_from_squeue_without_accounting_is_unknown_not_guessed(fake) -> None:

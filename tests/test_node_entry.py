@@ -133,9 +133,8 @@ import sys
 from pathlib import Path
 from trainer.contract.launch import LaunchSpec
 from orchestrator.node.entry import run_node
-run_node(LaunchSpec(nodes=2, gpus_per_node=2, cluster="tcp"), sys.argv[1], sys.argv[2],
-         None, sysfs_root=Path(sys.argv[3]))
-raise SystemExit("run_node returned: exec did not replace the process")
+sys.exit(run_node(LaunchSpec(nodes=2, gpus_per_node=2, cluster="tcp"), sys.argv[1],
+                  sys.argv[2], None, sysfs_root=Path(sys.argv[3])))
 """
 
 SHIM = """#!/bin/sh
@@ -145,8 +144,9 @@ exit 7
 """
 
 
-def test_exec_replaces_the_process_with_the_launcher(spec, sysfs, tmp_path: Path) -> None:
-    """A real exec: a `torchrun` shim records argv + env; its exit status is the child's."""
+def test_the_launcher_runs_supervised_with_the_node_environment(spec, sysfs,
+                                                              tmp_path: Path) -> None:
+    """A real launch: a `torchrun` shim records argv + env; a crash's status comes through."""
     path, sha = spec
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -159,7 +159,7 @@ def test_exec_replaces_the_process_with_the_launcher(spec, sysfs, tmp_path: Path
                "NCCL_DEBUG": "INFO"}
     result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
                             capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 7, result.stderr  # the shim's status: exec, not a subprocess
+    assert result.returncode == 7, result.stderr  # a crash keeps its own code
     seen = json.loads(out.read_text())
     assert seen["argv"] == ["--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1",
                             "--master-port", "29500", "--nproc-per-node", "2", "--no-python",
@@ -169,6 +169,9 @@ def test_exec_replaces_the_process_with_the_launcher(spec, sysfs, tmp_path: Path
     assert env["NCCL_SOCKET_IFNAME"] == "=lo"  # local emulation: every node on this host
     assert (env["NCCL_IB_DISABLE"], env["NCCL_NSOCKS_PERTHREAD"]) == ("1", "4")  # tcp profile
     assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
+    # Supervision: ranks report clean stops to ft node; torchrun leaves SIGTERM to it.
+    assert env["FT_STOP_REPORT_DIR"] and env["FT_STOP_GRACE_S"] == "300"
+    assert env["TORCHELASTIC_SIGNALS_TO_HANDLE"] == "SIGHUP,SIGQUIT"
     assert "ft node: backend local" in result.stderr
     assert "NCCL_DEBUG: keeping 'INFO' from the environment" in result.stderr
 

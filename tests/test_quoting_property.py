@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.backends import get
@@ -51,7 +51,9 @@ def _shims(tmp: Path) -> dict[str, str]:
     for tool in ("srun", "ft", "python"):
         (bin_dir / tool).write_text(RECORDER)
         (bin_dir / tool).chmod(0o755)
-    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "REC": str(rec), "HOME": str(tmp)}
+    # SLURM_JOB_ID: sbatch always sets it in the batch shell (the attempt header reads it).
+    return {"PATH": f"{bin_dir}:/usr/bin:/bin", "REC": str(rec), "HOME": str(tmp),
+            "SLURM_JOB_ID": "42"}
 
 
 def _exact(path: Path) -> str:
@@ -70,6 +72,7 @@ def _read_env(tmp: Path, tool: str) -> dict[str, str]:
 
 @SETTINGS
 @given(env_value=TEXT, workdir=PATH_COMPONENT, package=LINE.filter(bool), extra_line=LINE)
+@example(env_value="\x85", workdir="0", package="0", extra_line="")  # NEL: YAML folds it raw
 def test_sbatch_passes_values_verbatim(tmp_path_factory, env_value, workdir, package,
                                        extra_line):
     tmp = tmp_path_factory.mktemp("sbatch")

@@ -28,7 +28,7 @@ from trainer.deepspeed_config import prepare_deepspeed
 from trainer.fsdp import loads_on_meta, plan_for, shard_model
 from trainer.ft_trainer import FtTrainer
 from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
-from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop
+from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop, report_clean_stop
 from trainer.process_group import join_process_group
 from trainer.sample_ledger import LedgerTrainer, recording_enabled
 
@@ -93,6 +93,7 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
     if graceful.stopped:
         log.warning("stopped early at step %d; checkpoint saved, resume continues from it",
                     trainer.state.global_step)
+        report_clean_stop(trainer.state.global_step)
         return output_dir, True
     if isinstance(trainer, LedgerTrainer):
         trainer.record_final_weights()

@@ -8,18 +8,24 @@ the backends retry, and `resume_from_checkpoint: auto` continues from that check
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import threading
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE, STOP_REPORT_DIR
+
 log = logging.getLogger("ft.preemption")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: what schedulers expect from a stopped job
+# The documented "stopped cleanly, resumable" code (see trainer.contract.exit_codes).
+PREEMPTED_EXIT_CODE = RESUMABLE_EXIT_CODE
 
 
 class GracefulStop(TrainerCallback):
@@ -57,3 +63,14 @@ class GracefulStop(TrainerCallback):
         flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
+
+
+def report_clean_stop(step: int) -> None:
+    """Tell `ft node` this rank saved a complete checkpoint and stops to be resumed (torchrun
+    turns our exit code into its own 1, so the code alone cannot say it)."""
+    directory = os.environ.get(STOP_REPORT_DIR)
+    if not directory:
+        return  # not under ft node (a plain `ft train`): the exit code says it all
+    rank = os.environ.get("RANK", "0")
+    path = Path(directory) / f"rank-{rank}.json"
+    path.write_text(json.dumps({"rank": int(rank), "step": step}))

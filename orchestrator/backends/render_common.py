@@ -11,8 +11,8 @@ from orchestrator.clusters import ClusterProfile, load_profile
 from orchestrator.node.launch_line import explicit_command
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
+from trainer.contract.launch import duration_seconds
 
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _GB = {"MB": 1 / 1000, "GB": 1, "TB": 1000}
 
 
@@ -29,10 +29,6 @@ def size_gb(size: str) -> int:
     match = re.match(r"^(\d+(?:\.\d+)?)\s*(MB|GB|TB)$", size)
     assert match, size  # validated by LaunchSpec
     return max(1, round(float(match.group(1)) * _GB[match.group(2)]))
-
-
-def duration_seconds(duration: str) -> int:
-    return int(duration[:-1]) * _UNIT_SECONDS[duration[-1]]
 
 
 def slurm_time(duration: str) -> str:

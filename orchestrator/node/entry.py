@@ -1,7 +1,5 @@
-"""`ft node`: check the spec, map the backend's variables, set NCCL up, exec the launcher.
-
-The launcher replaces this process (os.execvpe) so that the backend's SIGTERM reaches torchrun
-directly and its exit code is the job's, with no Python wrapper in between.
+"""`ft node`: check the spec, map the backend's variables, set NCCL up, start the launcher
+and supervise its ranks (orchestrator.node.supervise: stop signals, grace, exit code).
 """
 
 from __future__ import annotations
@@ -19,10 +17,11 @@ from orchestrator import backends
 from orchestrator.clusters import load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
 from orchestrator.node.launch_line import launch_argv
+from orchestrator.node.supervise import Supervisor
 from orchestrator.node.world import World, resolve_world
-from orchestrator.process import exec_replace, run_foreground
+from orchestrator.process import run_foreground
 from trainer.contract.errors import UserError
-from trainer.contract.launch import LaunchSpec
+from trainer.contract.launch import LaunchSpec, duration_seconds
 
 _INSTALL_HINT = {"torchrun": "it comes with PyTorch: pip install torch",
                  "accelerate": "pip install accelerate"}
@@ -60,8 +59,9 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
                   "Fix the fabric, or set `launch.preflight: false` to train anyway.",
                   file=sys.stderr, flush=True)
             return code
-    _exec(argv, {**environ, **env}, launch.launcher)
-    return 0  # not reached: exec replaced this process
+    _require_launcher(argv[0], {**environ, **env}, launch.launcher)
+    return Supervisor(argv, {**environ, **env}, local_ranks=world.nproc_per_node,
+                      grace_s=duration_seconds(launch.stop_grace)).run()
 
 
 def _doctor_argv(world: World, launch: LaunchSpec, spec_path: str,
@@ -151,11 +151,7 @@ def _launcher_path(name: str, environ: Mapping[str, str]) -> str:
     return str(beside) if beside.is_file() else name
 
 
-def _exec(argv: list[str], env: dict[str, str], launcher: str) -> None:
-    if shutil.which(argv[0], path=env.get("PATH")) is None:
-        raise UserError(f"ft node: {argv[0]} is not on PATH on this node; "
+def _require_launcher(program: str, env: dict[str, str], launcher: str) -> None:
+    if shutil.which(program, path=env.get("PATH")) is None:
+        raise UserError(f"ft node: {program} is not on PATH on this node; "
                         f"{_INSTALL_HINT[launcher]} (in the image, or via launch.install)")
-    try:
-        exec_replace(argv, env)
-    except OSError as exc:
-        raise UserError(f"ft node: cannot start {argv[0]}: {exc}") from None

@@ -82,8 +82,16 @@ def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
     for note in notes:
         warnings.warn(note, SpecWarning, stacklevel=2)
     effective = dict(training_raw, launch=launch_raw)
-    effective_text = yaml.safe_dump(effective, sort_keys=False, allow_unicode=True)
-    return Spec(training, launch, source, effective_text, overrides, notes)
+    return Spec(training, launch, source, _dump_exactly(effective), overrides, notes)
+
+
+def _dump_exactly(data: dict) -> str:
+    """YAML that reads back as `data`: readable Unicode where PyYAML keeps it exact, escapes
+    otherwise (it writes U+0085 raw inside quotes, where YAML folds it into a space)."""
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if yaml.safe_load(text) == data:
+        return text
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=False)
 
 
 def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:

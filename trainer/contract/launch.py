@@ -12,6 +12,12 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 DURATION = re.compile(r"^\d+[smhdw]$")
 SIZE = re.compile(r"^\d+(\.\d+)?\s*(MB|GB|TB)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(duration: str) -> int:
+    """A validated duration (`90s`, `5m`, `72h`, `1d`) in seconds."""
+    return int(duration[:-1]) * _UNIT_SECONDS[duration[-1]]
 
 
 class _Strict(BaseModel):
@@ -157,6 +163,10 @@ class LaunchSpec(_Strict):
     spot: bool = False
     max_duration: str | None = Field(None, description="Stop after this long, e.g. 72h.")
     retry: Retry = Field(default_factory=Retry)
+    stop_grace: str = Field("5m", description="After a stop signal (preemption, time limit, "
+                            "ft cancel), how long every rank may take to save a complete "
+                            "checkpoint before it is killed. Slurm sends its warning this long "
+                            "plus a minute before the time limit.")
     master_port: int = Field(29500, ge=1024, le=65534, description="Rendezvous port; the "
                              "pre-flight check uses the next one.")
     preflight: bool = Field(False, description="Before training, run `ft doctor` on every "
@@ -191,7 +201,7 @@ class LaunchSpec(_Strict):
                 raise ValueError(f"`{key}` is not a valid environment variable name")
         return values
 
-    _duration = field_validator("max_duration")(_duration_value)
+    _duration = field_validator("max_duration", "stop_grace")(_duration_value)
 
     @field_validator("disk", "shm_size", "memory")
     @classmethod

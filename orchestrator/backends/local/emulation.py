@@ -3,7 +3,7 @@
 Each emulated node is a process running `ft node`, given the same variables the chosen
 backend (Slurm by default) sets on a real node, so the real launch path is exercised: ft
 node maps them, picks the fabric, and starts torchrun; the nodes rendezvous on localhost
-(gloo on CPU, NCCL on GPUs). A node that fails stops the others: no half-dead job.
+(gloo on CPU, NCCL on GPUs). The nodes live and stop as one job (node_group.py).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ import threading
 from pathlib import Path
 
 from orchestrator.backends import get, names
+from orchestrator.backends.local.node_group import NodeGroup
 from orchestrator.backends.render_common import job_env
 from orchestrator.clusters import load_profile
 from orchestrator.output_files import write_atomic
-from orchestrator.process import signal_group, spawn_group, wait_or_kill
+from orchestrator.process import spawn_group
 from orchestrator.spec.load import Spec
+from trainer.contract.launch import duration_seconds
 
 
 def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:
@@ -57,12 +59,12 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
             env["CUDA_VISIBLE_DEVICES"] = devices
         argv = [sys.executable, "-m", "orchestrator.cli", "node", str(spec_file), "--backend",
                 emulate, "--spec-sha256", spec.sha256, *node_args]
-        procs.append(spawn_group(argv, env, str(workdir)))
+        procs.append(spawn_group(argv, env, str(workdir), die_with_launcher=True))
     threads = [threading.Thread(target=_relay, args=(proc, f"[node{rank}] "), daemon=True)
                for rank, proc in enumerate(procs)]
     for thread in threads:
         thread.start()
-    code = _wait_all(procs)
+    code = NodeGroup(procs, duration_seconds(launch.stop_grace)).wait()
     for thread in threads:
         thread.join(timeout=5)
     return code
@@ -72,27 +74,3 @@ def _relay(proc: subprocess.Popen, prefix: str) -> None:
     for line in proc.stdout:
         sys.stdout.write(prefix + line)
         sys.stdout.flush()
-
-
-def _wait_all(procs: list[subprocess.Popen]) -> int:
-    """First failure wins: the other nodes are stopped (SIGTERM, then SIGKILL)."""
-    try:
-        while True:
-            codes = [proc.poll() for proc in procs]
-            failed = [code for code in codes if code not in (None, 0)]
-            if failed:
-                _stop(procs)
-                return failed[0]
-            if all(code == 0 for code in codes):
-                return 0
-            threading.Event().wait(0.2)
-    except KeyboardInterrupt:
-        _stop(procs)
-        return 130
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        signal_group(proc)
-    for proc in procs:
-        wait_or_kill(proc, grace_s=30)

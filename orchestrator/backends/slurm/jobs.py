@@ -18,7 +18,9 @@ from orchestrator.jobs.toolout import failure_text
 from orchestrator.process import Completed
 from trainer.contract.errors import UserError
 
-SQUEUE_FORMAT = "%i|%T|%M|%D|%R"  # id, state, time used, node count, nodelist or (reason)
+# id, state, time used, node count, nodelist or (reason), restarts (requeues): -O because
+# -o has no restart count; a ":|" suffix makes the columns '|'-separated like -o's.
+SQUEUE_FIELDS = "JobID:|,State:|,TimeUsed:|,NumNodes:|,ReasonList:|,RestartCnt:"
 SACCT_FIELDS = "JobID,State,Elapsed,NNodes,NodeList"
 _STATES = {
     JobState.PENDING: ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
@@ -45,16 +47,19 @@ def slurm_status(raw_state: str, elapsed: str = "", nodes: str = "",
 
 
 def parse_squeue(text: str) -> dict[str, JobStatus]:
+    """`squeue -O SQUEUE_FIELDS` lines (a sixth, restart-count column is optional)."""
     statuses = {}
     for line in text.splitlines():
         parts = line.split("|")
-        if len(parts) != 5:
+        if len(parts) not in (5, 6):
             continue
-        job_id, state, elapsed, count, where = parts
+        job_id, state, elapsed, count, where = parts[:5]
+        restarts = int(parts[5]) if len(parts) == 6 and parts[5].strip().isdigit() else 0
         reason = where[1:-1] if where.startswith("(") and where.endswith(")") else ""
         nodes = "" if reason else where
-        statuses[job_id] = slurm_status(state, elapsed, nodes or count,
-                                        "" if reason in ("", "None") else reason)
+        status = slurm_status(state, elapsed, nodes or count,
+                              "" if reason in ("", "None") else reason)
+        statuses[job_id] = with_restarts(status, restarts)
     return statuses
 
 
@@ -66,6 +71,14 @@ def parse_sacct(text: str) -> dict[str, JobStatus]:
             job_id, state, elapsed, count, nodelist = parts
             statuses[job_id] = slurm_status(state, elapsed, nodelist or count)
     return statuses
+
+
+def with_restarts(status: JobStatus, restarts: int) -> JobStatus:
+    if not restarts:
+        return status
+    said = f"requeued {restarts} time{'s' if restarts != 1 else ''}"
+    detail = f"{said}; {status.detail}" if status.detail else said
+    return JobStatus(status.state, status.raw, status.elapsed, status.nodes, detail)
 
 
 def parse_scontrol_job(text: str) -> dict[str, str]:
@@ -119,7 +132,7 @@ class SlurmJobs(Backend):
     def statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
         ids = [r.job_id for r in records]
         result = self.run_tool(["squeue", "-h", "-t", "all", "-j", ",".join(ids),
-                                    "-o", SQUEUE_FORMAT])
+                                    "-O", SQUEUE_FIELDS])
         if result.returncode != 0 and "Invalid job id" not in result.stderr:
             raise UserError(f"squeue failed:\n{failure_text(result)}\nTo fix: {_UNREACHABLE_HINT}.")
         found = parse_squeue(result.stdout) if result.returncode == 0 else {}
@@ -143,7 +156,8 @@ class SlurmJobs(Backend):
 
     def details(self, record: JobRecord) -> list[str]:
         job = self._show_job(record)
-        lines = [f"{key}: {job[key]}" for key in ("ExitCode", "Reason", "NodeList", "RunTime")
+        lines = [f"{key}: {job[key]}" for key in ("ExitCode", "Reason", "NodeList", "RunTime",
+                                                  "Restarts")
                  if job.get(key) not in (None, "", "None", "(null)")]
         return lines + [f"log: {path}" for path in self._log_paths(record, job)]
 

@@ -19,6 +19,8 @@ from orchestrator.backends.render_common import (
 )
 from orchestrator.rendering import header_lines, render_template, sh
 from orchestrator.spec.load import Spec
+from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.contract.launch import duration_seconds
 
 NAME = "slurm"
 
@@ -47,6 +49,10 @@ def render(spec: Spec) -> Rendered:
         nodes=launch.nodes,
         srun_extra=_srun_container(spec),
         ft_node=ft_node_command(spec, NAME),
+        resumable_code=RESUMABLE_EXIT_CODE,
+        requeue_on_stop=launch.retry.on_preemption,
+        requeue_on_error=launch.retry.on_error,
+        max_restarts=launch.retry.max_restarts,
     )
     # --parsable: sbatch prints just "id" or "id;cluster", never a sentence to scrape.
     return Rendered(NAME, {filename: text}, ["sbatch", "--parsable", f"{{dir}}/{filename}"],
@@ -78,12 +84,24 @@ def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
             options.append(f"--{key}={value}")
     if slurm.exclusive:
         options.append("--exclusive")
-    options += [f"--output={launch.name}-%j.out", f"--error={launch.name}-%j.err"]
-    if launch.retry.on_preemption:
-        # Requeue on preemption/node failure; SIGTERM 5 minutes early lets the trainer save.
-        options += ["--requeue", "--signal=TERM@300"]
+    # Append: a requeued job writes its next attempt after the first one's log, not over it.
+    options += [f"--output={launch.name}-%j.out", f"--error={launch.name}-%j.err",
+                "--open-mode=append"]
+    retry = launch.retry
+    options.append("--requeue" if retry.on_preemption or retry.on_error else "--no-requeue")
+    # B: the warning goes to the batch shell only; its trap asks every node to save, with
+    # the grace plus a minute of margin before the time limit's own kill.
+    options.append(f"--signal=B:TERM@{signal_lead_seconds(spec)}")
+    if retry.duration:
+        notes.append("Slurm counts restarts, not time: `launch.retry.duration` is not "
+                     "enforced (`launch.retry.max_restarts` is)")
     options += slurm.extra_sbatch
     return options
+
+
+def signal_lead_seconds(spec: Spec) -> int:
+    """How long before the time limit Slurm warns the job: the ranks' grace + a minute."""
+    return duration_seconds(spec.launch.stop_grace) + 60
 
 
 def _slurm_mem(spec: Spec) -> str:

@@ -1,0 +1,74 @@
+"""The emulated nodes as one job: signals to `ft launch` reach every node, a crashed node
+stops the others, and the job's exit code follows the same rule as a cluster's.
+
+A stop (SIGTERM, SIGINT/Ctrl-C, SIGUSR1 to `ft launch`) is forwarded to each node's `ft node`,
+which has its ranks save and exits RESUMABLE_EXIT_CODE; whatever still runs after the grace
+period (plus a margin for ft node's own) is killed, tree and all. Every node also dies with
+the launcher itself (PR_SET_PDEATHSIG), so even a SIGKILLed `ft launch` leaves no orphan.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+from orchestrator.process import SUPERVISED_SIGNALS, descendants, signal_pids
+from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+
+POLL_S = 0.2
+MARGIN_S = 30  # beyond the ranks' grace: ft node's own time to notice and exit
+
+
+class NodeGroup:
+    def __init__(self, procs: list[subprocess.Popen], grace_s: float):
+        self.procs, self.grace_s = procs, grace_s
+        self.deadline: float | None = None
+        self.crash: int | None = None
+
+    def wait(self) -> int:
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in SUPERVISED_SIGNALS}
+        try:
+            while any(proc.poll() is None for proc in self.procs):
+                self._check_crash()
+                if self.deadline is not None and time.monotonic() > self.deadline:
+                    self._kill_all()
+                time.sleep(POLL_S)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return self._exit_code()
+
+    def _on_signal(self, signum: int, frame) -> None:
+        self._stop_all()
+
+    def _check_crash(self) -> None:
+        if self.crash is not None:
+            return
+        for proc in self.procs:
+            code = proc.returncode
+            if code not in (None, 0, RESUMABLE_EXIT_CODE):
+                self.crash = code  # first crash wins; the others save and stop
+                self._stop_all()
+                return
+
+    def _stop_all(self) -> None:
+        """SIGTERM each node's ft node (not its group: ft node supervises its own ranks)."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.grace_s + MARGIN_S
+        signal_pids([proc.pid for proc in self.procs if proc.poll() is None], signal.SIGTERM)
+
+    def _kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                signal_pids([*descendants(proc.pid), proc.pid], signal.SIGKILL)
+        self.deadline = None
+
+    def _exit_code(self) -> int:
+        codes = [proc.returncode for proc in self.procs]
+        if self.crash is not None:
+            return self.crash
+        crashed = [code for code in codes if code not in (0, RESUMABLE_EXIT_CODE)]
+        if crashed:
+            return crashed[0] if crashed[0] > 0 else 128 - crashed[0]
+        return RESUMABLE_EXIT_CODE if RESUMABLE_EXIT_CODE in codes else 0

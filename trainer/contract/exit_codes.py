@@ -1,0 +1,13 @@
+"""How a stopped job says "resume me" through every layer (trainer -> torchrun -> ft node ->
+srun / the batch script / dstack / SkyPilot / `ft launch --backend local`).
+
+torchrun reports any worker's non-zero exit as its own exit 1, so the code cannot travel
+up by itself: each rank that stopped cleanly (complete checkpoint saved) also leaves a
+report in STOP_REPORT_DIR, and `ft node` turns "every local rank reported" into
+RESUMABLE_EXIT_CODE. 75 is EX_TEMPFAIL ("temporary failure, retry"): unlike 143 it is
+never what a shell reports for a process killed by SIGTERM before it could save.
+"""
+
+RESUMABLE_EXIT_CODE = 75
+STOP_REPORT_DIR = "FT_STOP_REPORT_DIR"  # env: where ranks report a clean stop to ft node
+STOP_GRACE_ENV = "FT_STOP_GRACE_S"  # env: seconds ft node gives the ranks to save
