@@ -80,11 +80,12 @@ def workspace(slurm_cluster: SlurmCluster, tmp_path_factory) -> Workspace:  # no
     return Workspace(root, env, slurm_cluster)
 
 
-def write_spec(ws: Workspace, name: str, **training: object) -> str:
+def write_spec(ws: Workspace, name: str, launch: dict | None = None, **training: object) -> str:
     """The tiny example, with ft already on the nodes (no pip install in the job) and a free
     rendezvous port, so a concurrent test run on this machine cannot collide."""
     spec = yaml.safe_load(TINY.read_text())
     spec.update(training)
+    spec["launch"].update(launch or {})
     launch = spec["launch"]
     launch.update(name=name, master_port=free_port())
     launch["install"] = {"method": "image"}
@@ -173,3 +174,64 @@ def test_status_of_unknown_job_is_a_clean_error(workspace: Workspace) -> None:
     result = workspace.ft("status", "slurm:999999")
     assert result.returncode == 2
     assert "no job 'slurm:999999'" in result.stderr and "Traceback" not in result.stderr
+
+
+def _loss_lines(path: Path) -> int:
+    return path.read_text().count("{'loss'") if path.exists() else 0
+
+
+def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
+        workspace: Workspace) -> None:
+    """`scancel --signal=TERM` (what a preemption or a drain does to the job's steps): every
+    node saves, `ft node` exits 75 through srun, the batch script requeues the job, the next
+    attempt resumes from the checkpoint, and its losses equal an uninterrupted run's."""
+    ws = workspace
+    steady = {"lr_scheduler": "constant", "save_steps": 100000, "eval_steps": 100000,
+              "max_steps": 60, "logging_steps": 1}
+    spec = write_spec(ws, "tiny-requeue", launch={"stop_grace": "60s"},
+                      output_dir="./outputs/tiny-requeue", **steady)
+    launched = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
+    assert launched.returncode == 0, launched.stderr
+    ref = _submitted_ref(launched.stdout)
+    job_id = ref.split(":")[1]
+    out, err = ws.root / f"tiny-requeue-{job_id}.out", ws.root / f"tiny-requeue-{job_id}.err"
+    deadline = time.monotonic() + 240
+    while _loss_lines(out) < 3:
+        assert time.monotonic() < deadline, ws.job_files()
+        time.sleep(0.5)
+    assert ws.cluster.run("scancel", "--signal=TERM", job_id).returncode == 0
+    _wait_for(ws, ref, "requeued 1 time", timeout_s=180)
+    _wait_for(ws, ref, "PENDING", timeout_s=60)  # after COMPLETING: held until BeginTime
+    # Slurm holds a requeued job for 120 s (BeginTime); let the clock of this test cluster
+    # move on instead of waiting: what ft does does not depend on that wait.
+    ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    final = _wait_for(ws, ref, "SUCCEEDED", timeout_s=300)
+    assert "requeued 1 time" in final, final
+
+    log = err.read_text()
+    assert "==== ft: job " + job_id + " attempt 1 ====" in log, log
+    assert "==== ft: job " + job_id + " attempt 2 ====" in log, log  # appended, not truncated
+    assert "all 1 rank(s) saved a complete checkpoint and stopped: exit 75" in log, log
+    assert "exit 75: requeueing (restart 1 of 3)" in log, log
+    resumed = re.search(r"resuming from \S*checkpoint-(\d+)", out.read_text() + log)
+    assert resumed, ws.job_files()
+    saved_at = int(resumed.group(1))
+
+    # The same job, never stopped: two emulated Slurm nodes here, same world and data.
+    reference = write_spec(ws, "tiny-reference", output_dir="./outputs/tiny-reference",
+                           **steady)
+    uninterrupted = ws.ft("launch", reference, "--backend", "local", "--nodes", "2",
+                          "--emulate", "slurm", timeout=300)
+    errors = [line for line in uninterrupted.stdout.splitlines() if "Error" in line]
+    assert uninterrupted.returncode == 0, "\n".join(errors) + uninterrupted.stdout[-2000:]
+    losses = _summary_losses(ws.root / "outputs" / "tiny-requeue")
+    expected = _summary_losses(ws.root / "outputs" / "tiny-reference")
+    after = {step: loss for step, loss in losses.items() if step > saved_at}
+    assert sorted(after) == list(range(saved_at + 1, 61)), after
+    for step, loss in after.items():
+        assert abs(loss - expected[step]) < 1e-4, (step, loss, expected[step])
+
+
+def _summary_losses(output_dir: Path) -> dict[int, float]:
+    summary = json.loads((output_dir / "ft-train-summary.json").read_text())
+    return {e["step"]: e["loss"] for e in summary["log_history"] if "loss" in e}
