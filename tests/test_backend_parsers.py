@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.backends import get
-from orchestrator.backends.render_common import duration_seconds
 from orchestrator.spec.load import load_spec
 from tests.specs import REPO, example_specs
+from trainer.contract.launch import duration_seconds
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,11 @@ def test_dstack_accepts_every_example(specs, dstack_validator):
         assert parsed["spot_policy"] == ("spot" if launch.spot else "on-demand")
         if launch.max_duration:
             assert parsed["max_duration"] == duration_seconds(launch.max_duration)
+        assert parsed["stop_duration"] == duration_seconds(launch.stop_grace) + 60
+        retry = launch.retry
+        events = (["interruption"] if retry.on_preemption else []) + \
+            (["error"] if retry.on_error else [])
+        assert (parsed.get("retry") or {}).get("on_events", []) == events
 
 
 def test_dstack_rejects_what_it_should(dstack_validator):

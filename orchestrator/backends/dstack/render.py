@@ -21,6 +21,7 @@ from orchestrator.backends.render_common import (
 from orchestrator.rendering import header_lines, render_template
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
+from trainer.contract.launch import duration_seconds
 
 NAME = "dstack"
 
@@ -54,6 +55,8 @@ def render(spec: Spec) -> Rendered:
         retry_events=_retry_events(spec, notes),
         retry_duration=launch.retry.duration,
         max_duration=launch.max_duration,
+        # dstack's graceful-stop window: the ranks' grace plus a minute for ft node.
+        stop_duration=f"{duration_seconds(launch.stop_grace) + 60}s",
         placement={key: value for key, value in (
             ("fleets", launch.dstack.fleets), ("backends", launch.dstack.backends),
             ("regions", launch.dstack.regions)) if value},
@@ -81,8 +84,10 @@ def _volumes(spec: Spec) -> list:
 
 
 def _retry_events(spec: Spec, notes: list[str]) -> list[str]:
+    # `interruption` for on-demand too: dstack also counts a lost instance as one, and an
+    # on_preemption the user asked for must never plan as "Retry policy off".
     retry = spec.launch.retry
-    events = (["interruption"] if retry.on_preemption and spec.launch.spot else []) + \
+    events = (["interruption"] if retry.on_preemption else []) + \
         (["error"] if retry.on_error else [])
     if "max_restarts" in retry.model_fields_set:
         notes.append("dstack retries for `launch.retry.duration`, not a count: "

@@ -36,6 +36,7 @@ def render(spec: Spec) -> Rendered:
     if gpu and gpu.memory:
         notes.append(f"SkyPilot picks GPUs by type only: the memory in `launch.gpu` "
                      f"({gpu.memory}) is not rendered")
+    _retry_notes(spec, notes)
     if launch.spot and not sky.managed and launch.retry.on_preemption:
         notes.append("spot without `launch.skypilot.managed: true` is not recovered after "
                      "preemption; set managed to let SkyPilot relaunch it")
@@ -87,3 +88,14 @@ def _check_mounts(spec: Spec) -> None:
             raise SpecError([Problem(f"launch.volumes[{index}].source", "SkyPilot mounts "
                                      "object storage (s3://, gs://, ...) or named volumes; "
                                      "use a bucket URL or `name`")], spec.source)
+
+
+def _retry_notes(spec: Spec, notes: list[str]) -> None:
+    """Say which `launch.retry` fields SkyPilot cannot honour, instead of dropping them."""
+    retry, managed = spec.launch.retry, spec.launch.skypilot.managed
+    if retry.duration:
+        notes.append("SkyPilot retries by count, not time: `launch.retry.duration` is not "
+                     "enforced")
+    if retry.on_error and not managed:
+        notes.append("`launch.retry.on_error` needs a managed job on SkyPilot "
+                     "(`launch.skypilot.managed: true`); this cluster job is not restarted")
