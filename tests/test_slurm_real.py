@@ -180,26 +180,31 @@ def _loss_lines(path: Path) -> int:
     return path.read_text().count("{'loss'") if path.exists() else 0
 
 
+@pytest.mark.parametrize("target", ["batch", "steps"])
 def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
-        workspace: Workspace) -> None:
-    """`scancel --signal=TERM` (what a preemption or a drain does to the job's steps): every
-    node saves, `ft node` exits 75 through srun, the batch script requeues the job, the next
-    attempt resumes from the checkpoint, and its losses equal an uninterrupted run's."""
+        workspace: Workspace, target: str) -> None:
+    """SIGTERM to the batch shell only (`scancel --batch`: exactly what the time limit's
+    `--signal=B:TERM@...` warning does) or to every process of the job's steps (`scancel`
+    without --batch: a drain or an admin's signal): every node saves, `ft node` exits 75
+    through srun, the batch script requeues the job, the next attempt resumes from the
+    checkpoint, and its losses equal an uninterrupted run's."""
     ws = workspace
     steady = {"lr_scheduler": "constant", "save_steps": 100000, "eval_steps": 100000,
               "max_steps": 60, "logging_steps": 1}
-    spec = write_spec(ws, "tiny-requeue", launch={"stop_grace": "60s"},
-                      output_dir="./outputs/tiny-requeue", **steady)
+    name = f"tiny-requeue-{target}"
+    spec = write_spec(ws, name, launch={"stop_grace": "60s"}, output_dir=f"./outputs/{name}",
+                      **steady)
     launched = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
     assert launched.returncode == 0, launched.stderr
     ref = _submitted_ref(launched.stdout)
     job_id = ref.split(":")[1]
-    out, err = ws.root / f"tiny-requeue-{job_id}.out", ws.root / f"tiny-requeue-{job_id}.err"
+    out, err = ws.root / f"{name}-{job_id}.out", ws.root / f"{name}-{job_id}.err"
     deadline = time.monotonic() + 240
     while _loss_lines(out) < 3:
         assert time.monotonic() < deadline, ws.job_files()
         time.sleep(0.5)
-    assert ws.cluster.run("scancel", "--signal=TERM", job_id).returncode == 0
+    only_batch = ["--batch"] if target == "batch" else []
+    assert ws.cluster.run("scancel", *only_batch, "--signal=TERM", job_id).returncode == 0
     _wait_for(ws, ref, "requeued 1 time", timeout_s=180)
     _wait_for(ws, ref, "PENDING", timeout_s=60)  # after COMPLETING: held until BeginTime
     # Slurm holds a requeued job for 120 s (BeginTime); let the clock of this test cluster
@@ -217,19 +222,27 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     assert resumed, ws.job_files()
     saved_at = int(resumed.group(1))
 
-    # The same job, never stopped: two emulated Slurm nodes here, same world and data.
-    reference = write_spec(ws, "tiny-reference", output_dir="./outputs/tiny-reference",
-                           **steady)
-    uninterrupted = ws.ft("launch", reference, "--backend", "local", "--nodes", "2",
-                          "--emulate", "slurm", timeout=300)
-    errors = [line for line in uninterrupted.stdout.splitlines() if "Error" in line]
-    assert uninterrupted.returncode == 0, "\n".join(errors) + uninterrupted.stdout[-2000:]
-    losses = _summary_losses(ws.root / "outputs" / "tiny-requeue")
-    expected = _summary_losses(ws.root / "outputs" / "tiny-reference")
+    if target == "batch":
+        assert "ft: stop signal: every node saves a checkpoint, then stops" in log, log
+    losses = _summary_losses(ws.root / "outputs" / name)
+    expected = _uninterrupted_losses(ws, steady)
     after = {step: loss for step, loss in losses.items() if step > saved_at}
     assert sorted(after) == list(range(saved_at + 1, 61)), after
     for step, loss in after.items():
         assert abs(loss - expected[step]) < 1e-4, (step, loss, expected[step])
+
+
+def _uninterrupted_losses(ws: Workspace, training: dict) -> dict[int, float]:
+    """The same job never stopped: two emulated Slurm nodes here, same world and data (run
+    once for both cases)."""
+    output = ws.root / "outputs" / "tiny-reference"
+    if not (output / "ft-train-summary.json").exists():
+        reference = write_spec(ws, "tiny-reference", output_dir=str(output), **training)
+        run = ws.ft("launch", reference, "--backend", "local", "--nodes", "2", "--emulate",
+                    "slurm", timeout=300)
+        errors = [line for line in run.stdout.splitlines() if "Error" in line]
+        assert run.returncode == 0, "\n".join(errors) + run.stdout[-2000:]
+    return _summary_losses(output)
 
 
 def _summary_losses(output_dir: Path) -> dict[int, float]:

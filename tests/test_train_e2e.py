@@ -19,6 +19,7 @@ import torch
 
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import summary, train_losses, write_tiny_spec
+from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 
 
 def _train(spec, **kwargs):
@@ -147,7 +148,7 @@ def test_sigterm_saves_a_complete_checkpoint_and_exits_for_a_retry(tmp_path, tin
     proc.send_signal(signal.SIGTERM)
     start = time.monotonic()
     rest = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 143, "".join(lines[-20:]) + rest[-3000:]
+    assert proc.returncode == RESUMABLE_EXIT_CODE, "".join(lines[-20:]) + rest[-3000:]
     assert time.monotonic() - start < 60
     out = tmp_path / "out"
     (checkpoint,) = [p for p in out.iterdir() if p.name.startswith("checkpoint-")]
