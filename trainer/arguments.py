@@ -52,7 +52,6 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
     if not has_eval:
         eval_strategy, eval_steps = "no", None
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else (cfg.warmup_ratio or 0.0)
-    fsdp, fsdp_config = plan.accelerate_fsdp() if plan else ("", None)
     timeout = collective_timeout_s(cfg)
     optim_kwargs = {k: getattr(cfg, k) for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
                     if getattr(cfg, k) is not None}
@@ -90,8 +89,8 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         push_to_hub=bool(cfg.hub_model_id),
         hub_model_id=cfg.hub_model_id,
         hub_strategy=cfg.hub_strategy or "every_save",
-        fsdp=fsdp,
-        fsdp_config=fsdp_config,
+        fsdp=True if plan else None,
+        fsdp_config=plan.accelerate_fsdp_config() if plan else None,
         deepspeed=str(resolve_deepspeed(cfg.deepspeed)) if cfg.deepspeed else None,
         ddp_timeout=timeout,
         ddp_find_unused_parameters=False,

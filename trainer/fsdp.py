@@ -64,20 +64,21 @@ class ShardingPlan:
         """Free each layer's gathered weights after its forward (SHARD_GRAD_OP keeps them)."""
         return self.reshard_after_forward and self.strategy != "SHARD_GRAD_OP"
 
-    def accelerate_fsdp(self) -> tuple[str, dict]:
-        """TrainingArguments' `fsdp` and `fsdp_config` for a model `shard_model` wrapped.
+    def accelerate_fsdp_config(self) -> dict:
+        """TrainingArguments' `fsdp_config` (with `fsdp=True`) for a model that
+        `shard_model` wrapped.
 
         accelerate leaves an FSDP2 module's wrapping alone; it still owns the optimizer,
         gradient clipping and checkpoint files. Checkpoints are always sharded (each rank
         writes its own shards: no whole-model gather on rank 0 per save); the final model
         is saved whole by FtTrainer. NO_WRAP: the layers are wrapped already, under FSDP
-        class names accelerate's transformer policy would look for in vain.
+        class names accelerate's transformer policy would look for in vain. Its own
+        activation checkpointing stays off: transformers' per-layer one does it.
         """
-        return "full_shard", {
-            "version": 2, "state_dict_type": "SHARDED_STATE_DICT",
-            "auto_wrap_policy": "NO_WRAP", "reshard_after_forward": self.reshard_layers,
-            "cpu_offload": self.offload_params, "cpu_ram_efficient_loading": False,
-            "activation_checkpointing": False}
+        return {"version": 2, "state_dict_type": "SHARDED_STATE_DICT",
+                "auto_wrap_policy": "NO_WRAP", "reshard_after_forward": self.reshard_layers,
+                "cpu_offload": self.offload_params, "cpu_ram_efficient_loading": False,
+                "activation_checkpointing": False}
 
 
 def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | None:
