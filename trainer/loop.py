@@ -59,7 +59,7 @@ def train(cfg: TrainingConfig) -> Path:
 def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
-    join_process_group(cfg)
+    join_process_group(cfg, world)
     precision = choose_precision(cfg)
     plan = plan_for(cfg, compute_dtype(cfg, precision))
     tokenizer = load_tokenizer(cfg)
