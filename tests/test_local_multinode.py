@@ -17,8 +17,8 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.cli_runner import REPO, run_ft
+from tests.support.sample_ledger import HOOK, weights_digest
 from tests.train_helpers import free_port, summary, write_tiny_spec
-from trainer.sample_ledger import weights_digest
 
 
 def _rows(path) -> list[str]:
@@ -30,7 +30,7 @@ def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, e
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=6, save_steps=6, eval_steps=3)
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2", "--emulate",
                     emulate, "--master-port", str(free_port()), cwd=tmp_path,
-                    env={**os.environ, "FT_RECORD_SAMPLES": "1"})
+                    env={**os.environ, "FT_TRAINER_HOOKS": HOOK})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     log = result.stdout
     assert f"[node0] ft node: backend {emulate}" in log and "[node1] ft node: node 1 of 2" in log

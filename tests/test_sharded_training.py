@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.cli_runner import run_ft
+from tests.support.sample_ledger import HOOK, shards_path
 from tests.train_helpers import free_port, summary, write_tiny_spec
-from trainer.sample_ledger import shards_path
 
 FSDP = {"fsdp": ["full_shard", "auto_wrap"],
         "fsdp_config": {"fsdp_version": 2, "fsdp_cpu_ram_efficient_loading": True,
@@ -124,7 +124,7 @@ def test_sharded_qlora_saves_the_whole_adapter(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2, max_steps=4,
                            save_steps=4, load_in_4bit=True, adapter="qlora",
                            launch={"nodes": 2}, **FSDP)
-    log = _launch(spec, tmp_path, FT_RECORD_SAMPLES="1")
+    log = _launch(spec, tmp_path, FT_TRAINER_HOOKS=HOOK)
     assert "gather dtype torch.bfloat16" in log
     out = tmp_path / "out"
     saved = load_file(out / "adapter_model.safetensors")

@@ -10,8 +10,10 @@ from transformers import TrainingArguments
 
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.training import TrainingConfig
+from trainer.fsdp import ShardingPlan
 from trainer.model import Precision
 from trainer.process_group import collective_timeout_s
+from trainer.world import World
 
 
 def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> int:
@@ -39,37 +41,17 @@ def _report_to(cfg: TrainingConfig) -> list[str]:
     return targets or ["none"]
 
 
-def _fsdp(cfg: TrainingConfig) -> tuple[str, dict | None]:
-    """What accelerate must know about a model trainer/fsdp.py has already wrapped.
-
-    accelerate leaves an FSDP2 module's wrapping alone; it still owns the optimizer,
-    gradient clipping and checkpoint files. Checkpoints are always sharded (each rank
-    writes its own shards: no whole-model gather on rank 0 per save); the final model
-    is saved whole by FtTrainer. Activation checkpointing is transformers' per-layer one
-    (see _checkpointing), so accelerate must not add its own.
-    """
-    if not cfg.uses_fsdp:
-        return "", None
-    fc = cfg.fsdp_config
-    # NO_WRAP: the layers are wrapped already, under FSDP class names accelerate's
-    # transformer policy would look for in vain.
-    config = {"version": 2, "state_dict_type": "SHARDED_STATE_DICT",
-              "auto_wrap_policy": "NO_WRAP",
-              "reshard_after_forward": fc.reshard_after_forward if fc else True,
-              "cpu_offload": bool(fc and fc.offload_params),
-              "cpu_ram_efficient_loading": False, "activation_checkpointing": False}
-    return "full_shard", config
-
-
 def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: int,
-                        world_size: int, has_eval: bool) -> TrainingArguments:
-    epoch_steps = steps_per_epoch(train_rows, cfg, world_size)
+                        world: World, has_eval: bool,
+                        plan: ShardingPlan | None) -> TrainingArguments:
+    """`plan` is trainer/fsdp.py's sharding (None without FSDP): its settings, not the
+    spec's `fsdp_config`, are what accelerate is told."""
+    epoch_steps = steps_per_epoch(train_rows, cfg, world.world_size)
     eval_strategy, eval_steps = _every(cfg.evals_per_epoch, cfg.eval_steps, epoch_steps)
     save_strategy, save_steps = _every(cfg.saves_per_epoch, cfg.save_steps, epoch_steps)
     if not has_eval:
         eval_strategy, eval_steps = "no", None
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else (cfg.warmup_ratio or 0.0)
-    fsdp, fsdp_config = _fsdp(cfg)
     timeout = collective_timeout_s(cfg)
     optim_kwargs = {k: getattr(cfg, k) for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
                     if getattr(cfg, k) is not None}
@@ -91,7 +73,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         bf16=precision.bf16,
         fp16=precision.fp16,
         tf32=precision.tf32,
-        **_checkpointing(cfg),
+        **_checkpointing(cfg, plan),
         eval_strategy=eval_strategy,
         eval_steps=eval_steps,
         save_strategy=save_strategy,
@@ -99,13 +81,16 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         save_total_limit=cfg.save_total_limit,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
+        # Only global rank 0 is the "main" process for transformers' logging: the other
+        # ranks, node leaders included, log warnings and errors only.
+        log_on_each_node=False,
         report_to=_report_to(cfg),
         run_name=cfg.wandb_name,
         push_to_hub=bool(cfg.hub_model_id),
         hub_model_id=cfg.hub_model_id,
         hub_strategy=cfg.hub_strategy or "every_save",
-        fsdp=fsdp,
-        fsdp_config=fsdp_config,
+        fsdp=True if plan else None,
+        fsdp_config=plan.accelerate_fsdp_config() if plan else None,
         deepspeed=str(resolve_deepspeed(cfg.deepspeed)) if cfg.deepspeed else None,
         ddp_timeout=timeout,
         ddp_find_unused_parameters=False,
@@ -113,21 +98,21 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         dataloader_pin_memory=bool(cfg.dataloader_pin_memory),
         remove_unused_columns=False,  # our rows carry exactly the model inputs (position_ids)
         use_cpu=not torch.cuda.is_available(),
-        # Log lines, not progress bars, when the output goes to a file (Slurm, dstack logs).
-        disable_tqdm=not sys.stderr.isatty(),
+        # One bar, on global rank 0, and only on a terminal: a job log (Slurm, dstack)
+        # gets one metrics line per logging step instead.
+        disable_tqdm=not (world.is_main and sys.stderr.isatty()),
         **optim_kwargs,
     )
 
 
-def _checkpointing(cfg: TrainingConfig) -> dict:
+def _checkpointing(cfg: TrainingConfig, plan: ShardingPlan | None) -> dict:
     """Activation checkpointing, under the name this transformers version uses for it
     (5.x renamed gradient_checkpointing to activation_checkpointing)."""
     prefix = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
         else "gradient"
     kwargs = cfg.gradient_checkpointing_kwargs or {"use_reentrant": False}
-    # `fsdp_config.activation_checkpointing` asks for the same per-decoder-layer recompute.
-    enabled = bool(cfg.gradient_checkpointing) or bool(
-        cfg.fsdp_config and cfg.fsdp_config.activation_checkpointing)
+    # FSDP's activation checkpointing is the same per-decoder-layer recompute.
+    enabled = bool(cfg.gradient_checkpointing) or bool(plan and plan.activation_checkpointing)
     return {f"{prefix}_checkpointing": enabled,
             f"{prefix}_checkpointing_kwargs": kwargs}
 

@@ -4,6 +4,8 @@ so `ft validate` can check it without DeepSpeed or torch installed."""
 
 from __future__ import annotations
 
+import sys
+
 from trainer.contract.deepspeed_files import quantized_zero3_problem, resolve, zero_stage
 from trainer.contract.errors import UserError
 
@@ -18,3 +20,16 @@ def prepare_deepspeed(value: str, load_in_4bit: bool, load_in_8bit: bool) -> Non
     import deepspeed
 
     deepspeed.init_distributed()
+
+
+def keep_deepspeed_unloaded() -> None:
+    """For a spec without `deepspeed:`: this process treats DeepSpeed as not installed.
+
+    accelerate and transformers import DeepSpeed whenever it is installed (accelerate's
+    `extract_model_from_parallel` does on every save), and importing it picks an accelerator
+    and announces it on every rank, and costs seconds. Both decide through
+    `importlib.util.find_spec("deepspeed")`, which answers None for a module whose
+    `sys.modules` entry is None (Python's own marker for "not importable"), so they take
+    their plain paths. Nothing to do once DeepSpeed is loaded.
+    """
+    sys.modules.setdefault("deepspeed", None)

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.process_group import init_world
+from trainer.world import World
 
 # Verdict thresholds, as a fraction of the profile's expected inter-node busbw. A fabric
 # that fell back to TCP sockets lands far below the lower bound (2x H200, sockets only:
@@ -88,17 +89,18 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
     if "RANK" not in os.environ:  # a launcher that starts one plain process sets no world
         os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", "29500"))
-    device = init_world(timeout_s)  # the same group setup as training
+    world = World.from_env(os.environ)
+    device = init_world(timeout_s, world.local_rank)  # the same group setup as training
     try:
-        return _measure_all(device, expected_gbs, size_mb, iters, judge_single_host)
+        return _measure_all(device, world.node_rank, expected_gbs, size_mb, iters,
+                            judge_single_host)
     finally:
         dist.destroy_process_group()
 
 
-def _measure_all(device: torch.device, expected_gbs: float | None, size_mb: float | None,
-                 iters: int, judge_single_host: bool) -> int:
+def _measure_all(device: torch.device, node: int, expected_gbs: float | None,
+                 size_mb: float | None, iters: int, judge_single_host: bool) -> int:
     rank = dist.get_rank()
-    node = int(os.environ.get("GROUP_RANK", "0"))
     peers: list = [None] * dist.get_world_size()
     dist.all_gather_object(peers, (node, socket.gethostname(), _device_name(device)))
     ranks_by_node: dict[int, list[int]] = {}

@@ -14,12 +14,16 @@ checkpoint a shard file at a time), so host memory stays at one shard file per p
 
 The model is wrapped before the Trainer sees it; accelerate recognises an FSDP2 module and
 leaves the wrapping alone, but still runs its FSDP2 optimizer, clipping and checkpoint code.
+
+`ShardingPlan` is the one statement of the spec's FSDP settings: the wrapping here, the
+FSDP section of the TrainingArguments (`ShardingPlan.accelerate_fsdp`), activation
+checkpointing and FtTrainer's save path all read it, never `fsdp_config` directly. Facts
+about the job (ranks, processes per node) come in as a `trainer.world.World`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +31,7 @@ from torch import nn
 
 from trainer.contract.errors import UserError
 from trainer.contract.training import TrainingConfig
+from trainer.world import World
 
 log = logging.getLogger("ft.fsdp")
 
@@ -50,6 +55,30 @@ class ShardingPlan:
     # replicate across nodes (HSDP: only gradient all-reduces cross the slower inter-node
     # links). NO_SHARD: replicate everywhere (DDP semantics, through the same code).
     strategy: str = "FULL_SHARD"
+    # Per-decoder-layer recompute (`fsdp_config.activation_checkpointing`): transformers'
+    # gradient checkpointing does it, so accelerate must not add its own.
+    activation_checkpointing: bool = False
+
+    @property
+    def reshard_layers(self) -> bool:
+        """Free each layer's gathered weights after its forward (SHARD_GRAD_OP keeps them)."""
+        return self.reshard_after_forward and self.strategy != "SHARD_GRAD_OP"
+
+    def accelerate_fsdp_config(self) -> dict:
+        """TrainingArguments' `fsdp_config` (with `fsdp=True`) for a model that
+        `shard_model` wrapped.
+
+        accelerate leaves an FSDP2 module's wrapping alone; it still owns the optimizer,
+        gradient clipping and checkpoint files. Checkpoints are always sharded (each rank
+        writes its own shards: no whole-model gather on rank 0 per save); the final model
+        is saved whole by FtTrainer. NO_WRAP: the layers are wrapped already, under FSDP
+        class names accelerate's transformer policy would look for in vain. Its own
+        activation checkpointing stays off: transformers' per-layer one does it.
+        """
+        return {"version": 2, "state_dict_type": "SHARDED_STATE_DICT",
+                "auto_wrap_policy": "NO_WRAP", "reshard_after_forward": self.reshard_layers,
+                "cpu_offload": self.offload_params, "cpu_ram_efficient_loading": False,
+                "activation_checkpointing": False}
 
 
 def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | None:
@@ -78,16 +107,13 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
         cpu_ram_efficient_loading=bool(fc and fc.cpu_ram_efficient_loading) and not quantized,
         param_dtype=param_dtype,
         strategy=strategy,
+        activation_checkpointing=bool(fc and fc.activation_checkpointing),
     )
 
 
-def global_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def loads_on_meta(plan: ShardingPlan | None) -> bool:
+def loads_on_meta(plan: ShardingPlan | None, world: World) -> bool:
     """Ranks other than 0 skip reading the weights; rank 0 broadcasts them after sharding."""
-    return plan is not None and plan.cpu_ram_efficient_loading and global_rank() != 0
+    return plan is not None and plan.cpu_ram_efficient_loading and not world.is_main
 
 
 def is_sharded(model: nn.Module) -> bool:
@@ -119,13 +145,13 @@ def _no_split_modules(model: nn.Module) -> list[str]:
     return []
 
 
-def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> nn.Module:
+def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device,
+                world: World) -> nn.Module:
     """Wrap `model` in place with FSDP2 and fill its shards; returns the same object.
 
     On a meta-initialised rank, `model` has no weights yet: rank 0's full state dict is
     broadcast into every rank's shards after wrapping.
     """
-    import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
@@ -133,10 +159,10 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> n
         _upcast_trainable(model)
     full_state = None
     if plan.cpu_ram_efficient_loading:
-        full_state = model.state_dict() if global_rank() == 0 else {}
-        if global_rank() == 0:
+        full_state = model.state_dict() if world.is_main else {}
+        if world.is_main:
             _params_to_meta(model)  # rank 0 keeps its host copy in `full_state` only
-    mesh = _mesh(device, plan.strategy)
+    mesh = _mesh(device, plan.strategy, world)
     kwargs = {
         "mesh": mesh,
         "mp_policy": MixedPrecisionPolicy(param_dtype=plan.param_dtype,
@@ -146,9 +172,8 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> n
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     layers = decoder_layers(model, plan.layer_classes)
     layer_class = type(layers[0]).__name__
-    reshard = plan.reshard_after_forward and plan.strategy != "SHARD_GRAD_OP"
     for layer in layers:
-        fully_shard(layer, reshard_after_forward=reshard, **kwargs)
+        fully_shard(layer, reshard_after_forward=plan.reshard_layers, **kwargs)
     # The root holds embeddings, final norm and lm_head, used first and last in a step:
     # resharding it after forward would only be gathered again at once for backward.
     fully_shard(model, reshard_after_forward=False, **kwargs)
@@ -159,30 +184,28 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device) -> n
         del full_state
         _retie(model)
     log.info("FSDP2 %s: %d %s layers sharded over %d ranks (%s, mesh %s), gather dtype %s%s",
-             plan.strategy, len(layers), layer_class, dist.get_world_size(), mesh.device_type,
+             plan.strategy, len(layers), layer_class, world.world_size, mesh.device_type,
              "x".join(map(str, mesh.shape)),
              plan.param_dtype or "as stored", ", params offloaded to CPU"
              if plan.offload_params else "")
     return model
 
 
-def _mesh(device: torch.device, strategy: str):
+def _mesh(device: torch.device, strategy: str, world: World):
     """1-D over all ranks, or 2-D (replicate, shard) for HYBRID_SHARD / NO_SHARD."""
-    import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    world = dist.get_world_size()
+    size, per_node = world.world_size, world.local_world_size
     if strategy == "HYBRID_SHARD":
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        if world % per_node:
+        if size % per_node:
             raise ShardingError(f"`fsdp_config.sharding_strategy: HYBRID_SHARD` needs the "
-                                f"same number of GPUs on every node ({world} ranks, "
+                                f"same number of GPUs on every node ({size} ranks, "
                                 f"{per_node} on this one)")
-        return init_device_mesh(device.type, (world // per_node, per_node),
+        return init_device_mesh(device.type, (size // per_node, per_node),
                                 mesh_dim_names=("replicate", "shard"))
     if strategy == "NO_SHARD":
-        return init_device_mesh(device.type, (world, 1), mesh_dim_names=("replicate", "shard"))
-    return init_device_mesh(device.type, (world,))
+        return init_device_mesh(device.type, (size, 1), mesh_dim_names=("replicate", "shard"))
+    return init_device_mesh(device.type, (size,))
 
 
 def _upcast_trainable(model: nn.Module) -> None:
@@ -212,7 +235,8 @@ def _retie(model: nn.Module) -> None:
         tie()
 
 
-def gather_state_dict(model: nn.Module, trainable_only: bool) -> dict[str, torch.Tensor]:
+def gather_state_dict(model: nn.Module, trainable_only: bool,
+                      rank: int) -> dict[str, torch.Tensor]:
     """Full (unsharded) tensors on CPU; every rank must call it, rank 0 gets the values.
 
     For an adapter only the trainable parameters are gathered: the frozen (possibly 4-bit)
@@ -229,6 +253,6 @@ def gather_state_dict(model: nn.Module, trainable_only: bool) -> dict[str, torch
         if not param.requires_grad:
             continue
         full = param.full_tensor() if isinstance(param, DTensor) else param.detach()
-        if global_rank() == 0:
+        if rank == 0:
             out[name] = full.detach().cpu()
     return out

@@ -1,11 +1,12 @@
 """The transformers Trainer with ft's additions: FSDP2 on CPU, whole-model saves of a
-sharded model, and the step in every log line."""
+sharded model, and one metrics line per logging step, with its step, from rank 0 only."""
 
 from __future__ import annotations
 
 from transformers import Trainer
+from transformers.trainer_callback import PrinterCallback
 
-from trainer.fsdp import gather_state_dict, is_sharded
+from trainer.fsdp import ShardingPlan, gather_state_dict
 
 
 class FtTrainer(Trainer):
@@ -15,7 +16,17 @@ class FtTrainer(Trainer):
     for every checkpoint; an adapter only needs its trainable tensors, gathered to full
     shape (a saved lora_B must never be one rank's slice). Resumable training state is
     still written by accelerate as sharded checkpoints beside it.
+
+    `sharding` is the plan trainer/fsdp.py wrapped the model with (None: not sharded).
     """
+
+    def __init__(self, *args, sharding: ShardingPlan | None = None, **kwargs) -> None:
+        self.sharding = sharding  # read while the parent builds its accelerator
+        super().__init__(*args, **kwargs)
+        # transformers' plain printer (used without a progress bar) prints on every node's
+        # local rank 0: one copy per node of every metrics line.
+        if self.pop_callback(PrinterCallback) is not None:
+            self.add_callback(MainRankPrinter)
 
     def create_accelerator_and_postprocess(self) -> None:
         super().create_accelerator_and_postprocess()
@@ -28,8 +39,7 @@ class FtTrainer(Trainer):
         from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
         state = self.accelerator.state
-        if self.args.fsdp_plugin_args is None or state.distributed_type != \
-                DistributedType.MULTI_CPU:
+        if self.sharding is None or state.distributed_type != DistributedType.MULTI_CPU:
             return
         state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
         state.distributed_type = DistributedType.FSDP
@@ -41,13 +51,23 @@ class FtTrainer(Trainer):
         super().log({**logs, "step": self.state.global_step}, *args, **kwargs)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        if not is_sharded(self.model):
+        if self.sharding is None:
             return super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
         adapter = hasattr(self.model, "peft_config")
-        state = gather_state_dict(self.model, trainable_only=adapter)  # every rank joins
+        # Every rank joins the gather; rank 0 receives the tensors.
+        state = gather_state_dict(self.model, trainable_only=adapter,
+                                  rank=self.args.process_index)
         if self.args.should_save:
             self.model.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
         return None
+
+
+class MainRankPrinter(PrinterCallback):
+    """transformers' metrics line, printed by global rank 0 only."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero:
+            super().on_log(args, state, control, logs=logs, **kwargs)

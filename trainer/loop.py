@@ -1,7 +1,8 @@
 """`ft train`: setup -> train -> save -> cleanup, on the transformers Trainer.
 
 The same function runs on a laptop CPU, one GPU, or every rank of a multi-node job
-(torchrun sets RANK/WORLD_SIZE; accelerate inside the Trainer joins the process group).
+(torchrun sets RANK/WORLD_SIZE, read once here into a `World`; ft joins the process group,
+accelerate inside the Trainer reuses it).
 """
 
 from __future__ import annotations
@@ -21,28 +22,30 @@ from trainer.checkpoint import (
     resolve_resume,
     set_aside_incomplete,
 )
+from trainer.console import setup_console
 from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
-from trainer.deepspeed_config import prepare_deepspeed
+from trainer.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
 from trainer.fsdp import loads_on_meta, plan_for, shard_model
 from trainer.ft_trainer import FtTrainer
+from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop, report_clean_stop
 from trainer.process_group import join_process_group
-from trainer.sample_ledger import LedgerTrainer, recording_enabled
+from trainer.world import World
 
 log = logging.getLogger("ft.train")
 
 
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
 def train(cfg: TrainingConfig) -> Path:
     """Fine-tune as the spec says; returns the output directory (a plain HF/peft model)."""
-    _setup_logging()
-    output_dir, preempted = _run(cfg)
+    world = World.from_env(os.environ)
+    setup_console(world)
+    if not cfg.deepspeed:
+        keep_deepspeed_unloaded()
+    hooks = load_hooks(os.environ.get(HOOKS_ENV))  # a bad entry fails before any work
+    output_dir, preempted = _run(cfg, world, hooks)
     # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
     # down while a DDP reducer still holds it can deadlock in gloo's destructor (seen under
     # Slurm here: the rank hung after training), so collect first, then destroy.
@@ -53,34 +56,34 @@ def train(cfg: TrainingConfig) -> Path:
     return output_dir
 
 
-def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
+def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
-    join_process_group(cfg)
+    join_process_group(cfg, world)
     precision = choose_precision(cfg)
+    plan = plan_for(cfg, compute_dtype(cfg, precision))
     tokenizer = load_tokenizer(cfg)
-    args = build_training_args(cfg, precision, train_rows=1, world_size=world_size(),
-                               has_eval=True)
+    args = build_training_args(cfg, precision, train_rows=1, world=world, has_eval=True,
+                               plan=plan)
     with args.main_process_first(desc="tokenizing"):  # rank 0 fills the cache, others reuse
-        data = prepare_data(cfg, tokenizer, show_progress=args.process_index == 0)
-    args = build_training_args(cfg, precision, train_rows=len(data.train),
-                               world_size=world_size(), has_eval=data.eval is not None)
+        data = prepare_data(cfg, tokenizer, show_progress=world.is_main)
+    args = build_training_args(cfg, precision, train_rows=len(data.train), world=world,
+                               has_eval=data.eval is not None, plan=plan)
     if cfg.deepspeed:
         prepare_deepspeed(cfg.deepspeed, cfg.load_in_4bit, cfg.load_in_8bit)
-    plan = plan_for(cfg, compute_dtype(cfg, precision))
-    model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan),
+    model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan, world),
                        device=args.device if plan else None)
     if plan is not None:
-        shard_model(model, plan, args.device)
+        shard_model(model, plan, args.device, world)
     # The kernel the model really loaded with decides the packed layout (flash needs one row).
     collator = make_collator(cfg, tokenizer,
                              attn_implementation=model.config._attn_implementation)
-    trainer_cls = LedgerTrainer if recording_enabled() else FtTrainer
     graceful = GracefulStop()
-    trainer = trainer_cls(model=model, args=args, train_dataset=data.train,
-                          eval_dataset=data.eval, data_collator=collator,
-                          processing_class=tokenizer,
-                          callbacks=[CompleteCheckpointMarker(), graceful])
+    trainer = FtTrainer(model=model, args=args, train_dataset=data.train,
+                        eval_dataset=data.eval, data_collator=collator,
+                        processing_class=tokenizer, sharding=plan,
+                        callbacks=[CompleteCheckpointMarker(), graceful])
+    run_hooks(hooks, trainer)
     with args.main_process_first(local=False, desc="checking checkpoints"):
         if args.process_index == 0:
             for path in set_aside_incomplete(output_dir):
@@ -95,11 +98,9 @@ def _run(cfg: TrainingConfig) -> tuple[Path, bool]:
                     trainer.state.global_step)
         report_clean_stop(trainer.state.global_step)
         return output_dir, True
-    if isinstance(trainer, LedgerTrainer):
-        trainer.record_final_weights()
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
-        _write_summary(output_dir, result.metrics, data.stats, trainer.state,
+        _write_summary(output_dir, result.metrics, data.stats, trainer.state, world,
                        _model_facts(model, cfg, precision))
         mark_complete(output_dir, trainer.state.global_step)
     return output_dir, False
@@ -115,22 +116,16 @@ def _model_facts(model, cfg: TrainingConfig, precision) -> dict:
             "dtype": str(model.dtype)}
 
 
-def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state,
+def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state, world: World,
                    model_facts: dict) -> None:
     """What a user (or a test) wants to know after a run, beside the model files."""
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     summary = {"global_step": state.global_step, "train": metrics, "data": data_stats,
-               "world_size": world_size(), "model": model_facts,
+               "world_size": world.world_size, "model": model_facts,
                "peak_gpu_memory_gib": round(peak, 2) if peak is not None else None,
                "log_history": state.log_history}
     (output_dir / "ft-train-summary.json").write_text(json.dumps(summary, indent=2,
                                                                  default=str))
-
-
-def _setup_logging() -> None:
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format=f"[rank{rank}] %(name)s: %(message)s")
 
 
 def _cleanup() -> None:

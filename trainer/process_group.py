@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.contract.training import TrainingConfig
+from trainer.world import World
 
 DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
 
@@ -26,20 +27,20 @@ def collective_timeout_s(cfg: TrainingConfig) -> int:
                                                  DEFAULT_COLLECTIVE_TIMEOUT_S))
 
 
-def join_process_group(cfg: TrainingConfig) -> None:
+def join_process_group(cfg: TrainingConfig, world: World) -> None:
     """Under torchrun (WORLD_SIZE > 1), with the spec's timeout; a single process has no
     group (the Trainer runs without one)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+    if not world.distributed or dist.is_initialized():
         return
-    init_world(collective_timeout_s(cfg))
+    init_world(collective_timeout_s(cfg), world.local_rank)
 
 
-def init_world(timeout_s: float) -> torch.device:
+def init_world(timeout_s: float, local_rank: int) -> torch.device:
     """This rank's device, and the process group on it: NCCL bound to the local GPU (eager
     init, so a missing peer fails here), else gloo."""
     timeout = timedelta(seconds=timeout_s)
     if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", timeout=timeout, device_id=device)
         return device

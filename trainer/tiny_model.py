@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args[0])
     existed = is_built(out)
+    from trainer.deepspeed_config import keep_deepspeed_unloaded
+
+    keep_deepspeed_unloaded()  # saving would import it (and its banner) for nothing
     build_tiny_model(out)
     print(f"{'already built' if existed else 'built'}: {out}")
     return 0

@@ -25,7 +25,7 @@ from trainer.data.packing import pack_dataset, packing_efficiency
 
 __all__ = ["PreparedData", "describe_rows", "prepare_data"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("ft.data")
 
 
 @dataclass
