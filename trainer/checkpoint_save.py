@@ -14,6 +14,7 @@ Trainer's save, which deletes old checkpoints before the new one is known to be 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 from pathlib import Path
@@ -27,6 +28,9 @@ from trainer.checkpoint_rotation import rotate
 log = logging.getLogger("ft.checkpoint")
 
 VISIBILITY_WAIT_S = 30.0  # longer than NFS's default attribute cache for a fresh file
+# Fault injection for the tests: die like a SIGKILL at this step, after the Trainer's save
+# and before the marker (the window where a kill used to leave no complete checkpoint).
+KILL_BEFORE_MARK = "FT_TEST_KILL_BEFORE_MARK"
 
 
 class CompleteCheckpointMarker(TrainerCallback):
@@ -38,6 +42,8 @@ class CompleteCheckpointMarker(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         views = _gather_listings(directory)  # also the barrier: every rank has saved
+        if os.environ.get(KILL_BEFORE_MARK) == str(state.global_step):
+            os._exit(137)
         if state.is_world_process_zero and directory.is_dir() and \
                 _mark(directory, state.global_step, views):
             for path in rotate(Path(args.output_dir), self.save_total_limit, directory):
