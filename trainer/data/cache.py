@@ -113,11 +113,13 @@ def write_temporary(entry: Path, train: Any, eval_ds: Any, stats: dict[str, Any]
 
 
 def publish(tmp: Path, entry: Path) -> bool:
-    """Rename `tmp` to `entry`; False when another writer's complete entry was there first."""
+    """Rename `tmp` to `entry`; False when another writer's complete entry was there first
+    (then `tmp`, the same rows, is discarded)."""
     try:
         tmp.rename(entry)
         return True
     except OSError:  # ENOTEMPTY / EEXIST: the entry exists
         if not (entry / "stats.json").is_file():
             raise
+        shutil.rmtree(tmp, ignore_errors=True)
         return False
