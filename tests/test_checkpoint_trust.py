@@ -13,12 +13,14 @@ import sys
 import pytest
 
 from tests.cli_runner import REPO, run_ft
-from tests.train_helpers import summary, train_losses, write_tiny_spec
+from tests.train_helpers import free_port, summary, train_losses, write_tiny_spec
 from trainer.checkpoint import COMPLETE_MARKER, checkpoint_problem
 from trainer.checkpoint_save import KILL_BEFORE_MARK
 
 # A checkpoint every 2 steps, all kept: the torn cases pick what to break.
 EVERY_2 = {"max_steps": 8, "save_steps": 2, "save_total_limit": None}
+FSDP = {"fsdp": ["full_shard", "auto_wrap"],
+        "fsdp_config": {"fsdp_version": 2, "fsdp_state_dict_type": "FULL_STATE_DICT"}}
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +133,31 @@ def test_a_full_disk_is_a_clear_error(tmp_path, tiny_model_dir):
     assert f"error: disk full while writing to {out}" in result.stderr
     assert " free of 0.2 MiB" in result.stderr  # the tmpfs's size
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not _own_mount_namespace_works(), reason="needs user+mount namespaces")
+def test_nodes_that_do_not_share_output_dir_leave_checkpoints_unmarked(tmp_path,
+                                                                        tiny_model_dir):
+    """Node 1 writes its shards to a disk of its own (a private tmpfs over output_dir):
+    rank 0 cannot list them, so it says so and marks nothing, instead of marking a
+    checkpoint that no restart could load."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2,
+                           launch={"nodes": 2, "master_port": free_port()}, **FSDP)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FT_LOCAL_MASTER_ADDR": "127.0.0.1",
+           "FT_LOCAL_NNODES": "2", "FT_LOCAL_NPROC_PER_NODE": "0",
+           "FT_CHECKPOINT_VISIBILITY_WAIT_S": "2"}
+    node = [sys.executable, "-m", "orchestrator.cli", "node", str(spec), "--backend", "local"]
+    private = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+               'mount -t tmpfs tmpfs "$1" && shift && exec "$@"', "sh", str(out)]
+    procs = [subprocess.Popen(argv, env={**env, "FT_LOCAL_NODE_RANK": str(rank)}, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank, argv in enumerate([node, private + node])]
+    logs = [proc.communicate(timeout=600)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    assert "checkpoint-4 is NOT marked complete" in logs[0]
+    assert "optimizer_0/__1_0.distcp (rank 1 on" in logs[0]
+    assert "`output_dir` must be storage every node shares" in logs[0]
+    for checkpoint in out.glob("checkpoint-*"):
+        assert checkpoint_problem(checkpoint) == "no completion marker (the save did not finish)"

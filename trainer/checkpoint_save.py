@@ -27,7 +27,10 @@ from trainer.checkpoint_rotation import rotate
 
 log = logging.getLogger("ft.checkpoint")
 
-VISIBILITY_WAIT_S = 30.0  # longer than NFS's default attribute cache for a fresh file
+# How long rank 0 waits to see other ranks' files: longer than NFS's attribute cache for a
+# fresh file; FT_CHECKPOINT_VISIBILITY_WAIT_S raises it for slower storage.
+VISIBILITY_WAIT = "FT_CHECKPOINT_VISIBILITY_WAIT_S"
+DEFAULT_VISIBILITY_WAIT_S = 30.0
 # Fault injection for the tests: die like a SIGKILL at this step, after the Trainer's save
 # and before the marker (the window where a kill used to leave no complete checkpoint).
 KILL_BEFORE_MARK = "FT_TEST_KILL_BEFORE_MARK"
@@ -72,8 +75,9 @@ def _mark(directory: Path, step: int, views: list[tuple[int, str, dict[str, int]
 
 
 def _wait_visible(directory: Path, expected: dict[str, int]) -> list[str]:
-    """Names rank 0 still cannot see at their full size after VISIBILITY_WAIT_S."""
-    deadline = time.monotonic() + VISIBILITY_WAIT_S
+    """Names rank 0 still cannot see at their full size after the visibility wait."""
+    wait = float(os.environ.get(VISIBILITY_WAIT, DEFAULT_VISIBILITY_WAIT_S))
+    deadline = time.monotonic() + wait
     while True:
         seen = list_files(directory, skip=frozenset({COMPLETE_MARKER}))
         missing = [n for n, size in sorted(expected.items()) if seen.get(n, -1) < size]
