@@ -1,15 +1,22 @@
 """The same W&B / MLflow run across restarts of one job: the id is derived from the job.
 
-wandb and mlflow are not installed here; what is tested is the derivation, the variables
-the transformers callbacks read (WANDB_RUN_ID/WANDB_RESUME, MLFLOW_RUN_ID), and that the
-Trainer's report_to names the trackers the spec asks for.
+What is tested: the derivation, the variables the transformers callbacks read
+(WANDB_RUN_ID/WANDB_RESUME, MLFLOW_RUN_ID), that the Trainer's report_to names the trackers
+the spec asks for and, where wandb is installed, a real restart in W&B's offline mode.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 
+import pytest
+
+from tests.cli_runner import run_ft
 from tests.fixtures_tiny import make_cfg
+from tests.train_helpers import write_tiny_spec
+from trainer.checkpoint_save import KILL_BEFORE_MARK
 from trainer.run_identity import RECORD, job_identity, tracking_env, tracking_run_id
 
 DATA = [{"path": "x.jsonl", "type": "alpaca"}]
@@ -82,3 +89,20 @@ def test_the_trainer_reports_to_the_trackers_the_spec_names(tmp_path):
                                has_eval=False)
     assert args.report_to == ["wandb", "mlflow"]
     assert args.save_total_limit is None, "ft rotates checkpoints itself, after marking"
+
+
+def test_a_restarted_job_logs_to_the_same_wandb_run(tmp_path, tiny_model_dir):
+    """Real W&B in offline mode (skipped where wandb is not installed): an attempt killed
+    at step 4 and its restart write their offline runs under one run id, the job's."""
+    if importlib.util.find_spec("wandb") is None:
+        pytest.skip("wandb is not installed")
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=4, save_steps=2,
+                           wandb_project="ft-test", wandb_mode="offline")
+    env = {**os.environ, "WANDB_DIR": str(tmp_path), "SLURM_JOB_ID": "4242"}
+    killed = run_ft("train", str(spec), env={**env, KILL_BEFORE_MARK: "4"})
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    resumed = run_ft("train", str(spec), env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    expected = tracking_run_id(_cfg(tmp_path), {"SLURM_JOB_ID": "4242"})
+    assert len(runs) == 2 and all(run.name.endswith(f"-{expected}") for run in runs), runs
