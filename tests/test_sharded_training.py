@@ -4,8 +4,8 @@ adapter must be whole, and a sharded checkpoint must resume exactly."""
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
 
 import pytest
 import torch
@@ -107,10 +107,17 @@ def test_sharded_checkpoint_resumes_where_it_stopped(fsdp_lora_run):
     assert (checkpoint / "pytorch_model_fsdp_0").is_dir()
     assert (checkpoint / "optimizer_0").is_dir()
     assert len(list((checkpoint / "pytorch_model_fsdp_0").glob("*.distcp"))) == 2
-    # Lose everything after step 4, as a preempted job would, and run again.
-    shutil.rmtree(tmp / "out" / "checkpoint-8")
+    # The marker, written by rank 0, lists the files every rank wrote.
+    marker = json.loads((checkpoint / "ft-complete.json").read_text())
+    assert marker["world_size"] == 2
+    assert {"optimizer_0/__1_0.distcp", "pytorch_model_fsdp_0/__1_0.distcp",
+            "optimizer_0/.metadata", "rng_state_1.pth"} <= set(marker["files"])
+    # Step 8's checkpoint loses rank 1's optimizer shard (a node's disk, a bad copy) and the
+    # job stops before its final save: the restart must fall back to step 4, not crash.
+    (tmp / "out" / "checkpoint-8" / "optimizer_0" / "__1_0.distcp").unlink()
     (tmp / "out" / "ft-complete.json").unlink()
     log = _launch(spec, tmp)
+    assert "checkpoint-8 cannot be resumed from: optimizer_0/__1_0.distcp is missing" in log
     assert "resuming from" in log and "checkpoint-4" in log
     # The history carries steps 1-4 over from the checkpoint; this run logged 5-8 only.
     assert log.count("[node0] {'loss'") == 4, "the resumed run started over"

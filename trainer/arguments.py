@@ -78,7 +78,9 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         eval_steps=eval_steps,
         save_strategy=save_strategy,
         save_steps=save_steps,
-        save_total_limit=cfg.save_total_limit,
+        # ft rotates after a checkpoint is marked complete (trainer/checkpoint_rotation.py);
+        # the Trainer's own rotation runs before that and can leave no complete one.
+        save_total_limit=None,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         # Only global rank 0 is the "main" process for transformers' logging: the other

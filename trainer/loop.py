@@ -16,23 +16,21 @@ from pathlib import Path
 import torch
 
 from trainer.arguments import build_training_args
-from trainer.checkpoint import (
-    CompleteCheckpointMarker,
-    mark_complete,
-    resolve_resume,
-    set_aside_incomplete,
-)
+from trainer.checkpoint import agree_on_resume, mark_complete
+from trainer.checkpoint_save import CompleteCheckpointMarker
 from trainer.console import setup_console
 from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
 from trainer.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
+from trainer.disk_full import disk_full_is_a_user_error
 from trainer.fsdp import loads_on_meta, plan_for, shard_model
 from trainer.ft_trainer import FtTrainer
 from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop, report_clean_stop
 from trainer.process_group import join_process_group
+from trainer.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.world import World
 
 log = logging.getLogger("ft.train")
@@ -45,7 +43,8 @@ def train(cfg: TrainingConfig) -> Path:
     if not cfg.deepspeed:
         keep_deepspeed_unloaded()
     hooks = load_hooks(os.environ.get(HOOKS_ENV))  # a bad entry fails before any work
-    output_dir, preempted = _run(cfg, world, hooks)
+    with disk_full_is_a_user_error(Path(cfg.output_dir)):
+        output_dir, preempted = _run(cfg, world, hooks)
     # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
     # down while a DDP reducer still holds it can deadlock in gloo's destructor (seen under
     # Slurm here: the rank hung after training), so collect first, then destroy.
@@ -65,12 +64,15 @@ def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
     tokenizer = load_tokenizer(cfg)
     args = build_training_args(cfg, precision, train_rows=1, world=world, has_eval=True,
                                plan=plan)
-    with args.main_process_first(desc="tokenizing"):  # rank 0 fills the cache, others reuse
+    # Each node's local rank 0 fills the cache, the others reuse it; trainer/data/cache.py
+    # makes concurrent writers (one per node, shared cache dir or not) safe.
+    with args.main_process_first(desc="tokenizing"):
         data = prepare_data(cfg, tokenizer, show_progress=world.is_main)
     args = build_training_args(cfg, precision, train_rows=len(data.train), world=world,
                                has_eval=data.eval is not None, plan=plan)
     if cfg.deepspeed:
         prepare_deepspeed(cfg.deepspeed, cfg.load_in_4bit, cfg.load_in_8bit)
+    apply_tracking_env(cfg)  # the same W&B / MLflow run across restarts of this job
     model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan, world),
                        device=args.device if plan else None)
     if plan is not None:
@@ -82,16 +84,11 @@ def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
     trainer = FtTrainer(model=model, args=args, train_dataset=data.train,
                         eval_dataset=data.eval, data_collator=collator,
                         processing_class=tokenizer, sharding=plan,
-                        callbacks=[CompleteCheckpointMarker(), graceful])
+                        callbacks=[CompleteCheckpointMarker(cfg.save_total_limit), graceful,
+                                   TrackingRunRecorder(tracking_run_id(cfg, os.environ))])
     run_hooks(hooks, trainer)
-    with args.main_process_first(local=False, desc="checking checkpoints"):
-        if args.process_index == 0:
-            for path in set_aside_incomplete(output_dir):
-                log.warning("checkpoint save was interrupted: set aside as %s", path)
-        resume = resolve_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
-                                output_dir)
-    if resume and args.process_index == 0:
-        log.info("resuming from %s", resume)
+    resume = agree_on_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
+                             output_dir)
     result = trainer.train(resume_from_checkpoint=resume)
     if graceful.stopped:
         log.warning("stopped early at step %d; checkpoint saved, resume continues from it",

@@ -3,8 +3,9 @@
 The hash covers everything that changes the tokenized rows: the data fields of the spec, the
 tokenizer's identity (source, vocabulary size, special ids, chat template) and the size and
 mtime of local data files, so editing a data file or the template misses the cache instead of
-training on stale rows. Entries are written to a temporary directory and renamed into place,
-so a crashed preprocess never leaves a half-written entry that a later run would trust.
+training on stale rows. Entries are written to a temporary directory of their own and
+renamed into place, so a crashed preprocess never leaves a half-written entry that a later
+run would trust, and concurrent writers (one per node) never collide.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -74,19 +77,49 @@ def load_entry(entry: Path) -> tuple[Any, Any, dict[str, Any]] | None:
 
 
 def save_entry(entry: Path, train: Any, eval_ds: Any, stats: dict[str, Any]) -> None:
-    """Write to `<entry>.tmp-<pid>`, then rename. A concurrent writer that won keeps its entry."""
-    tmp = entry.with_name(f".{entry.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    """Write a private temporary directory, then rename it into place.
+
+    Every node's local rank 0 may prepare the same entry at once (one per node, whether or
+    not the nodes share the cache directory). Containers give those processes the same pid
+    and often the same hostname, so the temporary name also carries random bytes: two
+    writers never share a directory. The rename is atomic; the loser of the race finds the
+    winner's entry, built from the same inputs (the key), and keeps that one.
+    """
+    tmp = write_temporary(entry, train, eval_ds, stats)
+    try:
+        publish(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def temporary_name(entry: Path) -> Path:
+    token = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    return entry.with_name(f".{entry.name}.tmp-{token}")
+
+
+def write_temporary(entry: Path, train: Any, eval_ds: Any, stats: dict[str, Any]) -> Path:
+    tmp = temporary_name(entry)
+    tmp.mkdir(parents=True)  # never exist_ok: a shared temporary is the bug this prevents
     try:
         train.save_to_disk(str(tmp / "train"))
         if eval_ds is not None:
             eval_ds.save_to_disk(str(tmp / "eval"))
+        # stats.json last: its presence is what makes an entry complete (load_entry).
         (tmp / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-        try:
-            tmp.rename(entry)
-        except OSError:
-            if not (entry / "stats.json").is_file():
-                raise
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def publish(tmp: Path, entry: Path) -> bool:
+    """Rename `tmp` to `entry`; False when another writer's complete entry was there first
+    (then `tmp`, the same rows, is discarded)."""
+    try:
+        tmp.rename(entry)
+        return True
+    except OSError:  # ENOTEMPTY / EEXIST: the entry exists
+        if not (entry / "stats.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
