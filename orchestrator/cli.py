@@ -97,16 +97,28 @@ def version() -> None:
 
 @app.command()
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the spec.")] = Path("ft.yaml"),
+    path: Annotated[Path | None, typer.Argument(
+        help="Where to write the spec [default: ft.yaml]; with --example, the directory "
+             "[default: the example's name].", show_default=False)] = None,
     name: Annotated[str, typer.Option(help="Job name.")] = "my-finetune",
     base_model: Annotated[str, typer.Option(help="Model to fine-tune.")]
     = "meta-llama/Llama-3.1-8B-Instruct",
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    example: Annotated[str | None, typer.Option(help="Write a runnable shipped example "
+                                                "instead (`tiny`: spec, data, and a tiny "
+                                                "model built here; needs ft[train]).")] = None,
 ) -> None:
-    """Write a commented starter spec."""
+    """Write a commented starter spec, or a runnable example (--example tiny)."""
     from orchestrator.output_files import write_atomic
     from orchestrator.rendering import render_template
 
+    if example is not None:
+        from orchestrator.example_init import init_example
+
+        for line in init_example(example, path or Path(example), force):
+            typer.echo(line)
+        return
+    path = path or Path("ft.yaml")
     if path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     text = render_template("starter-spec.yaml.j2", version=__version__, path=str(path),

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.train_stack import needs_train_stack
 from trainer.contract.errors import UserError
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
@@ -23,6 +24,7 @@ def _training_config(spec_path: Path):
     return load_for_cli(spec_path).training
 
 
+@needs_train_stack("`ft train`")
 def train(spec: SpecArg) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
     from trainer.loop import train as run_training
@@ -31,6 +33,7 @@ def train(spec: SpecArg) -> None:
     typer.echo(f"trained model in {output}")
 
 
+@needs_train_stack("`ft preprocess`")
 def preprocess(
     spec: SpecArg,
     debug: Annotated[bool, typer.Option(help="Show a few rows with masked tokens marked.")]
@@ -50,6 +53,7 @@ def preprocess(
         typer.echo(describe_rows(data.train, tokenizer))
 
 
+@needs_train_stack("`ft merge-lora`")
 def merge_lora(
     spec: SpecArg,
     cpu: Annotated[bool, typer.Option("--cpu", help="Merge on the CPU.")] = False,
@@ -64,6 +68,7 @@ def merge_lora(
     typer.echo(f"merged model in {target}")
 
 
+@needs_train_stack("`ft inference`")
 def inference(
     spec: SpecArg,
     prompt: Annotated[str | None, typer.Option(help="The prompt (default: read stdin).")]
