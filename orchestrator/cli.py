@@ -17,6 +17,7 @@ import typer
 from orchestrator import __version__
 from orchestrator.cli_jobs import register as register_jobs
 from orchestrator.cli_train import register as register_training
+from orchestrator.train_stack import require_train_stack
 from trainer.contract.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -195,6 +196,8 @@ def launch(
     if backend is LaunchBackend.local:
         from orchestrator.local_run import run_local
 
+        require_train_stack("`ft launch --backend local` (it trains on this machine)")
+
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
     rendered = _render(loaded, backend.value)
     directory = output or Path(".ft") / "rendered" / loaded.launch.name
@@ -259,6 +262,7 @@ def doctor(
     """Pre-flight: all-reduce bus bandwidth within each node and per node pair, with a
     verdict against the cluster profile. On a cluster it runs inside the job (`ft node
     --doctor`, or `launch.preflight: true` before training); here it emulates the nodes."""
+    require_train_stack("`ft doctor` (its all-reduces run on torch.distributed)")
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     # One rank, started by `ft node` through the launcher (which may not set RANK for a
     # single process): never emulate nodes from inside a node.

@@ -8,6 +8,7 @@ A real install, not an import trick: the wheel built from this tree goes into a 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import pytest
 from tests.specs import BACKENDS, REPO, example_id, example_specs
 
 INSTALL_HINT = "pip install 'ft[train]'"
+# The venv must see only what it installed: no checkout on PYTHONPATH, no other venv.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
 def _build_sources(dest: Path) -> Path:
@@ -61,30 +64,32 @@ def base_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--prefer-binary",
-         "--disable-pip-version-check", str(wheel)], capture_output=True, text=True)
+         "--disable-pip-version-check", str(wheel)], capture_output=True, text=True,
+        env=CLEAN_ENV)
     assert install.returncode == 0, install.stdout + install.stderr
     return venv / "bin"
 
 
 def _ft(bin_dir: Path, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([str(bin_dir / "ft"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, env=CLEAN_ENV)
 
 
 def test_base_install_has_no_torch(base_bin):
     for module in ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "datasets"):
         probe = subprocess.run([str(base_bin / "python"), "-c", f"import {module}"],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, env=CLEAN_ENV)
         assert probe.returncode != 0, f"the base install pulled {module}"
         assert "ModuleNotFoundError" in probe.stderr
 
 
 @pytest.mark.parametrize("spec", example_specs(), ids=example_id)
 def test_base_install_validates_and_renders_every_example(base_bin, spec):
-    """From the installed wheel (its own templates and profiles), each render is
-    byte-identical to the checkout's golden files."""
+    """From the installed wheel (its own templates and profiles), each validates cleanly and
+    each render is byte-identical to the checkout's golden files."""
     validated = _ft(base_bin, "validate", spec)
     assert validated.returncode == 0, validated.stderr
+    assert "warning:" not in validated.stderr, "a shipped example must not warn about itself"
     for backend in BACKENDS:
         golden = REPO / "tests" / "golden" / backend / example_id(spec)
         rendered = _ft(base_bin, "render", spec, "--backend", backend, "-o", str(golden),
@@ -113,3 +118,17 @@ def test_base_install_starter_spec_validates_cleanly(base_bin, tmp_path):
     assert _ft(base_bin, "init", cwd=tmp_path).returncode == 0
     validated = _ft(base_bin, "validate", "ft.yaml", cwd=tmp_path)
     assert validated.returncode == 0 and "warning:" not in validated.stderr, validated.stderr
+
+
+def test_wheel_ships_the_tiny_example(base_bin, tmp_path):
+    """Installed, the example's files come from site-packages, the same ones as here."""
+    from trainer.contract.example_files import example_files
+
+    probe = subprocess.run(
+        [str(base_bin / "python"), "-c", "from trainer.contract.example_files import "
+         "example_dir, example_files as f; print(example_dir('tiny')); print(*f('tiny'))"],
+        cwd=tmp_path, capture_output=True, text=True, env=CLEAN_ENV)
+    assert probe.returncode == 0, probe.stderr
+    where, files = probe.stdout.splitlines()
+    assert "site-packages" in where
+    assert files.split() == [str(path) for path in example_files("tiny")]
