@@ -194,9 +194,8 @@ def launch(
 
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     if backend is LaunchBackend.local:
-        from orchestrator.local_run import run_local
-
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
+        from orchestrator.local_run import run_local
 
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
     rendered = _render(loaded, backend.value)

@@ -99,7 +99,10 @@ def test_base_install_validates_and_renders_every_example(base_bin, spec):
 
 
 @pytest.mark.parametrize("command", [["train"], ["preprocess"], ["merge-lora"],
-                                     ["inference", "--prompt", "hi"]])
+                                     ["inference", "--prompt", "hi"], ["doctor"],
+                                     ["launch", "--backend", "local"]],
+                         ids=["train", "preprocess", "merge-lora", "inference", "doctor",
+                              "launch-local"])
 def test_training_commands_ask_for_the_train_extra(base_bin, command):
     result = _ft(base_bin, *command, "examples/tiny/tiny.yaml")
     assert result.returncode == 2, result.stdout + result.stderr
@@ -132,3 +135,26 @@ def test_wheel_ships_the_tiny_example(base_bin, tmp_path):
     where, files = probe.stdout.splitlines()
     assert "site-packages" in where
     assert files.split() == [str(path) for path in example_files("tiny")]
+
+
+LIGHT_COMMANDS = {
+    "help": ["--help"],
+    "schema": ["schema"],
+    "launch-dry-run-slurm": ["launch", "examples/tiny/tiny.yaml", "--backend", "slurm",
+                             "--dry-run"],
+    "launch-dry-run-dstack": ["launch", "examples/tiny/tiny.yaml", "--backend", "dstack",
+                              "--dry-run"],
+    "node-dry-run": ["node", "examples/tiny/tiny.yaml", "--backend", "dstack", "--dry-run"],
+    "list": ["list"],
+}
+
+
+@pytest.mark.parametrize("args", LIGHT_COMMANDS.values(), ids=LIGHT_COMMANDS.keys())
+def test_launcher_side_commands_run_without_torch(base_bin, tmp_path, args):
+    """What a laptop or a node runs before training: the CLI side works on the base install."""
+    env = {**CLEAN_ENV, "HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "DSTACK_MASTER_NODE_IP": "10.0.0.5", "DSTACK_NODE_RANK": "0",
+           "DSTACK_NODES_NUM": "1", "DSTACK_GPUS_PER_NODE": "1"}
+    result = subprocess.run([str(base_bin / "ft"), *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
