@@ -1,7 +1,7 @@
 """Session fixtures for the backend validators (import them into conftest.py).
 
 A cold cache needs each backend's venv built (dstack ~30-45 s, SkyPilot ~1.5-3 min, needs
-PyPI); conftest starts both builds in the background after collection, and these fixtures
+PyPI); conftest starts the builds in the background after collection, and these fixtures
 wait for theirs, saying so on the terminal. Later sessions reuse the venvs. Each fixture
 yields the validate function itself, so tests call ``dstack_validator({"label": yaml_text})``.
 """
