@@ -11,7 +11,10 @@ COPY orchestrator ./orchestrator
 COPY trainer ./trainer
 COPY templates ./templates
 COPY clusters ./clusters
-RUN python -m pip install --no-cache-dir '.[deepspeed]'
+# examples/tiny ships in the wheel (`ft init --example tiny`).
+COPY examples ./examples
+# The image trains: the [train] extra (the base install is the CLI only) and DeepSpeed.
+RUN python -m pip install --no-cache-dir '.[train,deepspeed]'
 
 WORKDIR /workspace
 ENTRYPOINT []

@@ -8,6 +8,7 @@ import pytest
 
 from tests.fixtures.tool_outputs.replay import fake  # noqa: F401
 from tests.fixtures_tiny import tiny_model_dir, tiny_tokenizer  # noqa: F401
+from tests.support import validator_prep
 from tests.support.fixtures import dstack_validator, skypilot_validator  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,6 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true",
                      help="Rewrite tests/golden/ from the current renderer output.")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    validator_prep.run_validator_tests_last(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the backend validators' venvs while the other tests run (see validator_prep)."""
+    if session.config.option.collectonly:
+        return
+    validator_prep.start(validator_prep.pins_needed(session.items),
+                         validator_prep.terminal_say(session.config))
 
 
 @pytest.fixture

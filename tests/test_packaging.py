@@ -4,6 +4,7 @@ A package missing from pyproject's list works in the checkout (tests import the 
 breaks only for users who pip install: this catches it without building a wheel.
 """
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -20,3 +21,21 @@ def test_every_package_is_listed_for_the_wheel():
         assert package in listed and (REPO / directory).is_dir()
         patterns = config["package-data"][package]
         assert any(any((REPO / directory).glob(p)) for p in patterns), package
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[\s\[<>=!~;]", req, maxsplit=1)[0].lower() for req in requirements}
+
+
+def test_base_install_is_the_cli_and_the_extras_add_the_rest():
+    """`pip install ft` stays torch-free; [train] holds every module `ft train` checks
+    for; [test] pulls [train] and [deepspeed] through a self-reference."""
+    from orchestrator.train_stack import TRAIN_MODULES
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    base = _names(project["dependencies"])
+    assert not base & (set(TRAIN_MODULES) | {"bitsandbytes", "deepspeed", "submitit"}), base
+    assert set(TRAIN_MODULES) <= _names(extras["train"])
+    (self_reference,) = [req for req in extras["test"] if _names([req]) == {project["name"]}]
+    assert {"train", "deepspeed"} <= set(re.search(r"\[(.*)\]", self_reference)[1].split(","))

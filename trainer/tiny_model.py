@@ -1,7 +1,7 @@
 """A tiny offline Llama-architecture model and BPE tokenizer, built from text in the repo.
 
 No machine here reaches a model hub, so tests and `examples/tiny` train their own tokenizer on
-`examples/tiny/corpus.txt` (plus the tiny example data) and build a randomly initialised
+the tiny example's `corpus.txt` (plus its data) and build a randomly initialised
 2-layer `LlamaForCausalLM`; both are saved with `save_pretrained` and loaded back through
 the same `from_pretrained` path a real model takes.
 
@@ -10,6 +10,9 @@ template also emits BOS (so a naive pipeline doubles it), pad is distinct from E
 chat turns end with `<|im_end|>`, not with EOS.
 
     python -m trainer.tiny_model examples/tiny/model
+
+The example's files come from the checkout or, installed, from ft's package data (`ft init
+--example tiny DIR` writes them and builds the model).
 """
 
 from __future__ import annotations
@@ -21,8 +24,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-TINY_DIR = REPO / "examples" / "tiny"
+from trainer.contract.example_files import example_dir
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"
@@ -42,8 +44,9 @@ MAX_POSITIONS = 2048
 
 def _training_texts() -> Iterator[str]:
     """The shipped corpus plus every string found in the tiny example data."""
-    yield from (TINY_DIR / "corpus.txt").read_text(encoding="utf-8").splitlines()
-    for path in sorted((TINY_DIR / "data").glob("*.jsonl")):
+    tiny_dir = example_dir("tiny")
+    yield from (tiny_dir / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    for path in sorted((tiny_dir / "data").glob("*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 yield from _strings(json.loads(line))

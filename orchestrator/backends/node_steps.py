@@ -31,12 +31,13 @@ def default_image() -> str:
 
 
 def install_commands(spec: Spec, backend: str) -> list[str]:
+    # The nodes train, so they get the [train] extra (the base install is the CLI only).
     method = install_method(spec, backend)
     if method == "pip":
-        package = spec.launch.install.package or f"ft=={__version__}"
+        package = spec.launch.install.package or f"ft[train]=={__version__}"
         return [f"python -m pip install --quiet {sh(package)}"]
     if method == "workdir":
-        return ["python -m pip install --quiet ."]
+        return [f"python -m pip install --quiet {sh('.[train]')}"]
     return []
 
 

@@ -19,6 +19,7 @@ from orchestrator.cli.options import (
     examples,
     load_for_cli,
 )
+from orchestrator.train_stack import require_train_stack
 
 
 def node(
@@ -55,6 +56,7 @@ def doctor(
     """Pre-flight: all-reduce bus bandwidth within each node and per node pair, with a
     verdict against the cluster profile. On a cluster it runs inside the job (`ft node
     --doctor`, or `launch.preflight: true` before training); here it emulates the nodes."""
+    require_train_stack("`ft doctor` (its all-reduces run on torch.distributed)")
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     # One rank, started by `ft node` through the launcher (which may not set RANK for a
     # single process): never emulate nodes from inside a node.

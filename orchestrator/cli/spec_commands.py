@@ -25,6 +25,7 @@ from orchestrator.cli.options import (
     examples,
     load_for_cli,
 )
+from orchestrator.train_stack import require_train_stack
 from trainer.contract.errors import UserError
 
 
@@ -34,16 +35,35 @@ def version() -> None:
 
 
 def init(
-    path: Annotated[Path, typer.Argument(help="Where to write the spec.")] = Path("ft.yaml"),
-    name: Annotated[str, typer.Option(help="Job name.")] = "my-finetune",
-    base_model: Annotated[str, typer.Option(help="Model to fine-tune.")]
-    = "meta-llama/Llama-3.1-8B-Instruct",
+    path: Annotated[Path | None, typer.Argument(
+        help="Where to write the spec [default: ft.yaml]; with --example, the directory "
+             "[default: the example's name].", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(help="Job name [default: my-finetune].",
+                                             show_default=False)] = None,
+    base_model: Annotated[str | None, typer.Option(
+        help="Model to fine-tune [default: meta-llama/Llama-3.1-8B-Instruct].",
+        show_default=False)] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+    example: Annotated[str | None, typer.Option(help="Write a runnable shipped example "
+                                                "instead (`tiny`: spec, data, and a tiny "
+                                                "model built here; needs ft[train]).")] = None,
 ) -> None:
-    """Write a commented starter spec."""
+    """Write a commented starter spec, or a runnable example (--example tiny)."""
     from orchestrator.output_files import write_atomic
     from orchestrator.rendering import render_template
 
+    if example is not None:
+        from orchestrator.example_init import init_example
+
+        if name is not None or base_model is not None:
+            raise UserError("--name and --base-model shape the starter spec; an --example "
+                            "comes as it is: drop them, or edit the example's spec after")
+        for line in init_example(example, path or Path(example), force):
+            typer.echo(line)
+        return
+    path = path or Path("ft.yaml")
+    name = name or "my-finetune"
+    base_model = base_model or "meta-llama/Llama-3.1-8B-Instruct"
     if path.exists() and not force:
         raise UserError(f"{path} exists; pass --force to overwrite it")
     text = render_template("starter-spec.yaml.j2", version=__version__, path=str(path),
@@ -122,6 +142,7 @@ def launch(
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     chosen = backends.get(backend.value)
     if not chosen.renders:
+        require_train_stack("`ft launch --backend local` (it trains on this machine)")
         from orchestrator.backends.local.emulation import run_local
 
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
@@ -185,8 +206,9 @@ def fetch(
 def register(app: typer.Typer) -> None:
     render_example = backends.render_names()[-1]
     app.command(epilog=examples("ft version"))(version)
-    app.command(epilog=examples("ft init", "ft init llama.yaml --name llama-lora "
-                                "--base-model meta-llama/Llama-3.1-8B"))(init)
+    app.command(epilog=examples("ft init llama.yaml --name llama-lora "
+                                "--base-model meta-llama/Llama-3.1-8B",
+                                "ft init --example tiny my-tiny"))(init)
     app.command(epilog=examples("ft validate examples/llama-3.1-8b-lora.yaml",
                                 "ft validate spec.yaml --nodes 2 --gpus-per-node 8"))(validate)
     app.command(epilog=examples(

@@ -6,6 +6,7 @@ They import torch and transformers, so they load the trainer lazily: `ft --help`
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +14,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.options import examples
+from orchestrator.train_stack import needs_train_stack
 from trainer.contract.errors import UserError
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
@@ -24,14 +26,17 @@ def _training_config(spec_path: Path):
     return load_for_cli(spec_path).training
 
 
+@needs_train_stack("`ft train`")
 def train(spec: SpecArg) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
     from trainer.loop import train as run_training
 
     output = run_training(_training_config(spec))
-    typer.echo(f"trained model in {output}")
+    if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
+        typer.echo(f"trained model in {output}")
 
 
+@needs_train_stack("`ft preprocess`")
 def preprocess(
     spec: SpecArg,
     debug: Annotated[bool, typer.Option(help="Show a few rows with masked tokens marked.")]
@@ -51,6 +56,7 @@ def preprocess(
         typer.echo(describe_rows(data.train, tokenizer))
 
 
+@needs_train_stack("`ft merge-lora`")
 def merge_lora(
     spec: SpecArg,
     cpu: Annotated[bool, typer.Option("--cpu", help="Merge on the CPU.")] = False,
@@ -65,6 +71,7 @@ def merge_lora(
     typer.echo(f"merged model in {target}")
 
 
+@needs_train_stack("`ft inference`")
 def inference(
     spec: SpecArg,
     prompt: Annotated[str | None, typer.Option(help="The prompt (default: read stdin).")]

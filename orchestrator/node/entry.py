@@ -20,11 +20,12 @@ from orchestrator.node.launch_line import launch_argv
 from orchestrator.node.supervise import Supervisor
 from orchestrator.node.world import World, resolve_world
 from orchestrator.process import run_foreground
+from orchestrator.train_stack import INSTALL_HINT as TRAIN_INSTALL_HINT
 from trainer.contract.errors import UserError
 from trainer.contract.launch import LaunchSpec, duration_seconds
 
-_INSTALL_HINT = {"torchrun": "it comes with PyTorch: pip install torch",
-                 "accelerate": "pip install accelerate"}
+_INSTALL_HINT = {"torchrun": f"it comes with PyTorch: {TRAIN_INSTALL_HINT}",
+                 "accelerate": TRAIN_INSTALL_HINT}
 
 
 def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backend: str | None,

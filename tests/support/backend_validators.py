@@ -49,6 +49,15 @@ def _venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def _venv_dir(pin: str) -> Path:
+    return cache_root() / pin.replace("==", "-")
+
+
+def is_ready(pin: str) -> bool:
+    """Built and complete (the marker is written last)."""
+    return (_venv_dir(pin) / MARKER).is_file()
+
+
 def ensure_venv(pin: str) -> Path:
     """Return the python of a venv with ``pin`` installed, building it if needed.
 
@@ -58,8 +67,8 @@ def ensure_venv(pin: str) -> Path:
     """
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    name = pin.replace("==", "-")
-    final = root / name
+    final = _venv_dir(pin)
+    name = final.name
     if (final / MARKER).is_file():  # fast path, no lock needed
         return _venv_python(final)
     with open(root / f"{name}.lock", "w") as lock:
@@ -90,7 +99,9 @@ def _build(venv: Path, pin: str) -> None:
     subprocess.run([BASE_PYTHON, "-m", "venv", str(venv)], check=True)
     py = str(_venv_python(venv))
     # pyyaml is a dependency of both backends; named explicitly because the child uses it.
-    cmd = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", pin, "pyyaml"]
+    # --prefer-binary: an sdist newer than the newest wheel would otherwise be built here.
+    cmd = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--prefer-binary",
+           pin, "pyyaml"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pip install {pin} failed:\n{proc.stdout}\n{proc.stderr}")
