@@ -8,6 +8,7 @@ import sys
 import torch
 from transformers import TrainingArguments
 
+from trainer.activation_memory import full_checkpointing
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.training import TrainingConfig
 from trainer.model import Precision
@@ -126,8 +127,8 @@ def _checkpointing(cfg: TrainingConfig) -> dict:
         else "gradient"
     kwargs = cfg.gradient_checkpointing_kwargs or {"use_reentrant": False}
     # `fsdp_config.activation_checkpointing` asks for the same per-decoder-layer recompute.
-    enabled = bool(cfg.gradient_checkpointing) or bool(
-        cfg.fsdp_config and cfg.fsdp_config.activation_checkpointing)
+    # `auto` is applied per layer by trainer/activation_memory.py, not by the Trainer.
+    enabled = full_checkpointing(cfg)
     return {f"{prefix}_checkpointing": enabled,
             f"{prefix}_checkpointing_kwargs": kwargs}
 
