@@ -16,10 +16,11 @@ with tokens = micro_batch_size x sequence_len (the most a batch holds). The firs
 are checkpointed, k the smallest that fits: backward reaches them last, when the kept
 layers' activations are already freed, so their recompute needs no extra room.
 
-PER_TOKEN_LAYER = 2 x (6 hidden + 4 intermediate) bytes, i.e. ~160 KiB for Llama-3.1-8B:
-measured 2026-11-26 on an H200 with transformers + Liger (ANCHORS.md: 58.6 GiB without,
-19.7 GiB with checkpointing at 8192 tokens, 32 layers -> 163 KiB). QLoRA adds the fp32
-outputs of the two norms peft upcasts (16 x hidden bytes): 67.3 vs 14.5 GiB measured there.
+PER_TOKEN_LAYER = 2 x (6 hidden + 4 intermediate) bytes, ~160 KiB for Llama-3.1-8B, fitted
+to ANCHORS.md (2026-11-26, H200, transformers + Liger, 8192 tokens, 32 layers: 58.6 GiB
+without, 19.7 GiB with checkpointing -> 163 KiB). transformers' own RMSNorm keeps fp32
+copies: +16 x hidden (80.4 GiB without Liger there -> ~220 KiB). QLoRA: the norms peft
+upcasts to fp32 make fp32 activations, +20 x hidden (67.3 GiB there -> ~236 KiB).
 """
 
 from __future__ import annotations
@@ -50,11 +51,13 @@ class Estimate:
     tokens: int
     quantized: bool
     fused_loss: bool
+    fused_norm: bool = True  # Liger's RMSNorm (transformers' keeps fp32 copies)
 
 
-def per_token_layer_bytes(shape: Shape, quantized: bool) -> int:
-    return 2 * (6 * shape.hidden + 4 * shape.intermediate) + (16 * shape.hidden if quantized
-                                                              else 0)
+def per_token_layer_bytes(shape: Shape, est: Estimate) -> int:
+    h = shape.hidden
+    return 2 * (6 * h + 4 * shape.intermediate) + (0 if est.fused_norm else 16 * h) + \
+        (20 * h if est.quantized else 0)
 
 
 def layers_to_checkpoint(shape: Shape, est: Estimate, total_bytes: int) -> int:
@@ -62,7 +65,7 @@ def layers_to_checkpoint(shape: Shape, est: Estimate, total_bytes: int) -> int:
     budget = HEADROOM * total_bytes - RESERVED
     static = est.static_bytes + (0 if est.fused_loss else
                                  LOGIT_BYTES * est.tokens * shape.vocab)
-    kept = est.tokens * per_token_layer_bytes(shape, est.quantized)
+    kept = est.tokens * per_token_layer_bytes(shape, est)
     ckpt = est.tokens * shape.hidden * 2
     for k in range(shape.layers + 1):
         if static + k * ckpt + (shape.layers - k) * kept <= budget:
@@ -104,13 +107,13 @@ def decoder_layers(model) -> list:
     return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
 
 
-def plan_checkpointing(model, cfg, *, fused_loss: bool) -> int | None:
+def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool) -> int | None:
     """Apply `auto`: checkpoint the first k decoder layers. With `true`, only say when the
     estimate finds that fewer would fit. Returns k, or None when nothing was estimated."""
     auto = cfg.gradient_checkpointing == "auto" and not full_checkpointing(cfg)
     if not (auto or full_checkpointing(cfg)):
         return None
-    k = estimate_layers(model, cfg, fused_loss)
+    k = estimate_layers(model, cfg, fused_loss, fused_norm)
     if k is None:
         return None
     layers = decoder_layers(model)
@@ -130,7 +133,7 @@ def plan_checkpointing(model, cfg, *, fused_loss: bool) -> int | None:
     return k
 
 
-def estimate_layers(model, cfg, fused_loss: bool) -> int | None:
+def estimate_layers(model, cfg, fused_loss: bool, fused_norm: bool) -> int | None:
     import torch
 
     shape = shape_of(model.config)
@@ -140,7 +143,8 @@ def estimate_layers(model, cfg, fused_loss: bool) -> int | None:
     sharded = cfg.uses_fsdp or bool(cfg.deepspeed)
     world = int(os.environ.get("WORLD_SIZE", "1")) if sharded else 1
     tokens = cfg.micro_batch_size * cfg.sequence_len
-    est = Estimate(static_bytes(model, world), tokens, cfg.load_in_4bit, fused_loss)
+    est = Estimate(static_bytes(model, world), tokens, cfg.load_in_4bit, fused_loss,
+                   fused_norm)
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
     k = layers_to_checkpoint(shape, est, total)
     log.info("activation memory estimate: %.1f GiB GPU, %.1f GiB static, %d tokens per "

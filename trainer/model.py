@@ -152,7 +152,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         # the adapter's initial weights the same run after run, whatever the sharding.
         set_seed(cfg.seed)
         model = _add_adapter(cfg, model)
-    plan_checkpointing(model, cfg, fused_loss=kernels.fused_loss)
+    plan_checkpointing(model, cfg, fused_loss=kernels.fused_loss,
+                       fused_norm=kernels.liger.get("liger_rms_norm", False))
     return model
 
 
