@@ -76,9 +76,10 @@ CASES = {
 #   ft: no modifier = ft's defaults (kernels and checkpointing chosen by ft);
 #       ckpt / nockpt = gradient_checkpointing true / false (default: auto);
 #       liger / noliger = liger_kernel true / false (default: Liger where installed);
-#       cce = cut_cross_entropy: true. `ft:ATTN` also sets attn_implementation.
+#       cce = cut_cross_entropy: true; nolorak = lora_*_kernel false (peft's own LoRA
+#       forward). `ft:ATTN` also sets attn_implementation.
 #   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
-MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce"},
+MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak"},
              "baseline": {"liger", "nockpt"}}
 
 
@@ -101,6 +102,8 @@ def ft_lever_keys(mods: set[str]) -> dict:
         keys["liger_kernel"] = "liger" in mods
     if "cce" in mods:
         keys["cut_cross_entropy"] = True
+    if "nolorak" in mods or "noliger" in mods:  # noliger: the plain path, peft's LoRA too
+        keys.update(lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False)
     return keys
 
 

@@ -166,3 +166,48 @@ def test_several_gpus_without_a_launcher_train_on_the_first_with_a_note():
                                               ({"WORLD_SIZE": "2"}, 8)])
 def test_one_gpu_or_a_launcher_is_left_alone(environ, visible):
     assert one_gpu_env(environ, visible) == ({}, None)
+
+
+# -- lean LoRA forward
+
+def test_lean_lora_forward_is_peft_lora_and_its_gradients(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from trainer.lora_fused import fuse_lora
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential()
+    base.add_module("up_proj", torch.nn.Linear(16, 24, bias=False))
+    plain = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["up_proj"]))
+    torch.nn.init.normal_(plain.base_model.model.up_proj.lora_B["default"].weight)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    expected = plain(x)
+    expected.square().sum().backward()
+    grads = [x.grad.clone(), plain.base_model.model.up_proj.lora_B["default"].weight.grad.clone()]
+    x.grad = None
+    plain.zero_grad()
+    assert fuse_lora(plain, ("lora_mlp_kernel",)) == 1
+    got = plain(x)
+    got.square().sum().backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(x.grad, grads[0])
+    torch.testing.assert_close(plain.base_model.model.up_proj.lora_B["default"].weight.grad,
+                               grads[1])
+    with plain.disable_adapter():  # falls back to peft's forward
+        torch.testing.assert_close(plain(x), base.up_proj.base_layer(x))
+
+
+def test_lora_kernel_keys_default_on_for_plain_lora_on_a_gpu():
+    from trainer.kernels import lora_kernel_groups
+
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"),
+                              on_gpu=True) == ("lora_qkv_kernel", "lora_o_kernel",
+                                               "lora_mlp_kernel")
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"),
+                              on_gpu=False) == ()
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"
+                                        "lora_dropout: 0.05\n"), on_gpu=True) == ()
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"
+                                        "lora_o_kernel: false\n"), on_gpu=True) == (
+        "lora_qkv_kernel", "lora_mlp_kernel")

@@ -16,11 +16,14 @@ with tokens = micro_batch_size x sequence_len (the most a batch holds). The firs
 are checkpointed, k the smallest that fits: backward reaches them last, when the kept
 layers' activations are already freed, so their recompute needs no extra room.
 
-PER_TOKEN_LAYER = 2 x (6 hidden + 4 intermediate) bytes, ~160 KiB for Llama-3.1-8B, fitted
-to ANCHORS.md (2026-11-26, H200, transformers + Liger, 8192 tokens, 32 layers: 58.6 GiB
-without, 19.7 GiB with checkpointing -> 163 KiB). transformers' own RMSNorm keeps fp32
-copies: +16 x hidden (80.4 GiB without Liger there -> ~220 KiB). QLoRA: the norms peft
-upcasts to fp32 make fp32 activations, +20 x hidden (67.3 GiB there -> ~236 KiB).
+PER_TOKEN_LAYER = 2 x (7 hidden + 4 intermediate) bytes, 172 KiB for Llama-3.1-8B, fitted to
+bench/results/2026-11-26-h100.jsonl (H100, ft + Liger, peft's LoRA forward, 8192 tokens,
+32 layers, no recompute: 58.56 GiB peak, 15.6 GiB static -> 172 KiB). transformers' own
+RMSNorm keeps fp32 copies: +16 x hidden (ANCHORS.md: 80.4 GiB without Liger). QLoRA: the
+norms peft upcasts to fp32 make fp32 activations: +16 x hidden (67.26 GiB, 7.8 static ->
+232 KiB). A backward pass also holds one layer's MLP gradients: tokens x (6 intermediate +
+4 hidden) bytes on top (a 16384-token batch that the estimate without it put at 69.5 GiB
+ran out of 79 GiB).
 """
 
 from __future__ import annotations
@@ -56,15 +59,20 @@ class Estimate:
 
 def per_token_layer_bytes(shape: Shape, est: Estimate) -> int:
     h = shape.hidden
-    return 2 * (6 * h + 4 * shape.intermediate) + (0 if est.fused_norm else 16 * h) + \
-        (20 * h if est.quantized else 0)
+    return 2 * (7 * h + 4 * shape.intermediate) + (0 if est.fused_norm else 16 * h) + \
+        (16 * h if est.quantized else 0)
+
+
+def backward_transient_bytes(shape: Shape, tokens: int) -> int:
+    """A layer's backward temporaries beside the kept activations (MLP gradients)."""
+    return tokens * (6 * shape.intermediate + 4 * shape.hidden)
 
 
 def layers_to_checkpoint(shape: Shape, est: Estimate, total_bytes: int) -> int:
     """Smallest k in 0..layers for which the estimate fits (layers when nothing fits)."""
     budget = HEADROOM * total_bytes - RESERVED
-    static = est.static_bytes + (0 if est.fused_loss else
-                                 LOGIT_BYTES * est.tokens * shape.vocab)
+    static = est.static_bytes + backward_transient_bytes(shape, est.tokens) + (
+        0 if est.fused_loss else LOGIT_BYTES * est.tokens * shape.vocab)
     kept = est.tokens * per_token_layer_bytes(shape, est)
     ckpt = est.tokens * shape.hidden * 2
     for k in range(shape.layers + 1):

@@ -67,6 +67,16 @@ class KernelPlan:
         return ", ".join(on) or "none"
 
 
+def lora_kernel_groups(cfg: TrainingConfig, on_gpu: bool) -> tuple[str, ...]:
+    """Axolotl's lora_*_kernel keys that are on; unset ones follow ft's default: on for
+    plain LoRA (no dropout, DoRA) on a GPU. CPU runs keep peft's own forward."""
+    from trainer.lora_fused import GROUPS
+
+    plain = bool(cfg.adapter) and cfg.lora_dropout == 0 and not cfg.peft_use_dora
+    return tuple(k for k in GROUPS if getattr(cfg, k) or
+                 (getattr(cfg, k) is None and plain and on_gpu))
+
+
 def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 

@@ -247,6 +247,10 @@ class TrainingConfig(_Strict):
                                              "materialised logits.")
     cut_cross_entropy: bool | None = Field(None, description="Apple's cut-cross-entropy "
                                            "(CutCrossEntropyPlugin): logits never stored.")
+    lora_mlp_kernel: bool | None = Field(None, description="Lean LoRA forward on "
+                                         "gate/up/down_proj (default: on a GPU, plain LoRA).")
+    lora_qkv_kernel: bool | None = Field(None, description="The same on q/k/v_proj.")
+    lora_o_kernel: bool | None = Field(None, description="The same on o_proj.")
 
     @field_validator("plugins")
     @classmethod
