@@ -211,3 +211,9 @@ def test_lora_kernel_keys_default_on_for_plain_lora_on_a_gpu():
     assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"
                                         "lora_o_kernel: false\n"), on_gpu=True) == (
         "lora_qkv_kernel", "lora_mlp_kernel")
+
+
+def test_the_lean_lora_forward_leaves_room_for_more_kept_layers():
+    args = dict(static_bytes=LORA_8B_STATIC, tokens=8 * 2048, quantized=False, fused_loss=True)
+    assert layers_to_checkpoint(LLAMA_8B, Estimate(lean_lora=True, **args), H100) < \
+        layers_to_checkpoint(LLAMA_8B, Estimate(**args), H100)

@@ -21,16 +21,18 @@ bench/results/2026-11-26-h100.jsonl (H100, ft + Liger, peft's LoRA forward, 8192
 32 layers, no recompute: 58.56 GiB peak, 15.6 GiB static -> 172 KiB). transformers' own
 RMSNorm keeps fp32 copies: +16 x hidden (ANCHORS.md: 80.4 GiB without Liger). QLoRA: the
 norms peft upcasts to fp32 make fp32 activations: +16 x hidden (67.26 GiB, 7.8 static ->
-232 KiB). A backward pass also holds one layer's MLP gradients: tokens x (6 intermediate +
-4 hidden) bytes on top (a 16384-token batch that the estimate without it put at 69.5 GiB
-ran out of 79 GiB).
+232 KiB). The lean LoRA forward keeps no second copy of the adapted projections' inputs:
+2 x (4 hidden + 4 intermediate) = 144 KiB (measured 138 on full rows, 150 on packed rows
+with flex attention). A backward pass also holds one layer's MLP gradients: tokens x
+(6 intermediate + 4 hidden) bytes on top (a 16384-token batch that the estimate without
+it put at 69.5 GiB ran out of 79 GiB).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 log = logging.getLogger("ft.memory")
 
@@ -55,12 +57,13 @@ class Estimate:
     quantized: bool
     fused_loss: bool
     fused_norm: bool = True  # Liger's RMSNorm (transformers' keeps fp32 copies)
+    lean_lora: bool = False  # trainer/lora_fused.py: no second copy of each LoRA input
 
 
 def per_token_layer_bytes(shape: Shape, est: Estimate) -> int:
     h = shape.hidden
-    return 2 * (7 * h + 4 * shape.intermediate) + (0 if est.fused_norm else 16 * h) + \
-        (16 * h if est.quantized else 0)
+    return 2 * ((4 if est.lean_lora else 7) * h + 4 * shape.intermediate) + \
+        (0 if est.fused_norm else 16 * h) + (16 * h if est.quantized else 0)
 
 
 def backward_transient_bytes(shape: Shape, tokens: int) -> int:
@@ -115,13 +118,15 @@ def decoder_layers(model) -> list:
     return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
 
 
-def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool) -> int | None:
+def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool,
+                       lean_lora: bool = False) -> int | None:
     """Apply `auto`: checkpoint the first k decoder layers. With `true`, only say when the
     estimate finds that fewer would fit. Returns k, or None when nothing was estimated."""
     auto = cfg.gradient_checkpointing == "auto" and not full_checkpointing(cfg)
     if not (auto or full_checkpointing(cfg)):
         return None
-    k = estimate_layers(model, cfg, fused_loss, fused_norm)
+    k = estimate_layers(model, cfg, Estimate(0, 0, cfg.load_in_4bit, fused_loss, fused_norm,
+                                             lean_lora))
     if k is None:
         return None
     layers = decoder_layers(model)
@@ -141,7 +146,8 @@ def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool) -> int
     return k
 
 
-def estimate_layers(model, cfg, fused_loss: bool, fused_norm: bool) -> int | None:
+def estimate_layers(model, cfg, kinds: Estimate) -> int | None:
+    """`kinds`: the kernel choices; its byte and token counts are filled in here."""
     import torch
 
     shape = shape_of(model.config)
@@ -151,12 +157,11 @@ def estimate_layers(model, cfg, fused_loss: bool, fused_norm: bool) -> int | Non
     sharded = cfg.uses_fsdp or bool(cfg.deepspeed)
     world = int(os.environ.get("WORLD_SIZE", "1")) if sharded else 1
     tokens = cfg.micro_batch_size * cfg.sequence_len
-    est = Estimate(static_bytes(model, world), tokens, cfg.load_in_4bit, fused_loss,
-                   fused_norm)
+    est = replace(kinds, static_bytes=static_bytes(model, world), tokens=tokens)
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
     k = layers_to_checkpoint(shape, est, total)
     log.info("activation memory estimate: %.1f GiB GPU, %.1f GiB static, %d tokens per "
              "micro-batch, %s loss -> %d of %d layers to recompute", total / GIB,
-             est.static_bytes / GIB, tokens, "fused" if fused_loss else "plain", k,
+             est.static_bytes / GIB, tokens, "fused" if est.fused_loss else "plain", k,
              shape.layers)
     return k

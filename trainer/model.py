@@ -21,7 +21,7 @@ from transformers import (
 from trainer.activation_memory import full_checkpointing, plan_checkpointing
 from trainer.contract.training import TrainingConfig
 from trainer.kernels import apply_kernels, installed, lora_kernel_groups, plan_kernels
-from trainer.lora_fused import fuse_lora
+from trainer.lora_fused import GROUPS, fuse_lora
 
 log = logging.getLogger("ft.model")
 
@@ -153,11 +153,12 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         # the adapter's initial weights the same run after run, whatever the sharding.
         set_seed(cfg.seed)
         model = _add_adapter(cfg, model)
-        groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available())
-        if groups:
-            fuse_lora(model, groups)
+    groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
+    if groups:
+        fuse_lora(model, groups)
     plan_checkpointing(model, cfg, fused_loss=kernels.fused_loss,
-                       fused_norm=kernels.liger.get("liger_rms_norm", False))
+                       fused_norm=kernels.liger.get("liger_rms_norm", False),
+                       lean_lora=len(groups) == len(GROUPS))
     return model
 
 
