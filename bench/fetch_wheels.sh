@@ -9,7 +9,8 @@
 # (and CPU) binaries are kept: 7 MB. pyarrow is not carried: datasets 5.2 asks for
 # pyarrow>=24 and the image has 25.0.1 (2026-11). deepspeed has no wheel on the index: its
 # sdist is built here into a pure-Python wheel (DS_BUILD_OPS=0; ft uses no DeepSpeed kernels,
-# the optimizer is torch's), 2 MB.
+# the optimizer is torch's), 2 MB. liger-kernel (0.9 MB) and cut-cross-entropy (23 kB) are
+# pure Python (triton kernels): ft's default kernels and its `cut_cross_entropy` key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
@@ -21,7 +22,8 @@ python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --im
     "${platforms[@]}" -d .whl \
     bitsandbytes==0.50.2 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 \
     pydantic==2.14.3 pydantic_core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 \
-    typing-extensions==4.16.0 huggingface-hub==1.31.0 hjson==3.1.0
+    typing-extensions==4.16.0 huggingface-hub==1.31.0 hjson==3.1.0 \
+    liger-kernel==0.8.5 cut-cross-entropy==25.1.1
 
 # bitsandbytes: drop the binaries torch cu13x never loads, rewrite RECORD, re-zip.
 whl=$(ls .whl/bitsandbytes-0.50.2-*.whl)

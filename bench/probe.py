@@ -10,7 +10,8 @@ edit to ft's trainer/ or to the baseline), measures both the same way:
   optimizer step (on_step_begin .. on_step_end, the baseline's own Timer) and the host clock
   at each step end (wall time between step ends: includes data loading, collation, logging);
   `torch.cuda.reset_peak_memory_stats()` at train begin, `max_memory_allocated` at train end;
-- `Trainer.training_step` wrapped to count useful (non-padding) tokens of every micro-batch:
+- `Trainer.training_step` wrapped to record each micro-batch's loss (the loss-curve guard
+  compares them step by step across tools) and to count its useful (non-padding) tokens:
   the real row lengths that ft's collator saw (its Collator is wrapped to record them, in
   order), else `attention_mask.sum()` (the baseline's own count), else every token.
 
@@ -34,7 +35,7 @@ def install(out_path: str) -> None:
     from transformers import Trainer, TrainerCallback
 
     cuda = torch.cuda.is_available()
-    rec: dict = {"step_s": [], "step_end_t": [], "useful": [], "batch_tokens": [],
+    rec: dict = {"step_s": [], "step_end_t": [], "useful": [], "batch_tokens": [], "loss": [],
                  "useful_source": None, "peak_alloc_gib": None, "peak_reserved_gib": None}
     lengths: collections.deque = collections.deque()
 
@@ -89,7 +90,10 @@ def install(out_path: str) -> None:
         rec["useful"].append(useful)
         rec["batch_tokens"].append(ids.numel())
         rec["useful_source"] = source
-        return original_step(self, model, inputs, *args, **kwargs)
+        loss = original_step(self, model, inputs, *args, **kwargs)
+        # The step's loss for the loss-curve guard (the step ends with a sync anyway).
+        rec["loss"].append(float(loss.detach().float()))
+        return loss
 
     Trainer.__init__ = __init__
     Trainer.training_step = training_step

@@ -36,6 +36,7 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -71,6 +72,41 @@ CASES = {
     "qlora-fixed": dict(mode="qlora", data="fixed", mbs=4),
     "qlora-realistic": dict(mode="qlora", data="realistic", mbs=8),
 }
+# Tool modifiers (`ft+liger+nockpt`, `baseline+liger`): each a switch of one lever.
+#   ft: no modifier = ft's defaults (kernels and checkpointing chosen by ft);
+#       ckpt / nockpt = gradient_checkpointing true / false (default: auto);
+#       liger / noliger = liger_kernel true / false (default: Liger where installed);
+#       cce = cut_cross_entropy: true; nolorak = lora_*_kernel false (peft's own LoRA
+#       forward). `ft:ATTN` also sets attn_implementation.
+#   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
+MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak"},
+             "baseline": {"liger", "nockpt"}}
+
+
+def parse_tool(tool: str) -> tuple[str, str | None, set[str]]:
+    """'ft:flex_attention+liger' -> ('ft', 'flex_attention', {'liger'})."""
+    name, *mods = tool.split("+")
+    base, _, attn = name.partition(":")
+    unknown = set(mods) - MODIFIERS.get(base, set())
+    if base not in MODIFIERS or unknown:
+        raise SystemExit(f"unknown tool {tool!r} (modifiers {sorted(unknown)})")
+    return base, attn or None, set(mods)
+
+
+def ft_lever_keys(mods: set[str]) -> dict:
+    """The spec keys a tool's modifiers set; absent keys leave ft's defaults."""
+    keys: dict = {}
+    if "ckpt" in mods or "nockpt" in mods:
+        keys["gradient_checkpointing"] = "ckpt" in mods
+    if "liger" in mods or "noliger" in mods:
+        keys["liger_kernel"] = "liger" in mods
+    if "cce" in mods:
+        keys["cut_cross_entropy"] = True
+    if "nolorak" in mods or "noliger" in mods:  # noliger: the plain path, peft's LoRA too
+        keys.update(lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False)
+    return keys
+
+
 # Only for the CPU smoke test (bench/smoke_cpu.sh); the baseline knows 8b and 1b.
 TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2)
@@ -385,7 +421,7 @@ class Bench:
         import yaml
 
         a = self.a
-        name = f"{case}-{tool.replace(':', '-')}"
+        name = f"{case}-{tool.replace(':', '-').replace('+', '-')}"
         out_dir = self.work / f"out-{name}"
         shutil.rmtree(out_dir, ignore_errors=True)
         spec = {
@@ -405,7 +441,7 @@ class Bench:
             "optimizer": "adamw_torch", "learning_rate": 2e-4, "lr_scheduler": "linear",
             "warmup_steps": 0,
             "bf16": True,
-            "gradient_checkpointing": True,
+            **ft_lever_keys(parse_tool(tool)[2]),
             "attn_implementation": attn,
             "logging_steps": 1,
             "seed": 0,
@@ -429,17 +465,20 @@ class Bench:
             line = {**base, "skipped": f"budget: {left:.0f}s left < {a.min_run_s}s"}
             self.emit(line)
             return line
-        probe_json = self.work / f"probe-{case}-{tool.replace(':', '-')}.json"
+        probe_json = self.work / f"probe-{case}-{tool.replace(':', '-').replace('+', '-')}.json"
         probe_json.unlink(missing_ok=True)
         out_dir = None
-        if tool == "baseline":
+        kind, tool_attn, mods = parse_tool(tool)
+        if kind == "baseline":
             data = "fixed" if cfg["data"] == "fixed" else self.realistic_path
             cmd = [sys.executable, str(PROBE), str(probe_json), self.baseline, "--mode",
                    cfg["mode"], "--shape", a.shape, "--data", data, "--seq", str(a.seq),
-                   "--mbs", str(cfg["mbs"]), "--steps", str(a.steps)]
+                   "--mbs", str(cfg["mbs"]), "--steps", str(a.steps),
+                   "--liger", str(int("liger" in mods)),
+                   "--grad-ckpt", str(int("nockpt" not in mods))]
             base.update(packing=False, attn="sdpa")
         else:
-            attn = tool.split(":", 1)[1] if ":" in tool else self.attention()
+            attn = tool_attn or self.attention()
             spec, out_dir = self.write_spec(case, cfg, tool, attn)
             cmd = [sys.executable, str(PROBE), str(probe_json), "ft", "train", str(spec)]
             base.update(packing=cfg["data"] == "realistic", attn=attn, spec=str(spec))
@@ -465,11 +504,15 @@ class Bench:
             line["gpu_poll"] = poll.source
         params = n_params(shape_of(a.shape))
         line["params"] = params
+        line.update(ft_choices(lines, kind, mods))
+        line["loss"] = [round(x, 5) for x in p.get("loss", [])]
         if self.peak_tflops and line.get("tokens_per_s"):
             peak = self.peak_tflops * 1e12
-            line["hfu"] = round(6 * params * line["tokens_per_s"] / peak, 3)
+            # HFU: forward 2N + activation gradients 2N + recompute 2N x recomputed share.
+            hfu_n = (4 + 2 * line["recomputed_share"]) * params
+            line["hfu"] = round(hfu_n * line["tokens_per_s"] / peak, 3)
             line["mfu"] = round(4 * params * line["tokens_per_s"] / peak, 3)
-            line["hfu_wall"] = round(6 * params * line["tokens_per_s_wall"] / peak, 3)
+            line["hfu_wall"] = round(hfu_n * line["tokens_per_s_wall"] / peak, 3)
             line["mfu_wall"] = round(4 * params * line["tokens_per_s_wall"] / peak, 3)
             line["peak_tflops"] = self.peak_tflops
         result = next((x for x in lines if x.startswith("RESULT ")), None)
@@ -483,6 +526,11 @@ class Bench:
                                   "model": summary.get("model"),
                                   "first_loss": losses[0] if losses else None,
                                   "last_loss": losses[-1] if losses else None}
+        line["loss_vs"] = {x["tool"]: loss_gap(line["loss"], x["loss"]) for x in self.lines
+                           if x.get("case") == line["case"] and x.get("loss")}
+        line["ratio_vs"] = {x["tool"]: round(line["tokens_per_s"] / x["tokens_per_s"], 3)
+                            for x in self.lines if x.get("case") == line["case"]
+                            and x.get("tokens_per_s") and x["tool"].startswith("baseline")}
         ref = next((x for x in self.lines if x.get("case") == line["case"]
                     and x.get("tool") == "baseline" and x.get("tokens_per_s")), None)
         if tool.startswith("ft") and ref:
@@ -527,11 +575,43 @@ class Bench:
                       f"{'skipped: ' + x['skipped'] if x.get('skipped') else 'FAILED'}")
                 continue
             r = x.get("ratio_vs_baseline") or {}
+            first = next((y for y in rows if y.get("case") == x["case"] and y.get("loss")), {})
+            gap = (x.get("loss_vs") or {}).get(first.get("tool")) or {}
             print(f"{x['case']:<23} {x['tool']:<17} {x['mbs']:>3} {x['tokens_per_s']:>11} "
                   f"{x['tokens_per_s_wall']:>11} {x.get('peak_alloc_gib')!s:>10} "
                   f"{x.get('peak_gpu_used_gib')!s:>8} {x.get('hfu')!s:>5} {x.get('mfu')!s:>5} "
-                  f"{r.get('tokens_per_s', '')!s:>11} {r.get('tokens_per_s_wall', '')!s:>11}",
-                  flush=True)
+                  f"{r.get('tokens_per_s', '')!s:>11} {r.get('tokens_per_s_wall', '')!s:>11} "
+                  f"recomputed {x.get('recomputed_share')} loss gap vs {first.get('tool')}: "
+                  f"max {gap.get('max')} mean {gap.get('mean')}", flush=True)
+
+
+def ft_choices(lines: list[str], kind: str, mods: set[str]) -> dict:
+    """What the run chose: kernels and the share of decoder layers recomputed in backward
+    (ft logs both; the baseline's come from its flags)."""
+    if kind == "baseline":
+        return {"kernels": "transformers use_liger_kernel" if "liger" in mods else "none",
+                "recomputed_share": 0.0 if "nockpt" in mods else 1.0}
+    out = {"kernels": None,
+           "recomputed_share": 1.0 if "ckpt" in mods else 0.0}  # auto: from the log
+    for text in lines:
+        if m := re.search(r"ft\.kernels: kernels: (.*)$", text):
+            out["kernels"] = m.group(1)
+        if m := re.search(r"gradient_checkpointing auto: (\d+) of (\d+)", text):
+            out["recomputed_share"] = round(int(m.group(1)) / int(m.group(2)), 3)
+            out["recomputed_layers"] = f"{m.group(1)}/{m.group(2)}"
+        if m := re.search(r"activation memory estimate: (.*)$", text):
+            out["memory_estimate"] = m.group(1)
+    return out
+
+
+def loss_gap(a: list[float], b: list[float]) -> dict | None:
+    """Per-step loss difference of two runs over their common steps."""
+    n = min(len(a), len(b))
+    if not n:
+        return None
+    gaps = [abs(x - y) for x, y in zip(a[:n], b[:n], strict=True)]
+    return {"steps": n, "first": round(gaps[0], 5), "max": round(max(gaps), 5),
+            "mean": round(sum(gaps) / n, 5)}
 
 
 def _r(x, n):

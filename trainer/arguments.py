@@ -8,6 +8,7 @@ import sys
 import torch
 from transformers import TrainingArguments
 
+from trainer.activation_memory import full_checkpointing
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.training import TrainingConfig
 from trainer.fsdp import ShardingPlan
@@ -113,8 +114,10 @@ def _checkpointing(cfg: TrainingConfig, plan: ShardingPlan | None) -> dict:
     prefix = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
         else "gradient"
     kwargs = cfg.gradient_checkpointing_kwargs or {"use_reentrant": False}
-    # FSDP's activation checkpointing is the same per-decoder-layer recompute.
-    enabled = bool(cfg.gradient_checkpointing) or bool(plan and plan.activation_checkpointing)
+    # `gradient_checkpointing: true` or FSDP's activation checkpointing (the plan's, which
+    # also reads the fsdp list words): the same per-decoder-layer recompute. `auto` is
+    # applied per layer by trainer/activation_memory.py, not by the Trainer.
+    enabled = full_checkpointing(cfg) or bool(plan and plan.activation_checkpointing)
     return {f"{prefix}_checkpointing": enabled,
             f"{prefix}_checkpointing_kwargs": kwargs}
 

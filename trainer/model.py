@@ -18,7 +18,10 @@ from transformers import (
     set_seed,
 )
 
+from trainer.activation_memory import full_checkpointing, plan_checkpointing
 from trainer.contract.training import TrainingConfig
+from trainer.kernels import apply_kernels, installed, lora_kernel_groups, plan_kernels
+from trainer.lora_fused import GROUPS, fuse_lora
 
 log = logging.getLogger("ft.model")
 
@@ -140,12 +143,22 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         model.resize_token_embeddings(len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
+    kernels = plan_kernels(cfg, on_gpu=torch.cuda.is_available(),
+                           liger_installed=installed("liger_kernel"),
+                           cce_installed=installed("cut_cross_entropy"))
+    apply_kernels(model, kernels)  # before peft: LoRA then wraps the patched projections
     if cfg.adapter:
         # The Trainer seeds only after the model exists, and loading consumes random numbers
         # differently on a meta skeleton, under ZeRO-3 or when quantizing. Seeding here makes
         # the adapter's initial weights the same run after run, whatever the sharding.
         set_seed(cfg.seed)
         model = _add_adapter(cfg, model)
+    groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
+    if groups:
+        fuse_lora(model, groups)
+    plan_checkpointing(model, cfg, fused_loss=kernels.fused_loss,
+                       fused_norm=kernels.liger.get("liger_rms_norm", False),
+                       lean_lora=len(groups) == len(GROUPS))
     return model
 
 
@@ -178,7 +191,7 @@ def _add_adapter(cfg: TrainingConfig, model):
 
     if cfg.load_in_4bit or cfg.load_in_8bit:
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=bool(cfg.gradient_checkpointing))
+            model, use_gradient_checkpointing=full_checkpointing(cfg))
     model = get_peft_model(model, lora_config(cfg))
     trainable, total = model.get_nb_trainable_parameters()
     log.info("adapter %s: %s trainable of %s parameters (%.2f%%)", cfg.adapter,

@@ -29,6 +29,13 @@ def _training_config(spec_path: Path):
 @needs_train_stack("`ft train`")
 def train(spec: SpecArg) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
+    from trainer.gpu_choice import use_one_gpu_outside_launcher
+
+    # First: importing the trainer stack (peft -> bitsandbytes) already starts the CUDA
+    # driver, which reads CUDA_VISIBLE_DEVICES once.
+    note = use_one_gpu_outside_launcher()
+    if note:
+        typer.echo(note, err=True)
     from trainer.loop import train as run_training
 
     output = run_training(_training_config(spec))

@@ -11,7 +11,7 @@ from trainer.contract.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.errors import UserError
 from trainer.contract.launch import LaunchSpec
-from trainer.contract.training import TrainingConfig
+from trainer.contract.training import LIGER_KEYS, TrainingConfig
 
 Rule = tuple[tuple[str, ...], str]
 
@@ -102,11 +102,23 @@ def _training(t: TrainingConfig) -> Iterator[Rule]:
     if (t.evals_per_epoch or t.eval_steps) and not t.val_set_size and not t.test_datasets:
         yield ("val_set_size",), ("evaluation is asked for but there is no eval data; set "
                                   "`val_set_size` (e.g. 0.05) or `test_datasets`")
+    yield from _kernels(t)
     for index, ds in enumerate(t.datasets):
         if ds.type is not None and ds.type not in DATASET_TYPES:
             yield ("datasets", index, "type"), (
                 f"unknown dataset type {ds.type!r}; ft supports {', '.join(DATASET_TYPES)} "
                 "(omit `type` for pre-tokenized rows)")
+
+
+def _kernels(t: TrainingConfig) -> Iterator[Rule]:
+    heads = [k for k in ("liger_fused_linear_cross_entropy", "liger_cross_entropy",
+                         "cut_cross_entropy") if getattr(t, k)]
+    if len(heads) > 1:
+        yield (heads[1],), f"choose one loss kernel: `{heads[0]}` is set too"
+    if t.liger_kernel is False:
+        for key in LIGER_KEYS:
+            if getattr(t, key):
+                yield (key,), "`liger_kernel: false` turns Liger off; remove one of them"
 
 
 # FSDP1-era switches Axolotl configs carry; FSDP2 has no equivalent for them.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Axolotl keys ft knows but does not implement. Axolotl's own example configs list many of
 # them with an empty value; an empty/false value is accepted (it asks for nothing), anything
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 UNSUPPORTED_AXOLOTL_KEYS = frozenset({
     "xformers_attention", "s2_attention", "flash_attn_cross_entropy", "flash_attn_rms_norm",
     "flash_attn_fuse_qkv", "flash_attn_fuse_mlp", "lora_fan_in_fan_out", "relora_steps",
-    "rl", "rl_beta", "dpo_beta", "reward_model", "process_reward_model", "plugins",
+    "rl", "rl_beta", "dpo_beta", "reward_model", "process_reward_model",
     "eval_table_size", "eval_causal_lm_metrics", "unfrozen_parameters", "model_config_type",
     "gptq", "torch_compile", "tensor_parallel_size", "context_parallel_size",
     "sequence_parallel_degree", "early_stopping_patience", "loss_watchdog_threshold",
@@ -30,6 +30,16 @@ UNSUPPORTED_AXOLOTL_KEYS = frozenset({
 # Keys whose value never changes what ft does (Axolotl bookkeeping); accepted with a warning.
 IGNORED_AXOLOTL_KEYS = frozenset({"strict", "wandb_watch", "wandb_log_model",
                                   "eval_max_new_tokens"})
+
+# Axolotl plugins whose keys ft implements itself (trainer/kernels.py); any other plugin is
+# code ft does not have, so naming it is an error.
+LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
+CCE_PLUGIN = "axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"
+KNOWN_PLUGINS = (LIGER_PLUGIN, CCE_PLUGIN)
+
+
+LIGER_KEYS = ("liger_rope", "liger_rms_norm", "liger_glu_activation", "liger_layer_norm",
+              "liger_fused_linear_cross_entropy", "liger_cross_entropy")
 
 
 class _Strict(BaseModel):
@@ -185,7 +195,9 @@ class TrainingConfig(_Strict):
     bf16: bool | Literal["auto"] | None = "auto"
     fp16: bool | None = None
     tf32: bool | None = None
-    gradient_checkpointing: bool | Literal["unsloth", "offload"] = False
+    gradient_checkpointing: bool | Literal["unsloth", "offload", "auto"] = Field(
+        "auto", description="Recompute activations in backward. auto (default): only as many "
+        "decoder layers as the GPU's memory needs (none when they all fit); true: every layer.")
     gradient_checkpointing_kwargs: dict[str, Any] | None = None
     # distributed
     fsdp: list[str] | str | None = Field(None, description="e.g. [full_shard, auto_wrap].")
@@ -218,8 +230,36 @@ class TrainingConfig(_Strict):
     dataloader_pin_memory: bool | None = None
     dataloader_prefetch_factor: int | None = None
     low_cpu_mem_usage: bool | None = None
-    liger_kernel: bool | None = Field(None, description="Use liger-kernel fused ops when "
-                                      "installed.")
+    # fused kernels (trainer/kernels.py). None = ft decides: on where liger-kernel is
+    # installed, a GPU trains and Liger supports the model type (the maths is unchanged).
+    plugins: list[str] | None = Field(None, description="Axolotl plugins; ft implements "
+                                      f"{', '.join(KNOWN_PLUGINS)} itself.")
+    liger_kernel: bool | None = Field(None, description="false: no Liger kernel at all; "
+                                      "true: every Liger kernel the model type has.")
+    liger_rope: bool | None = Field(None, description="Liger's fused rotary embedding.")
+    liger_rms_norm: bool | None = Field(None, description="Liger's RMSNorm kernel.")
+    liger_glu_activation: bool | None = Field(None, description="Liger's SwiGLU/GeGLU MLP.")
+    liger_layer_norm: bool | None = Field(None, description="Liger's LayerNorm kernel.")
+    liger_fused_linear_cross_entropy: bool | None = Field(
+        None, description="lm_head + cross-entropy in chunks: the [tokens x vocab] logits are "
+        "never stored (the largest activation of a 128k-vocabulary model).")
+    liger_cross_entropy: bool | None = Field(None, description="Liger's cross-entropy on "
+                                             "materialised logits.")
+    cut_cross_entropy: bool | None = Field(None, description="Apple's cut-cross-entropy "
+                                           "(CutCrossEntropyPlugin): logits never stored.")
+    lora_mlp_kernel: bool | None = Field(None, description="Lean LoRA forward on "
+                                         "gate/up/down_proj (default: on a GPU, plain LoRA).")
+    lora_qkv_kernel: bool | None = Field(None, description="The same on q/k/v_proj.")
+    lora_o_kernel: bool | None = Field(None, description="The same on o_proj.")
+
+    @field_validator("plugins")
+    @classmethod
+    def _known_plugins(cls, plugins: list[str] | None) -> list[str] | None:
+        unknown = [p for p in plugins or [] if p not in KNOWN_PLUGINS]
+        if unknown:
+            raise ValueError(f"ft does not have {', '.join(unknown)}; the plugins it "
+                             f"implements are {', '.join(KNOWN_PLUGINS)}")
+        return plugins
 
     @property
     def uses_fsdp(self) -> bool:

@@ -1,0 +1,219 @@
+"""Axolotl's speed keys -> kernel switches, `gradient_checkpointing: auto`'s memory plan, and
+`ft train` outside a launcher on a multi-GPU machine. CPU only: Liger and cut-cross-entropy
+need triton and a GPU, so here the plan is tested; tests/test_kernels_gpu.py runs them."""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+
+import pytest
+
+from orchestrator.spec import parse_spec
+from trainer.activation_memory import (
+    GIB,
+    Estimate,
+    Shape,
+    full_checkpointing,
+    layers_to_checkpoint,
+)
+from trainer.contract.errors import SpecError, UserError
+from trainer.contract.training import CCE_PLUGIN, LIGER_KEYS, LIGER_PLUGIN
+from trainer.gpu_choice import one_gpu_env
+from trainer.kernels import plan_kernels
+
+BASE = """\
+base_model: ./model
+datasets:
+  - path: data.jsonl
+    type: alpaca
+"""
+LLAMA_8B = Shape(layers=32, hidden=4096, intermediate=14336, vocab=128256)
+H100 = int(79.1 * GIB)
+LORA_8B_STATIC = int(15.7 * GIB)  # bf16 weights + fp32 LoRA params, grads and Adam state
+
+
+def _training(extra: str):
+    return parse_spec(textwrap.dedent(BASE + extra), "spec.yaml").training
+
+
+def _problems(extra: str) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse_spec(BASE + extra, "spec.yaml")
+    return [p.format("spec.yaml") for p in info.value.problems]
+
+
+def _plan(extra: str = "", on_gpu=True, liger=True, cce=True):
+    return plan_kernels(_training(extra), on_gpu=on_gpu, liger_installed=liger,
+                        cce_installed=cce)
+
+
+# -- spec keys
+
+def test_axolotl_liger_and_cce_configs_validate():
+    cfg = _training(f"""\
+plugins:
+  - {LIGER_PLUGIN}
+liger_rope: true
+liger_rms_norm: true
+liger_glu_activation: true
+liger_layer_norm: true
+liger_fused_linear_cross_entropy: true
+""")
+    assert all(getattr(cfg, k) for k in LIGER_KEYS if k != "liger_cross_entropy")
+    assert _training(f"plugins: [{CCE_PLUGIN}]\ncut_cross_entropy: true\n").cut_cross_entropy
+
+
+def test_an_unknown_plugin_is_named():
+    problems = _problems("plugins: [axolotl.integrations.spectrum.SpectrumPlugin]\n")
+    assert len(problems) == 1 and "SpectrumPlugin" in problems[0]
+    assert "spec.yaml:5: `plugins`" in problems[0]
+
+
+def test_two_loss_kernels_or_liger_off_with_a_kernel_on_are_refused():
+    assert _problems("liger_fused_linear_cross_entropy: true\ncut_cross_entropy: true\n") == [
+        "spec.yaml:6: `cut_cross_entropy`: choose one loss kernel: "
+        "`liger_fused_linear_cross_entropy` is set too"]
+    assert "liger_kernel: false" in _problems("liger_kernel: false\nliger_rope: true\n")[0]
+
+
+# -- which kernels run
+
+def test_on_a_gpu_with_liger_installed_ft_fuses_everything_by_default():
+    plan = _plan()
+    assert plan.chosen_by_ft and plan.fused_loss and not plan.cut_cross_entropy
+    assert plan.liger_kwargs() == {"rope": True, "rms_norm": True, "swiglu": True,
+                                   "geglu": True, "layer_norm": True,
+                                   "fused_linear_cross_entropy": True, "cross_entropy": False}
+
+
+def test_a_key_set_false_keeps_that_kernel_off():
+    plan = _plan("liger_fused_linear_cross_entropy: false\nliger_rope: false\n")
+    assert not plan.fused_loss and not plan.liger["liger_rope"]
+    assert plan.liger["liger_rms_norm"]  # the keys left out keep ft's default
+
+
+def test_another_loss_kernel_replaces_the_fused_linear_one():
+    plan = _plan("liger_cross_entropy: true\n")
+    assert plan.liger["liger_cross_entropy"] and not plan.fused_loss
+    plan = _plan("cut_cross_entropy: true\n")
+    assert plan.cut_cross_entropy and plan.fused_loss
+    assert not plan.liger["liger_fused_linear_cross_entropy"] and plan.liger["liger_rms_norm"]
+
+
+def test_liger_off_or_missing_means_plain_ops():
+    assert _plan("liger_kernel: false\n").describe() == "none"
+    assert _plan(liger=False).describe() == "none"  # nothing asked: nothing to complain about
+
+
+def test_asked_for_but_not_installed_is_an_error():
+    with pytest.raises(UserError, match="pip install liger-kernel"):
+        _plan("liger_rms_norm: true\n", liger=False)
+    with pytest.raises(UserError, match="pip install cut-cross-entropy"):
+        _plan("cut_cross_entropy: true\n", cce=False)
+
+
+def test_on_a_cpu_asked_for_kernels_are_skipped_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="ft.kernels"):
+        assert _plan("liger_kernel: true\n", on_gpu=False).describe() == "none"
+    assert "need a GPU" in caplog.text
+
+
+# -- gradient_checkpointing: auto
+
+def test_checkpointing_defaults_to_auto_and_true_still_means_every_layer():
+    assert _training("").gradient_checkpointing == "auto"
+    assert not full_checkpointing(_training(""))
+    assert full_checkpointing(_training("gradient_checkpointing: true\n"))
+    assert full_checkpointing(_training("fsdp: [full_shard]\nfsdp_config:\n"
+                                        "  activation_checkpointing: true\n"))
+
+
+def test_8b_lora_full_rows_fit_an_80gb_card_without_recompute_once_logits_are_fused():
+    fused = Estimate(LORA_8B_STATIC, tokens=4 * 2048, quantized=False, fused_loss=True)
+    plain = Estimate(LORA_8B_STATIC, tokens=4 * 2048, quantized=False, fused_loss=False,
+                     fused_norm=False)
+    assert layers_to_checkpoint(LLAMA_8B, fused, H100) == 0
+    assert layers_to_checkpoint(LLAMA_8B, plain, H100) > 0  # OOM there (ANCHORS.md)
+
+
+def test_twice_the_tokens_checkpoint_only_some_layers_and_more_on_a_smaller_card():
+    est = Estimate(LORA_8B_STATIC, tokens=8 * 2048, quantized=False, fused_loss=True)
+    on_h100 = layers_to_checkpoint(LLAMA_8B, est, H100)
+    assert 0 < on_h100 < LLAMA_8B.layers
+    assert layers_to_checkpoint(LLAMA_8B, est, int(141 * GIB)) == 0
+    assert layers_to_checkpoint(LLAMA_8B, est, int(40 * GIB)) > on_h100
+    assert layers_to_checkpoint(LLAMA_8B, est, int(16 * GIB)) == LLAMA_8B.layers
+
+
+def test_quantized_layers_are_estimated_larger():
+    args = dict(static_bytes=6 * GIB, tokens=8 * 2048, fused_loss=True)
+    assert layers_to_checkpoint(LLAMA_8B, Estimate(quantized=True, **args), H100) > \
+        layers_to_checkpoint(LLAMA_8B, Estimate(quantized=False, **args), H100)
+
+
+# -- ft train outside a launcher
+
+def test_several_gpus_without_a_launcher_train_on_the_first_with_a_note():
+    env, note = one_gpu_env({}, visible=2)
+    assert env == {"CUDA_VISIBLE_DEVICES": "0"}
+    assert "--backend local --gpus-per-node 2" in note
+    env, _ = one_gpu_env({"CUDA_VISIBLE_DEVICES": "3, 5"}, visible=2)
+    assert env == {"CUDA_VISIBLE_DEVICES": "3"}
+
+
+@pytest.mark.parametrize("environ, visible", [({}, 1), ({}, 0), ({"LOCAL_RANK": "0"}, 2),
+                                              ({"WORLD_SIZE": "2"}, 8)])
+def test_one_gpu_or_a_launcher_is_left_alone(environ, visible):
+    assert one_gpu_env(environ, visible) == ({}, None)
+
+
+# -- lean LoRA forward
+
+def test_lean_lora_forward_is_peft_lora_and_its_gradients(tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from trainer.lora_fused import fuse_lora
+
+    torch.manual_seed(0)
+    base = torch.nn.Sequential()
+    base.add_module("up_proj", torch.nn.Linear(16, 24, bias=False))
+    plain = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["up_proj"]))
+    torch.nn.init.normal_(plain.base_model.model.up_proj.lora_B["default"].weight)
+    x = torch.randn(3, 5, 16, requires_grad=True)
+    expected = plain(x)
+    expected.square().sum().backward()
+    grads = [x.grad.clone(), plain.base_model.model.up_proj.lora_B["default"].weight.grad.clone()]
+    x.grad = None
+    plain.zero_grad()
+    assert fuse_lora(plain, ("lora_mlp_kernel",)) == 1
+    got = plain(x)
+    got.square().sum().backward()
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(x.grad, grads[0])
+    torch.testing.assert_close(plain.base_model.model.up_proj.lora_B["default"].weight.grad,
+                               grads[1])
+    with plain.disable_adapter():  # falls back to peft's forward
+        torch.testing.assert_close(plain(x), base.up_proj.base_layer(x))
+
+
+def test_lora_kernel_keys_default_on_for_plain_lora_on_a_gpu():
+    from trainer.kernels import lora_kernel_groups
+
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"),
+                              on_gpu=True) == ("lora_qkv_kernel", "lora_o_kernel",
+                                               "lora_mlp_kernel")
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"),
+                              on_gpu=False) == ()
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"
+                                        "lora_dropout: 0.05\n"), on_gpu=True) == ()
+    assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"
+                                        "lora_o_kernel: false\n"), on_gpu=True) == (
+        "lora_qkv_kernel", "lora_mlp_kernel")
+
+
+def test_the_lean_lora_forward_leaves_room_for_more_kept_layers():
+    args = dict(static_bytes=LORA_8B_STATIC, tokens=8 * 2048, quantized=False, fused_loss=True)
+    assert layers_to_checkpoint(LLAMA_8B, Estimate(lean_lora=True, **args), H100) < \
+        layers_to_checkpoint(LLAMA_8B, Estimate(**args), H100)

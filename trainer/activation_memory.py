@@ -1,0 +1,167 @@
+"""`gradient_checkpointing: auto` (the default): recompute only as many decoder layers as
+the GPU's memory needs.
+
+Recomputing a layer in backward costs a third of its FLOPs (forward again), so a layer is
+checkpointed only when its activations do not fit. The estimate, per GPU:
+
+    static   = weights as loaded (4-bit packed, fp32 where peft upcast them; / world size
+               under FSDP) + 12 bytes per trainable parameter (fp32 grad + Adam's m and v)
+               + the logits: 10 bytes per token per vocabulary entry (bf16 logits, their
+               fp32 copy in the loss, the fp32 gradient) unless a fused loss kernel runs
+    kept     = tokens x PER_TOKEN_LAYER bytes for a layer whose activations stay
+    ckpt     = tokens x hidden x 2 bytes for a checkpointed layer (its bf16 input)
+    budget   = HEADROOM x total GPU memory - RESERVED
+
+with tokens = micro_batch_size x sequence_len (the most a batch holds). The first k layers
+are checkpointed, k the smallest that fits: backward reaches them last, when the kept
+layers' activations are already freed, so their recompute needs no extra room.
+
+PER_TOKEN_LAYER = 2 x (7 hidden + 4 intermediate) bytes, 172 KiB for Llama-3.1-8B, fitted to
+bench/results/2026-11-26-h100.jsonl (H100, ft + Liger, peft's LoRA forward, 8192 tokens,
+32 layers, no recompute: 58.56 GiB peak, 15.6 GiB static -> 172 KiB). transformers' own
+RMSNorm keeps fp32 copies: +16 x hidden (ANCHORS.md: 80.4 GiB without Liger). QLoRA: the
+norms peft upcasts to fp32 make fp32 activations: +16 x hidden (67.26 GiB, 7.8 static ->
+232 KiB). The lean LoRA forward keeps no second copy of the adapted projections' inputs:
+2 x (4 hidden + 4 intermediate) = 144 KiB (measured 138 on full rows, 150 on packed rows
+with flex attention). A backward pass also holds one layer's MLP gradients: tokens x
+(6 intermediate + 4 hidden) bytes on top (a 16384-token batch that the estimate without
+it put at 69.5 GiB ran out of 79 GiB).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+
+log = logging.getLogger("ft.memory")
+
+GIB = 2**30
+HEADROOM = 0.90  # allocator fragmentation, cuBLAS/NCCL workspaces, the CUDA context
+RESERVED = 1 * GIB
+LOGIT_BYTES = 10
+
+
+@dataclass(frozen=True)
+class Shape:
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    static_bytes: int
+    tokens: int
+    quantized: bool
+    fused_loss: bool
+    fused_norm: bool = True  # Liger's RMSNorm (transformers' keeps fp32 copies)
+    lean_lora: bool = False  # trainer/lora_fused.py: no second copy of each LoRA input
+
+
+def per_token_layer_bytes(shape: Shape, est: Estimate) -> int:
+    h = shape.hidden
+    return 2 * ((4 if est.lean_lora else 7) * h + 4 * shape.intermediate) + \
+        (0 if est.fused_norm else 16 * h) + (16 * h if est.quantized else 0)
+
+
+def backward_transient_bytes(shape: Shape, tokens: int) -> int:
+    """A layer's backward temporaries beside the kept activations (MLP gradients)."""
+    return tokens * (6 * shape.intermediate + 4 * shape.hidden)
+
+
+def layers_to_checkpoint(shape: Shape, est: Estimate, total_bytes: int) -> int:
+    """Smallest k in 0..layers for which the estimate fits (layers when nothing fits)."""
+    budget = HEADROOM * total_bytes - RESERVED
+    static = est.static_bytes + backward_transient_bytes(shape, est.tokens) + (
+        0 if est.fused_loss else LOGIT_BYTES * est.tokens * shape.vocab)
+    kept = est.tokens * per_token_layer_bytes(shape, est)
+    ckpt = est.tokens * shape.hidden * 2
+    for k in range(shape.layers + 1):
+        if static + k * ckpt + (shape.layers - k) * kept <= budget:
+            return k
+    return shape.layers
+
+
+def shape_of(config) -> Shape | None:
+    text = getattr(config, "get_text_config", lambda: config)()
+    try:
+        return Shape(text.num_hidden_layers, text.hidden_size, text.intermediate_size,
+                     text.vocab_size)
+    except AttributeError:
+        return None
+
+
+def full_checkpointing(cfg) -> bool:
+    """Every layer recomputed through the Trainer: `gradient_checkpointing: true` (or
+    unsloth/offload), or `fsdp_config.activation_checkpointing`. `auto` is planned here."""
+    return cfg.gradient_checkpointing not in (False, "auto") or bool(
+        cfg.fsdp_config and cfg.fsdp_config.activation_checkpointing)
+
+
+def static_bytes(model, world_size: int) -> int:
+    """What the parameters occupy on one GPU (sharded over the world under FSDP/ZeRO).
+    `ds_numel`: a ZeRO-3 parameter's real size (its tensor is an empty placeholder)."""
+    weights = trainable = 0
+    for p in model.parameters():
+        n = getattr(p, "ds_numel", p.numel())
+        weights += n * p.element_size()
+        trainable += n if p.requires_grad else 0
+    return (weights + 12 * trainable) // max(world_size, 1)
+
+
+def decoder_layers(model) -> list:
+    """The modules transformers checkpoints (GradientCheckpointingLayer), in model order."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool,
+                       lean_lora: bool = False) -> int | None:
+    """Apply `auto`: checkpoint the first k decoder layers. With `true`, only say when the
+    estimate finds that fewer would fit. Returns k, or None when nothing was estimated."""
+    auto = cfg.gradient_checkpointing == "auto" and not full_checkpointing(cfg)
+    if not (auto or full_checkpointing(cfg)):
+        return None
+    k = estimate_layers(model, cfg, Estimate(0, 0, cfg.load_in_4bit, fused_loss, fused_norm,
+                                             lean_lora))
+    if k is None:
+        return None
+    layers = decoder_layers(model)
+    if not auto:
+        if k < len(layers):
+            log.info("gradient_checkpointing: true recomputes all %d layers; the memory "
+                     "estimate says %d would fit (`gradient_checkpointing: auto` is faster)",
+                     len(layers), k)
+        return k
+    if k:
+        model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs=cfg.gradient_checkpointing_kwargs
+            or {"use_reentrant": False})
+        for layer in layers[k:]:
+            layer.gradient_checkpointing = False
+    log.info("gradient_checkpointing auto: %d of %d decoder layers recomputed", k, len(layers))
+    return k
+
+
+def estimate_layers(model, cfg, kinds: Estimate) -> int | None:
+    """`kinds`: the kernel choices; its byte and token counts are filled in here."""
+    import torch
+
+    shape = shape_of(model.config)
+    if not torch.cuda.is_available() or shape is None or \
+            len(decoder_layers(model)) != shape.layers:
+        return None
+    sharded = cfg.uses_fsdp or bool(cfg.deepspeed)
+    world = int(os.environ.get("WORLD_SIZE", "1")) if sharded else 1
+    tokens = cfg.micro_batch_size * cfg.sequence_len
+    est = replace(kinds, static_bytes=static_bytes(model, world), tokens=tokens)
+    total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    k = layers_to_checkpoint(shape, est, total)
+    log.info("activation memory estimate: %.1f GiB GPU, %.1f GiB static, %d tokens per "
+             "micro-batch, %s loss -> %d of %d layers to recompute", total / GIB,
+             est.static_bytes / GIB, tokens, "fused" if est.fused_loss else "plain", k,
+             shape.layers)
+    return k
