@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from orchestrator.spec import parse_spec
+from orchestrator.spec.load import parse_spec
 from trainer.activation_memory import (
     GIB,
     Estimate,
