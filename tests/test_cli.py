@@ -168,3 +168,29 @@ def test_launch_checks_the_listed_secrets_before_submitting(tmp_path):
     present = run_ft("launch", spec, "--backend", "slurm", "--dry-run",
                      env={**env, "HF_TOKEN": "x", "WANDB_API_KEY": "y"})
     assert "launch.secrets" not in present.stderr
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("30", 1800), ("30:15", 1815), ("1:00:00", 3600), ("2-00", 172800),
+    ("2-03:04:05", 183845), ("UNLIMITED", None), ("0", None)])
+def test_slurm_time_formats(value, seconds):
+    from orchestrator.backends.render_common import slurm_time_seconds
+
+    assert slurm_time_seconds(value) == seconds
+
+
+def test_a_slurm_time_limit_shorter_than_the_stop_warning_is_refused(tmp_path):
+    """Slurm warns stop_grace + 60 s before the limit: a 5-minute limit with the default
+    5-minute grace would stop the job as it starts."""
+    spec = yaml.safe_load((REPO / TINY).read_text())
+    spec["launch"]["slurm"] = {"time": "5"}
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    result = run_ft("render", str(path), "--backend", "slurm")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "`launch.stop_grace`" in result.stderr and "360 s before its time limit" in \
+        result.stderr
+    spec["launch"]["stop_grace"] = "2m"
+    path.write_text(yaml.safe_dump(spec))
+    ok = run_ft("render", str(path), "--backend", "slurm")
+    assert ok.returncode == 0 and "--signal=B:TERM@180" in ok.stdout

@@ -16,9 +16,11 @@ from orchestrator.backends.render_common import (
     regenerate_command,
     size_gb,
     slurm_time,
+    slurm_time_seconds,
 )
 from orchestrator.rendering import header_lines, render_template, sh
 from orchestrator.spec.load import Spec
+from trainer.contract.errors import Problem, SpecError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 from trainer.contract.launch import duration_seconds
 
@@ -74,6 +76,7 @@ def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
     options += [f"--cpus-per-task={cpus}", f"--mem={_slurm_mem(spec)}"]
     time = slurm.time or (slurm_time(launch.max_duration) if launch.max_duration else None)
     if time:
+        _check_warning_fits(spec, time)
         options.append(f"--time={time}")
     else:
         notes.append("no `launch.slurm.time` or `launch.max_duration`: the partition's "
@@ -97,6 +100,18 @@ def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
                      "enforced (`launch.retry.max_restarts` is)")
     options += slurm.extra_sbatch
     return options
+
+
+def _check_warning_fits(spec: Spec, time: str) -> None:
+    """The time-limit warning comes stop_grace + 60 s before the limit: a limit shorter than
+    that would stop the job as soon as it starts."""
+    limit, lead = slurm_time_seconds(time), signal_lead_seconds(spec)
+    if limit is not None and limit <= lead:
+        raise SpecError([Problem("launch.stop_grace", (
+            f"Slurm warns the job {lead} s before its time limit (stop_grace + 60 s) so that "
+            f"every rank can save, but the limit is {time} ({limit} s): lower "
+            "launch.stop_grace or raise launch.slurm.time / launch.max_duration"))],
+            spec.source)
 
 
 def signal_lead_seconds(spec: Spec) -> int:
