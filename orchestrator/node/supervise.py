@@ -39,6 +39,7 @@ class Supervisor:
         self.local_ranks, self.grace_s = local_ranks, grace_s
         self.stop_requested_at: float | None = None
         self.killed = False
+        self.proc = None  # the launcher, once started
 
     def run(self) -> int:
         with tempfile.TemporaryDirectory(prefix="ft-stop-") as reports:
@@ -62,10 +63,14 @@ class Supervisor:
             _say(f"{signal.Signals(signum).name} received: asking the ranks to save and stop "
                  f"(grace {self.grace_s:.0f} s)")
         # SIGTERM to every rank (the launcher ignores it): each saves at the end of its
-        # step; a repeated signal is forwarded again, which the ranks treat the same.
-        signal_pids(descendants(self.proc.pid), signal.SIGTERM)
+        # step; a repeated signal is forwarded again, which the ranks treat the same. A
+        # signal before the launcher exists is acted on as soon as it does (_wait).
+        if self.proc is not None:
+            signal_pids(descendants(self.proc.pid), signal.SIGTERM)
 
     def _wait(self) -> int:
+        if self.stop_requested_at is not None:  # stopped while the launcher was starting
+            self._on_signal(signal.SIGTERM, None)
         while (code := self.proc.poll()) is None:
             if self._overdue():
                 self._kill_tree()
