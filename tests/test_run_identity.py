@@ -83,10 +83,11 @@ def test_mlflow_continues_the_run_recorded_by_an_earlier_attempt_of_the_same_job
 def test_the_trainer_reports_to_the_trackers_the_spec_names(tmp_path):
     from trainer.arguments import build_training_args
     from trainer.model import choose_precision
+    from trainer.world import World
 
     cfg = _cfg(tmp_path, wandb_project="ft", mlflow_tracking_uri="file:///tmp/mlruns")
-    args = build_training_args(cfg, choose_precision(cfg), train_rows=8, world_size=1,
-                               has_eval=False)
+    args = build_training_args(cfg, choose_precision(cfg), train_rows=8,
+                               world=World.from_env({}), has_eval=False, plan=None)
     assert args.report_to == ["wandb", "mlflow"]
     assert args.save_total_limit is None, "ft rotates checkpoints itself, after marking"
 

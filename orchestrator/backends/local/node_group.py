@@ -18,6 +18,9 @@ from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 
 POLL_S = 0.2
 MARGIN_S = 30  # beyond the ranks' grace: ft node's own time to notice and exit
+# After a node crashed the others cannot save (a save is collective): they get the time
+# to notice and exit, not the whole stop_grace.
+AFTER_CRASH_S = 30
 
 
 class NodeGroup:
@@ -40,7 +43,7 @@ class NodeGroup:
         return self._exit_code()
 
     def _on_signal(self, signum: int, frame) -> None:
-        self._stop_all()
+        self._stop_all(self.grace_s + MARGIN_S)
 
     def _check_crash(self) -> None:
         if self.crash is not None:
@@ -48,14 +51,15 @@ class NodeGroup:
         for proc in self.procs:
             code = proc.returncode
             if code not in (None, 0, RESUMABLE_EXIT_CODE):
-                self.crash = code  # first crash wins; the others save and stop
-                self._stop_all()
+                self.crash = code  # first crash wins; the others are stopped
+                self._stop_all(AFTER_CRASH_S)
                 return
 
-    def _stop_all(self) -> None:
-        """SIGTERM each node's ft node (not its group: ft node supervises its own ranks)."""
-        if self.deadline is None:
-            self.deadline = time.monotonic() + self.grace_s + MARGIN_S
+    def _stop_all(self, within_s: float) -> None:
+        """SIGTERM each node's ft node (not its group: ft node supervises its own ranks),
+        and kill what still runs after within_s."""
+        deadline = time.monotonic() + within_s
+        self.deadline = deadline if self.deadline is None else min(self.deadline, deadline)
         signal_pids([proc.pid for proc in self.procs if proc.poll() is None], signal.SIGTERM)
 
     def _kill_all(self) -> None:
