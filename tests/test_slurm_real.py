@@ -1,7 +1,7 @@
 """`ft launch` against a real two-node Slurm (slurmctld + 2 slurmd from Debian's packages).
 
 The tiny CPU example is rendered with --nodes 2 and submitted with sbatch by `ft launch`;
-srun starts `ft node` on n1 and n2, which resolves the master n1 to its NodeAddr and execs
+srun starts `ft node` on n1 and n2, which resolves the master n1 to its NodeAddr and starts
 torchrun, so the two nodes rendezvous over gloo and train one model together. Then
 `ft status`, `ft logs`, `ft list` and `ft cancel` are checked against the same cluster.
 

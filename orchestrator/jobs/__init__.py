@@ -1,6 +1,5 @@
-"""After submission: the jobs ft launched, their status, logs and cancellation.
-
-`store` remembers every submitted job in a small state file; one adapter per backend
-(`slurm`, `dstack`, `skypilot`) maps status / logs / cancel to that backend's own tool through
-the process seam (`orchestrator.process.run_cmd`, and `stream_cmd` for followed logs).
+"""After submission, the backend-independent half of a job's life: submit (secrets, the
+tool's readiness, files, the rendered argv, the record), the state file of jobs ft launched
+(`store`), and `ft status / list / launch --watch` (report, watch, progress). What each
+backend's tool prints is parsed by that backend's own `jobs.py` under orchestrator/backends/.
 """

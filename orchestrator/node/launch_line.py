@@ -34,7 +34,7 @@ _NO_PYTHON = {"torchrun": "--no-python", "accelerate": "--no_python"}
 _DISTRIBUTED = {"accelerate": ("--multi_gpu",)}
 
 def launch_argv(world: World, launcher: str, train_argv: Sequence[str]) -> list[str]:
-    """The argv `ft node` execs on this node."""
+    """The argv `ft node` starts (and supervises) on this node."""
     total = world.nnodes * world.nproc_per_node
     values = {"nnodes": world.nnodes, "node_rank": world.node_rank,
               "master_addr": world.master_addr, "master_port": world.master_port,
