@@ -180,18 +180,18 @@ def _loss_lines(path: Path) -> int:
     return path.read_text().count("{'loss'") if path.exists() else 0
 
 
-@pytest.mark.parametrize("target", ["batch", "steps"])
 def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
-        workspace: Workspace, target: str) -> None:
+        workspace: Workspace) -> None:
     """SIGTERM to the batch shell only (`scancel --batch`: exactly what the time limit's
-    `--signal=B:TERM@...` warning does) or to every process of the job's steps (`scancel`
-    without --batch: a drain or an admin's signal): every node saves, `ft node` exits 75
-    through srun, the batch script requeues the job, the next attempt resumes from the
-    checkpoint, and its losses equal an uninterrupted run's."""
+    `--signal=B:TERM@...` warning does). Its trap signals every process of the job's steps
+    (`scancel` without --batch, which is also what a drain or an admin's signal does, so
+    that path is inside this one): every node saves, `ft node` exits 75 through srun, the
+    batch script requeues the job, the next attempt resumes from the checkpoint, and its
+    losses equal an uninterrupted run's."""
     ws = workspace
     steady = {"lr_scheduler": "constant", "save_steps": 100000, "eval_steps": 100000,
               "max_steps": 60, "logging_steps": 1}
-    name = f"tiny-requeue-{target}"
+    name = "tiny-requeue"
     spec = write_spec(ws, name, launch={"stop_grace": "60s"}, output_dir=f"./outputs/{name}",
                       **steady)
     launched = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
@@ -203,8 +203,7 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     while _loss_lines(out) < 3:
         assert time.monotonic() < deadline, ws.job_files()
         time.sleep(0.5)
-    only_batch = ["--batch"] if target == "batch" else []
-    assert ws.cluster.run("scancel", *only_batch, "--signal=TERM", job_id).returncode == 0
+    assert ws.cluster.run("scancel", "--batch", "--signal=TERM", job_id).returncode == 0
     _wait_for(ws, ref, "requeued 1 time", timeout_s=180)
     _wait_for(ws, ref, "PENDING", timeout_s=60)  # after COMPLETING: held until BeginTime
     # Slurm holds a requeued job for 120 s (BeginTime); let the clock of this test cluster
@@ -222,8 +221,7 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     assert resumed, ws.job_files()
     saved_at = int(resumed.group(1))
 
-    if target == "batch":
-        assert "ft: stop signal: every node saves a checkpoint, then stops" in log, log
+    assert "ft: stop signal: every node saves a checkpoint, then stops" in log, log
     losses = _summary_losses(ws.root / "outputs" / name)
     expected = _uninterrupted_losses(ws, steady)
     after = {step: loss for step, loss in losses.items() if step > saved_at}
@@ -233,8 +231,7 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
 
 
 def _uninterrupted_losses(ws: Workspace, training: dict) -> dict[int, float]:
-    """The same job never stopped: two emulated Slurm nodes here, same world and data (run
-    once for both cases)."""
+    """The same job never stopped: two emulated Slurm nodes here, same world and data."""
     output = ws.root / "outputs" / "tiny-reference"
     if not (output / "ft-train-summary.json").exists():
         reference = write_spec(ws, "tiny-reference", output_dir=str(output), **training)
