@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from tests.cli_runner import REPO, run_ft
+from tests.support import kill_before_mark
 from tests.train_helpers import free_port, summary, train_losses, write_tiny_spec
 from trainer.checkpoint import COMPLETE_MARKER, checkpoint_problem
-from trainer.checkpoint_save import KILL_BEFORE_MARK
 
 # A checkpoint every 2 steps, all kept: the torn cases pick what to break.
 EVERY_2 = {"max_steps": 8, "save_steps": 2, "save_total_limit": None}
@@ -95,7 +95,7 @@ def test_a_kill_between_save_and_marker_keeps_the_previous_checkpoint(reference,
     one was marked: a kill there left nothing, and the run silently started over."""
     _, reference_losses = reference
     spec = write_tiny_spec(tmp_path, tiny_model_dir, **{**EVERY_2, "save_total_limit": 1})
-    killed = run_ft("train", str(spec), env={**os.environ, KILL_BEFORE_MARK: "8"})
+    killed = run_ft("train", str(spec), env={**os.environ, **kill_before_mark.env(8)})
     assert killed.returncode == 137, killed.stderr[-3000:]
     out = tmp_path / "out"
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6", "checkpoint-8"]

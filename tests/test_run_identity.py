@@ -15,8 +15,8 @@ import pytest
 
 from tests.cli_runner import run_ft
 from tests.fixtures_tiny import make_cfg
+from tests.support import kill_before_mark
 from tests.train_helpers import write_tiny_spec
-from trainer.checkpoint_save import KILL_BEFORE_MARK
 from trainer.run_identity import RECORD, job_identity, tracking_env, tracking_run_id
 
 DATA = [{"path": "x.jsonl", "type": "alpaca"}]
@@ -100,7 +100,7 @@ def test_a_restarted_job_logs_to_the_same_wandb_run(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=4, save_steps=2,
                            wandb_project="ft-test", wandb_mode="offline")
     env = {**os.environ, "WANDB_DIR": str(tmp_path), "SLURM_JOB_ID": "4242"}
-    killed = run_ft("train", str(spec), env={**env, KILL_BEFORE_MARK: "4"})
+    killed = run_ft("train", str(spec), env={**env, **kill_before_mark.env(4)})
     assert killed.returncode == 137, killed.stderr[-3000:]
     resumed = run_ft("train", str(spec), env=env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

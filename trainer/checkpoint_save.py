@@ -31,11 +31,6 @@ log = logging.getLogger("ft.checkpoint")
 # fresh file; FT_CHECKPOINT_VISIBILITY_WAIT_S raises it for slower storage.
 VISIBILITY_WAIT = "FT_CHECKPOINT_VISIBILITY_WAIT_S"
 DEFAULT_VISIBILITY_WAIT_S = 30.0
-# Fault injection for the tests: die like a SIGKILL at this step, after the Trainer's save
-# and before the marker (the window where a kill used to leave no complete checkpoint).
-KILL_BEFORE_MARK = "FT_TEST_KILL_BEFORE_MARK"
-
-
 class CompleteCheckpointMarker(TrainerCallback):
     """Marks each checkpoint complete once every rank has finished writing it."""
 
@@ -45,8 +40,6 @@ class CompleteCheckpointMarker(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         views = _gather_listings(directory)  # also the barrier: every rank has saved
-        if os.environ.get(KILL_BEFORE_MARK) == str(state.global_step):
-            os._exit(137)
         if state.is_world_process_zero and directory.is_dir() and \
                 _mark(directory, state.global_step, views):
             for path in rotate(Path(args.output_dir), self.save_total_limit, directory):
