@@ -127,6 +127,11 @@ def signal_pids(pids: Sequence[int], signum: int) -> None:
             os.kill(pid, signum)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL pid and every process below it (ranks live in sessions of their own)."""
+    signal_pids([*descendants(pid), pid], signal.SIGKILL)
+
+
 def die_with_parent() -> None:
     """preexec_fn: SIGTERM this child when its parent dies, even by SIGKILL (Linux), so an
     emulated node never outlives the `ft launch` that started it."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from orchestrator.process import (
     SUPERVISED_SIGNALS,
     descendants,
+    kill_tree,
     signal_pids,
     spawn_supervised,
 )
@@ -85,7 +86,7 @@ class Supervisor:
     def _kill_tree(self) -> None:
         _say(f"the ranks did not stop within the grace of {self.grace_s:.0f} s; killing them "
              "(raise launch.stop_grace if saving takes longer)")
-        signal_pids([*descendants(self.proc.pid), self.proc.pid], signal.SIGKILL)
+        kill_tree(self.proc.pid)
         self.killed = True
 
     def _outcome(self, code: int, reported: int) -> int:

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from orchestrator.backends import get, names
 from orchestrator.backends.local.node_group import NodeGroup
-from orchestrator.backends.render_common import job_env
-from orchestrator.clusters import load_profile
+from orchestrator.backends.render_common import job_env, profile_for
 from orchestrator.output_files import write_atomic
 from orchestrator.process import spawn_group
 from orchestrator.spec.load import Spec
@@ -48,7 +47,7 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
     base = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}
     # What a real backend exports into the job: the profile's NCCL settings and launch.env
     # (variables already set here still win, as they would in a submitting shell).
-    base = {**job_env(spec, load_profile(launch.cluster)), **base}
+    base = {**job_env(spec, profile_for(spec)), **base}
     emulated = get(emulate)
     procs = []
     for rank in range(launch.nodes):

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 
-from orchestrator.process import SUPERVISED_SIGNALS, descendants, signal_pids
+from orchestrator.process import SUPERVISED_SIGNALS, kill_tree, signal_pids
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 
 POLL_S = 0.2
@@ -65,7 +65,7 @@ class NodeGroup:
     def _kill_all(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                signal_pids([*descendants(proc.pid), proc.pid], signal.SIGKILL)
+                kill_tree(proc.pid)
         self.deadline = None
 
     def _exit_code(self) -> int:
