@@ -181,3 +181,31 @@ def test_the_node_package_does_not_import_torch() -> None:
     code = ("import sys, orchestrator.node.entry, orchestrator.backends.slurm.master; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+STOPPING_SHIM = """#!/bin/sh
+# Both ranks report a clean stop; meanwhile a stream of SIGTERMs hits ft node (the shim's
+# parent) until after it has exited, like srun's --kill-on-bad-exit once another node
+# exited 75 first.
+for rank in 0 1; do echo '{}' > "$FT_STOP_REPORT_DIR/rank-$rank.json"; done
+node=$PPID
+( end=$(( $(date +%s) + 3 )); while [ "$(date +%s)" -lt "$end" ]; do
+    kill -TERM "$node" 2>/dev/null || exit 0; sleep 0.005; done ) &
+sleep 0.5
+exit 0
+"""
+
+
+def test_a_stop_signal_while_the_node_exits_does_not_turn_75_into_a_crash(
+        spec, sysfs, tmp_path: Path) -> None:
+    path, sha = spec
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "torchrun").write_text(STOPPING_SHIM)
+    (bin_dir / "torchrun").chmod(0o755)
+    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+               "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2"}
+    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 75, result.stderr
+    assert "all 2 rank(s) saved a complete checkpoint and stopped: exit 75" in result.stderr

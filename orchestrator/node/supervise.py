@@ -49,13 +49,16 @@ class Supervisor:
                    # and gives ranks the whole grace when it tears a group down itself.
                    "TORCHELASTIC_SIGNALS_TO_HANDLE": "SIGHUP,SIGQUIT",
                    "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(int(self.grace_s))}
-            previous = {sig: signal.signal(sig, self._on_signal) for sig in SUPERVISED_SIGNALS}
-            try:
-                self.proc = spawn_supervised(self.argv, env)
-                code = self._wait()
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+            for sig in SUPERVISED_SIGNALS:
+                signal.signal(sig, self._on_signal)
+            self.proc = spawn_supervised(self.argv, env)
+            code = self._wait()
+            # The launcher has exited, so the outcome is decided. A late stop signal must not
+            # turn it into a death by signal: on Slurm, when another node exits 75 first,
+            # srun's --kill-on-bad-exit sends this node SIGTERM while it is about to exit 75
+            # too, and a default handler here would make the step end 143 (a crash).
+            for sig in SUPERVISED_SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
             return self._outcome(code, len(list(Path(reports).glob("rank-*.json"))))
 
     def _on_signal(self, signum: int, frame) -> None:
