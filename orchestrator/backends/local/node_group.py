@@ -32,7 +32,7 @@ class NodeGroup:
     def wait(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in SUPERVISED_SIGNALS}
         try:
-            while any(proc.poll() is None for proc in self.procs):
+            while self._running():
                 self._check_crash()
                 if self.deadline is not None and time.monotonic() > self.deadline:
                     self._kill_all()
@@ -41,6 +41,12 @@ class NodeGroup:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return self._exit_code()
+
+    def _running(self) -> bool:
+        # Poll every node, not any(...): that stops at the first live node, so a later node
+        # that exited was never polled (never reaped, its crash never seen) and the others
+        # waited in a collective forever.
+        return None in [proc.poll() for proc in self.procs]
 
     def _on_signal(self, signum: int, frame) -> None:
         self._stop_all(self.grace_s + MARGIN_S)
