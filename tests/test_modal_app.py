@@ -1,0 +1,180 @@
+"""The rendered Modal app, read back by the real `modal` package (offline, no account): each
+stage function's GPU, Volumes, secrets, timeout, retries and cluster size against the spec;
+what Modal cannot run is refused at `ft validate --backend modal`; `--stage` picks stages."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.backends import get
+from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
+from orchestrator.backends.modal.jobs import result_line
+from orchestrator.spec.load import load_spec, parse_spec
+from tests.cli_runner import REPO, run_ft
+from tests.specs import example_id, example_specs, renders
+from tests.support.modal_app import resolve, settings
+from trainer.contract.launch import duration_seconds
+
+MODAL = get("modal")
+EXAMPLES = [spec for spec in example_specs() if renders(spec, "modal")]
+PLANTED = "planted-secret-value-0451"
+
+
+def _write_app(spec, directory: Path) -> Path:
+    ((name, text),) = MODAL.render(spec).files.items()
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("spec_path", EXAMPLES, ids=example_id)
+def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypatch, in_repo):
+    spec = load_spec(spec_path, for_launch=True)
+    launch = spec.launch
+    for name in launch.secrets:
+        monkeypatch.setenv(name, PLANTED)
+    app_file = _write_app(spec, tmp_path)
+    assert PLANTED not in app_file.read_text()
+    assert type(resolve(app_file, "launch")).__name__ == "LocalEntrypoint"
+
+    raw = yaml.safe_load(Path(spec_path).read_text())["launch"]
+    gpu_type = raw["gpu"].split(":")[0] if raw.get("gpu") and launch.gpus_per_node else None
+    volumes = {"/workspace": f"ft-{launch.name}",
+               **{v["path"]: v["name"] for v in raw.get("volumes", [])}}
+    timeout = duration_seconds(raw["max_duration"]) if "max_duration" in raw else None
+    timeout = min(timeout or 86400, 86400)  # Modal's ceiling is a day
+    train = settings(resolve(app_file, "train"))
+    assert train.gpu == (f"{gpu_type}:{launch.gpus_per_node}" if gpu_type else None)
+    assert train.cluster_size == (launch.nodes if launch.nodes > 1 else None)
+    assert train.rdma == (True if launch.nodes > 1 else None)  # the examples' fabrics are RDMA
+    stages = ["preprocess", "train", "inference"] + (["merge_lora"] if spec.training.adapter
+                                                     else [])
+    for stage in stages:
+        got = settings(resolve(app_file, stage))
+        assert got.volumes == volumes, stage
+        assert got.timeout == timeout, stage
+        assert got.secret_names[0] == sorted(launch.secrets) or not launch.secrets, stage
+        assert all(PLANTED not in str(names) for names in got.secret_names)
+        expected_retries = launch.retry.max_restarts if launch.retry.on_error else 0
+        assert got.retries == (0 if stage == "inference" else expected_retries), stage
+        assert got.cpu == launch.cpus_per_node, stage
+    assert settings(resolve(app_file, "preprocess")).gpu is None  # tokenizing needs no GPU
+    for one_gpu_stage in ("inference", *(["merge_lora"] if spec.training.adapter else [])):
+        assert settings(resolve(app_file, one_gpu_stage)).gpu == gpu_type
+
+
+def _spec(tmp_path: Path, **launch) -> Path:
+    data = yaml.safe_load((REPO / "examples/llama-3.1-8b-lora.yaml").read_text())
+    data["launch"].update(launch)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(("launch", "field", "phrase"), [
+    ({"gpu": "V100"}, "launch.gpu", "Modal offers no 'V100' GPU"),
+    ({"gpu": "A100:24GB"}, "launch.gpu", "40GB or 80GB"),
+    ({"gpus_per_node": 16}, "launch.gpus_per_node", "at most 8 GPUs"),
+    ({"gpu": "A10G", "gpus_per_node": 8}, "launch.gpus_per_node", "at most 4 GPUs of type A10"),
+    ({"nodes": 2, "gpus_per_node": 4}, "launch.gpus_per_node", "all 8 GPUs of its host"),
+    ({"volumes": [{"source": "/mnt/data", "path": "/data"}]}, "launch.volumes[0].source",
+     "named Volumes"),
+    ({"cluster": "./my-profile.yaml"}, "launch.cluster", "shipped profile name"),
+])
+def test_validate_refuses_what_modal_cannot_run(tmp_path, launch, field, phrase):
+    result = run_ft("validate", str(_spec(tmp_path, **launch)), "--backend", "modal")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"`{field}`: " in result.stderr and phrase in result.stderr
+    assert "Traceback" not in result.stderr
+    # The same spec is fine for a backend that can run it (the refusal is Modal's alone).
+    if field != "launch.cluster":
+        assert run_ft("validate", str(_spec(tmp_path, **launch))).returncode == 0
+
+
+def test_output_outside_every_volume_is_refused(tmp_path):
+    spec = _spec(tmp_path)
+    spec.write_text(spec.read_text().replace("output_dir: ./outputs/", "output_dir: /scratch/"))
+    result = run_ft("validate", str(spec), "--backend", "modal")
+    assert result.returncode == 2 and "`output_dir`: /scratch/" in result.stderr
+    assert "lost when the container exits" in result.stderr
+
+
+def test_a100_memory_picks_the_modal_variant(tmp_path, monkeypatch):
+    spec = load_spec(_spec(tmp_path, gpu="A100:80GB"), for_launch=True)
+    for name in spec.launch.secrets:  # modal reads them when the app is defined
+        monkeypatch.setenv(name, PLANTED)
+    app_file = _write_app(spec, tmp_path)
+    assert settings(resolve(app_file, "train")).gpu == "A100-80GB:8"
+
+
+def test_stage_picks_what_launch_submits_in_ft_order(tmp_path, in_repo):
+    result = run_ft("launch", "examples/tiny/tiny.yaml", "--backend", "modal", "--dry-run",
+                    "--stage", "merge-lora", "--stage", "train", "-o", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    command = result.stdout.rstrip().splitlines()[-1]
+    assert command == (f"modal run --detach {tmp_path}/tiny_modal.py::launch "
+                       "--stages train,merge-lora")
+    default = run_ft("launch", "examples/tiny/tiny.yaml", "--backend", "modal", "--dry-run")
+    assert default.stdout.rstrip().endswith("::launch --stages preprocess,train")
+    refused = run_ft("launch", "examples/tiny/tiny.yaml", "--backend", "dstack", "--dry-run",
+                     "--stage", "train")
+    assert refused.returncode == 2 and "function per stage (modal)" in refused.stderr
+
+
+def test_rendered_stages_report_their_result_where_ft_reads_it(tmp_path, monkeypatch, capsys,
+                                                                 in_repo):
+    """The app's own stage wrapper, run here: its result line is what `ft status` parses."""
+    spec = load_spec("examples/llama-3.1-8b-lora.yaml", for_launch=True)
+    for name in spec.launch.secrets:
+        monkeypatch.setenv(name, PLANTED)
+    module_spec = importlib.util.spec_from_file_location("app", _write_app(spec, tmp_path))
+    app = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(app)
+    monkeypatch.setattr(app, "WORKDIR", str(tmp_path / "volume"))
+    monkeypatch.setattr(app, "VOLUMES", {})  # nothing to commit off Modal
+    app._stage("merge-lora", "", ["true"])
+    assert result_line(capsys.readouterr().out) == "succeeded"
+    with pytest.raises(RuntimeError):
+        app._stage("train", "", ["false"])
+    assert result_line(capsys.readouterr().out) == "failed in train"
+    assert (tmp_path / "volume" / app.SPEC_PATH).read_text() == spec.effective_text
+
+
+def test_cluster_info_maps_to_the_variables_ft_node_reads():
+    """Modal's ClusterContext gives IPv6 addresses always and IPv4 where it can: ft takes
+    IPv4 when present, and rank 0's address is the master."""
+    v6_only = FixedCluster(1, ["fdaa::1", "fdaa::2"], [])
+    env = node_env(v6_only, 8)
+    assert env == {"FT_MODAL_NODE_RANK": "1", "FT_MODAL_NODE_IPS": "fdaa::1\nfdaa::2",
+                   "FT_MODAL_NUM_NODES": "2", "FT_MODAL_GPUS_PER_NODE": "8"}
+    assert MODAL.master_addr(env["FT_MODAL_NODE_IPS"])[0] == "fdaa::1"
+    both = node_env(FixedCluster(0, ["fdaa::1", "fdaa::2"], ["10.0.0.1", "10.0.0.2"]), 8)
+    assert both["FT_MODAL_NODE_IPS"].splitlines()[0] == "10.0.0.1"
+
+
+def test_render_needs_no_modal_package():
+    """The base install renders Modal apps: nothing on the render path imports modal."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; sys.modules['modal'] = None\n"
+             "from orchestrator.backends import get\n"
+             "from orchestrator.spec.load import load_spec\n"
+             "get('modal').render(load_spec('examples/tiny/tiny.yaml', for_launch=True))\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_spec_values_cannot_break_out_of_the_python_literals(tmp_path):
+    text = (REPO / "examples/tiny/tiny.yaml").read_text().replace(
+        "OMP_NUM_THREADS: 1", "OMP_NUM_THREADS: \"1'); import os; os.system('x')  #\\n\"")
+    spec = parse_spec(text, "tiny.yaml", for_launch=True)
+    app_file = _write_app(spec, tmp_path)
+    source = app_file.read_text()
+    compile(source, app_file.name, "exec")
+    assert "\n    'OMP_NUM_THREADS': \"1'); import os; os.system('x')  #\\n\",\n" in source
