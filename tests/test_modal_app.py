@@ -5,6 +5,9 @@ what Modal cannot run is refused at `ft validate --backend modal`; `--stage` pic
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,8 @@ import yaml
 from orchestrator.backends import get
 from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
 from orchestrator.backends.modal.jobs import result_line
+from orchestrator.backends.modal.render import app_filename
+from orchestrator.backends.modal.ship import DEFAULT_IMAGE
 from orchestrator.spec.load import load_spec, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.specs import example_id, example_specs, renders
@@ -38,8 +43,15 @@ def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypa
     for name in launch.secrets:
         monkeypatch.setenv(name, PLANTED)
     app_file = _write_app(spec, tmp_path)
-    assert PLANTED not in app_file.read_text()
+    text = app_file.read_text()
+    assert PLANTED not in text
     assert type(resolve(app_file, "launch")).__name__ == "LocalEntrypoint"
+    image = launch.image or DEFAULT_IMAGE
+    assert f"modal.Image.from_registry({image!r})" in text
+    if not launch.image:  # a public image gets ft's own source
+        assert '.add_local_python_source("orchestrator", "trainer")' in text
+    # A cluster's ranks and addresses come from modal's own call (it exists in modal).
+    assert ("modal.experimental.get_cluster_info()" in text) == (launch.nodes > 1)
 
     raw = yaml.safe_load(Path(spec_path).read_text())["launch"]
     gpu_type = raw["gpu"].split(":")[0] if raw.get("gpu") and launch.gpus_per_node else None
@@ -69,6 +81,8 @@ def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypa
 
 def _spec(tmp_path: Path, **launch) -> Path:
     data = yaml.safe_load((REPO / "examples/llama-3.1-8b-lora.yaml").read_text())
+    if "deepspeed" in launch:  # a training key
+        data["deepspeed"] = launch.pop("deepspeed")
     data["launch"].update(launch)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -84,6 +98,7 @@ def _spec(tmp_path: Path, **launch) -> Path:
     ({"volumes": [{"source": "/mnt/data", "path": "/data"}]}, "launch.volumes[0].source",
      "named Volumes"),
     ({"cluster": "./my-profile.yaml"}, "launch.cluster", "shipped profile name"),
+    ({"deepspeed": "./my-zero.json"}, "deepspeed", "DeepSpeed configs only"),
 ])
 def test_validate_refuses_what_modal_cannot_run(tmp_path, launch, field, phrase):
     result = run_ft("validate", str(_spec(tmp_path, **launch)), "--backend", "modal")
@@ -91,7 +106,7 @@ def test_validate_refuses_what_modal_cannot_run(tmp_path, launch, field, phrase)
     assert f"`{field}`: " in result.stderr and phrase in result.stderr
     assert "Traceback" not in result.stderr
     # The same spec is fine for a backend that can run it (the refusal is Modal's alone).
-    if field != "launch.cluster":
+    if field not in ("launch.cluster", "deepspeed"):
         assert run_ft("validate", str(_spec(tmp_path, **launch))).returncode == 0
 
 
@@ -101,6 +116,47 @@ def test_output_outside_every_volume_is_refused(tmp_path):
     result = run_ft("validate", str(spec), "--backend", "modal")
     assert result.returncode == 2 and "`output_dir`: /scratch/" in result.stderr
     assert "lost when the container exits" in result.stderr
+
+
+def test_settings_modal_has_no_knob_for_are_named_in_notes(tmp_path):
+    spec = load_spec(_spec(tmp_path, disk="500GB", shm_size="32GB", spot=False,
+                           retry={"duration": "1d"}), for_launch=True)
+    notes = "\n".join(MODAL.render(spec).notes)
+    for named in ("`launch.disk`", "`launch.shm_size`", "`launch.spot: false`",
+                  "`launch.retry.duration`"):
+        assert named in notes
+
+
+def test_each_stage_starts_the_next_and_only_the_last_reports(tmp_path, monkeypatch, capsys,
+                                                               in_repo):
+    """The rendered chain, run here up to modal's `spawn` (which needs an account): the
+    stage passes the rest of the list on; the last one prints the result."""
+    app = _import_app(load_spec("examples/llama-3.1-8b-lora.yaml", for_launch=True), tmp_path,
+                      monkeypatch)
+    spawned = []
+
+    class Recorder:  # stands in for modal's Function.spawn, which needs a Modal account
+        def __init__(self, name):
+            self.name = name
+
+        def spawn(self, then):
+            spawned.append((self.name, then))
+
+    monkeypatch.setattr(app, "STAGES", {name: Recorder(name) for name in app.STAGES})
+    app._then("train,merge-lora")
+    assert spawned == [("train", "merge-lora")]
+    assert result_line(capsys.readouterr().out) is None  # not the end yet
+    app._then("")
+    assert result_line(capsys.readouterr().out) == "succeeded"
+
+
+def _import_app(spec, tmp_path: Path, monkeypatch):
+    for name in spec.launch.secrets:
+        monkeypatch.setenv(name, PLANTED)
+    module_spec = importlib.util.spec_from_file_location("app", _write_app(spec, tmp_path))
+    app = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(app)
+    return app
 
 
 def test_a100_memory_picks_the_modal_variant(tmp_path, monkeypatch):
@@ -129,11 +185,7 @@ def test_rendered_stages_report_their_result_where_ft_reads_it(tmp_path, monkeyp
                                                                  in_repo):
     """The app's own stage wrapper, run here: its result line is what `ft status` parses."""
     spec = load_spec("examples/llama-3.1-8b-lora.yaml", for_launch=True)
-    for name in spec.launch.secrets:
-        monkeypatch.setenv(name, PLANTED)
-    module_spec = importlib.util.spec_from_file_location("app", _write_app(spec, tmp_path))
-    app = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(app)
+    app = _import_app(spec, tmp_path, monkeypatch)
     monkeypatch.setattr(app, "WORKDIR", str(tmp_path / "volume"))
     monkeypatch.setattr(app, "VOLUMES", {})  # nothing to commit off Modal
     app._stage("merge-lora", "", ["true"])
@@ -158,9 +210,6 @@ def test_cluster_info_maps_to_the_variables_ft_node_reads():
 
 def test_render_needs_no_modal_package():
     """The base install renders Modal apps: nothing on the render path imports modal."""
-    import subprocess
-    import sys
-
     probe = ("import sys; sys.modules['modal'] = None\n"
              "from orchestrator.backends import get\n"
              "from orchestrator.spec.load import load_spec\n"
@@ -178,3 +227,23 @@ def test_spec_values_cannot_break_out_of_the_python_literals(tmp_path):
     source = app_file.read_text()
     compile(source, app_file.name, "exec")
     assert "\n    'OMP_NUM_THREADS': \"1'); import os; os.system('x')  #\\n\",\n" in source
+
+
+def test_readme_modal_flow_is_four_commands_that_work(tmp_path, in_repo):
+    """The README's Modal section: validate, launch (preprocess then train), follow the
+    logs, merge; the launches are checked by their --dry-run (no account here)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Modal\n"):]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split() for line in block.strip().splitlines()]
+    assert len(commands) == 4 and all(c[0] == "ft" for c in commands)
+    validate, launch, logs, merge = commands
+    assert run_ft(*validate[1:]).returncode == 0
+    spec = load_spec(validate[2], for_launch=True)
+    env = {**os.environ, **{name: PLANTED for name in spec.launch.secrets}}
+    for command, stages in ((launch, "preprocess,train"), (merge, "merge-lora")):
+        shown = run_ft(*command[1:], "--dry-run", "-o", str(tmp_path), env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.rstrip().splitlines()[-1] == (
+            f"modal run --detach {tmp_path}/{app_filename(spec)}::launch --stages {stages}")
+    assert logs == ["ft", "logs", spec.launch.name, "-f"]  # ft finds a job by its name
