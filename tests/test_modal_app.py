@@ -45,6 +45,8 @@ def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypa
     app_file = _write_app(spec, tmp_path)
     text = app_file.read_text()
     assert PLANTED not in text
+    if launch.secrets:  # names only; modal reads the values at `modal run`
+        assert f"modal.Secret.from_local_environ({launch.secrets!r})" in text
     assert type(resolve(app_file, "launch")).__name__ == "LocalEntrypoint"
     image = launch.image or DEFAULT_IMAGE
     assert f"modal.Image.from_registry({image!r})" in text
