@@ -75,7 +75,10 @@ def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypa
         assert all(PLANTED not in str(names) for names in got.secret_names)
         expected_retries = launch.retry.max_restarts if launch.retry.on_error else 0
         assert got.retries == (0 if stage == "inference" else expected_retries), stage
-        assert got.cpu == launch.cpus_per_node, stage
+        # The launch resources describe the training nodes; other stages take Modal's.
+        assert got.cpu == (launch.cpus_per_node if stage == "train" else None), stage
+        memory = int(raw["memory"].removesuffix("GB")) * 1024 if "memory" in raw else None
+        assert got.memory == (memory if stage == "train" else None), stage
     assert settings(resolve(app_file, "preprocess")).gpu is None  # tokenizing needs no GPU
     for one_gpu_stage in ("inference", *(["merge_lora"] if spec.training.adapter else [])):
         assert settings(resolve(app_file, one_gpu_stage)).gpu == gpu_type

@@ -105,7 +105,8 @@ def _timeout(spec: Spec, notes: list[str]) -> int:
         said = f"`launch.max_duration: {spec.launch.max_duration}`" if wanted else \
             "no `launch.max_duration`"
         notes.append(f"Modal stops a function after 24h at most: {said} becomes a 24h "
-                     "timeout per stage (a retry resumes from the last checkpoint)")
+                     "timeout per stage; launch the stage again to continue from its last "
+                     "checkpoint")
         return MAX_TIMEOUT_S
     return wanted
 

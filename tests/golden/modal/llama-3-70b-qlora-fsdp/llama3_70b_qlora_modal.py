@@ -147,8 +147,9 @@ VOLUMES = {
 }
 # Secret names only: `modal run` reads their values from the submitting environment.
 SECRETS = [modal.Secret.from_local_environ(['HF_TOKEN'])]
-COMMON = dict(image=image, volumes=VOLUMES, secrets=SECRETS, env=ENV,
-              timeout=86400, memory=1024000)
+COMMON = dict(image=image, volumes=VOLUMES, secrets=SECRETS, env=ENV, timeout=86400)
+# `launch.cpus_per_node` / `memory` describe the training nodes; other stages get Modal's defaults.
+NODE = dict(memory=1024000)
 
 
 def _start_stage() -> None:
@@ -194,7 +195,7 @@ def preprocess(then: str = "") -> None:
     _stage("preprocess", then, ["ft", "preprocess", SPEC_PATH])
 
 
-@app.function(**COMMON, retries=0, gpu='H100:8')
+@app.function(**COMMON, **NODE, retries=0, gpu='H100:8')
 @modal.clustered(size=2, rdma=True)
 def train(then: str = "") -> None:
     from orchestrator.backends.modal.cluster_env import FixedCluster, node_env

@@ -127,8 +127,9 @@ VOLUMES = {
 }
 # Secret names only: `modal run` reads their values from the submitting environment.
 SECRETS = [modal.Secret.from_local_environ(['HF_TOKEN', 'WANDB_API_KEY'])]
-COMMON = dict(image=image, volumes=VOLUMES, secrets=SECRETS, env=ENV,
-              timeout=43200)
+COMMON = dict(image=image, volumes=VOLUMES, secrets=SECRETS, env=ENV, timeout=43200)
+# `launch.cpus_per_node` / `memory` describe the training nodes; other stages get Modal's defaults.
+NODE = dict()
 
 
 def _start_stage() -> None:
@@ -174,7 +175,7 @@ def preprocess(then: str = "") -> None:
     _stage("preprocess", then, ["ft", "preprocess", SPEC_PATH])
 
 
-@app.function(**COMMON, retries=0, gpu='H100:8')
+@app.function(**COMMON, **NODE, retries=0, gpu='H100:8')
 def train(then: str = "") -> None:
     from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
 

@@ -124,8 +124,9 @@ VOLUMES = {
 }
 # Secret names only: `modal run` reads their values from the submitting environment.
 SECRETS = []
-COMMON = dict(image=image, volumes=VOLUMES, secrets=SECRETS, env=ENV,
-              timeout=1800, cpu=2, memory=3072)
+COMMON = dict(image=image, volumes=VOLUMES, secrets=SECRETS, env=ENV, timeout=1800)
+# `launch.cpus_per_node` / `memory` describe the training nodes; other stages get Modal's defaults.
+NODE = dict(cpu=2, memory=3072)
 
 
 def _start_stage() -> None:
@@ -172,7 +173,7 @@ def preprocess(then: str = "") -> None:
     _stage("preprocess", then, ["ft", "preprocess", SPEC_PATH])
 
 
-@app.function(**COMMON, retries=0)
+@app.function(**COMMON, **NODE, retries=0)
 def train(then: str = "") -> None:
     from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
 
