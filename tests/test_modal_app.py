@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,7 +109,9 @@ def _spec(tmp_path: Path, **launch) -> Path:
 def test_validate_refuses_what_modal_cannot_run(tmp_path, launch, field, phrase):
     result = run_ft("validate", str(_spec(tmp_path, **launch)), "--backend", "modal")
     assert result.returncode == 2, result.stdout + result.stderr
-    assert f"`{field}`: " in result.stderr and phrase in result.stderr
+    # Named with its line in the user's file, and the fix.
+    assert re.search(rf"spec\.yaml:\d+: `{re.escape(field)}`: ", result.stderr), result.stderr
+    assert phrase in result.stderr
     assert "Traceback" not in result.stderr
     # The same spec is fine for a backend that can run it (the refusal is Modal's alone).
     if field not in ("launch.cluster", "deepspeed"):

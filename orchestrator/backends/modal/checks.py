@@ -7,10 +7,12 @@ docstring: the GPU types below, at most 8 GPUs per container (4 for A10), and a 
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
 
 from orchestrator.backends.render_common import Gpu, parse_gpu
 from orchestrator.spec.load import Spec
+from orchestrator.spec.yaml_source import line_of, load_yaml_with_lines
 from trainer.contract.deepspeed_files import SHIPPED_DIR
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.errors import Problem, SpecError
@@ -40,9 +42,9 @@ def modal_gpu(gpu: Gpu) -> tuple[str | None, str | None]:
 
 
 def problems(spec: Spec) -> list[Problem]:
-    """Every reason Modal cannot run this spec, each naming its YAML path and the fix."""
-    found = _gpu_problems(spec) + _volume_problems(spec) + _file_problems(spec)
-    return found
+    """Every reason Modal cannot run this spec, each naming its YAML path (and line) and
+    the fix."""
+    return _located(spec, _gpu_problems(spec) + _volume_problems(spec) + _file_problems(spec))
 
 
 def check(spec: Spec) -> None:
@@ -107,3 +109,22 @@ def _file_problems(spec: Spec) -> list[Problem]:
         found.append(Problem("deepspeed", "the Modal backend ships ft's own DeepSpeed configs "
                              "only; use one by name (zero1, zero2, zero3, zero3_offload)"))
     return found
+
+
+def _located(spec: Spec, found: list[Problem]) -> list[Problem]:
+    """The line of each problem in the user's file, where the file can be read again."""
+    try:
+        _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
+    except (OSError, UnicodeDecodeError):
+        return found
+    return [problem if problem.line else replace(
+        problem, line=line_of(lines, _path_tuple(problem.path))) for problem in found]
+
+
+def _path_tuple(path: str) -> tuple[str | int, ...]:
+    """`launch.volumes[0].source` -> ("launch", "volumes", 0, "source")."""
+    parts: list[str | int] = []
+    for part in path.replace("]", "").split("."):
+        name, *indexes = part.split("[")
+        parts += [name, *(int(index) for index in indexes)]
+    return tuple(parts)
