@@ -103,6 +103,8 @@ def _spec(tmp_path: Path, **launch) -> Path:
     ({"nodes": 2, "gpus_per_node": 4}, "launch.gpus_per_node", "all 8 GPUs of its host"),
     ({"volumes": [{"source": "/mnt/data", "path": "/data"}]}, "launch.volumes[0].source",
      "named Volumes"),
+    ({"volumes": [{"name": "my data", "path": "/data"}]}, "launch.volumes[0].name",
+     "at most 64 letters"),
     ({"cluster": "./my-profile.yaml"}, "launch.cluster", "shipped profile name"),
     ({"deepspeed": "./my-zero.json"}, "deepspeed", "DeepSpeed configs only"),
 ])

@@ -7,6 +7,7 @@ docstring: the GPU types below, at most 8 GPUs per container (4 for A10), and a 
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
@@ -26,6 +27,9 @@ MAX_GPUS = {"A10": 4}
 MAX_GPUS_DEFAULT = 8
 CLUSTER_GPUS = 8  # a clustered container takes every GPU of its host
 A100_SIZES = {"40GB": "A100-40GB", "80GB": "A100-80GB"}
+# modal/_utils/name_utils.py is_valid_object_name: what a Volume may be called.
+OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
+APP_ID = re.compile(r"^ap-[a-zA-Z0-9]{22}$")
 
 
 def modal_gpu(gpu: Gpu) -> tuple[str | None, str | None]:
@@ -81,6 +85,9 @@ def _gpu_problems(spec: Spec) -> list[Problem]:
 def _volume_problems(spec: Spec) -> list[Problem]:
     found = []
     for index, volume in enumerate(spec.launch.volumes):
+        if volume.name and (not OBJECT_NAME.match(volume.name) or APP_ID.match(volume.name)):
+            found.append(Problem(f"launch.volumes[{index}].name", "a Modal Volume name has "
+                                 "at most 64 letters, digits, dashes, dots and underscores"))
         if volume.source:
             found.append(Problem(f"launch.volumes[{index}].source", "Modal mounts its own named "
                                  "Volumes, not host paths or bucket URLs; give `name` (a Modal "
