@@ -1,7 +1,8 @@
 """Shared pieces of every rendered file: the jinja2 environment, quoting filters, header.
 
-Templates only lay text out; every user value goes through `sh` (shell) or `yq` (YAML) so
-that no name, path or env value can change the structure of the generated file.
+Templates only lay text out; every user value goes through `sh` (shell), `yq` (YAML) or `py`
+(a Python literal) so that no name, path or env value can change the structure of the
+generated file.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def environment() -> jinja2.Environment:
     env.filters["sh"] = sh
     env.filters["yq"] = yaml_scalar
     env.filters["yaml_block"] = yaml_block
+    env.filters["py"] = repr  # a Python literal (rendered Python apps, e.g. Modal's)
     return env
 
 

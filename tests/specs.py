@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.backends import render_names
+
 REPO = Path(__file__).resolve().parent.parent
-BACKENDS = ("dstack", "skypilot", "slurm")
+BACKENDS = tuple(render_names())  # every backend that renders, from the one registry
+# Example x backend pairs the backend refuses, and a phrase of its reason
+# (tests/test_render_golden.py checks each refusal; every other pair has golden files).
+REFUSED = {("multi-dataset-chat", "modal"): "takes all 8 GPUs of its host"}
+
+
+def renders(spec: str, backend: str) -> bool:
+    return (example_id(spec), backend) not in REFUSED
 
 
 def example_specs() -> list[str]:

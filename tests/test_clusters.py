@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 import yaml
 
@@ -36,8 +38,19 @@ def test_profile_renders_on_every_backend(name):
                 assert f"export {key}={value}\n" in text or f"export {key}='{value}'\n" in text
         elif backend == "dstack":
             assert [f"{k}={v}" for k, v in expected.items()] == yaml.safe_load(text)["env"]
+        elif backend == "modal":  # a Python app: its ENV dict, every function's `env=`
+            assert _python_constant(text, "ENV") == expected
         else:
             assert yaml.safe_load(text)["envs"] == expected
+
+
+def _python_constant(source: str, name: str):
+    """The literal assigned to NAME at the top level of a rendered Python file."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets
+                                             if isinstance(t, ast.Name)] == [name]:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"no top-level {name} = ... in the rendered file")
 
 
 def test_profile_by_path_and_unknown_name(tmp_path):

@@ -25,7 +25,7 @@ def _rows(path) -> list[str]:
     return [json.loads(line)["sha1"] for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("emulate", ["slurm", "dstack"])
+@pytest.mark.parametrize("emulate", ["slurm", "dstack", "modal"])
 def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, emulate):
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=6, save_steps=6, eval_steps=3)
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2", "--emulate",

@@ -28,14 +28,17 @@ def _names(requirements: list[str]) -> set[str]:
 
 
 def test_base_install_is_the_cli_and_the_extras_add_the_rest():
-    """`pip install ft` stays torch-free; [train] holds every module `ft train` checks
-    for; [test] pulls [train] and [deepspeed] through a self-reference."""
+    """`pip install ft` stays torch-free and modal-free; [train] holds every module `ft
+    train` checks for; [modal] is Modal's client; [test] pulls [train], [deepspeed] and
+    [modal] through a self-reference."""
     from orchestrator.train_stack import TRAIN_MODULES
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
     base = _names(project["dependencies"])
-    assert not base & (set(TRAIN_MODULES) | {"bitsandbytes", "deepspeed", "submitit"}), base
+    assert not base & (set(TRAIN_MODULES) | {"bitsandbytes", "deepspeed", "submitit", "modal"})
     assert set(TRAIN_MODULES) <= _names(extras["train"])
+    assert _names(extras["modal"]) == {"modal"}
     (self_reference,) = [req for req in extras["test"] if _names([req]) == {project["name"]}]
-    assert {"train", "deepspeed"} <= set(re.search(r"\[(.*)\]", self_reference)[1].split(","))
+    assert {"train", "deepspeed", "modal"} <= set(
+        re.search(r"\[(.*)\]", self_reference)[1].split(","))

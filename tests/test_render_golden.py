@@ -13,9 +13,13 @@ import yaml
 
 from orchestrator.backends import get
 from orchestrator.spec.load import load_spec
-from tests.specs import BACKENDS, REPO, example_id, example_specs
+from tests.specs import BACKENDS, REFUSED, REPO, example_id, example_specs, renders
+from trainer.contract.errors import SpecError
 
-CASES = [(spec, backend) for spec in example_specs() for backend in BACKENDS]
+CASES = [(spec, backend) for spec in example_specs() for backend in BACKENDS
+         if renders(spec, backend)]
+REFUSALS = [(spec, backend) for spec in example_specs() for backend in BACKENDS
+            if not renders(spec, backend)]
 
 
 def _render(spec_path: str, backend: str) -> dict[str, str]:
@@ -49,5 +53,18 @@ def test_structure(spec_path, backend, in_repo):
         if name.endswith(".sbatch"):
             check = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
             assert check.returncode == 0, check.stderr
+        elif name.endswith(".py"):
+            compile(text, name, "exec")  # tests/test_modal_app.py imports it with modal
         else:
             assert isinstance(yaml.safe_load(text), dict)
+
+
+@pytest.mark.parametrize(("spec_path", "backend"), REFUSALS,
+                         ids=[f"{example_id(s)}-{b}" for s, b in REFUSALS])
+def test_refused_examples_are_refused_for_the_stated_reason(spec_path, backend, in_repo):
+    """No golden file: the backend cannot run this example, and says why."""
+    spec = load_spec(spec_path, for_launch=True)
+    problems = get(backend).spec_problems(spec)
+    assert any(REFUSED[(example_id(spec_path), backend)] in p.message for p in problems)
+    with pytest.raises(SpecError):
+        get(backend).render(spec)

@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "dstack": "orchestrator.backends.dstack",
     "skypilot": "orchestrator.backends.skypilot",
     "slurm": "orchestrator.backends.slurm",
+    "modal": "orchestrator.backends.modal",
 }
 
 

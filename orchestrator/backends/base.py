@@ -1,8 +1,11 @@
 """The one protocol every backend implements, in the spirit of torchx's `Scheduler`.
 
 A backend owns everything about where a job runs:
+- `spec_problems(spec)`: what this backend cannot run (`ft validate --backend NAME`, and
+  render refuses the same);
 - `render(spec)`: pure and offline, the files to write and the EXACT submit argv (what
-  `ft launch --dry-run` prints is what `ft launch` runs);
+  `ft launch --dry-run` prints is what `ft launch` runs); `for_stages` narrows that argv to
+  some of ft's stages (`ft launch --stage`) where the backend has a function per stage;
 - `submit` is generic (orchestrator.jobs.submit): check_ready -> write -> run the argv ->
   `parse_submit`; then `statuses / details / log_lines / cancel` read the job back;
 - `node_vars` (+ `master_addr`, `gpus_per_node`): the variables it sets on every node and
@@ -23,11 +26,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from orchestrator.process import Completed, run_cmd
-from trainer.contract.errors import UserError
+from trainer.contract.errors import Problem, UserError
 
 if TYPE_CHECKING:
     from orchestrator.jobs.model import JobRecord, JobStatus
     from orchestrator.spec.load import Spec
+
+
+# ft's in-container stages, in the order a job runs them (`ft preprocess`, `ft train`, ...).
+STAGES = ("preprocess", "train", "merge-lora")
+
+
+def _registered() -> list[str]:
+    from orchestrator.backends import names
+
+    return names()
+
+
+def _stages_of(name: str) -> tuple[str, ...]:
+    from orchestrator.backends import get
+
+    return get(name).stages
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,7 @@ class Backend:
     node_vars: ClassVar[NodeVars]
     tool: ClassVar[SubmitTool | None] = None  # None: runs here, renders nothing
     example: ClassVar[str] = ""  # one line for `--help`
+    stages: ClassVar[tuple[str, ...]] = ()  # of STAGES, what `ft launch --stage` may pick
     env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
 
     @property
@@ -86,8 +106,29 @@ class Backend:
         return self.tool is not None
 
     # ---- render (pure) ----------------------------------------------------------------
+    def spec_problems(self, spec: Spec) -> list[Problem]:
+        """What this backend cannot run, each with its YAML path and the fix."""
+        return []
+
     def render(self, spec: Spec) -> Rendered:
         raise UserError(f"the {self.name} backend renders no files")
+
+    def check_stages(self, stages: Sequence[str]) -> None:
+        """Refuse stages this backend cannot submit one by one, saying which backends can."""
+        unknown = [stage for stage in stages if stage not in self.stages]
+        if not unknown:
+            return
+        if self.stages:
+            raise UserError(f"the {self.name} backend has no stage {unknown[0]!r}; use "
+                            f"{', '.join(self.stages)}")
+        able = [n for n in _registered() if _stages_of(n)]
+        raise UserError(f"the {self.name} backend runs training only; `--stage` is for "
+                        f"backends with a function per stage ({', '.join(able) or 'none'})")
+
+    def for_stages(self, rendered: Rendered, stages: Sequence[str]) -> Rendered:
+        """The same files, submitted to run only `stages` (in ft's order)."""
+        self.check_stages(stages)
+        return rendered
 
     # ---- node side ---------------------------------------------------------------------
     def master_addr(self, raw: str) -> tuple[str, str]:

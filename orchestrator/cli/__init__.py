@@ -18,7 +18,7 @@ def build_app() -> typer.Typer:
     app = typer.Typer(add_completion=False, no_args_is_help=True,
                       pretty_exceptions_enable=False,
                       help="One training spec in, a fine-tuned LLM out, on dstack, SkyPilot, "
-                           "Slurm or this machine.")
+                           "Slurm, Modal or this machine.")
     for group in (spec_commands, node_commands, train_commands, job_commands):
         group.register(app)
     return app

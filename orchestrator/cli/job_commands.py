@@ -36,7 +36,7 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines "
                                          "until the job ends.")] = False,
 ) -> None:
-    """Print a job's log (Slurm: its --output/--error files; dstack/SkyPilot: their logs)."""
+    """Print a job's log (Slurm: its --output/--error files; dstack/SkyPilot/Modal: theirs)."""
     from orchestrator.backends import get
     from orchestrator.jobs.store import find_record
 
@@ -49,7 +49,7 @@ def logs(
 
 
 def cancel(job: RequiredJobArg) -> None:
-    """Stop a job through its backend (scancel, dstack stop, sky cancel / sky jobs cancel)."""
+    """Stop a job through its backend (scancel, dstack stop, sky cancel, modal app stop)."""
     from orchestrator.backends import get
     from orchestrator.jobs.report import query
     from orchestrator.jobs.store import find_record

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from orchestrator import backends
+from orchestrator.backends.base import STAGES
 
 
 def _choices(name: str, values: list[str]) -> type[StrEnum]:
@@ -20,6 +21,7 @@ def _choices(name: str, values: list[str]) -> type[StrEnum]:
 # Every list of backends comes from the one registry (orchestrator.backends.REGISTRY).
 RenderBackend = _choices("RenderBackend", backends.render_names())
 AnyBackend = _choices("AnyBackend", backends.names())
+Stage = _choices("Stage", list(STAGES))
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
 NodesOpt = Annotated[int | None, typer.Option("--nodes", min=1, help="Override launch.nodes.")]
@@ -28,6 +30,10 @@ GpusOpt = Annotated[int | None, typer.Option("--gpus-per-node", min=0,
 EmulateOpt = Annotated[AnyBackend, typer.Option(help="Emulated nodes (--backend local, ft "
                                                 "doctor): whose node variables each one gets.")]
 DEFAULT_EMULATION = AnyBackend("slurm")
+StageOpt = Annotated[list[Stage] | None, typer.Option(
+    help="Run only this stage (repeat for several; they run in ft's order) where the backend "
+         "has a function per stage (Modal); default: preprocess, then train.",
+    show_default=False)]
 # 65534: the pre-flight check uses the port after it.
 MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534,
                                                    help="Override launch.master_port.")]

@@ -21,6 +21,7 @@ from orchestrator.cli.options import (
     NodesOpt,
     RenderBackend,
     SpecArg,
+    StageOpt,
     err,
     examples,
     load_for_cli,
@@ -73,10 +74,22 @@ def init(
     typer.echo(f"wrote {path}; check it with `ft validate {path}`")
 
 
-def validate(spec: SpecArg, nodes: NodesOpt = None, gpus_per_node: GpusOpt = None) -> None:
+def validate(
+    spec: SpecArg,
+    nodes: NodesOpt = None,
+    gpus_per_node: GpusOpt = None,
+    backend: Annotated[RenderBackend | None, typer.Option(
+        help="Also check what this backend cannot run.")] = None,
+) -> None:
     """Check a spec: unknown keys, wrong types, impossible combinations (every problem at
     once, with its YAML path and line; exit 2)."""
-    loaded = load_for_cli(spec, nodes, gpus_per_node)
+    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=backend is not None)
+    if backend is not None:
+        from trainer.contract.errors import SpecError
+
+        problems = backends.get(backend.value).spec_problems(loaded)
+        if problems:
+            raise SpecError(problems, loaded.source)
     launch = loaded.launch
     typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
                f"adapter={loaded.training.adapter or 'full'})")
@@ -136,17 +149,23 @@ def launch(
     master_port: MasterPortOpt = None,
     watch: Annotated[bool, typer.Option(help="Follow the job's state and training loss "
                                         "until it ends (exit 0 if it succeeded).")] = False,
+    stage: StageOpt = None,
 ) -> None:
-    """Render and submit through the backend's own tool (dstack, sky, sbatch), or run the
-    nodes here (`--backend local`)."""
+    """Render and submit through the backend's own tool (dstack, sky, sbatch, modal), or run
+    the nodes here (`--backend local`)."""
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     chosen = backends.get(backend.value)
+    stages = [s.value for s in stage or []]
+    if stages:
+        chosen.check_stages(stages)
     if not chosen.renders:
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
         from orchestrator.backends.local.emulation import run_local
 
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
     rendered = _render(loaded, backend.value)
+    if stages:
+        rendered = chosen.for_stages(rendered, stages)
     directory = output or Path(".ft") / "rendered" / loaded.launch.name
     if dry_run:
         _print_dry_run(loaded, rendered, directory)
@@ -210,7 +229,8 @@ def register(app: typer.Typer) -> None:
                                 "--base-model meta-llama/Llama-3.1-8B",
                                 "ft init --example tiny my-tiny"))(init)
     app.command(epilog=examples("ft validate examples/llama-3.1-8b-lora.yaml",
-                                "ft validate spec.yaml --nodes 2 --gpus-per-node 8"))(validate)
+                                "ft validate spec.yaml --nodes 2 --gpus-per-node 8",
+                                "ft validate spec.yaml --backend modal"))(validate)
     app.command(epilog=examples(
         f"ft render spec.yaml --backend {render_example} -o deploy/",
         f"ft render spec.yaml --backend {render_example} -o deploy/ --check"))(render)

@@ -1,5 +1,5 @@
 """local: the job's nodes run here, as processes (emulation.py), each given the variables
-the emulated backend sets (`--emulate slurm|dstack|skypilot|local`), through the same
+the emulated backend sets (`--emulate NAME`, any registered backend), through the same
 `ft node` path a cluster node takes. Renders nothing, submits nothing."""
 
 from __future__ import annotations

@@ -1,0 +1,137 @@
+"""What Modal cannot run, found before anything is rendered (`ft validate --backend modal`).
+
+Facts from Modal's GPU guide (modal.com/docs/guide/gpu) and modal 1.6.4's `modal.clustered`
+docstring: the GPU types below, at most 8 GPUs per container (4 for A10), and a clustered
+(multi-node) function must take all 8 GPUs of its host and cannot be CPU-only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+from orchestrator.backends.render_common import Gpu, parse_gpu
+from orchestrator.spec.load import Spec
+from orchestrator.spec.yaml_source import line_of, load_yaml_with_lines
+from trainer.contract.deepspeed_files import SHIPPED_DIR
+from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
+from trainer.contract.errors import Problem, SpecError
+
+# ft's GPU name (upper case) -> Modal's, for the types Modal offers. A100 alone is Modal's
+# 40GB card; `A100:80GB` in the spec picks A100-80GB (see modal_gpu).
+GPU_TYPES = {"T4": "T4", "L4": "L4", "A10": "A10", "A10G": "A10", "L40S": "L40S",
+             "A100": "A100", "A100-40GB": "A100-40GB", "A100-80GB": "A100-80GB",
+             "RTX-PRO-6000": "RTX-PRO-6000", "H100": "H100", "H200": "H200", "B200": "B200"}
+MAX_GPUS = {"A10": 4}
+MAX_GPUS_DEFAULT = 8
+CLUSTER_GPUS = 8  # a clustered container takes every GPU of its host
+A100_SIZES = {"40GB": "A100-40GB", "80GB": "A100-80GB"}
+# modal/_utils/name_utils.py is_valid_object_name: what a Volume may be called.
+OBJECT_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
+APP_ID = re.compile(r"^ap-[a-zA-Z0-9]{22}$")
+
+
+def modal_gpu(gpu: Gpu) -> tuple[str | None, str | None]:
+    """(Modal's GPU type, None) or (None, why not)."""
+    name = gpu.name.upper()
+    if name not in GPU_TYPES:
+        return None, (f"Modal offers no {gpu.name!r} GPU; use one of "
+                      f"{', '.join(sorted(set(GPU_TYPES.values())))}")
+    if name == "A100" and gpu.memory:
+        if gpu.memory not in A100_SIZES:
+            return None, "Modal's A100 comes with 40GB or 80GB: write A100:40GB or A100:80GB"
+        return A100_SIZES[gpu.memory], None
+    return GPU_TYPES[name], None
+
+
+def problems(spec: Spec) -> list[Problem]:
+    """Every reason Modal cannot run this spec, each naming its YAML path (and line) and
+    the fix."""
+    return _located(spec, _gpu_problems(spec) + _volume_problems(spec) + _file_problems(spec))
+
+
+def check(spec: Spec) -> None:
+    found = problems(spec)
+    if found:
+        raise SpecError(found, spec.source)
+
+
+def _gpu_problems(spec: Spec) -> list[Problem]:
+    launch = spec.launch
+    found = []
+    try:
+        gpu = parse_gpu(spec, "modal", required=True)
+    except SpecError as exc:
+        return list(exc.problems)
+    modal_type = None
+    if gpu is not None:
+        modal_type, why = modal_gpu(gpu)
+        if why:
+            found.append(Problem("launch.gpu", why))
+    limit = MAX_GPUS.get(modal_type or "", MAX_GPUS_DEFAULT)
+    if launch.gpus_per_node > limit:
+        found.append(Problem("launch.gpus_per_node", f"a Modal container has at most {limit} "
+                             f"GPUs{' of type ' + modal_type if modal_type in MAX_GPUS else ''}; "
+                             "use more `launch.nodes` instead"))
+    elif launch.nodes > 1 and launch.gpus_per_node != CLUSTER_GPUS:
+        found.append(Problem("launch.gpus_per_node", f"a multi-node Modal job runs as a "
+                             f"cluster whose every container takes all {CLUSTER_GPUS} GPUs of "
+                             f"its host (got {launch.gpus_per_node}); set "
+                             f"`gpus_per_node: {CLUSTER_GPUS}` or `nodes: 1`"))
+    return found
+
+
+def _volume_problems(spec: Spec) -> list[Problem]:
+    found = []
+    for index, volume in enumerate(spec.launch.volumes):
+        if volume.name and (not OBJECT_NAME.match(volume.name) or APP_ID.match(volume.name)):
+            found.append(Problem(f"launch.volumes[{index}].name", "a Modal Volume name has "
+                                 "at most 64 letters, digits, dashes, dots and underscores"))
+        if volume.source:
+            found.append(Problem(f"launch.volumes[{index}].source", "Modal mounts its own named "
+                                 "Volumes, not host paths or bucket URLs; give `name` (a Modal "
+                                 "Volume, created if missing) instead"))
+    mounts = [PurePosixPath(v.path) for v in spec.launch.volumes if v.name]
+    for key in ("output_dir", "dataset_prepared_path"):
+        value = getattr(spec.training, key, None)
+        path = PurePosixPath(value) if value else None
+        if path and path.is_absolute() and not any(path.is_relative_to(m) for m in mounts):
+            found.append(Problem(key, f"{value} is outside every Modal Volume, so it is lost "
+                                 "when the container exits; make it relative (it then lands on "
+                                 "the job's own Volume) or put it under a `launch.volumes` path"))
+    return found
+
+
+def _file_problems(spec: Spec) -> list[Problem]:
+    """Files only this machine has do not reach Modal's containers yet (ft ships its own
+    source only): a cluster profile or DeepSpeed config given by path."""
+    found = []
+    if spec.launch.cluster.endswith((".yaml", ".yml")) or "/" in spec.launch.cluster:
+        found.append(Problem("launch.cluster", "the Modal backend ships ft's own cluster "
+                             "profiles only; use a shipped profile name (tcp, infiniband, "
+                             "roce, aws-efa, auto)"))
+    deepspeed = spec.training.deepspeed
+    if deepspeed and resolve_deepspeed(deepspeed).parent != SHIPPED_DIR:
+        found.append(Problem("deepspeed", "the Modal backend ships ft's own DeepSpeed configs "
+                             "only; use one by name (zero1, zero2, zero3, zero3_offload)"))
+    return found
+
+
+def _located(spec: Spec, found: list[Problem]) -> list[Problem]:
+    """The line of each problem in the user's file, where the file can be read again."""
+    try:
+        _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
+    except (OSError, UnicodeDecodeError):
+        return found
+    return [problem if problem.line else replace(
+        problem, line=line_of(lines, _path_tuple(problem.path))) for problem in found]
+
+
+def _path_tuple(path: str) -> tuple[str | int, ...]:
+    """`launch.volumes[0].source` -> ("launch", "volumes", 0, "source")."""
+    parts: list[str | int] = []
+    for part in path.replace("]", "").split("."):
+        name, *indexes = part.split("[")
+        parts += [name, *(int(index) for index in indexes)]
+    return tuple(parts)

@@ -1,0 +1,44 @@
+"""Modal's cluster info as the variables `ft node` reads (FT_MODAL_*).
+
+Modal sets no rank or peer variables of its own: a clustered function asks
+`modal.experimental.get_cluster_info()` (rank, container_ips, container_ipv4_ips) at run time.
+The rendered app passes that object here and runs `ft node` with the result; `--emulate
+modal` builds the same object for emulated containers, so both go through this one mapping.
+Torch-free and modal-free: it only reads the three attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+RANK = "FT_MODAL_NODE_RANK"
+NODE_IPS = "FT_MODAL_NODE_IPS"  # one address per line, in rank order: the master first
+NUM_NODES = "FT_MODAL_NUM_NODES"
+GPUS_PER_NODE = "FT_MODAL_GPUS_PER_NODE"
+
+
+class ClusterInfo(Protocol):
+    """The part of modal's ClusterContext (modal/_cluster.py) that ft reads."""
+
+    rank: int
+    container_ips: list[str]
+    container_ipv4_ips: list[str]
+
+
+@dataclass(frozen=True)
+class FixedCluster:
+    """Cluster info known in advance: by default one container (a function that is not
+    clustered, rank 0, its own master); `--emulate modal` gives N containers on localhost."""
+
+    rank: int = 0
+    container_ips: list[str] = field(default_factory=lambda: ["::1"])
+    container_ipv4_ips: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+
+
+def node_env(info: ClusterInfo, gpus_per_node: int) -> dict[str, str]:
+    """The FT_MODAL_* variables for this container. IPv4 when Modal gives it (every NCCL
+    socket setup handles it); otherwise the IPv6 addresses of Modal's private network."""
+    addresses = list(info.container_ipv4_ips) or list(info.container_ips)
+    return {RANK: str(info.rank), NODE_IPS: "\n".join(addresses),
+            NUM_NODES: str(len(addresses)), GPUS_PER_NODE: str(gpus_per_node)}
