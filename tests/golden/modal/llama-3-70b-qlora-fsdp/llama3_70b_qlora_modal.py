@@ -198,7 +198,7 @@ def preprocess(then: str = "") -> None:
 @app.function(**COMMON, **NODE, retries=0, gpu='H100:8')
 @modal.clustered(size=2, rdma=True)
 def train(then: str = "") -> None:
-    from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
+    from orchestrator.backends.modal.cluster_env import node_env
 
     info = modal.experimental.get_cluster_info()
     # Every container trains; only rank 0 passes on to the next stage.
