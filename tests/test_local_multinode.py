@@ -61,8 +61,10 @@ def test_a_failing_node_stops_the_job(tmp_path, tiny_model_dir):
     assert "missing.jsonl" in result.stdout
 
 
-def _workers_of_rank(rank: int) -> list[int]:
-    """PIDs of training processes (torchrun's children) that have RANK=<rank>."""
+def _workers_of_rank(rank: int, job_dir: Path) -> list[int]:
+    """PIDs of this job's training processes (torchrun's children) that have RANK=<rank>.
+    Only this job's (its spec lies under job_dir): other runs on the machine are not ours
+    to freeze."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -73,7 +75,8 @@ def _workers_of_rank(rank: int) -> list[int]:
         except OSError:
             continue
         if b"train" in cmdline and b"orchestrator.cli" in cmdline \
-                and f"RANK={rank}".encode() in environ:
+                and f"RANK={rank}".encode() in environ \
+                and any(str(job_dir).encode() in part for part in cmdline):
             found.append(int(proc.name))
     return found
 
@@ -95,7 +98,7 @@ def test_a_hung_peer_ends_the_job_after_the_collective_timeout(tmp_path, tiny_mo
         for line in proc.stdout:
             lines.append(line)
             if "'loss'" in line and not stopped:
-                stopped = _workers_of_rank(1)
+                stopped = _workers_of_rank(1, tmp_path)
                 assert stopped, "no rank-1 training process found"
                 for pid in stopped:
                     os.kill(pid, signal.SIGSTOP)
