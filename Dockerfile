@@ -1,4 +1,4 @@
-# ft's image: CUDA PyTorch + ft. `launch.install.method: image` (the default when no
+# An image with ft baked in (optional: by default a job ships its own wheel). CUDA PyTorch + ft. `launch.install.method: image` (the default when no
 # `launch.image` is given) expects this image, tagged with ft's version:
 #   docker build -t ghcr.io/ft-project/ft:$(python -c 'import orchestrator; print(orchestrator.__version__)') .
 # 25.12: PyTorch 2.10 (FSDP2's public fully_shard needs 2.6+), CUDA 13.1.

@@ -1,4 +1,4 @@
-"""Is the training stack installed? The base install (`pip install ft`) is the CLI only.
+"""Is the training stack installed? The base install (`pip install ft-finetune`) is the CLI only.
 
 A laptop that renders and submits has no torch; the commands that train, or build a
 model, say so up front with the one line that fixes it, instead of an ImportError
@@ -13,12 +13,13 @@ import importlib.util
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+from orchestrator import DISTRIBUTION
 from trainer.contract.errors import UserError
 
 # What every training run imports (bitsandbytes only for 4/8-bit, deepspeed only for
 # `deepspeed:`; the trainer names those itself when a spec needs them).
 TRAIN_MODULES = ("torch", "transformers", "peft", "accelerate", "datasets")
-INSTALL_HINT = "pip install 'ft[train]'"
+INSTALL_HINT = f"pip install '{DISTRIBUTION}[train]'"
 
 P = ParamSpec("P")
 R = TypeVar("R")

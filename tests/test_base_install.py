@@ -1,4 +1,4 @@
-"""The base install (`pip install ft`, no extra) is the CLI a laptop or CI needs: it
+"""The base install (`pip install ft-finetune`, no extra) is the CLI a laptop or CI needs: it
 validates and renders every example for every backend without torch, and the commands
 that need the training stack say how to get it (exit 2, no traceback).
 
@@ -20,7 +20,7 @@ import pytest
 
 from tests.specs import BACKENDS, REPO, example_id, example_specs, renders
 
-INSTALL_HINT = "pip install 'ft[train]'"
+INSTALL_HINT = "pip install 'ft-finetune[train]'"
 # The venv must see only what it installed: no checkout on PYTHONPATH, no other venv.
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 

@@ -123,7 +123,7 @@ def test_missing_launcher_says_how_to_install_it(spec, sysfs, tmp_path, launcher
     environ = {**DSTACK_ENV, "PATH": str(tmp_path / "empty-bin")}
     # Nor beside the interpreter (ft node also looks there, for an unactivated venv).
     monkeypatch.setattr(sys, "executable", str(tmp_path / "empty-bin" / "python"))
-    hint = re.escape("pip install 'ft[train]'")
+    hint = re.escape("pip install 'ft-finetune[train]'")
     with pytest.raises(UserError, match=f"{launcher} is not on PATH on this node; .*{hint}"):
         run_node(LaunchSpec(nodes=2, launcher=launcher), path, sha, "dstack", environ=environ,
                  sysfs_root=sysfs)

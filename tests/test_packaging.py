@@ -28,7 +28,7 @@ def _names(requirements: list[str]) -> set[str]:
 
 
 def test_base_install_is_the_cli_and_the_extras_add_the_rest():
-    """`pip install ft` stays torch-free and modal-free; [train] holds every module `ft
+    """`pip install ft-finetune` stays torch-free and modal-free; [train] holds every module `ft
     train` checks for; [modal] is Modal's client; [test] pulls [train], [deepspeed] and
     [modal] through a self-reference."""
     from orchestrator.train_stack import TRAIN_MODULES
@@ -42,3 +42,18 @@ def test_base_install_is_the_cli_and_the_extras_add_the_rest():
     (self_reference,) = [req for req in extras["test"] if _names([req]) == {project["name"]}]
     assert {"train", "deepspeed", "modal"} <= set(
         re.search(r"\[(.*)\]", self_reference)[1].split(","))
+
+
+def test_distribution_name_is_ours_everywhere():
+    """`ft` on the package index is someone else's project: pyproject, the version lookup,
+    the install hints and the README all use the one name in orchestrator.DISTRIBUTION."""
+    from orchestrator import DISTRIBUTION
+    from orchestrator.train_stack import INSTALL_HINT
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["name"] == DISTRIBUTION != "ft"
+    assert project["scripts"]["ft"] == "orchestrator.cli:main"
+    assert f"'{DISTRIBUTION}[train]'" in INSTALL_HINT
+    readme = (REPO / "README.md").read_text()
+    assert f"the distribution is `{DISTRIBUTION}`" in readme
+    assert "'ft[" not in readme and "ft[train]" not in readme.replace(f"{DISTRIBUTION}[", "")

@@ -5,7 +5,7 @@ Shared by all backends so that dstack, SkyPilot and Slurm run the same thing.
 
 from __future__ import annotations
 
-from orchestrator import __version__
+from orchestrator import DISTRIBUTION, __version__
 from orchestrator.rendering import sh
 from orchestrator.spec.load import Spec
 
@@ -34,7 +34,7 @@ def install_commands(spec: Spec, backend: str) -> list[str]:
     # The nodes train, so they get the [train] extra (the base install is the CLI only).
     method = install_method(spec, backend)
     if method == "pip":
-        package = spec.launch.install.package or f"ft[train]=={__version__}"
+        package = spec.launch.install.package or f"{DISTRIBUTION}[train]=={__version__}"
         return [f"python -m pip install --quiet {sh(package)}"]
     if method == "workdir":
         return [f"python -m pip install --quiet {sh('.[train]')}"]

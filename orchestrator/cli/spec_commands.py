@@ -47,7 +47,8 @@ def init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
     example: Annotated[str | None, typer.Option(help="Write a runnable shipped example "
                                                 "instead (`tiny`: spec, data, and a tiny "
-                                                "model built here; needs ft[train]).")] = None,
+                                                "model built here; needs "
+                                                "ft-finetune[train]).")] = None,
 ) -> None:
     """Write a commented starter spec, or a runnable example (--example tiny)."""
     from orchestrator.output_files import write_atomic

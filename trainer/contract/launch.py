@@ -136,7 +136,7 @@ class Install(_Strict):
         "pip", description="image: the image already has ft; pip: install `package`; "
         "workdir: pip install the synced working directory.")
     package: str | None = Field(None, description="pip requirement (default: "
-                                "ft[train]==<version>; the nodes need the [train] extra).")
+                                "ft-finetune[train]==<version>; the nodes need the [train] extra).")
 
     _line = field_validator("package")(_no_newline)
 
