@@ -50,11 +50,15 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in data_dir("clusters").glob("*.yaml"))
 
 
+def is_profile_path(name_or_path: str) -> bool:
+    """`launch.cluster` names a file (shipped with the job), not one of clusters/."""
+    return name_or_path.endswith((".yaml", ".yml")) or Path(name_or_path).is_file()
+
+
 def load_profile(name_or_path: str) -> ClusterProfile:
     """A shipped profile by name, or a profile YAML by path."""
-    candidate = Path(name_or_path)
-    if name_or_path.endswith((".yaml", ".yml")) or candidate.is_file():
-        path = candidate
+    if is_profile_path(name_or_path):
+        path = Path(name_or_path)
     else:
         path = data_dir("clusters") / f"{name_or_path}.yaml"
     if not path.is_file():

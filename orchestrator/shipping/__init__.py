@@ -1,0 +1,11 @@
+"""Getting ft and every file a job reads onto fresh nodes (DESIGN.md, "Getting ft, the spec
+and its files to every node").
+
+- job_files: which files the spec points to (custom cluster profile, DeepSpeed JSON), with
+  their hashes; the render puts the hashes in the launch file and `ft node` checks them;
+- layout: where each shipped thing sits in the job's directory (the same on every backend);
+- wheel: builds the wheel of the exact ft that is running (source tree or installed);
+- bundle: at submit time, writes the wheel, the node installer and the job files where the
+  rendered file's `files:` / `file_mounts` (or Slurm's job directory) expect them;
+- install_ft: stdlib-only; runs on each node and installs the shipped wheel once per node.
+"""
