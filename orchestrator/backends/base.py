@@ -30,6 +30,7 @@ from trainer.contract.errors import Problem, UserError
 
 if TYPE_CHECKING:
     from orchestrator.jobs.model import JobRecord, JobStatus
+    from orchestrator.shipping.layout import ShipPlan
     from orchestrator.spec.load import Spec
 
 
@@ -57,6 +58,7 @@ class Rendered:
     files: dict[str, str]  # file name -> text
     submit_argv: list[str]  # exact; {dir} stands for the directory the files are written to
     notes: list[str] = field(default_factory=list)  # settings ignored or adjusted, for stderr
+    ship: ShipPlan | None = None  # what the submit step writes for the nodes (shipping/)
 
     def submit_command(self, directory: str) -> list[str]:
         return [part.replace("{dir}", directory.rstrip("/") or ".") for part in self.submit_argv]

@@ -1,43 +1,48 @@
-"""The shell steps every node runs: get ft, write the exact rendered spec, start `ft node`.
+"""The shell steps every node runs: get ft, have the exact rendered spec, start `ft node`.
 
 Shared by all backends so that dstack, SkyPilot and Slurm run the same thing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from orchestrator import DISTRIBUTION, __version__
 from orchestrator.rendering import sh
+from orchestrator.shipping.job_files import JobFile
+from orchestrator.shipping.layout import installer_in_job, wheels_in_job
 from orchestrator.spec.load import Spec
 
 SPEC_DIR = ".ft"
+# The image a job runs in unless `launch.image` names one. Public, no image of ft's own: the
+# node installs the shipped wheel into it. NGC's PyTorch 25.04 (release notes: PyTorch
+# 2.7.0a0, CUDA 12.9, Python 3.12): its torch satisfies ft's `torch>=2.6` (pip accepts an
+# installed pre-release), so pip keeps NGC's CUDA build and only adds what the image lacks.
+DEFAULT_IMAGE = "nvcr.io/nvidia/pytorch:25.04-py3"
 
 
 def spec_path_in_job(spec: Spec) -> str:
     return f"{SPEC_DIR}/{spec.launch.name}.yaml"
 
 
-def install_method(spec: Spec, backend: str) -> str:
-    """`image` unless the user said otherwise; a custom image without ft needs `pip`."""
-    install = spec.launch.install
-    if "method" in install.model_fields_set:
-        return install.method
-    if backend == "slurm":
-        return "image"  # Slurm jobs run in the cluster's environment (see launch.slurm.setup)
-    return "image" if spec.launch.image is None else "pip"
+def install_method(spec: Spec) -> str:
+    return spec.launch.install.method
 
 
 def default_image() -> str:
-    return f"ghcr.io/ft-project/ft:{__version__}"
+    return DEFAULT_IMAGE
 
 
-def install_commands(spec: Spec, backend: str) -> list[str]:
+def train_requirement() -> str:
     # The nodes train, so they get the [train] extra (the base install is the CLI only).
-    method = install_method(spec, backend)
-    if method == "pip":
-        package = spec.launch.install.package or f"{DISTRIBUTION}[train]=={__version__}"
+    return f"{DISTRIBUTION}[train]=={__version__}"
+
+
+def install_commands(spec: Spec) -> list[str]:
+    """Commands before `ft node` (the shipped wheel installs in the node command itself)."""
+    if install_method(spec) == "pip":
+        package = spec.launch.install.package or train_requirement()
         return [f"python -m pip install --quiet {sh(package)}"]
-    if method == "workdir":
-        return [f"python -m pip install --quiet {sh('.[train]')}"]
     return []
 
 
@@ -52,13 +57,34 @@ def write_spec_command(spec: Spec) -> str:
             f"{sh(spec_path_in_job(spec))}")
 
 
-def ft_node_argv(spec: Spec, backend: str) -> list[str]:
+def ft_node_argv(spec: Spec, backend: str, files: Sequence[JobFile] = ()) -> list[str]:
+    """`ft node`, told the hashes of the spec and of every shipped file, which it checks."""
+    hashes = [arg for f in files for arg in ("--file-sha256", f"{f.path}={f.sha256}")]
     return ["ft", "node", spec_path_in_job(spec), "--backend", backend,
-            "--spec-sha256", spec.sha256]
+            "--spec-sha256", spec.sha256, *hashes]
 
 
-def ft_node_command(spec: Spec, backend: str) -> str:
-    return " ".join(sh(part) for part in ft_node_argv(spec, backend))
+def ft_node_command(spec: Spec, backend: str, files: Sequence[JobFile] = ()) -> str:
+    return " ".join(sh(part) for part in ft_node_argv(spec, backend, files))
+
+
+def node_command(spec: Spec, backend: str, files: Sequence[JobFile]) -> str:
+    """`ft node ...`, or with the shipped wheel: the node installer (once per node), which
+    then execs `ft node` from the environment it installed."""
+    argv = ft_node_argv(spec, backend, files)
+    if install_method(spec) == "wheel":
+        name = spec.launch.name
+        argv = ["python3", installer_in_job(name), wheels_in_job(name), train_requirement(),
+                "--", *argv]
+    return " ".join(sh(part) for part in argv)
+
+
+def pre_node_commands(spec: Spec) -> list[str]:
+    """What runs before the node command: a pip install, and the check that ft is there
+    (the shipped-wheel installer makes sure of it itself)."""
+    if install_method(spec) == "wheel":
+        return []
+    return [*install_commands(spec), check_ft_command()]
 
 
 def train_argv(spec: Spec) -> list[str]:

@@ -28,13 +28,17 @@ def node(
                                                        "(default: detected).")] = None,
     spec_sha256: Annotated[str | None, typer.Option(help="Refuse to run if the spec's "
                                                     "hash differs.")] = None,
+    file_sha256: Annotated[list[str] | None, typer.Option(
+        help="PATH=SHA256 of a file the spec points to; refuse to run if it differs "
+        "(repeatable; the rendered job passes one per shipped file).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the launch line; run nothing.")] = False,
     doctor: Annotated[bool, typer.Option(help="Run only the pre-flight check (`ft doctor` "
                                          "on every rank), not training.")] = False,
 ) -> None:
     """Inside the job, on every node: map the backend's variables and start the launcher."""
-    from orchestrator.node.entry import run_node
+    from orchestrator.node.entry import check_file_hashes, run_node
 
+    check_file_hashes(file_sha256 or [])
     loaded = load_for_cli(spec, for_launch=True)
     code = run_node(loaded.launch, str(spec), spec_sha256,
                     backend.value if backend else None, dry_run=dry_run, doctor_only=doctor)

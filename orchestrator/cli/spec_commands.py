@@ -110,6 +110,9 @@ def render(
                                                 "the files to (default: print them).")] = None,
     check: Annotated[bool, typer.Option(help="Fail if the files in -o DIR are stale.")]
     = False,
+    ship: Annotated[bool, typer.Option(help="With -o: also write what the job ships (ft's "
+                                       "wheel, the spec's files), so the file can be "
+                                       "submitted with the backend's own tool.")] = False,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
 ) -> None:
@@ -129,9 +132,15 @@ def render(
         typer.echo(f"up to date: {', '.join(rendered.files)}")
         return
     if output is None:
+        if ship:
+            raise UserError("--ship writes beside the rendered files: pass -o DIR")
         for text in rendered.files.values():
             typer.echo(text, nl=False)
         return
+    if ship and rendered.ship is not None:
+        from orchestrator.shipping.bundle import ship as write_shipment
+
+        typer.echo(f"wrote {write_shipment(rendered.ship, output)} (what the job ships)")
     for path in write_files(output, rendered.files):
         typer.echo(f"wrote {path}")
 
@@ -187,10 +196,13 @@ def _print_dry_run(spec, rendered, directory: Path) -> None:
     """The files and the exact argv `ft launch` would run, plus a warning for every secret
     the submitting environment lacks (the real launch refuses to start without them)."""
     from orchestrator.jobs.submit import secrets_problem
+    from orchestrator.shipping.bundle import describe_shipment
 
     for name, text in rendered.files.items():
         typer.echo(f"# ---- {directory / name} ----")
         typer.echo(text, nl=False)
+    if rendered.ship is not None:
+        typer.echo(f"# ---- shipped at submit ----\n{describe_shipment(rendered.ship, directory)}")
     typer.echo(f"# ---- command ----\n{shlex.join(rendered.submit_command(str(directory)))}")
     problem = secrets_problem(spec)
     if problem:

@@ -1,7 +1,8 @@
 """Submitting rendered files through the backend's own tool, and remembering the job.
 
 Order matters: check the secrets and the tool (installed, configured) before writing
-anything, write the files, run the rendered submit argv (exactly what `--dry-run` prints)
+anything, ship what the nodes need (ft's wheel, the spec's files: orchestrator.shipping),
+write the files, run the rendered submit argv (exactly what `--dry-run` prints)
 through the process seam, and record the job only once the backend took it.
 """
 
@@ -18,6 +19,7 @@ from orchestrator.jobs.store import add_record
 from orchestrator.jobs.table import utc_now_iso
 from orchestrator.jobs.toolout import failure_text
 from orchestrator.output_files import write_files
+from orchestrator.shipping.bundle import ship
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import UserError
 
@@ -44,6 +46,8 @@ def submit(backend: Backend, rendered: Rendered, directory: Path, spec: Spec) ->
     if problem:
         raise UserError(problem)
     backend.check_ready()
+    if rendered.ship is not None:
+        ship(rendered.ship, directory)
     write_files(directory, rendered.files)
     argv = rendered.submit_command(str(directory))
     result = backend.run_tool(argv)

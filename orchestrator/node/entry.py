@@ -92,6 +92,25 @@ def check_spec_hash(spec_path: str, expected: str | None) -> None:
                         "from the same spec")
 
 
+def check_file_hashes(expected: Sequence[str]) -> None:
+    """Each `PATH=SHA256` the rendered job passes: the files it ships (cluster profile,
+    DeepSpeed JSON) must be the ones that were rendered, on every node."""
+    for item in expected:
+        path, _, digest = item.rpartition("=")
+        if not path or len(digest) != 64:
+            raise UserError(f"ft node: --file-sha256 {item!r} is not PATH=SHA256")
+        try:
+            actual = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise UserError(f"ft node: {path}, which the rendered job ships, cannot be read "
+                            f"on this node ({exc.strerror}); submit it with `ft launch`, which "
+                            "sends it with the job") from None
+        if actual != digest.lower():
+            raise UserError(f"ft node: {path} on this node differs from the one the job was "
+                            f"rendered with (sha256 {actual[:12]}..., expected "
+                            f"{digest[:12]}...); render and submit again")
+
+
 def ft_command(subcommand: str) -> list[str]:
     """`ft <subcommand>`, or this interpreter's `-m orchestrator.cli <subcommand>` where `ft`
     is not on PATH."""

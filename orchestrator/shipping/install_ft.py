@@ -2,8 +2,9 @@
 
 Runs before ft exists on the node, so it uses the standard library only; the bundle carries
 a copy as `.ft/<job>/install_ft.py` and the rendered job runs
-`python3 .ft/<job>/install_ft.py WHEELS_DIR REQUIREMENT`, which prints the `bin` directory
-to put first on PATH.
+`python3 .ft/<job>/install_ft.py WHEELS_DIR REQUIREMENT -- ft node ...`, which installs, puts
+the environment's `bin` first on PATH and replaces itself with the command after `--` (so
+signals reach `ft node` directly). Without a command it prints the `bin` directory.
 
 - One environment per wheel hash in a node-local cache (FT_NODE_CACHE, default
   $TMPDIR/ft-node-cache): a new ft gets a new one, the same ft is never installed twice.
@@ -35,10 +36,12 @@ PIP = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check",
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[argv.index("--") + 1:] if "--" in argv else []
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wheels", type=Path, help="directory holding the one shipped wheel")
     parser.add_argument("requirement", help="what to install, e.g. 'ft-finetune[train]==0.1.0'")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     wheels = sorted(args.wheels.glob("*.whl"))
     if len(wheels) != 1:
         return _fail(f"expected one wheel in {args.wheels}, found {len(wheels)}; submit the "
@@ -58,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
                 return code
             (venv / MARKER).write_text(f"{wheel.name} {digest}\n")
             _say(f"installed {wheel.name} (sha256 {digest}...) into {venv}")
-    print(venv / "bin")
-    return 0
+    if not command:
+        print(venv / "bin")
+        return 0
+    os.environ["PATH"] = f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.execvp(command[0], command)  # never returns
 
 
 def _install(venv: Path, wheel: Path, wheels: Path, requirement: str) -> int:

@@ -132,9 +132,11 @@ class DstackOptions(_Strict):
 class Install(_Strict):
     """How ft reaches the container."""
 
-    method: Literal["image", "pip", "workdir"] = Field(
-        "pip", description="image: the image already has ft; pip: install `package`; "
-        "workdir: pip install the synced working directory.")
+    method: Literal["wheel", "image", "pip"] = Field(
+        "wheel", description="wheel: `ft launch` ships the wheel of the ft that rendered the "
+        "job and each node installs it once (offline; dependencies from the image); image: "
+        "the image (or the Slurm environment) already has ft; pip: install `package` from an "
+        "index.")
     package: str | None = Field(None, description="pip requirement (default: "
                                 "ft-finetune[train]==<version>; the nodes need the [train] extra).")
 
@@ -153,7 +155,8 @@ class LaunchSpec(_Strict):
     memory: str | None = Field(None, description="Host memory per node, e.g. 512GB.")
     disk: str = Field("200GB", description="Disk per node.")
     shm_size: str = Field("64GB", description="/dev/shm size (NCCL and dataloaders need it).")
-    image: str | None = Field(None, description="Container image (default: ft's own image).")
+    image: str | None = Field(None, description="Container image (default: NGC's public "
+                              "PyTorch image, into which the nodes install the shipped ft).")
     install: Install = Field(default_factory=Install)
     env: dict[str, str | int | float | bool] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, description="Names of secrets taken "

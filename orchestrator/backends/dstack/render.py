@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.node_steps import (
-    check_ft_command,
     default_image,
-    ft_node_command,
-    install_commands,
-    write_spec_command,
+    install_method,
+    node_command,
+    pre_node_commands,
+    spec_path_in_job,
 )
 from orchestrator.backends.render_common import (
     explicit_launch,
@@ -19,6 +19,8 @@ from orchestrator.backends.render_common import (
     size_gb,
 )
 from orchestrator.rendering import header_lines, render_template
+from orchestrator.shipping.job_files import JobFile, job_files
+from orchestrator.shipping.layout import ShipPlan, bundle_name, job_prefix
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.launch import duration_seconds
@@ -32,9 +34,14 @@ def render(spec: Spec) -> Rendered:
     profile = profile_for(spec)
     filename = f"{launch.name}.dstack.yml"
     submit = ["dstack", "apply", "-f", f"{{dir}}/{filename}", "-y", "-d"]
+    shipped = job_files(spec, absolute_ok=False)
+    wheel = install_method(spec) == "wheel"
     text = render_template(
         "dstack.task.yml.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME)),
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
+                            [(f.path, f.sha256) for f in shipped]),
+        bundle=bundle_name(launch.name),
+        files=_file_mappings(spec, shipped, wheel),
         submit=" ".join(part.replace("{dir}", ".") for part in submit),
         explicit_command=explicit_launch(spec, NAME),
         name=launch.name,
@@ -43,8 +50,7 @@ def render(spec: Spec) -> Rendered:
         privileged=profile.dstack_privileged,
         env=job_env(spec, profile),
         secrets=launch.secrets,
-        commands=[*install_commands(spec, NAME), check_ft_command(),
-                  write_spec_command(spec), ft_node_command(spec, NAME)],
+        commands=[*pre_node_commands(spec), node_command(spec, NAME, shipped)],
         gpu=_gpu(spec),
         cpu=f"{launch.cpus_per_node}.." if launch.cpus_per_node else None,
         memory=f"{size_gb(launch.memory)}GB.." if launch.memory else None,
@@ -63,7 +69,18 @@ def render(spec: Spec) -> Rendered:
     )
     if launch.dstack.reservation:
         notes.append("`launch.dstack.reservation` is not rendered by this ft version")
-    return Rendered(NAME, {filename: text}, submit, notes)
+    plan = ShipPlan(launch.name, "bundle", tuple(shipped), wheel, spec.effective_text,
+                    spec_path_in_job(spec))
+    return Rendered(NAME, {filename: text}, submit, notes, plan)
+
+
+def _file_mappings(spec: Spec, shipped: list[JobFile], wheel: bool) -> list[str]:
+    """`local:container` pairs for dstack's `files:`: local paths are relative to the rendered
+    file (the bundle beside it), container paths to the job's working directory."""
+    bundle = bundle_name(spec.launch.name)
+    paths = [spec_path_in_job(spec), *([job_prefix(spec.launch.name)] if wheel else []),
+             *(f.path for f in shipped)]
+    return [f"{bundle}/{path}:{path}" for path in paths]
 
 
 def _gpu(spec: Spec) -> str | None:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.node_steps import (
-    check_ft_command,
     default_image,
-    ft_node_command,
     install_commands,
     install_method,
-    write_spec_command,
+    node_command,
+    pre_node_commands,
+    spec_path_in_job,
 )
 from orchestrator.backends.render_common import (
     explicit_launch,
@@ -20,6 +20,8 @@ from orchestrator.backends.render_common import (
     size_gb,
 )
 from orchestrator.rendering import header_lines, render_template
+from orchestrator.shipping.job_files import job_files
+from orchestrator.shipping.layout import ShipPlan, bundle_name
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
 
@@ -32,6 +34,10 @@ def render(spec: Spec) -> Rendered:
     profile = profile_for(spec)
     filename = f"{launch.name}.sky.yaml"
     submit = _submit_argv(spec, filename)
+    shipped = job_files(spec, absolute_ok=False)
+    wheel = install_method(spec) == "wheel"
+    # The pip install, if any, is setup's job; run only checks that ft is there.
+    checks = [c for c in pre_node_commands(spec) if c not in install_commands(spec)]
     gpu = parse_gpu(spec, NAME, required=True)
     if gpu and gpu.memory:
         notes.append(f"SkyPilot picks GPUs by type only: the memory in `launch.gpu` "
@@ -42,12 +48,13 @@ def render(spec: Spec) -> Rendered:
                      "preemption; set managed to let SkyPilot relaunch it")
     text = render_template(
         "skypilot.task.yaml.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME)),
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
+                            [(f.path, f.sha256) for f in shipped]),
         submit=" ".join(part.replace("{dir}", ".") for part in submit),
         explicit_command=explicit_launch(spec, NAME),
         name=launch.name,
         nodes=launch.nodes,
-        workdir=install_method(spec, NAME) == "workdir",
+        workdir=bundle_name(launch.name),
         accelerators=f"{gpu.name}:{launch.gpus_per_node}" if gpu else None,
         cpus=f"{launch.cpus_per_node}+" if launch.cpus_per_node else None,
         memory=f"{size_gb(launch.memory)}+" if launch.memory else None,
@@ -63,23 +70,27 @@ def render(spec: Spec) -> Rendered:
         secrets=launch.secrets,
         file_mounts=[v for v in launch.volumes if v.source],
         volumes=[v for v in launch.volumes if v.name],
-        setup="\n".join(install_commands(spec, NAME) or ["true  # the image has ft"]),
-        run="\n".join(["set -euo pipefail", check_ft_command(), write_spec_command(spec),
-                       ft_node_command(spec, NAME)]),
+        setup="\n".join(install_commands(spec) or [
+            "true  # ft installs on each node in run, from the shipped wheel" if wheel
+            else "true  # the image has ft"]),
+        run="\n".join(["set -euo pipefail", *checks, node_command(spec, NAME, shipped)]),
     )
     _check_mounts(spec)
-    return Rendered(NAME, {filename: text}, submit, notes)
+    plan = ShipPlan(launch.name, "bundle", tuple(shipped), wheel, spec.effective_text,
+                    spec_path_in_job(spec))
+    return Rendered(NAME, {filename: text}, submit, notes, plan)
 
 
 def _submit_argv(spec: Spec, filename: str) -> list[str]:
-    secrets = [arg for name in spec.launch.secrets for arg in ("--secret", name)]
-    path = f"{{dir}}/{filename}"
+    options = [arg for name in spec.launch.secrets for arg in ("--secret", name)]
+    # SkyPilot resolves the YAML's `workdir:` against the current directory, not the YAML's:
+    # name the bundle beside the rendered file explicitly (the flag overrides the key).
+    options += ["--workdir", f"{{dir}}/{bundle_name(spec.launch.name)}", "--yes",
+                "--detach-run", f"{{dir}}/{filename}"]
     if spec.launch.skypilot.managed:
         # Detached: a managed launch otherwise streams the job's logs until it ends.
-        return ["sky", "jobs", "launch", "--name", spec.launch.name, *secrets, "--yes",
-                "--detach-run", path]
-    return ["sky", "launch", "--cluster", spec.launch.name, *secrets, "--yes",
-            "--detach-run", path]
+        return ["sky", "jobs", "launch", "--name", spec.launch.name, *options]
+    return ["sky", "launch", "--cluster", spec.launch.name, *options]
 
 
 def _check_mounts(spec: Spec) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.node_steps import (
-    check_ft_command,
-    ft_node_command,
-    install_commands,
+    install_method,
+    node_command,
+    pre_node_commands,
     write_spec_command,
 )
 from orchestrator.backends.render_common import (
@@ -19,6 +19,8 @@ from orchestrator.backends.render_common import (
     slurm_time_seconds,
 )
 from orchestrator.rendering import header_lines, render_template, sh
+from orchestrator.shipping.job_files import job_files
+from orchestrator.shipping.layout import ShipPlan
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
@@ -36,29 +38,36 @@ def render(spec: Spec) -> Rendered:
         notes.append("`launch.volumes` is ignored on Slurm: use paths on the shared filesystem")
     profile = profile_for(spec)
     filename = f"{launch.name}.sbatch"
+    # The nodes share this machine's filesystem: absolute paths are read where they are.
+    shipped = job_files(spec, absolute_ok=True)
+    wheel = install_method(spec) == "wheel"
     text = render_template(
         "slurm.sbatch.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME)),
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
+                            [(f.path, f.sha256) for f in shipped]),
         sbatch=_sbatch_options(spec, notes),
         explicit_command=explicit_launch(spec, NAME),
         workdir=slurm.workdir,
         setup=slurm.setup,
         env=job_env(spec, profile),
         secrets=launch.secrets,
-        install=install_commands(spec, NAME),
-        check_ft=check_ft_command(),
+        pre_node=pre_node_commands(spec),
+        wheel=wheel,
         write_spec=write_spec_command(spec),
         nodes=launch.nodes,
         srun_extra=_srun_container(spec),
-        ft_node=ft_node_command(spec, NAME),
+        ft_node=node_command(spec, NAME, shipped),
         resumable_code=RESUMABLE_EXIT_CODE,
         requeue_on_stop=launch.retry.on_preemption,
         requeue_on_error=launch.retry.on_error,
         max_restarts=launch.retry.max_restarts,
     )
+    # The script writes the spec itself (on every attempt, exactly the rendered one); ft's
+    # wheel and the spec's files go into the job's directory on the shared filesystem.
+    plan = ShipPlan(launch.name, "job_dir", tuple(shipped), wheel, job_dir=slurm.workdir)
     # --parsable: sbatch prints just "id" or "id;cluster", never a sentence to scrape.
     return Rendered(NAME, {filename: text}, ["sbatch", "--parsable", f"{{dir}}/{filename}"],
-                    notes)
+                    notes, plan)
 
 
 def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
