@@ -55,7 +55,8 @@ def test_render_overrides_appear_in_header_and_file():
 @pytest.mark.parametrize(("backend", "command"), [
     ("slurm", "sbatch --parsable .ft/rendered/tiny/tiny.sbatch"),
     ("dstack", "dstack apply -f .ft/rendered/tiny/tiny.dstack.yml -y -d"),
-    ("skypilot", "sky launch --cluster tiny --yes --detach-run .ft/rendered/tiny/tiny.sky.yaml"),
+    ("skypilot", "sky launch --cluster tiny --workdir .ft/rendered/tiny/tiny.ship --yes "
+                 "--detach-run .ft/rendered/tiny/tiny.sky.yaml"),
 ])
 def test_launch_dry_run_prints_files_and_command(backend, command, tmp_path):
     result = run_ft("launch", TINY, "--backend", backend, "--dry-run")

@@ -8,6 +8,7 @@ and the values the programs receive must equal the values in the spec.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.backends import get
+from orchestrator.shipping.bundle import ship
 from orchestrator.spec.load import parse_spec
 from trainer.contract.errors import SpecError
 
@@ -112,35 +114,48 @@ def test_dstack_yaml_carries_values_verbatim(tmp_path_factory, env_value, volume
     except SpecError as exc:  # newlines are refused in single-line fields: that is fine
         assert "single line" in str(exc)
         return
-    (text,) = get("dstack").render(spec).files.values()
+    rendered = get("dstack").render(spec)
+    (text,) = rendered.files.values()
     task = yaml.safe_load(text)
     env = dict(item.split("=", 1) for item in task["env"] if "=" in item)
     assert env["USER_VALUE"] == env_value
     assert task["volumes"] == [{"name": volume_name, "path": f"/{mount}"}]
-    _run_commands(task["commands"], tmp)
-    assert _exact(tmp / ".ft" / "quoting.yaml") == spec.effective_text
-    assert _read_argv(tmp, "ft")[:4] == ["node", ".ft/quoting.yaml", "--backend", "dstack"]
+    # What `ft launch` ships, placed the way dstack's `files:` (local:container) places it.
+    ship(rendered.ship, tmp / "rendered")
+    job = tmp / "job"
+    for mapping in task["files"]:
+        local, container = mapping.split(":")
+        (job / container).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp / "rendered" / local, job / container)
+    _run_commands(task["commands"], job)
+    assert _exact(job / ".ft" / "quoting.yaml") == spec.effective_text
+    assert _read_argv(job, "ft")[:4] == ["node", ".ft/quoting.yaml", "--backend", "dstack"]
 
 
 @SETTINGS
 @given(env_value=TEXT, source=TEXT.filter(bool))
 def test_skypilot_yaml_carries_values_verbatim(tmp_path_factory, env_value, source):
     tmp = tmp_path_factory.mktemp("sky")
-    extra = {"volumes": [{"source": f"s3://{source}", "path": "/data"}]}
+    extra = {"volumes": [{"source": f"s3://{source}", "path": "/data"}],
+             "install": {"method": "image"}}
     try:
         spec = parse_spec(_spec_text({"USER_VALUE": env_value}, extra), "q.yaml",
                           for_launch=True)
     except SpecError as exc:
         assert "single line" in str(exc)
         return
-    (text,) = get("skypilot").render(spec).files.values()
+    rendered = get("skypilot").render(spec)
+    (text,) = rendered.files.values()
     task = yaml.safe_load(text)
     assert task["envs"]["USER_VALUE"] == env_value
     assert task["file_mounts"]["/data"]["source"] == f"s3://{source}"
-    result = subprocess.run(["bash", "-c", task["run"]], env=_shims(tmp), cwd=tmp,
+    # The run step runs in the synced workdir: the bundle `ft launch` writes.
+    workdir = ship(rendered.ship, tmp)
+    assert workdir == tmp / task["workdir"]
+    result = subprocess.run(["bash", "-c", task["run"]], env=_shims(tmp), cwd=workdir,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert _exact(tmp / ".ft" / "quoting.yaml") == spec.effective_text
+    assert _exact(workdir / ".ft" / "quoting.yaml") == spec.effective_text
 
 
 @settings(max_examples=100, deadline=None)
