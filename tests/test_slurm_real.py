@@ -80,15 +80,17 @@ def workspace(slurm_cluster: SlurmCluster, tmp_path_factory) -> Workspace:  # no
     return Workspace(root, env, slurm_cluster)
 
 
-def write_spec(ws: Workspace, name: str, launch: dict | None = None, **training: object) -> str:
-    """The tiny example, with ft already on the nodes (no pip install in the job) and a free
-    rendezvous port, so a concurrent test run on this machine cannot collide."""
+def write_spec(ws: Workspace, name: str, launch: dict | None = None, ship_ft: bool = False,
+               **training: object) -> str:
+    """The tiny example with a free rendezvous port, so a concurrent test run on this machine
+    cannot collide; ft is already on the nodes (the checkout's shim) unless ship_ft."""
     spec = yaml.safe_load(TINY.read_text())
     spec.update(training)
     spec["launch"].update(launch or {})
     launch = spec["launch"]
     launch.update(name=name, master_port=free_port())
-    launch["install"] = {"method": "image"}
+    if not ship_ft:
+        launch["install"] = {"method": "image"}
     (ws.root / f"{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return f"{name}.yaml"
 
@@ -187,13 +189,21 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     (`scancel` without --batch, which is also what a drain or an admin's signal does, so
     that path is inside this one): every node saves, `ft node` exits 75 through srun, the
     batch script requeues the job, the next attempt resumes from the checkpoint, and its
-    losses equal an uninterrupted run's."""
+    losses equal an uninterrupted run's.
+
+    This job also gets ft the way a fresh cluster does: no ft on the nodes' PATH, the
+    checkout off PYTHONPATH and no package index reachable; each node installs the wheel
+    `ft launch` shipped into the job's directory, and the requeued attempt reuses it."""
     ws = workspace
     steady = {"lr_scheduler": "constant", "save_steps": 100000, "eval_steps": 100000,
               "max_steps": 60, "logging_steps": 1}
     name = "tiny-requeue"
-    spec = write_spec(ws, name, launch={"stop_grace": "60s"}, output_dir=f"./outputs/{name}",
-                      **steady)
+    offline = {"PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+               "PYTHONPATH": "", "PIP_NO_INDEX": "1",
+               "PIP_INDEX_URL": "http://127.0.0.1:9/simple",  # nothing listens there
+               "FT_NODE_CACHE": str(ws.root / "node-cache"), "OMP_NUM_THREADS": 1}
+    spec = write_spec(ws, name, launch={"stop_grace": "60s", "env": offline}, ship_ft=True,
+                      output_dir=f"./outputs/{name}", **steady)
     launched = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
     assert launched.returncode == 0, launched.stderr
     ref = _submitted_ref(launched.stdout)
@@ -222,12 +232,28 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     saved_at = int(resumed.group(1))
 
     assert "ft: stop signal: every node saves a checkpoint, then stops" in log, log
+    _assert_installed_once_from_the_shipped_wheel(log, ws.root / ".ft" / name / "wheels")
     losses = _summary_losses(ws.root / "outputs" / name)
     expected = _uninterrupted_losses(ws, steady)
     after = {step: loss for step, loss in losses.items() if step > saved_at}
     assert sorted(after) == list(range(saved_at + 1, 61)), after
     for step, loss in after.items():
         assert abs(loss - expected[step]) < 1e-4, (step, loss, expected[step])
+
+
+def _assert_installed_once_from_the_shipped_wheel(log: str, wheels: Path) -> None:
+    """Both nodes of this cluster share one machine's cache dir (/tmp on a real node is
+    its own): the first installs, the other waits on the lock and reuses it; after the
+    requeue both reuse it. Nothing was fetched: pip had no index."""
+    (wheel,) = wheels.glob("*.whl")
+    attempts = re.split(r"==== ft: job \d+ attempt \d+ ====", log)[1:]
+    assert len(attempts) == 2, log
+    installed = re.compile(rf"ft install on \S+: installed {re.escape(wheel.name)} ")
+    reused = re.compile(rf"ft install on \S+: {re.escape(wheel.name)} .* reusing it")
+    first, second = attempts
+    assert len(installed.findall(first)) == 1 and len(reused.findall(first)) == 1, first
+    assert not installed.findall(second) and len(reused.findall(second)) == 2, second
+    assert "fetching them from the package index" not in log, log
 
 
 def _uninterrupted_losses(ws: Workspace, training: dict) -> dict[int, float]:
