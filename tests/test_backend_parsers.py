@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.backends import get
+from orchestrator.shipping.bundle import ship
 from orchestrator.spec.load import load_spec
 from tests.specs import REPO, example_specs
 from trainer.contract.launch import duration_seconds
@@ -77,3 +78,51 @@ def test_skypilot_accepts_every_example(specs, skypilot_validator):
         if launch.skypilot.cloud:
             assert resources["cloud"].lower() == launch.skypilot.cloud
         assert "ft node .ft/" in parsed["run"]
+
+
+@pytest.fixture(scope="module")
+def shipped_tiny(tmp_path_factory):
+    """The tiny example rendered for dstack and SkyPilot, and the bundle `ft launch` writes
+    beside it (one wheel build serves both: their ship plans are the same)."""
+    spec = load_spec(REPO / "examples" / "tiny" / "tiny.yaml", for_launch=True)
+    out = tmp_path_factory.mktemp("rendered")
+    rendered = {backend: get(backend).render(spec) for backend in ("dstack", "skypilot")}
+    assert rendered["dstack"].ship == rendered["skypilot"].ship
+    ship(rendered["dstack"].ship, out)
+    texts = {backend: next(iter(r.files.values())) for backend, r in rendered.items()}
+    return spec, out, texts
+
+
+def _the_wheel(directory):
+    (wheel,) = directory.glob("*.whl")
+    assert wheel.name.startswith("ft_finetune-"), wheel
+    return wheel
+
+
+def test_dstack_files_point_at_the_shipped_wheel_and_spec(shipped_tiny, dstack_validator):
+    spec, out, texts = shipped_tiny
+    result = dstack_validator({"tiny": texts["dstack"]})["tiny"]
+    assert result.error is None, result.error
+    files = {m["path"]: out / m["local_path"] for m in result.parsed["files"]}
+    # Local paths are relative to the rendered file's directory (dstack's rule), container
+    # paths to the job's working directory, where the commands read them.
+    assert files[".ft/tiny.yaml"].read_text() == spec.effective_text
+    _the_wheel(files[".ft/tiny"] / "wheels")
+    assert (files[".ft/tiny"] / "install_ft.py").is_file()
+    (command,) = result.parsed["commands"]
+    assert command.startswith("python3 .ft/tiny/install_ft.py .ft/tiny/wheels ")
+    assert " -- ft node .ft/tiny.yaml --backend dstack " in command
+
+
+def test_skypilot_workdir_is_the_bundle_with_the_wheel_and_spec(shipped_tiny,
+                                                                skypilot_validator):
+    spec, out, texts = shipped_tiny
+    result = skypilot_validator({"tiny": texts["skypilot"]})["tiny"]
+    assert result.error is None, result.error
+    workdir = out / result.parsed["workdir"]
+    assert (workdir / ".ft" / "tiny.yaml").read_text() == spec.effective_text
+    _the_wheel(workdir / ".ft" / "tiny" / "wheels")
+    assert "python3 .ft/tiny/install_ft.py .ft/tiny/wheels " in result.parsed["run"]
+    # `ft launch` passes the bundle beside the rendered file as --workdir.
+    argv = get("skypilot").render(spec).submit_command(str(out))
+    assert argv[argv.index("--workdir") + 1] == str(workdir)
