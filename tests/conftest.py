@@ -9,7 +9,11 @@ import pytest
 from tests.fixtures.tool_outputs.replay import fake  # noqa: F401
 from tests.fixtures_tiny import tiny_model_dir, tiny_tokenizer  # noqa: F401
 from tests.support import validator_prep
-from tests.support.fixtures import dstack_validator, skypilot_validator  # noqa: F401
+from tests.support.fixtures import (  # noqa: F401
+    dstack_server_python,
+    dstack_validator,
+    skypilot_validator,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 

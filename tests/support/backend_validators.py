@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DSTACK_PIN = "dstack==0.22.5"
+# `dstack server` (SQLite, no compute) to plan ft's tasks for real; its own venv: the
+# server extra pulls a web stack the parser-only venv does not need.
+DSTACK_SERVER_PIN = "dstack[server]==0.22.5"
 SKYPILOT_PIN = "skypilot==0.14.1"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +53,9 @@ def _venv_python(venv: Path) -> Path:
 
 
 def _venv_dir(pin: str) -> Path:
-    return cache_root() / pin.replace("==", "-")
+    # `dstack[server]==0.22.5` -> dstack-server-0.22.5: brackets in the venv's path break
+    # dstack's server, whose log lines are rich markup.
+    return cache_root() / pin.replace("==", "-").replace("[", "-").replace("]", "")
 
 
 def is_ready(pin: str) -> bool:

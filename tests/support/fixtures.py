@@ -22,3 +22,9 @@ def dstack_validator(pytestconfig):
 def skypilot_validator(pytestconfig):
     validator_prep.wait(bv.SKYPILOT_PIN, validator_prep.terminal_say(pytestconfig))
     return bv.validate_skypilot
+
+
+@pytest.fixture(scope="session")
+def dstack_server_python(pytestconfig):
+    """The python of a venv with `dstack[server]` (tests start their own server with it)."""
+    return validator_prep.wait(bv.DSTACK_SERVER_PIN, validator_prep.terminal_say(pytestconfig))

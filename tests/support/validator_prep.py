@@ -24,7 +24,8 @@ import pytest
 from tests.support import backend_validators as bv
 
 # Which fixture needs which venv.
-FIXTURE_PINS = {"dstack_validator": bv.DSTACK_PIN, "skypilot_validator": bv.SKYPILOT_PIN}
+FIXTURE_PINS = {"dstack_validator": bv.DSTACK_PIN, "skypilot_validator": bv.SKYPILOT_PIN,
+                "dstack_server_python": bv.DSTACK_SERVER_PIN}
 HEARTBEAT_S = 15.0
 
 

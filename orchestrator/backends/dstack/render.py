@@ -26,6 +26,12 @@ from trainer.contract.errors import Problem, SpecError
 from trainer.contract.launch import duration_seconds
 
 NAME = "dstack"
+# Facts of the default image (NGC PyTorch runs as root; its x86_64 build), stated so that
+# the dstack server plans the run without fetching the image's config from the registry
+# (it does that for any custom image whose `user` or CPU architecture is unset). An ARM
+# cluster (GH200) names its image in `launch.image`, which renders neither.
+DEFAULT_IMAGE_USER = "root"
+DEFAULT_IMAGE_ARCH = "x86"
 
 
 def render(spec: Spec) -> Rendered:
@@ -52,7 +58,8 @@ def render(spec: Spec) -> Rendered:
         secrets=launch.secrets,
         commands=[*pre_node_commands(spec), node_command(spec, NAME, shipped)],
         gpu=_gpu(spec),
-        cpu=f"{launch.cpus_per_node}.." if launch.cpus_per_node else None,
+        user=DEFAULT_IMAGE_USER if launch.image is None else None,
+        cpu=_cpu(spec),
         memory=f"{size_gb(launch.memory)}GB.." if launch.memory else None,
         shm_size=f"{size_gb(launch.shm_size)}GB",
         disk=f"{size_gb(launch.disk)}GB..",
@@ -81,6 +88,13 @@ def _file_mappings(spec: Spec, shipped: list[JobFile], wheel: bool) -> list[str]
     paths = [spec_path_in_job(spec), *([job_prefix(spec.launch.name)] if wheel else []),
              *(f.path for f in shipped)]
     return [f"{bundle}/{path}:{path}" for path in paths]
+
+
+def _cpu(spec: Spec) -> str | None:
+    count = f"{spec.launch.cpus_per_node}.." if spec.launch.cpus_per_node else None
+    if spec.launch.image is not None:
+        return count
+    return f"{DEFAULT_IMAGE_ARCH}:{count}" if count else DEFAULT_IMAGE_ARCH
 
 
 def _gpu(spec: Spec) -> str | None:

@@ -1,0 +1,116 @@
+"""`ft launch --backend dstack` against a real `dstack server` 0.22.5 (SQLite, no compute).
+
+As a new user would: the server configures the CLI's project, `ft launch` renders the task,
+ships the bundle and runs `dstack apply`; the server plans it (files uploaded, image
+accepted) and, with no fleet to run on, fails it with "no fleets". What the server stored
+for the run's `files:` is read back from its own database and must be the shipped wheel and
+spec, byte for byte.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.train_helpers import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dstack_home(dstack_server_python, tmp_path_factory) -> Iterator[dict[str, str]]:
+    """A running server and the environment (HOME, PATH with `dstack`) that reaches it."""
+    home = tmp_path_factory.mktemp("dstack-home")
+    bin_dir = home / "bin"
+    bin_dir.mkdir()
+    # The venv's own console script names the interpreter by its pre-rename build path.
+    (bin_dir / "dstack").write_text(
+        f"#!/bin/sh\nexec {shlex.quote(str(dstack_server_python))} -c 'import sys; from "
+        "dstack._internal.cli.main import main; sys.argv[0] = \"dstack\"; sys.exit(main())' "
+        '"$@"\n')
+    (bin_dir / "dstack").chmod(0o755)
+    env = {**os.environ, "HOME": str(home), "DSTACK_CLI_DISABLE_UPDATE_CHECK": "1",
+           "DO_NOT_TRACK": "1", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    log = (home / "server.log").open("w")
+    server = subprocess.Popen([str(bin_dir / "dstack"), "server", "--host", "127.0.0.1",
+                               "--port", str(free_port())], env=env, cwd=home, stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: (home / ".dstack" / "config.yml").is_file() and server.poll() is None,
+                  120, lambda: (home / "server.log").read_text())
+        yield env
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def _wait_for(ready, timeout_s: float, explain) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        assert time.monotonic() < deadline, explain()
+        time.sleep(0.5)
+
+
+def _ft(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd,
+                          env={**env, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=180)
+
+
+def _archive(home: Path, archive_id: str) -> dict[str, bytes]:
+    """The files of one uploaded `files:` archive, as the server stored it (names start with
+    the uploaded file's or directory's own name)."""
+    with sqlite3.connect(home / ".dstack" / "server" / "data" / "sqlite.db") as db:
+        (blob,) = db.execute("SELECT blob FROM file_archives WHERE id = ?",
+                             (archive_id.replace("-", ""),)).fetchone()
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+
+
+def test_launch_ships_and_the_server_plans_it_until_no_fleets(dstack_home, tmp_path):
+    env = dstack_home
+    work = tmp_path / "work"
+    (work / "examples").mkdir(parents=True)
+    spec = (REPO / "examples" / "tiny" / "tiny.yaml").read_text()
+    (work / "examples" / "tiny.yaml").write_text(spec)
+
+    launched = _ft(env, work, "launch", "examples/tiny.yaml", "--backend", "dstack")
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    assert "submitted dstack:tiny" in launched.stdout
+
+    def run() -> dict:
+        ps = subprocess.run(["dstack", "ps", "-a", "--json"], env=env, capture_output=True,
+                            text=True, cwd=work)
+        return json.loads(ps.stdout)["runs"][0]
+
+    _wait_for(lambda: run()["status"] in ("failed", "terminated"), 120, run)
+    status = _ft(env, work, "status", "dstack:tiny")
+    assert "No matching fleet found" in status.stdout, status.stdout
+
+    # The server holds the run's files: the spec and .ft/tiny/ (wheel + installer).
+    archives = {a["path"]: a["id"] for a in run()["run_spec"]["file_archives"]}
+    assert sorted(archives) == [".ft/tiny", ".ft/tiny.yaml"], archives
+    bundle = work / ".ft" / "rendered" / "tiny" / "tiny.ship"
+    shipped_spec = _archive(Path(env["HOME"]), archives[".ft/tiny.yaml"])
+    assert shipped_spec == {"tiny.yaml": (bundle / ".ft" / "tiny.yaml").read_bytes()}
+    ft_dir = _archive(Path(env["HOME"]), archives[".ft/tiny"])
+    (wheel,) = (bundle / ".ft" / "tiny" / "wheels").glob("*.whl")
+    assert ft_dir[f"tiny/wheels/{wheel.name}"] == wheel.read_bytes()
+    assert ft_dir["tiny/install_ft.py"] == (REPO / "orchestrator" / "shipping" /
+                                       "install_ft.py").read_bytes()
