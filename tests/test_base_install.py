@@ -9,15 +9,15 @@ A real install, not an import trick: the wheel built from this tree goes into a 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tomllib
-from importlib.metadata import PackageNotFoundError, version
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from orchestrator.shipping.wheel import build_wheel
 from tests.specs import BACKENDS, REPO, example_id, example_specs, renders
 
 INSTALL_HINT = "pip install 'ft-finetune[train]'"
@@ -25,41 +25,12 @@ INSTALL_HINT = "pip install 'ft-finetune[train]'"
 CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
 
 
-def _build_sources(dest: Path) -> Path:
-    """Copy what the wheel is built from (pyproject's packages and mapped data directories),
-    so the build's own files (build/, *.egg-info) never land in the checkout."""
-    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    tops = ({name.split(".")[0] for name in config["packages"]}
-            | {Path(directory).parts[0] for directory in config["package-dir"].values()})
-    for top in sorted(tops):
-        shutil.copytree(REPO / top, dest / top,
-                        ignore=shutil.ignore_patterns("__pycache__", "model", "outputs"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, dest / name)
-    return dest
-
-
-def _build_wheel(source: Path, out: Path) -> Path:
-    """The wheel, built by this interpreter; without build isolation when its setuptools
-    is recent enough (torch pulls one in), which saves fetching the build backend."""
-    try:
-        recent = int(version("setuptools").split(".")[0]) >= 69
-    except PackageNotFoundError:
-        recent = False
-    isolation = ["--no-build-isolation"] if recent else []
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                            *isolation, "-w", str(out), str(source)],
-                           capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = out.glob("*.whl")
-    return wheel
-
-
 @pytest.fixture(scope="module")
 def base_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bin/ of a fresh venv holding ft's base install and nothing else."""
     root = tmp_path_factory.mktemp("base-install")
-    wheel = _build_wheel(_build_sources(root / "src"), root / "wheel")
+    # The same build `ft launch` ships to the nodes (orchestrator.shipping.wheel).
+    wheel = build_wheel(root / "wheel")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     install = subprocess.run(
@@ -158,3 +129,39 @@ def test_launcher_side_commands_run_without_torch(base_bin, tmp_path, args):
     result = subprocess.run([str(base_bin / "ft"), *args], cwd=REPO, capture_output=True,
                             text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _wheel_files(wheel: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(wheel) as archive:
+        return {name: archive.read(name) for name in archive.namelist()
+                if not name.endswith("/RECORD")}
+
+
+def test_an_installed_ft_ships_the_wheel_it_was_installed_from(base_bin, tmp_path):
+    """No source tree: `ft launch` from a pip-installed ft packs the installed files back
+    into a wheel, and the node installer installs that wheel offline."""
+    packed = subprocess.run(
+        [str(base_bin / "python"), "-c", "import sys; from pathlib import Path; from "
+         "orchestrator.shipping.wheel import build_wheel; print(build_wheel(Path(sys.argv[1])))",
+         str(tmp_path / "wheels")], cwd=tmp_path, capture_output=True, text=True, env=CLEAN_ENV)
+    assert packed.returncode == 0, packed.stderr
+    repacked = Path(packed.stdout.strip())
+    (original,) = (base_bin.parent.parent / "wheel").glob("*.whl")
+    assert repacked.name == original.name
+    assert _wheel_files(repacked) == _wheel_files(original)
+
+    installer = base_bin.parent / "lib"  # the installed copy of the node installer
+    (script,) = installer.glob("python3*/site-packages/orchestrator/shipping/install_ft.py")
+    env = {**CLEAN_ENV, "PIP_NO_INDEX": "1", "FT_NODE_CACHE": str(tmp_path / "cache")}
+    ran = subprocess.run([str(base_bin / "python"), str(script), str(tmp_path / "wheels"),
+                          f"ft-finetune=={_checkout_version()}", "--", "python", "-c",
+                          "import orchestrator; print(orchestrator.__file__)"],
+                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"installed {repacked.name}" in ran.stderr
+    # The command after `--` ran from the environment the installer made (first on PATH).
+    assert ran.stdout.startswith(str(tmp_path / "cache")), ran.stdout
+
+
+def _checkout_version() -> str:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]

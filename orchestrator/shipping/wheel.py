@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import csv
 import hashlib
-import importlib.util
 import io
 import os
 import shutil
@@ -60,7 +59,7 @@ def _build_from_source(root: Path, dest: Path) -> Path:
     with tempfile.TemporaryDirectory(prefix="ft-wheel-") as scratch:
         source = copy_build_sources(root, Path(scratch) / "src")
         out = Path(scratch) / "out"
-        isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+        isolation = ["--no-build-isolation"] if _has_build_backend() else []
         built = subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation,
              "--disable-pip-version-check", "-w", str(out), str(source)],
@@ -72,6 +71,15 @@ def _build_from_source(root: Path, dest: Path) -> Path:
                             "setuptools wheel` here, or set `launch.install.method: image` "
                             "with an image that has ft")
         return Path(shutil.copy2(wheels[0], dest / wheels[0].name))
+
+
+def _has_build_backend() -> bool:
+    """setuptools new enough for pyproject's build-system (>=69) is here: build with it
+    rather than have pip fetch one into an isolated environment."""
+    try:
+        return int(metadata.version("setuptools").split(".")[0]) >= 69
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
 
 
 def copy_build_sources(root: Path, dest: Path) -> Path:
