@@ -159,8 +159,10 @@ def test_an_installed_ft_ships_the_wheel_it_was_installed_from(base_bin, tmp_pat
                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"installed {repacked.name}" in ran.stderr
-    # The command after `--` ran from the environment the installer made (first on PATH).
+    # The command after `--` ran from the environment the installer made (first on PATH),
+    # which uses this environment's packages as they are instead of installing its own.
     assert ran.stdout.startswith(str(tmp_path / "cache")), ran.stdout
+    assert not list((tmp_path / "cache").glob("*/lib/python3*/site-packages/jinja2"))
 
 
 def _checkout_version() -> str:

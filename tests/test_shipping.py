@@ -138,3 +138,37 @@ def test_the_wheel_of_this_ft_is_complete_and_reproducible(tmp_path):
         assert needed in names, needed
     # Same sources, same bytes: nodes caching installs by the wheel's hash reuse them.
     assert _sha(build_wheel(tmp_path / "b")) == _sha(wheel)
+
+
+def test_render_ship_writes_the_bundle_and_dry_run_lists_it(tmp_path):
+    _spec_dir(tmp_path)
+    dry = run_ft("launch", "spec.yaml", "--backend", "dstack", "--dry-run", "-o", "out",
+                 cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    listed = dry.stdout.split("# ---- shipped at submit ----\n")[1].split("# ----")[0]
+    assert listed.splitlines() == [
+        "out/shipme.ship/.ft/shipme.yaml  (the spec)",
+        "out/shipme.ship/.ft/shipme/wheels/  (the wheel of this ft, built now)",
+        "out/shipme.ship/.ft/shipme/install_ft.py  (installs it once per node)",
+        "out/shipme.ship/mine.yaml  (`launch.cluster`)",
+        "out/shipme.ship/ds/z2.json  (`deepspeed`)"]
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+    rendered = run_ft("render", "spec.yaml", "--backend", "dstack", "-o", "out", "--ship",
+                      cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stderr
+    for line in listed.splitlines():
+        path = tmp_path / line.split("  ")[0]
+        assert path.exists(), path
+    assert [p.name for p in (tmp_path / listed.splitlines()[1].split("  ")[0]).iterdir()] == \
+        [wheel_name()]
+
+
+def test_readme_states_the_default_image_and_install_method():
+    from orchestrator.backends.node_steps import DEFAULT_IMAGE
+    from trainer.contract.launch import Install
+
+    readme = (REPO / "README.md").read_text()
+    assert f"image: null                   # default: {DEFAULT_IMAGE} (public)" in readme
+    assert Install().method == "wheel"
+    assert "install: {method: wheel}      # wheel (ft ships itself)" in readme
