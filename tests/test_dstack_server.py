@@ -4,7 +4,7 @@ As a new user would: the server configures the CLI's project, `ft launch` render
 ships the bundle and runs `dstack apply`; the server plans it (files uploaded, image
 accepted) and, with no fleet to run on, fails it with "no fleets". What the server stored
 for the run's `files:` is read back from its own database and must be the shipped wheel and
-spec, byte for byte.
+spec, byte for byte, even from a git repo whose .gitignore covers them.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def test_launch_ships_and_the_server_plans_it_until_no_fleets(dstack_home, tmp_p
     env = dstack_home
     work = tmp_path / "work"
     (work / "examples").mkdir(parents=True)
+    # A user's repo ignoring what ft writes: dstack honours .gitignore when it archives.
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / ".gitignore").write_text("/.ft/\nwheels/\n*.whl\n")
     spec = (REPO / "examples" / "tiny" / "tiny.yaml").read_text()
     (work / "examples" / "tiny.yaml").write_text(spec)
 

@@ -19,9 +19,13 @@ from orchestrator.shipping.layout import (
 from orchestrator.shipping.wheel import build_wheel
 from trainer.contract.errors import UserError
 
-# SkyPilot syncs a workdir minus what .skyignore (or, without one, .gitignore) excludes: an
-# ignored `*.whl` in the user's repo must not drop ft's wheel from the job.
-_SKYIGNORE = "# Written by ft: everything here is needed by the job.\n"
+# The tools skip files the user's repo ignores, which would drop ft's wheel from the job
+# (GitHub's Python .gitignore lists `wheels/`; ft's default output dir is under .ft/):
+# dstack archives `files:` minus .gitignore matches, parents' included, unless a
+# .dstackignore re-includes them; SkyPilot syncs a workdir minus .skyignore, or without one,
+# .gitignore.
+_IGNORE_FILES = {".dstackignore": "# Written by ft: the job needs every file here.\n!*\n",
+                 ".skyignore": "# Written by ft: the job needs every file here.\n"}
 
 
 def ship(plan: ShipPlan, rendered_dir: Path) -> Path:
@@ -49,7 +53,8 @@ def _write_bundle(plan: ShipPlan, final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        (scratch / ".skyignore").write_text(_SKYIGNORE)
+        for name, text in _IGNORE_FILES.items():
+            (scratch / name).write_text(text)
         if plan.spec_text is not None and plan.spec_path:
             _write(scratch / plan.spec_path, plan.spec_text)
         for job_file in plan.files:
