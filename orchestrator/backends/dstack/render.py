@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
+from orchestrator.backends.fabric_cloud import check_fabric_on_clouds
 from orchestrator.backends.node_steps import (
     default_image,
     install_method,
@@ -38,6 +39,7 @@ def render(spec: Spec) -> Rendered:
     launch = spec.launch
     notes: list[str] = []
     profile = profile_for(spec)
+    check_fabric_on_clouds(spec, profile, launch.dstack.backends, "launch.dstack.backends")
     filename = f"{launch.name}.dstack.yml"
     submit = ["dstack", "apply", "-f", f"{{dir}}/{filename}", "-y", "-d"]
     shipped = job_files(spec, absolute_ok=False)

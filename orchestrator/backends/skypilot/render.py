@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
+from orchestrator.backends.fabric_cloud import check_fabric_on_clouds
 from orchestrator.backends.node_steps import (
     default_image,
     install_commands,
@@ -32,6 +33,8 @@ def render(spec: Spec) -> Rendered:
     launch, sky = spec.launch, spec.launch.skypilot
     notes: list[str] = []
     profile = profile_for(spec)
+    check_fabric_on_clouds(spec, profile, [sky.cloud] if sky.cloud else [],
+                           "launch.skypilot.cloud")
     filename = f"{launch.name}.sky.yaml"
     submit = _submit_argv(spec, filename)
     shipped = job_files(spec, absolute_ok=False)
