@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.fabric_cloud import check_fabric_on_clouds
+from orchestrator.backends.node_resources import NodeResources, node_resources
 from orchestrator.backends.node_steps import (
     default_image,
     install_method,
@@ -17,7 +18,6 @@ from orchestrator.backends.render_common import (
     parse_gpu,
     profile_for,
     regenerate_command,
-    size_gb,
 )
 from orchestrator.rendering import header_lines, render_template
 from orchestrator.shipping.job_files import JobFile, job_files
@@ -39,6 +39,7 @@ def render(spec: Spec) -> Rendered:
     launch = spec.launch
     notes: list[str] = []
     profile = profile_for(spec)
+    resources = node_resources(spec)
     check_fabric_on_clouds(spec, profile, launch.dstack.backends, "launch.dstack.backends")
     filename = f"{launch.name}.dstack.yml"
     submit = ["dstack", "apply", "-f", f"{{dir}}/{filename}", "-y", "-d"]
@@ -61,10 +62,10 @@ def render(spec: Spec) -> Rendered:
         commands=[*pre_node_commands(spec), node_command(spec, NAME, shipped)],
         gpu=_gpu(spec),
         user=DEFAULT_IMAGE_USER if launch.image is None else None,
-        cpu=_cpu(spec),
-        memory=f"{size_gb(launch.memory)}GB.." if launch.memory else None,
-        shm_size=f"{size_gb(launch.shm_size)}GB",
-        disk=f"{size_gb(launch.disk)}GB..",
+        cpu=_cpu(spec, resources),
+        memory=f"{resources.memory_gb}GB.." if resources.memory_gb else None,
+        shm_size=f"{resources.shm_gb}GB",
+        disk=f"{resources.disk_gb}GB..",
         volumes=_volumes(spec),
         spot_policy="spot" if launch.spot else "on-demand",
         retry_events=_retry_events(spec, notes),
@@ -92,11 +93,9 @@ def _file_mappings(spec: Spec, shipped: list[JobFile], wheel: bool) -> list[str]
     return [f"{bundle}/{path}:{path}" for path in paths]
 
 
-def _cpu(spec: Spec) -> str | None:
-    count = f"{spec.launch.cpus_per_node}.." if spec.launch.cpus_per_node else None
-    if spec.launch.image is not None:
-        return count
-    return f"{DEFAULT_IMAGE_ARCH}:{count}" if count else DEFAULT_IMAGE_ARCH
+def _cpu(spec: Spec, resources: NodeResources) -> str:
+    count = f"{resources.cpus}.."
+    return count if spec.launch.image is not None else f"{DEFAULT_IMAGE_ARCH}:{count}"
 
 
 def _gpu(spec: Spec) -> str | None:

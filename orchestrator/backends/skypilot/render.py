@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.fabric_cloud import check_fabric_on_clouds
+from orchestrator.backends.node_resources import node_resources
 from orchestrator.backends.node_steps import (
     default_image,
     install_commands,
@@ -18,7 +19,6 @@ from orchestrator.backends.render_common import (
     parse_gpu,
     profile_for,
     regenerate_command,
-    size_gb,
 )
 from orchestrator.rendering import header_lines, render_template
 from orchestrator.shipping.job_files import job_files
@@ -33,6 +33,9 @@ def render(spec: Spec) -> Rendered:
     launch, sky = spec.launch, spec.launch.skypilot
     notes: list[str] = []
     profile = profile_for(spec)
+    resources = node_resources(spec)
+    if "shm_size" in resources.explicit:
+        notes.append("SkyPilot has no /dev/shm setting: `launch.shm_size` is not rendered")
     check_fabric_on_clouds(spec, profile, [sky.cloud] if sky.cloud else [],
                            "launch.skypilot.cloud")
     filename = f"{launch.name}.sky.yaml"
@@ -59,9 +62,9 @@ def render(spec: Spec) -> Rendered:
         nodes=launch.nodes,
         workdir=bundle_name(launch.name),
         accelerators=f"{gpu.name}:{launch.gpus_per_node}" if gpu else None,
-        cpus=f"{launch.cpus_per_node}+" if launch.cpus_per_node else None,
-        memory=f"{size_gb(launch.memory)}+" if launch.memory else None,
-        disk_size=size_gb(launch.disk),
+        cpus=f"{resources.cpus}+",
+        memory=f"{resources.memory_gb}+" if resources.memory_gb else None,
+        disk_size=resources.disk_gb,
         image=launch.image or default_image(),
         spot=launch.spot,
         placement={key: getattr(sky, key) for key in ("cloud", "region", "zone",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
+from orchestrator.backends.node_resources import node_resources
 from orchestrator.backends.node_steps import (
     install_method,
     node_command,
@@ -72,7 +73,8 @@ def render(spec: Spec) -> Rendered:
 
 def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
     launch, slurm = spec.launch, spec.launch.slurm
-    cpus = slurm.cpus_per_task or launch.cpus_per_node or max(2, 8 * launch.gpus_per_node)
+    resources = node_resources(spec)
+    cpus = slurm.cpus_per_task or resources.cpus  # one task per node: its CPUs are the node's
     options = [
         f"--job-name={launch.name}",
         f"--nodes={launch.nodes}",
@@ -83,6 +85,13 @@ def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
         # select the GPU type with `launch.slurm.constraint` or `partition`.
         options.append(f"--gpus-per-node={launch.gpus_per_node}")
     options += [f"--cpus-per-task={cpus}", f"--mem={_slurm_mem(spec)}"]
+    # Not `--tmp`: on a cluster that does not track TmpDisk (the default) it never starts.
+    if "disk" in resources.explicit:
+        notes.append("Slurm jobs use the node's own disk: `launch.disk` is not rendered "
+                     "(add `--tmp=...` to launch.slurm.extra_sbatch where TmpDisk is tracked)")
+    if "shm_size" in resources.explicit:
+        notes.append("Slurm jobs use the node's own /dev/shm: `launch.shm_size` is not "
+                     "rendered")
     time = slurm.time or (slurm_time(launch.max_duration) if launch.max_duration else None)
     if time:
         _check_warning_fits(spec, time)
