@@ -69,3 +69,11 @@ def test_slurm_options_still_override_for_slurm_only():
     asked = _asked(out)
     assert asked["cpus"] == {"dstack": "64", "skypilot": "64", "slurm": "20"}
     assert asked["memory"]["slurm"] == "100"
+
+
+def test_readme_states_the_cpu_rule():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert (f"cpus_per_node: null           # default: {CPUS_PER_GPU} per GPU, asked the same "
+            "way on dstack, SkyPilot and Slurm") in readme
