@@ -65,7 +65,6 @@ def render(spec: Spec) -> Rendered:
         rdma=profile_for(spec).fabric != "tcp",
         image=launch.image or DEFAULT_IMAGE,
         ship_ft=_ships_ft(spec),
-        workdir_sync=install_method(spec, NAME) == "workdir",
         package=launch.install.package,
         requirements=requirements(),
         env=job_env(spec, profile_for(spec)),
@@ -93,7 +92,7 @@ def render(spec: Spec) -> Rendered:
 def _ships_ft(spec: Spec) -> bool:
     """The image has ft (`install.method: image` with a `launch.image`), a package names
     it (`install.package`), or ft ships its own source into the image."""
-    method = install_method(spec, NAME)
+    method = install_method(spec)
     if method == "image" and spec.launch.image:
         return False
     return spec.launch.install.package is None

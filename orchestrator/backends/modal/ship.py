@@ -12,6 +12,7 @@ import importlib.metadata
 import re
 import tomllib
 
+from orchestrator import DISTRIBUTION
 from orchestrator.resources import data_dir
 
 DEFAULT_IMAGE = "pytorch/pytorch:2.7.1-cuda12.8-cudnn9-devel"  # public, CUDA, torch >= 2.6
@@ -25,7 +26,7 @@ def requirements() -> list[str]:
         project = tomllib.loads(pyproject.read_text())["project"]
         return [*project["dependencies"], *project["optional-dependencies"]["train"]]
     found = []
-    for requirement in importlib.metadata.requires("ft") or []:
+    for requirement in importlib.metadata.requires(DISTRIBUTION) or []:
         name, _, marker = requirement.partition(";")
         if not marker.strip() or _EXTRA.match(marker):
             found.append(name.strip())
