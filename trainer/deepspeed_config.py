@@ -19,7 +19,27 @@ def prepare_deepspeed(value: str, load_in_4bit: bool, load_in_8bit: bool) -> Non
         raise UserError(f"`deepspeed`: {problem}")
     import deepspeed
 
+    _no_cpu_shm_op_build()
     deepspeed.init_distributed()
+
+
+# DeepSpeed's name for its CPU shared-memory allreduce op (deepspeed/ops/op_builder/cpu/comm.py).
+CPU_SHM_OP = "deepspeed_shm_comm"
+
+
+def _no_cpu_shm_op_build() -> None:
+    """Without a GPU, DeepSpeed's first init JIT-compiles a C++ shared-memory allreduce op
+    (ninja, -fopenmp): minutes on a small machine, and a compile killed halfway leaves a lock
+    file that makes every later run on that machine wait forever. ft's CPU runs are
+    emulations and tests, where gloo's allreduce is enough, so it is marked incompatible
+    (DeepSpeed then uses torch.distributed as it does on any platform without the op)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__[CPU_SHM_OP] = False
 
 
 def keep_deepspeed_unloaded() -> None:
