@@ -17,7 +17,7 @@ import torch
 
 from trainer.arguments import build_training_args
 from trainer.checkpoint import agree_on_resume, mark_complete
-from trainer.checkpoint_save import CompleteCheckpointMarker
+from trainer.checkpoint_save import CompleteCheckpointMarker, SaveAfterFirstStep
 from trainer.console import setup_console
 from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
@@ -85,7 +85,8 @@ def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
                         eval_dataset=data.eval, data_collator=collator,
                         processing_class=tokenizer, sharding=plan,
                         callbacks=[CompleteCheckpointMarker(cfg.save_total_limit), graceful,
-                                   TrackingRunRecorder(tracking_run_id(cfg, os.environ))])
+                                   TrackingRunRecorder(tracking_run_id(cfg, os.environ)),
+                                   *([SaveAfterFirstStep()] if cfg.save_first_step else [])])
     run_hooks(hooks, trainer)
     resume = agree_on_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
                              output_dir)

@@ -225,7 +225,7 @@ def fetch(
     to: Annotated[Path, typer.Option(help="Destination directory.")] = Path("deepspeed_configs"),
 ) -> None:
     """Copy ft's shipped files out for editing: the DeepSpeed ZeRO configs (zero1, zero2,
-    zero3, zero3_offload), then point `deepspeed:` at your copy."""
+    zero3, zero3_offload, zero3_offload_params), then point `deepspeed:` at your copy."""
     from trainer.contract.deepspeed_files import fetch as fetch_configs
 
     written = fetch_configs(to)

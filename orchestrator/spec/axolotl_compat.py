@@ -1,0 +1,114 @@
+"""Axolotl's spellings -> ft's, before validation: empty means unset, aliases are renamed,
+top-level `fsdp_version` moves into `fsdp_config`, and Axolotl-only keys are refused or
+warned about (orchestrator/spec/axolotl_keys.py says which).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.spec import axolotl_keys as keys
+from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
+from trainer.contract.deepspeed_files import axolotl_refusal
+from trainer.contract.errors import Problem
+
+
+@dataclass
+class Normalised:
+    data: dict[str, Any]
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
+    """`lines` gains entries for renamed keys, so later errors still point at the user's line."""
+    out = Normalised({})
+    data = _without_empty(data)
+    data = _renamed(data, (), keys.ALIASES, lines, out)
+    data = _fsdp_version(data, lines, out)
+    out.data = _answered(data, (), keys.REFUSED, keys.WARNED, lines, out)
+    for section in ("datasets", "test_datasets"):
+        if isinstance(out.data.get(section), list):
+            out.data[section] = [
+                _answered(entry, (section, i), keys.DATASET_REFUSED, keys.DATASET_WARNED,
+                          lines, out) if isinstance(entry, dict) else entry
+                for i, entry in enumerate(out.data[section])]
+    _deepspeed_name(out.data, lines, out)
+    return out
+
+
+def _without_empty(value: Any) -> Any:
+    """`key:` with no value is unset, as in Axolotl, at every depth of the training keys."""
+    if isinstance(value, dict):
+        return {k: _without_empty(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
+
+
+def _renamed(data: dict, prefix: YamlPath, aliases: dict[str, str], lines, out) -> dict:
+    renamed: dict[str, Any] = {}
+    for key, value in data.items():
+        target = aliases.get(key, key)
+        if target != key and target in data:
+            out.problems.append(_problem(prefix + (key,), f"`{key}` is Axolotl's other name "
+                                         f"for `{target}`, which is set too; keep one", lines))
+            continue
+        if target != key:
+            lines[prefix + (target,)] = line_of(lines, prefix + (key,))
+        renamed[target] = value
+    return renamed
+
+
+def _fsdp_version(data: dict, lines, out: Normalised) -> dict:
+    """Axolotl's FSDP2 spelling puts `fsdp_version` next to `fsdp_config`, not inside it."""
+    if "fsdp_version" not in data:
+        return data
+    data = dict(data)
+    version = data.pop("fsdp_version")
+    config = data.get("fsdp_config")
+    if config is None and not data.get("fsdp"):
+        out.problems.append(_problem(("fsdp_version",), "`fsdp_version` without `fsdp_config` "
+                                     "asks for no sharding; add `fsdp_config:` or remove it",
+                                     lines))
+        return data
+    config = dict(config or {})
+    inner = config.get("fsdp_version", config.get("version"))
+    if inner is not None and inner != version:
+        out.problems.append(_problem(("fsdp_version",), f"`fsdp_version: {version}` disagrees "
+                                     f"with `fsdp_config.fsdp_version: {inner}`; keep one",
+                                     lines))
+        return data
+    config["fsdp_version"] = version
+    data["fsdp_config"] = config
+    return data
+
+
+def _answered(data: dict, prefix: YamlPath, refused: dict[str, str], warned: dict[str, str],
+              lines, out: Normalised) -> dict:
+    """Drops every key with an Axolotl-only answer, recording its error or warning."""
+    kept: dict[str, Any] = {}
+    for key, value in data.items():
+        path = prefix + (key,)
+        if key in refused:
+            if not keys.asks_for_nothing(value):
+                out.problems.append(_problem(path, refused[key] + "; remove it or leave it "
+                                             "empty", lines))
+        elif key in warned:
+            if not keys.asks_for_nothing(value) and value not in keys.MATCHES_FT.get(key, ()):
+                out.notes.append(f"`{format_path(path)}`: {warned[key]}")
+        else:
+            kept[key] = value
+    return kept
+
+
+def _deepspeed_name(data: dict, lines, out: Normalised) -> None:
+    value = data.get("deepspeed")
+    reason = axolotl_refusal(value) if isinstance(value, str) else None
+    if reason:
+        out.problems.append(_problem(("deepspeed",), f"{value}: {reason}", lines))
+
+
+def _problem(path: YamlPath, message: str, lines) -> Problem:
+    return Problem(format_path(path), message, line_of(lines, path))
