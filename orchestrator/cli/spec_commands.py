@@ -77,23 +77,34 @@ def init(
 
 def validate(
     spec: SpecArg,
+    backend: Annotated[AnyBackend | None, typer.Option(
+        help="Check only what this backend's render/launch needs (default: every backend, "
+             "ok when at least one is ready).")] = None,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
-    backend: Annotated[RenderBackend | None, typer.Option(
-        help="Also check what this backend cannot run.")] = None,
 ) -> None:
     """Check a spec: unknown keys, wrong types, impossible combinations (every problem at
-    once, with its YAML path and line; exit 2)."""
-    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=backend is not None)
-    if backend is not None:
-        from trainer.contract.errors import SpecError
+    once, with its YAML path and line; exit 2), then what each backend's launch needs."""
+    from orchestrator.spec.readiness import readiness
 
-        problems = backends.get(backend.value).spec_problems(loaded)
-        if problems:
-            raise SpecError(problems, loaded.source)
+    loaded = load_for_cli(spec, nodes, gpus_per_node)
     launch = loaded.launch
-    typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
-               f"adapter={loaded.training.adapter or 'full'})")
+    names = [backend.value] if backend else backends.names()
+    report = readiness(spec, names, {"nodes": nodes, "gpus_per_node": gpus_per_node})
+    if all(report.values()):
+        err(f"{spec}: the training keys are valid, but " + (
+            f"`--backend {names[0]}` cannot launch it:" if backend else
+            "no backend can launch it:"))
+    else:
+        typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
+                   f"adapter={loaded.training.adapter or 'full'})")
+    for name, problems in report.items():
+        if not problems:
+            typer.echo(f"  --backend {name}: ready")
+        for problem in problems:
+            err(f"  --backend {name}: not ready: {problem.format(str(spec))}")
+    if all(report.values()):
+        raise typer.Exit(2)
 
 
 def _render(spec, backend: str):

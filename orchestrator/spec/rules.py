@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orchestrator.spec.local_checks import chat_template_problems, local_file_problems
 from trainer.contract.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.errors import UserError
@@ -20,6 +21,7 @@ def cross_field_problems(t: TrainingConfig, launch: LaunchSpec, world_known: boo
     """world_known is False for a plain Axolotl config (no `launch:`): its GPU count comes
     from whoever launches it, so rules about the number of GPUs cannot apply yet."""
     rules = list(_quantization(t)) + list(_training(t)) + list(_launch(launch))
+    rules += list(local_file_problems(t)) + list(chat_template_problems(t))
     if world_known:
         rules += list(_world_size(t, launch))
     return rules + list(_distribution(t))
@@ -74,9 +76,14 @@ def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
     # real (gloo), and what the local emulation tests run.
     total = launch.nodes * max(launch.gpus_per_node, 1)
     if t.uses_fsdp and total < 2:
-        yield ("fsdp",), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
-                          f"node(s) x {launch.gpus_per_node} GPU(s)); remove `fsdp` or raise "
+        yield ("fsdp" if t.fsdp else "fsdp_config",), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
+                          f"node(s) x {launch.gpus_per_node} GPU(s)); remove `fsdp`/`fsdp_config` or raise "
                           "`launch.gpus_per_node` / `launch.nodes`")
+    offload = t.fsdp_config and t.fsdp_config.offload_params
+    if offload and launch.gpus_per_node == 0:
+        yield ("fsdp_config", "offload_params"), (
+            "offloading moves parameters from GPU to CPU memory; a CPU job "
+            "(`launch.gpus_per_node: 0`) has them there already: remove it")
     if t.deepspeed and total < 2:
         yield ("deepspeed",), ("DeepSpeed ZeRO needs more than one GPU in total; remove "
                                "`deepspeed` or raise `launch.gpus_per_node` / `launch.nodes`")

@@ -7,6 +7,7 @@ from typing import Any
 
 from trainer.contract.chat_templates import FAMILIES, choice_problem, is_inline_jinja
 
+
 @dataclass(frozen=True)
 class ChatTemplate:
     jinja: str
