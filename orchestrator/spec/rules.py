@@ -76,9 +76,10 @@ def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
     # real (gloo), and what the local emulation tests run.
     total = launch.nodes * max(launch.gpus_per_node, 1)
     if t.uses_fsdp and total < 2:
-        yield ("fsdp" if t.fsdp else "fsdp_config",), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
-                          f"node(s) x {launch.gpus_per_node} GPU(s)); remove `fsdp`/`fsdp_config` or raise "
-                          "`launch.gpus_per_node` / `launch.nodes`")
+        key = "fsdp" if t.fsdp else "fsdp_config"
+        yield (key,), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
+                       f"node(s) x {launch.gpus_per_node} GPU(s)); remove `{key}` or raise "
+                       "`launch.gpus_per_node` / `launch.nodes`")
     offload = t.fsdp_config and t.fsdp_config.offload_params
     if offload and launch.gpus_per_node == 0:
         yield ("fsdp_config", "offload_params"), (
