@@ -26,6 +26,7 @@ from orchestrator.cli.options import (
     examples,
     load_for_cli,
 )
+from orchestrator.spec.local_checks import require_local_files
 from orchestrator.train_stack import require_train_stack
 from trainer.contract.errors import UserError
 
@@ -180,6 +181,7 @@ def launch(
     if stages:
         chosen.check_stages(stages)
     if not chosen.renders:
+        require_local_files(loaded)
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
         from orchestrator.backends.local.emulation import run_local
 

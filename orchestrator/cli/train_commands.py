@@ -30,8 +30,12 @@ def _training_config(spec_path: Path):
 def train(spec: SpecArg) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
     from orchestrator.cli.launcher_hint import single_process_problem
+    from orchestrator.cli.options import load_for_cli
+    from orchestrator.spec.local_checks import require_local_files
 
-    cfg = _training_config(spec)
+    loaded = load_for_cli(spec)
+    require_local_files(loaded)  # the same check `ft validate` makes for --backend local
+    cfg = loaded.training
     problem = single_process_problem(cfg, spec, os.environ)
     if problem:
         raise UserError(problem)

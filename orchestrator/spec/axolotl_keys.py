@@ -21,6 +21,7 @@ ALIASES: dict[str, str] = {
     "type_of_model": "model_type",
     "liger_swiglu": "liger_glu_activation",
     "lora_rank": "lora_r",
+    "model_revision": "revision_of_model",
 }
 
 
@@ -106,7 +107,7 @@ REFUSED: dict[str, str] = {
     **_group("model config overrides are not supported; save a model directory with the "
              "changed config.json and point `base_model` at it",
              "overrides_of_model_config", "overrides_of_model_kwargs", "rope_scaling",
-             "cls_model_config", "model_config_type"),
+             "cls_model_config", "model_config_type", "model_config", "model_kwargs"),
     **_group("`bnb_config_kwargs` is not supported; use `bnb_4bit_quant_type` and "
              "`bnb_4bit_use_double_quant`", "bnb_config_kwargs"),
     **_group("renaming tokens (`added_tokens_overrides`) is not supported; use `tokens` to "

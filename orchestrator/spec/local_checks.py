@@ -1,8 +1,9 @@
-"""Rules that read the submitting machine: explicitly local paths and the chat template.
+"""Rules that read this machine: explicitly local paths and the chat template.
 
-A path written as `./x`, `../x` or `~/x` can only mean this machine (or the job directory
-it is shipped from), so a missing one is an error now rather than 90 s into `ft train`.
-Absolute paths and hub ids are not checked: they may exist only on the cluster or the hub.
+A path written as `./x`, `../x` or `~/x` is relative to where the job runs. When it runs
+here (`ft train`, `--backend local`), a missing one is an error before any work rather than
+90 s into training; for a cluster backend it is the node's business. Absolute paths and hub
+ids are never checked here: they may exist only on the cluster or the hub.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from orchestrator.spec.yaml_source import format_path, line_of, load_yaml_with_lines
 from trainer.contract.chat_templates import choice_problem
+from trainer.contract.errors import Problem, SpecError
 from trainer.contract.training import TrainingConfig
 
 Rule = tuple[tuple, str]
@@ -34,6 +37,23 @@ def local_file_problems(t: TrainingConfig) -> Iterator[Rule]:
             if path is not None and not path.exists():
                 yield (section, index, "path"), (f"{ds.path} does not exist on this machine "
                                                  f"(from {Path.cwd()})")
+
+
+def local_problems(t: TrainingConfig, source: str) -> list[Problem]:
+    """local_file_problems located in the spec file (for a job that runs on this machine)."""
+    try:
+        _, lines = load_yaml_with_lines(Path(source).read_text(), source)
+    except OSError:
+        lines = {}
+    return [Problem(format_path(path), message, line_of(lines, path))
+            for path, message in local_file_problems(t)]
+
+
+def require_local_files(spec) -> None:
+    """For a command that runs the job here (`ft train`, `ft launch --backend local`)."""
+    problems = local_problems(spec.training, spec.source)
+    if problems:
+        raise SpecError(problems, spec.source)
 
 
 def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:

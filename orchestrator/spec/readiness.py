@@ -1,5 +1,7 @@
 """`ft validate`: the checks `ft render` / `ft launch` make, run for every backend at once.
 
+`local` (the job runs here) also needs the spec's explicitly local paths to exist here.
+
 A spec can be fine for Slurm and not for dstack (which needs `launch.gpu`), and a plain
 Axolotl config with `fsdp` is fine for training but not for a launch of the default single
 GPU. Validation renders each backend in memory (pure, offline), so what it calls ready is
@@ -14,6 +16,7 @@ from typing import Any
 
 from orchestrator import backends
 from orchestrator.spec.load import load_spec
+from orchestrator.spec.local_checks import local_problems
 from trainer.contract.errors import Problem, SpecError, UserError
 
 
@@ -30,6 +33,10 @@ def backend_problems(spec_path: Path, backend: str,
                 return refused
             if registered.renders:
                 registered.render(spec)
+            else:  # the job runs on this machine: its local paths must exist here
+                problems = local_problems(spec.training, spec.source)
+                if problems:
+                    return problems
     except SpecError as exc:
         return exc.problems
     except UserError as exc:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from orchestrator.spec.local_checks import chat_template_problems, local_file_problems
+from orchestrator.spec.local_checks import chat_template_problems
 from trainer.contract.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.errors import UserError
@@ -21,7 +21,7 @@ def cross_field_problems(t: TrainingConfig, launch: LaunchSpec, world_known: boo
     """world_known is False for a plain Axolotl config (no `launch:`): its GPU count comes
     from whoever launches it, so rules about the number of GPUs cannot apply yet."""
     rules = list(_quantization(t)) + list(_training(t)) + list(_launch(launch))
-    rules += list(local_file_problems(t)) + list(chat_template_problems(t))
+    rules += list(chat_template_problems(t))
     if world_known:
         rules += list(_world_size(t, launch))
     return rules + list(_distribution(t))
