@@ -86,13 +86,18 @@ def validate(
 ) -> None:
     """Check a spec: unknown keys, wrong types, impossible combinations (every problem at
     once, with its YAML path and line; exit 2), then what each backend's launch needs."""
-    from orchestrator.spec.readiness import readiness
+    from orchestrator.spec.readiness import readiness, yaml_has_launch
 
     loaded = load_for_cli(spec, nodes, gpus_per_node)
     launch = loaded.launch
     names = [backend.value] if backend else backends.names()
     report = readiness(spec, names, {"nodes": nodes, "gpus_per_node": gpus_per_node})
-    if all(report.values()):
+    # A plain Axolotl config says nothing about where it runs: its launch needs are advice
+    # until it (or the command line) names a launch.
+    launch_named = bool(backend or nodes or gpus_per_node) \
+        or yaml_has_launch(loaded.effective_text)
+    unlaunchable = all(report.values()) and launch_named
+    if unlaunchable:
         err(f"{spec}: the training keys are valid, but " + (
             f"`--backend {names[0]}` cannot launch it:" if backend else
             "no backend can launch it:"))
@@ -104,7 +109,7 @@ def validate(
             typer.echo(f"  --backend {name}: ready")
         for problem in problems:
             err(f"  --backend {name}: not ready: {problem.format(str(spec))}")
-    if all(report.values()):
+    if unlaunchable:
         raise typer.Exit(2)
 
 

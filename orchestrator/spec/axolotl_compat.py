@@ -13,7 +13,6 @@ from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
 from trainer.contract.deepspeed_files import axolotl_refusal
 from trainer.contract.errors import Problem
 
-
 # Axolotl keys that move into a section ft keeps them in (see _fsdp_version).
 MOVED = {"fsdp_version": "fsdp_config.fsdp_version"}
 

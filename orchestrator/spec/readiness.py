@@ -47,3 +47,11 @@ def backend_problems(spec_path: Path, backend: str,
 def readiness(spec_path: Path, names: list[str],
               overrides: dict[str, Any]) -> dict[str, list[Problem]]:
     return {name: backend_problems(spec_path, name, overrides) for name in names}
+
+
+def yaml_has_launch(effective_text: str) -> bool:
+    """Whether the spec has a `launch:` section (a plain Axolotl config has none)."""
+    import yaml
+
+    data = yaml.safe_load(effective_text) or {}
+    return bool(data.get("launch"))
