@@ -18,7 +18,7 @@ from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import TINY_DATA, summary
 from trainer.contract.deepspeed_files import SHIPPED_DIR, resolve
-from trainer.contract.errors import SpecError
+from trainer.contract.errors import SpecError, UserError
 
 CORPUS = REPO / "tests/fixtures/axolotl/corpus"
 ACCEPTED = sorted(CORPUS.glob("*.yml"))
@@ -163,3 +163,21 @@ def test_named_template_chat_config_trains(tmp_path, tiny_model_dir):
     facts = summary(tmp_path / "out")
     assert facts["global_step"] == 3
     assert facts["model"]["attn_implementation"] == "sdpa"  # sdp_attention: true
+
+
+def test_fsdp_offload_on_a_cpu_job_is_a_clear_error_at_validate_and_train_time():
+    import torch
+
+    from trainer.fsdp import plan_for, require_runnable_here
+
+    text = (CORPUS / "qlora-fsdp2.yml").read_text().replace("offload_params: false",
+                                                            "offload_params: true")
+    text = text.replace("load_in_4bit: true", "load_in_4bit: false").replace(
+        "adapter: qlora", "adapter: lora")
+    with pytest.raises(SpecError, match="a CPU job .* has them there already"):
+        _quiet_parse(text + "launch: {nodes: 2, gpus_per_node: 0}\n", "spec.yaml")
+    if torch.cuda.is_available():
+        pytest.skip("the train-time check is for machines without a GPU")
+    plan = plan_for(_quiet_parse(text, "spec.yaml").training, torch.float32)
+    with pytest.raises(UserError, match="this machine has no GPU"):
+        require_runnable_here(plan)
