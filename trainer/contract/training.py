@@ -269,6 +269,12 @@ class TrainingConfig(_Strict):
                              f"implements are {', '.join(KNOWN_PLUGINS)}")
         return plugins
 
+    @field_validator("eval_strategy", "save_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare `no` as false; `save_strategy: no` means the word."""
+        return "no" if value is False else value
+
     @property
     def requested_attention(self) -> str | None:
         """The attention kernel the spec asks for, Axolotl's boolean spellings included: the
