@@ -48,8 +48,7 @@ def hub_cache(tmp_path, tiny_model_dir, monkeypatch) -> Path:
 
 
 def test_revision_of_model_picks_the_revision_of_weights_config_and_tokenizer(hub_cache):
-    from trainer.model_source import load_config, model_class, model_kwargs, \
-        tokenizer_source_kwargs
+    from trainer.model_source import load_config, model_class, model_kwargs, tokenizer_source_kwargs
 
     main = _cfg("")
     v2 = _cfg("model_revision: v2\n")  # Axolotl's alias of revision_of_model
