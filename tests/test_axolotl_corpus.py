@@ -26,8 +26,6 @@ REFUSED = {
     "dpo.yml": "RL / preference training (DPO, IPO, ORPO, KTO, SimPO, GRPO) is not supported",
     "multimodal.yml": "multimodal is not supported",
     "reward-model.yml": "reward models are not supported",
-    "pretraining-stream.yml": "`pretraining_dataset` (streaming pretraining data) is not "
-                              "supported",
 }
 LAUNCH = "\nlaunch:\n  name: corpus\n  nodes: 1\n  gpus_per_node: 8\n  gpu: H100:80GB\n"
 DEEPSPEED = {"zero1": "zero1", "zero2": "zero2", "zero3": "zero3", "zero3_bf16": "zero3",
@@ -45,7 +43,7 @@ def test_the_corpus_covers_each_feature_family():
     names = {p.stem for p in ACCEPTED}
     assert {f"deepspeed-{name}" for name in DEEPSPEED} <= names
     assert {"qlora-fsdp2", "alpaca-full-no-eval", "chat-llama3-lora-kernels",
-            "chat-qwen25-named-template"} <= names
+            "chat-qwen25-named-template", "pretraining-completion"} <= names
     assert sorted(p.name for p in (CORPUS / "refused").glob("*.yml")) == sorted(REFUSED)
 
 
@@ -181,3 +179,39 @@ def test_fsdp_offload_on_a_cpu_job_is_a_clear_error_at_validate_and_train_time()
     plan = plan_for(_quiet_parse(text, "spec.yaml").training, torch.float32)
     with pytest.raises(UserError, match="this machine has no GPU"):
         require_runnable_here(plan)
+
+
+def test_pretraining_dataset_becomes_completion_data_with_one_warning():
+    path = CORPUS / "pretraining-completion.yml"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecWarning)
+        spec = parse_spec(path.read_text(), str(path))
+    notes = [str(w.message) for w in caught]
+    assert sum("`pretraining_dataset` is read as `type: completion` data" in n
+               for n in notes) == 1
+    (ds,) = spec.training.datasets
+    assert (ds.path, ds.name, ds.split, ds.type, ds.field) == (
+        "org/web-text", "en", "train[:2%]", "completion", "content")
+
+
+def test_pretraining_dataset_with_datasets_or_skip_is_refused():
+    text = (CORPUS / "pretraining-completion.yml").read_text()
+    with pytest.raises(SpecError, match="choose one of `pretraining_dataset` and `datasets`"):
+        _quiet_parse(text + "datasets:\n  - path: x.jsonl\n    type: alpaca\n", "s.yaml")
+    with pytest.raises(SpecError, match="skipping rows"):
+        _quiet_parse(text.replace("text_column: content", "skip: 100"), "s.yaml")
+
+
+def test_pretraining_text_is_tokenized_and_every_token_trained(tmp_path, tiny_model_dir):
+    from trainer.data.pipeline import prepare_data
+    from trainer.model import load_tokenizer
+
+    text = (f"base_model: {tiny_model_dir}\npretraining_dataset:\n"
+            f"  - path: {REPO / 'examples/tiny/corpus.txt'}\n    type: pretrain\n"
+            f"sequence_len: 64\ndataset_prepared_path: {tmp_path / 'prep'}\n")
+    cfg = _quiet_parse(text, "s.yaml").training
+    tokenizer = load_tokenizer(cfg)
+    data = prepare_data(cfg, tokenizer, show_progress=False)
+    assert len(data.train) > 0
+    for row in data.train.select(range(min(5, len(data.train)))):
+        assert row["labels"][1:] == row["input_ids"][1:]  # all trained (BOS aside)

@@ -3,7 +3,8 @@
 The lists between `<!-- name:start -->` / `<!-- name:end -->` markers and the key count
 are compared with the code here; the behaviour sentences are proven by
 tests/test_axolotl_keys.py (answers, empty values, hints), tests/test_axolotl_corpus.py
-(fsdp_version, DeepSpeed names, val_set_size, validate/render/train agreement) and
+(fsdp_version, DeepSpeed names, val_set_size, pretraining_dataset, validate/render/train
+agreement) and
 tests/test_chat_template_families.py (templates and masking).
 """
 

@@ -1,6 +1,7 @@
 """Axolotl's spellings -> ft's, before validation: empty means unset, aliases are renamed,
-top-level `fsdp_version` moves into `fsdp_config`, and Axolotl-only keys are refused or
-warned about (orchestrator/spec/axolotl_keys.py says which).
+top-level `fsdp_version` moves into `fsdp_config`, `pretraining_dataset` becomes completion
+`datasets`, and Axolotl-only keys are refused or warned about (orchestrator/spec/
+axolotl_keys.py says which).
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.spec import axolotl_keys as keys
+from orchestrator.spec import pretraining
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
 from trainer.contract.deepspeed_files import axolotl_refusal
 from trainer.contract.errors import Problem
 
-# Axolotl keys that move into a section ft keeps them in (see _fsdp_version).
-MOVED = {"fsdp_version": "fsdp_config.fsdp_version"}
+# Axolotl keys that become another part of the spec (see _fsdp_version, pretraining.py).
+MOVED = {"fsdp_version": "fsdp_config.fsdp_version",
+         "pretraining_dataset": "datasets (type: completion)"}
 
 
 @dataclass
@@ -30,6 +33,7 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
     data = _without_empty(data)
     data = _renamed(data, (), keys.ALIASES, lines, out)
     data = _fsdp_version(data, lines, out)
+    data = pretraining.convert(data, lines, out.problems, out.notes)
     out.data = _answered(data, (), keys.REFUSED, keys.WARNED, lines, out)
     for section in ("datasets", "test_datasets"):
         if isinstance(out.data.get(section), list):

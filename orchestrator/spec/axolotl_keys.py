@@ -147,11 +147,6 @@ REFUSED: dict[str, str] = {
     **_group("curriculum (unshuffled) sampling is not supported", "curriculum_sampling"),
     **_group("`role_boundaries` (custom masking spans) is not supported; use "
              "`datasets[].roles_to_train` and `train_on_eos`", "role_boundaries"),
-    **_group("`pretraining_dataset` (streaming pretraining data) is not supported; use "
-             "`datasets:` with `type: completion`", "pretraining_dataset", "streaming",
-             "streaming_multipack_buffer_size", "pretrain_multipack_attn",
-             "pretrain_multipack_buffer_size", "pretraining_sample_concatenation",
-             "preprocess_iterable"),
     **_group("`min_sample_len` / `max_prompt_len` filtering is not supported",
              "min_sample_len", "max_prompt_len"),
     **_group("the Mistral tokenizer library (`tokenizer_use_mistral_common`) is not "
@@ -255,6 +250,12 @@ WARNED: dict[str, str] = {
                  "are not used"),
     "float16": ("ft trains in mixed precision chosen by `bf16` / `fp16`; pure fp16 weights "
                 "are not used"),
+    **dict.fromkeys(("streaming", "preprocess_iterable"),
+                    "ft tokenizes data before training (cached), it does not stream it; "
+                    "ignored"),
+    **dict.fromkeys(("streaming_multipack_buffer_size", "pretrain_multipack_attn",
+                     "pretrain_multipack_buffer_size", "pretraining_sample_concatenation"),
+                    _PACKING),
     "group_by_length": "ft samples rows in random order, not grouped by length; ignored",
     "save_safetensors": "ft always saves safetensors; ignored",
     "float32": "ft trains in mixed precision chosen by `bf16` / `fp16`; ignored",

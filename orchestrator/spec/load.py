@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from orchestrator.spec import axolotl_keys
-from orchestrator.spec.axolotl_compat import normalise
+from orchestrator.spec.axolotl_compat import MOVED, normalise
 from orchestrator.spec.key_hints import closest_key
 from orchestrator.spec.rules import cross_field_problems, ignored_settings
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
@@ -166,7 +166,8 @@ def _unknown_key_message(model, loc: YamlPath) -> str:
     known = list(owner.model_fields)
     # A typo of an Axolotl-only key deserves that key as the hint, with its own answer.
     if owner is TrainingConfig:
-        known += ["launch", *axolotl_keys.ALIASES, *axolotl_keys.REFUSED, *axolotl_keys.WARNED]
+        known += ["launch", *axolotl_keys.ALIASES, *axolotl_keys.REFUSED, *axolotl_keys.WARNED,
+                  *MOVED]
     elif owner is DatasetSpec:
         known += [*axolotl_keys.DATASET_REFUSED, *axolotl_keys.DATASET_WARNED]
     hint = closest_key(str(loc[-1]), known)
