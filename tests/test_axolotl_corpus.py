@@ -126,6 +126,9 @@ def test_ft_train_of_a_sharded_config_outside_a_launcher_says_what_to_run():
     assert f"ft launch {path} --backend local --gpus-per-node N" in result.stderr
     assert "torchrun --nproc-per-node N" in result.stderr
     assert "Traceback" not in result.stderr
+    zero = run_ft("train", str(CORPUS / "deepspeed-zero2.yml"))
+    assert zero.returncode == 2 and "DeepSpeed ZeRO (`deepspeed`) shards the model" \
+        in zero.stderr and "mpi4py" not in zero.stderr
 
 
 def _tiny_copy(name: str, tmp_path: Path, model_dir: Path, data: str, drop=()) -> Path:
