@@ -175,3 +175,24 @@ def test_chat_template_kwargs_reach_the_template(tiny_tokenizer, tiny_model_dir)
     ids, _ = encode(tok, tiny_model_dir, template, {"messages": CHAT},
                     chat_template_kwargs={"greeting": "HELLO:"})
     assert "HELLO:" + SYSTEM in tok.decode(ids)
+
+
+def _spec(model_dir: Any, extra: str) -> str:
+    return (f"base_model: {model_dir}\ndatasets:\n  - path: x.jsonl\n    type: chat_template\n"
+            + extra)
+
+
+def test_validation_reads_a_local_tokenizer_for_the_named_template(tiny_model_dir):
+    from orchestrator.spec.load import parse_spec
+    from trainer.contract.errors import SpecError
+
+    with pytest.raises(SpecError, match="`llama3` closes turns with <\\|eot_id\\|>, which the "
+                                        "tokenizer in .* does not have"):
+        parse_spec(_spec(tiny_model_dir, "chat_template: llama3\n"), "spec.yaml")
+    parse_spec(_spec(tiny_model_dir, "chat_template: llama3\ntokens: ['<|eot_id|>']\n"),
+               "spec.yaml")
+    parse_spec(_spec(tiny_model_dir, "chat_template: qwen3\n"), "spec.yaml")  # its own
+    with pytest.raises(SpecError, match="no chat template named 'vicuna9'"):
+        parse_spec(_spec(tiny_model_dir, "chat_template: vicuna9\n"), "spec.yaml")
+    with pytest.raises(SpecError, match="'llava' is a multimodal template"):
+        parse_spec(_spec(tiny_model_dir, "chat_template: llava\n"), "spec.yaml")

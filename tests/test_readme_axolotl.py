@@ -5,7 +5,7 @@ are compared with the code here; the behaviour sentences are proven by
 tests/test_axolotl_keys.py (answers, empty values, hints), tests/test_axolotl_corpus.py
 (fsdp_version, DeepSpeed names, val_set_size, pretraining_dataset, validate/render/train
 agreement) and
-tests/test_chat_template_families.py (templates and masking).
+tests/test_chat_template_families.py (templates, masking, the validate-time check).
 """
 
 from __future__ import annotations

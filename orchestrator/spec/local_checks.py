@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.spec.yaml_source import format_path, line_of, load_yaml_with_lines
-from trainer.contract.chat_templates import choice_problem
+from trainer.contract.chat_templates import FAMILIES, choice_problem
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.training import TrainingConfig
 
@@ -70,22 +70,59 @@ def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:
                     yield (section, index, "chat_template"), problem
             if ds.type == "chat_template":
                 chat_sets.append(ds.chat_template or t.chat_template or "tokenizer_default")
-    if "tokenizer_default" in chat_sets and _local_tokenizer_lacks_template(t):
-        yield ("chat_template",), ("the tokenizer in " + (t.tokenizer_config or t.base_model)
-                                   + " has no chat template, and `tokenizer_default` uses it; "
-                                   "name one (e.g. `chat_template: chatml`)")
+    tokenizer = _LocalTokenizer.find(t)
+    if tokenizer is None:  # a hub id: the node checks it when it loads the tokenizer
+        return
+    if "tokenizer_default" in chat_sets and not tokenizer.template:
+        yield ("chat_template",), (f"the tokenizer in {tokenizer.directory} has no chat "
+                                   "template, and `tokenizer_default` uses it; name one "
+                                   "(e.g. `chat_template: chatml`)")
+    for name in dict.fromkeys(n for n in chat_sets if n in FAMILIES):
+        missing = tokenizer.missing_closers(name)
+        if missing:
+            yield ("chat_template",), (
+                f"`{name}` closes turns with {', '.join(missing)}, which the tokenizer in "
+                f"{tokenizer.directory} does not have; add it with `special_tokens` / "
+                "`tokens`, or use the model's own template (`tokenizer_default`)")
 
 
-def _local_tokenizer_lacks_template(t: TrainingConfig) -> bool:
-    """Only a tokenizer directory on this machine can be looked into."""
-    directory = Path(t.tokenizer_config or t.base_model).expanduser()
-    config = directory / "tokenizer_config.json"
-    if not config.is_file():
-        return False
-    if (directory / "chat_template.jinja").is_file() or (directory / "chat_template.json"
-                                                        ).is_file():
-        return False
-    try:
-        return not json.loads(config.read_text()).get("chat_template")
-    except (OSError, ValueError):
-        return False
+class _LocalTokenizer:
+    """What validation can read from a tokenizer directory on this machine, without
+    transformers: its chat template and its vocabulary."""
+
+    def __init__(self, directory: Path, template: str | None, vocab: set[str]) -> None:
+        self.directory, self.template, self.vocab = directory, template, vocab
+
+    @classmethod
+    def find(cls, t: TrainingConfig) -> _LocalTokenizer | None:
+        directory = Path(t.tokenizer_config or t.base_model).expanduser()
+        config = directory / "tokenizer_config.json"
+        if not config.is_file():
+            return None
+        try:
+            template = json.loads(config.read_text()).get("chat_template")
+            jinja = directory / "chat_template.jinja"
+            template = template or (jinja.read_text() if jinja.is_file() else None)
+            vocab = _vocabulary(directory / "tokenizer.json")
+        except (OSError, ValueError):
+            return None
+        added = {str(token) for token in (t.tokens or [])}
+        if t.special_tokens:
+            added |= set(t.special_tokens.model_dump(exclude_none=True).values())
+        return cls(directory, template, vocab | added if vocab else set())
+
+    def missing_closers(self, name: str) -> list[str]:
+        family = FAMILIES[name]
+        if not self.vocab or (self.template and family.signature in self.template):
+            return []  # unknown vocabulary, or the tokenizer's own template is used
+        return [token for token in family.closing if token not in self.vocab]
+
+
+def _vocabulary(path: Path) -> set[str]:
+    """Token strings of a fast tokenizer's tokenizer.json (empty when there is none)."""
+    if not path.is_file():
+        return set()
+    data = json.loads(path.read_text())
+    vocab = data.get("model", {}).get("vocab") or {}
+    tokens = set(vocab) if isinstance(vocab, dict) else {str(v[0]) for v in vocab}
+    return tokens | {entry["content"] for entry in data.get("added_tokens", [])}
