@@ -186,8 +186,8 @@ def launch(
     if stages:
         chosen.check_stages(stages)
     if not chosen.renders:
-        require_local_files(loaded)
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
+        require_local_files(loaded)
         from orchestrator.backends.local.emulation import run_local
 
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
