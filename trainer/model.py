@@ -75,6 +75,10 @@ def choose_attention(cfg: TrainingConfig) -> str:
         log.warning("flash-attn is not installed (or no GPU): using PyTorch sdpa, which also "
                     "keeps packed samples apart via position_ids")
         return "sdpa"
+    if wanted == "flex_attention" and not torch.cuda.is_available():
+        log.warning("flex_attention cannot train on the CPU: using PyTorch sdpa, which also "
+                    "keeps packed samples apart via position_ids")
+        return "sdpa"
     return wanted or "sdpa"
 
 
