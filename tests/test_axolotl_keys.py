@@ -25,7 +25,7 @@ from trainer.contract.training import DatasetSpec, FsdpConfig, SpecialTokens, Tr
 REPO = Path(__file__).resolve().parent.parent
 AXOLOTL_KEYS = [line.strip() for line in
                 (REPO / "tests/fixtures/axolotl/schema_keys.txt").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+                if line.strip() and not line.startswith(("#", "plugin "))]
 BASE = "base_model: org/model\ndatasets:\n  - path: data.jsonl\n    type: alpaca\n"
 
 # Fields whose value is only validated: Axolotl's `plugins:` enables nothing by itself (its
@@ -175,3 +175,23 @@ def test_declared_fsdp_warnings_fire():
     assert any("fsdp_version: 1" in n for n in notes)
     assert any("sync_module_states" in n for n in notes)
     assert any("mixed_precision_policy" in n for n in notes)
+
+
+AXOLOTL_PLUGINS = [line.split()[1] for line in
+                   (REPO / "tests/fixtures/axolotl/schema_keys.txt").read_text().splitlines()
+                   if line.startswith("plugin ")]
+
+
+def test_every_axolotl_plugin_is_implemented_or_answered():
+    from trainer.contract.training import KNOWN_PLUGINS
+
+    assert len(AXOLOTL_PLUGINS) >= 15
+    for plugin in AXOLOTL_PLUGINS:
+        text = BASE + f"plugins:\n  - {plugin}\n"
+        key = keys.PLUGIN_ANSWERS.get(plugin.rsplit(".", 1)[-1])
+        if plugin in KNOWN_PLUGINS:
+            assert _warnings(text) == []
+        elif key in keys.REFUSED:
+            assert _problems(text) == [f"{plugin}: {keys.REFUSED[key]}"]
+        else:
+            assert _warnings(text) == [f"`plugins`: {plugin}: {keys.WARNED[key]}"]

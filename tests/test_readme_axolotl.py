@@ -30,7 +30,7 @@ def _ticked(name: str) -> list[str]:
 
 def test_the_key_count_is_the_extracted_lists():
     keys = [line for line in (REPO / "tests/fixtures/axolotl/schema_keys.txt").read_text()
-            .splitlines() if line.strip() and not line.startswith("#")]
+            .splitlines() if line.strip() and not line.startswith(("#", "plugin "))]
     assert f"each of the {len(keys)} top-level keys of Axolotl's current schema" in README
 
 

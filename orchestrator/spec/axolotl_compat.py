@@ -42,7 +42,27 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
                           lines, out) if isinstance(entry, dict) else entry
                 for i, entry in enumerate(out.data[section])]
     _deepspeed_name(out.data, lines, out)
+    _plugins(out.data, lines, out)
     return out
+
+
+def _plugins(data: dict, lines, out: Normalised) -> None:
+    """Axolotl plugins ft does not implement get the answer of the keys they bring."""
+    plugins = data.get("plugins")
+    if not isinstance(plugins, list):
+        return
+    kept = []
+    for index, plugin in enumerate(plugins):
+        key = keys.PLUGIN_ANSWERS.get(str(plugin).rsplit(".", 1)[-1]) \
+            if str(plugin).startswith("axolotl.integrations.") else None
+        if key in keys.REFUSED:
+            out.problems.append(_problem(("plugins", index), f"{plugin}: {keys.REFUSED[key]}",
+                                         lines))
+        elif key in keys.WARNED:
+            out.notes.append(f"`plugins`: {plugin}: {keys.WARNED[key]}")
+        else:
+            kept.append(plugin)
+    data["plugins"] = kept
 
 
 def _without_empty(value: Any) -> Any:

@@ -261,6 +261,18 @@ WARNED: dict[str, str] = {
     "float32": "ft trains in mixed precision chosen by `bf16` / `fp16`; ignored",
 }
 
+# Axolotl plugin class -> the key whose answer (REFUSED or WARNED) the plugin gets: a plugin
+# brings those keys, so naming it asks for that feature. Liger and cut-cross-entropy are
+# implemented (trainer/contract/training.py KNOWN_PLUGINS).
+PLUGIN_ANSWERS: dict[str, str] = {
+    "KernelsPlugin": "use_kernels", "SwanLabPlugin": "use_swanlab",
+    "LMEvalPlugin": "lm_eval_tasks", "DenseMixerPlugin": "dense_mixer",
+    "HatcheryPlugin": "hatchery", "ExpertParallelPlugin": "expert_parallel_size",
+    "DiffusionPlugin": "diffusion", "KDPlugin": "kd_alpha",
+    "SpectrumPlugin": "spectrum_model_name", "LLMCompressorPlugin": "llmcompressor",
+    "GrokfastPlugin": "grokfast_alpha", "MoraPlugin": "mora", "NemoGymPlugin": "nemo_gym_enabled",
+}
+
 # Values that ask for exactly what ft does anyway: accepted without a warning.
 MATCHES_FT: dict[str, tuple[Any, ...]] = {
     "shuffle_merged_datasets": (True,),

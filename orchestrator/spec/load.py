@@ -141,7 +141,7 @@ def _describe(model, errs: list[dict]) -> str:
         return _unknown_key_message(model, _user_path(first["loc"]))
     if first["type"] == "missing":
         return "is required"
-    if len(errs) == 1 and not first["type"].endswith(("_type", "_parsing")) \
+    if len(errs) == 1 and first["type"] not in _EXPECTED \
             and not first["type"].startswith("literal_error"):
         return first["msg"].removeprefix("Value error, ")
     wanted = list(dict.fromkeys(_expected(err) for err in errs))
