@@ -196,3 +196,35 @@ def test_validation_reads_a_local_tokenizer_for_the_named_template(tiny_model_di
         parse_spec(_spec(tiny_model_dir, "chat_template: vicuna9\n"), "spec.yaml")
     with pytest.raises(SpecError, match="'llava' is a multimodal template"):
         parse_spec(_spec(tiny_model_dir, "chat_template: llava\n"), "spec.yaml")
+
+
+def test_a_name_ft_has_no_jinja_for_uses_the_tokenizers_own_template(tiny_tokenizer,
+                                                                      tiny_model_dir):
+    ids, labels = encode(tiny_tokenizer, tiny_model_dir, "qwen3_5", {"messages": CHAT})
+    assert tiny_tokenizer.decode(ids).startswith("<s><|im_start|>system\n")  # tiny's own
+    assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>", A2 + "<|im_end|>"]
+    bare = copy.deepcopy(tiny_tokenizer)
+    bare.chat_template = None
+    with pytest.raises(ValueError, match="no template of its own for qwen3_5 and this "
+                                         "tokenizer ships none"):
+        encode(bare, tiny_model_dir, "qwen3_5", {"messages": CHAT})
+
+
+def test_validation_warns_once_for_a_tokenizer_only_name_and_checks_a_local_tokenizer(
+        tiny_model_dir, tmp_path):
+    import shutil
+    import warnings
+
+    from orchestrator.spec.load import SpecWarning, parse_spec
+    from trainer.contract.errors import SpecError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecWarning)
+        parse_spec(_spec(tiny_model_dir, "chat_template: falcon_h1\n"), "spec.yaml")
+    assert [str(w.message) for w in caught] == [
+        "`chat_template: falcon_h1`: ft has no template of its own for falcon_h1; it uses the "
+        "model tokenizer's own chat template (the one the model was trained with)"]
+    bare = shutil.copytree(tiny_model_dir, tmp_path / "bare")
+    (bare / "chat_template.jinja").unlink()
+    with pytest.raises(SpecError, match="has no chat template, and `falcon_h1` uses it"):
+        parse_spec(_spec(bare, "chat_template: falcon_h1\n"), "spec.yaml")

@@ -14,7 +14,7 @@ import re
 
 from orchestrator.spec.axolotl_keys import ALIASES, DATASET_REFUSED, REFUSED
 from tests.cli_runner import REPO
-from trainer.contract.chat_templates import FAMILIES
+from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY
 from trainer.contract.deepspeed_files import AXOLOTL_NAMES
 
 README = (REPO / "README.md").read_text()
@@ -38,6 +38,7 @@ def test_listed_aliases_deepspeed_names_and_templates_are_the_codes():
     assert _ticked("aliases") == list(ALIASES)
     assert _ticked("deepspeed") == list(AXOLOTL_NAMES)
     assert _ticked("templates") == list(FAMILIES)
+    assert _ticked("tokenizer-only") == sorted(TOKENIZER_ONLY)
 
 
 def test_the_refused_list_is_every_refusal_the_code_makes():

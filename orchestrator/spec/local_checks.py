@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.spec.yaml_source import format_path, line_of, load_yaml_with_lines
-from trainer.contract.chat_templates import FAMILIES, choice_problem
+from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY, choice_problem
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.training import TrainingConfig
 
@@ -73,9 +73,10 @@ def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:
     tokenizer = _LocalTokenizer.find(t)
     if tokenizer is None:  # a hub id: the node checks it when it loads the tokenizer
         return
-    if "tokenizer_default" in chat_sets and not tokenizer.template:
+    own_only = [n for n in chat_sets if n == "tokenizer_default" or n in TOKENIZER_ONLY]
+    if own_only and not tokenizer.template:
         yield ("chat_template",), (f"the tokenizer in {tokenizer.directory} has no chat "
-                                   "template, and `tokenizer_default` uses it; name one "
+                                   f"template, and `{own_only[0]}` uses it; name one ft has "
                                    "(e.g. `chat_template: chatml`)")
     for name in dict.fromkeys(n for n in chat_sets if n in FAMILIES):
         missing = tokenizer.missing_closers(name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from orchestrator.spec.local_checks import chat_template_problems
+from trainer.contract.chat_templates import tokenizer_only_note
 from trainer.contract.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.errors import UserError
@@ -163,7 +164,9 @@ _FSDP_PLAN_DECIDES = {
 
 def ignored_settings(t: TrainingConfig) -> list[str]:
     """Settings that are valid but change nothing, so the user hears about it."""
-    notes = []
+    names = [t.chat_template, *(ds.chat_template for ds in [*t.datasets, *(t.test_datasets
+                                                                        or [])])]
+    notes = list(dict.fromkeys(filter(None, map(tokenizer_only_note, filter(None, names)))))
     if t.evals_per_epoch and not (t.val_set_size or t.test_datasets):
         notes.append("`evals_per_epoch` is ignored: there is no eval data (`val_set_size` is "
                      "0 and there are no `test_datasets`)")

@@ -117,6 +117,18 @@ FAMILIES: dict[str, Family] = {
 SPECIAL_CHOICES = ("tokenizer_default", "tokenizer_default_fallback_chatml", "jinja")
 # Axolotl's names for image/audio models' templates.
 MULTIMODAL = frozenset({"llama3_2_vision", "pixtral", "llava", "qwen2_vl", "gemma3n"})
+# Axolotl's names for one model family's template that ft has no jinja of its own for: the
+# model's tokenizer ships that template, so it is used (and the user is told once).
+TOKENIZER_ONLY = frozenset({"qwen3_5", "falcon_h1", "gemma4", "gemma4_unified", "jamba",
+                            "deepseek_v2", "deepseek_v3", "nemotron_h", "exaone", "exaone4",
+                            "command_a", "command_a_tool_use", "command_a_rag", "aya"})
+
+
+def tokenizer_only_note(value: str) -> str | None:
+    if value not in TOKENIZER_ONLY:
+        return None
+    return (f"`chat_template: {value}`: ft has no template of its own for {value}; it uses the "
+            "model tokenizer's own chat template (the one the model was trained with)")
 
 
 def is_inline_jinja(value: str) -> bool:
@@ -125,10 +137,11 @@ def is_inline_jinja(value: str) -> bool:
 
 def choice_problem(value: str) -> str | None:
     """Why `chat_template: value` cannot be used (None when it can)."""
-    if value in FAMILIES or value in SPECIAL_CHOICES or is_inline_jinja(value):
+    if value in FAMILIES or value in SPECIAL_CHOICES or value in TOKENIZER_ONLY \
+            or is_inline_jinja(value):
         return None
     if value in MULTIMODAL:
         return f"{value!r} is a multimodal template; multimodal is not supported"
-    supported = ", ".join([*SPECIAL_CHOICES, *FAMILIES])
+    supported = ", ".join([*SPECIAL_CHOICES, *FAMILIES, *sorted(TOKENIZER_ONLY)])
     return (f"ft has no chat template named {value!r}; use one of {supported}, an inline "
             "jinja template, or `chat_template: jinja` with `chat_template_jinja:`")

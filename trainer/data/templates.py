@@ -5,7 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.contract.chat_templates import FAMILIES, choice_problem, is_inline_jinja
+from trainer.contract.chat_templates import (
+    FAMILIES,
+    TOKENIZER_ONLY,
+    choice_problem,
+    is_inline_jinja,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ def resolve_chat_template(choice: str | None, tokenizer: Any, *,
         return ChatTemplate(jinja)
     if is_inline_jinja(choice):
         return ChatTemplate(choice)
+    if choice in TOKENIZER_ONLY:
+        if not own:
+            raise ValueError(f"`chat_template: {choice}`: ft has no template of its own for "
+                             f"{choice} and this tokenizer ships none; use `chatml`, another "
+                             "named template or `chat_template: jinja`")
+        return ChatTemplate(own)
     if own and FAMILIES[choice].signature in own:
         return ChatTemplate(own)
     return _ours(choice, tokenizer)
