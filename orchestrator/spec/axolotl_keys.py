@@ -310,6 +310,8 @@ DATASET_REFUSED: dict[str, str] = {
     **_group("per-message training flags are not supported; use `roles_to_train`",
              "message_field_training", "message_field_training_detail"),
     **_group("knowledge distillation is not supported", "logprobs_field", "temperature"),
+    # Preference-pair columns (Axolotl's DPO/KTO dataset schema).
+    **dict.fromkeys(("field_chosen", "field_rejected"), REFUSED["rl"]),
 }
 DATASET_WARNED: dict[str, str] = {
     "preprocess_shards": "ft tokenizes in one pass (`dataset_processes` workers); ignored",
