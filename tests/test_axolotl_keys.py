@@ -111,6 +111,11 @@ def test_empty_values_mean_unset():
     assert spec.training.lora_r == defaults["lora_r"].default
     assert spec.training.gradient_checkpointing == "auto"
     assert spec.training.fsdp_config is None
+    sections = parse_spec(BASE + "fsdp_config:\n  offload_params:\nspecial_tokens:\n"
+                          "  pad_token:\nlr_scheduler_kwargs: {power: null}\n", "spec.yaml")
+    assert sections.training.fsdp_config is None and not sections.training.uses_fsdp
+    assert sections.training.special_tokens is None
+    assert sections.training.lr_scheduler_kwargs == {"power": None}  # free-form: kept
 
 
 def test_a_wrong_union_value_has_no_pydantic_internals():

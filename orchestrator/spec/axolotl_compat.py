@@ -65,13 +65,26 @@ def _plugins(data: dict, lines, out: Normalised) -> None:
     data["plugins"] = kept
 
 
-def _without_empty(value: Any) -> Any:
-    """`key:` with no value is unset, as in Axolotl, at every depth of the training keys."""
-    if isinstance(value, dict):
-        return {k: _without_empty(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_empty(v) for v in value]
-    return value
+# Sections whose keys are spec keys too (free-form mappings such as lr_scheduler_kwargs keep
+# their None values: there None may be a real argument).
+_KEYED_SECTIONS = ("fsdp_config", "special_tokens")
+_ENTRY_LISTS = ("datasets", "test_datasets", "pretraining_dataset")
+
+
+def _without_empty(data: dict[str, Any]) -> dict[str, Any]:
+    """`key:` with no value is unset, as in Axolotl: at the top level, in the keyed sections
+    and in each data source entry."""
+    out = {k: v for k, v in data.items() if v is not None}
+    for key in _KEYED_SECTIONS:
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if v is not None}
+            if not out[key]:  # a section of empty keys asks for nothing (no FSDP, say)
+                del out[key]
+    for key in _ENTRY_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [{k: v for k, v in entry.items() if v is not None}
+                        if isinstance(entry, dict) else entry for entry in out[key]]
+    return out
 
 
 def _renamed(data: dict, prefix: YamlPath, aliases: dict[str, str], lines, out) -> dict:
