@@ -54,6 +54,12 @@ def resolve(value: str, base_dir: Path | None = None) -> Path:
     return path
 
 
+def is_shipped(value: str) -> bool:
+    """Whether `deepspeed: value` names one of ft's own configs (nothing to ship with a job:
+    every node has them), by name or by an Axolotl path with no file behind it here."""
+    return resolve(value).parent == SHIPPED_DIR
+
+
 def _axolotl_stem(value: str) -> str | None:
     tail = value.removeprefix("./").removeprefix("axolotl/")
     if tail.startswith(AXOLOTL_DIR) and tail.endswith(".json"):
