@@ -218,3 +218,17 @@ def test_pretraining_text_is_tokenized_and_every_token_trained(tmp_path, tiny_mo
     assert len(data.train) > 0
     for row in data.train.select(range(min(5, len(data.train)))):
         assert row["labels"][1:] == row["input_ids"][1:]  # all trained (BOS aside)
+
+
+def test_an_axolotl_deepspeed_path_ships_only_a_users_own_copy(tmp_path, monkeypatch):
+    from orchestrator.shipping.job_files import job_files
+
+    monkeypatch.chdir(tmp_path)
+    text = (CORPUS / "deepspeed-zero2.yml").read_text() + LAUNCH
+    spec = _quiet_parse(text, "spec.yaml", for_launch=True)
+    assert job_files(spec, absolute_ok=False) == []  # ft's own zero2 is on every node
+    (tmp_path / "deepspeed_configs").mkdir()
+    (tmp_path / "deepspeed_configs/zero2.json").write_text('{"zero_optimization": '
+                                                           '{"stage": 2}}')
+    (shipped,) = job_files(spec, absolute_ok=False)
+    assert (shipped.field, shipped.path) == ("deepspeed", "deepspeed_configs/zero2.json")
