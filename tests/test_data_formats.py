@@ -151,7 +151,7 @@ def test_template_that_rewrites_content_is_a_clear_error(tiny_tokenizer, tiny_mo
 
 
 def test_unknown_chat_template_name_lists_the_supported_ones(tiny_tokenizer, tiny_model_dir):
-    with pytest.raises(ValueError, match="unknown chat_template 'vicuna9'.*chatml"):
+    with pytest.raises(ValueError, match="no chat template named 'vicuna9'.*chatml"):
         one(tiny_tokenizer, tiny_model_dir, CHAT_DS, {"messages": CHAT},
             chat_template="vicuna9")
 

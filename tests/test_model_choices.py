@@ -42,6 +42,15 @@ def test_missing_pad_token_reuses_a_reserved_one(tiny_model_dir, tmp_path):
     ("attn_implementation: eager\n", "eager"),
     ("flash_attention: true\n", "sdpa"),  # no flash-attn (or no GPU) here
     ("sample_packing: true\n", "sdpa"),  # flex only on a GPU
+    ("eager_attention: true\n", "eager"),  # Axolotl's boolean spellings, one decision
+    ("sdp_attention: true\n", "sdpa"),
 ])
 def test_attention_on_this_machine(tiny_model_dir, extra, expected):
     assert choose_attention(_cfg(tiny_model_dir, extra)) == expected
+
+
+def test_flex_attention_is_what_loads_where_it_can_train(tiny_model_dir):
+    import torch
+
+    expected = "flex_attention" if torch.cuda.is_available() else "sdpa"
+    assert choose_attention(_cfg(tiny_model_dir, "flex_attention: true\n")) == expected

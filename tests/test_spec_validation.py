@@ -35,8 +35,7 @@ launch:
 """)
     assert problems == [
         "spec.yaml:5: `lora_rr`: unknown key; did you mean `lora_r`?",
-        "spec.yaml:6: `learning_rate`: Input should be a valid number, unable to parse "
-        "string as a number",
+        "spec.yaml:6: `learning_rate`: expected a number (got 'fast')",
         "spec.yaml:8: `launch.nodez`: unknown key; did you mean `nodes`?",
         "spec.yaml:10: `launch.slurm.partiton`: unknown key; did you mean `partition`?",
     ]
@@ -60,7 +59,8 @@ def test_nested_dataset_key_and_top_level_launch_typo():
      "varlen-capable attention"),
     ("load_in_4bit: true\n", "adapter", "cannot be fully fine-tuned"),
     ("adapter: lora\n", "lora_target_linear", "which layers get adapters"),
-    ("evals_per_epoch: 4\n", "val_set_size", "no eval data"),
+    ("eval_steps: 4\n", "eval_steps", "no eval data"),
+    ("eval_strategy: epoch\n", "eval_strategy", "no eval data"),
     ("launch: {env: {HF_TOKEN: x}, secrets: [HF_TOKEN]}\n", "launch.env.HF_TOKEN",
      "both a secret"),
 ])
@@ -95,8 +95,8 @@ def test_unmodified_axolotl_configs_validate(path):
 def test_unsupported_axolotl_option_is_named_unless_empty():
     parse_spec(BASE + "xformers_attention:\ns2_attention: false\n", "spec.yaml")
     assert _problems(BASE + "s2_attention: true\n") == [
-        "spec.yaml:5: `s2_attention`: this Axolotl option is not supported by ft; remove it "
-        "or leave it empty"]
+        "spec.yaml:5: `s2_attention`: attention variants other than flash_attention / "
+        "sdp_attention / flex_attention / eager are not supported; remove it or leave it empty"]
 
 
 def test_fsdp1_only_settings_are_warned_about():
@@ -167,7 +167,8 @@ def test_fetch_copies_the_shipped_zero_configs(tmp_path):
     result = run_ft("fetch", "deepspeed-configs", "--to", str(tmp_path / "ds"))
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in (tmp_path / "ds").iterdir())
-    assert names == ["zero1.json", "zero2.json", "zero3.json", "zero3_offload.json"]
+    assert names == ["zero1.json", "zero2.json", "zero3.json", "zero3_offload.json",
+                     "zero3_offload_params.json"]
     (tmp_path / "ds" / "zero2.json").write_text("{}")  # a user's edit survives a re-fetch
     run_ft("fetch", "deepspeed-configs", "--to", str(tmp_path / "ds"))
     assert (tmp_path / "ds" / "zero2.json").read_text() == "{}"

@@ -22,13 +22,25 @@ def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> in
     return max(1, math.ceil(train_rows / per_step))
 
 
-def _every(per_epoch: int | None, steps: int | float | None, epoch_steps: int):
-    """(strategy, steps) for `evals_per_epoch`/`eval_steps` style pairs."""
+def _every(strategy: str | None, per_epoch: int | None, steps: int | float | None,
+           epoch_steps: int, default: str):
+    """(strategy, steps) for Axolotl's `*_strategy` / `*s_per_epoch` / `*_steps` triples."""
+    if strategy in ("no", "epoch"):
+        return strategy, None
     if steps:
         return "steps", steps
     if per_epoch:
         return "steps", max(1, epoch_steps // per_epoch)
-    return "no", None
+    if strategy == "steps":  # validation makes sure a step count is given with it
+        return "steps", epoch_steps
+    return default, None
+
+
+def _optim_args(cfg: TrainingConfig) -> str | None:
+    """transformers takes `optim_args` as "k=v,k=v"; Axolotl configs often write a mapping."""
+    if isinstance(cfg.optim_args, dict):
+        return ",".join(f"{k}={v}" for k, v in cfg.optim_args.items())
+    return cfg.optim_args
 
 
 def _report_to(cfg: TrainingConfig) -> list[str]:
@@ -48,8 +60,10 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
     """`plan` is trainer/fsdp.py's sharding (None without FSDP): its settings, not the
     spec's `fsdp_config`, are what accelerate is told."""
     epoch_steps = steps_per_epoch(train_rows, cfg, world.world_size)
-    eval_strategy, eval_steps = _every(cfg.evals_per_epoch, cfg.eval_steps, epoch_steps)
-    save_strategy, save_steps = _every(cfg.saves_per_epoch, cfg.save_steps, epoch_steps)
+    eval_strategy, eval_steps = _every(cfg.eval_strategy, cfg.evals_per_epoch, cfg.eval_steps,
+                                       epoch_steps, default="no")
+    save_strategy, save_steps = _every(cfg.save_strategy, cfg.saves_per_epoch, cfg.save_steps,
+                                       epoch_steps, default="no")
     if not has_eval:
         eval_strategy, eval_steps = "no", None
     warmup = cfg.warmup_steps if cfg.warmup_steps is not None else (cfg.warmup_ratio or 0.0)
@@ -59,7 +73,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
     return TrainingArguments(
         output_dir=cfg.output_dir,
         per_device_train_batch_size=cfg.micro_batch_size,
-        per_device_eval_batch_size=cfg.micro_batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.micro_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         num_train_epochs=cfg.num_epochs,
         max_steps=cfg.max_steps or -1,
@@ -69,7 +83,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0,
         optim=cfg.optimizer,
-        optim_args=cfg.optim_args if isinstance(cfg.optim_args, str) else None,
+        optim_args=_optim_args(cfg),
         seed=cfg.seed,
         bf16=precision.bf16,
         fp16=precision.fp16,
@@ -99,6 +113,9 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         ddp_find_unused_parameters=False,
         dataloader_num_workers=cfg.dataloader_num_workers or 0,
         dataloader_pin_memory=bool(cfg.dataloader_pin_memory),
+        # torch's DataLoader refuses a prefetch factor without workers (validation says so).
+        dataloader_prefetch_factor=cfg.dataloader_prefetch_factor
+        if cfg.dataloader_num_workers else None,
         remove_unused_columns=False,  # our rows carry exactly the model inputs (position_ids)
         use_cpu=not torch.cuda.is_available(),
         # One bar, on global rank 0, and only on a terminal: a job log (Slurm, dstack)

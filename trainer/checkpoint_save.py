@@ -96,3 +96,13 @@ def _barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+class SaveAfterFirstStep(TrainerCallback):
+    """Axolotl's `save_first_step`: a checkpoint after step 1 proves saving works (disk,
+    permissions, shared storage) before hours of training depend on it."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 1:
+            control.should_save = True
+        return control

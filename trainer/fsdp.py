@@ -81,6 +81,15 @@ class ShardingPlan:
                 "activation_checkpointing": False}
 
 
+def require_runnable_here(plan: ShardingPlan | None) -> None:
+    """Offloading moves parameters from GPU to CPU memory; without a GPU torch fails deep
+    inside fully_shard, so a CPU run with it is refused up front."""
+    if plan is not None and plan.offload_params and not torch.cuda.is_available():
+        raise UserError("`fsdp_config.offload_params` moves sharded parameters from GPU to "
+                        "CPU memory, and this machine has no GPU (they are in CPU memory "
+                        "already); remove it for a CPU run")
+
+
 def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | None:
     """The sharding the spec asks for, or None when it does not use FSDP."""
     if not cfg.uses_fsdp:
@@ -96,13 +105,14 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
     # `fsdp_config` wins where it says so explicitly.
     words = [w.lower() for w in (cfg.fsdp if isinstance(cfg.fsdp, list)
                                  else (cfg.fsdp or "").split())]
+    offload = bool(fc and fc.offload_params) or "offload" in words
     listed = next((w.upper() for w in words if w.upper() in STRATEGIES), "FULL_SHARD")
     strategy = fc.sharding_strategy if fc and "sharding_strategy" in fc.model_fields_set \
         else listed
     return ShardingPlan(
         layer_classes=tuple([layers] if isinstance(layers, str) else layers or ()),
         reshard_after_forward=fc.reshard_after_forward if fc else True,
-        offload_params=bool(fc and fc.offload_params) or "offload" in words,
+        offload_params=offload,
         # Quantization happens while loading, on each rank's own device: nothing to broadcast.
         cpu_ram_efficient_loading=bool(fc and fc.cpu_ram_efficient_loading) and not quantized,
         param_dtype=param_dtype,

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer.contract.training import TrainingConfig
+from trainer.model_source import model_class, model_kwargs
 
 
 def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
@@ -22,9 +23,9 @@ def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
     tokenizer_dir = output_dir if (output_dir / "tokenizer_config.json").is_file() \
         else cfg.base_model
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    model = AutoModelForCausalLM.from_pretrained(cfg.base_model, dtype=dtype,
-                                                 device_map=device_map,
-                                                 trust_remote_code=cfg.trust_remote_code)
+    # The same base the adapter was trained on: class, revision and remote-code setting.
+    model = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
+                                             device_map=device_map, **model_kwargs(cfg))
     if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if (output_dir / "adapter_config.json").is_file():

@@ -17,14 +17,14 @@ import torch
 
 from trainer.arguments import build_training_args
 from trainer.checkpoint import agree_on_resume, mark_complete
-from trainer.checkpoint_save import CompleteCheckpointMarker
+from trainer.checkpoint_save import CompleteCheckpointMarker, SaveAfterFirstStep
 from trainer.console import setup_console
 from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
 from trainer.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
 from trainer.disk_full import disk_full_is_a_user_error
-from trainer.fsdp import loads_on_meta, plan_for, shard_model
+from trainer.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_model
 from trainer.ft_trainer import FtTrainer
 from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
@@ -61,6 +61,7 @@ def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
     join_process_group(cfg, world)
     precision = choose_precision(cfg)
     plan = plan_for(cfg, compute_dtype(cfg, precision))
+    require_runnable_here(plan)
     tokenizer = load_tokenizer(cfg)
     args = build_training_args(cfg, precision, train_rows=1, world=world, has_eval=True,
                                plan=plan)
@@ -85,7 +86,8 @@ def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
                         eval_dataset=data.eval, data_collator=collator,
                         processing_class=tokenizer, sharding=plan,
                         callbacks=[CompleteCheckpointMarker(cfg.save_total_limit), graceful,
-                                   TrackingRunRecorder(tracking_run_id(cfg, os.environ))])
+                                   TrackingRunRecorder(tracking_run_id(cfg, os.environ)),
+                                   *([SaveAfterFirstStep()] if cfg.save_first_step else [])])
     run_hooks(hooks, trainer)
     resume = agree_on_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
                              output_dir)

@@ -10,9 +10,10 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from trainer.contract.training import TrainingConfig
+from trainer.model_source import model_class, model_kwargs
 
 log = logging.getLogger("ft.merge")
 
@@ -28,9 +29,9 @@ def merge_lora(cfg: TrainingConfig, *, on_cpu: bool = False,
     dtype = torch.bfloat16 if (cfg.load_in_4bit or cfg.bf16 is True) else torch.float32
     device_map = "cpu" if on_cpu or not torch.cuda.is_available() else "auto"
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
-    base = AutoModelForCausalLM.from_pretrained(cfg.base_model, dtype=dtype,
-                                                device_map=device_map, low_cpu_mem_usage=True,
-                                                trust_remote_code=cfg.trust_remote_code)
+    base = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
+                                            device_map=device_map, low_cpu_mem_usage=True,
+                                            **model_kwargs(cfg))
     if len(tokenizer) != base.get_input_embeddings().weight.shape[0]:
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

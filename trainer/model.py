@@ -11,17 +11,19 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    PreTrainedTokenizerBase,
-    set_seed,
-)
+from transformers import PreTrainedTokenizerBase, set_seed
 
 from trainer.activation_memory import full_checkpointing, plan_checkpointing
 from trainer.contract.training import TrainingConfig
 from trainer.kernels import apply_kernels, installed, lora_kernel_groups, plan_kernels
 from trainer.lora_fused import GROUPS, fuse_lora
+from trainer.model_source import (
+    load_config,
+    model_class,
+    model_kwargs,
+    tokenizer_class,
+    tokenizer_source_kwargs,
+)
 
 log = logging.getLogger("ft.model")
 
@@ -61,9 +63,7 @@ def choose_attention(cfg: TrainingConfig) -> str:
     packed: sdpa 7,150 tokens/s, flex 7,709; bench/results/README.md). flex cannot train on
     the CPU, so the CPU keeps sdpa.
     """
-    wanted = cfg.attn_implementation
-    if wanted is None and cfg.flash_attention:
-        wanted = "flash_attention_2"
+    wanted = cfg.requested_attention
     if wanted == "flash_attention_2" and _flash_attn_usable():
         return wanted
     if wanted in (None, "flash_attention_2") and cfg.sample_packing and \
@@ -75,6 +75,10 @@ def choose_attention(cfg: TrainingConfig) -> str:
         log.warning("flash-attn is not installed (or no GPU): using PyTorch sdpa, which also "
                     "keeps packed samples apart via position_ids")
         return "sdpa"
+    if wanted == "flex_attention" and not torch.cuda.is_available():
+        log.warning("flex_attention cannot train on the CPU: using PyTorch sdpa, which also "
+                    "keeps packed samples apart via position_ids")
+        return "sdpa"
     return wanted or "sdpa"
 
 
@@ -83,8 +87,8 @@ def _flash_attn_usable() -> bool:
 
 
 def load_tokenizer(cfg: TrainingConfig) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_config or cfg.base_model,
-                                              trust_remote_code=cfg.trust_remote_code)
+    source, kwargs = tokenizer_source_kwargs(cfg)
+    tokenizer = tokenizer_class(cfg).from_pretrained(source, **kwargs)
     if cfg.special_tokens:
         tokens = cfg.special_tokens.model_dump(exclude_none=True)
         tokenizer.add_special_tokens(tokens)
@@ -135,12 +139,12 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     else:
         quant = quantization_config(cfg, precision)
         placement = {"device_map": {"": device}} if (quant is not None and device) else {}
-        model = AutoModelForCausalLM.from_pretrained(
+        if cfg.base_model_config:
+            placement["config"] = load_config(cfg)
+        model = model_class(cfg).from_pretrained(
             cfg.base_model, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
-            quantization_config=quant, trust_remote_code=cfg.trust_remote_code, **placement)
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-        # Mean resizing needs the real embeddings; a skeleton gets them by broadcast.
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=not on_meta)
+            quantization_config=quant, **model_kwargs(cfg), **placement)
+    _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
     kernels = plan_kernels(cfg, on_gpu=torch.cuda.is_available(),
@@ -166,14 +170,26 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     """Parameters on the meta device, buffers real (the rotary frequencies are computed,
     not loaded, so they must exist on every rank)."""
     from accelerate import init_empty_weights
-    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(cfg.base_model,
-                                        trust_remote_code=cfg.trust_remote_code)
+    config = load_config(cfg)
+    cls = model_class(cfg)
+    # Auto classes build from a config with from_config, concrete ones with _from_config.
+    build = getattr(cls, "from_config", None) or cls._from_config
     with init_empty_weights(include_buffers=False):
-        return AutoModelForCausalLM.from_config(
+        return build(
             config, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
             trust_remote_code=cfg.trust_remote_code)
+
+
+def _resize_embeddings(cfg: TrainingConfig, model, vocab: int, mean_resizing: bool) -> None:
+    """Grow the embeddings for added tokens; `resize_token_embeddings_to_32x` rounds the row
+    count up to a multiple of 32 (tensor-core friendly shapes)."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    multiple = 32 if cfg.resize_token_embeddings_to_32x else None
+    if vocab > rows or (multiple and rows % multiple):
+        # Mean resizing needs the real embeddings; a skeleton gets them by broadcast.
+        model.resize_token_embeddings(max(vocab, rows), pad_to_multiple_of=multiple,
+                                      mean_resizing=mean_resizing)
 
 
 def lora_config(cfg: TrainingConfig):

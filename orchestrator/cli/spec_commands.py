@@ -26,6 +26,7 @@ from orchestrator.cli.options import (
     examples,
     load_for_cli,
 )
+from orchestrator.spec.local_checks import require_local_files
 from orchestrator.train_stack import require_train_stack
 from trainer.contract.errors import UserError
 
@@ -77,23 +78,39 @@ def init(
 
 def validate(
     spec: SpecArg,
+    backend: Annotated[AnyBackend | None, typer.Option(
+        help="Check only what this backend's render/launch needs (default: every backend, "
+             "ok when at least one is ready).")] = None,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
-    backend: Annotated[RenderBackend | None, typer.Option(
-        help="Also check what this backend cannot run.")] = None,
 ) -> None:
     """Check a spec: unknown keys, wrong types, impossible combinations (every problem at
-    once, with its YAML path and line; exit 2)."""
-    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=backend is not None)
-    if backend is not None:
-        from trainer.contract.errors import SpecError
+    once, with its YAML path and line; exit 2), then what each backend's launch needs."""
+    from orchestrator.spec.readiness import readiness, yaml_has_launch
 
-        problems = backends.get(backend.value).spec_problems(loaded)
-        if problems:
-            raise SpecError(problems, loaded.source)
+    loaded = load_for_cli(spec, nodes, gpus_per_node)
     launch = loaded.launch
-    typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
-               f"adapter={loaded.training.adapter or 'full'})")
+    names = [backend.value] if backend else backends.names()
+    report = readiness(spec, names, {"nodes": nodes, "gpus_per_node": gpus_per_node})
+    # A plain Axolotl config says nothing about where it runs: its launch needs are advice
+    # until it (or the command line) names a launch.
+    launch_named = bool(backend or nodes or gpus_per_node) \
+        or yaml_has_launch(loaded.effective_text)
+    unlaunchable = all(report.values()) and launch_named
+    if unlaunchable:
+        err(f"{spec}: the training keys are valid, but " + (
+            f"`--backend {names[0]}` cannot launch it:" if backend else
+            "no backend can launch it:"))
+    else:
+        typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
+                   f"adapter={loaded.training.adapter or 'full'})")
+    for name, problems in report.items():
+        if not problems:
+            typer.echo(f"  --backend {name}: ready")
+        for problem in problems:
+            err(f"  --backend {name}: not ready: {problem.format(str(spec))}")
+    if unlaunchable:
+        raise typer.Exit(2)
 
 
 def _render(spec, backend: str):
@@ -170,6 +187,7 @@ def launch(
         chosen.check_stages(stages)
     if not chosen.renders:
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
+        require_local_files(loaded)
         from orchestrator.backends.local.emulation import run_local
 
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
@@ -225,7 +243,7 @@ def fetch(
     to: Annotated[Path, typer.Option(help="Destination directory.")] = Path("deepspeed_configs"),
 ) -> None:
     """Copy ft's shipped files out for editing: the DeepSpeed ZeRO configs (zero1, zero2,
-    zero3, zero3_offload), then point `deepspeed:` at your copy."""
+    zero3, zero3_offload, zero3_offload_params), then point `deepspeed:` at your copy."""
     from trainer.contract.deepspeed_files import fetch as fetch_configs
 
     written = fetch_configs(to)

@@ -29,6 +29,16 @@ def _training_config(spec_path: Path):
 @needs_train_stack("`ft train`")
 def train(spec: SpecArg) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
+    from orchestrator.cli.launcher_hint import single_process_problem
+    from orchestrator.cli.options import load_for_cli
+    from orchestrator.spec.local_checks import require_local_files
+
+    loaded = load_for_cli(spec)
+    require_local_files(loaded)  # the same check `ft validate` makes for --backend local
+    cfg = loaded.training
+    problem = single_process_problem(cfg, spec, os.environ)
+    if problem:
+        raise UserError(problem)
     from trainer.gpu_choice import use_one_gpu_outside_launcher
 
     # First: importing the trainer stack (peft -> bitsandbytes) already starts the CUDA
@@ -38,7 +48,7 @@ def train(spec: SpecArg) -> None:
         typer.echo(note, err=True)
     from trainer.loop import train as run_training
 
-    output = run_training(_training_config(spec))
+    output = run_training(cfg)
     if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
         typer.echo(f"trained model in {output}")
 

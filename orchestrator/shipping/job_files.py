@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from orchestrator.clusters import is_profile_path
 from orchestrator.spec.load import Spec
-from trainer.contract.deepspeed_files import shipped_names
+from trainer.contract.deepspeed_files import is_shipped
 from trainer.contract.errors import Problem, SpecError
 
 
@@ -61,8 +61,7 @@ def _referenced_paths(spec: Spec) -> list[tuple[str, str]]:
     if is_profile_path(cluster):
         paths.append(("launch.cluster", cluster))
     deepspeed = spec.training.deepspeed
-    if deepspeed and not ("/" not in deepspeed and deepspeed.removesuffix(".json")
-                          in shipped_names()):  # not a shipped name (deepspeed_files.resolve)
+    if deepspeed and not is_shipped(deepspeed):  # ft's own configs are on every node
         paths.append(("deepspeed", deepspeed))
     return paths
 

@@ -6,7 +6,6 @@ fixes a spec in one round instead of one error per run.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import warnings
 from dataclasses import dataclass, field
@@ -16,11 +15,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from orchestrator.spec import axolotl_keys
+from orchestrator.spec.axolotl_compat import MOVED, normalise
+from orchestrator.spec.key_hints import closest_key
 from orchestrator.spec.rules import cross_field_problems, ignored_settings
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
 from trainer.contract.errors import Problem, SpecError, UserError
 from trainer.contract.launch import LaunchSpec
-from trainer.contract.training import IGNORED_AXOLOTL_KEYS, UNSUPPORTED_AXOLOTL_KEYS, TrainingConfig
+from trainer.contract.training import DatasetSpec, TrainingConfig
 
 
 class SpecWarning(UserWarning):
@@ -70,7 +72,10 @@ def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
     world_known = for_launch or "launch" in data
     launch_raw = data.get("launch") or {}
     data = {k: v for k, v in data.items() if k != "launch"}
-    training_raw = _drop_axolotl_only_keys(data, lines, problems, notes)
+    axolotl = normalise(data, lines)
+    problems += axolotl.problems
+    notes += axolotl.notes
+    training_raw = axolotl.data
     training = _validate(TrainingConfig, training_raw, (), lines, problems)
     launch = _validate(LaunchSpec, launch_raw, ("launch",), lines, problems)
     if training is not None and launch is not None:
@@ -103,61 +108,76 @@ def _apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     return data
 
 
-def _drop_axolotl_only_keys(data: dict, lines, problems: list[Problem], notes: list[str]):
-    """Empty Axolotl-only keys ask for nothing: drop them. A set one is an error."""
-    kept = {}
-    for key, value in data.items():
-        if key in UNSUPPORTED_AXOLOTL_KEYS:
-            if value not in (None, False, "", [], {}):
-                problems.append(Problem(key, "this Axolotl option is not supported by ft; "
-                                        "remove it or leave it empty", line_of(lines, (key,))))
-            continue
-        if key in IGNORED_AXOLOTL_KEYS:
-            if value not in (None, False, "", [], {}):
-                notes.append(f"`{key}` is accepted for Axolotl compatibility and has no effect")
-            continue
-        kept[key] = value
-    return kept
-
-
 def _validate(model, raw: Any, prefix: YamlPath, lines, problems: list[Problem]):
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
+        by_path: dict[YamlPath, list[dict]] = {}
         for err in exc.errors():
-            path = prefix + tuple(err["loc"])
-            problems.append(Problem(format_path(path), _describe(model, err),
+            by_path.setdefault(prefix + _user_path(err["loc"]), []).append(err)
+        for path, errs in by_path.items():
+            problems.append(Problem(format_path(path), _describe(model, errs),
                                     line_of(lines, path)))
         return None
 
 
-def _describe(model, err: dict) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return _unknown_key_message(model, tuple(err["loc"]))
-    if kind == "missing":
+def _user_path(loc: tuple) -> YamlPath:
+    """pydantic's loc names each member of a union it tried (`bool`, `literal['a','b']`);
+    those are not the user's keys, so they are dropped."""
+    return tuple(part for part in loc if isinstance(part, int) or not _is_type_tag(part))
+
+
+def _is_type_tag(part: str) -> bool:
+    return "[" in part or part.startswith("function-") or part in _TYPE_NAMES
+
+
+_TYPE_NAMES = {"bool", "str", "int", "float", "dict", "list", "none", "tuple"}
+
+
+def _describe(model, errs: list[dict]) -> str:
+    """One message per YAML path, however many union members pydantic tried."""
+    first = errs[0]
+    if first["type"] == "extra_forbidden":
+        return _unknown_key_message(model, _user_path(first["loc"]))
+    if first["type"] == "missing":
         return "is required"
-    message = err["msg"].removeprefix("Value error, ")
+    if len(errs) == 1 and first["type"] not in _EXPECTED \
+            and not first["type"].startswith("literal_error"):
+        return first["msg"].removeprefix("Value error, ")
+    wanted = list(dict.fromkeys(_expected(err) for err in errs))
+    return f"expected {' or '.join(wanted)} (got {first.get('input')!r})"
+
+
+def _expected(err: dict) -> str:
+    kind = err["type"]
     if kind.startswith("literal_error"):
-        return f"{message} (got {err.get('input')!r})"
-    return message
+        return "one of " + err["ctx"]["expected"]
+    return _EXPECTED.get(kind, err["msg"].removeprefix("Value error, ").lower())
+
+
+_EXPECTED = {"bool_parsing": "true/false", "bool_type": "true/false", "int_parsing": "a whole "
+             "number", "int_type": "a whole number", "int_from_float": "a whole number",
+             "float_parsing": "a number", "float_type": "a number", "string_type": "text",
+             "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping"}
 
 
 def _unknown_key_message(model, loc: YamlPath) -> str:
-    known = _known_keys(model, loc)
-    if model is TrainingConfig and len(loc) == 1:
-        known.append("launch")
-    key = str(loc[-1])
-    hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if key in UNSUPPORTED_AXOLOTL_KEYS:
-        return "this Axolotl option is not supported by ft; remove it"
+    owner = _owner_model(model, loc)
+    known = list(owner.model_fields)
+    # A typo of an Axolotl-only key deserves that key as the hint, with its own answer.
+    if owner is TrainingConfig:
+        known += ["launch", *axolotl_keys.ALIASES, *axolotl_keys.REFUSED, *axolotl_keys.WARNED,
+                  *MOVED]
+    elif owner is DatasetSpec:
+        known += [*axolotl_keys.DATASET_REFUSED, *axolotl_keys.DATASET_WARNED]
+    hint = closest_key(str(loc[-1]), known)
     if hint:
-        return f"unknown key; did you mean `{hint[0]}`?"
-    return "unknown key (`ft schema` lists every key)"
+        return f"unknown key; did you mean `{hint}`?"
+    return "unknown key, neither ft's nor Axolotl's (`ft schema` lists every key)"
 
 
-def _known_keys(model, loc: YamlPath) -> list[str]:
-    """Field names of the (nested) model that owns the last element of loc."""
+def _owner_model(model, loc: YamlPath):
+    """The (nested) model that owns the last element of loc."""
     current = model
     for part in loc[:-1]:
         if isinstance(part, int):
@@ -166,7 +186,7 @@ def _known_keys(model, loc: YamlPath) -> list[str]:
         if info is None:
             break
         current = _inner_model(info.annotation) or current
-    return list(current.model_fields)
+    return current
 
 
 def _inner_model(annotation: Any):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orchestrator.spec.local_checks import chat_template_problems
+from trainer.contract.chat_templates import tokenizer_only_note
 from trainer.contract.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.errors import UserError
@@ -20,6 +22,7 @@ def cross_field_problems(t: TrainingConfig, launch: LaunchSpec, world_known: boo
     """world_known is False for a plain Axolotl config (no `launch:`): its GPU count comes
     from whoever launches it, so rules about the number of GPUs cannot apply yet."""
     rules = list(_quantization(t)) + list(_training(t)) + list(_launch(launch))
+    rules += list(chat_template_problems(t))
     if world_known:
         rules += list(_world_size(t, launch))
     return rules + list(_distribution(t))
@@ -74,9 +77,15 @@ def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
     # real (gloo), and what the local emulation tests run.
     total = launch.nodes * max(launch.gpus_per_node, 1)
     if t.uses_fsdp and total < 2:
-        yield ("fsdp",), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
-                          f"node(s) x {launch.gpus_per_node} GPU(s)); remove `fsdp` or raise "
-                          "`launch.gpus_per_node` / `launch.nodes`")
+        key = "fsdp" if t.fsdp else "fsdp_config"
+        yield (key,), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
+                       f"node(s) x {launch.gpus_per_node} GPU(s)); remove `{key}` or raise "
+                       "`launch.gpus_per_node` / `launch.nodes`")
+    offload = t.fsdp_config and t.fsdp_config.offload_params
+    if offload and launch.gpus_per_node == 0:
+        yield ("fsdp_config", "offload_params"), (
+            "offloading moves parameters from GPU to CPU memory; a CPU job "
+            "(`launch.gpus_per_node: 0`) has them there already: remove it")
     if t.deepspeed and total < 2:
         yield ("deepspeed",), ("DeepSpeed ZeRO needs more than one GPU in total; remove "
                                "`deepspeed` or raise `launch.gpus_per_node` / `launch.nodes`")
@@ -89,7 +98,7 @@ def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
 def _training(t: TrainingConfig) -> Iterator[Rule]:
     if t.bf16 is True and t.fp16:
         yield ("fp16",), "choose one of `bf16` and `fp16`"
-    if t.sample_packing and _attention(t) == "eager":
+    if t.sample_packing and t.requested_attention == "eager":
         yield ("sample_packing",), ("packing needs varlen-capable attention so samples don't "
                                     "see each other; use `flash_attention: true` or "
                                     "`attn_implementation: sdpa` / `flex_attention`")
@@ -99,15 +108,33 @@ def _training(t: TrainingConfig) -> Iterator[Rule]:
         yield ("evals_per_epoch",), "choose one of `eval_steps` and `evals_per_epoch`"
     if t.save_steps is not None and t.saves_per_epoch:
         yield ("saves_per_epoch",), "choose one of `save_steps` and `saves_per_epoch`"
-    if (t.evals_per_epoch or t.eval_steps) and not t.val_set_size and not t.test_datasets:
-        yield ("val_set_size",), ("evaluation is asked for but there is no eval data; set "
-                                  "`val_set_size` (e.g. 0.05) or `test_datasets`")
+    yield from _evaluation(t)
+    if t.dataloader_prefetch_factor and not t.dataloader_num_workers:
+        yield ("dataloader_prefetch_factor",), ("prefetching needs loader workers; set "
+                                                "`dataloader_num_workers` (e.g. 2)")
     yield from _kernels(t)
     for index, ds in enumerate(t.datasets):
         if ds.type is not None and ds.type not in DATASET_TYPES:
             yield ("datasets", index, "type"), (
                 f"unknown dataset type {ds.type!r}; ft supports {', '.join(DATASET_TYPES)} "
                 "(omit `type` for pre-tokenized rows)")
+
+
+def _evaluation(t: TrainingConfig) -> Iterator[Rule]:
+    """As in Axolotl, `evals_per_epoch` without eval data is a no-op (warned), while an
+    explicit `eval_steps` / `eval_strategy` asks for an evaluation that cannot run."""
+    has_eval_data = bool(t.val_set_size or t.test_datasets)
+    explicit = [k for k in ("eval_steps", "eval_strategy")
+                if getattr(t, k) not in (None, "no")]
+    if explicit and not has_eval_data:
+        yield (explicit[0],), ("evaluation is asked for but there is no eval data; set "
+                               "`val_set_size` (e.g. 0.05) or `test_datasets`")
+    if t.eval_strategy == "no" and (t.eval_steps or t.evals_per_epoch):
+        yield ("eval_strategy",), ("`eval_strategy: no` turns evaluation off; remove "
+                                   "`eval_steps` / `evals_per_epoch`")
+    if t.save_strategy == "no" and (t.save_steps or t.saves_per_epoch):
+        yield ("save_strategy",), ("`save_strategy: no` turns checkpoints off; remove "
+                                   "`save_steps` / `saves_per_epoch`")
 
 
 def _kernels(t: TrainingConfig) -> Iterator[Rule]:
@@ -126,12 +153,34 @@ _FSDP1_ONLY = ("sync_module_states", "use_orig_params", "limit_all_gathers",
                "backward_prefetch", "forward_prefetch")
 
 
+# fsdp_config keys ft's FSDP2 plan decides itself (trainer/fsdp.py).
+_FSDP_PLAN_DECIDES = {
+    "cpu_offload_pin_memory": "offloaded parameters are always pinned",
+    "final_state_dict_type": "the final model is always written whole",
+    "min_num_params": "ft shards per decoder layer, not by size",
+    "mixed_precision_policy": "the policy follows `bf16` / `fp16`",
+}
+
+
 def ignored_settings(t: TrainingConfig) -> list[str]:
     """Settings that are valid but change nothing, so the user hears about it."""
+    names = [t.chat_template, *(ds.chat_template for ds in [*t.datasets, *(t.test_datasets
+                                                                        or [])])]
+    notes = list(dict.fromkeys(filter(None, map(tokenizer_only_note, filter(None, names)))))
+    if t.evals_per_epoch and not (t.val_set_size or t.test_datasets):
+        notes.append("`evals_per_epoch` is ignored: there is no eval data (`val_set_size` is "
+                     "0 and there are no `test_datasets`)")
+    return notes + _ignored_fsdp_settings(t)
+
+
+def _ignored_fsdp_settings(t: TrainingConfig) -> list[str]:
     fc = t.fsdp_config
     if fc is None:
         return []
     notes = []
+    for key, reason in _FSDP_PLAN_DECIDES.items():
+        if getattr(fc, key) is not None:
+            notes.append(f"`fsdp_config.{key}` is ignored: {reason}")
     if fc.fsdp_version == 1:
         notes.append("`fsdp_config.fsdp_version: 1` runs as FSDP2 (fully_shard per layer)")
     for key in _FSDP1_ONLY:
@@ -151,14 +200,6 @@ def ignored_settings(t: TrainingConfig) -> list[str]:
 
 
 DATASET_TYPES = ("alpaca", "chat_template", "completion", "input_output", "pretokenized")
-
-
-def _attention(t: TrainingConfig) -> str | None:
-    if t.attn_implementation:
-        return t.attn_implementation
-    if t.flash_attention:
-        return "flash_attention_2"
-    return None
 
 
 def _launch(launch: LaunchSpec) -> Iterator[Rule]:

@@ -1,8 +1,10 @@
 """`deepspeed:` in the spec: which ZeRO JSON, what it asks for, and whether ft can run it.
 
-Shipped configs live in trainer/deepspeed_configs/ (zero1, zero2, zero3, zero3_offload);
-`ft fetch deepspeed-configs` copies them out for editing, as Axolotl users are used to.
-The spec may name one (`deepspeed: zero2`) or give a path to any JSON.
+Shipped configs live in trainer/deepspeed_configs/ (zero1, zero2, zero3, zero3_offload,
+zero3_offload_params); `ft fetch deepspeed-configs` copies them out for editing, as Axolotl
+users are used to. The spec may name one (`deepspeed: zero2`) or give a path to any JSON.
+Axolotl's own paths (`deepspeed_configs/zero3_bf16.json`, ...) name ft's equivalent unless
+that file exists: a user who fetched and edited Axolotl's copy keeps it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,54 @@ def shipped_names() -> list[str]:
     return sorted(p.stem for p in SHIPPED_DIR.glob("*.json"))
 
 
+# Axolotl's shipped deepspeed_configs/ -> ft's config doing the same. ft's configs take bf16
+# from the spec ("auto"), so Axolotl's *_bf16 variants are the plain ones.
+AXOLOTL_NAMES = {
+    "zero1": "zero1", "zero2": "zero2", "zero3": "zero3", "zero3_bf16": "zero3",
+    "zero3_bf16_cpuoffload_all": "zero3_offload",
+    "zero3_bf16_cpuoffload_params": "zero3_offload_params",
+}
+# Axolotl configs ft has no equivalent for, with the reason.
+AXOLOTL_REFUSED = {
+    "zero1_torch_compile": "torch.compile is not supported; use deepspeed_configs/zero1.json",
+    "zero2_torch_compile": "torch.compile is not supported; use deepspeed_configs/zero2.json",
+}
+AXOLOTL_DIR = "deepspeed_configs/"
+
+
 def resolve(value: str, base_dir: Path | None = None) -> Path:
-    """A shipped config by name (`zero2`, `zero2.json`), else a path (relative to base_dir)."""
+    """A shipped config by name (`zero2`, `zero2.json`), an Axolotl shipped path
+    (`deepspeed_configs/zero2.json`) unless that file exists, else a path (relative to
+    base_dir)."""
     stem = value[:-5] if value.endswith(".json") else value
     if "/" not in value and stem in shipped_names():
         return SHIPPED_DIR / f"{stem}.json"
     path = Path(value)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
+    axolotl = _axolotl_stem(value)
+    if axolotl in AXOLOTL_NAMES and not path.exists():
+        return SHIPPED_DIR / f"{AXOLOTL_NAMES[axolotl]}.json"
     return path
+
+
+def is_shipped(value: str) -> bool:
+    """Whether `deepspeed: value` names one of ft's own configs (nothing to ship with a job:
+    every node has them), by name or by an Axolotl path with no file behind it here."""
+    return resolve(value).parent == SHIPPED_DIR
+
+
+def _axolotl_stem(value: str) -> str | None:
+    tail = value.removeprefix("./").removeprefix("axolotl/")
+    if tail.startswith(AXOLOTL_DIR) and tail.endswith(".json"):
+        return tail[len(AXOLOTL_DIR):-5]
+    return None
+
+
+def axolotl_refusal(value: str) -> str | None:
+    """Why an Axolotl shipped config ft has no equivalent for is refused (None otherwise)."""
+    stem = _axolotl_stem(value)
+    return AXOLOTL_REFUSED.get(stem) if stem else None
 
 
 def zero_stage(path: Path) -> int:

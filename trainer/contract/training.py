@@ -10,26 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# Axolotl keys ft knows but does not implement. Axolotl's own example configs list many of
-# them with an empty value; an empty/false value is accepted (it asks for nothing), anything
-# else is an error naming the key, never silently ignored.
-UNSUPPORTED_AXOLOTL_KEYS = frozenset({
-    "xformers_attention", "s2_attention", "flash_attn_cross_entropy", "flash_attn_rms_norm",
-    "flash_attn_fuse_qkv", "flash_attn_fuse_mlp", "lora_fan_in_fan_out", "relora_steps",
-    "rl", "rl_beta", "dpo_beta", "reward_model", "process_reward_model",
-    "eval_table_size", "eval_causal_lm_metrics", "unfrozen_parameters", "model_config_type",
-    "gptq", "torch_compile", "tensor_parallel_size", "context_parallel_size",
-    "sequence_parallel_degree", "early_stopping_patience", "loss_watchdog_threshold",
-    "loss_watchdog_patience", "group_by_length", "noisy_embedding_alpha", "neftune_noise_alpha",
-    "lora_on_cpu", "peft_layers_to_transform", "local_rank", "debug", "mean_resizing_embeddings",
-    "do_bench_eval", "bench_dataset", "is_llama_derived_model",
-    "is_mistral_derived_model", "is_falcon_derived_model", "is_qwen_derived_model",
-    "lora_model_dir", "total_num_tokens", "sample_packing_eff_est", "shuffle_merged_datasets",
-})
-
-# Keys whose value never changes what ft does (Axolotl bookkeeping); accepted with a warning.
-IGNORED_AXOLOTL_KEYS = frozenset({"strict", "wandb_watch", "wandb_log_model",
-                                  "eval_max_new_tokens"})
+# Axolotl keys without a field here (aliases, refused features, warned no-ops) are answered
+# in orchestrator/spec/axolotl_keys.py before these models see the spec.
 
 # Axolotl plugins whose keys ft implements itself (trainer/kernels.py); any other plugin is
 # code ft does not have, so naming it is an error.
@@ -73,6 +55,12 @@ class DatasetSpec(_Strict):
     train_on_eos: Literal["turn", "last", "all", "none"] | None = Field(
         None, description="Which end-of-turn tokens are trained.")
     chat_template: str | None = Field(None, description="Per-dataset chat template override.")
+    chat_template_jinja: str | None = Field(
+        None, description="Per-dataset jinja source for `chat_template: jinja`.")
+    train_on_eot: Literal["turn", "last", "all", "none"] | None = Field(
+        None, description="Which end-of-turn tokens (`eot_tokens`, `<|im_end|>`, ...) are "
+        "trained; default: as `train_on_eos`.")
+    drop_system_message: bool | None = Field(None, description="Drop system turns.")
     train_on_inputs: bool | None = Field(None, description="Per-dataset override.")
     shards: int | None = Field(None, ge=1, description="Use 1/shards of the data.")
 
@@ -93,6 +81,11 @@ class FsdpConfig(_Strict):
                                "NO_SHARD"] = "FULL_SHARD"
     reshard_after_forward: bool = Field(True, description="Free gathered params after forward.")
     activation_checkpointing: bool = False
+    # Accepted with a warning (orchestrator/spec/rules.py): ft's FSDP2 plan decides these.
+    cpu_offload_pin_memory: bool | None = None
+    final_state_dict_type: str | None = None
+    min_num_params: int | None = None
+    mixed_precision_policy: str | None = None
     # FSDP1-era switches Axolotl configs carry; FSDP2 has no equivalent, so they change nothing.
     sync_module_states: bool | None = None
     use_orig_params: bool | None = None
@@ -109,6 +102,7 @@ class FsdpConfig(_Strict):
         out: dict[str, Any] = {}
         for key, value in data.items():
             short = key[5:] if key.startswith("fsdp_") and key != "fsdp_version" else key
+            short = "fsdp_version" if short == "version" else short
             if short in out:
                 raise ValueError(f"`{key}` is given twice (with and without the fsdp_ prefix)")
             out[short] = value
@@ -133,7 +127,12 @@ class TrainingConfig(_Strict):
     tokenizer_type: str | None = Field(None, description="e.g. AutoTokenizer.")
     tokenizer_config: str | None = Field(None, description="Tokenizer source, if not base_model.")
     trust_remote_code: bool = False
-    revision_of_model: str | None = None
+    revision_of_model: str | None = Field(None, description="Hub branch, tag or commit of "
+                                          "base_model (and of its tokenizer).")
+    tokenizer_use_fast: bool | None = Field(None, description="false: the slow tokenizer.")
+    tokenizer_legacy: bool | None = Field(None, description="The tokenizer's `legacy` flag.")
+    resize_token_embeddings_to_32x: bool | None = Field(
+        None, description="Pad the embedding matrix to a multiple of 32 rows.")
     load_in_8bit: bool = False
     load_in_4bit: bool = False
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
@@ -144,12 +143,17 @@ class TrainingConfig(_Strict):
                                          "attn_implementation: flash_attention_2.")
     sdp_attention: bool | None = None
     flex_attention: bool | None = None
+    eager_attention: bool | None = None
     special_tokens: SpecialTokens | None = None
     tokens: list[str] | None = Field(None, description="New tokens to add (embeddings resized).")
-    added_tokens_overrides: dict[int, str] | None = None
     chat_template: str | None = Field(None, description="tokenizer_default, chatml, llama3, "
                                       "... or an inline jinja template.")
     chat_template_jinja: str | None = None
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None, description="Extra variables for the chat template (e.g. enable_thinking).")
+    eot_tokens: list[str] | None = Field(
+        None, description="Tokens that end a turn (trained per `train_on_eot`); default: the "
+        "tokenizer's special tokens.")
     default_system_message: str | None = None
     # adapter
     adapter: Literal["lora", "qlora"] | None = Field(None, description="Omit for a full "
@@ -207,10 +211,15 @@ class TrainingConfig(_Strict):
     # evaluation, saving, logging
     evals_per_epoch: int | None = Field(None, ge=0)
     eval_steps: int | float | None = None
+    eval_strategy: Literal["no", "steps", "epoch"] | None = Field(
+        None, description="Default: steps from eval_steps / evals_per_epoch, else no eval.")
+    eval_batch_size: int | None = Field(None, ge=1, description="Default: micro_batch_size.")
     saves_per_epoch: int | None = Field(None, ge=0)
     save_steps: int | float | None = None
+    save_strategy: Literal["no", "steps", "epoch"] | None = Field(
+        None, description="Default: steps from save_steps / saves_per_epoch, else no "
+        "checkpoints.")
     save_total_limit: int | None = Field(None, ge=1)
-    save_safetensors: bool = True
     save_first_step: bool = False
     logging_steps: int = Field(1, ge=1)
     output_dir: str = "./outputs"
@@ -229,7 +238,6 @@ class TrainingConfig(_Strict):
     dataloader_num_workers: int | None = Field(None, ge=0)
     dataloader_pin_memory: bool | None = None
     dataloader_prefetch_factor: int | None = None
-    low_cpu_mem_usage: bool | None = None
     # fused kernels (trainer/kernels.py). None = ft decides: on where liger-kernel is
     # installed, a GPU trains and Liger supports the model type (the maths is unchanged).
     plugins: list[str] | None = Field(None, description="Axolotl plugins; ft implements "
@@ -260,6 +268,25 @@ class TrainingConfig(_Strict):
             raise ValueError(f"ft does not have {', '.join(unknown)}; the plugins it "
                              f"implements are {', '.join(KNOWN_PLUGINS)}")
         return plugins
+
+    @field_validator("eval_strategy", "save_strategy", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        """YAML 1.1 reads a bare `no` as false; `save_strategy: no` means the word."""
+        return "no" if value is False else value
+
+    @property
+    def requested_attention(self) -> str | None:
+        """The attention kernel the spec asks for, Axolotl's boolean spellings included: the
+        one answer validation, model loading and the collator all use."""
+        if self.attn_implementation:
+            return self.attn_implementation
+        for flag, name in ((self.flash_attention, "flash_attention_2"),
+                           (self.flex_attention, "flex_attention"),
+                           (self.sdp_attention, "sdpa"), (self.eager_attention, "eager")):
+            if flag:
+                return name
+        return None
 
     @property
     def uses_fsdp(self) -> bool:

@@ -22,11 +22,11 @@ from typing import Any
 from trainer.contract.training import DatasetSpec, TrainingConfig
 
 # Bump when the meaning of the stored rows changes (masking rules, packing layout, ...).
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: named chat templates per family, train_on_eot, eot_tokens
 
 DATA_FIELDS = ("sequence_len", "sample_packing", "eval_sample_packing", "chat_template",
                "chat_template_jinja", "default_system_message", "train_on_inputs",
-               "val_set_size", "seed")
+               "val_set_size", "seed", "eot_tokens", "chat_template_kwargs")
 
 
 def cache_key(cfg: TrainingConfig, tokenizer: Any) -> str:
@@ -45,6 +45,7 @@ def cache_key(cfg: TrainingConfig, tokenizer: Any) -> str:
 def tokenizer_identity(cfg: TrainingConfig, tokenizer: Any) -> dict[str, Any]:
     return {
         "source": cfg.tokenizer_config or cfg.base_model,
+        "revision": cfg.revision_of_model,
         "class": type(tokenizer).__name__,
         "vocab": len(tokenizer),
         "special": [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id],

@@ -30,14 +30,8 @@ ROW_PACKING_ATTN = frozenset({"sdpa", "eager", "flex_attention"})
 
 
 def attention_of(cfg: TrainingConfig) -> str | None:
-    """The attention kernel the spec asks for (Axolotl's boolean spellings included)."""
-    if cfg.attn_implementation:
-        return cfg.attn_implementation
-    for flag, name in ((cfg.flash_attention, "flash_attention_2"),
-                       (cfg.flex_attention, "flex_attention"), (cfg.sdp_attention, "sdpa")):
-        if flag:
-            return name
-    return None
+    """The attention kernel the spec asks for (one answer: TrainingConfig's)."""
+    return cfg.requested_attention
 
 
 class Collator:

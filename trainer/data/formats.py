@@ -59,11 +59,15 @@ class RowEncoder:
                                 else spec.train_on_inputs)
         self.chat: ChatFormatter | None = None
         if spec.type == "chat_template":
-            template = resolve_chat_template(spec.chat_template or cfg.chat_template, tokenizer,
-                                             jinja=cfg.chat_template_jinja)
-            self.chat = ChatFormatter(spec, tokenizer, template,
+            template = resolve_chat_template(
+                spec.chat_template or cfg.chat_template, tokenizer,
+                jinja=spec.chat_template_jinja or cfg.chat_template_jinja)
+            self.chat = ChatFormatter(spec, tokenizer, template.jinja,
+                                      closing_tokens=template.closing,
                                       train_on_inputs=self.train_on_inputs,
-                                      system_message=cfg.default_system_message)
+                                      system_message=cfg.default_system_message,
+                                      eot_tokens=cfg.eot_tokens,
+                                      template_kwargs=cfg.chat_template_kwargs)
 
     def __call__(self, batch: Batch) -> Batch:
         rows = [dict(zip(batch, values, strict=True))

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-# ChatML as Qwen and many others write it (no BOS: the encoder adds one if the tokenizer does).
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+from trainer.contract.chat_templates import (
+    FAMILIES,
+    TOKENIZER_ONLY,
+    choice_problem,
+    is_inline_jinja,
 )
 
-NAMED_TEMPLATES = {"chatml": CHATML}
-SUPPORTED = ("tokenizer_default", "tokenizer_default_fallback_chatml", "jinja",
-             *NAMED_TEMPLATES, "an inline jinja template")
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    jinja: str
+    # The tokens that close a turn in this template; None: the tokenizer's special tokens.
+    closing: tuple[str, ...] | None = None
+
 
 ALPACA_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides "
@@ -33,17 +37,18 @@ def alpaca_prompt(instruction: str, input_text: str | None) -> str:
     return ALPACA_NO_INPUT.format(instruction=instruction)
 
 
-def is_inline_jinja(value: str) -> bool:
-    return "{{" in value or "{%" in value
-
-
 def resolve_chat_template(choice: str | None, tokenizer: Any, *,
-                          jinja: str | None = None) -> str:
-    """The jinja source for `chat_template:` (a dataset's own value wins over the top level).
+                          jinja: str | None = None) -> ChatTemplate:
+    """The template for `chat_template:` (a dataset's own value wins over the top level).
 
-    `jinja` is the top-level `chat_template_jinja`, used by `chat_template: jinja`.
+    `jinja` is the chat_template_jinja in force, used by `chat_template: jinja`. A family
+    name uses the tokenizer's own template when it is of that family (the model was trained
+    with it), else ft's (trainer/contract/chat_templates.py).
     """
     choice = choice or "tokenizer_default"
+    problem = choice_problem(choice)
+    if problem:
+        raise ValueError(f"`chat_template`: {problem}")
     own = getattr(tokenizer, "chat_template", None)
     if isinstance(own, dict):  # several named templates: the default one is for chat
         own = own.get("default")
@@ -51,15 +56,34 @@ def resolve_chat_template(choice: str | None, tokenizer: Any, *,
         if not own:
             raise ValueError("`chat_template: tokenizer_default` but the tokenizer has no chat "
                              "template; set `chat_template: chatml` or an inline template")
-        return own
+        return ChatTemplate(own)
     if choice == "tokenizer_default_fallback_chatml":
-        return own or CHATML
+        return ChatTemplate(own) if own else _ours("chatml", tokenizer)
     if choice == "jinja":
         if not jinja:
             raise ValueError("`chat_template: jinja` needs `chat_template_jinja:`")
-        return jinja
-    if choice in NAMED_TEMPLATES:
-        return NAMED_TEMPLATES[choice]
+        return ChatTemplate(jinja)
     if is_inline_jinja(choice):
-        return choice
-    raise ValueError(f"unknown chat_template {choice!r}; supported: {', '.join(SUPPORTED)}")
+        return ChatTemplate(choice)
+    if choice in TOKENIZER_ONLY:
+        if not own:
+            raise ValueError(f"`chat_template: {choice}`: ft has no template of its own for "
+                             f"{choice} and this tokenizer ships none; use `chatml`, another "
+                             "named template or `chat_template: jinja`")
+        return ChatTemplate(own)
+    if own and FAMILIES[choice].signature in own:
+        return ChatTemplate(own)
+    return _ours(choice, tokenizer)
+
+
+def _ours(name: str, tokenizer: Any) -> ChatTemplate:
+    """ft's template of a family; its turn-closing tokens must be single tokens of the
+    vocabulary, or the masks could not find (and train) them."""
+    family = FAMILIES[name]
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in family.closing if t not in vocab]
+    if missing:
+        raise ValueError(f"`chat_template: {name}` closes turns with {', '.join(missing)}, "
+                         "which this tokenizer does not have; add it with `special_tokens` / "
+                         "`tokens`, or use the model's own template (`tokenizer_default`)")
+    return ChatTemplate(family.jinja, family.closing)

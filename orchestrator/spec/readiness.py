@@ -1,0 +1,57 @@
+"""`ft validate`: the checks `ft render` / `ft launch` make, run for every backend at once.
+
+`local` (the job runs here) also needs the spec's explicitly local paths to exist here.
+
+A spec can be fine for Slurm and not for dstack (which needs `launch.gpu`), and a plain
+Axolotl config with `fsdp` is fine for training but not for a launch of the default single
+GPU. Validation renders each backend in memory (pure, offline), so what it calls ready is
+exactly what render and launch accept, and a refusal says which backend needs what.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from orchestrator import backends
+from orchestrator.spec.load import load_spec
+from orchestrator.spec.local_checks import local_problems
+from trainer.contract.errors import Problem, SpecError, UserError
+
+
+def backend_problems(spec_path: Path, backend: str,
+                     overrides: dict[str, Any]) -> list[Problem]:
+    """What stops `ft render/launch --backend backend` (empty: it is ready)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # already printed by the plain validation
+            spec = load_spec(spec_path, overrides, for_launch=True)
+            registered = backends.get(backend)
+            refused = registered.spec_problems(spec)  # what the backend says it cannot run
+            if refused:
+                return refused
+            if registered.renders:
+                registered.render(spec)
+            else:  # the job runs on this machine: its local paths must exist here
+                problems = local_problems(spec.training, spec.source)
+                if problems:
+                    return problems
+    except SpecError as exc:
+        return exc.problems
+    except UserError as exc:
+        return [Problem("", str(exc))]
+    return []
+
+
+def readiness(spec_path: Path, names: list[str],
+              overrides: dict[str, Any]) -> dict[str, list[Problem]]:
+    return {name: backend_problems(spec_path, name, overrides) for name in names}
+
+
+def yaml_has_launch(effective_text: str) -> bool:
+    """Whether the spec has a `launch:` section (a plain Axolotl config has none)."""
+    import yaml
+
+    data = yaml.safe_load(effective_text) or {}
+    return bool(data.get("launch"))

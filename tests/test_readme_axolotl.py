@@ -1,0 +1,48 @@
+"""README's "Axolotl configs" section states facts the code must keep true.
+
+The lists between `<!-- name:start -->` / `<!-- name:end -->` markers and the key count
+are compared with the code here; the behaviour sentences are proven by
+tests/test_axolotl_keys.py (answers, empty values, hints), tests/test_axolotl_corpus.py
+(fsdp_version, DeepSpeed names, val_set_size, pretraining_dataset, validate/render/train
+agreement) and
+tests/test_chat_template_families.py (templates, masking, the validate-time check).
+"""
+
+from __future__ import annotations
+
+import re
+
+from orchestrator.spec.axolotl_keys import ALIASES, DATASET_REFUSED, REFUSED
+from tests.cli_runner import REPO
+from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY
+from trainer.contract.deepspeed_files import AXOLOTL_NAMES
+
+README = (REPO / "README.md").read_text()
+
+
+def _block(name: str) -> str:
+    return re.search(f"<!-- {name}:start -->(.*?)<!-- {name}:end -->", README, re.S).group(1)
+
+
+def _ticked(name: str) -> list[str]:
+    return re.findall(r"`([^`]+)`", _block(name))
+
+
+def test_the_key_count_is_the_extracted_lists():
+    keys = [line for line in (REPO / "tests/fixtures/axolotl/schema_keys.txt").read_text()
+            .splitlines() if line.strip() and not line.startswith(("#", "plugin "))]
+    assert f"each of the {len(keys)} top-level keys of Axolotl's current schema" in README
+
+
+def test_listed_aliases_deepspeed_names_and_templates_are_the_codes():
+    assert _ticked("aliases") == list(ALIASES)
+    assert _ticked("deepspeed") == list(AXOLOTL_NAMES)
+    assert _ticked("templates") == list(FAMILIES)
+    assert _ticked("tokenizer-only") == sorted(TOKENIZER_ONLY)
+
+
+def test_the_refused_list_is_every_refusal_the_code_makes():
+    listed = [line[2:] for line in _block("refused").strip().splitlines()]
+    reasons = dict.fromkeys([*REFUSED.values(), *DATASET_REFUSED.values()])
+    subjects = [re.split(r" (?:is|are) not supported", reason)[0] for reason in reasons]
+    assert listed == subjects
