@@ -27,9 +27,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     validator_prep.run_validator_tests_last(items)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`-n`), the controller builds the validators' venvs and says so on
+    the terminal (workers have none); the workers' fixtures wait on the venv's lock."""
+    if validator_prep.is_xdist_controller(config) and not config.option.collectonly:
+        validator_prep.start(list(validator_prep.FIXTURE_PINS.values()),
+                             validator_prep.terminal_say(config), announce_done=True)
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the backend validators' venvs while the other tests run (see validator_prep)."""
-    if session.config.option.collectonly:
+    if session.config.option.collectonly or validator_prep.is_xdist_worker(session.config):
         return
     validator_prep.start(validator_prep.pins_needed(session.items),
                          validator_prep.terminal_say(session.config))

@@ -6,6 +6,10 @@ collection, conftest starts one background thread that builds the missing venvs,
 the tests that need them to the end of the run, and the fixtures only wait, printing what
 they wait for (through pytest's terminal, past output capture).
 
+Under pytest-xdist the controller process builds them (it owns the terminal; it collects
+no tests, so it builds every pin) and announces each when ready; a worker's fixture finds
+the venv ready or waits on its build lock (backend_validators.ensure_venv).
+
 One thread, the venvs one after the other: on a 2-core machine two pip installs at once
 took no less time (measured back to back: 232 s in parallel, 218 s in sequence), and a
 single build leaves more CPU to the tests running meanwhile.
@@ -49,6 +53,10 @@ class _Build:
         self.finished = time.monotonic()
         self.done.set()
 
+    def outcome(self) -> str:
+        state = "failed" if self.error else "ready"
+        return f"{self.pin} validator venv {state}: pip took {self.finished - self.started:.0f} s"
+
 
 _builds: dict[str, _Build] = {}
 
@@ -63,8 +71,18 @@ def run_validator_tests_last(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: bool(set(getattr(item, "fixturenames", ())) & FIXTURE_PINS.keys()))
 
 
-def start(pins: Iterable[str], say: Callable[[str], None]) -> None:
-    """Build every venv that is not ready yet, in order, in one background thread."""
+def is_xdist_controller(config: pytest.Config) -> bool:
+    return config.pluginmanager.hasplugin("dsession")
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def start(pins: Iterable[str], say: Callable[[str], None], announce_done: bool = False) -> None:
+    """Build every venv that is not ready yet, in order, in one background thread
+    (announce_done: say each one's outcome when it is built, for a process whose tests do
+    not wait on it, i.e. the xdist controller)."""
     queue = [_Build(pin) for pin in pins if not bv.is_ready(pin) and pin not in _builds]
     if not queue:
         return
@@ -72,13 +90,16 @@ def start(pins: Iterable[str], say: Callable[[str], None]) -> None:
         f"{', '.join(build.pin for build in queue)} -> {bv.cache_root()} "
         f"(first run only; their tests run last)")
     _builds.update((build.pin, build) for build in queue)
-    threading.Thread(target=_run_in_order, args=(queue,), name="validator venvs",
-                     daemon=True).start()
+    threading.Thread(target=_run_in_order, args=(queue, say if announce_done else None),
+                     name="validator venvs", daemon=True).start()
 
 
-def _run_in_order(queue: list[_Build]) -> None:
+def _run_in_order(queue: list[_Build], say: Callable[[str], None] | None) -> None:
     for build in queue:
         build.run()
+        if say is not None:
+            build.announced = True
+            say(build.outcome())
 
 
 def wait(pin: str, say: Callable[[str], None]) -> Path:
@@ -95,8 +116,7 @@ def wait(pin: str, say: Callable[[str], None]) -> Path:
             say(f"  ... still waiting for {pin}: {_progress(build)}")
     if not build.announced:
         build.announced = True
-        outcome = "failed" if build.error else "ready"
-        say(f"{pin} validator venv {outcome}: pip took {build.finished - build.started:.0f} s")
+        say(build.outcome())
     if build.error is not None:
         raise build.error
     assert build.python is not None
