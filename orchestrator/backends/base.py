@@ -51,6 +51,19 @@ def _stages_of(name: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class EmulatedHosts:
+    """Where `ft launch --backend local` puts its nodes: node r is `names[r]` at
+    `addresses[r]` (all this host's loopback unless the nodes are isolated)."""
+
+    names: tuple[str, ...]
+    addresses: tuple[str, ...]
+
+    @classmethod
+    def shared(cls, nodes: int) -> EmulatedHosts:
+        return cls(("localhost",) * nodes, ("127.0.0.1",) * nodes)
+
+
+@dataclass(frozen=True)
 class Rendered:
     """What a backend produces: files to write and the command that submits them."""
 
@@ -153,9 +166,10 @@ class Backend:
         variable = self.node_vars.nproc
         return f"${{{variable}:-{default_nproc}}}" if default_nproc else f"${variable}"
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
-        """The variables this backend would set on node `rank` of an N-node job here."""
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
+        """The variables this backend would set on node `rank` of an N-node job whose
+        nodes are `hosts` (default: all on this host's loopback)."""
         raise UserError(f"the {self.name} backend cannot be emulated")
 
     # ---- lifecycle (through orchestrator.process) ---------------------------------------
