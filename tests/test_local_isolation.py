@@ -1,0 +1,124 @@
+"""`ft launch --backend local` isolates its nodes the way a cluster does (where this host
+allows it: Linux, root, `ip`): each node has its own network namespace with eth0 on a
+private bridge, its own hostname, /tmp and pid numbers, and its own output and data-cache
+directories unless `launch.volumes` shares them. Everything made is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from orchestrator.backends.local.isolation import unavailable_reason
+from orchestrator.backends.local.network import list_namespaces, sweep_stale
+from orchestrator.process import run_cmd
+from tests.cli_runner import REPO, run_ft
+from tests.support.node_facts import HOOK, HOST_FILE_ENV, PROBE_PREFIX, facts_path
+from tests.train_helpers import free_port, write_tiny_spec
+
+needs_isolation = pytest.mark.skipif(unavailable_reason() is not None,
+                                     reason=str(unavailable_reason()))
+_STEM = re.compile(r"network namespaces (ftlocal-\d+-[0-9a-f]+)-n0")
+
+
+def launch_namespaces(log: str) -> str:
+    """The name stem of the namespaces a launch reported making."""
+    match = _STEM.search(log)
+    assert match, f"no isolation line in:\n{log[:2000]}"
+    return match.group(1)
+
+
+def assert_removed(stem: str) -> None:
+    assert [name for name in list_namespaces() if name.startswith(stem)] == []
+    assert stem not in run_cmd(["ip", "-o", "link"]).stdout  # no veth end left on this host
+
+
+def _cache_entries(prepared: Path) -> dict[str, list[str]]:
+    return {entry.name: sorted(p.name for p in entry.iterdir()) for entry in prepared.iterdir()}
+
+
+@needs_isolation
+def test_isolated_nodes_without_shared_storage_prepare_their_own_data_and_train(
+        tmp_path, tiny_model_dir):
+    host_file = tmp_path / "left-by-the-test"  # pytest's tmp_path is under /tmp
+    host_file.write_text("the nodes see this host's /tmp as it was")
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=2, save_steps=100000,
+                           eval_steps=100000, launch={"nodes": 2,
+                                                      "env": {"OMP_NUM_THREADS": "1"}})
+    result = run_ft("launch", str(spec), "--backend", "local", "--master-port",
+                    str(free_port()), cwd=tmp_path,
+                    env={**os.environ, "FT_TRAINER_HOOKS": HOOK, HOST_FILE_ENV: str(host_file)})
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-4000:]
+    assert "shared storage (launch.volumes): none" in result.stderr
+    # Master found by name, as on a cluster; the socket interface is the node's eth0.
+    for node in (0, 1):
+        assert f"[node{node}]   - master node0 -> 10.210.0.1" in log
+        assert f"[node{node}] ft node: sets GLOO_SOCKET_IFNAME=eth0" in log
+
+    out, node1 = tmp_path / "out", tmp_path / ".ft" / "local" / "tiny" / "node1"
+    node1_out = node1 / str(out).lstrip("/")
+    facts = [json.loads(facts_path(out, 0).read_text()),
+             json.loads(facts_path(node1_out, 1).read_text())]
+    assert not facts_path(out, 1).exists(), "node 1 wrote into node 0's output directory"
+    assert [f["hostname"] for f in facts] == ["node0", "node1"]
+    for fact in facts:
+        assert fact["interfaces"] == ["eth0", "lo"]
+        assert (fact["gloo_ifname"], fact["nccl_ifname"]) == ("eth0", "=eth0")
+        assert fact["probes_seen"] == [fact["hostname"]], "a node saw another node's /tmp"
+        assert fact["sees_host_tmp_file"]
+    # Each node numbers its own processes, as containers do: ft node is pid 1 on every
+    # node, and the ranks' pids are that namespace's small numbers (rank 0 of node 0 gets
+    # one more than node 1's: the master's torchrun starts the rendezvous store's thread).
+    assert facts[0]["pid_namespace"] != facts[1]["pid_namespace"]
+    for fact in facts:
+        assert fact["pid_1_command"][1:5] == ["-m", "orchestrator.cli", "node",
+                                              str(tmp_path / ".ft" / "local" / "tiny.yaml")]
+        assert fact["pid"] < 20
+    assert not list(Path("/tmp").glob(PROBE_PREFIX + "*")), "a node's /tmp reached the host"
+    # No shared cache: each node prepared the same entry in its own directory.
+    node0_cache = _cache_entries(tmp_path / "prepared")
+    node1_cache = _cache_entries(node1 / str(tmp_path / "prepared").lstrip("/"))
+    assert node0_cache == node1_cache and len(node0_cache) == 1
+    assert "train" in next(iter(node0_cache.values()))
+    assert_removed(launch_namespaces(result.stderr))
+
+
+@needs_isolation
+def test_a_killed_launcher_leaves_namespaces_the_next_launch_sweeps(tmp_path):
+    """SIGKILL runs no cleanup: the next launch removes what a dead launcher left."""
+    maker = textwrap.dedent("""
+        import os, time
+        from orchestrator.backends.local.network import create_network
+        print(create_network(2).switch, flush=True)
+        time.sleep(600)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", maker], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    switch = proc.stdout.readline().strip()
+    stem = switch.removesuffix("-sw")
+    left = [name for name in list_namespaces() if name.startswith(stem)]
+    assert sorted(left) == [f"{stem}-n0", f"{stem}-n1", switch]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sorted(name for name in sweep_stale() if name.startswith(stem)) == sorted(left)
+    assert_removed(stem)
+
+
+def test_no_isolate_shares_the_host_and_says_so(tmp_path, tiny_model_dir):
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"nodes": 2})
+    spec.write_text(spec.read_text().replace("alpaca.jsonl", "missing.jsonl"))
+    result = run_ft("launch", str(spec), "--backend", "local", "--no-isolate",
+                    "--master-port", str(free_port()), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "ft launch: the 2 node(s) share this host (loopback, /tmp, pids, every " \
+           "directory): --no-isolate" in result.stderr
+    assert "network namespaces" not in result.stderr
