@@ -8,37 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
-from orchestrator.backends.local.isolation import unavailable_reason
 from orchestrator.backends.local.network import list_namespaces, sweep_stale
-from orchestrator.process import run_cmd
 from tests.cli_runner import REPO, run_ft
+from tests.support.isolation_checks import assert_removed, launch_namespaces, needs_isolation
 from tests.support.node_facts import HOOK, HOST_FILE_ENV, PROBE_PREFIX, facts_path
 from tests.train_helpers import free_port, write_tiny_spec
-
-needs_isolation = pytest.mark.skipif(unavailable_reason() is not None,
-                                     reason=str(unavailable_reason()))
-_STEM = re.compile(r"network namespaces (ftlocal-\d+-[0-9a-f]+)-n0")
-
-
-def launch_namespaces(log: str) -> str:
-    """The name stem of the namespaces a launch reported making."""
-    match = _STEM.search(log)
-    assert match, f"no isolation line in:\n{log[:2000]}"
-    return match.group(1)
-
-
-def assert_removed(stem: str) -> None:
-    assert [name for name in list_namespaces() if name.startswith(stem)] == []
-    assert stem not in run_cmd(["ip", "-o", "link"]).stdout  # no veth end left on this host
 
 
 def _cache_entries(prepared: Path) -> dict[str, list[str]]:
@@ -113,12 +93,13 @@ def test_a_killed_launcher_leaves_namespaces_the_next_launch_sweeps(tmp_path):
     assert_removed(stem)
 
 
-def test_no_isolate_shares_the_host_and_says_so(tmp_path, tiny_model_dir):
-    spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"nodes": 2})
-    spec.write_text(spec.read_text().replace("alpaca.jsonl", "missing.jsonl"))
-    result = run_ft("launch", str(spec), "--backend", "local", "--no-isolate",
-                    "--master-port", str(free_port()), cwd=tmp_path)
-    assert result.returncode != 0
-    assert "ft launch: the 2 node(s) share this host (loopback, /tmp, pids, every " \
-           "directory): --no-isolate" in result.stderr
-    assert "network namespaces" not in result.stderr
+def test_without_root_the_nodes_share_the_host_and_the_reason_is_given():
+    """A real unprivileged user (nobody), not a patched uid."""
+    probe = ("from orchestrator.backends.local.isolation import unavailable_reason; "
+             "print(unavailable_reason())")
+    result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                             sys.executable, "-c", probe], capture_output=True, text=True,
+                            cwd="/", env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("isolating nodes needs root (network, mount and pid "
+                                     "namespaces)")
