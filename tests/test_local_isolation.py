@@ -30,21 +30,26 @@ def test_isolated_nodes_without_shared_storage_prepare_their_own_data_and_train(
         tmp_path, tiny_model_dir):
     host_file = tmp_path / "left-by-the-test"  # pytest's tmp_path is under /tmp
     host_file.write_text("the nodes see this host's /tmp as it was")
+    # Launched from a directory of its own: emulating Slurm, that submit directory is
+    # shared storage, and the output and cache outside it are each node's own.
+    submit = tmp_path / "submit"
+    submit.mkdir()
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=2, save_steps=100000,
                            eval_steps=100000, launch={"nodes": 2,
                                                       "env": {"OMP_NUM_THREADS": "1"}})
     result = run_ft("launch", str(spec), "--backend", "local", "--master-port",
-                    str(free_port()), cwd=tmp_path,
+                    str(free_port()), cwd=submit,
                     env={**os.environ, "FT_TRAINER_HOOKS": HOOK, HOST_FILE_ENV: str(host_file)})
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
-    assert "shared storage (launch.volumes): none" in result.stderr
+    assert f"shared storage: {submit}; private to each node: {tmp_path / 'out'}, " \
+           f"{tmp_path / 'prepared'}" in result.stderr
     # Master found by name, as on a cluster; the socket interface is the node's eth0.
     for node in (0, 1):
         assert f"[node{node}]   - master node0 -> 10.210.0.1" in log
         assert f"[node{node}] ft node: sets GLOO_SOCKET_IFNAME=eth0" in log
 
-    out, node1 = tmp_path / "out", tmp_path / ".ft" / "local" / "tiny" / "node1"
+    out, node1 = tmp_path / "out", submit / ".ft" / "local" / "tiny" / "node1"
     node1_out = node1 / str(out).lstrip("/")
     facts = [json.loads(facts_path(out, 0).read_text()),
              json.loads(facts_path(node1_out, 1).read_text())]
@@ -61,7 +66,7 @@ def test_isolated_nodes_without_shared_storage_prepare_their_own_data_and_train(
     assert facts[0]["pid_namespace"] != facts[1]["pid_namespace"]
     for fact in facts:
         assert fact["pid_1_command"][1:5] == ["-m", "orchestrator.cli", "node",
-                                              str(tmp_path / ".ft" / "local" / "tiny.yaml")]
+                                              str(submit / ".ft" / "local" / "tiny.yaml")]
         assert fact["pid"] < 20
     assert not list(Path("/tmp").glob(PROBE_PREFIX + "*")), "a node's /tmp reached the host"
     # No shared cache: each node prepared the same entry in its own directory.

@@ -56,7 +56,7 @@ def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, e
     assert [p.name for p in (tmp_path / "prepared").iterdir() if p.name.startswith(".")] == []
     assert len(list((tmp_path / "prepared").iterdir())) == 1
     if "isolated nodes" in result.stderr:
-        assert f"shared storage (launch.volumes): {tmp_path}" in result.stderr
+        assert f"shared storage: {tmp_path}; private to each node: none" in result.stderr
         assert_removed(launch_namespaces(result.stderr))
 
 

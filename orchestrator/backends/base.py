@@ -115,6 +115,10 @@ class Backend:
     example: ClassVar[str] = ""  # one line for `--help`
     stages: ClassVar[tuple[str, ...]] = ()  # of STAGES, what `ft launch --stage` may pick
     env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
+    # Whether its nodes see the submit directory as one shared filesystem (a Slurm
+    # cluster's home/project storage), not each a copy of it; isolated emulated nodes
+    # share it only then (orchestrator.backends.local.isolation).
+    shares_submit_dir: ClassVar[bool] = False
 
     @property
     def renders(self) -> bool:

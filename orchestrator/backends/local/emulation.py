@@ -61,7 +61,7 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
             print(f"ft launch: the {spec.launch.nodes} node(s) share this host (loopback, "
                   f"/tmp, pids, every directory): {reason}", file=sys.stderr, flush=True)
             return _run_nodes(spec, emulate, workdir, node_args, None)
-        with isolated_nodes(spec, workdir) as isolation:
+        with isolated_nodes(spec, workdir, get(emulate).shares_submit_dir) as isolation:
             print(isolation.describe(), file=sys.stderr, flush=True)
             return _run_nodes(spec, emulate, workdir, node_args, isolation)
 

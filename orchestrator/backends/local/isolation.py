@@ -2,9 +2,11 @@
 
 Isolated (Linux, root, `ip`): every node has its own network namespace (eth0 on a private
 bridge, network.py), hostname, /tmp, /dev/shm and pid numbers (sandbox.py). Storage follows
-the spec, as on a cluster: a `launch.volumes` path is shared storage (the same host
-directory on every node: `source` when it is a host path, else `path` itself); the output
-and data-cache directories outside every volume are private to each node. Node 0's private
+the spec and the emulated backend, as on a cluster: a `launch.volumes` path is shared
+storage (the same host directory on every node: `source` when it is a host path, else
+`path` itself), and so is the submit directory (where `ft launch` runs) when emulating
+Slurm, whose clusters share it; the output and data-cache directories outside all of these
+are private to each node. Node 0's private
 directories are the host's own (where you look after the job, as on a head node); node r's
 live under `<workdir>/.ft/local/<job>/node<r>/` and outlast the launch, like a node's disk
 across a requeue onto the same node.
@@ -59,11 +61,13 @@ class Storage:
         return self.scratch / f"node{rank}" / path.lstrip("/")
 
 
-def plan_storage(spec: Spec, workdir: Path) -> Storage:
+def plan_storage(spec: Spec, workdir: Path, submit_dir_shared: bool) -> Storage:
     def absolute(path: str) -> str:
         return os.path.realpath(workdir / path)
 
     shared = []
+    if submit_dir_shared and absolute(".") != "/":
+        shared.append((absolute("."), absolute(".")))
     for volume in spec.launch.volumes:
         local = volume.source if volume.source and volume.source.startswith("/") else None
         shared.append((absolute(local or volume.path), absolute(volume.path)))
@@ -101,21 +105,22 @@ class IsolatedNodes:
 
     def describe(self) -> str:
         count = len(self.network.nodes)
-        shared = ", ".join(target for _, target in self.storage.shared) or "none"
+        shared = ", ".join(dict.fromkeys(t for _, t in self.storage.shared)) or "none"
         private = ", ".join(self.storage.private) or "none"
         return (f"ft launch: {count} isolated nodes node0..node{count - 1} (eth0 on "
                 f"{self.network.addresses[0]}/24.., own /tmp, /dev/shm and pids; network "
-                f"namespaces {self.network.nodes[0]}..); shared storage (launch.volumes): "
+                f"namespaces {self.network.nodes[0]}..); shared storage: "
                 f"{shared}; private to each node: {private} (node 1.. under "
                 f"{self.storage.scratch}/node<r>)")
 
 
 @contextlib.contextmanager
-def isolated_nodes(spec: Spec, workdir: Path) -> Iterator[IsolatedNodes]:
+def isolated_nodes(spec: Spec, workdir: Path,
+                   submit_dir_shared: bool) -> Iterator[IsolatedNodes]:
     """Build the nodes' network and directories; the network is removed on the way out,
     whatever the way out is (a SIGKILLed launcher's is swept by the next launch)."""
     sweep_stale_networks()
-    storage = plan_storage(spec, workdir)
+    storage = plan_storage(spec, workdir, submit_dir_shared)
     for rank in range(spec.launch.nodes):
         for source, _ in storage.binds(rank):
             Path(source).mkdir(parents=True, exist_ok=True)

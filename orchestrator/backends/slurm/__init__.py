@@ -15,6 +15,7 @@ class SlurmBackend(SlurmJobs):
                          detect=("SLURM_JOB_ID",))
     tool = SubmitTool("sbatch", "run ft on a Slurm login node (sbatch must be on PATH)")
     env_prefixes = ("SLURM_", "SBATCH_")
+    shares_submit_dir = True  # Slurm has no volumes: jobs rely on a shared filesystem
     example = "ft launch spec.yaml --backend slurm --watch"
 
     def render(self, spec) -> Rendered:
