@@ -14,10 +14,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from orchestrator.backends.local.network import list_namespaces, sweep_stale
+from orchestrator.backends.local.isolation import isolated_nodes
+from orchestrator.backends.local.network import list_namespaces
+from orchestrator.spec.load import load_spec
 from tests.cli_runner import REPO, run_ft
 from tests.support.isolation_checks import assert_removed, launch_namespaces, needs_isolation
-from tests.support.node_facts import HOOK, HOST_FILE_ENV, PROBE_PREFIX, facts_path
+from tests.support.node_facts import HOOK, HOST_FILE_ENV, PROBE_PREFIX, PROBED, facts_path
 from tests.train_helpers import free_port, write_tiny_spec
 
 
@@ -58,7 +60,8 @@ def test_isolated_nodes_without_shared_storage_prepare_their_own_data_and_train(
     for fact in facts:
         assert fact["interfaces"] == ["eth0", "lo"]
         assert (fact["gloo_ifname"], fact["nccl_ifname"]) == ("eth0", "=eth0")
-        assert fact["probes_seen"] == [fact["hostname"]], "a node saw another node's /tmp"
+        assert fact["probes_seen"] == {"/tmp": [fact["hostname"]],
+                                       "/dev/shm": [fact["hostname"]]}, "a node saw another's"
         assert fact["sees_host_tmp_file"]
     # Each node numbers its own processes, as containers do: ft node is pid 1 on every
     # node, and the ranks' pids are that namespace's small numbers (rank 0 of node 0 gets
@@ -68,7 +71,8 @@ def test_isolated_nodes_without_shared_storage_prepare_their_own_data_and_train(
         assert fact["pid_1_command"][1:5] == ["-m", "orchestrator.cli", "node",
                                               str(submit / ".ft" / "local" / "tiny.yaml")]
         assert fact["pid"] < 20
-    assert not list(Path("/tmp").glob(PROBE_PREFIX + "*")), "a node's /tmp reached the host"
+    for directory in PROBED:
+        assert not list(Path(directory).glob(PROBE_PREFIX + "*")), f"{directory} was shared"
     # No shared cache: each node prepared the same entry in its own directory.
     node0_cache = _cache_entries(tmp_path / "prepared")
     node1_cache = _cache_entries(node1 / str(tmp_path / "prepared").lstrip("/"))
@@ -94,8 +98,12 @@ def test_a_killed_launcher_leaves_namespaces_the_next_launch_sweeps(tmp_path):
     assert sorted(left) == [f"{stem}-n0", f"{stem}-n1", switch]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert sorted(name for name in sweep_stale() if name.startswith(stem)) == sorted(left)
+    # What the next isolated launch does first (its own network is removed on the way out).
+    spec = load_spec(write_tiny_spec(tmp_path, tmp_path / "no-model", launch={"nodes": 2}))
+    with isolated_nodes(spec, tmp_path, submit_dir_shared=False) as isolation:
+        assert len(isolation.network.nodes) == 2
     assert_removed(stem)
+    assert_removed(isolation.network.switch.removesuffix("-sw"))
 
 
 def test_without_root_the_nodes_share_the_host_and_the_reason_is_given():

@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 
 HOOK = "tests.support.node_facts:install"
 PROBE_PREFIX = "ft-isolation-probe-"
+PROBED = ("/tmp", "/dev/shm")  # each node's own, when isolated
 HOST_FILE_ENV = "FT_TEST_HOST_TMP_FILE"  # a file the test left in the host's /tmp
 
 
@@ -31,9 +32,12 @@ class NodeFacts(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         host = socket.gethostname()
-        Path("/tmp", PROBE_PREFIX + host).write_text(str(self.rank))
-        dist.barrier()  # every rank has written its probe before anyone looks
-        seen = sorted(p.name[len(PROBE_PREFIX):] for p in Path("/tmp").glob(PROBE_PREFIX + "*"))
+        for directory in PROBED:
+            Path(directory, PROBE_PREFIX + host).write_text(str(self.rank))
+        dist.barrier()  # every rank has written its probes before anyone looks
+        seen = {directory: sorted(p.name[len(PROBE_PREFIX):]
+                                  for p in Path(directory).glob(PROBE_PREFIX + "*"))
+                for directory in PROBED}
         host_file = os.environ.get(HOST_FILE_ENV)
         facts = {"pid": os.getpid(), "hostname": host, "rank": self.rank,
                  "interfaces": sorted(os.listdir("/sys/class/net")),
