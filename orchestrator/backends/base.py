@@ -181,6 +181,11 @@ class Backend:
         """Raise a UserError saying how to fix it when the tool is missing or unconfigured."""
         self.require_tool()
 
+    def cluster_notes(self, spec: Spec) -> list[str]:
+        """Warnings about the spec against this cluster's own settings, read at submit time
+        (the render stays offline): e.g. a stop grace longer than the cluster's kill wait."""
+        return []
+
     def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
         raise NotImplementedError
 
