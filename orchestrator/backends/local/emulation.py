@@ -89,6 +89,11 @@ def _run_nodes(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ..
         devices = gpu_slice(rank, launch.gpus_per_node, os.environ.get("CUDA_VISIBLE_DEVICES"))
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
+        if isolation:
+            # NCCL tells hosts apart by hostname + boot id, and the isolated nodes share the
+            # boot id: it would try shared memory, which each node has privately. Its own
+            # host id makes NCCL go over eth0, as between real nodes.
+            env["NCCL_HOSTID"] = isolation.hosts.names[rank]
         argv = [sys.executable, "-m", "orchestrator.cli", "node", str(_spec_file(spec, workdir)),
                 "--backend", emulate, "--spec-sha256", spec.sha256, *node_args]
         if isolation:
