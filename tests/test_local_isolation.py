@@ -14,7 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from orchestrator.backends.local.isolation import isolated_nodes
+from orchestrator.backends.local.isolation import isolated_nodes, plan_storage
 from orchestrator.backends.local.network import list_namespaces
 from orchestrator.spec.load import load_spec
 from tests.cli_runner import REPO, run_ft
@@ -116,3 +116,31 @@ def test_without_root_the_nodes_share_the_host_and_the_reason_is_given():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ("isolating nodes needs root (network, mount and pid "
                                      "namespaces)")
+
+
+def _storage(tmp_path: Path, launch: dict, submit_dir_shared: bool, **training):
+    spec = load_spec(write_tiny_spec(tmp_path, tmp_path / "no-model", launch=launch,
+                                     **training))
+    return plan_storage(spec, tmp_path / "submit", submit_dir_shared)
+
+
+def test_storage_outside_volumes_is_each_nodes_own(tmp_path):
+    storage = _storage(tmp_path, {"volumes": [{"path": str(tmp_path / "ckpt"),
+                                               "source": str(tmp_path / "disk")}]},
+                       submit_dir_shared=False, output_dir=str(tmp_path / "ckpt" / "run"))
+    # The output is inside the volume: shared, the volume's host source on every node.
+    assert storage.shared == ((str(tmp_path / "disk"), str(tmp_path / "ckpt")),)
+    assert storage.private == (str(tmp_path / "prepared"),)
+    assert storage.binds(0) == [*storage.shared,
+                                (str(tmp_path / "prepared"), str(tmp_path / "prepared"))]
+    node2 = tmp_path / "submit" / ".ft" / "local" / "tiny" / "node2"
+    assert storage.binds(2)[-1] == (str(node2 / str(tmp_path / "prepared").lstrip("/")),
+                                    str(tmp_path / "prepared"))
+
+
+def test_emulating_slurm_shares_the_submit_directory_and_what_is_under_it(tmp_path):
+    submit = tmp_path / "submit"
+    storage = _storage(tmp_path, {}, submit_dir_shared=True,
+                       output_dir=str(submit / "outputs"))
+    assert storage.shared == ((str(submit), str(submit)),)
+    assert storage.private == (str(tmp_path / "prepared"),)
