@@ -144,3 +144,33 @@ def test_emulating_slurm_shares_the_submit_directory_and_what_is_under_it(tmp_pa
                        output_dir=str(submit / "outputs"))
     assert storage.shared == ((str(submit), str(submit)),)
     assert storage.private == (str(tmp_path / "prepared"),)
+
+
+@needs_isolation
+def test_root_without_the_rights_to_make_namespaces_falls_back_to_the_shared_host(tmp_path):
+    """uid 0 with no capabilities (an unprivileged container): `ip netns add` is refused,
+    the nodes share the host and the reason is given; `--isolate` makes it an error."""
+    spec = write_tiny_spec(tmp_path, tmp_path / "no-model", launch={"nodes": 2})
+    probe = textwrap.dedent(f"""
+        import contextlib
+        from pathlib import Path
+        from orchestrator.backends.local.emulation import isolate_nodes
+        from orchestrator.spec.load import load_spec
+        from trainer.contract.errors import UserError
+        spec = load_spec({str(spec)!r})
+        with contextlib.ExitStack() as stack:
+            isolation, reason = isolate_nodes(stack, spec, "slurm", Path({str(tmp_path)!r}),
+                                              strict=False)
+            print(isolation, reason)
+            try:
+                isolate_nodes(stack, spec, "slurm", Path({str(tmp_path)!r}), strict=True)
+            except UserError as exc:
+                print("strict:", exc)
+    """)
+    result = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all",
+                             sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    fallback, strict = result.stdout.splitlines()
+    assert fallback.startswith("None ft launch: could not build the emulated nodes' network")
+    assert strict.startswith("strict: ft launch: could not build the emulated nodes' network")

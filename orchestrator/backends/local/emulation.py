@@ -56,14 +56,29 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
         raise UserError(f"ft launch --isolate: {reason}; drop --isolate to run the nodes "
                         "on this host's shared network, /tmp and pids")
     write_atomic(_spec_file(spec, workdir), spec.effective_text)
-    with _setup_stops_on_sigterm():
-        if reason is not None:
+    with _setup_stops_on_sigterm(), contextlib.ExitStack() as stack:
+        isolation = None
+        if reason is None:
+            isolation, reason = isolate_nodes(stack, spec, emulate, workdir, strict=bool(isolate))
+        if isolation is None:
             print(f"ft launch: the {spec.launch.nodes} node(s) share this host (loopback, "
                   f"/tmp, pids, every directory): {reason}", file=sys.stderr, flush=True)
-            return _run_nodes(spec, emulate, workdir, node_args, None)
-        with isolated_nodes(spec, workdir, get(emulate).shares_submit_dir) as isolation:
+        else:
             print(isolation.describe(), file=sys.stderr, flush=True)
-            return _run_nodes(spec, emulate, workdir, node_args, isolation)
+        return _run_nodes(spec, emulate, workdir, node_args, isolation)
+
+
+def isolate_nodes(stack: contextlib.ExitStack, spec: Spec, emulate: str, workdir: Path,
+                  strict: bool) -> tuple[IsolatedNodes | None, str | None]:
+    """(the isolated nodes, None), removed when `stack` closes; or (None, why not) where
+    this root may not make namespaces (an unprivileged container), unless `strict`."""
+    try:
+        return stack.enter_context(isolated_nodes(spec, workdir,
+                                                  get(emulate).shares_submit_dir)), None
+    except UserError as exc:
+        if strict:  # --isolate asked for it: no quiet fallback
+            raise
+        return None, str(exc)
 
 
 def _spec_file(spec: Spec, workdir: Path) -> Path:

@@ -104,9 +104,10 @@ def _ip(namespace: str | None, commands: list[str]) -> None:
     argv = ["ip", *(["-n", namespace] if namespace else []), "-batch", "-"]
     result = run_cmd(argv, input_text="\n".join(commands) + "\n")
     if result.returncode != 0:
+        said = " ".join(result.stderr.split()) or "failed"  # one line: it may be the reason
         raise UserError(f"ft launch: could not build the emulated nodes' network "
-                        f"(`{' '.join(argv)}`: {result.stderr.strip() or 'failed'}); run "
-                        "with --no-isolate to share this host's network instead")
+                        f"(`{' '.join(argv)}`: {said}); run with --no-isolate to share this "
+                        "host's network instead")
 
 
 def _wait_until_up(net: NodeNetwork) -> None:
