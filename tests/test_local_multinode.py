@@ -27,8 +27,11 @@ def _rows(path) -> list[str]:
     return [json.loads(line)["sha1"] for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("emulate", ["slurm", "dstack", "modal"])
+@pytest.mark.parametrize("emulate", ["dstack", "modal"])
 def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, emulate):
+    """Output and cache shared through `launch.volumes` (how dstack and Modal share
+    storage). Slurm's variables, with each node's storage its own, are trained with in
+    test_local_isolation.py: one launch each keeps the suite's time."""
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=6, save_steps=6, eval_steps=3,
                            launch={"volumes": shared_volumes(tmp_path)})
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2", "--emulate",
@@ -58,7 +61,6 @@ def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, e
     if "isolated nodes" in result.stderr:
         assert f"shared storage: {tmp_path}; private to each node: none" in result.stderr
         assert_removed(launch_namespaces(result.stderr))
-
 
 
 def test_a_failing_node_stops_the_job(tmp_path, tiny_model_dir):
