@@ -95,6 +95,18 @@ def spawn_supervised(argv: Sequence[str], env: dict[str, str]) -> subprocess.Pop
                             preexec_fn=_ignore_supervised_signals)
 
 
+def spawn_init(argv: Sequence[str], env: dict[str, str],
+               before_exec: Callable[[], None]) -> subprocess.Popen:
+    """Start argv as the first process of the pid namespace its caller has just unshared
+    (an isolated emulated node's `ft node`), running before_exec in it first; it gets
+    SIGTERM if its parent dies. Output goes straight to ours."""
+    def prepare() -> None:
+        die_with_parent()
+        before_exec()
+
+    return subprocess.Popen(list(argv), env=env, preexec_fn=prepare)
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below pid (children first), from /proc: torchrun starts each rank in a
     session of its own, so only the tree tells which processes are this node's ranks."""

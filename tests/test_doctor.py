@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from orchestrator.backends.local.isolation import unavailable_reason
 from tests.cli_runner import run_ft
 from tests.train_helpers import free_port, write_tiny_spec
 from trainer.doctor import bus_bandwidth, groups_to_measure, verdict
@@ -58,6 +59,8 @@ def test_doctor_measures_two_emulated_nodes(tmp_path, tiny_model_dir):
     (pair,) = report["results"]
     assert pair["kind"] == "pair" and pair["nodes"] == [0, 1] and pair["busbw_gbs"] > 0
     assert pair["verdict"].startswith("single host")
+    if unavailable_reason() is None:  # isolated nodes: own hostnames, still one machine
+        assert pair["hosts"] == ["node0", "node1"]
 
 
 def test_a_failing_preflight_stops_the_job_before_training(tmp_path, tiny_model_dir):

@@ -57,6 +57,8 @@ def remember(backend: str, job_id: str, tmp_path: Path, **extra) -> JobRecord:
 
 def test_launch_prints_the_job_and_remembers_it(env, monkeypatch) -> None:
     runner = fake(monkeypatch, {("scontrol", "ping"): captured(f"{S}-scontrol-ping-up"),
+                                ("scontrol", "show", "config"):
+                                    captured(f"{S}-scontrol-show-config"),
                                 ("sbatch",): captured(f"{S}-sbatch-parsable")})
     result = ft("launch", TINY, "--backend", "slurm", "--nodes", "2")
     assert result.exit_code == 0, result.output

@@ -114,6 +114,7 @@ def test_submit_adds_parsable_and_records_the_job(fake, tmp_path, monkeypatch) -
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     runner = fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-up"),
+                   ("scontrol", "show", "config"): captured(f"{V}-scontrol-show-config"),
                    ("sbatch",): captured(f"{V}-sbatch-parsable")})
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
     record = submit(SLURM, SLURM.render(spec), Path(".ft/rendered/tiny"), spec)
@@ -134,12 +135,27 @@ def test_submit_failures_explain_the_fix(fake, tmp_path, monkeypatch, capture, h
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     fake({("scontrol", "ping"): captured(f"{V}-scontrol-ping-up"),
+          ("scontrol", "show", "config"): captured(f"{V}-scontrol-show-config"),
           ("sbatch",): captured(f"{V}-{capture}")})
     spec = load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True)
     with pytest.raises(UserError, match="sbatch: error") as err:
         submit(SLURM, SLURM.render(spec), Path(".ft/rendered/tiny"), spec)
     assert "To fix: " in str(err.value) and hint in str(err.value)
     assert store.load_records() == [], "a failed submit records nothing"
+
+
+@pytest.mark.parametrize("grace, warned", [("5m", True), ("5s", False)])
+def test_a_stop_grace_longer_than_killwait_is_warned_at_submit(fake, grace, warned) -> None:
+    """The test cluster's `scontrol show config` (KillWait=5): read at submit, not render."""
+    runner = fake({("scontrol", "show", "config"): captured(f"{V}-scontrol-show-config")})
+    spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
+    spec.launch.stop_grace = grace
+    notes = SLURM.cluster_notes(spec)
+    assert runner.calls == [("scontrol", "show", "config")]
+    assert bool(notes) == warned
+    if warned:
+        assert notes[0].startswith("launch.stop_grace is 300 s but this cluster's KillWait is "
+                                   "5 s: `ft cancel` (scancel) SIGKILLs the ranks 5 s after")
 
 
 def test_unreachable_controller_stops_before_writing_files(fake, tmp_path, monkeypatch) -> None:

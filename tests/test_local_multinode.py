@@ -16,18 +16,24 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from orchestrator.backends.local.isolation import unavailable_reason
 from tests.cli_runner import REPO, run_ft
+from tests.support.isolation_checks import assert_removed, launch_namespaces
 from tests.support.sample_ledger import HOOK, weights_digest
-from tests.train_helpers import free_port, summary, write_tiny_spec
+from tests.train_helpers import free_port, shared_volumes, summary, write_tiny_spec
 
 
 def _rows(path) -> list[str]:
     return [json.loads(line)["sha1"] for line in path.read_text().splitlines()]
 
 
-@pytest.mark.parametrize("emulate", ["slurm", "dstack", "modal"])
+@pytest.mark.parametrize("emulate", ["dstack", "modal"])
 def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, emulate):
-    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=6, save_steps=6, eval_steps=3)
+    """Output and cache shared through `launch.volumes` (how dstack and Modal share
+    storage). Slurm's variables, with each node's storage its own, are trained with in
+    test_local_isolation.py: one launch each keeps the suite's time."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=6, save_steps=6, eval_steps=3,
+                           launch={"volumes": shared_volumes(tmp_path)})
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2", "--emulate",
                     emulate, "--master-port", str(free_port()), cwd=tmp_path,
                     env={**os.environ, "FT_TRAINER_HOOKS": HOOK})
@@ -49,6 +55,12 @@ def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, e
     assert final == {weights_digest(saved)}, "the saved adapter is not the trained state"
     checkpoint = load_file(out / "checkpoint-6" / "adapter_model.safetensors")
     assert weights_digest(checkpoint) == weights_digest(saved)
+    # Both nodes prepared the data into the one shared cache: one complete entry.
+    assert [p.name for p in (tmp_path / "prepared").iterdir() if p.name.startswith(".")] == []
+    assert len(list((tmp_path / "prepared").iterdir())) == 1
+    if "isolated nodes" in result.stderr:
+        assert f"shared storage: {tmp_path}; private to each node: none" in result.stderr
+        assert_removed(launch_namespaces(result.stderr))
 
 
 def test_a_failing_node_stops_the_job(tmp_path, tiny_model_dir):
@@ -59,6 +71,10 @@ def test_a_failing_node_stops_the_job(tmp_path, tiny_model_dir):
                     "--master-port", str(free_port()), cwd=tmp_path)
     assert result.returncode != 0
     assert "missing.jsonl" in result.stdout
+    if unavailable_reason() is None:  # isolated unasked, and a crashed job cleans up
+        assert_removed(launch_namespaces(result.stderr))
+    else:
+        assert "share this host" in result.stderr
 
 
 def _workers_of_rank(rank: int, job_dir: Path) -> list[int]:
@@ -83,13 +99,15 @@ def _workers_of_rank(rank: int, job_dir: Path) -> list[int]:
 
 def test_a_hung_peer_ends_the_job_after_the_collective_timeout(tmp_path, tiny_model_dir):
     """Rank 1 freezes mid-training (SIGSTOP: its sockets stay open, nothing errors). Rank 0
-    must give up after the collective timeout rather than wait forever."""
+    must give up after the collective timeout rather than wait forever. The nodes share
+    this host here (--no-isolate), so that mode stays tested too."""
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=100000, save_steps=100000,
                            eval_steps=100000, launch={"nodes": 2, "env": {
                                "FT_COLLECTIVE_TIMEOUT_S": "10", "OMP_NUM_THREADS": "1"}})
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
-                             "--backend", "local", "--master-port", str(free_port())],
+                             "--backend", "local", "--no-isolate",
+                             "--master-port", str(free_port())],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     stopped: list[int] = []
@@ -111,6 +129,9 @@ def test_a_hung_peer_ends_the_job_after_the_collective_timeout(tmp_path, tiny_mo
         proc.kill()
     log = "".join(lines)
     assert stopped and code != 0
+    # Run on the shared host (--no-isolate keeps that mode tested), which it says.
+    assert "the 2 node(s) share this host (loopback, /tmp, pids, every directory): " \
+           "--no-isolate" in log
     assert "Timed out waiting 10000ms" in log, log[-3000:]
     # 10 s of timeout plus the launcher's shutdown of the frozen node, not 30 minutes.
     assert time.monotonic() - frozen_at < 90

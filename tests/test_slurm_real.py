@@ -206,6 +206,9 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
                       output_dir=f"./outputs/{name}", **steady)
     launched = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
     assert launched.returncode == 0, launched.stderr
+    # Read from the cluster at submit time (the test cluster sets KillWait=5).
+    assert "warning: launch.stop_grace is 60 s but this cluster's KillWait is 5 s" \
+        in launched.stderr, launched.stderr
     ref = _submitted_ref(launched.stdout)
     job_id = ref.split(":")[1]
     out, err = ws.root / f"{name}-{job_id}.out", ws.root / f"{name}-{job_id}.err"

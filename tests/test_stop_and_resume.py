@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.local.isolation import unavailable_reason
 from tests.cli_runner import REPO, run_ft
-from tests.train_helpers import free_port, train_losses, write_tiny_spec
+from tests.support.isolation_checks import assert_removed, launch_namespaces
+from tests.train_helpers import free_port, shared_volumes, train_losses, write_tiny_spec
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 
 pytestmark = pytest.mark.slow
@@ -49,8 +51,9 @@ def test_sigterm_to_a_local_launch_saves_everywhere_and_resumes_the_same_curve(
     stopped_dir, reference_dir = tmp_path / "stopped", tmp_path / "reference"
     stopped_dir.mkdir()
     reference_dir.mkdir()
-    spec = write_tiny_spec(stopped_dir, tiny_model_dir, max_steps=100000, launch=LAUNCH,
-                           **STEADY)
+    # The checkpoint is on storage both nodes share, as a multi-node resume needs.
+    spec = write_tiny_spec(stopped_dir, tiny_model_dir, max_steps=100000,
+                           launch={**LAUNCH, "volumes": shared_volumes(stopped_dir)}, **STEADY)
     proc = _launch(spec, stopped_dir)
     lines = []
     for line in proc.stdout:
@@ -66,6 +69,8 @@ def test_sigterm_to_a_local_launch_saves_everywhere_and_resumes_the_same_curve(
     for node in (0, 1):
         assert f"[node{node}] ft node: all 1 rank(s) saved a complete checkpoint" in log, log
     assert _processes_mentioning(str(spec.parent)) == [], "a node or rank outlived the launch"
+    if unavailable_reason() is None:  # the isolated nodes' network went with them
+        assert_removed(launch_namespaces(log))
     out = stopped_dir / "out"
     (checkpoint,) = [p for p in out.iterdir() if p.name.startswith("checkpoint-")]
     assert (checkpoint / "ft-complete.json").is_file()
@@ -78,7 +83,8 @@ def test_sigterm_to_a_local_launch_saves_everywhere_and_resumes_the_same_curve(
                      str(free_port()), cwd=stopped_dir)
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     assert f"resuming from {checkpoint}" in resumed.stdout
-    reference = write_tiny_spec(reference_dir, tiny_model_dir, max_steps=final, launch=LAUNCH,
+    reference = write_tiny_spec(reference_dir, tiny_model_dir, max_steps=final,
+                                launch={**LAUNCH, "volumes": shared_volumes(reference_dir)},
                                 **STEADY)
     baseline = run_ft("launch", str(reference), "--backend", "local", "--master-port",
                       str(free_port()), cwd=reference_dir)

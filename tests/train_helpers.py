@@ -30,6 +30,12 @@ def write_tiny_spec(tmp_path: Path, model_dir: Path, **overrides) -> Path:
     return path
 
 
+def shared_volumes(directory: Path) -> list[dict]:
+    """`launch.volumes` that make `directory` storage every node shares: on isolated
+    emulated nodes (as on a cluster) the output and cache are otherwise each node's own."""
+    return [{"path": str(directory), "source": str(directory)}]
+
+
 def summary(output_dir: Path) -> dict:
     return json.loads((output_dir / "ft-train-summary.json").read_text())
 

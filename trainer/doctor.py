@@ -19,6 +19,7 @@ import os
 import socket
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -98,17 +99,27 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
         dist.destroy_process_group()
 
 
+def _machine_id() -> str:
+    """This machine's boot id: emulated nodes isolated in namespaces of their own have
+    hostnames of their own but share it, so their traffic is still not judged as a fabric's."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return socket.gethostname()
+
+
 def _measure_all(device: torch.device, node: int, expected_gbs: float | None,
                  size_mb: float | None, iters: int, judge_single_host: bool) -> int:
     rank = dist.get_rank()
     peers: list = [None] * dist.get_world_size()
-    dist.all_gather_object(peers, (node, socket.gethostname(), _device_name(device)))
+    dist.all_gather_object(peers, (node, socket.gethostname(), _device_name(device),
+                                   _machine_id()))
     ranks_by_node: dict[int, list[int]] = {}
-    for r, (n, _, _) in enumerate(peers):
+    for r, (n, *_) in enumerate(peers):
         ranks_by_node.setdefault(n, []).append(r)
     host_of = {n: peers[rs[0]][1] for n, rs in ranks_by_node.items()}
-    single_host = len(set(host_of.values())) == 1 and len(ranks_by_node) > 1 \
-        and not judge_single_host
+    machines = {peers[rs[0]][3] for rs in ranks_by_node.values()}
+    single_host = len(machines) == 1 and len(ranks_by_node) > 1 and not judge_single_host
     nbytes = int((size_mb or (256 if device.type == "cuda" else 8)) * 2**20)
     mine: list[Measurement] = []
     for kind, nodes in groups_to_measure(ranks_by_node):
@@ -163,11 +174,11 @@ def _device_name(device: torch.device) -> str:
 
 def _report(results: list[Measurement], peers: list, expected_gbs: float | None,
             device: torch.device) -> None:
-    nodes = sorted({n for n, _, _ in peers})
+    nodes = sorted({n for n, *_ in peers})
     backend = "nccl " + ".".join(map(str, torch.cuda.nccl.version())) \
         if device.type == "cuda" else "gloo"
     print(f"ft doctor: {len(peers)} rank(s) on {len(nodes)} node(s), {backend}, "
-          f"devices: {', '.join(sorted({d for _, _, d in peers}))}", flush=True)
+          f"devices: {', '.join(sorted({d for _, _, d, _ in peers}))}", flush=True)
     for key in ("NCCL_IB_HCA", "NCCL_SOCKET_IFNAME", "NCCL_IB_DISABLE", "NCCL_P2P_DISABLE",
                 "FI_PROVIDER"):
         if key in os.environ:

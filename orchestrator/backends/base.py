@@ -51,6 +51,19 @@ def _stages_of(name: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class EmulatedHosts:
+    """Where `ft launch --backend local` puts its nodes: node r is `names[r]` at
+    `addresses[r]` (all this host's loopback unless the nodes are isolated)."""
+
+    names: tuple[str, ...]
+    addresses: tuple[str, ...]
+
+    @classmethod
+    def shared(cls, nodes: int) -> EmulatedHosts:
+        return cls(("localhost",) * nodes, ("127.0.0.1",) * nodes)
+
+
+@dataclass(frozen=True)
 class Rendered:
     """What a backend produces: files to write and the command that submits them."""
 
@@ -102,6 +115,10 @@ class Backend:
     example: ClassVar[str] = ""  # one line for `--help`
     stages: ClassVar[tuple[str, ...]] = ()  # of STAGES, what `ft launch --stage` may pick
     env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
+    # Whether its nodes see the submit directory as one shared filesystem (a Slurm
+    # cluster's home/project storage), not each a copy of it; isolated emulated nodes
+    # share it only then (orchestrator.backends.local.isolation).
+    shares_submit_dir: ClassVar[bool] = False
 
     @property
     def renders(self) -> bool:
@@ -153,15 +170,21 @@ class Backend:
         variable = self.node_vars.nproc
         return f"${{{variable}:-{default_nproc}}}" if default_nproc else f"${variable}"
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
-        """The variables this backend would set on node `rank` of an N-node job here."""
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
+        """The variables this backend would set on node `rank` of an N-node job whose
+        nodes are `hosts` (default: all on this host's loopback)."""
         raise UserError(f"the {self.name} backend cannot be emulated")
 
     # ---- lifecycle (through orchestrator.process) ---------------------------------------
     def check_ready(self) -> None:
         """Raise a UserError saying how to fix it when the tool is missing or unconfigured."""
         self.require_tool()
+
+    def cluster_notes(self, spec: Spec) -> list[str]:
+        """Warnings about the spec against this cluster's own settings, read at submit time
+        (the render stays offline): e.g. a stop grace longer than the cluster's kill wait."""
+        return []
 
     def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
         raise NotImplementedError

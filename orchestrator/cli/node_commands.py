@@ -13,6 +13,7 @@ from orchestrator.cli.options import (
     AnyBackend,
     EmulateOpt,
     GpusOpt,
+    IsolateOpt,
     MasterPortOpt,
     NodesOpt,
     SpecArg,
@@ -50,6 +51,7 @@ def doctor(
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
     emulate: EmulateOpt = DEFAULT_EMULATION,
+    isolate: IsolateOpt = None,
     master_port: MasterPortOpt = None,
     size_mb: Annotated[float | None, typer.Option(help="All-reduce size (default: 256 MiB "
                                                   "on GPUs, 8 MiB on CPU).")] = None,
@@ -76,7 +78,8 @@ def doctor(
         raise typer.Exit(run(expected, size_mb, iters, judge_single_host=bool(pinned)))
     from orchestrator.backends.local.emulation import run_local
 
-    raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), node_args=("--doctor",)))
+    raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), node_args=("--doctor",),
+                               isolate=isolate))
 
 
 def register(app: typer.Typer) -> None:

@@ -34,6 +34,10 @@ StageOpt = Annotated[list[Stage] | None, typer.Option(
     help="Run only this stage (repeat for several; they run in ft's order) where the backend "
          "has a function per stage (Modal); default: preprocess, then train.",
     show_default=False)]
+IsolateOpt = Annotated[bool | None, typer.Option(
+    "--isolate/--no-isolate", help="--backend local: give each node its own network, "
+    "hostname, /tmp, pids and private directories, as on a cluster (default: where this "
+    "host allows it: Linux, root, `ip`).", show_default=False)]
 # 65534: the pre-flight check uses the port after it.
 MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534,
                                                    help="Override launch.master_port.")]

@@ -17,6 +17,7 @@ from orchestrator.cli.options import (
     AnyBackend,
     EmulateOpt,
     GpusOpt,
+    IsolateOpt,
     MasterPortOpt,
     NodesOpt,
     RenderBackend,
@@ -173,6 +174,7 @@ def launch(
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
     emulate: EmulateOpt = DEFAULT_EMULATION,
+    isolate: IsolateOpt = None,
     master_port: MasterPortOpt = None,
     watch: Annotated[bool, typer.Option(help="Follow the job's state and training loss "
                                         "until it ends (exit 0 if it succeeded).")] = False,
@@ -190,7 +192,7 @@ def launch(
         require_local_files(loaded)
         from orchestrator.backends.local.emulation import run_local
 
-        raise typer.Exit(run_local(loaded, emulate.value, Path.cwd()))
+        raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), isolate=isolate))
     rendered = _render(loaded, backend.value)
     if stages:
         rendered = chosen.for_stages(rendered, stages)

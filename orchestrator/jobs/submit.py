@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def submit(backend: Backend, rendered: Rendered, directory: Path, spec: Spec) ->
     if problem:
         raise UserError(problem)
     backend.check_ready()
+    for note in backend.cluster_notes(spec):
+        print(f"warning: {note}", file=sys.stderr, flush=True)
     if rendered.ship is not None:
         ship(rendered.ship, directory)
     write_files(directory, rendered.files)

@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from orchestrator.backends.base import Backend, NodeVars, Rendered, Submitted, SubmitTool
+from orchestrator.backends.base import (
+    Backend,
+    EmulatedHosts,
+    NodeVars,
+    Rendered,
+    Submitted,
+    SubmitTool,
+)
 from orchestrator.backends.node_steps import ft_node_command, write_spec_command
 from orchestrator.backends.render_common import explicit_launch, job_env, profile_for
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
@@ -36,9 +43,10 @@ class ToyQueue(Backend):
                         ["toyq-submit", "--nodes", str(spec.launch.nodes),
                          f"{{dir}}/{filename}"])
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
-        return {"TOYQ_JOB": job_name, "TOYQ_LEADER": "127.0.0.1", "TOYQ_INDEX": str(rank),
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
+        leader = hosts.addresses[0] if hosts else "127.0.0.1"
+        return {"TOYQ_JOB": job_name, "TOYQ_LEADER": leader, "TOYQ_INDEX": str(rank),
                 "TOYQ_SIZE": str(nodes), "TOYQ_GPUS": str(gpus_per_node)}
 
     def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:

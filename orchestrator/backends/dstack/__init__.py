@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from orchestrator.backends.base import NodeVars, Rendered, SubmitTool
+from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.dstack.jobs import DstackJobs
 from trainer.contract.errors import UserError
 
@@ -44,9 +44,10 @@ class DstackBackend(DstackJobs):
     def nproc_shell(self, default_nproc: int | None) -> str:
         return f"${{{self.node_vars.nproc}:-$(({GPUS_TOTAL} / {self.node_vars.nnodes}))}}"
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
-        return {"DSTACK_RUN_NAME": job_name, "DSTACK_MASTER_NODE_IP": "127.0.0.1",
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
+        hosts = hosts or EmulatedHosts.shared(nodes)
+        return {"DSTACK_RUN_NAME": job_name, "DSTACK_MASTER_NODE_IP": hosts.addresses[0],
                 "DSTACK_NODE_RANK": str(rank), "DSTACK_NODES_NUM": str(nodes),
                 "DSTACK_GPUS_PER_NODE": str(gpus_per_node),
                 "DSTACK_GPUS_NUM": str(gpus_per_node * nodes)}

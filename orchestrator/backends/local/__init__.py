@@ -4,7 +4,7 @@ the emulated backend sets (`--emulate NAME`, any registered backend), through th
 
 from __future__ import annotations
 
-from orchestrator.backends.base import Backend, NodeVars
+from orchestrator.backends.base import Backend, EmulatedHosts, NodeVars
 
 DEFAULT_MASTER = "127.0.0.1"
 
@@ -25,10 +25,11 @@ class LocalBackend(Backend):
     def master_shell(self) -> str:
         return f'"${{{self.node_vars.master}:-{DEFAULT_MASTER}}}"'
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
         names = self.node_vars
-        return {names.master: DEFAULT_MASTER, names.rank: str(rank), names.nnodes: str(nodes),
+        master = hosts.names[0] if hosts else DEFAULT_MASTER  # isolated: found by name
+        return {names.master: master, names.rank: str(rank), names.nnodes: str(nodes),
                 names.nproc: str(gpus_per_node)}
 
 

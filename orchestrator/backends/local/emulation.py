@@ -3,23 +3,34 @@
 Each emulated node is a process running `ft node`, given the same variables the chosen
 backend (Slurm by default) sets on a real node, so the real launch path is exercised: ft
 node maps them, picks the fabric, and starts torchrun; the nodes rendezvous on localhost
-(gloo on CPU, NCCL on GPUs). The nodes live and stop as one job (node_group.py).
+(gloo on CPU, NCCL on GPUs). The nodes live and stop as one job (node_group.py). Where
+this host allows it they are isolated as a cluster's nodes are (own network, hostname,
+/tmp, pids, private directories; isolation.py), else they share the host and say so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.backends import get, names
+from orchestrator.backends.local.isolation import (
+    IsolatedNodes,
+    isolated_nodes,
+    unavailable_reason,
+)
 from orchestrator.backends.local.node_group import NodeGroup
 from orchestrator.backends.render_common import job_env, profile_for
 from orchestrator.output_files import write_atomic
 from orchestrator.process import spawn_group
 from orchestrator.spec.load import Spec
+from trainer.contract.errors import UserError
 from trainer.contract.launch import duration_seconds
 
 
@@ -35,12 +46,48 @@ def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:
     return ",".join(mine)
 
 
-def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...] = ()) -> int:
+def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...] = (),
+              isolate: bool | None = None) -> int:
     """Start every emulated node, stream their output prefixed, return the job's exit code.
-    `node_args` go to each node's `ft node` (`--doctor`: the pre-flight check only)."""
+    `node_args` go to each node's `ft node` (`--doctor`: the pre-flight check only);
+    `isolate`: None isolates the nodes where this host can (isolation.py), False never."""
+    reason = "--no-isolate" if isolate is False else unavailable_reason()
+    if isolate and reason:
+        raise UserError(f"ft launch --isolate: {reason}; drop --isolate to run the nodes "
+                        "on this host's shared network, /tmp and pids")
+    write_atomic(_spec_file(spec, workdir), spec.effective_text)
+    with _setup_stops_on_sigterm(), contextlib.ExitStack() as stack:
+        isolation = None
+        if reason is None:
+            isolation, reason = isolate_nodes(stack, spec, emulate, workdir, strict=bool(isolate))
+        if isolation is None:
+            print(f"ft launch: the {spec.launch.nodes} node(s) share this host (loopback, "
+                  f"/tmp, pids, every directory): {reason}", file=sys.stderr, flush=True)
+        else:
+            print(isolation.describe(), file=sys.stderr, flush=True)
+        return _run_nodes(spec, emulate, workdir, node_args, isolation)
+
+
+def isolate_nodes(stack: contextlib.ExitStack, spec: Spec, emulate: str, workdir: Path,
+                  strict: bool) -> tuple[IsolatedNodes | None, str | None]:
+    """(the isolated nodes, None), removed when `stack` closes; or (None, why not) where
+    this root may not make namespaces (an unprivileged container), unless `strict`."""
+    try:
+        return stack.enter_context(isolated_nodes(spec, workdir,
+                                                  get(emulate).shares_submit_dir)), None
+    except UserError as exc:
+        if strict:  # --isolate asked for it: no quiet fallback
+            raise
+        return None, str(exc)
+
+
+def _spec_file(spec: Spec, workdir: Path) -> Path:
+    return workdir / ".ft" / "local" / f"{spec.launch.name}.yaml"
+
+
+def _run_nodes(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...],
+               isolation: IsolatedNodes | None) -> int:
     launch = spec.launch
-    spec_file = workdir / ".ft" / "local" / f"{launch.name}.yaml"
-    write_atomic(spec_file, spec.effective_text)
     # This shell's own job variables (ft launch inside a Slurm allocation, say) must not
     # leak into the emulated nodes: each gets only the emulated backend's.
     foreign = tuple(prefix for name in names() for prefix in get(name).env_prefixes)
@@ -49,15 +96,23 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
     # (variables already set here still win, as they would in a submitting shell).
     base = {**job_env(spec, profile_for(spec)), **base}
     emulated = get(emulate)
+    hosts = isolation.hosts if isolation else None
     procs = []
     for rank in range(launch.nodes):
         env = {**base, **emulated.emulated_env(rank, launch.nodes, launch.gpus_per_node,
-                                               launch.name)}
+                                               launch.name, hosts=hosts)}
         devices = gpu_slice(rank, launch.gpus_per_node, os.environ.get("CUDA_VISIBLE_DEVICES"))
         if devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = devices
-        argv = [sys.executable, "-m", "orchestrator.cli", "node", str(spec_file), "--backend",
-                emulate, "--spec-sha256", spec.sha256, *node_args]
+        if isolation:
+            # NCCL tells hosts apart by hostname + boot id, and the isolated nodes share the
+            # boot id: it would try shared memory, which each node has privately. Its own
+            # host id makes NCCL go over eth0, as between real nodes.
+            env["NCCL_HOSTID"] = isolation.hosts.names[rank]
+        argv = [sys.executable, "-m", "orchestrator.cli", "node", str(_spec_file(spec, workdir)),
+                "--backend", emulate, "--spec-sha256", spec.sha256, *node_args]
+        if isolation:
+            argv = isolation.wrap(rank, argv)
         procs.append(spawn_group(argv, env, str(workdir), die_with_launcher=True))
     threads = [threading.Thread(target=_relay, args=(proc, f"[node{rank}] "), daemon=True)
                for rank, proc in enumerate(procs)]
@@ -67,6 +122,21 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
     for thread in threads:
         thread.join(timeout=5)
     return code
+
+
+@contextlib.contextmanager
+def _setup_stops_on_sigterm() -> Iterator[None]:
+    """A SIGTERM while the nodes are set up or torn down ends `ft launch` through its
+    `finally` blocks (so the network it made is removed); while the nodes run, NodeGroup
+    handles it instead (the nodes save and stop)."""
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _relay(proc: subprocess.Popen, prefix: str) -> None:

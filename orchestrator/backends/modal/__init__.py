@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from orchestrator.backends.base import STAGES, NodeVars, Rendered, SubmitTool
+from orchestrator.backends.base import STAGES, EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.modal import cluster_env
 from orchestrator.backends.modal.jobs import ModalJobs
 
@@ -48,10 +48,12 @@ class ModalBackend(ModalJobs):
     def master_shell(self) -> str:
         return f'"$(echo "${self.node_vars.master}" | head -n1)"'
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
-        # The same mapping the app runs on Modal's cluster info, for containers on localhost.
-        info = cluster_env.FixedCluster(rank, ["::1"] * nodes, ["127.0.0.1"] * nodes)
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
+        # The same mapping the app runs on Modal's cluster info, for emulated containers
+        # (each on its own private address when isolated, else on localhost).
+        hosts = hosts or EmulatedHosts.shared(nodes)
+        info = cluster_env.FixedCluster(rank, ["::1"] * nodes, list(hosts.addresses))
         return cluster_env.node_env(info, gpus_per_node)
 
 

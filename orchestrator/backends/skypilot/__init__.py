@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from orchestrator.backends.base import NodeVars, Rendered, SubmitTool
+from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.skypilot.jobs import SkyPilotJobs
 
 
@@ -29,10 +29,11 @@ class SkyPilotBackend(SkyPilotJobs):
     def master_shell(self) -> str:
         return f'"$(echo "${self.node_vars.master}" | head -n1)"'
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
+        hosts = hosts or EmulatedHosts.shared(nodes)
         return {"SKYPILOT_TASK_ID": job_name, "SKYPILOT_NODE_RANK": str(rank),
-                "SKYPILOT_NODE_IPS": "\n".join(["127.0.0.1"] * nodes),
+                "SKYPILOT_NODE_IPS": "\n".join(hosts.addresses),
                 "SKYPILOT_NUM_NODES": str(nodes),
                 "SKYPILOT_NUM_GPUS_PER_NODE": str(gpus_per_node)}
 

@@ -4,7 +4,7 @@ node list (master.py)."""
 
 from __future__ import annotations
 
-from orchestrator.backends.base import NodeVars, Rendered, SubmitTool
+from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.slurm.jobs import SlurmJobs
 
 
@@ -15,6 +15,7 @@ class SlurmBackend(SlurmJobs):
                          detect=("SLURM_JOB_ID",))
     tool = SubmitTool("sbatch", "run ft on a Slurm login node (sbatch must be on PATH)")
     env_prefixes = ("SLURM_", "SBATCH_")
+    shares_submit_dir = True  # Slurm has no volumes: jobs rely on a shared filesystem
     example = "ft launch spec.yaml --backend slurm --watch"
 
     def render(self, spec) -> Rendered:
@@ -33,14 +34,17 @@ class SlurmBackend(SlurmJobs):
     def master_shell(self) -> str:
         return f'"$(scontrol show hostnames "${self.node_vars.master}" | head -n1)"'
 
-    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int,
-                     job_name: str) -> dict[str, str]:
+    def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
+                     hosts: EmulatedHosts | None = None) -> dict[str, str]:
         import os
+
+        hosts = hosts or EmulatedHosts.shared(nodes)
 
         env = {"SLURM_JOB_ID": str(os.getpid()), "SLURM_JOB_NAME": job_name,
                "SLURM_NODEID": str(rank), "SLURM_PROCID": str(rank), "SLURM_LOCALID": "0",
                "SLURM_NNODES": str(nodes), "SLURM_JOB_NUM_NODES": str(nodes),
-               "SLURM_JOB_NODELIST": "localhost"}
+               # Node names, as Slurm gives them; ft node finds the master's address by name.
+               "SLURM_JOB_NODELIST": ",".join(dict.fromkeys(hosts.names))}
         if gpus_per_node:
             env["SLURM_GPUS_ON_NODE"] = str(gpus_per_node)
         return env

@@ -10,13 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.stream import tail_files
 from orchestrator.jobs.toolout import failure_text
 from orchestrator.process import Completed
+
+if TYPE_CHECKING:
+    from orchestrator.spec.load import Spec
 from trainer.contract.errors import UserError
+from trainer.contract.launch import duration_seconds
 
 # id, state, time used, node count, nodelist or (reason), restarts (requeues): -O because
 # -o has no restart count; a ":|" suffix makes the columns '|'-separated like -o's.
@@ -35,6 +40,7 @@ _STATES = {
 STATE_OF = {raw: state for state, raws in _STATES.items() for raw in raws}
 _OUTPUT_OPTION = re.compile(r"^#SBATCH\s+--(output|error)=(\S+)", re.MULTILINE)
 _KEY_VALUE = re.compile(r"(?:^|\s)([A-Za-z][\w/:]*)=(.*?)(?=\s[A-Za-z][\w/:]*=|\s*$)")
+_KILL_WAIT = re.compile(r"^KillWait\s*=\s*(\d+) sec", re.MULTILINE)
 _UNREACHABLE_HINT = ("run ft on a login node of the cluster, or point SLURM_CONF at its "
                      "slurm.conf; `scontrol ping` checks the controller")
 
@@ -110,6 +116,22 @@ class SlurmJobs(Backend):
             raise UserError(f"sbatch is installed but Slurm's controller does not answer:\n"
                             f"{failure_text(result)}\nTo fix: {_UNREACHABLE_HINT}.")
 
+
+    def cluster_notes(self, spec: Spec) -> list[str]:
+        """KillWait is how long Slurm waits between SIGTERM and SIGKILL on `scancel` (ft
+        cancel) and at the time limit itself; the ranks need launch.stop_grace. The
+        time-limit warning (--signal, stop_grace + 60 s ahead) is not affected."""
+        result = self.run_tool(["scontrol", "show", "config"])
+        match = _KILL_WAIT.search(result.stdout) if result.returncode == 0 else None
+        if match is None:
+            return []
+        kill_wait, grace = int(match.group(1)), duration_seconds(spec.launch.stop_grace)
+        if kill_wait >= grace:
+            return []
+        return [f"launch.stop_grace is {grace} s but this cluster's KillWait is {kill_wait} s: "
+                f"`ft cancel` (scancel) SIGKILLs the ranks {kill_wait} s after their SIGTERM, "
+                "so a save that takes longer is lost (the time-limit warning still leaves the "
+                f"whole grace); lower launch.stop_grace or ask for KillWait >= {grace}"]
 
     def parse_submit(self, result: Completed, rendered: Rendered, workdir: Path) -> Submitted:
         job_id = result.stdout.strip().splitlines()[-1].split(";")[0] if result.stdout else ""
