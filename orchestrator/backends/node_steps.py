@@ -38,11 +38,15 @@ def train_requirement() -> str:
     return f"{DISTRIBUTION}[train]=={__version__}"
 
 
+def pip_requirement(spec: Spec) -> str:
+    """What `install.method: pip` installs from the index."""
+    return spec.launch.install.package or train_requirement()
+
+
 def install_commands(spec: Spec) -> list[str]:
     """Commands before `ft node` (the shipped wheel installs in the node command itself)."""
     if install_method(spec) == "pip":
-        package = spec.launch.install.package or train_requirement()
-        return [f"python -m pip install --quiet {sh(package)}"]
+        return [f"python -m pip install --quiet {sh(pip_requirement(spec))}"]
     return []
 
 
@@ -68,15 +72,25 @@ def ft_node_command(spec: Spec, backend: str, files: Sequence[JobFile] = ()) -> 
     return " ".join(sh(part) for part in ft_node_argv(spec, backend, files))
 
 
+def with_shipped_ft(spec: Spec, argv: Sequence[str]) -> list[str]:
+    """An `ft ...` argv as the job runs it: with the shipped wheel, through the node
+    installer (it installs once per node, then execs the command from that environment),
+    so the command runs the exact ft that rendered the job; otherwise as it is."""
+    if install_method(spec) != "wheel":
+        return list(argv)
+    name = spec.launch.name
+    return ["python3", installer_in_job(name), wheels_in_job(name), train_requirement(),
+            "--", *argv]
+
+
+def node_argv(spec: Spec, backend: str, files: Sequence[JobFile]) -> list[str]:
+    return with_shipped_ft(spec, ft_node_argv(spec, backend, files))
+
+
 def node_command(spec: Spec, backend: str, files: Sequence[JobFile]) -> str:
     """`ft node ...`, or with the shipped wheel: the node installer (once per node), which
     then execs `ft node` from the environment it installed."""
-    argv = ft_node_argv(spec, backend, files)
-    if install_method(spec) == "wheel":
-        name = spec.launch.name
-        argv = ["python3", installer_in_job(name), wheels_in_job(name), train_requirement(),
-                "--", *argv]
-    return " ".join(sh(part) for part in argv)
+    return " ".join(sh(part) for part in node_argv(spec, backend, files))
 
 
 def pre_node_commands(spec: Spec) -> list[str]:

@@ -24,7 +24,7 @@ from trainer.contract.errors import UserError
 # dstack archives `files:` minus .gitignore matches, parents' included, unless a
 # .dstackignore re-includes them; SkyPilot syncs a workdir minus .skyignore, or without one,
 # .gitignore.
-_IGNORE_FILES = {".dstackignore": "# Written by ft: the job needs every file here.\n!*\n",
+IGNORE_FILES = {".dstackignore": "# Written by ft: the job needs every file here.\n!*\n",
                  ".skyignore": "# Written by ft: the job needs every file here.\n"}
 
 
@@ -53,7 +53,7 @@ def _write_bundle(plan: ShipPlan, final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        for name, text in _IGNORE_FILES.items():
+        for name, text in IGNORE_FILES.items():
             (scratch / name).write_text(text)
         if plan.spec_text is not None and plan.spec_path:
             _write(scratch / plan.spec_path, plan.spec_text)

@@ -10,13 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trainer.contract.data_paths import BUILDER_OF_EXT, looks_local
 from trainer.contract.errors import UserError
 from trainer.contract.training import DatasetSpec
 
-BUILDER_OF_EXT = {
-    ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv",
-    ".arrow": "arrow", ".txt": "text",
-}
 BUILDER_OF_DS_TYPE = {"json": "json", "jsonl": "json", "parquet": "parquet", "csv": "csv",
                       "arrow": "arrow", "text": "text"}
 
@@ -30,7 +27,7 @@ def load_spec(spec: DatasetSpec, where: str) -> Any:
     local = Path(spec.path).expanduser()
     if local.exists():
         ds = _load_local(spec, local, where)
-    elif _looks_local(spec.path):
+    elif looks_local(spec.path):
         raise DataSourceError(f"{where}.path: {spec.path!r} not found "
                               f"(looked for {local.resolve()})")
     else:
@@ -38,11 +35,6 @@ def load_spec(spec: DatasetSpec, where: str) -> Any:
     if spec.shards:
         ds = ds.shard(num_shards=spec.shards, index=0, contiguous=True)
     return ds
-
-
-def _looks_local(path: str) -> bool:
-    return (path.startswith((".", "/", "~")) or Path(path).suffix.lower() in BUILDER_OF_EXT
-            or path.lower().endswith((".json.gz", ".jsonl.gz")))
 
 
 def _load_local(spec: DatasetSpec, path: Path, where: str) -> Any:

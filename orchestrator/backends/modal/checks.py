@@ -2,7 +2,10 @@
 
 Facts from Modal's GPU guide (modal.com/docs/guide/gpu) and modal 1.6.4's `modal.clustered`
 docstring: the GPU types below, at most 8 GPUs per container (4 for A10), and a clustered
-(multi-node) function must take all 8 GPUs of its host and cannot be CPU-only.
+(multi-node) function must take all 8 GPUs of its host and cannot be CPU-only. A container
+sees its image and Volumes only: outputs off every Volume are lost, and a local model or
+dataset path must be readable there (inputs.py). A cluster profile or DeepSpeed file given
+by path ships with the job, as on the other backends.
 """
 
 from __future__ import annotations
@@ -11,11 +14,10 @@ import re
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
+from orchestrator.backends.modal.inputs import WORKDIR, input_problems
 from orchestrator.backends.render_common import Gpu, parse_gpu
 from orchestrator.spec.load import Spec
 from orchestrator.spec.yaml_source import line_of, load_yaml_with_lines
-from trainer.contract.deepspeed_files import SHIPPED_DIR
-from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.errors import Problem, SpecError
 
 # ft's GPU name (upper case) -> Modal's, for the types Modal offers. A100 alone is Modal's
@@ -48,7 +50,7 @@ def modal_gpu(gpu: Gpu) -> tuple[str | None, str | None]:
 def problems(spec: Spec) -> list[Problem]:
     """Every reason Modal cannot run this spec, each naming its YAML path (and line) and
     the fix."""
-    return _located(spec, _gpu_problems(spec) + _volume_problems(spec) + _file_problems(spec))
+    return _located(spec, _gpu_problems(spec) + _volume_problems(spec) + input_problems(spec))
 
 
 def check(spec: Spec) -> None:
@@ -92,7 +94,8 @@ def _volume_problems(spec: Spec) -> list[Problem]:
             found.append(Problem(f"launch.volumes[{index}].source", "Modal mounts its own named "
                                  "Volumes, not host paths or bucket URLs; give `name` (a Modal "
                                  "Volume, created if missing) instead"))
-    mounts = [PurePosixPath(v.path) for v in spec.launch.volumes if v.name]
+    mounts = [PurePosixPath(WORKDIR), *(PurePosixPath(v.path) for v in spec.launch.volumes
+                                        if v.name)]
     for key in ("output_dir", "dataset_prepared_path"):
         value = getattr(spec.training, key, None)
         path = PurePosixPath(value) if value else None
@@ -100,21 +103,6 @@ def _volume_problems(spec: Spec) -> list[Problem]:
             found.append(Problem(key, f"{value} is outside every Modal Volume, so it is lost "
                                  "when the container exits; make it relative (it then lands on "
                                  "the job's own Volume) or put it under a `launch.volumes` path"))
-    return found
-
-
-def _file_problems(spec: Spec) -> list[Problem]:
-    """Files only this machine has do not reach Modal's containers yet (ft ships its own
-    source only): a cluster profile or DeepSpeed config given by path."""
-    found = []
-    if spec.launch.cluster.endswith((".yaml", ".yml")) or "/" in spec.launch.cluster:
-        found.append(Problem("launch.cluster", "the Modal backend ships ft's own cluster "
-                             "profiles only; use a shipped profile name (tcp, infiniband, "
-                             "roce, aws-efa, auto)"))
-    deepspeed = spec.training.deepspeed
-    if deepspeed and resolve_deepspeed(deepspeed).parent != SHIPPED_DIR:
-        found.append(Problem("deepspeed", "the Modal backend ships ft's own DeepSpeed configs "
-                             "only; use one by name (zero1, zero2, zero3, zero3_offload)"))
     return found
 
 

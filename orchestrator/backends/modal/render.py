@@ -4,6 +4,11 @@ The submit argv runs the app's local entrypoint `launch`, which spawns the first
 returns: each stage, when it succeeds, spawns the next one, so the chain outlives the
 `modal run` that started it (a detached app keeps its spawned calls running) and no parent
 function has to outlast every stage.
+
+ft, the spec and its files reach the containers as on every backend: the render returns a
+ShipPlan, `ft launch` writes the bundle `<job>.ship/` beside the app, and the app adds it to
+its image. With `install.method: wheel` the image build runs the shared node installer on the
+shipped wheel, and every stage runs ft through that installer, as the other backends' nodes do.
 """
 
 from __future__ import annotations
@@ -11,9 +16,17 @@ from __future__ import annotations
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.modal import checks
 from orchestrator.backends.modal.cluster_env import GPUS_PER_NODE, NODE_IPS, NUM_NODES, RANK
+from orchestrator.backends.modal.inputs import WORKDIR, input_notes, job_volume
 from orchestrator.backends.modal.markers import APP_ID_MARK, RESULT_MARK
-from orchestrator.backends.modal.ship import DEFAULT_IMAGE, requirements
-from orchestrator.backends.node_steps import ft_node_argv, install_method, spec_path_in_job
+from orchestrator.backends.node_steps import (
+    default_image,
+    install_method,
+    node_argv,
+    pip_requirement,
+    spec_path_in_job,
+    train_requirement,
+    with_shipped_ft,
+)
 from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
@@ -22,14 +35,31 @@ from orchestrator.backends.render_common import (
     regenerate_command,
     size_gb,
 )
-from orchestrator.rendering import header_lines, render_template
+from orchestrator.rendering import header_lines, render_template, sh
+from orchestrator.shipping.bundle import IGNORE_FILES
+from orchestrator.shipping.job_files import job_files
+from orchestrator.shipping.layout import (
+    ShipPlan,
+    bundle_name,
+    installer_in_job,
+    job_prefix,
+    wheels_in_job,
+)
 from orchestrator.spec.load import Spec
 from trainer.contract.launch import duration_seconds
 
 NAME = "modal"
 DEFAULT_STAGES = ("preprocess", "train")
 MAX_TIMEOUT_S = 24 * 3600  # Modal's longest function timeout
-WORKDIR = "/workspace"  # the job's own Volume; relative spec paths land on it
+# In the image: the bundle `ft launch` writes beside the app (`<job>.ship/`), mounted when a
+# container starts (a new spec or file needs no image rebuild); and ft's wheel + installer,
+# copied into a layer and installed at build time, so a container never installs ft and the
+# same wheel reuses the built image.
+SHIPPED = "/ft-ship"
+INSTALLED = "/ft-install"
+# install_ft.py's node cache, inside the image: the stages' installer finds the build's
+# install there (its default, $TMPDIR, is not a place an image keeps).
+NODE_CACHE = "/opt/ft-node-cache"
 
 
 def app_filename(spec: Spec) -> str:
@@ -50,12 +80,15 @@ def render(spec: Spec) -> Rendered:
     submit = submit_argv(filename)
     gpu = parse_gpu(spec, NAME, required=True)
     gpu_type = checks.modal_gpu(gpu)[0] if gpu else None
+    shipped = job_files(spec, absolute_ok=False)
+    method = install_method(spec)
     text = render_template(
         "modal.app.py.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME)),
+        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
+                            [(f.path, f.sha256) for f in shipped]),
         submit=" ".join(part.replace("{dir}", ".") for part in submit),
         explicit_command=explicit_launch(spec, NAME),
-        node_vars=(NODE_IPS, RANK, NUM_NODES, GPUS_PER_NODE),
+        node_vars={"ips": NODE_IPS, "rank": RANK, "nodes": NUM_NODES, "gpus": GPUS_PER_NODE},
         filename=filename,
         name=launch.name,
         nodes=launch.nodes,
@@ -63,39 +96,49 @@ def render(spec: Spec) -> Rendered:
         train_gpu=f"{gpu_type}:{launch.gpus_per_node}" if gpu_type else None,
         one_gpu=gpu_type,
         rdma=profile_for(spec).fabric != "tcp",
-        image=launch.image or DEFAULT_IMAGE,
-        ship_ft=_ships_ft(spec),
-        package=launch.install.package,
-        requirements=requirements(),
+        # The default image every backend uses, not one of Modal's own: the installer is
+        # proven on it, its torch satisfies ft's, and Modal pulls public nvcr.io images
+        # (python and pip on PATH, which Modal needs) like any registry's.
+        image=launch.image or default_image(),
+        method=method,
+        bundle=bundle_name(launch.name),
+        shipped_dir=SHIPPED,
+        ignore=sorted(IGNORE_FILES),
+        job_prefix=job_prefix(launch.name),
+        installed_dir=INSTALLED,
+        node_cache=NODE_CACHE,
+        build_install=_build_install(spec),
+        pip_requirement=pip_requirement(spec),
         env=job_env(spec, profile_for(spec)),
         secrets=launch.secrets,
         volumes=[(v.path, v.name) for v in launch.volumes if v.name],
-        job_volume=f"ft-{launch.name}",
+        job_volume=job_volume(spec),
         workdir=WORKDIR,
         cpu=launch.cpus_per_node,
         memory_mb=size_gb(launch.memory) * 1024 if launch.memory else None,
         timeout=_timeout(spec, notes),
         retries=_retries(spec, notes),
         spec_path=spec_path_in_job(spec),
-        spec_text=spec.effective_text,
-        spec_sha256=spec.sha256,
-        node_argv=ft_node_argv(spec, NAME),
+        ft=with_shipped_ft(spec, ["ft"]),
+        node_argv=node_argv(spec, NAME, shipped),
         merge=spec.training.adapter is not None,
         result_mark=RESULT_MARK,
         app_id_mark=APP_ID_MARK,
         default_stages=",".join(DEFAULT_STAGES),
     )
     _notes(spec, gpu, notes)
-    return Rendered(NAME, {filename: text}, submit, notes)
+    notes += input_notes(spec)
+    plan = ShipPlan(launch.name, "bundle", tuple(shipped), method == "wheel",
+                    spec.effective_text, spec_path_in_job(spec))
+    return Rendered(NAME, {filename: text}, submit, notes, plan)
 
 
-def _ships_ft(spec: Spec) -> bool:
-    """The image has ft (`install.method: image` with a `launch.image`), a package names
-    it (`install.package`), or ft ships its own source into the image."""
-    method = install_method(spec)
-    if method == "image" and spec.launch.image:
-        return False
-    return spec.launch.install.package is None
+def _build_install(spec: Spec) -> str:
+    """The image build step: the node installer every backend runs, on the copied wheel."""
+    name = spec.launch.name
+    argv = ["python3", f"{INSTALLED}/{installer_in_job(name)}",
+            f"{INSTALLED}/{wheels_in_job(name)}", train_requirement()]
+    return " ".join(sh(part) for part in argv)
 
 
 def _timeout(spec: Spec, notes: list[str]) -> int:
