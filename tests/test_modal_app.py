@@ -1,12 +1,16 @@
 """The rendered Modal app, read back by the real `modal` package (offline, no account): each
 stage function's GPU, Volumes, secrets, timeout, retries and cluster size against the spec;
-what Modal cannot run is refused at `ft validate --backend modal`; `--stage` picks stages."""
+what Modal cannot run is refused at `ft validate --backend modal`; `--stage` picks stages;
+the image carries the bundle `ft launch` ships and installs ft's wheel when it is built."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,12 +21,15 @@ import yaml
 from orchestrator.backends import get
 from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
 from orchestrator.backends.modal.jobs import result_line
-from orchestrator.backends.modal.render import app_filename
-from orchestrator.backends.modal.ship import DEFAULT_IMAGE
+from orchestrator.backends.modal.render import INSTALLED, NODE_CACHE, SHIPPED, app_filename
+from orchestrator.backends.node_steps import DEFAULT_IMAGE, train_requirement
+from orchestrator.shipping import bundle
+from orchestrator.shipping.bundle import ship
+from orchestrator.shipping.wheel import build_wheel, wheel_name
 from orchestrator.spec.load import load_spec, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.specs import example_id, example_specs, renders
-from tests.support.modal_app import resolve, settings
+from tests.support.modal_app import image_steps, resolve, settings
 from trainer.contract.launch import duration_seconds
 
 MODAL = get("modal")
@@ -30,11 +37,49 @@ EXAMPLES = [spec for spec in example_specs() if renders(spec, "modal")]
 PLANTED = "planted-secret-value-0451"
 
 
-def _write_app(spec, directory: Path) -> Path:
-    ((name, text),) = MODAL.render(spec).files.items()
+@pytest.fixture(scope="module")
+def ft_wheel(tmp_path_factory) -> Path:
+    """ft's real wheel, built once for the module (a build takes a while on 2 cores)."""
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(autouse=True)
+def _reuse_the_wheel(ft_wheel, monkeypatch):
+    """`ship()` copies the module's wheel instead of building the same bytes again (a
+    rebuild of unchanged sources is byte-identical: test_shipping checks it)."""
+    def copy(dest: Path) -> Path:
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(ft_wheel, dest / ft_wheel.name))
+
+    monkeypatch.setattr(bundle, "build_wheel", copy)
+
+
+def _write_app(spec, directory: Path, shipped: bool = True) -> Path:
+    """The rendered app and, as `ft launch` writes it before `modal run`, its bundle."""
+    rendered = MODAL.render(spec)
+    ((name, text),) = rendered.files.items()
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     path.write_text(text)
+    if shipped:
+        ship(rendered.ship, directory)
     return path
+
+
+def _expected_image(spec, directory: Path, image: str) -> list:
+    """The image a spec with the default `install.method: wheel` gets: the shipped wheel
+    and installer copied into a layer and installed there by the shared node installer,
+    then the whole bundle mounted at start."""
+    job = spec.launch.name
+    ours = [f".ft/{job}/install_ft.py", f".ft/{job}/wheels/{wheel_name()}"]
+    installer, wheels = f"{INSTALLED}/.ft/{job}/install_ft.py", f"{INSTALLED}/.ft/{job}/wheels"
+    shipped = sorted([f".ft/{job}.yaml", *ours, *(f.path for f in MODAL.render(spec).ship.files)])
+    return [f"FROM {image}", f"ENV FT_NODE_CACHE={NODE_CACHE}",
+            ("copy", directory / f"{job}.ship/.ft/{job}", f"{INSTALLED}/.ft/{job}",
+             [f"{INSTALLED}/{path}" for path in ours]),
+            f"RUN {shlex.join(['python3', installer, wheels, train_requirement()])}",
+            ("mount", directory / f"{job}.ship", SHIPPED,
+             [f"{SHIPPED}/{path}" for path in shipped])]
 
 
 @pytest.mark.parametrize("spec_path", EXAMPLES, ids=example_id)
@@ -49,10 +94,13 @@ def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypa
     if launch.secrets:  # names only; modal reads the values at `modal run`
         assert f"modal.Secret.from_local_environ({launch.secrets!r})" in text
     assert type(resolve(app_file, "launch")).__name__ == "LocalEntrypoint"
-    image = launch.image or DEFAULT_IMAGE
-    assert f"modal.Image.from_registry({image!r})" in text
-    if not launch.image:  # a public image gets ft's own source
-        assert '.add_local_python_source("orchestrator", "trainer")' in text
+    # Every stage runs in the image that carries the bundle and the installed wheel.
+    app = _load(app_file)
+    assert image_steps(app.image) == _expected_image(spec, tmp_path, launch.image or DEFAULT_IMAGE)
+    installer = app.FT_NODE[:5]
+    assert installer == ["python3", f".ft/{launch.name}/install_ft.py",
+                         f".ft/{launch.name}/wheels", train_requirement(), "--"]
+    assert [*installer, "ft"] == app.FT and app.FT_NODE[5:7] == ["ft", "node"]
     # A cluster's ranks and addresses come from modal's own call (it exists in modal).
     assert ("modal.experimental.get_cluster_info()" in text) == (launch.nodes > 1)
 
@@ -87,8 +135,9 @@ def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypa
 
 def _spec(tmp_path: Path, **launch) -> Path:
     data = yaml.safe_load((REPO / "examples/llama-3.1-8b-lora.yaml").read_text())
-    if "deepspeed" in launch:  # a training key
-        data["deepspeed"] = launch.pop("deepspeed")
+    for key in ("deepspeed", "base_model", "datasets"):  # training keys
+        if key in launch:
+            data[key] = launch.pop(key)
     data["launch"].update(launch)
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -105,8 +154,12 @@ def _spec(tmp_path: Path, **launch) -> Path:
      "named Volumes"),
     ({"volumes": [{"name": "my data", "path": "/data"}]}, "launch.volumes[0].name",
      "at most 64 letters"),
-    ({"cluster": "./my-profile.yaml"}, "launch.cluster", "shipped profile name"),
-    ({"deepspeed": "./my-zero.json"}, "deepspeed", "DeepSpeed configs only"),
+    ({"base_model": "/models/llama"}, "base_model", "/models/llama is on no Modal Volume "
+     "and not in the default image"),
+    ({"datasets": [{"path": "~/data.jsonl", "type": "alpaca"}]}, "datasets[0].path",
+     "so no container can read it"),
+    ({"datasets": [{"path": "../data.jsonl", "type": "alpaca"}]}, "datasets[0].path",
+     "../data.jsonl leaves the job's Volume ft-llama31-8b-lora"),
 ])
 def test_validate_refuses_what_modal_cannot_run(tmp_path, launch, field, phrase):
     result = run_ft("validate", str(_spec(tmp_path, **launch)), "--backend", "modal")
@@ -116,8 +169,7 @@ def test_validate_refuses_what_modal_cannot_run(tmp_path, launch, field, phrase)
     assert phrase in result.stderr
     assert "Traceback" not in result.stderr
     # The same spec is fine for a backend that can run it (the refusal is Modal's alone).
-    if field not in ("launch.cluster", "deepspeed"):
-        assert run_ft("validate", str(_spec(tmp_path, **launch))).returncode == 0
+    assert run_ft("validate", str(_spec(tmp_path, **launch))).returncode == 0
 
 
 def test_output_outside_every_volume_is_refused(tmp_path):
@@ -163,7 +215,11 @@ def test_each_stage_starts_the_next_and_only_the_last_reports(tmp_path, monkeypa
 def _import_app(spec, tmp_path: Path, monkeypatch):
     for name in spec.launch.secrets:
         monkeypatch.setenv(name, PLANTED)
-    module_spec = importlib.util.spec_from_file_location("app", _write_app(spec, tmp_path))
+    return _load(_write_app(spec, tmp_path))
+
+
+def _load(app_file: Path):
+    module_spec = importlib.util.spec_from_file_location("app", app_file)
     app = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(app)
     return app
@@ -196,6 +252,7 @@ def test_rendered_stages_report_their_result_where_ft_reads_it(tmp_path, monkeyp
     """The app's own stage wrapper, run here: its result line is what `ft status` parses."""
     spec = load_spec("examples/llama-3.1-8b-lora.yaml", for_launch=True)
     app = _import_app(spec, tmp_path, monkeypatch)
+    monkeypatch.setattr(app, "SHIPPED", str(tmp_path / "llama31-8b-lora.ship"))
     monkeypatch.setattr(app, "WORKDIR", str(tmp_path / "volume"))
     monkeypatch.setattr(app, "VOLUMES", {})  # nothing to commit off Modal
     app._stage("merge-lora", "", ["true"])
@@ -257,3 +314,134 @@ def test_readme_modal_flow_is_four_commands_that_work(tmp_path, in_repo):
         assert shown.stdout.rstrip().splitlines()[-1] == (
             f"modal run --detach {tmp_path}/{app_filename(spec)}::launch --stages {stages}")
     assert logs == ["ft", "logs", spec.launch.name, "-f"]  # ft finds a job by its name
+
+
+def _job_with_files(tmp_path: Path, monkeypatch, **launch) -> Path:
+    """The tiny example with a custom cluster profile and a DeepSpeed JSON given by path,
+    launched from tmp_path (paths in a spec are relative to the launch directory)."""
+    profile = yaml.safe_load((REPO / "clusters/tcp.yaml").read_text())
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({**profile, "name": "mine"}))
+    (tmp_path / "ds").mkdir()
+    shutil.copy(REPO / "trainer/deepspeed_configs/zero2.json", tmp_path / "ds/z2.json")
+    data = yaml.safe_load((REPO / "examples/llama-3.1-8b-lora.yaml").read_text())
+    data["deepspeed"] = "ds/z2.json"
+    data["launch"].update({"cluster": "mine.yaml", "secrets": [], **launch})
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "spec.yaml"
+
+
+def test_custom_profile_and_deepspeed_file_ship_with_the_app(tmp_path, monkeypatch):
+    """Given by path, they ship in the bundle like on every backend (Modal refused them while
+    it shipped ft's source), and `ft node` is told their hashes."""
+    spec_file = _job_with_files(tmp_path, monkeypatch)
+    assert run_ft("validate", str(spec_file), "--backend", "modal").returncode == 0
+    spec = load_spec(spec_file, for_launch=True)
+    app = _load(_write_app(spec, tmp_path / "out"))
+    mounted = image_steps(app.image)[-1]
+    assert {f"{SHIPPED}/mine.yaml", f"{SHIPPED}/ds/z2.json"} <= set(mounted[3])
+    for name in ("mine.yaml", "ds/z2.json"):
+        digest = hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()
+        assert f"{name}={digest}" in app.FT_NODE
+
+
+def test_stages_run_the_ft_that_the_image_build_installed(tmp_path, monkeypatch, capfd):
+    """The image build and a stage, run here with the shipped bundle: the build step installs
+    the wheel; the stage lays the bundle out in the job's Volume and runs ft through the same
+    installer, which reuses that install (no install in the container) and execs this ft."""
+    spec = load_spec(_job_with_files(tmp_path, monkeypatch), for_launch=True)
+    app = _load(_write_app(spec, tmp_path / "out"))
+    bundle_dir = tmp_path / "out" / "llama31-8b-lora.ship"
+    build = [step for step in image_steps(app.image) if str(step).startswith("RUN ")]
+    assert len(build) == 1
+    # The copy layer puts the bundle's .ft/<job> at INSTALLED (checked for every example).
+    command = build[0].removeprefix("RUN ").replace(INSTALLED, str(bundle_dir))
+    env = {**os.environ, "FT_NODE_CACHE": str(tmp_path / "image-cache"), "PIP_NO_INDEX": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    built = subprocess.run(command, shell=True, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert f"installed {wheel_name()}" in built.stderr
+    for key in ("FT_NODE_CACHE", "PIP_NO_INDEX", "PATH"):
+        monkeypatch.setenv(key, env[key])
+    volume = tmp_path / "volume"
+    stale = volume / ".ft/llama31-8b-lora/wheels/ft_finetune-0.0.1-py3-none-any.whl"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an earlier launch's wheel")
+    # The container's SHIPPED: what modal's mount of the bundle uploads (its ignores applied).
+    shipped = tmp_path / "container-ship"
+    for remote in image_steps(app.image)[-1][3]:
+        relative = remote.removeprefix(f"{SHIPPED}/")
+        (shipped / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(bundle_dir / relative, shipped / relative)
+    monkeypatch.setattr(app, "SHIPPED", str(shipped))
+    monkeypatch.setattr(app, "WORKDIR", str(volume))
+    monkeypatch.setattr(app, "VOLUMES", {})  # nothing to commit off Modal
+    app._start_stage()
+    assert (volume / app.SPEC_PATH).read_text() == spec.effective_text
+    assert (volume / "ds/z2.json").is_file() and (volume / "mine.yaml").is_file()
+    assert not stale.exists() and not (volume / ".dstackignore").exists()
+    capfd.readouterr()
+    app._run([*app.FT, "version"])
+    out, err = capfd.readouterr()
+    assert "is already installed in" in err and "reusing it" in err, err
+    assert out.strip().splitlines()[-1] == train_requirement().rsplit("==", 1)[1]
+
+
+@pytest.mark.parametrize(("method", "build"), [
+    ("pip", [f"RUN python -m pip install {shlex.quote(train_requirement())}"]),
+    ("image", []),
+])
+def test_install_method_pip_or_image_runs_ft_as_it_is(tmp_path, monkeypatch, method, build):
+    """pip: the image build installs the package from the index (once per image); image:
+    `launch.image` has ft. Either way no wheel ships, the stages run plain `ft`, and the
+    bundle still brings the spec and its files."""
+    spec_file = _job_with_files(tmp_path, monkeypatch, image="example.org/ft:1",
+                                install={"method": method})
+    rendered = MODAL.render(load_spec(spec_file, for_launch=True))
+    assert rendered.ship.wheel is False
+    app = _load(_write_app(load_spec(spec_file, for_launch=True), tmp_path / "out"))
+    assert image_steps(app.image) == ["FROM example.org/ft:1", *build, (
+        "mount", tmp_path / "out/llama31-8b-lora.ship", SHIPPED,
+        [f"{SHIPPED}/.ft/llama31-8b-lora.yaml", f"{SHIPPED}/ds/z2.json", f"{SHIPPED}/mine.yaml"])]
+    assert app.FT == ["ft"] and app.FT_NODE[:2] == ["ft", "node"]
+
+
+def test_the_app_maps_cluster_info_as_ft_node_and_emulation_do(tmp_path, monkeypatch, in_repo):
+    """The image's Python cannot import ft, so the app spells the mapping out: it must stay
+    the one `--emulate modal` runs (cluster_env.node_env)."""
+    app = _import_app(load_spec("examples/llama-3.1-8b-lora.yaml", for_launch=True), tmp_path,
+                      monkeypatch)
+    for info in (FixedCluster(1, ["fdaa::1", "fdaa::2"], []),
+                 FixedCluster(0, ["fdaa::1", "fdaa::2"], ["10.0.0.1", "10.0.0.2"]),
+                 app._OneContainer()):
+        assert app._node_env(info) == node_env(info, app.GPUS_PER_NODE)
+
+
+def test_an_app_without_its_bundle_says_how_to_write_it(tmp_path, in_repo):
+    """`ft render -o DIR` alone writes no bundle: `modal run` on that file stops with the fix
+    instead of failing to upload a directory that is not there."""
+    app_file = _write_app(load_spec("examples/tiny/tiny.yaml", for_launch=True), tmp_path,
+                          shipped=False)
+    with pytest.raises(SystemExit, match=r"tiny\.ship is missing: .*--ship"):
+        _load(app_file)
+
+
+def test_local_model_and_data_paths_say_where_the_container_reads_them(tmp_path):
+    """ft ships no data on any backend: a relative path is read from the job's Volume (the
+    note gives the upload command), one under a `launch.volumes` mount from that Volume, and
+    an absolute one elsewhere from `launch.image` (noted) or refused (no image has it)."""
+    tiny = MODAL.render(load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True))
+    (note,) = [n for n in tiny.notes if "ships no data" in n]
+    for path in ("examples/tiny/data/alpaca.jsonl", "examples/tiny/model"):
+        assert f"`modal volume put ft-tiny {path} {path}`" in note
+    assert "`modal volume create ft-tiny`" in note
+    on_volume = _spec(tmp_path, base_model="/models/llama",
+                      volumes=[{"name": "models", "path": "/models"}])
+    assert run_ft("validate", str(on_volume), "--backend", "modal").returncode == 0
+    in_image = load_spec(_spec(tmp_path, base_model="/models/llama", image="example.org/x:1"),
+                         for_launch=True)
+    assert "`base_model`: /models/llama is on no Modal Volume, so it must be in " \
+        "`launch.image` (example.org/x:1)" in MODAL.render(in_image).notes
+    hub = load_spec(REPO / "examples/llama-3.1-8b-lora.yaml", for_launch=True)
+    assert not [n for n in MODAL.render(hub).notes if "ships no data" in n]

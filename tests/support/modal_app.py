@@ -12,6 +12,7 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+from modal._image import LATEST_IMAGE_BUILDER_VERSION
 from modal._utils.async_utils import synchronizer
 from modal.cli.import_refs import import_and_filter, parse_import_ref
 
@@ -48,6 +49,37 @@ def settings(function) -> FunctionSettings:
         gpu=spec.gpus, volumes=volumes, secret_names=secrets, timeout=closure["timeout"],
         retries=retry.retries if retry is not None else 0, cluster_size=closure["cluster_size"],
         rdma=closure["rdma"], cpu=spec.cpu, memory=spec.memory)
+
+
+def image_steps(image) -> list[tuple]:
+    """The image's build, base first, as modal holds it before building: Dockerfile lines
+    (`FROM ...`, `ENV ...`, `RUN ...`, as modal's latest image builder writes them), and each
+    local directory it adds: ("copy", local_dir, remote_path, files) baked into a layer
+    (copy=True), ("mount", local_dir, remote_path, files) added when a container starts;
+    `files` are the remote paths modal would upload (its ignore patterns applied)."""
+    layers = []
+    raw = synchronizer._translate_in(image)
+    while raw is not None:
+        closure = inspect.getclosurevars(raw._load).nonlocals
+        if "mount" in closure:  # a copy=False layer: the base image plus a mount
+            layers.append([_directory("mount", closure["mount"])])
+            raw = closure["base_image"]
+            continue
+        commands = closure["dockerfile_function"](LATEST_IMAGE_BUILDER_VERSION).commands
+        function = closure["context_mount_function"]
+        context = function(LATEST_IMAGE_BUILDER_VERSION) if function else None
+        layer = [line for line in commands if line != "FROM base" and not line.startswith("COPY")]
+        if context is not None:
+            layer.append(_directory("copy", context))
+        layers.append(layer)
+        raw = next(iter(closure["base_images"].values()), None)
+    return [step for layer in reversed(layers) for step in layer]
+
+
+def _directory(kind: str, mount) -> tuple:
+    (entry,) = mount._entries
+    files = sorted(str(remote) for _, remote in entry.get_files_to_upload())
+    return kind, entry.local_dir, str(entry.remote_path), files
 
 
 def _secret_keys(secret) -> list[str]:
