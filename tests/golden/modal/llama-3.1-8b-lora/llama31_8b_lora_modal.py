@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import modal
 import modal.experimental
@@ -21,66 +23,10 @@ import modal.experimental
 APP_NAME = 'llama31-8b-lora'
 WORKDIR = '/workspace'  # the job's Volume: relative paths in the spec land here
 SPEC_PATH = '.ft/llama31-8b-lora.yaml'
-FT_NODE = ['ft', 'node', '.ft/llama31-8b-lora.yaml', '--backend', 'modal', '--spec-sha256', 'f3d9bc82b89961fa5d3361ccee9872a488eeb8ba15b05755d05e6ca58b98ebe3']
-SPEC_TEXT = (  # the spec exactly as ft rendered it (after command-line overrides)
-    'base_model: meta-llama/Llama-3.1-8B-Instruct\n'
-    'tokenizer_type: AutoTokenizer\n'
-    'datasets:\n'
-    '- path: yahma/alpaca-cleaned\n'
-    '  type: alpaca\n'
-    'dataset_prepared_path: ./prepared/llama-3.1-8b-lora\n'
-    'val_set_size: 0.02\n'
-    'output_dir: ./outputs/llama-3.1-8b-lora\n'
-    'adapter: lora\n'
-    'lora_r: 16\n'
-    'lora_alpha: 32\n'
-    'lora_dropout: 0.05\n'
-    'lora_target_linear: true\n'
-    'sequence_len: 4096\n'
-    'sample_packing: true\n'
-    'flash_attention: true\n'
-    'micro_batch_size: 4\n'
-    'gradient_accumulation_steps: 2\n'
-    'num_epochs: 2\n'
-    'optimizer: adamw_torch_fused\n'
-    'lr_scheduler: cosine\n'
-    'learning_rate: 0.0002\n'
-    'warmup_ratio: 0.03\n'
-    'bf16: auto\n'
-    'tf32: true\n'
-    'gradient_checkpointing: true\n'
-    'evals_per_epoch: 4\n'
-    'saves_per_epoch: 2\n'
-    'save_total_limit: 3\n'
-    'resume_from_checkpoint: auto\n'
-    'special_tokens:\n'
-    '  pad_token: <|finetune_right_pad_id|>\n'
-    'launch:\n'
-    '  name: llama31-8b-lora\n'
-    '  nodes: 1\n'
-    '  gpus_per_node: 8\n'
-    '  gpu: H100:80GB\n'
-    '  disk: 300GB\n'
-    '  cluster: auto\n'
-    '  secrets:\n'
-    '  - HF_TOKEN\n'
-    '  - WANDB_API_KEY\n'
-    '  env:\n'
-    '    HF_HUB_ENABLE_HF_TRANSFER: 1\n'
-    '  volumes:\n'
-    '  - name: ft-checkpoints\n'
-    '    path: /checkpoints\n'
-    '  max_duration: 12h\n'
-    '  slurm:\n'
-    '    partition: gpu\n'
-    "    time: '12:00:00'\n"
-    '  skypilot:\n'
-    '    cloud: aws\n'
-    '  dstack:\n'
-    '    backends:\n'
-    '    - aws\n'
-    '    - gcp\n'
-)
+# `ft` as every stage runs it: through the node installer, which finds ft
+# installed in the image (by the wheel shipped with this file) and execs it from there.
+FT = ['python3', '.ft/llama31-8b-lora/install_ft.py', '.ft/llama31-8b-lora/wheels', 'ft-finetune[train]==0.1.0', '--', 'ft']
+FT_NODE = ['python3', '.ft/llama31-8b-lora/install_ft.py', '.ft/llama31-8b-lora/wheels', 'ft-finetune[train]==0.1.0', '--', 'ft', 'node', '.ft/llama31-8b-lora.yaml', '--backend', 'modal', '--spec-sha256', 'f3d9bc82b89961fa5d3361ccee9872a488eeb8ba15b05755d05e6ca58b98ebe3']
 NODES = 1
 GPUS_PER_NODE = 8
 ENV = {
@@ -90,36 +36,28 @@ ENV = {
     'PYTHONUNBUFFERED': '1',
     'HF_HUB_ENABLE_HF_TRANSFER': '1',
 }
+# What `ft launch` shipped beside this file: the spec, the files it points to and ft's
+# wheel, laid out like the job's directory. In the container it is at SHIPPED.
+BUNDLE = Path(__file__).parent / 'llama31-8b-lora.ship'
+SHIPPED = '/ft-ship'
+if modal.is_local() and not BUNDLE.is_dir():
+    raise SystemExit(f"{BUNDLE} is missing: `ft launch` writes it before `modal run`; to run "
+                     "this file yourself, write it with `ft render SPEC --backend modal -o "
+                     "DIR --ship`")
 
 app = modal.App(APP_NAME)
 
-image = modal.Image.from_registry('pytorch/pytorch:2.7.1-cuda12.8-cudnn9-devel')
-# ft itself: its dependencies, an `ft` command, and the source of the ft that rendered this
-# file (read from this machine by `modal run`).
+image = modal.Image.from_registry('nvcr.io/nvidia/pytorch:25.04-py3')
+# ft itself: the wheel of the ft that rendered this file, installed at image build time by
+# the installer every backend's nodes run, so each container starts with it (a new wheel
+# builds a new image; the same wheel reuses it).
 image = (
-    image.pip_install(
-        'jinja2>=3.1',
-        'pyyaml>=6.0',
-        'typer>=0.12',
-        'pydantic>=2.7',
-        'torch>=2.6',
-        'transformers>=5.17',
-        'peft>=0.21',
-        'accelerate>=1.15',
-        'bitsandbytes>=0.45',
-        'datasets>=3.0',
-    )
-    .run_commands("printf '#!/bin/sh\\nexec python -m orchestrator.cli \"$@\"\\n' "
-                  "> /usr/local/bin/ft && chmod +x /usr/local/bin/ft")
-    .env({"PYTHONPATH": "/root"})
-    .add_local_python_source("orchestrator", "trainer")
+    image.env({"FT_NODE_CACHE": '/opt/ft-node-cache'})
+    .add_local_dir(BUNDLE / '.ft/llama31-8b-lora', '/ft-install/.ft/llama31-8b-lora', copy=True)
+    .run_commands("python3 /ft-install/.ft/llama31-8b-lora/install_ft.py /ft-install/.ft/llama31-8b-lora/wheels 'ft-finetune[train]==0.1.0'")
 )
-if modal.is_local():
-    from orchestrator.resources import data_dir
-    from trainer.contract.deepspeed_files import SHIPPED_DIR
-
-    image = image.add_local_dir(data_dir("clusters"), "/root/orchestrator/clusters").add_local_dir(
-        SHIPPED_DIR, "/root/trainer/deepspeed_configs")
+# Mounted at start: a changed spec or file needs no image rebuild.
+image = image.add_local_dir(BUNDLE, SHIPPED, ignore=['.dstackignore', '.skyignore'])
 
 VOLUMES = {
     WORKDIR: modal.Volume.from_name('ft-llama31-8b-lora', create_if_missing=True),
@@ -133,15 +71,20 @@ NODE = dict()
 
 
 def _start_stage() -> None:
-    """Every stage works in the job's Volume, on the exact spec ft rendered."""
-    os.makedirs(os.path.join(WORKDIR, os.path.dirname(SPEC_PATH)), exist_ok=True)
+    """Every stage works in the job's Volume, with what ft shipped at the paths the spec
+    gives (as in every backend's job directory): the exact spec ft rendered, its files,
+    and ft's wheel with its installer."""
+    # An earlier launch's ft: the installer wants exactly the one wheel shipped now.
+    shutil.rmtree(os.path.join(WORKDIR, '.ft/llama31-8b-lora'), ignore_errors=True)
+    shutil.copytree(SHIPPED, WORKDIR, dirs_exist_ok=True)
     os.chdir(WORKDIR)
-    with open(SPEC_PATH, "w") as handle:
-        handle.write(SPEC_TEXT)
 
 
 def _run(argv: list[str], extra_env: dict[str, str] | None = None) -> None:
     print(f"ft-modal: {' '.join(argv)}", flush=True)
+    if shutil.which(argv[0]) is None:
+        raise RuntimeError(f"{argv[0]} is not on PATH in this container; use an image that has "
+                           "it, or set `launch.install.method: wheel` (the default)")
     code = subprocess.run(argv, env={**os.environ, **(extra_env or {})}).returncode
     for volume in VOLUMES.values():
         volume.commit()  # the next stage (another container) reads what this one wrote
@@ -170,29 +113,44 @@ def _stage(name: str, rest: str, argv: list[str], extra_env: dict[str, str] | No
         _then(rest)
 
 
+class _OneContainer:
+    """The cluster info of a function that is not clustered: rank 0, its own master."""
+
+    rank = 0
+    container_ips = ["::1"]
+    container_ipv4_ips = ["127.0.0.1"]
+
+
+def _node_env(info) -> dict[str, str]:
+    """Modal's cluster info as the variables `ft node` reads. The mapping of ft's
+    orchestrator/backends/modal/cluster_env.py (which `--emulate modal` runs), spelled out
+    because the Python that runs this file is the image's, where ft is not importable."""
+    addresses = list(info.container_ipv4_ips) or list(info.container_ips)
+    return {'FT_MODAL_NODE_RANK': str(info.rank), 'FT_MODAL_NODE_IPS': "\n".join(addresses),
+            'FT_MODAL_NUM_NODES': str(len(addresses)), 'FT_MODAL_GPUS_PER_NODE': str(GPUS_PER_NODE)}
+
+
 @app.function(**COMMON, retries=0)
 def preprocess(then: str = "") -> None:
-    _stage("preprocess", then, ["ft", "preprocess", SPEC_PATH])
+    _stage("preprocess", then, [*FT, "preprocess", SPEC_PATH])
 
 
 @app.function(**COMMON, **NODE, retries=0, gpu='H100:8')
 def train(then: str = "") -> None:
-    from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
-
-    info = FixedCluster()
+    info = _OneContainer()
     # Every container trains; only rank 0 passes on to the next stage.
-    _stage("train", then, FT_NODE, node_env(info, GPUS_PER_NODE), passes_on=info.rank == 0)
+    _stage("train", then, FT_NODE, _node_env(info), passes_on=info.rank == 0)
 
 
 @app.function(**COMMON, retries=0, gpu='H100')
 def merge_lora(then: str = "") -> None:
-    _stage("merge-lora", then, ["ft", "merge-lora", SPEC_PATH])
+    _stage("merge-lora", then, [*FT, "merge-lora", SPEC_PATH])
 
 
 @app.function(**COMMON, gpu='H100')
 def inference(prompt: str, max_new_tokens: int = 128) -> None:
     _start_stage()
-    _run(["ft", "inference", SPEC_PATH, "--prompt", prompt,
+    _run([*FT, "inference", SPEC_PATH, "--prompt", prompt,
           "--max-new-tokens", str(max_new_tokens)])
 
 

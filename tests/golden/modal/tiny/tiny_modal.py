@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
 
 import modal
 import modal.experimental
@@ -21,54 +23,10 @@ import modal.experimental
 APP_NAME = 'tiny'
 WORKDIR = '/workspace'  # the job's Volume: relative paths in the spec land here
 SPEC_PATH = '.ft/tiny.yaml'
-FT_NODE = ['ft', 'node', '.ft/tiny.yaml', '--backend', 'modal', '--spec-sha256', 'a42226a2e1aa073a0e7bc85eb472886dbe5e3027d538e38a4283305a542496a4']
-SPEC_TEXT = (  # the spec exactly as ft rendered it (after command-line overrides)
-    'base_model: ./examples/tiny/model\n'
-    'datasets:\n'
-    '- path: ./examples/tiny/data/alpaca.jsonl\n'
-    '  type: alpaca\n'
-    '- path: ./examples/tiny/data/chat.jsonl\n'
-    '  type: chat_template\n'
-    '  field_messages: messages\n'
-    'chat_template: chatml\n'
-    'dataset_prepared_path: ./outputs/tiny/prepared\n'
-    'val_set_size: 0.1\n'
-    'output_dir: ./outputs/tiny\n'
-    'adapter: lora\n'
-    'lora_r: 8\n'
-    'lora_alpha: 16\n'
-    'lora_target_linear: true\n'
-    'sequence_len: 256\n'
-    'sample_packing: true\n'
-    'attn_implementation: sdpa\n'
-    'micro_batch_size: 4\n'
-    'gradient_accumulation_steps: 1\n'
-    'max_steps: 30\n'
-    'learning_rate: 0.02\n'
-    'optimizer: adamw_torch\n'
-    'lr_scheduler: cosine\n'
-    'warmup_steps: 3\n'
-    'bf16: false\n'
-    'logging_steps: 5\n'
-    'eval_steps: 10\n'
-    'save_steps: 10\n'
-    'save_total_limit: 2\n'
-    'resume_from_checkpoint: auto\n'
-    'launch:\n'
-    '  name: tiny\n'
-    '  nodes: 1\n'
-    '  gpus_per_node: 0\n'
-    '  cpus_per_node: 2\n'
-    '  memory: 3GB\n'
-    '  disk: 20GB\n'
-    '  shm_size: 1GB\n'
-    '  cluster: tcp\n'
-    '  env:\n'
-    '    OMP_NUM_THREADS: 1\n'
-    '  max_duration: 30m\n'
-    '  slurm:\n'
-    '    exclusive: false\n'
-)
+# `ft` as every stage runs it: through the node installer, which finds ft
+# installed in the image (by the wheel shipped with this file) and execs it from there.
+FT = ['python3', '.ft/tiny/install_ft.py', '.ft/tiny/wheels', 'ft-finetune[train]==0.1.0', '--', 'ft']
+FT_NODE = ['python3', '.ft/tiny/install_ft.py', '.ft/tiny/wheels', 'ft-finetune[train]==0.1.0', '--', 'ft', 'node', '.ft/tiny.yaml', '--backend', 'modal', '--spec-sha256', 'a42226a2e1aa073a0e7bc85eb472886dbe5e3027d538e38a4283305a542496a4']
 NODES = 1
 GPUS_PER_NODE = 0
 ENV = {
@@ -81,36 +39,28 @@ ENV = {
     'NCCL_NSOCKS_PERTHREAD': '4',
     'OMP_NUM_THREADS': '1',
 }
+# What `ft launch` shipped beside this file: the spec, the files it points to and ft's
+# wheel, laid out like the job's directory. In the container it is at SHIPPED.
+BUNDLE = Path(__file__).parent / 'tiny.ship'
+SHIPPED = '/ft-ship'
+if modal.is_local() and not BUNDLE.is_dir():
+    raise SystemExit(f"{BUNDLE} is missing: `ft launch` writes it before `modal run`; to run "
+                     "this file yourself, write it with `ft render SPEC --backend modal -o "
+                     "DIR --ship`")
 
 app = modal.App(APP_NAME)
 
-image = modal.Image.from_registry('pytorch/pytorch:2.7.1-cuda12.8-cudnn9-devel')
-# ft itself: its dependencies, an `ft` command, and the source of the ft that rendered this
-# file (read from this machine by `modal run`).
+image = modal.Image.from_registry('nvcr.io/nvidia/pytorch:25.04-py3')
+# ft itself: the wheel of the ft that rendered this file, installed at image build time by
+# the installer every backend's nodes run, so each container starts with it (a new wheel
+# builds a new image; the same wheel reuses it).
 image = (
-    image.pip_install(
-        'jinja2>=3.1',
-        'pyyaml>=6.0',
-        'typer>=0.12',
-        'pydantic>=2.7',
-        'torch>=2.6',
-        'transformers>=5.17',
-        'peft>=0.21',
-        'accelerate>=1.15',
-        'bitsandbytes>=0.45',
-        'datasets>=3.0',
-    )
-    .run_commands("printf '#!/bin/sh\\nexec python -m orchestrator.cli \"$@\"\\n' "
-                  "> /usr/local/bin/ft && chmod +x /usr/local/bin/ft")
-    .env({"PYTHONPATH": "/root"})
-    .add_local_python_source("orchestrator", "trainer")
+    image.env({"FT_NODE_CACHE": '/opt/ft-node-cache'})
+    .add_local_dir(BUNDLE / '.ft/tiny', '/ft-install/.ft/tiny', copy=True)
+    .run_commands("python3 /ft-install/.ft/tiny/install_ft.py /ft-install/.ft/tiny/wheels 'ft-finetune[train]==0.1.0'")
 )
-if modal.is_local():
-    from orchestrator.resources import data_dir
-    from trainer.contract.deepspeed_files import SHIPPED_DIR
-
-    image = image.add_local_dir(data_dir("clusters"), "/root/orchestrator/clusters").add_local_dir(
-        SHIPPED_DIR, "/root/trainer/deepspeed_configs")
+# Mounted at start: a changed spec or file needs no image rebuild.
+image = image.add_local_dir(BUNDLE, SHIPPED, ignore=['.dstackignore', '.skyignore'])
 
 VOLUMES = {
     WORKDIR: modal.Volume.from_name('ft-tiny', create_if_missing=True),
@@ -123,15 +73,20 @@ NODE = dict(cpu=2, memory=3072)
 
 
 def _start_stage() -> None:
-    """Every stage works in the job's Volume, on the exact spec ft rendered."""
-    os.makedirs(os.path.join(WORKDIR, os.path.dirname(SPEC_PATH)), exist_ok=True)
+    """Every stage works in the job's Volume, with what ft shipped at the paths the spec
+    gives (as in every backend's job directory): the exact spec ft rendered, its files,
+    and ft's wheel with its installer."""
+    # An earlier launch's ft: the installer wants exactly the one wheel shipped now.
+    shutil.rmtree(os.path.join(WORKDIR, '.ft/tiny'), ignore_errors=True)
+    shutil.copytree(SHIPPED, WORKDIR, dirs_exist_ok=True)
     os.chdir(WORKDIR)
-    with open(SPEC_PATH, "w") as handle:
-        handle.write(SPEC_TEXT)
 
 
 def _run(argv: list[str], extra_env: dict[str, str] | None = None) -> None:
     print(f"ft-modal: {' '.join(argv)}", flush=True)
+    if shutil.which(argv[0]) is None:
+        raise RuntimeError(f"{argv[0]} is not on PATH in this container; use an image that has "
+                           "it, or set `launch.install.method: wheel` (the default)")
     code = subprocess.run(argv, env={**os.environ, **(extra_env or {})}).returncode
     for volume in VOLUMES.values():
         volume.commit()  # the next stage (another container) reads what this one wrote
@@ -160,29 +115,44 @@ def _stage(name: str, rest: str, argv: list[str], extra_env: dict[str, str] | No
         _then(rest)
 
 
+class _OneContainer:
+    """The cluster info of a function that is not clustered: rank 0, its own master."""
+
+    rank = 0
+    container_ips = ["::1"]
+    container_ipv4_ips = ["127.0.0.1"]
+
+
+def _node_env(info) -> dict[str, str]:
+    """Modal's cluster info as the variables `ft node` reads. The mapping of ft's
+    orchestrator/backends/modal/cluster_env.py (which `--emulate modal` runs), spelled out
+    because the Python that runs this file is the image's, where ft is not importable."""
+    addresses = list(info.container_ipv4_ips) or list(info.container_ips)
+    return {'FT_MODAL_NODE_RANK': str(info.rank), 'FT_MODAL_NODE_IPS': "\n".join(addresses),
+            'FT_MODAL_NUM_NODES': str(len(addresses)), 'FT_MODAL_GPUS_PER_NODE': str(GPUS_PER_NODE)}
+
+
 @app.function(**COMMON, retries=0)
 def preprocess(then: str = "") -> None:
-    _stage("preprocess", then, ["ft", "preprocess", SPEC_PATH])
+    _stage("preprocess", then, [*FT, "preprocess", SPEC_PATH])
 
 
 @app.function(**COMMON, **NODE, retries=0)
 def train(then: str = "") -> None:
-    from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
-
-    info = FixedCluster()
+    info = _OneContainer()
     # Every container trains; only rank 0 passes on to the next stage.
-    _stage("train", then, FT_NODE, node_env(info, GPUS_PER_NODE), passes_on=info.rank == 0)
+    _stage("train", then, FT_NODE, _node_env(info), passes_on=info.rank == 0)
 
 
 @app.function(**COMMON, retries=0)
 def merge_lora(then: str = "") -> None:
-    _stage("merge-lora", then, ["ft", "merge-lora", SPEC_PATH])
+    _stage("merge-lora", then, [*FT, "merge-lora", SPEC_PATH])
 
 
 @app.function(**COMMON)
 def inference(prompt: str, max_new_tokens: int = 128) -> None:
     _start_stage()
-    _run(["ft", "inference", SPEC_PATH, "--prompt", prompt,
+    _run([*FT, "inference", SPEC_PATH, "--prompt", prompt,
           "--max-new-tokens", str(max_new_tokens)])
 
 
