@@ -445,3 +445,29 @@ def test_local_model_and_data_paths_say_where_the_container_reads_them(tmp_path)
         "`launch.image` (example.org/x:1)" in MODAL.render(in_image).notes
     hub = load_spec(REPO / "examples/llama-3.1-8b-lora.yaml", for_launch=True)
     assert not [n for n in MODAL.render(hub).notes if "ships no data" in n]
+
+
+def test_readme_says_how_ft_and_the_data_reach_modal(tmp_path, in_repo):
+    """The README's Modal paragraphs on shipping, each claim against what ft does: the
+    render/launch notes carry the upload commands, `ft render --ship` writes the bundle the
+    app needs; the image steps and install methods are checked by the tests above."""
+    readme = (REPO / "README.md").read_text()
+    section = " ".join(readme[readme.index("## Modal\n"):readme.index("## Getting ft")].split())
+    for claim in ("`ft launch` writes the bundle `<name>.ship/` beside the app",
+                  "The image build installs the shipped wheel with the node installer",
+                  "is mounted when a container starts, so changing them rebuilds nothing",
+                  "runs `ft` through the same installer",
+                  "`install: {method: pip}` installs the package when the image is built",
+                  "write the bundle with `ft render --backend modal -o DIR --ship`",
+                  "ft ships no data or models, on Modal as on every backend",
+                  "`ft render` and `ft launch` print the `modal volume put` commands"):
+        assert claim in section, claim
+    rendered = run_ft("render", "examples/tiny/tiny.yaml", "--backend", "modal", "-o",
+                      str(tmp_path), "--ship")
+    assert rendered.returncode == 0, rendered.stderr
+    put = "`modal volume put ft-tiny examples/tiny/model examples/tiny/model`"
+    assert put in rendered.stderr
+    app = _load(tmp_path / "tiny_modal.py")  # the bundle is there: the app loads
+    assert image_steps(app.image)[-1][1] == tmp_path / "tiny.ship"
+    launched = run_ft("launch", "examples/tiny/tiny.yaml", "--backend", "modal", "--dry-run")
+    assert launched.returncode == 0 and put in launched.stderr
