@@ -2,9 +2,10 @@
 
 Modal sets no rank or peer variables of its own: a clustered function asks
 `modal.experimental.get_cluster_info()` (rank, container_ips, container_ipv4_ips) at run time.
-The rendered app passes that object here and runs `ft node` with the result; `--emulate
-modal` builds the same object for emulated containers, so both go through this one mapping.
-Torch-free and modal-free: it only reads the three attributes.
+`--emulate modal` builds the same object for emulated containers and maps it here. The
+rendered app runs on the image's own Python, where ft is not importable, so it spells the same
+mapping out (`_node_env` in templates/modal.app.py.j2); tests/test_modal_app.py holds the two
+equal. Torch-free and modal-free: it only reads the three attributes.
 """
 
 from __future__ import annotations
