@@ -30,6 +30,7 @@ from orchestrator.spec.load import load_spec, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.specs import example_id, example_specs, renders
 from tests.support.modal_app import image_steps, resolve, settings
+from trainer.contract.errors import SpecError
 from trainer.contract.launch import duration_seconds
 
 MODAL = get("modal")
@@ -471,3 +472,23 @@ def test_readme_says_how_ft_and_the_data_reach_modal(tmp_path, in_repo):
     assert image_steps(app.image)[-1][1] == tmp_path / "tiny.ship"
     launched = run_ft("launch", "examples/tiny/tiny.yaml", "--backend", "modal", "--dry-run")
     assert launched.returncode == 0 and put in launched.stderr
+
+
+@pytest.mark.parametrize(("cluster", "words"), [
+    ("ABSOLUTE", "is an absolute path on this machine"),
+    ("../mine.yaml", "leaves the directory `ft launch` runs in"),
+])
+def test_a_file_that_cannot_ship_is_refused_like_on_dstack(tmp_path, monkeypatch, cluster,
+                                                          words):
+    """Modal ships files by their path relative to the launch directory, as dstack and
+    SkyPilot do (README: they refuse absolute paths and `..`)."""
+    job = tmp_path / "job"
+    job.mkdir()
+    spec_file = _job_with_files(job, monkeypatch)
+    shutil.copy(job / "mine.yaml", tmp_path / "mine.yaml")
+    value = str(job / "mine.yaml") if cluster == "ABSOLUTE" else cluster
+    spec_file.write_text(spec_file.read_text().replace("cluster: mine.yaml",
+                                                       f"cluster: {value}"))
+    with pytest.raises(SpecError, match=re.escape(words)) as caught:
+        MODAL.render(load_spec(spec_file, for_launch=True))
+    assert "launch.cluster" in str(caught.value)
