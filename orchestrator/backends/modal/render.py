@@ -105,6 +105,7 @@ def render(spec: Spec) -> Rendered:
         shipped_dir=SHIPPED,
         ignore=sorted(IGNORE_FILES),
         job_prefix=job_prefix(launch.name),
+        wheels=wheels_in_job(launch.name),
         installed_dir=INSTALLED,
         node_cache=NODE_CACHE,
         build_install=_build_install(spec),

@@ -77,8 +77,11 @@ def _start_stage() -> None:
     """Every stage works in the job's Volume, with what ft shipped at the paths the spec
     gives (as in every backend's job directory): the exact spec ft rendered, its files,
     and ft's wheel with its installer."""
-    # An earlier launch's ft: the installer wants exactly the one wheel shipped now.
-    shutil.rmtree(os.path.join(WORKDIR, '.ft/llama3-70b-qlora'), ignore_errors=True)
+    # An earlier launch's wheel goes: the installer wants exactly the one shipped now. Only
+    # that file, not the directory: a cluster's containers lay the bundle out side by side.
+    wheels, shipped = os.path.join(WORKDIR, '.ft/llama3-70b-qlora/wheels'), os.path.join(SHIPPED, '.ft/llama3-70b-qlora/wheels')
+    for name in set(os.listdir(wheels) if os.path.isdir(wheels) else ()) - set(os.listdir(shipped)):
+        os.remove(os.path.join(wheels, name))
     shutil.copytree(SHIPPED, WORKDIR, dirs_exist_ok=True)
     os.chdir(WORKDIR)
 
