@@ -336,7 +336,8 @@ def test_custom_profile_and_deepspeed_file_ship_with_the_app(tmp_path, monkeypat
     """Given by path, they ship in the bundle like on every backend (Modal refused them while
     it shipped ft's source), and `ft node` is told their hashes."""
     spec_file = _job_with_files(tmp_path, monkeypatch)
-    assert run_ft("validate", str(spec_file), "--backend", "modal").returncode == 0
+    checked = run_ft("validate", str(spec_file), "--backend", "modal", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
     spec = load_spec(spec_file, for_launch=True)
     app = _load(_write_app(spec, tmp_path / "out"))
     mounted = image_steps(app.image)[-1]
