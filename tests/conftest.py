@@ -27,9 +27,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     validator_prep.run_validator_tests_last(items)
 
 
-def pytest_configure(config: pytest.Config) -> None:
+def pytest_sessionstart(session: pytest.Session) -> None:
     """Under pytest-xdist (`-n`), the controller builds the validators' venvs and says so on
-    the terminal (workers have none); the workers' fixtures wait on the venv's lock."""
+    the terminal (workers have none); the workers' fixtures wait on the venv's lock. Here,
+    not at configure time: only now are xdist's scheduler and the terminal registered."""
+    config = session.config
     if validator_prep.is_xdist_controller(config) and not config.option.collectonly:
         validator_prep.start(list(validator_prep.FIXTURE_PINS.values()),
                              validator_prep.terminal_say(config), announce_done=True)
