@@ -221,6 +221,20 @@ class Backend:
         except FileNotFoundError:
             raise self._not_on_path(argv[0]) from None
 
+    def tool_log_lines(self, argv: Sequence[str], follow: bool) -> Iterator[str]:
+        """A job's log through the backend's own logs command: streamed while following,
+        else run once, its colour codes removed, a failure reported with the tool's words."""
+        from orchestrator.jobs.toolout import failure_text, plain
+        from orchestrator.process import stream_cmd
+
+        if follow:
+            yield from stream_cmd(list(argv))
+            return
+        result = self.run_tool(argv)
+        if result.returncode != 0:
+            raise UserError(f"{' '.join(argv[:3])} failed:\n{failure_text(result)}")
+        yield from plain(result.stdout).splitlines()
+
     def _not_on_path(self, program: str) -> UserError:
         how = self.tool.how_to_get if self.tool else "install it"
         return UserError(f"`{program}` is not on PATH, so ft cannot reach {self.name}. "

@@ -17,7 +17,7 @@ from orchestrator.backends.modal.markers import APP_ID_MARK, RESULT_MARK
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.table import format_seconds
 from orchestrator.jobs.toolout import failure_text, json_after_chatter, plain
-from orchestrator.process import Completed, stream_cmd
+from orchestrator.process import Completed
 from trainer.contract.errors import UserError
 
 # modal/cli/app.py APP_STATE_TO_MESSAGE, as `modal app list --json` prints them.
@@ -103,13 +103,7 @@ class ModalJobs(Backend):
 
     def log_lines(self, record: JobRecord, follow: bool) -> Iterator[str]:
         argv = ["modal", "app", "logs", record.job_id, *(["--follow"] if follow else [])]
-        if follow:
-            yield from stream_cmd(argv)
-            return
-        result = self.run_tool(argv)
-        if result.returncode != 0:
-            raise UserError(f"modal app logs failed:\n{failure_text(result)}")
-        yield from plain(result.stdout).splitlines()
+        return self.tool_log_lines(argv, follow)
 
     def cancel(self, record: JobRecord) -> str:
         result = self.run_tool(["modal", "app", "stop", record.job_id, "--yes"])

@@ -13,7 +13,7 @@ from orchestrator.backends.base import Backend, Rendered, Submitted
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.table import format_seconds
 from orchestrator.jobs.toolout import failure_text, json_after_chatter, plain
-from orchestrator.process import Completed, stream_cmd
+from orchestrator.process import Completed
 from trainer.contract.errors import UserError
 
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus values.
@@ -128,14 +128,7 @@ class SkyPilotJobs(Backend):
         return ["sky", "logs", str(record.cluster), record.job_id, flag]
 
     def log_lines(self, record: JobRecord, follow: bool) -> Iterator[str]:
-        argv = self._logs_argv(record, follow)
-        if follow:
-            yield from stream_cmd(argv)
-            return
-        result = self.run_tool(argv)
-        if result.returncode != 0:
-            raise UserError(f"{' '.join(argv[:3])} failed:\n{failure_text(result)}")
-        yield from plain(result.stdout).splitlines()
+        return self.tool_log_lines(self._logs_argv(record, follow), follow)
 
     def cancel(self, record: JobRecord) -> str:
         argv = (["sky", "jobs", "cancel", record.job_id, "--yes"] if record.managed else
