@@ -133,6 +133,17 @@ def _parent_pid(pid: int) -> int | None:
         return None
 
 
+def pid_exists(pid: int) -> bool:
+    """A process with this pid exists (someone else's counts: kill(0) is then refused)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def signal_pids(pids: Sequence[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):  # it exited meanwhile

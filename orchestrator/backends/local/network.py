@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from orchestrator.process import run_cmd
+from orchestrator.process import pid_exists, run_cmd
 from trainer.contract.errors import UserError
 
 PREFIX = "ftlocal"
@@ -77,7 +77,7 @@ def sweep_stale() -> list[str]:
     """Remove the namespaces of earlier launches whose launcher no longer runs (killed
     with SIGKILL, so its own cleanup never ran); returns their names."""
     stale = [name for name in list_namespaces()
-             if (match := _OWN_NAME.match(name)) and not _alive(int(match.group(1)))]
+             if (match := _OWN_NAME.match(name)) and not pid_exists(int(match.group(1)))]
     if stale:
         run_cmd(["ip", "-force", "-batch", "-"],
                 input_text="".join(f"netns del {name}\n" for name in stale))
@@ -88,16 +88,6 @@ def list_namespaces() -> list[str]:
     result = run_cmd(["ip", "netns", "list"])
     # Lines read `name` or `name (id: 3)`.
     return [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ip(namespace: str | None, commands: list[str]) -> None:
