@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.backends.node_steps import train_argv
 from orchestrator.clusters import ClusterProfile, load_profile
 from orchestrator.node.launch_line import explicit_command
+from orchestrator.rendering import header_lines
+from orchestrator.shipping.job_files import JobFile
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.launch import duration_seconds
@@ -87,6 +90,18 @@ def regenerate_command(spec: Spec, backend: str) -> str:
     for key, value in sorted(spec.overrides.items()):
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return shlex.join(argv)
+
+
+def job_header(spec: Spec, backend: str, shipped: Sequence[JobFile]) -> list[str]:
+    """The rendered file's header: ft, the spec and its hash, how to regenerate, and the
+    hash of every file shipped with the job."""
+    return header_lines(spec.source, spec.sha256, regenerate_command(spec, backend),
+                        [(f.path, f.sha256) for f in shipped])
+
+
+def shown_submit(submit_argv: Sequence[str]) -> str:
+    """The submit command as the header shows it: run from the rendered files' directory."""
+    return " ".join(part.replace("{dir}", ".") for part in submit_argv)
 
 
 def explicit_launch(spec: Spec, backend: str) -> str:

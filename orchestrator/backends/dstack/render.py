@@ -15,11 +15,12 @@ from orchestrator.backends.node_steps import (
 from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
+    job_header,
     parse_gpu,
     profile_for,
-    regenerate_command,
+    shown_submit,
 )
-from orchestrator.rendering import header_lines, render_template
+from orchestrator.rendering import render_template
 from orchestrator.shipping.job_files import JobFile, job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name, job_prefix
 from orchestrator.spec.load import Spec
@@ -47,11 +48,10 @@ def render(spec: Spec) -> Rendered:
     wheel = install_method(spec) == "wheel"
     text = render_template(
         "dstack.task.yml.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
-                            [(f.path, f.sha256) for f in shipped]),
+        header=job_header(spec, NAME, shipped),
         bundle=bundle_name(launch.name),
         files=_file_mappings(spec, shipped, wheel),
-        submit=" ".join(part.replace("{dir}", ".") for part in submit),
+        submit=shown_submit(submit),
         explicit_command=explicit_launch(spec, NAME),
         name=launch.name,
         nodes=launch.nodes,

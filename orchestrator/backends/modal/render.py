@@ -30,12 +30,13 @@ from orchestrator.backends.node_steps import (
 from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
+    job_header,
     parse_gpu,
     profile_for,
-    regenerate_command,
+    shown_submit,
     size_gb,
 )
-from orchestrator.rendering import header_lines, render_template, sh
+from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.bundle import IGNORE_FILES
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import (
@@ -84,9 +85,8 @@ def render(spec: Spec) -> Rendered:
     method = install_method(spec)
     text = render_template(
         "modal.app.py.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
-                            [(f.path, f.sha256) for f in shipped]),
-        submit=" ".join(part.replace("{dir}", ".") for part in submit),
+        header=job_header(spec, NAME, shipped),
+        submit=shown_submit(submit),
         explicit_command=explicit_launch(spec, NAME),
         node_vars={"ips": NODE_IPS, "rank": RANK, "nodes": NUM_NODES, "gpus": GPUS_PER_NODE},
         filename=filename,

@@ -16,11 +16,12 @@ from orchestrator.backends.node_steps import (
 from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
+    job_header,
     parse_gpu,
     profile_for,
-    regenerate_command,
+    shown_submit,
 )
-from orchestrator.rendering import header_lines, render_template
+from orchestrator.rendering import render_template
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name
 from orchestrator.spec.load import Spec
@@ -54,9 +55,8 @@ def render(spec: Spec) -> Rendered:
                      "preemption; set managed to let SkyPilot relaunch it")
     text = render_template(
         "skypilot.task.yaml.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
-                            [(f.path, f.sha256) for f in shipped]),
-        submit=" ".join(part.replace("{dir}", ".") for part in submit),
+        header=job_header(spec, NAME, shipped),
+        submit=shown_submit(submit),
         explicit_command=explicit_launch(spec, NAME),
         name=launch.name,
         nodes=launch.nodes,

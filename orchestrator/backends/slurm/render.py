@@ -13,13 +13,13 @@ from orchestrator.backends.node_steps import (
 from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
+    job_header,
     profile_for,
-    regenerate_command,
     size_gb,
     slurm_time,
     slurm_time_seconds,
 )
-from orchestrator.rendering import header_lines, render_template, sh
+from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan
 from orchestrator.spec.load import Spec
@@ -44,8 +44,7 @@ def render(spec: Spec) -> Rendered:
     wheel = install_method(spec) == "wheel"
     text = render_template(
         "slurm.sbatch.j2",
-        header=header_lines(spec.source, spec.sha256, regenerate_command(spec, NAME),
-                            [(f.path, f.sha256) for f in shipped]),
+        header=job_header(spec, NAME, shipped),
         sbatch=_sbatch_options(spec, notes),
         explicit_command=explicit_launch(spec, NAME),
         workdir=slurm.workdir,
