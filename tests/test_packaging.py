@@ -57,3 +57,17 @@ def test_distribution_name_is_ours_everywhere():
     readme = (REPO / "README.md").read_text()
     assert f"the distribution is `{DISTRIBUTION}`" in readme
     assert "'ft[" not in readme and "ft[train]" not in readme.replace(f"{DISTRIBUTION}[", "")
+
+
+def test_readme_test_row_and_command_match_pyproject_and_ci() -> None:
+    """The README's `[test]` row names every tool the extra adds, and its test command is
+    the one CI runs verbatim (`-n auto` needs pytest-xdist, which the extra pulls)."""
+    readme = (REPO / "README.md").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    tools = [re.split(r"[<>=\[ ]", req)[0] for req in extras["test"] if "[" not in req]
+    row = next(line for line in readme.splitlines() if line.startswith("| `pip install '.[test]'`"))
+    assert all(tool in row for tool in tools), (tools, row)
+    command = re.search(r"Run the tests:\n\n```bash\n(.+)\n```", readme).group(1)
+    ci_lines = (REPO / ".ci" / "run").read_text().splitlines()
+    assert command in ci_lines and "pytest-xdist" in tools
