@@ -34,19 +34,27 @@ def install(out_path: str) -> None:
     import torch
     from transformers import Trainer, TrainerCallback
 
-    cuda = torch.cuda.is_available()
+    # Asked at the first callback, not here: in torchrun's workers this runs from
+    # sitecustomize, before ft picks the rank's device.
+    cuda_state: list[bool] = []
+
+    def cuda() -> bool:
+        if not cuda_state:
+            cuda_state.append(torch.cuda.is_available())
+        return cuda_state[0]
+
     rec: dict = {"step_s": [], "step_end_t": [], "useful": [], "batch_tokens": [], "loss": [],
                  "useful_source": None, "peak_alloc_gib": None, "peak_reserved_gib": None}
     lengths: collections.deque = collections.deque()
 
     def sync() -> None:
-        if cuda:
+        if cuda():
             torch.cuda.synchronize()
 
     class Probe(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             sync()
-            if cuda:
+            if cuda():
                 torch.cuda.reset_peak_memory_stats()
             rec["train_begin_s"] = time.perf_counter() - T0
 
@@ -65,7 +73,7 @@ def install(out_path: str) -> None:
             rec["train_end_s"] = time.perf_counter() - T0
             rec["global_step"] = state.global_step
             rec["gradient_accumulation_steps"] = args.gradient_accumulation_steps
-            if cuda:
+            if cuda():
                 rec["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
                 rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
             with open(out_path, "w") as f:

@@ -45,6 +45,8 @@ import threading
 import time
 from pathlib import Path
 
+import multi_gpu
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 
@@ -78,19 +80,33 @@ CASES = {
 #       liger / noliger = liger_kernel true / false (default: Liger where installed);
 #       cce = cut_cross_entropy: true; nolorak = lora_*_kernel false (peft's own LoRA
 #       forward). `ft:ATTN` also sets attn_implementation.
+#       `ft@NxG`: N emulated nodes of G GPUs (`ft launch --backend local`), FSDP2 unless
+#       `+ddp` (transformers' DDP); `+iso` isolates the nodes (own netns: NCCL over veth).
 #   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
-MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak"},
+MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "ddp", "iso"},
              "baseline": {"liger", "nockpt"}}
 
 
 def parse_tool(tool: str) -> tuple[str, str | None, set[str]]:
-    """'ft:flex_attention+liger' -> ('ft', 'flex_attention', {'liger'})."""
+    """'ft:flex_attention@1x2+liger' -> ('ft', 'flex_attention', {'liger'})."""
     name, *mods = tool.split("+")
-    base, _, attn = name.partition(":")
+    base, _, attn = name.split("@")[0].partition(":")
     unknown = set(mods) - MODIFIERS.get(base, set())
     if base not in MODIFIERS or unknown:
         raise SystemExit(f"unknown tool {tool!r} (modifiers {sorted(unknown)})")
     return base, attn or None, set(mods)
+
+
+def tool_topology(tool: str) -> tuple[int, int] | None:
+    """'ft@2x1+ddp' -> (2, 1); None for a single-process tool."""
+    name = tool.split("+")[0]
+    return multi_gpu.topology(name.split("@")[1]) if "@" in name else None
+
+
+def single_gpu_tool(tool: str) -> str:
+    """The one-GPU run a multi-GPU tool scales from: 'ft@1x2+ddp+ckpt' -> 'ft+ckpt'."""
+    name, *mods = tool.split("+")
+    return "+".join([name.split("@")[0], *(m for m in mods if m not in ("ddp", "iso"))])
 
 
 def ft_lever_keys(mods: set[str]) -> dict:
@@ -324,12 +340,13 @@ class Bench:
         self.results.write(text + "\n")
         self.results.flush()
 
-    def sub(self, name: str, cmd: list[str], timeout: float) -> tuple[int, list[str], float]:
+    def sub(self, name: str, cmd: list[str], timeout: float,
+            env: dict | None = None) -> tuple[int, list[str], float]:
         """Run cmd in its own process group; its output goes to runs.log. (rc, lines, s)."""
         self.log.write(f"\n===== {name}: {' '.join(cmd)}\n")
         self.log.flush()
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env or self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace",
                                 start_new_session=True)
         timed_out = threading.Event()
@@ -442,6 +459,8 @@ class Bench:
             "warmup_steps": 0,
             "bf16": True,
             **ft_lever_keys(parse_tool(tool)[2]),
+            **(multi_gpu.FSDP2_KEYS if tool_topology(tool) and "ddp" not in parse_tool(tool)[2]
+               else {}),
             "attn_implementation": attn,
             "logging_steps": 1,
             "seed": 0,
@@ -469,6 +488,7 @@ class Bench:
         probe_json.unlink(missing_ok=True)
         out_dir = None
         kind, tool_attn, mods = parse_tool(tool)
+        topo, env, world = tool_topology(tool), None, 1
         if kind == "baseline":
             data = "fixed" if cfg["data"] == "fixed" else self.realistic_path
             cmd = [sys.executable, str(PROBE), str(probe_json), self.baseline, "--mode",
@@ -482,18 +502,32 @@ class Bench:
             spec, out_dir = self.write_spec(case, cfg, tool, attn)
             cmd = [sys.executable, str(PROBE), str(probe_json), "ft", "train", str(spec)]
             base.update(packing=cfg["data"] == "realistic", attn=attn, spec=str(spec))
+        if topo:
+            world = multi_gpu.world_size(topo)
+            rank_json = str(probe_json.with_suffix("")) + "-rank{rank}.json"
+            for stale in multi_gpu.rank_files(rank_json, world):
+                stale.unlink(missing_ok=True)
+            site = multi_gpu.probe_site(self.work, BENCH)
+            env = dict(self.env, FT_BENCH_PROBE=rank_json,
+                       PYTHONPATH=os.pathsep.join([str(site), self.env["PYTHONPATH"]]))
+            cmd = multi_gpu.launch_cmd(sys.executable, spec, topo, isolate="iso" in mods)
+            base.update(nodes=topo[0], gpus_per_node=topo[1], world=world,
+                        sharding="ddp" if "ddp" in mods else "fsdp2", isolated="iso" in mods)
         self.say(f"start {case} {tool} ({left:.0f}s of budget left)")
         with GpuMemPoller() as poll:
             idle = poll.idle_mib()
-            rc, lines, wall = self.sub(f"{case}-{tool}", cmd, timeout=left - 5)
+            rc, lines, wall = self.sub(f"{case}-{tool}", cmd, timeout=left - 5, env=env)
         line = {**base, "rc": rc, "process_s": round(wall, 1)}
-        if rc != 0 or not probe_json.exists():
+        p = (multi_gpu.read_ranks(rank_json, world) if topo
+             else json.loads(probe_json.read_text()) if probe_json.exists() else None)
+        if rc != 0 or p is None:
             self.fail_tail(f"{case} {tool}", rc, lines)
             line["error"] = next((x for x in reversed(lines) if x.strip()), "")[-500:]
             self.emit(line)
             return line
-        p = json.loads(probe_json.read_text())
-        line.update(self.figures(p, a.warm))
+        line.update(self.figures(p, a.warm, world))
+        if topo:
+            line["per_rank_peak_alloc_gib"] = [_r(x, 2) for x in p["per_rank_peak_alloc_gib"]]
         line["useful_source"] = p.get("useful_source")
         line["setup_s"] = round(p.get("train_begin_s", 0), 1)
         line["peak_alloc_gib"] = _r(p.get("peak_alloc_gib"), 2)
@@ -533,6 +567,24 @@ class Bench:
                             and x.get("tokens_per_s") and x["tool"].startswith("baseline")}
         ref = next((x for x in self.lines if x.get("case") == line["case"]
                     and x.get("tool") == "baseline" and x.get("tokens_per_s")), None)
+        single = next((x for x in self.lines if x.get("case") == line["case"]
+                       and x.get("tool") == single_gpu_tool(tool) and x.get("tokens_per_s")),
+                      None)
+        if topo and single:
+            # The scaling target: tokens/s per GPU against the same tool on one GPU.
+            line["scaling_vs_1gpu"] = {
+                "tool": single["tool"],
+                "per_gpu": round(line["tokens_per_s"] / single["tokens_per_s"], 3),
+                "per_gpu_wall": round(line["tokens_per_s_wall"] / single["tokens_per_s_wall"],
+                                      3)}
+        if topo and topo[0] > 1:
+            # The emulation target: N nodes against one node with the same GPUs.
+            one_node = tool.replace(f"@{topo[0]}x{topo[1]}", f"@1x{topo[0] * topo[1]}")
+            same = next((x for x in self.lines if x.get("case") == line["case"]
+                         and x.get("tool") == one_node and x.get("tokens_per_s")), None)
+            if same:
+                line["vs_one_node"] = {"tool": one_node, "per_gpu": round(
+                    line["tokens_per_s"] / same["tokens_per_s"], 3)}
         if tool.startswith("ft") and ref:
             line["ratio_vs_baseline"] = {
                 "tokens_per_s": round(line["tokens_per_s"] / ref["tokens_per_s"], 3),
@@ -546,7 +598,8 @@ class Bench:
         return line
 
     @staticmethod
-    def figures(p: dict, warm: int) -> dict:
+    def figures(p: dict, warm: int, world: int = 1) -> dict:
+        """Rates per GPU (a multi-GPU record sums every rank's tokens)."""
         steps = len(p["step_s"])
         if p.get("gradient_accumulation_steps", 1) != 1:
             raise SystemExit("the probe assumes gradient_accumulation_steps 1")
@@ -558,8 +611,10 @@ class Bench:
         wall = p["step_end_t"][-1] - begin
         batch = sum(p["batch_tokens"][warm:steps])
         return {"timed_steps": steps - warm,
-                "tokens_per_s": round(timed / step_time, 1) if step_time else None,
-                "tokens_per_s_wall": round(timed / wall, 1) if wall else None,
+                "tokens_per_s": round(timed / step_time / world, 1) if step_time else None,
+                "tokens_per_s_wall": round(timed / wall / world, 1) if wall else None,
+                **({"tokens_per_s_all_gpus": round(timed / step_time, 1)}
+                   if world > 1 and step_time else {}),
                 "useful_tokens_per_step": round(timed / max(steps - warm, 1), 1),
                 "padding_frac": round(1 - timed / batch, 4) if batch else None,
                 "step_s_median": round(sorted(p["step_s"][warm:])[(steps - warm) // 2], 4),

@@ -4,6 +4,7 @@ without a launcher on a machine with several GPUs. `bash bench/gpu_tests.sh` run
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -16,11 +17,11 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _train(tmp_path, model_dir, name, **keys):
+def _train(tmp_path, model_dir, name, env=None, **keys):
     work = tmp_path / name
     work.mkdir()
     spec = write_tiny_spec(work, model_dir, bf16=True, max_steps=6, **keys)
-    result = run_ft("train", str(spec), cwd=work)
+    result = run_ft("train", str(spec), cwd=work, env=env)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-5000:]
     return train_losses(work / "out"), log
@@ -43,3 +44,19 @@ def test_ft_train_without_a_launcher_uses_one_gpu(tmp_path, tiny_model_dir):
     losses, log = _train(tmp_path, tiny_model_dir, "one", gradient_checkpointing=True)
     assert f"{GPUS} GPUs are visible" in log and "--gpus-per-node" in log
     assert losses
+
+
+@pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
+def test_ft_train_uses_one_gpu_even_when_cuda_started_before_it(tmp_path, tiny_model_dir):
+    """A sitecustomize (a profiler, the bench's probe) starts CUDA before ft can hide the
+    other GPUs: still one device, no DataParallel, the spec's batch, the same losses."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import torch\ntorch.cuda.init()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    keys = {"gradient_checkpointing": True, "seed": 3}
+    clean, _ = _train(tmp_path, tiny_model_dir, "clean", **keys)
+    early, log = _train(tmp_path, tiny_model_dir, "early", env=env, **keys)
+    assert f"{GPUS} GPUs are visible" in log
+    assert early == pytest.approx(clean, abs=1e-3)

@@ -12,6 +12,7 @@ from trainer.activation_memory import full_checkpointing
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.training import TrainingConfig
 from trainer.fsdp import ShardingPlan
+from trainer.gpu_choice import one_device_per_process
 from trainer.model import Precision
 from trainer.process_group import collective_timeout_s
 from trainer.world import World
@@ -70,7 +71,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
     timeout = collective_timeout_s(cfg)
     optim_kwargs = {k: getattr(cfg, k) for k in ("adam_beta1", "adam_beta2", "adam_epsilon")
                     if getattr(cfg, k) is not None}
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=cfg.output_dir,
         per_device_train_batch_size=cfg.micro_batch_size,
         per_device_eval_batch_size=cfg.eval_batch_size or cfg.micro_batch_size,
@@ -123,6 +124,8 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         disable_tqdm=not (world.is_main and sys.stderr.isatty()),
         **optim_kwargs,
     )
+    one_device_per_process(args)
+    return args
 
 
 def _checkpointing(cfg: TrainingConfig, plan: ShardingPlan | None) -> dict:

@@ -6,6 +6,11 @@ Without a launcher there is one process; transformers then wraps the model in
 Silently starting one process per GPU instead would multiply the spec's global batch
 (micro_batch_size x accumulation x world) behind the user's back, so ft trains on the first
 visible GPU and says how to use all of them: the same launcher path a multi-node job takes.
+
+Hiding the other GPUs only works before the CUDA driver starts. When something started it
+first (a sitecustomize, a profiler, a notebook that touched CUDA), the process still sees
+every GPU, and transformers would still wrap DataParallel and multiply the batch by the GPU
+count; `one_device_per_process` keeps the Trainer on its one device in that case too.
 """
 
 from __future__ import annotations
@@ -36,8 +41,15 @@ def use_one_gpu_outside_launcher() -> str | None:
 
     # device_count() asks NVML and starts no CUDA context; torch.cuda.is_available() would
     # initialise the driver, which reads CUDA_VISIBLE_DEVICES once and for all.
-    if torch.cuda.is_initialized():
-        return None
     updates, note = one_gpu_env(os.environ, torch.cuda.device_count())
-    os.environ.update(updates)
+    if not torch.cuda.is_initialized():
+        os.environ.update(updates)
     return note
+
+
+def one_device_per_process(args) -> None:
+    """TrainingArguments that counted several GPUs in one process (CUDA started before
+    `use_one_gpu_outside_launcher` could hide them) train on `args.device` alone: no
+    DataParallel, and the spec's micro-batch size stays per process."""
+    if args.n_gpu > 1:
+        args._n_gpu = 1
