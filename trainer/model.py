@@ -156,7 +156,7 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         # differently on a meta skeleton, under ZeRO-3 or when quantizing. Seeding here makes
         # the adapter's initial weights the same run after run, whatever the sharding.
         set_seed(cfg.seed)
-        model = _add_adapter(cfg, model)
+        model = _add_adapter(cfg, model, precision.dtype)
     groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
     if groups:
         fuse_lora(model, groups)
@@ -164,6 +164,20 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
                        fused_norm=kernels.liger.get("liger_rms_norm", False),
                        lean_lora=len(groups) == len(GROUPS))
     return model
+
+
+def _frozen_embeddings_in(model, dtype: torch.dtype, trained: list[str]) -> None:
+    """Undo peft's fp32 upcast for the frozen input embeddings and lm_head of a quantized
+    model (as Axolotl does; the norms stay fp32). In fp32 the 128k-vocabulary head ran its
+    matmul off the bf16 tensor cores and held ~2 GiB more on 8B; frozen, they need no fp32
+    master copy. A module in `lora_modules_to_save` trains and keeps fp32."""
+    names = {id(module): name for name, module in model.named_modules()}
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if module is None or module.weight.dtype == dtype:
+            continue
+        if names.get(id(module), "").rsplit(".", 1)[-1] in trained:
+            continue
+        module.to(dtype)
 
 
 def _skeleton(cfg: TrainingConfig, precision: Precision):
@@ -202,12 +216,14 @@ def lora_config(cfg: TrainingConfig):
                       bias="none", task_type="CAUSAL_LM")
 
 
-def _add_adapter(cfg: TrainingConfig, model):
+def _add_adapter(cfg: TrainingConfig, model, training_dtype: torch.dtype):
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if cfg.load_in_4bit or cfg.load_in_8bit:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=full_checkpointing(cfg))
+        if training_dtype != torch.float32:  # mixed precision: autocast meets the fp32 norms
+            _frozen_embeddings_in(model, training_dtype, trained=cfg.lora_modules_to_save or [])
     model = get_peft_model(model, lora_config(cfg))
     trainable, total = model.get_nb_trainable_parameters()
     log.info("adapter %s: %s trainable of %s parameters (%.2f%%)", cfg.adapter,
