@@ -150,12 +150,12 @@ def test_profile_plus_detection() -> None:
 
 
 def test_explicit_environment_wins_and_is_noted() -> None:
-    environ = {"NCCL_IB_HCA": "mlx5_4", "NCCL_DEBUG": "INFO", "NCCL_IB_TIMEOUT": "22"}
+    environ = {"NCCL_IB_HCA": "mlx5_4", "NCCL_NET_GDR_LEVEL": "SYS", "NCCL_IB_TIMEOUT": "22"}
     env, notes = node_env(load_profile("infiniband"), ib_report(), environ)
     assert not set(environ) & set(env)  # nothing already set is overridden
     assert "NCCL_IB_HCA: keeping 'mlx5_4' from the environment (ft would set " \
            "'=mlx5_0,mlx5_1')" in notes
-    assert any(note.startswith("NCCL_DEBUG: keeping 'INFO'") for note in notes)
+    assert any(note.startswith("NCCL_NET_GDR_LEVEL: keeping 'SYS'") for note in notes)
     # Same value as ft's: nothing worth a note (the rendered file exports the profile's env).
     assert not any(note.startswith("NCCL_IB_TIMEOUT") for note in notes)
 
