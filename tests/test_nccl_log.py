@@ -151,3 +151,10 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+
+def test_the_readme_shows_the_line_ft_prints_for_a_real_log():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (line,) = summary(_parsed("ib_gdr.log"), nodes=2)
+    assert f"`ft: node 0: {line}`" in readme
+    assert "`.ft/nccl/nccl.<host>.<pid>.log`" in readme and "INFO\nlog (`INIT,NET`)" in readme
