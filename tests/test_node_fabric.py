@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,54 @@ def test_efa_profile_keeps_its_socket_exclusions() -> None:
     assert env["NCCL_SOCKET_IFNAME"] == "^docker,lo,veth"
     assert env["FI_EFA_USE_DEVICE_RDMA"] == "1"
     assert notes == []
+
+
+# --- NCCL's log, and the fabric the ranks should find NCCL using --------------------------
+
+def test_ft_points_nccls_log_at_a_file_only_when_the_user_set_no_nccl_debug(tmp_path) -> None:
+    from orchestrator.node.nccl_env import nccl_log_env
+
+    profile = load_profile("infiniband")
+    expected = {"FT_FABRIC_EXPECTED": "infiniband",
+                "FT_FABRIC_EXPECTED_BY": "the cluster profile `infiniband`"}
+    env, notes = nccl_log_env({}, tmp_path, profile, ib_report())
+    assert env == {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,NET",
+                   "NCCL_DEBUG_FILE": f"{tmp_path}/nccl.%h.%p.log", "FT_NCCL_LOG": "ft",
+                   **expected}
+    assert notes[0].startswith(f"NCCL's INFO log (INIT,NET) goes to {tmp_path}/nccl.<host>")
+    # The user's own NCCL_DEBUG: nothing of NCCL's is touched, and the note says what follows.
+    env, notes = nccl_log_env({"NCCL_DEBUG": "WARN"}, tmp_path, profile, ib_report())
+    assert env == expected and "the transport NCCL chooses is not reported" in notes[0]
+    env, notes = nccl_log_env({"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": "/l/%p"}, tmp_path,
+                              profile, ib_report())
+    assert env == expected and "the transport line reads NCCL_DEBUG_FILE" in notes[0]
+    # Nor a subsystem list of the user's.
+    env, _ = nccl_log_env({"NCCL_DEBUG_SUBSYS": "ALL"}, tmp_path, profile, ib_report())
+    assert "NCCL_DEBUG_SUBSYS" not in env and env["NCCL_DEBUG"] == "INFO"
+
+
+@pytest.mark.parametrize(("profile", "report", "expected"), [
+    ("roce", ib_report(), ("roce", "the cluster profile `roce`")),
+    ("auto", ib_report(), ("infiniband", "ft node, which found HCAs mlx5_0, mlx5_1 on this "
+                                         "node")),
+    ("auto", tcp_report(), ("tcp", "ft node, which found no RDMA device on this node")),
+    ("infiniband", FabricReport("tcp", single_host=True),
+     ("single-host", "ft node (every node runs on this host)")),
+])
+def test_the_fabric_the_ranks_should_see(profile, report, expected) -> None:
+    from orchestrator.node.nccl_env import expected_fabric
+
+    assert expected_fabric(load_profile(profile), report) == expected
+
+
+def test_warnings_of_this_host_since_the_start(tmp_path) -> None:
+    from orchestrator.node.nccl_env import failure_report, warnings_since
+
+    warn = "h:1:2 [0] transport/net_ib.cc:1 NCCL WARN NET/IB : Got completion with error 12"
+    (tmp_path / "nccl.node3.11.log").write_text(f"x NCCL INFO Using network IB\n\n{warn}\n")
+    (tmp_path / "nccl.node4.12.log").write_text(warn + "\n")  # another node's, shared dir
+    old = tmp_path / "nccl.node3.10.log"  # an earlier attempt's
+    old.write_text(warn + " (old)\n")
+    os.utime(old, (1, 1))
+    assert warnings_since(tmp_path, since=100, hostname="node3.cluster") == [warn]
+    assert failure_report({}, tmp_path, 100) is None  # NCCL_DEBUG was the user's
