@@ -158,3 +158,16 @@ def test_the_readme_shows_the_line_ft_prints_for_a_real_log():
     (line,) = summary(_parsed("ib_gdr.log"), nodes=2)
     assert f"`ft: node 0: {line}`" in readme
     assert "`.ft/nccl/nccl.<host>.<pid>.log`" in readme and "INFO\nlog (`INIT,NET`)" in readme
+
+
+def test_libfabric_without_efa_is_a_warning_under_the_efa_profile():
+    """aws-ofi-nccl loaded, but on libfabric's tcp provider (no EFA device): the real line
+    format of NVIDIA/nccl#527 with the provider libfabric picked instead."""
+    log = ["ip-10-216-179-119:416602:416643 [1] NCCL INFO NET/OFI Selected Provider is tcp",
+           "ip-10-216-179-119:416602:416643 [1] NCCL INFO Using network AWS Libfabric"]
+    transport = parse(log)
+    assert transport.fabric == "ofi"
+    lines = summary(transport, 2, "efa", "the cluster profile `aws-efa`")
+    assert lines[0] == "NCCL transport between nodes: NET/OFI (aws-ofi-nccl, provider tcp)"
+    assert lines[1].startswith("WARNING: NCCL's libfabric plugin runs on the tcp provider, "
+                               "not EFA, but the cluster profile `aws-efa` expects efa")

@@ -171,16 +171,22 @@ def _shown(names: list[str]) -> str:
 
 
 def _contradiction(t: Transport, expected: str | None, expected_by: str | None) -> str | None:
-    if expected not in RDMA_FABRICS or t.fabric not in ("socket", *RDMA_FABRICS) \
-            or t.fabric == expected:
+    if expected not in RDMA_FABRICS or t.fabric == expected \
+            or t.fabric not in ("socket", "ofi", *RDMA_FABRICS):
         return None
     who = expected_by or "the cluster profile"
+    needs = ("libfabric and the aws-ofi-nccl plugin" if expected == "efa" else
+             "libibverbs (rdma-core)")
     if t.fabric == "socket":
         return (f"WARNING: NCCL fell back to TCP sockets between nodes, but {who} expects "
                 f"{expected}: training will be many times slower. Check that the RDMA "
-                "devices are in the container (ls /sys/class/infiniband), that the image has "
-                + ("libfabric and the aws-ofi-nccl plugin" if expected == "efa" else
-                   "libibverbs (rdma-core)") + ", and NCCL's log for why.")
+                f"devices are in the container (ls /sys/class/infiniband), that the image has "
+                f"{needs}, and NCCL's log for why.")
+    if t.fabric == "ofi":  # aws-ofi-nccl over libfabric's tcp or sockets provider
+        return (f"WARNING: NCCL's libfabric plugin runs on the {t.provider} provider, not "
+                f"EFA, but {who} expects {expected}: training will be many times slower. "
+                "Check that the EFA devices are in the container (ls /sys/class/infiniband) "
+                "and FI_PROVIDER=efa.")
     return f"note: NCCL uses {t.fabric} between nodes; {who} expects {expected}"
 
 
