@@ -246,3 +246,18 @@ def test_warnings_of_this_host_since_the_start(tmp_path) -> None:
     os.utime(old, (1, 1))
     assert warnings_since(tmp_path, since=100, hostname="node3.cluster") == [warn]
     assert failure_report({}, tmp_path, 100) is None  # NCCL_DEBUG was the user's
+
+
+def test_nccls_log_folder_falls_back_to_the_temp_folder(tmp_path, monkeypatch) -> None:
+    """NCCL logs INFO to the console when it cannot open its file: a folder that cannot be
+    made is replaced by one in the temp folder; a dry run makes none."""
+    from orchestrator.node.nccl_env import log_dir
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the folder would go
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path / "tmp"))
+    assert log_dir({}, blocked, create=True) == tmp_path / "tmp" / "ft-nccl"
+    assert log_dir({}, tmp_path, create=True) == tmp_path / ".ft" / "nccl"
+    assert (tmp_path / ".ft" / "nccl").is_dir()
+    assert log_dir({"FT_NCCL_LOG_DIR": str(tmp_path / "x")}, tmp_path, create=False) \
+        == tmp_path / "x" and not (tmp_path / "x").exists()

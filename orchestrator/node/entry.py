@@ -45,7 +45,7 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     profile = load_profile(launch.cluster)
     env, env_notes = node_env(profile, report, environ)
-    nccl_dir = log_dir(environ, Path.cwd())
+    nccl_dir = log_dir(environ, Path.cwd(), create="NCCL_DEBUG" not in environ and not dry_run)
     log_env, log_notes = nccl_log_env({**environ, **env}, nccl_dir, profile, report)
     env, env_notes = {**env, **log_env}, [*env_notes, *log_notes]
     if doctor_only:
@@ -57,8 +57,6 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     if dry_run:
         return 0
     full_env, started = {**environ, **env}, now()
-    if "NCCL_DEBUG_FILE" in log_env:
-        nccl_dir.mkdir(parents=True, exist_ok=True)
     if launch.preflight and not doctor_only:
         # Its own port: the training rendezvous must never meet a late pre-flight peer.
         checked = dataclasses.replace(world, master_port=world.master_port + 1)

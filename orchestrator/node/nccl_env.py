@@ -11,8 +11,10 @@ printed here.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,8 +33,20 @@ LOG_DIR_ENV = "FT_NCCL_LOG_DIR"  # where the files go (default: .ft/nccl in the 
 SHOWN_WARNINGS = 20
 
 
-def log_dir(environ: Mapping[str, str], cwd: Path) -> Path:
-    return Path(environ.get(LOG_DIR_ENV) or cwd / ".ft" / "nccl").absolute()
+def log_dir(environ: Mapping[str, str], cwd: Path, create: bool) -> Path:
+    """Where NCCL's files go; made now when `create` (NCCL cannot open a file in a missing
+    or read-only folder, and then logs INFO to the console), else in the temp folder."""
+    wanted = Path(environ.get(LOG_DIR_ENV) or cwd / ".ft" / "nccl").absolute()
+    if not create:
+        return wanted
+    for directory in (wanted, Path(tempfile.gettempdir()) / "ft-nccl"):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            if os.access(directory, os.W_OK):
+                return directory
+        except OSError:
+            continue
+    return wanted
 
 
 def nccl_log_env(environ: Mapping[str, str], directory: Path, profile: ClusterProfile,
