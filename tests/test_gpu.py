@@ -9,6 +9,7 @@ node of two GPUs must train identically (FSDP2 + QLoRA over NCCL).
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import pytest
@@ -112,3 +113,23 @@ def test_two_nodes_of_one_gpu_train_like_one_node_of_two(tmp_path, tiny_model_di
         assert "ft doctor: pair" in log or nodes == 1
         runs[name] = _losses(work / "out")
     assert runs["two-nodes"] == pytest.approx(runs["one-node"], rel=2e-2)
+
+
+@pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
+@pytest.mark.parametrize(("nodes", "gpus", "words"), [
+    (1, 2, "ft: node 0: NCCL transport within the node: "),
+    (2, 1, "ft: node 0: NCCL transport between nodes: "),
+], ids=["one-node-of-two", "two-nodes-of-one"])
+def test_each_node_says_which_transport_nccl_chose(nodes, gpus, words, tmp_path,
+                                                   tiny_model_dir):
+    """ft node sends NCCL's INFO log to a file per process; after the first all-reduce each
+    node prints what NCCL chose, read from that log (P2P/CUMEM or SHM within a node; between
+    emulated nodes the same, or NET/Socket when they are isolated as real nodes)."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir,
+                           launch={"nodes": nodes, "gpus_per_node": gpus})
+    log = _ok(run_ft("doctor", str(spec), "--nodes", str(nodes), "--gpus-per-node", str(gpus),
+                     "--master-port", str(free_port()), cwd=tmp_path))
+    lines = [line for line in log.splitlines() if words in line]
+    assert lines and re.search(r"(P2P|SHM|NET)/", lines[0]), log[-3000:]
+    assert "(NCCL's log of this rank: " in log and "WARNING: NCCL fell back" not in log
+    assert "NCCL INFO" not in log  # the INFO log went to its files, not the console

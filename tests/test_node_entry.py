@@ -166,7 +166,8 @@ def test_the_launcher_runs_supervised_with_the_node_environment(spec, sysfs,
                             "--master-port", "29500", "--nproc-per-node", "2", "--no-python",
                             "ft", "train", path]
     env = seen["env"]
-    assert env["NCCL_DEBUG"] == "INFO"  # explicit env wins over the profile's WARN
+    assert env["NCCL_DEBUG"] == "INFO"  # the user's own: no log file of ft's
+    assert "NCCL_DEBUG_FILE" not in env and "FT_NCCL_LOG" not in env
     assert env["NCCL_SOCKET_IFNAME"] == "=lo"  # local emulation: every node on this host
     assert (env["NCCL_IB_DISABLE"], env["NCCL_NSOCKS_PERTHREAD"]) == ("1", "4")  # tcp profile
     assert env["TORCH_NCCL_ASYNC_ERROR_HANDLING"] == "1"
@@ -174,7 +175,48 @@ def test_the_launcher_runs_supervised_with_the_node_environment(spec, sysfs,
     assert env["FT_STOP_REPORT_DIR"] and env["FT_STOP_GRACE_S"] == "300"
     assert env["TORCHELASTIC_SIGNALS_TO_HANDLE"] == "SIGHUP,SIGQUIT"
     assert "ft node: backend local" in result.stderr
-    assert "NCCL_DEBUG: keeping 'INFO' from the environment" in result.stderr
+    assert "NCCL_DEBUG=INFO comes from the environment: NCCL logs where it says; the " \
+        "transport NCCL chooses is not reported" in result.stderr
+    assert "NCCL warnings" not in result.stderr  # ft did not redirect NCCL's log
+
+
+WARNING_SHIM = """#!/bin/sh
+python3 -c 'import json, os, sys; json.dump(dict(os.environ), open(os.environ["SHIM_OUT"], "w"))'
+# One rank's NCCL log, as NCCL names it (host up to its first dot, pid), with a real WARN line
+# (github.com/aws/aws-ofi-nccl/issues/24).
+log="${NCCL_DEBUG_FILE%%nccl.*}nccl.$(hostname | cut -d. -f1).4242.log"
+printf '%s\\n' "h:1:2 [0] NCCL INFO Using network Socket" "" \\
+  "h:1:2 [7] create_nccl_ofi_component:459 NCCL WARN NET/OFI Couldn't open AV. RC: -22" > "$log"
+exit 7
+"""
+
+
+def test_ft_sends_nccls_log_to_a_file_per_process_and_shows_its_warnings_on_a_crash(
+        spec, sysfs, tmp_path: Path) -> None:
+    """No NCCL_DEBUG of the user's: NCCL logs INFO (INIT,NET) into .ft/nccl/nccl.%h.%p.log,
+    the ranks learn which fabric to expect, and a crash prints the WARN lines that went to
+    those files instead of the console."""
+    path, sha = spec
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "torchrun").write_text(WARNING_SHIM)
+    (bin_dir / "torchrun").chmod(0o755)
+    out = tmp_path / "shim.json"
+    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+               "SHIM_OUT": str(out), "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2"}
+    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 7, result.stderr
+    env = json.loads(out.read_text())
+    logs = tmp_path / ".ft" / "nccl"
+    assert (env["NCCL_DEBUG"], env["NCCL_DEBUG_SUBSYS"]) == ("INFO", "INIT,NET")
+    assert env["NCCL_DEBUG_FILE"] == f"{logs}/nccl.%h.%p.log" and logs.is_dir()
+    assert env["FT_NCCL_LOG"] == "ft"
+    # Local emulation: every node on this host, so no network fabric is expected.
+    assert env["FT_FABRIC_EXPECTED"] == "single-host"
+    assert f"NCCL's INFO log (INIT,NET) goes to {logs}/nccl.<host>.<pid>.log" in result.stderr
+    assert "ft node: NCCL warnings (NCCL's log of this node: " in result.stderr
+    assert "  NET/OFI Couldn't open AV. RC: -22" in result.stderr
 
 
 def test_the_node_package_does_not_import_torch() -> None:

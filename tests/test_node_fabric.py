@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -150,12 +151,12 @@ def test_profile_plus_detection() -> None:
 
 
 def test_explicit_environment_wins_and_is_noted() -> None:
-    environ = {"NCCL_IB_HCA": "mlx5_4", "NCCL_DEBUG": "INFO", "NCCL_IB_TIMEOUT": "22"}
+    environ = {"NCCL_IB_HCA": "mlx5_4", "NCCL_NET_GDR_LEVEL": "SYS", "NCCL_IB_TIMEOUT": "22"}
     env, notes = node_env(load_profile("infiniband"), ib_report(), environ)
     assert not set(environ) & set(env)  # nothing already set is overridden
     assert "NCCL_IB_HCA: keeping 'mlx5_4' from the environment (ft would set " \
            "'=mlx5_0,mlx5_1')" in notes
-    assert any(note.startswith("NCCL_DEBUG: keeping 'INFO'") for note in notes)
+    assert any(note.startswith("NCCL_NET_GDR_LEVEL: keeping 'SYS'") for note in notes)
     # Same value as ft's: nothing worth a note (the rendered file exports the profile's env).
     assert not any(note.startswith("NCCL_IB_TIMEOUT") for note in notes)
 
@@ -194,3 +195,69 @@ def test_efa_profile_keeps_its_socket_exclusions() -> None:
     assert env["NCCL_SOCKET_IFNAME"] == "^docker,lo,veth"
     assert env["FI_EFA_USE_DEVICE_RDMA"] == "1"
     assert notes == []
+
+
+# --- NCCL's log, and the fabric the ranks should find NCCL using --------------------------
+
+def test_ft_points_nccls_log_at_a_file_only_when_the_user_set_no_nccl_debug(tmp_path) -> None:
+    from orchestrator.node.nccl_env import nccl_log_env
+
+    profile = load_profile("infiniband")
+    expected = {"FT_FABRIC_EXPECTED": "infiniband",
+                "FT_FABRIC_EXPECTED_BY": "the cluster profile `infiniband`"}
+    env, notes = nccl_log_env({}, tmp_path, profile, ib_report())
+    assert env == {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,NET",
+                   "NCCL_DEBUG_FILE": f"{tmp_path}/nccl.%h.%p.log", "FT_NCCL_LOG": "ft",
+                   **expected}
+    assert notes[0].startswith(f"NCCL's INFO log (INIT,NET) goes to {tmp_path}/nccl.<host>")
+    # The user's own NCCL_DEBUG: nothing of NCCL's is touched, and the note says what follows.
+    env, notes = nccl_log_env({"NCCL_DEBUG": "WARN"}, tmp_path, profile, ib_report())
+    assert env == expected and "the transport NCCL chooses is not reported" in notes[0]
+    env, notes = nccl_log_env({"NCCL_DEBUG": "INFO", "NCCL_DEBUG_FILE": "/l/%p"}, tmp_path,
+                              profile, ib_report())
+    assert env == expected and "the transport line reads NCCL_DEBUG_FILE" in notes[0]
+    # Nor a subsystem list of the user's.
+    env, _ = nccl_log_env({"NCCL_DEBUG_SUBSYS": "ALL"}, tmp_path, profile, ib_report())
+    assert "NCCL_DEBUG_SUBSYS" not in env and env["NCCL_DEBUG"] == "INFO"
+
+
+@pytest.mark.parametrize(("profile", "report", "expected"), [
+    ("roce", ib_report(), ("roce", "the cluster profile `roce`")),
+    ("auto", ib_report(), ("infiniband", "ft node, which found HCAs mlx5_0, mlx5_1 on this "
+                                         "node")),
+    ("auto", tcp_report(), ("tcp", "ft node, which found no RDMA device on this node")),
+    ("infiniband", FabricReport("tcp", single_host=True),
+     ("single-host", "ft node (every node runs on this host)")),
+])
+def test_the_fabric_the_ranks_should_see(profile, report, expected) -> None:
+    from orchestrator.node.nccl_env import expected_fabric
+
+    assert expected_fabric(load_profile(profile), report) == expected
+
+
+def test_warnings_of_this_host_since_the_start(tmp_path) -> None:
+    from orchestrator.node.nccl_env import failure_report, warnings_since
+
+    warn = "h:1:2 [0] transport/net_ib.cc:1 NCCL WARN NET/IB : Got completion with error 12"
+    (tmp_path / "nccl.node3.11.log").write_text(f"x NCCL INFO Using network IB\n\n{warn}\n")
+    (tmp_path / "nccl.node4.12.log").write_text(warn + "\n")  # another node's, shared dir
+    old = tmp_path / "nccl.node3.10.log"  # an earlier attempt's
+    old.write_text(warn + " (old)\n")
+    os.utime(old, (1, 1))
+    assert warnings_since(tmp_path, since=100, hostname="node3.cluster") == [warn]
+    assert failure_report({}, tmp_path, 100) is None  # NCCL_DEBUG was the user's
+
+
+def test_nccls_log_folder_falls_back_to_the_temp_folder(tmp_path, monkeypatch) -> None:
+    """NCCL logs INFO to the console when it cannot open its file: a folder that cannot be
+    made is replaced by one in the temp folder; a dry run makes none."""
+    from orchestrator.node.nccl_env import log_dir
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the folder would go
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path / "tmp"))
+    assert log_dir({}, blocked, create=True) == tmp_path / "tmp" / "ft-nccl"
+    assert log_dir({}, tmp_path, create=True) == tmp_path / ".ft" / "nccl"
+    assert (tmp_path / ".ft" / "nccl").is_dir()
+    assert log_dir({"FT_NCCL_LOG_DIR": str(tmp_path / "x")}, tmp_path, create=False) \
+        == tmp_path / "x" and not (tmp_path / "x").exists()

@@ -91,7 +91,7 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
         os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", "29500"))
     world = World.from_env(os.environ)
-    device = init_world(timeout_s, world.local_rank)  # the same group setup as training
+    device = init_world(timeout_s, world)  # the same group setup as training
     try:
         return _measure_all(device, world.node_rank, expected_gbs, size_mb, iters,
                             judge_single_host)

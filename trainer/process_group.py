@@ -10,12 +10,14 @@ every cluster profile exports).
 from __future__ import annotations
 
 import os
+import socket
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from trainer.contract.training import TrainingConfig
+from trainer.nccl_log import transport_report
 from trainer.world import World
 
 DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
@@ -32,17 +34,32 @@ def join_process_group(cfg: TrainingConfig, world: World) -> None:
     group (the Trainer runs without one)."""
     if not world.distributed or dist.is_initialized():
         return
-    init_world(collective_timeout_s(cfg), world.local_rank)
+    init_world(collective_timeout_s(cfg), world)
 
 
-def init_world(timeout_s: float, local_rank: int) -> torch.device:
+def init_world(timeout_s: float, world: World) -> torch.device:
     """This rank's device, and the process group on it: NCCL bound to the local GPU (eager
-    init, so a missing peer fails here), else gloo."""
+    init, so a missing peer fails here), else gloo. With NCCL, one small all-reduce
+    connects the ranks (NCCL connects lazily) and each node says which transport NCCL
+    chose, before anything else runs."""
     timeout = timedelta(seconds=timeout_s)
     if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
+        device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", timeout=timeout, device_id=device)
+        report_transport(world, device)
         return device
     dist.init_process_group("gloo", timeout=timeout)
     return torch.device("cpu")
+
+
+def report_transport(world: World, device: torch.device) -> None:
+    """Every rank takes part in the all-reduce (collectives match by order); local rank 0 of
+    each node then reads its NCCL log (trainer/nccl_log.py)."""
+    probe = torch.zeros(1, device=device)
+    dist.all_reduce(probe)
+    torch.cuda.synchronize(device)
+    nodes = max(world.world_size // max(world.local_world_size, 1), 1)
+    for line in transport_report(os.environ, socket.gethostname(), os.getpid(), nodes,
+                                 world.local_rank, world.rank):
+        print(f"ft: node {world.node_rank}: {line}", flush=True)

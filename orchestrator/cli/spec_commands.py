@@ -92,7 +92,8 @@ def validate(
     loaded = load_for_cli(spec, nodes, gpus_per_node)
     launch = loaded.launch
     names = [backend.value] if backend else backends.names()
-    report = readiness(spec, names, {"nodes": nodes, "gpus_per_node": gpus_per_node})
+    notes: dict[str, list[str]] = {}
+    report = readiness(spec, names, {"nodes": nodes, "gpus_per_node": gpus_per_node}, notes)
     # A plain Axolotl config says nothing about where it runs: its launch needs are advice
     # until it (or the command line) names a launch.
     launch_named = bool(backend or nodes or gpus_per_node) \
@@ -108,6 +109,8 @@ def validate(
     for name, problems in report.items():
         if not problems:
             typer.echo(f"  --backend {name}: ready")
+            for note in notes.get(name, []):
+                err(f"  --backend {name}: note: {note}")
         for problem in problems:
             err(f"  --backend {name}: not ready: {problem.format(str(spec))}")
     if unlaunchable:

@@ -17,11 +17,13 @@ from orchestrator import backends
 from orchestrator.clusters import load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
 from orchestrator.node.launch_line import launch_argv
+from orchestrator.node.nccl_env import failure_report, log_dir, nccl_log_env, now
 from orchestrator.node.supervise import Supervisor
 from orchestrator.node.world import World, resolve_world
 from orchestrator.process import run_foreground
 from orchestrator.train_stack import INSTALL_HINT as TRAIN_INSTALL_HINT
 from trainer.contract.errors import UserError
+from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 from trainer.contract.launch import LaunchSpec, duration_seconds
 
 _INSTALL_HINT = {"torchrun": f"it comes with PyTorch: {TRAIN_INSTALL_HINT}",
@@ -41,7 +43,11 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     world = resolve_world(backends.get(backend), environ, launch.master_port,
                           launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
-    env, env_notes = node_env(load_profile(launch.cluster), report, environ)
+    profile = load_profile(launch.cluster)
+    env, env_notes = node_env(profile, report, environ)
+    nccl_dir = log_dir(environ, Path.cwd(), create="NCCL_DEBUG" not in environ and not dry_run)
+    log_env, log_notes = nccl_log_env({**environ, **env}, nccl_dir, profile, report)
+    env, env_notes = {**env, **log_env}, [*env_notes, *log_notes]
     if doctor_only:
         argv = _doctor_argv(world, launch, spec_path, environ)
     else:
@@ -50,19 +56,30 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     print(summary(world, launch, report, env, env_notes, argv), file=sys.stderr, flush=True)
     if dry_run:
         return 0
+    full_env, started = {**environ, **env}, now()
     if launch.preflight and not doctor_only:
         # Its own port: the training rendezvous must never meet a late pre-flight peer.
         checked = dataclasses.replace(world, master_port=world.master_port + 1)
-        code = run_foreground(_doctor_argv(checked, launch, spec_path, environ),
-                              {**environ, **env})
+        code = run_foreground(_doctor_argv(checked, launch, spec_path, environ), full_env)
         if code != 0:
+            _say_nccl_warnings(full_env, nccl_dir, started)
             print(f"ft node: pre-flight check failed (exit {code}); not starting training. "
                   "Fix the fabric, or set `launch.preflight: false` to train anyway.",
                   file=sys.stderr, flush=True)
             return code
-    _require_launcher(argv[0], {**environ, **env}, launch.launcher)
-    return Supervisor(argv, {**environ, **env}, local_ranks=world.nproc_per_node,
+    _require_launcher(argv[0], full_env, launch.launcher)
+    code = Supervisor(argv, full_env, local_ranks=world.nproc_per_node,
                       grace_s=duration_seconds(launch.stop_grace)).run()
+    if code not in (0, RESUMABLE_EXIT_CODE):
+        _say_nccl_warnings(full_env, nccl_dir, started)
+    return code
+
+
+def _say_nccl_warnings(env: Mapping[str, str], directory: Path, started: float) -> None:
+    """NCCL's WARN lines went to its log files: a failed run shows them here."""
+    said = failure_report(env, directory, started)
+    if said:
+        print(said, file=sys.stderr, flush=True)
 
 
 def _doctor_argv(world: World, launch: LaunchSpec, spec_path: str,

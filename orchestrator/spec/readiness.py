@@ -20,9 +20,10 @@ from orchestrator.spec.local_checks import local_problems
 from trainer.contract.errors import Problem, SpecError, UserError
 
 
-def backend_problems(spec_path: Path, backend: str,
-                     overrides: dict[str, Any]) -> list[Problem]:
-    """What stops `ft render/launch --backend backend` (empty: it is ready)."""
+def backend_problems(spec_path: Path, backend: str, overrides: dict[str, Any],
+                     notes: list[str] | None = None) -> list[Problem]:
+    """What stops `ft render/launch --backend backend` (empty: it is ready); the render's
+    notes (settings ignored, what the image must have) are added to `notes`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # already printed by the plain validation
@@ -32,7 +33,7 @@ def backend_problems(spec_path: Path, backend: str,
             if refused:
                 return refused
             if registered.renders:
-                registered.render(spec)
+                (notes if notes is not None else []).extend(registered.render(spec).notes)
             else:  # the job runs on this machine: its local paths must exist here
                 problems = local_problems(spec.training, spec.source)
                 if problems:
@@ -44,9 +45,12 @@ def backend_problems(spec_path: Path, backend: str,
     return []
 
 
-def readiness(spec_path: Path, names: list[str],
-              overrides: dict[str, Any]) -> dict[str, list[Problem]]:
-    return {name: backend_problems(spec_path, name, overrides) for name in names}
+def readiness(spec_path: Path, names: list[str], overrides: dict[str, Any],
+              notes: dict[str, list[str]] | None = None) -> dict[str, list[Problem]]:
+    """Problems per backend; with `notes`, each ready backend's render notes go there."""
+    notes = {} if notes is None else notes
+    return {name: backend_problems(spec_path, name, overrides, notes.setdefault(name, []))
+            for name in names}
 
 
 def yaml_has_launch(effective_text: str) -> bool:

@@ -1,6 +1,6 @@
 """Child process run with a backend's venv python (NOT ours): parse launch files.
 
-Usage: python _validate_in_venv.py {dstack|skypilot} < {"label": "yaml text", ...}
+Usage: python _validate_in_venv.py {dstack|skypilot|skypilot-server} < {"label": "yaml text", ...}
 Prints {"label": {"error": str|None, "parsed": dict|None}, ...} as JSON on stdout.
 Only the stdlib, pyyaml and the backend may be imported here.
 """
@@ -34,6 +34,8 @@ def _parse_skypilot(config: dict) -> dict:
             "zone": r.zone,
             "instance_type": r.instance_type,
             "image_id": r.image_id,
+            "network_tier": r.network_tier.value if r.network_tier is not None else None,
+            "config_overrides": r.cluster_config_overrides or None,
         }
         for r in task.resources
     ]
@@ -57,6 +59,21 @@ def _parse_skypilot(config: dict) -> dict:
     }
 
 
+def _parse_skypilot_as_server(config: dict) -> dict:
+    """As SkyPilot's API server parses a submitted task: strict about `config:` keys (a
+    client lets unknown ones through for the server to judge; sky/utils/schemas.py
+    _allow_additional_properties), where only OVERRIDEABLE_CONFIG_KEYS_IN_TASK may appear."""
+    import os
+
+    from sky.skylet import constants
+
+    os.environ[constants.ENV_VAR_IS_SKYPILOT_SERVER] = "1"
+    from sky.server import plugins
+
+    plugins._plugins_loaded = True  # what load_plugins() sets when no plugin is configured
+    return _parse_skypilot(config)
+
+
 def main() -> int:
     backend = sys.argv[1]
     texts = json.load(sys.stdin)
@@ -64,7 +81,8 @@ def main() -> int:
     out, sys.stdout = sys.stdout, sys.stderr
     import yaml
 
-    parse = {"dstack": _parse_dstack, "skypilot": _parse_skypilot}[backend]
+    parse = {"dstack": _parse_dstack, "skypilot": _parse_skypilot,
+             "skypilot-server": _parse_skypilot_as_server}[backend]
     results = {}
     for label, text in texts.items():
         try:

@@ -157,3 +157,8 @@ def validate_dstack(texts: dict[str, str]) -> dict[str, ValidationResult]:
 def validate_skypilot(texts: dict[str, str]) -> dict[str, ValidationResult]:
     """{label: yaml} -> {label: result}; ``parsed`` summarises the resulting sky.Task."""
     return _run_child(SKYPILOT_PIN, "skypilot", texts)
+
+
+def validate_skypilot_as_server(texts: dict[str, str]) -> dict[str, ValidationResult]:
+    """Like validate_skypilot, with the API server's strict check of a task's `config:`."""
+    return _run_child(SKYPILOT_PIN, "skypilot-server", texts)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
-from orchestrator.backends.fabric_cloud import check_fabric_on_clouds
+from orchestrator.backends.fabric_cloud import check_fabric_on_clouds, efa_image_notes
 from orchestrator.backends.node_resources import NodeResources, node_resources
 from orchestrator.backends.node_steps import (
     default_image,
@@ -42,6 +42,7 @@ def render(spec: Spec) -> Rendered:
     profile = profile_for(spec)
     resources = node_resources(spec)
     check_fabric_on_clouds(spec, profile, launch.dstack.backends, "launch.dstack.backends")
+    notes += efa_image_notes(spec, profile, NAME)
     filename = f"{launch.name}.dstack.yml"
     submit = ["dstack", "apply", "-f", f"{{dir}}/{filename}", "-y", "-d"]
     shipped = job_files(spec, absolute_ok=False)

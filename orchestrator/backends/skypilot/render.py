@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
-from orchestrator.backends.fabric_cloud import check_fabric_on_clouds
+from orchestrator.backends.fabric_cloud import (
+    check_fabric_on_clouds,
+    efa_image_notes,
+    skypilot_fabric_notes,
+    skypilot_network_tier,
+)
 from orchestrator.backends.node_resources import node_resources
 from orchestrator.backends.node_steps import (
     default_image,
@@ -39,6 +44,9 @@ def render(spec: Spec) -> Rendered:
         notes.append("SkyPilot has no /dev/shm setting: `launch.shm_size` is not rendered")
     check_fabric_on_clouds(spec, profile, [sky.cloud] if sky.cloud else [],
                            "launch.skypilot.cloud")
+    network_tier = skypilot_network_tier(spec, profile)
+    fabric_notes = skypilot_fabric_notes(spec, profile, network_tier)
+    notes += fabric_notes + efa_image_notes(spec, profile, NAME)
     filename = f"{launch.name}.sky.yaml"
     submit = _submit_argv(spec, filename)
     shipped = job_files(spec, absolute_ok=False)
@@ -67,9 +75,10 @@ def render(spec: Spec) -> Rendered:
         disk_size=resources.disk_gb,
         image=launch.image or default_image(),
         spot=launch.spot,
-        placement={key: getattr(sky, key) for key in ("cloud", "region", "zone",
-                                                      "instance_type", "network_tier")
-                   if getattr(sky, key)},
+        placement={key: value for key, value in (
+            *((key, getattr(sky, key)) for key in ("cloud", "region", "zone", "instance_type")),
+            ("network_tier", network_tier)) if value},
+        fabric_notes=fabric_notes,
         job_recovery=launch.retry.max_restarts if sky.managed and launch.retry.on_error else 0,
         labels=sky.labels,
         env=job_env(spec, profile),

@@ -30,7 +30,6 @@ FT_NODE = ['python3', '.ft/llama31-8b-lora/install_ft.py', '.ft/llama31-8b-lora/
 NODES = 1
 GPUS_PER_NODE = 8
 ENV = {
-    'NCCL_DEBUG': 'WARN',
     'TORCH_NCCL_ASYNC_ERROR_HANDLING': '1',
     'FT_COLLECTIVE_TIMEOUT_S': '1800',
     'PYTHONUNBUFFERED': '1',

@@ -30,7 +30,6 @@ FT_NODE = ['python3', '.ft/tiny/install_ft.py', '.ft/tiny/wheels', 'ft-finetune[
 NODES = 1
 GPUS_PER_NODE = 0
 ENV = {
-    'NCCL_DEBUG': 'WARN',
     'TORCH_NCCL_ASYNC_ERROR_HANDLING': '1',
     'FT_COLLECTIVE_TIMEOUT_S': '1800',
     'PYTHONUNBUFFERED': '1',
