@@ -43,6 +43,16 @@ def topology(spec: str | None) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
+def sharding_keys(topo: tuple[int, int] | None, mods: set[str]) -> dict:
+    """The spec keys of a multi-GPU tool: FSDP2 unless `ddp`; `keep` = no resharding."""
+    if topo is None or "ddp" in mods:
+        return {}
+    if "keep" in mods:
+        return {**FSDP2_KEYS, "fsdp_config": {**FSDP2_KEYS["fsdp_config"],
+                                              "reshard_after_forward": False}}
+    return FSDP2_KEYS
+
+
 def world_size(topo: tuple[int, int]) -> int:
     nodes, gpus = topo
     return nodes * max(gpus, 1)  # 0 GPUs: one CPU process per node

@@ -81,9 +81,11 @@ CASES = {
 #       cce = cut_cross_entropy: true; nolorak = lora_*_kernel false (peft's own LoRA
 #       forward). `ft:ATTN` also sets attn_implementation.
 #       `ft@NxG`: N emulated nodes of G GPUs (`ft launch --backend local`), FSDP2 unless
-#       `+ddp` (transformers' DDP); `+iso` isolates the nodes (own netns: NCCL over veth).
+#       `+ddp` (transformers' DDP); `+keep` keeps each layer's gathered weights from
+#       forward to backward (reshard_after_forward false: one all-gather per layer and
+#       step instead of two); `+iso` isolates the nodes (own netns: NCCL over veth).
 #   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
-MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "ddp", "iso"},
+MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "ddp", "keep", "iso"},
              "baseline": {"liger", "nockpt"}}
 
 
@@ -106,7 +108,7 @@ def tool_topology(tool: str) -> tuple[int, int] | None:
 def single_gpu_tool(tool: str) -> str:
     """The one-GPU run a multi-GPU tool scales from: 'ft@1x2+ddp+ckpt' -> 'ft+ckpt'."""
     name, *mods = tool.split("+")
-    return "+".join([name.split("@")[0], *(m for m in mods if m not in ("ddp", "iso"))])
+    return "+".join([name.split("@")[0], *(m for m in mods if m not in ("ddp", "keep", "iso"))])
 
 
 def ft_lever_keys(mods: set[str]) -> dict:
@@ -459,8 +461,7 @@ class Bench:
             "warmup_steps": 0,
             "bf16": True,
             **ft_lever_keys(parse_tool(tool)[2]),
-            **(multi_gpu.FSDP2_KEYS if tool_topology(tool) and "ddp" not in parse_tool(tool)[2]
-               else {}),
+            **multi_gpu.sharding_keys(tool_topology(tool), parse_tool(tool)[2]),
             "attn_implementation": attn,
             "logging_steps": 1,
             "seed": 0,
@@ -488,7 +489,11 @@ class Bench:
         probe_json.unlink(missing_ok=True)
         out_dir = None
         kind, tool_attn, mods = parse_tool(tool)
-        topo, env, world = tool_topology(tool), None, 1
+        topo, world = tool_topology(tool), 1
+        # A one-process tool on a multi-GPU machine gets one GPU: the baseline's Trainer
+        # would otherwise wrap DataParallel over all of them (doubled batch, summed loss).
+        env = dict(self.env, CUDA_VISIBLE_DEVICES=self.env.get("CUDA_VISIBLE_DEVICES",
+                                                               "0").split(",")[0])
         if kind == "baseline":
             data = "fixed" if cfg["data"] == "fixed" else self.realistic_path
             cmd = [sys.executable, str(PROBE), str(probe_json), self.baseline, "--mode",
@@ -511,8 +516,9 @@ class Bench:
             env = dict(self.env, FT_BENCH_PROBE=rank_json,
                        PYTHONPATH=os.pathsep.join([str(site), self.env["PYTHONPATH"]]))
             cmd = multi_gpu.launch_cmd(sys.executable, spec, topo, isolate="iso" in mods)
-            base.update(nodes=topo[0], gpus_per_node=topo[1], world=world,
-                        sharding="ddp" if "ddp" in mods else "fsdp2", isolated="iso" in mods)
+            sharding = "ddp" if "ddp" in mods else "fsdp2-keep" if "keep" in mods else "fsdp2"
+            base.update(nodes=topo[0], gpus_per_node=topo[1], world=world, sharding=sharding,
+                        isolated="iso" in mods)
         self.say(f"start {case} {tool} ({left:.0f}s of budget left)")
         with GpuMemPoller() as poll:
             idle = poll.idle_mib()
