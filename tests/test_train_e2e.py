@@ -117,6 +117,34 @@ def test_merge_lora_matches_base_plus_adapter_and_inference_runs(tmp_path, tiny_
         assert answer.stdout.strip(), "inference printed nothing"
 
 
+def test_merge_lora_keeps_the_dtype_the_base_is_stored_in(tmp_path, tiny_model_dir):
+    """`bf16: auto` (the default) into a bf16 checkpoint: the merged model is bf16, not an
+    fp32 copy twice its size."""
+    from peft import PeftModel
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    base_dir = tmp_path / "bf16-base"
+    shutil.copytree(tiny_model_dir, base_dir)
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(
+        base_dir)
+    spec = write_tiny_spec(tmp_path, base_dir, max_steps=2, bf16="auto")
+    _train(spec)
+    merge = run_ft("merge-lora", str(spec), "--cpu")
+    assert merge.returncode == 0, merge.stderr[-2000:]
+    merged_dir = tmp_path / "out" / "merged"
+    for path in merged_dir.glob("*.safetensors"):
+        with safe_open(str(path), "pt") as f:
+            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}, path
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    base = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16),
+        tmp_path / "out").merge_and_unload().eval()
+    ids = torch.tensor([[1, 40, 41, 42, 43, 44, 45]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, base(ids).logits)
+
+
 def test_preprocess_reports_and_reuses_the_cache(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir)
     first = run_ft("preprocess", str(spec), "--debug")

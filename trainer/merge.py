@@ -13,9 +13,27 @@ import torch
 from transformers import AutoTokenizer
 
 from trainer.contract.training import TrainingConfig
-from trainer.model_source import model_class, model_kwargs
+from trainer.model_source import load_config, model_class, model_kwargs
 
 log = logging.getLogger("ft.merge")
+
+
+def merged_dtype(cfg: TrainingConfig) -> torch.dtype:
+    """The merged model's dtype: bf16/fp16 where the spec says so (QLoRA computes in bf16),
+    else (`bf16: auto`) the dtype the base checkpoint is stored in. A bf16 base merged in
+    fp32 doubled the files and the memory of everything that loads them, for precision
+    the base never had; fp32 stays for an fp32 base or `bf16: false`."""
+    if cfg.load_in_4bit or cfg.bf16 is True:
+        return torch.bfloat16
+    if cfg.fp16 is True:
+        return torch.float16
+    if cfg.bf16 is False:
+        return torch.float32
+    config = load_config(cfg)
+    stored = getattr(config.get_text_config(), "dtype", None) or getattr(config, "dtype", None)
+    if isinstance(stored, str):
+        stored = getattr(torch, stored, None)
+    return stored if stored in (torch.bfloat16, torch.float16) else torch.float32
 
 
 def merge_lora(cfg: TrainingConfig, *, on_cpu: bool = False,
@@ -26,7 +44,7 @@ def merge_lora(cfg: TrainingConfig, *, on_cpu: bool = False,
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"no trained adapter in {adapter_dir} (adapter_config.json is "
                                 "missing); run `ft train` first")
-    dtype = torch.bfloat16 if (cfg.load_in_4bit or cfg.bf16 is True) else torch.float32
+    dtype = merged_dtype(cfg)
     device_map = "cpu" if on_cpu or not torch.cuda.is_available() else "auto"
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
     base = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
