@@ -29,6 +29,16 @@ class ModalBackend(ModalJobs):
 
         return problems(spec)
 
+    def storage_problems(self, spec):
+        from orchestrator.backends.modal.checks import storage_problems
+
+        return storage_problems(spec)
+
+    def emulated_storage_problems(self, spec):
+        from orchestrator.backends.modal.checks import emulated_storage_problems
+
+        return emulated_storage_problems(spec)
+
     def render(self, spec) -> Rendered:
         from orchestrator.backends.modal.render import render
 
