@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from trainer.contract.errors import Problem
+from trainer.contract.errors import Problem, SpecError
 from trainer.contract.launch import Volume
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def located(spec: Spec, found: list[Problem]) -> list[Problem]:
 
     try:
         _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, SpecError):  # gone, or not the spec's YAML
         return found
     return [problem if problem.line else replace(
         problem, line=line_of(lines, path_tuple(problem.path))) for problem in found]

@@ -121,5 +121,5 @@ def _volume_problems(spec: Spec) -> list[Problem]:
         path = PurePosixPath(value) if value else None
         if path and path.is_absolute() and not any(path.is_relative_to(m) for m in mounts):
             found.append(Problem(key, f"{value} is outside every Modal Volume, so it is lost "
-                                 "when the container exits; " + FIX))
+                                 "when the container exits; " + FIX[0].lower() + FIX[1:]))
     return found

@@ -12,8 +12,6 @@ need `access_mode: ReadWriteMany`, the default is ReadWriteOnce) and RunPod (net
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from orchestrator.backends.storage import (
     NO_VOLUME,
     RELATIVE,
@@ -64,20 +62,23 @@ def problems(spec: Spec) -> list[Problem]:
 
 def _bucket_problems(spec: Spec, mounted: Mounted) -> list[Problem]:
     source, key = mounted.volume.source or "", f"{mounted.key}.source"
-    url = urlsplit(source)
+    scheme = source.partition("://")[0].lower()
     if "://" not in source:
         return [Problem(key, "SkyPilot mounts object storage (s3://, gs://, ...) or named "
                         "volumes, not host paths; use a bucket URL or `name`, or keep this "
                         "entry to dstack with `backends: [dstack]`")]
-    if url.scheme not in STORES:
-        return [Problem(key, f"SkyPilot mounts no {url.scheme}:// storage; use one of "
+    if scheme not in STORES:
+        return [Problem(key, f"SkyPilot mounts no {scheme}:// storage; use one of "
                         f"{', '.join(s + '://' for s in STORES)} (Azure: https://ACCOUNT."
                         "blob.core.windows.net/CONTAINER)")]
     chosen = mode(spec, mounted)
-    if chosen != "copy" and url.scheme not in SUBPATH_MOUNTABLE and url.path.strip("/"):
+    if chosen == "copy" or scheme in SUBPATH_MOUNTABLE:
+        return []
+    bucket, _, folder = source.partition("://")[2].partition("/")
+    if folder.strip("/"):
         return [Problem(key, f"SkyPilot mounts a whole bucket in `mode: {chosen}`, not a "
-                        f"folder of it; use `source: {url.scheme}://{url.netloc}` and put the "
-                        "folder in `output_dir` (or `mode: copy`, which does not write back)")]
+                        f"folder of it; use `source: {scheme}://{bucket}` and put the folder "
+                        "in `output_dir` (or `mode: copy`, which does not write back)")]
     return []
 
 
