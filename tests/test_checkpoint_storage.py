@@ -250,3 +250,12 @@ def test_validate_and_emulated_launch_report_the_same_storage_error(tmp_path, ti
     assert "[node0]" not in launch.stdout  # refused before any node starts
     said = "is relative (it lands in the job's working directory, on each node's own disk)"
     assert said in validate.stderr and f"(as on dstack) ./out {said}" in launch.stderr
+
+
+def test_modal_multi_node_says_its_checkpoints_are_not_marked():
+    """README's Modal limit: said in a note for a cluster, not for one container."""
+    def said(nodes: int) -> bool:
+        return any("checkpoints are not marked complete" in note
+                   for note in get("modal").render(_spec(nodes=nodes)).notes)
+
+    assert said(2) and not said(1)
