@@ -71,6 +71,25 @@ def test_dstack_network_volume_on_one_node_renders(dstack_validator):
     assert result.parsed["volumes"] == [{"name": "ckpt", "path": "/checkpoints"}]
 
 
+def test_dstack_per_node_volumes_serve_a_cache_but_not_checkpoints(dstack_validator):
+    """`${{ dstack.node_rank }}` in a name: one network volume per node (dstack's server
+    interpolates it per job), accepted by dstack's parser; every node its own, so never the
+    checkpoint directory."""
+    cache = {"name": "cache-${{ dstack.node_rank }}", "path": "/cache"}
+    spec = _spec("/checkpoints/run", volumes=[INSTANCE, cache])
+    result = dstack_validator({"t": _text("dstack", spec)})["t"]
+    assert result.error is None, result.error
+    assert result.parsed["volumes"][1] == {"name": "cache-${{ dstack.node_rank }}",
+                                           "path": "/cache"}
+    (problem,) = _refused("dstack", _spec("/cache/run", volumes=[INSTANCE, cache]))
+    assert problem.path == "output_dir" and "one network volume per node" in problem.message
+
+
+def test_dstack_refuses_a_relative_host_path():
+    (problem,) = _refused("dstack", _spec(nodes=1, volumes=[{**INSTANCE, "source": "fsx"}]))
+    assert problem.path == "launch.volumes[0].source" and "must be absolute" in problem.message
+
+
 def test_dstack_refuses_a_bucket():
     (problem,) = _refused("dstack", _spec(nodes=1, volumes=[BUCKET]))
     assert problem.path == "launch.volumes[0].source" and "not object-store URLs" in \
@@ -239,6 +258,17 @@ def test_emulation_refuses_an_unshared_output_dir_as_the_backend_does(backend):
 def test_emulation_takes_an_output_dir_the_backend_shares(backend):
     shared = "./outputs" if backend in ("slurm", "modal") else "/checkpoints/run"
     check_storage(_spec(shared, volumes=SHARED_VOLUMES), backend)
+
+
+def test_emulated_nodes_share_only_the_emulated_backends_volumes(tmp_path):
+    from orchestrator.backends.local.isolation import plan_storage
+
+    spec = _spec("/checkpoints/run", volumes=SHARED_VOLUMES)
+    shared = {b: [t for _, t in plan_storage(spec, tmp_path, False, b).shared]
+              for b in ("dstack", "skypilot", "slurm")}
+    assert shared == {"dstack": ["/checkpoints"], "skypilot": ["/checkpoints"], "slurm": []}
+    # The dstack entry's host path is what its emulated nodes share.
+    assert plan_storage(spec, tmp_path, False, "dstack").shared[0][0] == "/fsx/checkpoints"
 
 
 def test_validate_and_emulated_launch_report_the_same_storage_error(tmp_path, tiny_model_dir):

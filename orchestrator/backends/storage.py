@@ -81,17 +81,18 @@ def unshared_output(spec: Spec, where: str, fix: str) -> Problem:
         f"{fix}"))
 
 
-def emulated_output_problems(spec: Spec, relative_shared: bool, fix: str) -> list[Problem]:
+def emulated_output_problems(spec: Spec, backend: str, relative_shared: bool,
+                             fix: str) -> list[Problem]:
     """What `ft launch --backend local --emulate NAME` refuses, as NAME would: a multi-node
-    `output_dir` that is on no `launch.volumes` path (emulated nodes share every volume
-    path, as a host directory) and, where NAME's working directory is each node's own,
-    a relative one."""
+    `output_dir` that is on none of NAME's `launch.volumes` paths (emulated nodes share
+    each as a host directory, whatever its kind) and, where NAME's working directory is each
+    node's own, a relative one."""
     if spec.launch.nodes < 2:
         return []
     out = output_dir(spec)
     if not out.is_absolute():
         return [] if relative_shared else [unshared_output(spec, RELATIVE, fix)]
-    if any(out.is_relative_to(volume.path) for volume in spec.launch.volumes):
+    if holding(spec, backend, out) is not None:
         return []
     return [unshared_output(spec, NO_VOLUME, fix)]
 

@@ -7,9 +7,14 @@ attaches to one instance at a time, so the nodes of a distributed task cannot sh
 instance volume on a filesystem every host of the fleet mounts (Lustre, NFS, EFS, an SSH
 fleet's shared storage) is what every node sees. ft renders `source` (a host path) as such an
 instance volume and cannot see the hosts, so a multi-node render says the path must be shared.
+A name with `${{ dstack.node_rank }}` in it is one network volume per node (the server
+interpolates it per job: dstack/_internal/server/services/jobs/configurators/base.py
+`interpolate_job_volumes`): fine for a cache, never a shared checkpoint directory.
 """
 
 from __future__ import annotations
+
+import re
 
 from orchestrator.backends.storage import (
     NO_VOLUME,
@@ -27,6 +32,7 @@ from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem
 
 NAME = "dstack"
+PER_NODE = re.compile(r"\$\{\{\s*dstack\.(node_rank|job_num)\s*\}\}")
 FIX = ("On dstack, use an instance volume on a filesystem every host mounts (`launch.volumes: "
        "[{source: /mnt/fsx/checkpoints, path: /checkpoints}]`) and put `output_dir` under its "
        "path (e.g. /checkpoints/run1).")
@@ -42,7 +48,10 @@ def problems(spec: Spec) -> list[Problem]:
                                  "or host paths (instance volumes), not object-store URLs; "
                                  "create a dstack volume and use `name`, give a host path, or "
                                  "keep this entry to SkyPilot with `backends: [skypilot]`"))
-        if volume.name and nodes > 1:
+        if volume.source and "://" not in volume.source and not volume.source.startswith("/"):
+            found.append(Problem(f"{key}.source", "a host path (dstack instance volume) must "
+                                 "be absolute, e.g. /mnt/fsx/checkpoints"))
+        if volume.name and nodes > 1 and not per_node(volume):
             found.append(Problem(f"{key}.name", (
                 f"a dstack network volume attaches to one instance at a time, so the "
                 f"{nodes} nodes of this task cannot all mount `{volume.name}`; for storage "
@@ -62,11 +71,18 @@ def _output_problems(spec: Spec) -> list[Problem]:
     holder = holding(spec, NAME, out)
     if holder is None:
         return [unshared_output(spec, NO_VOLUME, FIX)]
-    return []  # on an instance volume; a network volume's name is refused above
+    if per_node(holder.volume):
+        return [unshared_output(spec, f"on {holder.key}, one network volume per node", FIX)]
+    return []  # on an instance volume; a shared network volume's name is refused above
+
+
+def per_node(volume) -> bool:
+    """A network volume name dstack makes per node (`${{ dstack.node_rank }}`)."""
+    return bool(volume.name and PER_NODE.search(volume.name))
 
 
 def emulated_problems(spec: Spec) -> list[Problem]:
-    return emulated_output_problems(spec, relative_shared=False, fix=FIX)
+    return emulated_output_problems(spec, NAME, relative_shared=False, fix=FIX)
 
 
 def notes(spec: Spec) -> list[str]:

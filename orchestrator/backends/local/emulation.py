@@ -84,8 +84,8 @@ def isolate_nodes(stack: contextlib.ExitStack, spec: Spec, emulate: str, workdir
     """(the isolated nodes, None), removed when `stack` closes; or (None, why not) where
     this root may not make namespaces (an unprivileged container), unless `strict`."""
     try:
-        return stack.enter_context(isolated_nodes(spec, workdir,
-                                                  get(emulate).shares_submit_dir)), None
+        return stack.enter_context(isolated_nodes(spec, workdir, get(emulate).shares_submit_dir,
+                                                  emulate)), None
     except UserError as exc:
         if strict:  # --isolate asked for it: no quiet fallback
             raise

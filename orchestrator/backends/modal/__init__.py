@@ -23,6 +23,9 @@ class ModalBackend(ModalJobs):
     env_prefixes = ("FT_MODAL_",)
     example = "ft launch spec.yaml --backend modal --stage train"
     stages = STAGES
+    # Every container works in the job's Volume, so a relative output_dir is one directory
+    # for all of them: emulated nodes share the directory they run in, as with Slurm.
+    shares_submit_dir = True
 
     def spec_problems(self, spec):
         from orchestrator.backends.modal.checks import problems

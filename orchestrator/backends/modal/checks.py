@@ -68,7 +68,7 @@ def storage_problems(spec: Spec) -> list[Problem]:
 
 def emulated_storage_problems(spec: Spec) -> list[Problem]:
     """Relative paths land on the job's own Volume, which every container mounts."""
-    return emulated_output_problems(spec, relative_shared=True, fix=FIX)
+    return emulated_output_problems(spec, NAME, relative_shared=True, fix=FIX)
 
 
 def check(spec: Spec) -> None:

@@ -115,7 +115,7 @@ def _output_problems(spec: Spec) -> list[Problem]:
 
 
 def emulated_problems(spec: Spec) -> list[Problem]:
-    return emulated_output_problems(spec, relative_shared=False, fix=FIX)
+    return emulated_output_problems(spec, NAME, relative_shared=False, fix=FIX)
 
 
 def notes(spec: Spec) -> list[str]:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import posixpath
 
-from orchestrator.backends.storage import located, mode_problems, output_dir, volumes_on
+from orchestrator.backends.storage import (
+    located,
+    mode_problems,
+    output_dir,
+    selector_problems,
+    volumes_on,
+)
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem
 
@@ -18,7 +24,8 @@ NAME = "slurm"
 
 
 def problems(spec: Spec) -> list[Problem]:
-    return located(spec, mode_problems(spec, NAME, "Slurm (it mounts no volumes)"))
+    return located(spec, selector_problems(spec) +
+                   mode_problems(spec, NAME, "Slurm (it mounts no volumes)"))
 
 
 def notes(spec: Spec) -> list[str]:
