@@ -4,6 +4,8 @@ the YAML field and the fix; what renders is read back by dstack's and SkyPilot's
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -289,3 +291,17 @@ def test_modal_multi_node_says_its_checkpoints_are_not_marked():
                    for note in get("modal").render(_spec(nodes=nodes)).notes)
 
     assert said(2) and not said(1)
+
+
+def test_the_starter_specs_storage_advice_makes_every_backend_ready(tmp_path):
+    """`ft init`'s commented volumes, uncommented as it says, satisfy every backend."""
+    assert run_ft("init", "ft.yaml", cwd=tmp_path).returncode == 0
+    text = (tmp_path / "ft.yaml").read_text()
+    assert "--backend dstack: not ready" in run_ft("validate", "ft.yaml", cwd=tmp_path).stderr
+    text = text.replace("output_dir: ./outputs/my-finetune", "output_dir: /checkpoints/run")
+    text = re.sub(r"  # volumes:\n((?:  #   - .*\n)+)",
+                  lambda m: "  volumes:\n" + m.group(1).replace("  #   - ", "    - "), text)
+    (tmp_path / "ft.yaml").write_text(text)
+    result = run_ft("validate", "ft.yaml", cwd=tmp_path)
+    assert result.returncode == 0 and "not ready" not in result.stderr, result.stderr
+    assert result.stdout.count(": ready") == 5
