@@ -201,6 +201,16 @@ def test_slurm_warns_of_a_multi_node_output_dir_outside_the_job_directory():
     assert not warned(_spec("/scratch/run", nodes=1))
 
 
+def test_validate_shows_the_slurm_warning(tmp_path):
+    data = {**TRAINING, "output_dir": "/scratch/run",
+            "launch": {"nodes": 2, "gpus_per_node": 8, "cluster": "tcp"}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data))
+    result = run_ft("validate", "spec.yaml", "--backend", "slurm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--backend slurm: note: `output_dir: /scratch/run` is outside the job's " \
+        "directory: it must be on a filesystem every node mounts" in result.stderr
+
+
 def test_slurm_says_precisely_why_volumes_are_not_rendered():
     (note,) = [n for n in get("slurm").render(_spec(volumes=[NAMED])).notes
                if "launch.volumes[0]" in n]

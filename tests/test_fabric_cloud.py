@@ -136,7 +136,7 @@ def test_validate_prints_the_efa_notes(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({**TRAINING, "launch": {
         "nodes": 2, "gpus_per_node": 8, "gpu": "H100", "cluster": "aws-efa",
-        "skypilot": {"cloud": "aws"}}}))
+        "skypilot": {"cloud": "aws"}, "volumes": SHARED_VOLUMES}}))
     result = run_ft("validate", str(spec), "--backend", "skypilot")
     assert result.returncode == 0, result.stderr
     assert "--backend skypilot: note: SkyPilot attaches only one EFA interface" in result.stderr
