@@ -13,6 +13,16 @@ BACKENDS = tuple(render_names())  # every backend that renders, from the one reg
 REFUSED = {("multi-dataset-chat", "modal"): "takes all 8 GPUs of its host"}
 
 
+# A multi-node job's checkpoints on storage every node sees, each backend's own kind at one
+# path (README, "Checkpoint storage"): a spec's `output_dir` and `launch.volumes`.
+SHARED_OUTPUT_DIR = "/checkpoints/out"
+SHARED_VOLUMES = [
+    {"path": "/checkpoints", "source": "/fsx/checkpoints", "backends": ["dstack"]},
+    {"path": "/checkpoints", "source": "s3://ft-checkpoints", "backends": ["skypilot"]},
+    {"path": "/checkpoints", "name": "ft-checkpoints", "backends": ["modal"]},
+]
+
+
 def renders(spec: str, backend: str) -> bool:
     return (example_id(spec), backend) not in REFUSED
 

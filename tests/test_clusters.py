@@ -17,7 +17,11 @@ base_model: ./model
 datasets: [{path: d.jsonl, type: alpaca}]
 adapter: lora
 lora_target_linear: true
-launch: {name: prof, nodes: 2, gpus_per_node: 8, gpu: H100, cluster: %s}
+output_dir: /checkpoints/out
+launch: {name: prof, nodes: 2, gpus_per_node: 8, gpu: H100, cluster: %s, volumes: [
+  {path: /checkpoints, source: /fsx/checkpoints, backends: [dstack]},
+  {path: /checkpoints, source: "s3://ft-checkpoints", mode: mount, backends: [skypilot]},
+  {path: /checkpoints, name: ft-checkpoints, backends: [modal]}]}
 """
 
 

@@ -11,16 +11,18 @@ import yaml
 
 from orchestrator.backends import get
 from orchestrator.spec.load import parse_spec
+from tests.specs import SHARED_OUTPUT_DIR, SHARED_VOLUMES
 from trainer.contract.errors import SpecError
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINING = {"base_model": "./model", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
-            "adapter": "lora", "lora_target_linear": True}
+            "adapter": "lora", "lora_target_linear": True, "output_dir": SHARED_OUTPUT_DIR}
 
 
 def _spec(cluster: str, **launch: object):
     text = yaml.safe_dump({**TRAINING, "launch": {"nodes": 2, "gpus_per_node": 8, "gpu": "H100",
-                                                  "cluster": cluster, **launch}})
+                                                  "cluster": cluster, "volumes": SHARED_VOLUMES,
+                                                  **launch}})
     return parse_spec(text, "spec.yaml", for_launch=True)
 
 
@@ -134,7 +136,7 @@ def test_validate_prints_the_efa_notes(tmp_path):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({**TRAINING, "launch": {
         "nodes": 2, "gpus_per_node": 8, "gpu": "H100", "cluster": "aws-efa",
-        "skypilot": {"cloud": "aws"}}}))
+        "skypilot": {"cloud": "aws"}, "volumes": SHARED_VOLUMES}}))
     result = run_ft("validate", str(spec), "--backend", "skypilot")
     assert result.returncode == 0, result.stderr
     assert "--backend skypilot: note: SkyPilot attaches only one EFA interface" in result.stderr

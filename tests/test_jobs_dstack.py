@@ -58,7 +58,7 @@ def test_submit_reads_the_run_name(fake, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(base.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     runner = fake({("dstack", "ps"): captured(f"{V}-ps-json-last-1"),
                    ("dstack", "apply"): captured(f"{V}-apply-detached")})
-    spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
+    spec = load_spec(REPO / "examples/tiny/tiny.yaml", for_launch=True)
     record = submit(DSTACK, DSTACK.render(spec), Path(".ft/rendered/tiny"), spec)
     assert runner.calls == [("dstack", "ps", "--json", "--last", "1"),
                             ("dstack", "apply", "-f", ".ft/rendered/tiny/tiny.dstack.yml", "-y",

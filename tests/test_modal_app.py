@@ -108,7 +108,8 @@ def test_every_rendered_app_runs_the_spec_on_modal(spec_path, tmp_path, monkeypa
     raw = yaml.safe_load(Path(spec_path).read_text())["launch"]
     gpu_type = raw["gpu"].split(":")[0] if raw.get("gpu") and launch.gpus_per_node else None
     volumes = {"/workspace": f"ft-{launch.name}",
-               **{v["path"]: v["name"] for v in raw.get("volumes", [])}}
+               **{v["path"]: v["name"] for v in raw.get("volumes", [])
+                  if "modal" in (v.get("backends") or ["modal"])}}  # entries for Modal
     timeout = duration_seconds(raw["max_duration"]) if "max_duration" in raw else None
     timeout = min(timeout or 86400, 86400)  # Modal's ceiling is a day
     train = settings(resolve(app_file, "train"))

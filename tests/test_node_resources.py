@@ -11,13 +11,15 @@ import yaml
 from orchestrator.backends import get
 from orchestrator.backends.node_resources import CPUS_PER_GPU
 from orchestrator.spec.load import parse_spec
+from tests.specs import SHARED_OUTPUT_DIR, SHARED_VOLUMES
 
 TRAINING = {"base_model": "./model", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
-            "adapter": "lora", "lora_target_linear": True}
+            "adapter": "lora", "lora_target_linear": True, "output_dir": SHARED_OUTPUT_DIR}
 
 
 def _render(**launch: object) -> dict:
-    text = yaml.safe_dump({**TRAINING, "launch": {"nodes": 2, "gpu": "H100", **launch}})
+    text = yaml.safe_dump({**TRAINING, "launch": {"nodes": 2, "gpu": "H100",
+                                                  "volumes": SHARED_VOLUMES, **launch}})
     spec = parse_spec(text, "spec.yaml", for_launch=True)
     out = {}
     for backend in ("dstack", "skypilot", "slurm"):

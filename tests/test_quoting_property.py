@@ -106,7 +106,8 @@ def _run_commands(commands: list[str], tmp: Path) -> None:
 @given(env_value=TEXT, volume_name=TEXT.filter(bool), mount=PATH_COMPONENT)
 def test_dstack_yaml_carries_values_verbatim(tmp_path_factory, env_value, volume_name, mount):
     tmp = tmp_path_factory.mktemp("dstack")
-    extra = {"volumes": [{"name": volume_name, "path": f"/{mount}"}],
+    # One node: a network volume attaches to one instance (backends/dstack/storage.py).
+    extra = {"volumes": [{"name": volume_name, "path": f"/{mount}"}], "nodes": 1,
              "install": {"method": "pip", "package": env_value or "ft"}}
     try:
         spec = parse_spec(_spec_text({"USER_VALUE": env_value}, extra), "q.yaml",
@@ -136,8 +137,10 @@ def test_dstack_yaml_carries_values_verbatim(tmp_path_factory, env_value, volume
 @given(env_value=TEXT, source=TEXT.filter(bool))
 def test_skypilot_yaml_carries_values_verbatim(tmp_path_factory, env_value, source):
     tmp = tmp_path_factory.mktemp("sky")
-    extra = {"volumes": [{"source": f"s3://{source}", "path": "/data"}],
-             "install": {"method": "image"}}
+    # Copy mode takes any folder of a bucket (a mount takes a whole bucket); one node, since
+    # the default output_dir is on no bucket (backends/skypilot/storage.py).
+    extra = {"volumes": [{"source": f"s3://{source}", "path": "/data", "mode": "copy"}],
+             "nodes": 1, "install": {"method": "image"}}
     try:
         spec = parse_spec(_spec_text({"USER_VALUE": env_value}, extra), "q.yaml",
                           for_launch=True)
@@ -162,7 +165,9 @@ def test_skypilot_yaml_carries_values_verbatim(tmp_path_factory, env_value, sour
 @given(name=TEXT)
 def test_job_name_is_either_refused_or_safe(name):
     try:
-        spec = parse_spec(_spec_text({}, {"name": name}), "q.yaml", for_launch=True)
+        # One node: the default relative output_dir is no multi-node checkpoint storage.
+        spec = parse_spec(_spec_text({}, {"name": name, "nodes": 1}), "q.yaml",
+                          for_launch=True)
     except SpecError as exc:
         assert "launch.name" in str(exc)
         return

@@ -23,6 +23,7 @@ from orchestrator.shipping.bundle import ship
 from orchestrator.shipping.wheel import build_wheel, wheel_name
 from orchestrator.spec.load import load_spec
 from tests.cli_runner import run_ft
+from tests.specs import SHARED_OUTPUT_DIR, SHARED_VOLUMES
 from trainer.contract.errors import SpecError, UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,9 +36,9 @@ def _spec_dir(tmp: Path, **launch: object) -> Path:
     (tmp / "ds").mkdir()
     shutil.copy(REPO / "trainer" / "deepspeed_configs" / "zero2.json", tmp / "ds" / "z2.json")
     spec = {"base_model": "./model", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
-            "deepspeed": "ds/z2.json",
+            "deepspeed": "ds/z2.json", "output_dir": SHARED_OUTPUT_DIR,
             "launch": {"name": "shipme", "nodes": 2, "gpus_per_node": 1, "gpu": "H100",
-                       "cluster": "mine.yaml", **launch}}
+                       "cluster": "mine.yaml", "volumes": SHARED_VOLUMES, **launch}}
     (tmp / "spec.yaml").write_text(yaml.safe_dump(spec))
     return tmp
 

@@ -127,6 +127,16 @@ class Backend:
     # ---- render (pure) ----------------------------------------------------------------
     def spec_problems(self, spec: Spec) -> list[Problem]:
         """What this backend cannot run, each with its YAML path and the fix."""
+        return self.storage_problems(spec)
+
+    def storage_problems(self, spec: Spec) -> list[Problem]:
+        """`launch.volumes` this backend cannot mount as written, and a multi-node
+        `output_dir` that would not be on storage every node sees (backends/storage.py)."""
+        return []
+
+    def emulated_storage_problems(self, spec: Spec) -> list[Problem]:
+        """What `ft launch --backend local --emulate NAME` refuses as this backend would: a
+        multi-node `output_dir` its real nodes would not share."""
         return []
 
     def render(self, spec: Spec) -> Rendered:

@@ -193,8 +193,9 @@ def launch(
     if not chosen.renders:
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
         require_local_files(loaded)
-        from orchestrator.backends.local.emulation import run_local
+        from orchestrator.backends.local.emulation import check_storage, run_local
 
+        check_storage(loaded, emulate.value)
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), isolate=isolate))
     rendered = _render(loaded, backend.value)
     if stages:

@@ -55,6 +55,8 @@ def _parse_skypilot(config: dict) -> dict:
         "workdir": task.workdir,
         "file_mounts": dict(task.file_mounts or {}),
         "storage_mounts": sorted(task.storage_mounts or {}),
+        "storage": {path: _storage(store) for path, store in (task.storage_mounts or {}).items()},
+        "volumes": dict(task.volumes or {}),
         "resources": resources,
     }
 
@@ -72,6 +74,19 @@ def _parse_skypilot_as_server(config: dict) -> dict:
 
     plugins._plugins_loaded = True  # what load_plugins() sets when no plugin is configured
     return _parse_skypilot(config)
+
+
+def _storage(store) -> dict:
+    """A bucket mount as SkyPilot holds it, and what its own source check (run when the
+    launch constructs the storage, not at parse time) says of it."""
+    from sky.data.storage import Storage
+
+    try:
+        Storage._validate_source(store.source, store.mode, False)
+        error = None
+    except Exception as exc:  # its refusal, as the launch would print it
+        error = f"{type(exc).__name__}: {exc}"
+    return {"source": store.source, "mode": store.mode.value, "source_error": error}
 
 
 def main() -> int:

@@ -38,11 +38,21 @@ def _duration_value(value: str | None) -> str | None:
 
 class Volume(_Strict):
     """Storage mounted into every node: a backend-managed network volume (`name`), or a
-    `source` (an instance path, or an object-store URL for SkyPilot)."""
+    `source` (an instance path, or an object-store URL for SkyPilot). A multi-node job's
+    `output_dir` must lie under the `path` of one every node shares (README, "Checkpoint
+    storage")."""
 
     path: str = Field(description="Mount point inside the container, e.g. /checkpoints.")
-    name: str | None = Field(None, description="Network volume name (dstack / SkyPilot).")
-    source: str | None = Field(None, description="Host path or s3://, gs:// URL.")
+    name: str | None = Field(None, description="Network volume name (dstack / SkyPilot "
+                             "Kubernetes or RunPod / Modal Volume).")
+    source: str | None = Field(None, description="Host path (dstack instance volume) or a "
+                               "bucket URL for SkyPilot (s3://, gs://, r2://, ...).")
+    mode: Literal["mount", "mount_cached", "copy"] | None = Field(
+        None, description="SkyPilot bucket mount mode (default: mount_cached for the bucket "
+        "that holds output_dir, else mount); refused on backends without one.")
+    backends: list[str] = Field(default_factory=list, description="Mount only on these "
+                                "backends (default: all), so one spec can name each "
+                                "backend's own shared storage at the same path.")
 
     @model_validator(mode="after")
     def _one_source(self) -> Volume:

@@ -22,6 +22,16 @@ class DstackBackend(DstackJobs):
     env_prefixes = ("DSTACK_",)
     example = "ft launch spec.yaml --backend dstack --watch"
 
+    def storage_problems(self, spec):
+        from orchestrator.backends.dstack.storage import problems
+
+        return problems(spec)
+
+    def emulated_storage_problems(self, spec):
+        from orchestrator.backends.dstack.storage import emulated_problems
+
+        return emulated_problems(spec)
+
     def render(self, spec) -> Rendered:
         from orchestrator.backends.dstack.render import render
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
+from orchestrator.backends.dstack import storage
 from orchestrator.backends.fabric_cloud import check_fabric_on_clouds, efa_image_notes
 from orchestrator.backends.node_resources import NodeResources, node_resources
 from orchestrator.backends.node_steps import (
@@ -24,7 +25,7 @@ from orchestrator.rendering import render_template
 from orchestrator.shipping.job_files import JobFile, job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name, job_prefix
 from orchestrator.spec.load import Spec
-from trainer.contract.errors import Problem, SpecError
+from trainer.contract.errors import SpecError
 from trainer.contract.launch import duration_seconds
 
 NAME = "dstack"
@@ -38,7 +39,10 @@ DEFAULT_IMAGE_ARCH = "x86"
 
 def render(spec: Spec) -> Rendered:
     launch = spec.launch
-    notes: list[str] = []
+    problems = storage.problems(spec)
+    if problems:
+        raise SpecError(problems, spec.source)
+    notes: list[str] = storage.notes(spec)
     profile = profile_for(spec)
     resources = node_resources(spec)
     check_fabric_on_clouds(spec, profile, launch.dstack.backends, "launch.dstack.backends")
@@ -67,7 +71,7 @@ def render(spec: Spec) -> Rendered:
         memory=f"{resources.memory_gb}GB.." if resources.memory_gb else None,
         shm_size=f"{resources.shm_gb}GB",
         disk=f"{resources.disk_gb}GB..",
-        volumes=_volumes(spec),
+        volumes=storage.mounts(spec),
         spot_policy="spot" if launch.spot else "on-demand",
         retry_events=_retry_events(spec, notes),
         retry_duration=launch.retry.duration,
@@ -105,15 +109,6 @@ def _gpu(spec: Spec) -> str | None:
         return None
     parts = [gpu.name] + ([gpu.memory] if gpu.memory else []) + [str(spec.launch.gpus_per_node)]
     return ":".join(parts)
-
-
-def _volumes(spec: Spec) -> list:
-    for index, volume in enumerate(spec.launch.volumes):
-        if volume.source and "://" in volume.source:
-            raise SpecError([Problem(f"launch.volumes[{index}].source", "dstack mounts network "
-                                     "volumes by `name` or instance paths, not object-store "
-                                     "URLs; create a dstack volume and use `name`")], spec.source)
-    return spec.launch.volumes
 
 
 def _retry_events(spec: Spec, notes: list[str]) -> list[str]:

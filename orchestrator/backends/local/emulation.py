@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from orchestrator.backends import get, names
@@ -30,7 +31,7 @@ from orchestrator.backends.render_common import job_env, profile_for
 from orchestrator.output_files import write_atomic
 from orchestrator.process import spawn_group
 from orchestrator.spec.load import Spec
-from trainer.contract.errors import UserError
+from trainer.contract.errors import SpecError, UserError
 from trainer.contract.launch import duration_seconds
 
 
@@ -68,13 +69,23 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
         return _run_nodes(spec, emulate, workdir, node_args, isolation)
 
 
+def check_storage(spec: Spec, emulate: str) -> None:
+    """Refuse what the emulated backend would: a multi-node `output_dir` its real nodes
+    would not share (here every node could write to this host's one directory, and the
+    job would seem to work)."""
+    problems = get(emulate).emulated_storage_problems(spec)
+    if problems:
+        raise SpecError([replace(p, message=f"(as on {emulate}) {p.message}")
+                         for p in problems], spec.source)
+
+
 def isolate_nodes(stack: contextlib.ExitStack, spec: Spec, emulate: str, workdir: Path,
                   strict: bool) -> tuple[IsolatedNodes | None, str | None]:
     """(the isolated nodes, None), removed when `stack` closes; or (None, why not) where
     this root may not make namespaces (an unprivileged container), unless `strict`."""
     try:
-        return stack.enter_context(isolated_nodes(spec, workdir,
-                                                  get(emulate).shares_submit_dir)), None
+        return stack.enter_context(isolated_nodes(spec, workdir, get(emulate).shares_submit_dir,
+                                                  emulate)), None
     except UserError as exc:
         if strict:  # --isolate asked for it: no quiet fallback
             raise

@@ -4,12 +4,13 @@ Isolated (Linux, root, `ip`): every node has its own network namespace (eth0 on 
 bridge, network.py), hostname, /tmp, /dev/shm and pid numbers (sandbox.py). Storage follows
 the spec and the emulated backend, as on a cluster: a `launch.volumes` path is shared
 storage (the same host directory on every node: `source` when it is a host path, else
-`path` itself), and so is the submit directory (where `ft launch` runs) when emulating
-Slurm, whose clusters share it; the output and data-cache directories outside all of these
-are private to each node. Node 0's private
-directories are the host's own (where you look after the job, as on a head node); node r's
-live under `<workdir>/.ft/local/<job>/node<r>/` and outlast the launch, like a node's disk
-across a requeue onto the same node.
+`path` itself; only the entries the emulated backend mounts), and so is the submit
+directory (where `ft launch` runs) when emulating Slurm, whose clusters share it, or Modal,
+whose containers all work in the job's Volume; the output and data-cache directories outside
+all of these are private to each node. Node 0's private directories are the host's own
+(where you look after the job, as on a head node); node r's live under
+`<workdir>/.ft/local/<job>/node<r>/` and outlast the launch, like a node's disk across a
+requeue onto the same node.
 
 Elsewhere the nodes share this host (loopback, one /tmp, one pid space), and say so.
 """
@@ -28,7 +29,9 @@ from pathlib import Path
 from orchestrator.backends.base import EmulatedHosts
 from orchestrator.backends.local.network import NodeNetwork, create_network, remove_network
 from orchestrator.backends.local.network import sweep_stale as sweep_stale_networks
+from orchestrator.backends.storage import volumes_on
 from orchestrator.spec.load import Spec
+from trainer.contract.launch import Volume
 
 
 def unavailable_reason() -> str | None:
@@ -61,14 +64,16 @@ class Storage:
         return self.scratch / f"node{rank}" / path.lstrip("/")
 
 
-def plan_storage(spec: Spec, workdir: Path, submit_dir_shared: bool) -> Storage:
+def plan_storage(spec: Spec, workdir: Path, submit_dir_shared: bool,
+                 backend: str | None = None) -> Storage:
+    """`backend`: the emulated one, which mounts only its `launch.volumes` entries."""
     def absolute(path: str) -> str:
         return os.path.realpath(workdir / path)
 
     shared = []
     if submit_dir_shared and absolute(".") != "/":
         shared.append((absolute("."), absolute(".")))
-    for volume in spec.launch.volumes:
+    for volume in emulated_volumes(spec, backend):
         local = volume.source if volume.source and volume.source.startswith("/") else None
         shared.append((absolute(local or volume.path), absolute(volume.path)))
     targets = [target for _, target in shared]
@@ -77,6 +82,13 @@ def plan_storage(spec: Spec, workdir: Path, submit_dir_shared: bool) -> Storage:
                if path and not any(_inside(absolute(path), target) for target in targets)]
     return Storage(tuple(shared), tuple(dict.fromkeys(private)),
                    workdir / ".ft" / "local" / spec.launch.name)
+
+
+def emulated_volumes(spec: Spec, backend: str | None) -> list[Volume]:
+    """The `launch.volumes` entries `backend`'s nodes mount (all when it is None or local)."""
+    if backend in (None, "local"):
+        return list(spec.launch.volumes)
+    return [mounted.volume for mounted in volumes_on(spec, backend)]
 
 
 def _inside(path: str, directory: str) -> bool:
@@ -115,12 +127,12 @@ class IsolatedNodes:
 
 
 @contextlib.contextmanager
-def isolated_nodes(spec: Spec, workdir: Path,
-                   submit_dir_shared: bool) -> Iterator[IsolatedNodes]:
+def isolated_nodes(spec: Spec, workdir: Path, submit_dir_shared: bool,
+                   backend: str | None = None) -> Iterator[IsolatedNodes]:
     """Build the nodes' network and directories; the network is removed on the way out,
     whatever the way out is (a SIGKILLed launcher's is swept by the next launch)."""
     sweep_stale_networks()
-    storage = plan_storage(spec, workdir, submit_dir_shared)
+    storage = plan_storage(spec, workdir, submit_dir_shared, backend)
     for rank in range(spec.launch.nodes):
         for source, _ in storage.binds(rank):
             Path(source).mkdir(parents=True, exist_ok=True)

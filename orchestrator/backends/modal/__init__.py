@@ -23,11 +23,24 @@ class ModalBackend(ModalJobs):
     env_prefixes = ("FT_MODAL_",)
     example = "ft launch spec.yaml --backend modal --stage train"
     stages = STAGES
+    # Every container works in the job's Volume, so a relative output_dir is one directory
+    # for all of them: emulated nodes share the directory they run in, as with Slurm.
+    shares_submit_dir = True
 
     def spec_problems(self, spec):
         from orchestrator.backends.modal.checks import problems
 
         return problems(spec)
+
+    def storage_problems(self, spec):
+        from orchestrator.backends.modal.checks import storage_problems
+
+        return storage_problems(spec)
+
+    def emulated_storage_problems(self, spec):
+        from orchestrator.backends.modal.checks import emulated_storage_problems
+
+        return emulated_storage_problems(spec)
 
     def render(self, spec) -> Rendered:
         from orchestrator.backends.modal.render import render

@@ -11,14 +11,23 @@ by path ships with the job, as on the other backends.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 from orchestrator.backends.modal.inputs import WORKDIR, input_problems
 from orchestrator.backends.render_common import Gpu, parse_gpu
+from orchestrator.backends.storage import (
+    emulated_output_problems,
+    located,
+    mode_problems,
+    selector_problems,
+    volumes_on,
+)
 from orchestrator.spec.load import Spec
-from orchestrator.spec.yaml_source import line_of, load_yaml_with_lines
 from trainer.contract.errors import Problem, SpecError
+
+NAME = "modal"
+FIX = ("Make it relative (it then lands on the job's own Volume, which every container "
+       "mounts) or put it under the `path` of a `launch.volumes` entry with a `name`.")
 
 # ft's GPU name (upper case) -> Modal's, for the types Modal offers. A100 alone is Modal's
 # 40GB card; `A100:80GB` in the spec picks A100-80GB (see modal_gpu).
@@ -50,7 +59,16 @@ def modal_gpu(gpu: Gpu) -> tuple[str | None, str | None]:
 def problems(spec: Spec) -> list[Problem]:
     """Every reason Modal cannot run this spec, each naming its YAML path (and line) and
     the fix."""
-    return _located(spec, _gpu_problems(spec) + _volume_problems(spec) + input_problems(spec))
+    return located(spec, _gpu_problems(spec) + _volume_problems(spec) + input_problems(spec))
+
+
+def storage_problems(spec: Spec) -> list[Problem]:
+    return located(spec, _volume_problems(spec))
+
+
+def emulated_storage_problems(spec: Spec) -> list[Problem]:
+    """Relative paths land on the job's own Volume, which every container mounts."""
+    return emulated_output_problems(spec, NAME, relative_shared=True, fix=FIX)
 
 
 def check(spec: Spec) -> None:
@@ -85,41 +103,23 @@ def _gpu_problems(spec: Spec) -> list[Problem]:
 
 
 def _volume_problems(spec: Spec) -> list[Problem]:
-    found = []
-    for index, volume in enumerate(spec.launch.volumes):
+    found = selector_problems(spec) + mode_problems(spec, NAME, "Modal")
+    for mounted in volumes_on(spec, NAME):
+        volume, key = mounted.volume, mounted.key
         if volume.name and (not OBJECT_NAME.match(volume.name) or APP_ID.match(volume.name)):
-            found.append(Problem(f"launch.volumes[{index}].name", "a Modal Volume name has "
-                                 "at most 64 letters, digits, dashes, dots and underscores"))
+            found.append(Problem(f"{key}.name", "a Modal Volume name has at most 64 letters, "
+                                 "digits, dashes, dots and underscores"))
         if volume.source:
-            found.append(Problem(f"launch.volumes[{index}].source", "Modal mounts its own named "
-                                 "Volumes, not host paths or bucket URLs; give `name` (a Modal "
-                                 "Volume, created if missing) instead"))
-    mounts = [PurePosixPath(WORKDIR), *(PurePosixPath(v.path) for v in spec.launch.volumes
-                                        if v.name)]
+            found.append(Problem(f"{key}.source", "Modal mounts its own named Volumes, not "
+                                 "host paths or bucket URLs; give `name` (a Modal Volume, "
+                                 "created if missing) instead, or keep this entry to other "
+                                 "backends with `backends: [...]`"))
+    mounts = [PurePosixPath(WORKDIR), *(PurePosixPath(m.volume.path)
+                                        for m in volumes_on(spec, NAME) if m.volume.name)]
     for key in ("output_dir", "dataset_prepared_path"):
         value = getattr(spec.training, key, None)
         path = PurePosixPath(value) if value else None
         if path and path.is_absolute() and not any(path.is_relative_to(m) for m in mounts):
             found.append(Problem(key, f"{value} is outside every Modal Volume, so it is lost "
-                                 "when the container exits; make it relative (it then lands on "
-                                 "the job's own Volume) or put it under a `launch.volumes` path"))
+                                 "when the container exits; " + FIX[0].lower() + FIX[1:]))
     return found
-
-
-def _located(spec: Spec, found: list[Problem]) -> list[Problem]:
-    """The line of each problem in the user's file, where the file can be read again."""
-    try:
-        _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
-    except (OSError, UnicodeDecodeError):
-        return found
-    return [problem if problem.line else replace(
-        problem, line=line_of(lines, _path_tuple(problem.path))) for problem in found]
-
-
-def _path_tuple(path: str) -> tuple[str | int, ...]:
-    """`launch.volumes[0].source` -> ("launch", "volumes", 0, "source")."""
-    parts: list[str | int] = []
-    for part in path.replace("]", "").split("."):
-        name, *indexes = part.split("[")
-        parts += [name, *(int(index) for index in indexes)]
-    return tuple(parts)

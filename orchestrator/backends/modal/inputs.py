@@ -77,6 +77,8 @@ def _outside_volumes(spec: Spec, path: PurePosixPath) -> bool:
     """An absolute (or `~`: the container's home, not yours) path under no Volume mount."""
     if not path.is_absolute() and not str(path).startswith("~"):
         return False
-    mounts = [PurePosixPath(WORKDIR), *(PurePosixPath(v.path) for v in spec.launch.volumes
-                                        if v.name)]
+    from orchestrator.backends.storage import volumes_on
+
+    mounts = [PurePosixPath(WORKDIR), *(PurePosixPath(m.volume.path)
+                                        for m in volumes_on(spec, "modal") if m.volume.name)]
     return not any(path.is_relative_to(mount) for mount in mounts)

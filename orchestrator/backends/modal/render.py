@@ -36,6 +36,7 @@ from orchestrator.backends.render_common import (
     shown_submit,
     size_gb,
 )
+from orchestrator.backends.storage import volumes_on
 from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.bundle import IGNORE_FILES
 from orchestrator.shipping.job_files import job_files
@@ -112,7 +113,8 @@ def render(spec: Spec) -> Rendered:
         pip_requirement=pip_requirement(spec),
         env=job_env(spec, profile_for(spec)),
         secrets=launch.secrets,
-        volumes=[(v.path, v.name) for v in launch.volumes if v.name],
+        volumes=[(m.volume.path, m.volume.name) for m in volumes_on(spec, NAME)
+                 if m.volume.name],
         job_volume=job_volume(spec),
         workdir=WORKDIR,
         cpu=launch.cpus_per_node,
@@ -175,6 +177,12 @@ def _notes(spec: Spec, gpu, notes: list[str]) -> None:
         if key in explicit:
             notes.append(f"Modal sizes a container's disk and /dev/shm itself: "
                          f"`launch.{key}` is not rendered")
+    if launch.nodes > 1:
+        notes.append("Modal Volumes show a container's writes to the others only after it "
+                     "commits and they reload (modal.Volume docs); the app commits when a "
+                     "stage ends, so during multi-node training rank 0 cannot see the other "
+                     "containers' checkpoint shards: checkpoints are not marked complete, and "
+                     "a restarted stage starts at step 0")
     if "spot" in explicit and not launch.spot:
         notes.append("Modal's GPU containers can always be preempted: `launch.spot: false` "
                      "cannot be honoured (a preempted stage restarts from its last checkpoint)")

@@ -16,6 +16,16 @@ class SkyPilotBackend(SkyPilotJobs):
     env_prefixes = ("SKYPILOT_",)
     example = "ft launch spec.yaml --backend skypilot --watch"
 
+    def storage_problems(self, spec):
+        from orchestrator.backends.skypilot.storage import problems
+
+        return problems(spec)
+
+    def emulated_storage_problems(self, spec):
+        from orchestrator.backends.skypilot.storage import emulated_problems
+
+        return emulated_problems(spec)
+
     def render(self, spec) -> Rendered:
         from orchestrator.backends.skypilot.render import render
 

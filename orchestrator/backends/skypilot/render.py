@@ -26,18 +26,22 @@ from orchestrator.backends.render_common import (
     profile_for,
     shown_submit,
 )
+from orchestrator.backends.skypilot import storage
 from orchestrator.rendering import render_template
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name
 from orchestrator.spec.load import Spec
-from trainer.contract.errors import Problem, SpecError
+from trainer.contract.errors import SpecError
 
 NAME = "skypilot"
 
 
 def render(spec: Spec) -> Rendered:
     launch, sky = spec.launch, spec.launch.skypilot
-    notes: list[str] = []
+    problems = storage.problems(spec)
+    if problems:
+        raise SpecError(problems, spec.source)
+    notes: list[str] = storage.notes(spec)
     profile = profile_for(spec)
     resources = node_resources(spec)
     if "shm_size" in resources.explicit:
@@ -81,16 +85,15 @@ def render(spec: Spec) -> Rendered:
         fabric_notes=fabric_notes,
         job_recovery=launch.retry.max_restarts if sky.managed and launch.retry.on_error else 0,
         labels=sky.labels,
-        env=job_env(spec, profile),
+        env={**job_env(spec, profile), **storage.extra_env(spec)},
         secrets=launch.secrets,
-        file_mounts=[v for v in launch.volumes if v.source],
-        volumes=[v for v in launch.volumes if v.name],
+        file_mounts=storage.file_mounts(spec),
+        volumes=storage.named_volumes(spec),
         setup="\n".join(install_commands(spec) or [
             "true  # ft installs on each node in run, from the shipped wheel" if wheel
             else "true  # the image has ft"]),
         run="\n".join(["set -euo pipefail", *checks, node_command(spec, NAME, shipped)]),
     )
-    _check_mounts(spec)
     plan = ShipPlan(launch.name, "bundle", tuple(shipped), wheel, spec.effective_text,
                     spec_path_in_job(spec))
     return Rendered(NAME, {filename: text}, submit, notes, plan)
@@ -106,14 +109,6 @@ def _submit_argv(spec: Spec, filename: str) -> list[str]:
         # Detached: a managed launch otherwise streams the job's logs until it ends.
         return ["sky", "jobs", "launch", "--name", spec.launch.name, *options]
     return ["sky", "launch", "--cluster", spec.launch.name, *options]
-
-
-def _check_mounts(spec: Spec) -> None:
-    for index, volume in enumerate(spec.launch.volumes):
-        if volume.source and "://" not in volume.source:
-            raise SpecError([Problem(f"launch.volumes[{index}].source", "SkyPilot mounts "
-                                     "object storage (s3://, gs://, ...) or named volumes; "
-                                     "use a bucket URL or `name`")], spec.source)
 
 
 def _retry_notes(spec: Spec, notes: list[str]) -> None:

@@ -18,6 +18,11 @@ class SlurmBackend(SlurmJobs):
     shares_submit_dir = True  # Slurm has no volumes: jobs rely on a shared filesystem
     example = "ft launch spec.yaml --backend slurm --watch"
 
+    def storage_problems(self, spec):
+        from orchestrator.backends.slurm.storage import problems
+
+        return problems(spec)
+
     def render(self, spec) -> Rendered:
         from orchestrator.backends.slurm.render import render
 

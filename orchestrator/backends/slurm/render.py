@@ -19,6 +19,7 @@ from orchestrator.backends.render_common import (
     slurm_time,
     slurm_time_seconds,
 )
+from orchestrator.backends.slurm import storage
 from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan
@@ -32,11 +33,13 @@ NAME = "slurm"
 
 def render(spec: Spec) -> Rendered:
     launch, slurm = spec.launch, spec.launch.slurm
+    problems = storage.problems(spec)
+    if problems:
+        raise SpecError(problems, spec.source)
     notes: list[str] = []
     if launch.spot:
         notes.append("`launch.spot` has no meaning on Slurm and is ignored")
-    if launch.volumes:
-        notes.append("`launch.volumes` is ignored on Slurm: use paths on the shared filesystem")
+    notes += storage.notes(spec)
     profile = profile_for(spec)
     filename = f"{launch.name}.sbatch"
     # The nodes share this machine's filesystem: absolute paths are read where they are.

@@ -1,0 +1,122 @@
+"""Checkpoint storage every node sees (README, "Checkpoint storage").
+
+A multi-node job's sharded checkpoint holds files from every rank, and rank 0 marks it
+complete only once it sees them all (trainer/checkpoint_save.py); a restart on fresh
+machines resumes from what that directory holds. So a multi-node `output_dir` must lie on
+storage every node mounts and that outlives the instances. Which storage that is, is each
+backend's fact (its `storage_problems`); what they share is here: which `launch.volumes`
+entries a backend mounts, which one holds a path, and the wording of the problems.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from trainer.contract.errors import Problem, SpecError
+from trainer.contract.launch import Volume
+
+if TYPE_CHECKING:
+    from orchestrator.spec.load import Spec
+
+
+@dataclass(frozen=True)
+class Mounted:
+    """A `launch.volumes` entry a backend mounts, with its index in the user's list."""
+
+    index: int
+    volume: Volume
+
+    @property
+    def key(self) -> str:
+        return f"launch.volumes[{self.index}]"
+
+
+def volumes_on(spec: Spec, backend: str) -> list[Mounted]:
+    """The entries `backend` mounts: those without `backends`, or naming it."""
+    return [Mounted(index, volume) for index, volume in enumerate(spec.launch.volumes)
+            if not volume.backends or backend in volume.backends]
+
+
+def selector_problems(spec: Spec) -> list[Problem]:
+    """`backends:` entries that name no backend that mounts anything."""
+    from orchestrator.backends import render_names
+
+    known = render_names()
+    return [Problem(f"launch.volumes[{index}].backends", f"no backend {name!r}; use "
+                    f"{', '.join(known)}")
+            for index, volume in enumerate(spec.launch.volumes)
+            for name in volume.backends if name not in known]
+
+
+def output_dir(spec: Spec) -> PurePosixPath:
+    """`output_dir` as the trainer opens it: relative to the job's working directory."""
+    return PurePosixPath(posixpath.normpath(spec.training.output_dir))
+
+
+def holding(spec: Spec, backend: str, path: PurePosixPath) -> Mounted | None:
+    """The innermost volume of `backend` whose mount point holds the absolute `path`."""
+    if not path.is_absolute():
+        return None
+    holders = [m for m in volumes_on(spec, backend) if path.is_relative_to(m.volume.path)]
+    return max(holders, key=lambda m: len(PurePosixPath(m.volume.path).parts), default=None)
+
+
+def mode_problems(spec: Spec, backend: str, title: str) -> list[Problem]:
+    """`mode` is SkyPilot's bucket mount mode: refused where it would be ignored."""
+    return [Problem(f"{m.key}.mode", f"{title} has no mount modes, so `mode: "
+                    f"{m.volume.mode}` cannot be honoured; remove it, or keep this entry to "
+                    "SkyPilot with `backends: [skypilot]`")
+            for m in volumes_on(spec, backend) if m.volume.mode]
+
+
+def unshared_output(spec: Spec, where: str, fix: str) -> Problem:
+    """The one wording of "this multi-node checkpoint directory is not shared"."""
+    return Problem("output_dir", (
+        f"{spec.training.output_dir} is {where}, not on storage every node sees: with "
+        f"{spec.launch.nodes} nodes each node would write only its own checkpoint shards "
+        "(none is ever marked complete), and a restart on new machines starts at step 0. "
+        f"{fix}"))
+
+
+def emulated_output_problems(spec: Spec, backend: str, relative_shared: bool,
+                             fix: str) -> list[Problem]:
+    """What `ft launch --backend local --emulate NAME` refuses, as NAME would: a multi-node
+    `output_dir` that is on none of NAME's `launch.volumes` paths (emulated nodes share
+    each as a host directory, whatever its kind) and, where NAME's working directory is each
+    node's own, a relative one."""
+    if spec.launch.nodes < 2:
+        return []
+    out = output_dir(spec)
+    if not out.is_absolute():
+        return [] if relative_shared else [unshared_output(spec, RELATIVE, fix)]
+    if holding(spec, backend, out) is not None:
+        return []
+    return [unshared_output(spec, NO_VOLUME, fix)]
+
+
+RELATIVE = "relative (it lands in the job's working directory, on each node's own disk)"
+NO_VOLUME = "under no `launch.volumes` path"
+
+
+def located(spec: Spec, found: list[Problem]) -> list[Problem]:
+    """The line of each problem in the user's file, where the file can be read again."""
+    from orchestrator.spec.yaml_source import line_of, load_yaml_with_lines
+
+    try:
+        _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
+    except (OSError, UnicodeDecodeError, SpecError):  # gone, or not the spec's YAML
+        return found
+    return [problem if problem.line else replace(
+        problem, line=line_of(lines, path_tuple(problem.path))) for problem in found]
+
+
+def path_tuple(path: str) -> tuple[str | int, ...]:
+    """`launch.volumes[0].source` -> ("launch", "volumes", 0, "source")."""
+    parts: list[str | int] = []
+    for part in path.replace("]", "").split("."):
+        name, *indexes = part.split("[")
+        parts += [name, *(int(index) for index in indexes)]
+    return tuple(parts)
