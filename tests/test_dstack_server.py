@@ -117,3 +117,73 @@ def test_launch_ships_and_the_server_plans_it_until_no_fleets(dstack_home, tmp_p
     assert ft_dir[f"tiny/wheels/{wheel.name}"] == wheel.read_bytes()
     assert ft_dir["tiny/install_ft.py"] == (REPO / "orchestrator" / "shipping" /
                                        "install_ft.py").read_bytes()
+
+
+SHIPPED = sorted(p.name for p in (REPO / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", SHIPPED)
+def test_the_server_plans_each_shipped_example_with_its_files_and_storage(
+        example, dstack_home, tmp_path):
+    """Every example as a user submits it: the server takes the task ft renders (image,
+    resources, retry, storage as volumes) and, with no fleet to run on, stops at "no
+    fleets"; what it stored is what ft rendered: the same volumes and every shipped file."""
+    import yaml
+
+    env = {**dstack_home, "HF_TOKEN": "hf_not-a-real-token", "WANDB_API_KEY": "not-a-key"}
+    work = tmp_path / "work"
+    (work / "examples").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    (work / "examples" / example).write_text((REPO / "examples" / example).read_text())
+    launched = _ft(env, work, "launch", f"examples/{example}", "--backend", "dstack")
+    launch = yaml.safe_load((work / "examples" / example).read_text())["launch"]
+    name = launch["name"]
+    dstack_volumes = [v for v in launch.get("volumes", [])
+                      if "dstack" in v.get("backends", ["dstack"])]
+    if launch.get("image"):
+        # The server reads a named image's config from its registry, and this machine
+        # reaches no container registry: that check is the server's, the fix is ft's hint.
+        assert launched.returncode == 2, launched.stdout + launched.stderr
+        assert f"Error pulling configuration for image '{launch['image']}'" in launched.stderr
+        assert "To fix: the image must be pullable" in launched.stderr
+        return
+    if any(v.get("name") for v in dstack_volumes):
+        # A network volume must exist before a run mounts it; this server has no backend
+        # to create one on. The server refuses the plan; ft says how to create it.
+        assert launched.returncode == 2, launched.stdout + launched.stderr
+        assert "Volume ['ft-checkpoints'] not found" in launched.stderr
+        assert "To fix: create the network volume ['ft-checkpoints'] first" in launched.stderr
+        return
+    assert launched.returncode == 0, launched.stdout + launched.stderr
+    assert f"submitted dstack:{name}" in launched.stdout, launched.stdout
+
+    def run() -> dict:
+        ps = subprocess.run(["dstack", "ps", "-a", "--json"], env=env, capture_output=True,
+                            text=True, cwd=work)
+        return next(r for r in json.loads(ps.stdout)["runs"]
+                    if r["run_spec"]["run_name"] == name)
+
+    _wait_for(lambda: run()["status"] in ("failed", "terminated"), 120, run)
+    status = _ft(env, work, "status", f"dstack:{name}")
+    # The fleets a spec names do not exist on this server; with none named, none matches.
+    no_compute = ("Failed to use specified fleets" if launch.get("dstack", {}).get("fleets")
+                  else "No matching fleet found")
+    assert no_compute in status.stdout, status.stdout
+
+    (rendered,) = (work / ".ft" / "rendered" / name).glob("*.dstack.yml")
+    task = yaml.safe_load(rendered.read_text())
+    stored = run()["run_spec"]
+    # The server fills in defaults (`optional: false`); every rendered key is kept as is.
+    assert [{k: v for k, v in volume.items() if k in rendered_volume}
+            for volume, rendered_volume in zip(stored["configuration"]["volumes"],
+                                               task.get("volumes", []), strict=True)
+            ] == task.get("volumes", []), stored["configuration"]["volumes"]
+    assert [v["path"] for v in task.get("volumes", [])] == [v["path"] for v in dstack_volumes]
+    archives = sorted(a["path"] for a in stored["file_archives"])
+    assert archives == sorted(f["path"] if isinstance(f, dict) else f.split(":")[-1]
+                              for f in task["files"]), (archives, task["files"])
+    # The value reaches the job through dstack (its env takes it from the submitting
+    # shell); it is never in a file ft wrote or in what ft printed.
+    written = "".join(p.read_text(errors="replace") for p in (work / ".ft").rglob("*")
+                      if p.is_file() and p.suffix != ".whl")
+    assert "hf_not-a-real-token" not in written + launched.stdout + launched.stderr

@@ -24,6 +24,7 @@ _STATES = {"pending": JobState.PENDING, "submitted": JobState.PENDING,
 _TERMINATED = {"all_jobs_done": JobState.SUCCEEDED, "stopped_by_user": JobState.CANCELLED,
                "aborted_by_user": JobState.CANCELLED}
 _SUBMITTED = re.compile(r"^Run (\S+) submitted", re.MULTILINE)
+_MISSING_VOLUME = re.compile(r"Volume (\[.*?\]) not found")
 _CONFIGURE_HINT = ("start a server with `dstack server` (it configures this machine), or add "
                    "your server with `dstack project add --name NAME --url URL --token TOKEN`")
 
@@ -82,6 +83,11 @@ class DstackJobs(Backend):
             return _CONFIGURE_HINT
         if "Error pulling configuration for image" in text:
             return "the image must be pullable from where the dstack server runs"
+        if missing := _MISSING_VOLUME.search(text):
+            return (f"create the network volume {missing.group(1)} first: a dstack volume "
+                    "configuration (`type: volume`, its `name`, `backend`, `region`, `size`) "
+                    "applied once with `dstack apply -f`; or mount a shared filesystem as an "
+                    "instance volume (`launch.volumes[].source`, README \"Checkpoint storage\")")
         return ""
 
     def statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
