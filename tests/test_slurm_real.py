@@ -105,14 +105,15 @@ def _submitted_ref(output: str) -> str:
     return match.group(1)
 
 
-def _wait_for(ws: Workspace, ref: str, word: str, timeout_s: float = 180) -> str:
+def _wait_for(ws: Workspace, ref: str, word: str, timeout_s: float = 180,
+              poll_s: float = 1) -> str:
     deadline = time.monotonic() + timeout_s
     text = ""
     while time.monotonic() < deadline:
         text = ws.ft("status", ref).stdout
         if word in text:
             return text
-        time.sleep(1)
+        time.sleep(poll_s)
     raise AssertionError(f"{ref} never showed {word}; last status:\n{text}\n{ws.job_files()}")
 
 
@@ -183,24 +184,30 @@ def test_status_of_unknown_job_is_a_clean_error(workspace: Workspace) -> None:
 
 FAKE_NODE = """#!/bin/bash
 # Stands in for `ft node` (no training): runs until SIGTERM, then "saves" and exits 75 as
-# ft node does; the third attempt finishes at once.
+# ft node does; the fourth attempt finishes at once.
 echo "fake ft $1 $SLURM_NODEID: attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 ))" >&2
-if [ "${SLURM_RESTART_COUNT:-0}" -ge 2 ]; then exit 0; fi
-sleep 600 & sleeper=$!
-stop() { echo "fake ft node $SLURM_NODEID: SIGTERM, saved: exit 75" >&2
-         kill $sleeper 2>/dev/null; exit 75; }
+if [ "${SLURM_RESTART_COUNT:-0}" -ge 3 ]; then exit 0; fi
+stop() {
+  trap '' TERM  # a repeated signal (Slurm's and the trap's) stops it once
+  echo "fake ft node $SLURM_NODEID: SIGTERM, saved: exit 75" >&2
+  # The preempted attempt saves for a while, as a big model does (KillWait is 5 s).
+  if [ "${SLURM_RESTART_COUNT:-0}" -eq 2 ]; then sleep 3.5; fi
+  exit 75
+}
 trap stop TERM
-wait $sleeper
-exit 1
+# Short sleeps: Slurm signals them too, and one killed must not end the node.
+while :; do sleep 1 & wait $!; done
 """
 
 
-def test_batch_signal_and_admin_requeue_restart_the_job_through_its_script(
+def test_batch_signal_admin_requeue_and_preemption_restart_the_job(
         workspace: Workspace) -> None:
     """The rendered script's own logic, quickly (a stand-in `ft node`, no training): a
     SIGTERM to the batch shell alone (`scancel --batch`, what the time-limit warning does)
-    reaches every node through the trap, the nodes exit 75 and the script requeues; then an
-    admin's `scontrol requeue` (a preemption) restarts it again; the third attempt ends."""
+    reaches every node through the trap, the nodes exit 75 and the script requeues; an
+    admin's `scontrol requeue` restarts it again; then a job of the higher-priority
+    partition preempts it (PreemptMode=REQUEUE): Slurm requeues it, and `ft status` shows
+    it preempted while it stops, pending again after; the fourth attempt ends."""
     ws = workspace
     fake_bin = ws.root / "fake-node-bin"
     fake_bin.mkdir(exist_ok=True)
@@ -214,28 +221,37 @@ def test_batch_signal_and_admin_requeue_restart_the_job_through_its_script(
     job_id = ref.split(":")[1]
     err = ws.root / f"{name}-{job_id}.err"
 
-    _wait_for_log(ws, err, "fake ft node 1: attempt 1")
-    assert ws.cluster.run("scancel", "--batch", "--signal=TERM", job_id).returncode == 0
-    _wait_for(ws, ref, "requeued 1 time", timeout_s=60)
-    _wait_for(ws, ref, "PENDING", timeout_s=60)
-    ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
-    _wait_for_log(ws, err, "fake ft node 1: attempt 2")
-    assert ws.cluster.run("scontrol", "requeue", job_id).returncode == 0
-    _wait_for(ws, ref, "requeued 2 times", timeout_s=60)
-    _wait_for(ws, ref, "PENDING", timeout_s=60)
-    ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    def restart(count: int, cause: str, how: tuple[str, ...]) -> str:
+        """Stop the running attempt `how`; wait until it is requeued and says why."""
+        _wait_for_log(ws, err, f"fake ft node 1: attempt {count}")
+        assert ws.cluster.run(*how).returncode == 0
+        stopping = _wait_for(ws, ref, f"requeued {count} time", timeout_s=60, poll_s=0.2)
+        pending = _wait_for(ws, ref, "PENDING", timeout_s=60)
+        assert f"(attempt {count}: {cause})" in pending, pending
+        ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        return stopping
+
+    restart(1, "stop signal", ("scancel", "--batch", "--signal=TERM", job_id))
+    restart(2, "scontrol requeue", ("scontrol", "requeue", job_id))
+    # Both nodes' CPUs, in the partition that preempts: this job must make room.
+    stopping = restart(3, "preempted", ("sbatch", "--partition=urgent", "--nodes=2",
+                                        "--cpus-per-task=2", "--mem=1G", "--output=/dev/null",
+                                        "--wrap=sleep 1"))
+    # Seen while its nodes save: Slurm has counted the restart and says when it preempted.
+    assert re.search(r"RUNNING \(COMPLETING\).*requeued 3 times; preempted at \S+", stopping), \
+        stopping
     final = _wait_for(ws, ref, "SUCCEEDED", timeout_s=60)
-    assert "requeued 2 times" in final, final
+    assert "requeued 3 times" in final, final
 
     log = err.read_text()
-    first, second, third = re.split(r"==== ft: job \d+ attempt \d ====\n", log)[1:]
+    first, second, third, fourth = re.split(r"==== ft: job \d+ attempt \d ====\n", log)[1:]
     assert "ft: stop signal: every node saves a checkpoint, then stops" in first, log
     assert first.count("SIGTERM, saved: exit 75") == 2, log
     assert "exit 75: requeueing (restart 1 of 3)" in first, log
     # Slurm requeues the job itself, and its SIGTERM reached every node too.
-    assert "CANCELLED AT" in second and "DUE TO JOB REQUEUE" in second, log
-    assert second.count("SIGTERM, saved: exit 75") == 2, log
-    assert "fake ft node 0: attempt 3" in third and "fake ft node 1: attempt 3" in third, log
+    assert "DUE TO JOB REQUEUE" in second and second.count("SIGTERM, saved: exit 75") == 2, log
+    assert "DUE TO PREEMPTION" in third and third.count("SIGTERM, saved: exit 75") == 2, log
+    assert "fake ft node 0: attempt 4" in fourth and "fake ft node 1: attempt 4" in fourth, log
 
 
 def _wait_for_log(ws: Workspace, path: Path, text: str, timeout_s: float = 60) -> None:
