@@ -37,6 +37,14 @@ def rec(job_id: str = "1", workdir: str = "/w") -> JobRecord:
     ("squeue-cancelled-while-pending", JobState.CANCELLED, "CANCELLED", "2", ""),
     ("squeue-cancelled-while-running", JobState.RUNNING, "RUNNING (COMPLETING)", "n[1-2]", ""),
     ("squeue-cancelled-after-killwait", JobState.CANCELLED, "CANCELLED", "n[1-2]", ""),
+    # Preempted by a job of a higher partition (PreemptMode=REQUEUE): while its steps save,
+    # then pending again; a --no-requeue job's PREEMPTED is its end.
+    ("squeue-preempted-saving", JobState.RUNNING, "RUNNING (COMPLETING)", "n[1-2]",
+     "requeued 1 time; preempted at 2026-11-26T15:59:59"),
+    ("squeue-preempted-requeued", JobState.PENDING, "PENDING", "2",
+     "requeued 1 time; BeginTime"),
+    ("squeue-preempted-not-requeued", JobState.FAILED, "FAILED (PREEMPTED)", "n[1-2]",
+     "preempted and not requeued (PreemptMode=CANCEL, or the job was --no-requeue)"),
 ])
 def test_squeue_states(capture, state, label, nodes, detail) -> None:
     [(job_id, status)] = parse_squeue(captured(f"{V}-{capture}").stdout).items()
@@ -48,7 +56,8 @@ def test_one_squeue_call_for_several_jobs(fake) -> None:
     runner = fake({("squeue",): captured(f"{V}-squeue-running")})
     statuses = SLURM.statuses([rec("1"), rec("2")])
     assert runner.calls == [("squeue", "-h", "-t", "all", "-j", "1,2", "-O",
-                             "JobID:|,State:|,TimeUsed:|,NumNodes:|,ReasonList:|,RestartCnt:")]
+                             "JobID:|,State:|,TimeUsed:|,NumNodes:|,ReasonList:|,RestartCnt:|,"
+                             "PreemptTime:")]
     assert statuses["slurm:1"].label == "RUNNING" and statuses["slurm:1"].nodes == "n[1-2]"
     assert statuses["slurm:2"].label == "PENDING" and statuses["slurm:2"].detail == "Resources"
 
@@ -60,6 +69,36 @@ def test_a_requeued_job_says_so_and_how_often(fake) -> None:
     status = SLURM.statuses([rec("5")])["slurm:5"]
     assert status.label == "PENDING" and status.detail == "requeued 1 time; BeginTime"
     assert "Restarts: 1" in SLURM.details(rec("5"))
+
+
+# The .err of a job preempted on its third attempt, as the 2-node test cluster wrote it
+# (test_slurm_real.py::test_batch_signal_admin_requeue_and_preemption_restart_the_job).
+PREEMPTED_LOG = """\
+==== ft: job 1 attempt 2 ====
+slurmstepd-n1: error: *** JOB 1 ON n1 CANCELLED AT 2026-11-26T16:06:11 DUE TO JOB REQUEUE ***
+==== ft: job 1 attempt 3 ====
+srun: Job step aborted: Waiting up to 7 seconds for job step to finish.
+slurmstepd-n1: error: *** STEP 1.0 ON n1 CANCELLED AT 2026-11-26T16:06:15 DUE TO PREEMPTION ***
+slurmstepd-n1: error: *** JOB 1 ON n1 CANCELLED AT 2026-11-26T16:06:15 DUE TO PREEMPTION ***
+srun: got SIGCONT
+srun: forcing job termination
+ft: stop signal: every node saves a checkpoint, then stops
+srun: error: n2: task 1: Exited with exit code 75
+"""
+
+
+def test_a_requeued_job_says_why_its_last_attempt_stopped(fake, tmp_path: Path) -> None:
+    """squeue shows a preempted-and-requeued job as plain PENDING (BeginTime); the job's own
+    log says what stopped its newest attempt."""
+    fake({("squeue",): captured(f"{V}-squeue-preempted-requeued")})
+    record = rec("6", str(tmp_path))
+    (tmp_path / "tiny-6.err").write_text(PREEMPTED_LOG)
+    status = SLURM.statuses([record])["slurm:6"]
+    assert status.label == "PENDING"
+    assert status.detail == "requeued 1 time (attempt 3: preempted); BeginTime"
+    (tmp_path / "tiny-6.err").write_text(PREEMPTED_LOG.split("==== ft: job 1 attempt 3")[0])
+    assert SLURM.statuses([record])["slurm:6"].detail == (
+        "requeued 1 time (attempt 2: scontrol requeue); BeginTime")
 
 
 def test_a_job_gone_from_squeue_without_accounting_is_unknown_not_guessed(fake) -> None:

@@ -251,3 +251,32 @@ def test_a_stop_signal_while_the_node_exits_does_not_turn_75_into_a_crash(
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert result.returncode == 75, result.stderr
     assert "all 2 rank(s) saved a complete checkpoint and stopped: exit 75" in result.stderr
+
+
+FINISHED_THEN_FAILING_SHIM = """#!/bin/sh
+# Both ranks finished training (final model saved); then torchrun itself fails, as when a
+# late stop signal or a peer that went first breaks its exit barrier.
+for rank in 0 1; do echo '{}' > "$FT_STOP_REPORT_DIR/finished-rank-$rank.json"; done
+exit 1
+"""
+
+
+def test_a_launcher_failing_after_every_rank_finished_is_a_success(spec, sysfs,
+                                                                   tmp_path: Path) -> None:
+    path, sha = spec
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "torchrun").write_text(FINISHED_THEN_FAILING_SHIM)
+    (bin_dir / "torchrun").chmod(0o755)
+    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+               "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2"}
+    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert ("all 2 rank(s) had finished training (final model saved) before the launcher "
+            "exited 1: exit 0") in result.stderr
+    # One rank short of finished: the launcher's failure stands.
+    (bin_dir / "torchrun").write_text(FINISHED_THEN_FAILING_SHIM.replace("0 1", "0"))
+    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert result.returncode == 1, result.stderr

@@ -26,12 +26,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.backends.slurm.jobs import parse_scontrol_job
 from tests.support.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
 from tests.train_helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "examples" / "tiny" / "tiny.yaml"
 pytestmark = pytest.mark.slow
+# tests/support/slow_steps.py, as a job imports it (copied beside nothing else).
+SLOW_STEPS = "ft_test_slow_steps"
 
 
 @dataclass
@@ -102,14 +105,15 @@ def _submitted_ref(output: str) -> str:
     return match.group(1)
 
 
-def _wait_for(ws: Workspace, ref: str, word: str, timeout_s: float = 180) -> str:
+def _wait_for(ws: Workspace, ref: str, word: str, timeout_s: float = 180,
+              poll_s: float = 1) -> str:
     deadline = time.monotonic() + timeout_s
     text = ""
     while time.monotonic() < deadline:
         text = ws.ft("status", ref).stdout
         if word in text:
             return text
-        time.sleep(1)
+        time.sleep(poll_s)
     raise AssertionError(f"{ref} never showed {word}; last status:\n{text}\n{ws.job_files()}")
 
 
@@ -178,18 +182,102 @@ def test_status_of_unknown_job_is_a_clean_error(workspace: Workspace) -> None:
     assert "no job 'slurm:999999'" in result.stderr and "Traceback" not in result.stderr
 
 
+FAKE_NODE = """#!/bin/bash
+# Stands in for `ft node` (no training): runs until SIGTERM, then "saves" and exits 75 as
+# ft node does; the fourth attempt finishes at once.
+echo "fake ft $1 $SLURM_NODEID: attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 ))" >&2
+if [ "${SLURM_RESTART_COUNT:-0}" -ge 3 ]; then exit 0; fi
+stop() {
+  trap '' TERM  # a repeated signal (Slurm's and the trap's) stops it once
+  echo "fake ft node $SLURM_NODEID: SIGTERM, saved: exit 75" >&2
+  # The preempted attempt saves for a while, as a big model does (KillWait is 5 s).
+  if [ "${SLURM_RESTART_COUNT:-0}" -eq 2 ]; then sleep 3.5; fi
+  exit 75
+}
+trap stop TERM
+# Short sleeps: Slurm signals them too, and one killed must not end the node.
+while :; do sleep 1 & wait $!; done
+"""
+
+
+def test_batch_signal_admin_requeue_and_preemption_restart_the_job(
+        workspace: Workspace) -> None:
+    """The rendered script's own logic, quickly (a stand-in `ft node`, no training): a
+    SIGTERM to the batch shell alone (`scancel --batch`, what the time-limit warning does)
+    reaches every node through the trap, the nodes exit 75 and the script requeues; an
+    admin's `scontrol requeue` restarts it again; then a job of the higher-priority
+    partition preempts it (PreemptMode=REQUEUE): Slurm requeues it, and `ft status` shows
+    it preempted while it stops, pending again after; the fourth attempt ends."""
+    ws = workspace
+    fake_bin = ws.root / "fake-node-bin"
+    fake_bin.mkdir(exist_ok=True)
+    (fake_bin / "ft").write_text(FAKE_NODE)
+    (fake_bin / "ft").chmod(0o755)
+    name = "tiny-requeue"
+    spec = write_spec(ws, name, launch={"env": {"PATH": f"{fake_bin}:/usr/bin:/bin"}})
+    launched = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
+    assert launched.returncode == 0, launched.stderr
+    ref = _submitted_ref(launched.stdout)
+    job_id = ref.split(":")[1]
+    err = ws.root / f"{name}-{job_id}.err"
+
+    def restart(count: int, cause: str, how: tuple[str, ...]) -> str:
+        """Stop the running attempt `how`; wait until it is requeued and says why."""
+        _wait_for_log(ws, err, f"fake ft node 1: attempt {count}")
+        assert ws.cluster.run(*how).returncode == 0
+        stopping = _wait_for(ws, ref, f"requeued {count} time", timeout_s=60, poll_s=0.2)
+        pending = _wait_for(ws, ref, "PENDING", timeout_s=60)
+        assert f"(attempt {count}: {cause})" in pending, pending
+        ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        return stopping
+
+    restart(1, "stop signal", ("scancel", "--batch", "--signal=TERM", job_id))
+    restart(2, "scontrol requeue", ("scontrol", "requeue", job_id))
+    # Both nodes' CPUs, in the partition that preempts: this job must make room.
+    stopping = restart(3, "preempted", ("sbatch", "--partition=urgent", "--nodes=2",
+                                        "--cpus-per-task=2", "--mem=1G", "--output=/dev/null",
+                                        "--wrap=sleep 1"))
+    # Seen while its nodes save: Slurm has counted the restart and says when it preempted.
+    assert re.search(r"RUNNING \(COMPLETING\).*requeued 3 times; preempted at \S+", stopping), \
+        stopping
+    final = _wait_for(ws, ref, "SUCCEEDED", timeout_s=60)
+    assert "requeued 3 times" in final, final
+
+    log = err.read_text()
+    first, second, third, fourth = re.split(r"==== ft: job \d+ attempt \d ====\n", log)[1:]
+    assert "ft: stop signal: every node saves a checkpoint, then stops" in first, log
+    assert first.count("SIGTERM, saved: exit 75") == 2, log
+    assert "exit 75: requeueing (restart 1 of 3)" in first, log
+    # Slurm requeues the job itself, and its SIGTERM reached every node too.
+    assert "DUE TO JOB REQUEUE" in second and second.count("SIGTERM, saved: exit 75") == 2, log
+    assert "DUE TO PREEMPTION" in third and third.count("SIGTERM, saved: exit 75") == 2, log
+    assert "fake ft node 0: attempt 4" in fourth and "fake ft node 1: attempt 4" in fourth, log
+
+
+def _wait_for_log(ws: Workspace, path: Path, text: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and text in path.read_text()):
+        assert time.monotonic() < deadline, f"no {text!r} in {path.name}\n{ws.job_files()}"
+        time.sleep(0.3)
+
+
 def _loss_lines(path: Path) -> int:
     return path.read_text().count("{'loss'") if path.exists() else 0
 
 
-def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
+def test_a_time_limit_saves_requeues_the_job_and_it_resumes_the_same_curve(
         workspace: Workspace) -> None:
-    """SIGTERM to the batch shell only (`scancel --batch`: exactly what the time limit's
-    `--signal=B:TERM@...` warning does). Its trap signals every process of the job's steps
-    (`scancel` without --batch, which is also what a drain or an admin's signal does, so
-    that path is inside this one): every node saves, `ft node` exits 75 through srun, the
-    batch script requeues the job, the next attempt resumes from the checkpoint, and its
-    losses equal an uninterrupted run's.
+    """The job reaches a real time limit: Slurm's own `--signal=B:TERM@<stop_grace + 60 s>`
+    warning (rendered by ft) goes to the batch shell, whose trap signals every process of
+    the job's steps (`scancel --signal=TERM`, also what a drain or an admin's signal does):
+    every node saves, `ft node` exits 75 through srun, the batch script requeues the job,
+    the next attempt resumes from the checkpoint, and its losses equal an uninterrupted
+    run's.
+
+    Slurm counts limits in minutes and checks them every 30 s, so once training runs the
+    job's limit is cut to 61-120 s from now, inside the 120 s warning window: the warning
+    comes on the controller's next check. The first attempt's steps are slowed (a test-only
+    trainer hook) so that training surely outlasts that check on any machine.
 
     This job also gets ft the way a fresh cluster does: no ft on the nodes' PATH, the
     checkout off PYTHONPATH and no package index reachable; each node installs the wheel
@@ -197,11 +285,15 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     ws = workspace
     steady = {"lr_scheduler": "constant", "save_steps": 100000, "eval_steps": 100000,
               "max_steps": 60, "logging_steps": 1}
-    name = "tiny-requeue"
+    name = "tiny-timelimit"
+    hooks = ws.root / "hooks"  # the slow-steps hook alone, not the checkout
+    hooks.mkdir(exist_ok=True)
+    shutil.copy(REPO / "tests" / "support" / "slow_steps.py", hooks / f"{SLOW_STEPS}.py")
     offline = {"PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
-               "PYTHONPATH": "", "PIP_NO_INDEX": "1",
+               "PYTHONPATH": str(hooks), "PIP_NO_INDEX": "1",
                "PIP_INDEX_URL": "http://127.0.0.1:9/simple",  # nothing listens there
-               "FT_NODE_CACHE": str(ws.root / "node-cache"), "OMP_NUM_THREADS": 1}
+               "FT_NODE_CACHE": str(ws.root / "node-cache"), "OMP_NUM_THREADS": 1,
+               "FT_TRAINER_HOOKS": f"{SLOW_STEPS}:install", "FT_TEST_STEP_DELAY_S": 2}
     spec = write_spec(ws, name, launch={"stop_grace": "60s", "env": offline}, ship_ft=True,
                       output_dir=f"./outputs/{name}", **steady)
     launched = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
@@ -209,6 +301,8 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     # Read from the cluster at submit time (the test cluster sets KillWait=5).
     assert "warning: launch.stop_grace is 60 s but this cluster's KillWait is 5 s" \
         in launched.stderr, launched.stderr
+    script = (ws.root / ".ft" / "rendered" / name / f"{name}.sbatch").read_text()
+    assert "#SBATCH --signal=B:TERM@120\n" in script and "#SBATCH --time=" in script
     ref = _submitted_ref(launched.stdout)
     job_id = ref.split(":")[1]
     out, err = ws.root / f"{name}-{job_id}.out", ws.root / f"{name}-{job_id}.err"
@@ -216,12 +310,15 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     while _loss_lines(out) < 3:
         assert time.monotonic() < deadline, ws.job_files()
         time.sleep(0.5)
-    assert ws.cluster.run("scancel", "--batch", "--signal=TERM", job_id).returncode == 0
+    limit = ws.cluster.run("scontrol", "update", f"JobId={job_id}",
+                           f"TimeLimit={_run_seconds(ws, job_id) // 60 + 2}")
+    assert limit.returncode == 0, limit.stderr
     _wait_for(ws, ref, "requeued 1 time", timeout_s=180)
     _wait_for(ws, ref, "PENDING", timeout_s=60)  # after COMPLETING: held until BeginTime
     # Slurm holds a requeued job for 120 s (BeginTime); let the clock of this test cluster
-    # move on instead of waiting: what ft does does not depend on that wait.
-    ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    # move on instead of waiting: what ft does does not depend on that wait. The second
+    # attempt gets its time back, as a resubmitted job would.
+    ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now", "TimeLimit=30")
     final = _wait_for(ws, ref, "SUCCEEDED", timeout_s=300)
     assert "requeued 1 time" in final, final
 
@@ -242,6 +339,14 @@ def test_a_stop_signal_saves_requeues_the_job_and_it_resumes_the_same_curve(
     assert sorted(after) == list(range(saved_at + 1, 61)), after
     for step, loss in after.items():
         assert abs(loss - expected[step]) < 1e-4, (step, loss, expected[step])
+
+
+def _run_seconds(ws: Workspace, job_id: str) -> int:
+    """How long the job has run (scontrol's RunTime, [D-]HH:MM:SS)."""
+    job = parse_scontrol_job(ws.cluster.run("scontrol", "-o", "show", "job", job_id).stdout)
+    days, _, clock = job["RunTime"].rpartition("-")
+    hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    return ((int(days or 0) * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
 def _assert_installed_once_from_the_shipped_wheel(log: str, wheels: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from orchestrator.backends.local.isolation import unavailable_reason
 from tests.cli_runner import REPO, run_ft
+from tests.support import late_stop_signal
 from tests.support.isolation_checks import assert_removed, launch_namespaces
 from tests.train_helpers import free_port, shared_volumes, train_losses, write_tiny_spec
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
@@ -76,13 +77,19 @@ def test_sigterm_to_a_local_launch_saves_everywhere_and_resumes_the_same_curve(
     assert (checkpoint / "ft-complete.json").is_file()
     saved_at = int(checkpoint.name.split("-")[1])
 
-    # Resume to 3 steps past the save, and compare with a run that was never stopped.
+    # Resume to 3 steps past the save, and compare with a run that was never stopped. This
+    # run also gets a stop signal after its last step (node 1's ft node, while the rank saves
+    # the final model): it finishes all the same, exit 0, not a crash.
     final = saved_at + 3
     spec.write_text(spec.read_text().replace("max_steps: 100000", f"max_steps: {final}"))
     resumed = run_ft("launch", str(spec), "--backend", "local", "--master-port",
-                     str(free_port()), cwd=stopped_dir)
+                     str(free_port()), cwd=stopped_dir,
+                     env={**os.environ, **late_stop_signal.env(rank=1)})
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     assert f"resuming from {checkpoint}" in resumed.stdout
+    assert ("[node1] ft node: SIGTERM received" in resumed.stdout and
+            "SIGTERM received after the last step: finishing the final save" in
+            resumed.stdout + resumed.stderr), resumed.stdout[-4000:]
     reference = write_tiny_spec(reference_dir, tiny_model_dir, max_steps=final,
                                 launch={**LAUNCH, "volumes": shared_volumes(reference_dir)},
                                 **STEADY)

@@ -28,7 +28,12 @@ from trainer.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_m
 from trainer.ft_trainer import FtTrainer
 from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
-from trainer.preemption import PREEMPTED_EXIT_CODE, GracefulStop, report_clean_stop
+from trainer.preemption import (
+    PREEMPTED_EXIT_CODE,
+    GracefulStop,
+    report_clean_stop,
+    report_finished,
+)
 from trainer.process_group import join_process_group
 from trainer.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.world import World
@@ -43,19 +48,26 @@ def train(cfg: TrainingConfig) -> Path:
     if not cfg.deepspeed:
         keep_deepspeed_unloaded()
     hooks = load_hooks(os.environ.get(HOOKS_ENV))  # a bad entry fails before any work
-    with disk_full_is_a_user_error(Path(cfg.output_dir)):
-        output_dir, preempted = _run(cfg, world, hooks)
-    # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
-    # down while a DDP reducer still holds it can deadlock in gloo's destructor (seen under
-    # Slurm here: the rank hung after training), so collect first, then destroy.
-    gc.collect()
-    _cleanup()
+    graceful = GracefulStop()  # from here to the end a stop signal never kills a rank
+    try:
+        with disk_full_is_a_user_error(Path(cfg.output_dir)):
+            output_dir, preempted = _run(cfg, world, hooks, graceful)
+        # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
+        # down while a DDP reducer still holds it can deadlock in gloo's destructor (seen
+        # under Slurm here: the rank hung after training), so collect first, then destroy.
+        gc.collect()
+        _cleanup()
+        if not preempted:
+            report_finished(graceful.last_step)
+    finally:
+        graceful.release()
     if preempted:
         raise SystemExit(PREEMPTED_EXIT_CODE)
     return output_dir
 
 
-def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
+def _run(cfg: TrainingConfig, world: World, hooks: list,
+         graceful: GracefulStop) -> tuple[Path, bool]:
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
     join_process_group(cfg, world)
@@ -81,7 +93,6 @@ def _run(cfg: TrainingConfig, world: World, hooks: list) -> tuple[Path, bool]:
     # The kernel the model really loaded with decides the packed layout (flash needs one row).
     collator = make_collator(cfg, tokenizer,
                              attn_implementation=model.config._attn_implementation)
-    graceful = GracefulStop()
     trainer = FtTrainer(model=model, args=args, train_dataset=data.train,
                         eval_dataset=data.eval, data_collator=collator,
                         processing_class=tokenizer, sharding=plan,

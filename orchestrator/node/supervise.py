@@ -9,6 +9,8 @@ ranks themselves, waits up to `launch.stop_grace`, and reads the ranks' clean-st
 
     every local rank reported a clean stop -> RESUMABLE_EXIT_CODE (75)
     the launcher exited 0                  -> 0
+    every local rank reported it finished  -> 0 (the launcher failed after training was
+                                              done: a late stop signal, its exit barrier)
     anything else                          -> the launcher's code (1 if it said 0 or 75)
 """
 
@@ -27,7 +29,13 @@ from orchestrator.process import (
     signal_pids,
     spawn_supervised,
 )
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE, STOP_GRACE_ENV, STOP_REPORT_DIR
+from trainer.contract.exit_codes import (
+    FINISHED_REPORT,
+    RESUMABLE_EXIT_CODE,
+    STOP_GRACE_ENV,
+    STOP_REPORT,
+    STOP_REPORT_DIR,
+)
 
 POLL_S = 0.2
 KILL_MARGIN_S = 15  # after the grace: time for torchrun to notice and exit
@@ -59,7 +67,8 @@ class Supervisor:
             # too, and a default handler here would make the step end 143 (a crash).
             for sig in SUPERVISED_SIGNALS:
                 signal.signal(sig, signal.SIG_IGN)
-            return self._outcome(code, len(list(Path(reports).glob("rank-*.json"))))
+            return self._outcome(code, _count(reports, STOP_REPORT),
+                                 _count(reports, FINISHED_REPORT))
 
     def _on_signal(self, signum: int, frame) -> None:
         if self.stop_requested_at is None:
@@ -92,18 +101,27 @@ class Supervisor:
         kill_tree(self.proc.pid)
         self.killed = True
 
-    def _outcome(self, code: int, reported: int) -> int:
+    def _outcome(self, code: int, reported: int, finished: int = 0) -> int:
         if reported >= self.local_ranks and not self.killed:
             _say(f"all {reported} rank(s) saved a complete checkpoint and stopped: exit "
                  f"{RESUMABLE_EXIT_CODE} (resumable)")
             return RESUMABLE_EXIT_CODE
         if code == 0:
             return 0
+        if finished >= self.local_ranks:
+            said = f"was killed by signal {-code}" if code < 0 else f"exited {code}"
+            _say(f"all {finished} rank(s) had finished training (final model saved) before "
+                 f"the launcher {said}: exit 0")
+            return 0
         if reported:
             _say(f"only {reported} of {self.local_ranks} rank(s) stopped cleanly")
         if code < 0:  # the launcher itself died of a signal: the shell's convention
             return 128 - code
         return 1 if code == RESUMABLE_EXIT_CODE else code
+
+
+def _count(reports: str, name: str) -> int:
+    return len(list(Path(reports).glob(name.format(rank="*"))))
 
 
 def _say(message: str) -> None:

@@ -1,6 +1,8 @@
 """A real two-node Slurm (Debian's slurmctld + slurmd + munge) in a scratch directory.
 
 Follows ../shared/slurm-local.md: nodes n1 and n2 both live on 127.0.0.1 with their own slurmd.
+A job in partition `urgent` preempts the jobs of `debug` (the default), which Slurm requeues
+(PreemptMode=REQUEUE), as a cluster with a preemptible partition does.
 Everything is private to the directory, so parallel runs and a system Slurm do not collide:
 a munged on its own socket (slurm.conf `AuthInfo=socket=...`), free TCP ports for slurmctld
 and both slurmd, and pid files that `stop()` uses to end exactly the daemons it started.
@@ -51,8 +53,12 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
 KillWait=5
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 {nodes}
-PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
+PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES \
+PriorityTier=1
+PartitionName=urgent Nodes=n[1-2] MaxTime=INFINITE State=UP OverSubscribe=YES PriorityTier=2
 """
 NODE_LINE = ("NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} "
              "CPUs={cpus} RealMemory={mem} State=UNKNOWN")
@@ -209,7 +215,8 @@ def _wait_idle(cluster: SlurmCluster, timeout_s: float) -> None:
     while time.monotonic() < deadline:
         result = cluster.run("sinfo", "-h", "-N", "-o", "%N %t")
         states = result.stdout.strip()
-        idle = [line for line in states.splitlines() if line.split()[-1:] == ["idle"]]
+        # One line per node and partition: each node counts once.
+        idle = {line.split()[0] for line in states.splitlines() if line.split()[-1:] == ["idle"]}
         if len(idle) == len(NODES):
             return
         time.sleep(0.5)

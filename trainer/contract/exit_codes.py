@@ -6,8 +6,14 @@ up by itself: each rank that stopped cleanly (complete checkpoint saved) also le
 report in STOP_REPORT_DIR, and `ft node` turns "every local rank reported" into
 RESUMABLE_EXIT_CODE. 75 is EX_TEMPFAIL ("temporary failure, retry"): unlike 143 it is
 never what a shell reports for a process killed by SIGTERM before it could save.
+
+A rank that finished training (final model saved) leaves a FINISHED_REPORT there too: a
+stop signal that comes after the last step, or torchrun failing in its exit barrier while it
+waits for the other nodes, must not turn a completed run into a crash.
 """
 
 RESUMABLE_EXIT_CODE = 75
 STOP_REPORT_DIR = "FT_STOP_REPORT_DIR"  # env: where ranks report a clean stop to ft node
 STOP_GRACE_ENV = "FT_STOP_GRACE_S"  # env: seconds ft node gives the ranks to save
+STOP_REPORT = "rank-{rank}.json"  # in STOP_REPORT_DIR: this rank saved and stopped
+FINISHED_REPORT = "finished-rank-{rank}.json"  # in STOP_REPORT_DIR: this rank completed

@@ -75,6 +75,18 @@ def bind(source: str, target: str, host_tmp: Path) -> None:
     mount(source, target, None, MS_BIND | MS_REC)
 
 
+def hosts_file(hosts: list[tuple[str, str]]) -> str:
+    """The node's /etc/hosts: every node by name, and by its IPv4-mapped IPv6 address too.
+    torch's rendezvous store listens on IPv6 (dual stack) and asks for the name of each
+    client, which it sees as ::ffff:10.210.0.2; glibc does not map that back to the IPv4
+    line, asks DNS, which a node's namespace cannot reach, and c10d warns
+    "The hostname of the client socket cannot be retrieved. err=-3" on every connection."""
+    lines = ["127.0.0.1 localhost", "::ffff:127.0.0.1 localhost"]
+    lines += [f"{address} {name}" for name, address in hosts]
+    lines += [f"::ffff:{address} {name}" for name, address in hosts]
+    return "\n".join(lines) + "\n"
+
+
 def set_up(plan: dict) -> None:
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWPID), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing made here reaches the host
@@ -83,8 +95,7 @@ def set_up(plan: dict) -> None:
     for source, target in plan["binds"]:
         bind(source, target, host_tmp)
     hosts = STAGE / "hosts"
-    hosts.write_text("127.0.0.1 localhost\n" + "".join(
-        f"{address} {name}\n" for name, address in plan["hosts"]))
+    hosts.write_text(hosts_file(plan["hosts"]))
     mount(str(hosts), "/etc/hosts", None, MS_BIND)
     mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV)
     # The working directory was resolved before /tmp was overlaid: enter it again, so

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 from trainer.contract.errors import UserError
 from trainer.contract.launch import duration_seconds
 
-# id, state, time used, node count, nodelist or (reason), restarts (requeues): -O because
-# -o has no restart count; a ":|" suffix makes the columns '|'-separated like -o's.
-SQUEUE_FIELDS = "JobID:|,State:|,TimeUsed:|,NumNodes:|,ReasonList:|,RestartCnt:"
+# id, state, time used, node count, nodelist or (reason), restarts (requeues), when it was
+# preempted: -O because -o has neither of the last two; a ":|" suffix makes the columns
+# '|'-separated like -o's.
+SQUEUE_FIELDS = ("JobID:|,State:|,TimeUsed:|,NumNodes:|,ReasonList:|,RestartCnt:|,"
+                 "PreemptTime:")
 SACCT_FIELDS = "JobID,State,Elapsed,NNodes,NodeList"
 _STATES = {
     JobState.PENDING: ("PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
@@ -34,9 +36,25 @@ _STATES = {
                        "STOPPED"),
     JobState.SUCCEEDED: ("COMPLETED",),
     JobState.CANCELLED: ("CANCELLED",),
+    # PREEMPTED is final: a job Slurm requeues on preemption (PreemptMode=REQUEUE and
+    # --requeue) never shows it; it goes RUNNING -> COMPLETING (PreemptTime set, RestartCnt
+    # already counted) -> PENDING (BeginTime). Only a job that was not requeued
+    # (PreemptMode=CANCEL, or --no-requeue) ends PREEMPTED (seen on Slurm 22.05.8,
+    # tests/fixtures/tool_outputs/*preempt*).
     JobState.FAILED: ("FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
                       "DEADLINE", "PREEMPTED", "SPECIAL_EXIT", "REVOKED"),
 }
+_NOT_REQUEUED = "preempted and not requeued (PreemptMode=CANCEL, or the job was --no-requeue)"
+_NO_TIME = ("", "N/A", "None", "Unknown")
+# A requeued job's squeue line no longer says why it stopped; its log does (slurmstepd's
+# "*** JOB 7 ON n1 CANCELLED AT ... DUE TO PREEMPTION ***", or the batch trap's line).
+# The first cause found in the newest attempt wins: a preempted attempt has both.
+_STOP_CAUSES = (("DUE TO PREEMPTION", "preempted"), ("DUE TO TIME LIMIT", "time limit"),
+                ("DUE TO JOB REQUEUE", "scontrol requeue"),
+                # the batch trap: the time-limit warning, or scancel --signal
+                ("ft: stop signal", "stop signal"))
+_ATTEMPT_HEADER = re.compile(r"^==== ft: job \d+ attempt (\d+) ====$", re.MULTILINE)
+_LOG_TAIL_BYTES = 1 << 16
 STATE_OF = {raw: state for state, raws in _STATES.items() for raw in raws}
 _OUTPUT_OPTION = re.compile(r"^#SBATCH\s+--(output|error)=(\S+)", re.MULTILINE)
 _KEY_VALUE = re.compile(r"(?:^|\s)([A-Za-z][\w/:]*)=(.*?)(?=\s[A-Za-z][\w/:]*=|\s*$)")
@@ -49,22 +67,29 @@ def slurm_status(raw_state: str, elapsed: str = "", nodes: str = "",
                  detail: str = "") -> JobStatus:
     # sacct writes "CANCELLED by 0"; the first word is the state.
     word = raw_state.split()[0] if raw_state.strip() else ""
+    if word == "PREEMPTED":
+        detail = f"{_NOT_REQUEUED}; {detail}" if detail else _NOT_REQUEUED
     return JobStatus(STATE_OF.get(word, JobState.UNKNOWN), raw_state, elapsed, nodes, detail)
 
 
 def parse_squeue(text: str) -> dict[str, JobStatus]:
-    """`squeue -O SQUEUE_FIELDS` lines (a sixth, restart-count column is optional)."""
+    """`squeue -O SQUEUE_FIELDS` lines (the restart count and preemption time are optional
+    columns: older captures have fewer)."""
     statuses = {}
     for line in text.splitlines():
         parts = line.split("|")
-        if len(parts) not in (5, 6):
+        if len(parts) not in (5, 6, 7):
             continue
         job_id, state, elapsed, count, where = parts[:5]
-        restarts = int(parts[5]) if len(parts) == 6 and parts[5].strip().isdigit() else 0
+        restarts = int(parts[5]) if len(parts) > 5 and parts[5].strip().isdigit() else 0
+        preempted_at = parts[6].strip() if len(parts) > 6 else ""
         reason = where[1:-1] if where.startswith("(") and where.endswith(")") else ""
         nodes = "" if reason else where
         status = slurm_status(state, elapsed, nodes or count,
                               "" if reason in ("", "None") else reason)
+        if preempted_at not in _NO_TIME and not status.state.final:
+            # Being preempted: the job's ranks save now; Slurm requeues it (or ends it).
+            status = _with_detail(status, f"preempted at {preempted_at}")
         statuses[job_id] = with_restarts(status, restarts)
     return statuses
 
@@ -82,9 +107,35 @@ def parse_sacct(text: str) -> dict[str, JobStatus]:
 def with_restarts(status: JobStatus, restarts: int) -> JobStatus:
     if not restarts:
         return status
-    said = f"requeued {restarts} time{'s' if restarts != 1 else ''}"
+    return _with_detail(status, f"requeued {restarts} time{'s' if restarts != 1 else ''}")
+
+
+def _with_detail(status: JobStatus, said: str) -> JobStatus:
+    """`said` first, then what the status already said."""
     detail = f"{said}; {status.detail}" if status.detail else said
     return JobStatus(status.state, status.raw, status.elapsed, status.nodes, detail)
+
+
+def last_stop(log_text: str) -> str:
+    """Why the newest attempt in a job's log stopped (`attempt 2: preempted`), or ""."""
+    headers = list(_ATTEMPT_HEADER.finditer(log_text))
+    if not headers:
+        return ""
+    newest = log_text[headers[-1].end():]
+    for needle, cause in _STOP_CAUSES:
+        if needle in newest:
+            return f"attempt {headers[-1].group(1)}: {cause}"
+    return ""
+
+
+def _log_tail(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - _LOG_TAIL_BYTES))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def parse_scontrol_job(text: str) -> dict[str, str]:
@@ -104,6 +155,20 @@ def output_files(sbatch_text: str, job_id: str, job_name: str, workdir: Path) ->
         if path not in paths:
             paths.append(path)
     return paths
+
+
+def _with_stop_cause(record: JobRecord, status: JobStatus) -> JobStatus:
+    """A requeued job waiting to start again: say why its last attempt stopped."""
+    if status.state != JobState.PENDING or not status.detail.startswith("requeued "):
+        return status
+    # --error's file gets slurmstepd's line and the trap's; the header is in both.
+    logs = [p for p in record.log_files if p.endswith(".err")] or record.log_files
+    cause = next(filter(None, (last_stop(_log_tail(path)) for path in logs)), "")
+    if not cause:
+        return status
+    said, _, rest = status.detail.partition("; ")
+    detail = f"{said} ({cause})" + (f"; {rest}" if rest else "")
+    return JobStatus(status.state, status.raw, status.elapsed, status.nodes, detail)
 
 
 class SlurmJobs(Backend):
@@ -161,7 +226,7 @@ class SlurmJobs(Backend):
         missing = [job_id for job_id in ids if job_id not in found]
         if missing:
             found.update(self._from_accounting(missing))
-        return {r.ref: found[r.job_id] for r in records}
+        return {r.ref: _with_stop_cause(r, found[r.job_id]) for r in records}
 
     def _from_accounting(self, ids: list[str]) -> dict[str, JobStatus]:
         result = self.run_tool(["sacct", "-n", "-P", "-X", "-j", ",".join(ids),
