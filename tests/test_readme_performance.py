@@ -1,0 +1,59 @@
+"""Every figure in the README's "Performance" section is computed here from the JSON lines
+committed under bench/results/ (one run each, on the GPU machine): a figure that no longer
+follows from a recorded run fails this test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+# (README text with {} for the figure, digits, results file, case, tool, reference tool):
+# the figure is tool's tokens/s over the reference's; a reference in another file is
+# written "file:tool".
+CLAIMS = [
+    ("defaults give {}x the baseline's useful tokens/s on full-length rows", 1,
+     "2026-11-26-h100-call6.jsonl", "lora-fixed-8b", "ft", "baseline"),
+    ("(LoRA; QLoRA {}x)", 2, "2026-11-26-h100-call5.jsonl", "qlora-fixed-8b", "ft", "baseline"),
+    ("{}x transformers with its own Liger flag", 1, "2026-11-26-h100-call3.jsonl",
+     "lora-fixed-8b", "ft", "2026-11-26-h100-call1.jsonl:baseline+liger+nockpt"),
+    ("and {}x on realistic", 1, "2026-11-26-h100-call6.jsonl", "lora-realistic-8b", "ft",
+     "baseline"),
+    ("QLoRA {}x), with losses", 1, "2026-11-26-h100-call4.jsonl", "qlora-realistic-8b", "ft",
+     "baseline"),
+    ("FSDP2 LoRA {}x", 2, "2026-11-26-2xh200-call10.jsonl", "lora-fixed-8b", "ft@1x2", "ft"),
+    ("({}x keeping gathered layers", 2, "2026-11-26-2xh200-call10.jsonl", "lora-fixed-8b",
+     "ft@1x2+keep", "ft"),
+    ("DDP LoRA {}x", 2, "2026-11-26-2xh200-call10.jsonl", "lora-fixed-8b", "ft@1x2+ddp", "ft"),
+    ("FSDP2 QLoRA {}x", 2, "2026-11-26-2xh200-call10.jsonl", "qlora-fixed-8b", "ft@1x2", "ft"),
+    ("one node of two ({}x)", 2, "2026-11-26-2xh200-call9.jsonl", "lora-fixed-8b", "ft@2x1",
+     "ft@1x2"),
+]
+
+
+def _rate(file: str, case: str, tool: str) -> float:
+    for line in (RESULTS / file).read_text().splitlines():
+        record = json.loads(line)
+        if record.get("case") == case and record.get("tool") == tool \
+                and record.get("tokens_per_s"):
+            return record["tokens_per_s"]
+    raise AssertionError(f"no measured {case} {tool} in bench/results/{file}")
+
+
+def _performance_section() -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("## Performance")
+    return " ".join(readme[start:readme.index("\n## ", start + 1)].split())
+
+
+@pytest.mark.parametrize("text, digits, file, case, tool, reference", CLAIMS)
+def test_each_readme_figure_follows_from_a_recorded_run(text, digits, file, case, tool,
+                                                        reference):
+    ref_file, _, ref_tool = reference.rpartition(":")
+    ratio = _rate(file, case, tool) / _rate(ref_file or file, case, ref_tool)
+    claim = text.format(f"{ratio:.{digits}f}")
+    assert claim in _performance_section(), (claim, ratio)
