@@ -135,7 +135,8 @@ def test_merge_lora_keeps_the_dtype_the_base_is_stored_in(tmp_path, tiny_model_d
     merged_dir = tmp_path / "out" / "merged"
     for path in merged_dir.glob("*.safetensors"):
         with safe_open(str(path), "pt") as f:
-            assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}, path
+            names = f.keys()  # a safe_open handle is not iterable
+            assert {f.get_slice(k).get_dtype() for k in names} == {"BF16"}, path
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     base = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16),
