@@ -96,30 +96,8 @@ def test_resume_continues_from_the_newest_complete_checkpoint(tmp_path, tiny_mod
 
 
 def test_merge_lora_matches_base_plus_adapter_and_inference_runs(tmp_path, tiny_model_dir):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=4)
-    _train(spec)
-    merge = run_ft("merge-lora", str(spec), "--cpu")
-    assert merge.returncode == 0, merge.stderr[-2000:]
-    out = tmp_path / "out"
-    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()  # plain transformers
-    base = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-                                     out).eval()
-    ids = torch.tensor([[1, 40, 41, 42, 43, 44, 45]])
-    with torch.no_grad():
-        torch.testing.assert_close(merged(ids).logits, base(ids).logits, atol=1e-5, rtol=1e-4)
-    for extra in ((), ("--adapter",)):
-        answer = run_ft("inference", str(spec), "--prompt", "Tell me about honey.",
-                        "--max-new-tokens", "8", *extra)
-        assert answer.returncode == 0, answer.stderr[-2000:]
-        assert answer.stdout.strip(), "inference printed nothing"
-
-
-def test_merge_lora_keeps_the_dtype_the_base_is_stored_in(tmp_path, tiny_model_dir):
-    """`bf16: auto` (the default) into a bf16 checkpoint: the merged model is bf16, not an
-    fp32 copy twice its size."""
+    """`bf16: auto` (the default) into a bf16 checkpoint: the merged model is bf16 (not an
+    fp32 copy twice its size), equals base + adapter, and both inference paths run."""
     from peft import PeftModel
     from safetensors import safe_open
     from transformers import AutoModelForCausalLM
@@ -128,22 +106,52 @@ def test_merge_lora_keeps_the_dtype_the_base_is_stored_in(tmp_path, tiny_model_d
     shutil.copytree(tiny_model_dir, base_dir)
     AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16).save_pretrained(
         base_dir)
-    spec = write_tiny_spec(tmp_path, base_dir, max_steps=2, bf16="auto")
+    spec = write_tiny_spec(tmp_path, base_dir, max_steps=4, bf16="auto")
     _train(spec)
     merge = run_ft("merge-lora", str(spec), "--cpu")
     assert merge.returncode == 0, merge.stderr[-2000:]
-    merged_dir = tmp_path / "out" / "merged"
-    for path in merged_dir.glob("*.safetensors"):
+    out = tmp_path / "out"
+    for path in (out / "merged").glob("*.safetensors"):
         with safe_open(str(path), "pt") as f:
             names = f.keys()  # a safe_open handle is not iterable
             assert {f.get_slice(k).get_dtype() for k in names} == {"BF16"}, path
-    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged").eval()  # plain transformers
     base = PeftModel.from_pretrained(
-        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16),
-        tmp_path / "out").merge_and_unload().eval()
+        AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.bfloat16), out
+    ).merge_and_unload().eval()
     ids = torch.tensor([[1, 40, 41, 42, 43, 44, 45]])
     with torch.no_grad():
         torch.testing.assert_close(merged(ids).logits, base(ids).logits)
+    for extra in ((), ("--adapter",)):
+        answer = run_ft("inference", str(spec), "--prompt", "Tell me about honey.",
+                        "--max-new-tokens", "8", *extra)
+        assert answer.returncode == 0, answer.stderr[-2000:]
+        assert answer.stdout.strip(), "inference printed nothing"
+
+
+@pytest.mark.parametrize("keys, stored, merged", [
+    ({"bf16": "auto"}, torch.float32, torch.float32),
+    ({"bf16": "auto"}, torch.bfloat16, torch.bfloat16),
+    ({"bf16": False}, torch.bfloat16, torch.float32),
+    ({"bf16": True}, torch.float32, torch.bfloat16),
+    ({"bf16": False, "fp16": True}, torch.float32, torch.float16),
+    ({"load_in_4bit": True, "adapter": "qlora"}, torch.float32, torch.bfloat16),
+])
+def test_merged_dtype_is_the_specs_or_the_stored_one(keys, stored, merged, tmp_path,
+                                                     tiny_model_dir):
+    from transformers import AutoConfig
+
+    from orchestrator.spec.load import parse_spec
+    from trainer.merge import merged_dtype
+
+    base_dir = tmp_path / "base"
+    base_dir.mkdir()
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.dtype = stored
+    config.save_pretrained(base_dir)
+    cfg = parse_spec(write_tiny_spec(tmp_path, base_dir, **keys).read_text(),
+                     "spec.yaml").training
+    assert merged_dtype(cfg) == merged
 
 
 def test_preprocess_reports_and_reuses_the_cache(tmp_path, tiny_model_dir):
