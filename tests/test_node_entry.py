@@ -219,6 +219,21 @@ def test_ft_sends_nccls_log_to_a_file_per_process_and_shows_its_warnings_on_a_cr
     assert "  NET/OFI Couldn't open AV. RC: -22" in result.stderr
 
 
+def test_a_cpu_job_gets_no_nccl_log_and_no_transport_promise(spec, sysfs, capsys,
+                                                            tmp_path, monkeypatch) -> None:
+    """gpus_per_node 0 trains over gloo: NCCL never runs, so nothing points its log at a
+    file and no line promises the transport it would choose."""
+    path, sha = spec
+    monkeypatch.chdir(tmp_path)
+    environ = {"FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2", "PATH": "/usr/bin:/bin"}
+    code = run_node(LaunchSpec(nodes=2, gpus_per_node=0, cluster="tcp"), path, sha, None,
+                    environ=environ, dry_run=True, sysfs_root=sysfs)
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "NCCL_DEBUG" not in err and "NCCL's INFO log" not in err, err
+    assert not (tmp_path / ".ft" / "nccl").exists()
+
+
 def test_the_node_package_does_not_import_torch() -> None:
     code = ("import sys, orchestrator.node.entry, orchestrator.backends.slurm.master; "
             "sys.exit('torch' in sys.modules)")

@@ -45,9 +45,14 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     profile = load_profile(launch.cluster)
     env, env_notes = node_env(profile, report, environ)
-    nccl_dir = log_dir(environ, Path.cwd(), create="NCCL_DEBUG" not in environ and not dry_run)
-    log_env, log_notes = nccl_log_env({**environ, **env}, nccl_dir, profile, report)
-    env, env_notes = {**env, **log_env}, [*env_notes, *log_notes]
+    # NCCL runs only between GPUs: a CPU job (gloo) gets no NCCL log and no promise of a
+    # transport line.
+    uses_nccl = launch.gpus_per_node > 0
+    nccl_dir = log_dir(environ, Path.cwd(),
+                       create=uses_nccl and "NCCL_DEBUG" not in environ and not dry_run)
+    if uses_nccl:
+        log_env, log_notes = nccl_log_env({**environ, **env}, nccl_dir, profile, report)
+        env, env_notes = {**env, **log_env}, [*env_notes, *log_notes]
     if doctor_only:
         argv = _doctor_argv(world, launch, spec_path, environ)
     else:
