@@ -81,20 +81,30 @@ def unshared_output(spec: Spec, where: str, fix: str) -> Problem:
         f"{fix}"))
 
 
-def emulated_output_problems(spec: Spec, backend: str, relative_shared: bool,
-                             fix: str) -> list[Problem]:
-    """What `ft launch --backend local --emulate NAME` refuses, as NAME would: a multi-node
-    `output_dir` that is on none of NAME's `launch.volumes` paths (emulated nodes share
-    each as a host directory, whatever its kind) and, where NAME's working directory is each
-    node's own, a relative one."""
+def output_holder(spec: Spec, backend: str, relative_shared: bool,
+                  fix: str) -> tuple[list[Problem], Mounted | None]:
+    """(problems, the volume holding `output_dir`) of a multi-node job on `backend`: a
+    problem when `output_dir` is on none of its `launch.volumes` paths or, where its
+    working directory is each node's own (not `relative_shared`), relative. No problem and
+    no volume for one node, or a relative path in a shared working directory."""
     if spec.launch.nodes < 2:
-        return []
+        return [], None
     out = output_dir(spec)
     if not out.is_absolute():
-        return [] if relative_shared else [unshared_output(spec, RELATIVE, fix)]
-    if holding(spec, backend, out) is not None:
-        return []
-    return [unshared_output(spec, NO_VOLUME, fix)]
+        return ([], None) if relative_shared else ([unshared_output(spec, RELATIVE, fix)],
+                                                   None)
+    holder = holding(spec, backend, out)
+    if holder is None:
+        return [unshared_output(spec, NO_VOLUME, fix)], None
+    return [], holder
+
+
+def emulated_output_problems(spec: Spec, backend: str, relative_shared: bool,
+                             fix: str) -> list[Problem]:
+    """What `ft launch --backend local --emulate NAME` refuses, as NAME would: emulated
+    nodes share each of NAME's volume paths as a host directory, whatever its kind, so only
+    where `output_dir` lies counts."""
+    return output_holder(spec, backend, relative_shared, fix)[0]
 
 
 RELATIVE = "relative (it lands in the job's working directory, on each node's own disk)"

@@ -17,13 +17,10 @@ from __future__ import annotations
 import re
 
 from orchestrator.backends.storage import (
-    NO_VOLUME,
-    RELATIVE,
     emulated_output_problems,
-    holding,
     located,
     mode_problems,
-    output_dir,
+    output_holder,
     selector_problems,
     unshared_output,
     volumes_on,
@@ -63,14 +60,9 @@ def problems(spec: Spec) -> list[Problem]:
 
 
 def _output_problems(spec: Spec) -> list[Problem]:
-    if spec.launch.nodes < 2:
-        return []
-    out = output_dir(spec)
-    if not out.is_absolute():
-        return [unshared_output(spec, RELATIVE, FIX)]
-    holder = holding(spec, NAME, out)
+    found, holder = output_holder(spec, NAME, relative_shared=False, fix=FIX)
     if holder is None:
-        return [unshared_output(spec, NO_VOLUME, FIX)]
+        return found
     if per_node(holder.volume):
         return [unshared_output(spec, f"on {holder.key}, one network volume per node", FIX)]
     return []  # on an instance volume; a shared network volume's name is refused above

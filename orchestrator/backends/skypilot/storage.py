@@ -13,13 +13,12 @@ need `access_mode: ReadWriteMany`, the default is ReadWriteOnce) and RunPod (net
 from __future__ import annotations
 
 from orchestrator.backends.storage import (
-    NO_VOLUME,
-    RELATIVE,
     Mounted,
     emulated_output_problems,
     holding,
     located,
     output_dir,
+    output_holder,
     selector_problems,
     unshared_output,
     volumes_on,
@@ -99,14 +98,9 @@ def _volume_problems(spec: Spec, mounted: Mounted) -> list[Problem]:
 
 
 def _output_problems(spec: Spec) -> list[Problem]:
-    if spec.launch.nodes < 2:
-        return []
-    out = output_dir(spec)
-    if not out.is_absolute():
-        return [unshared_output(spec, RELATIVE, FIX)]
-    holder = holding(spec, NAME, out)
+    found, holder = output_holder(spec, NAME, relative_shared=False, fix=FIX)
     if holder is None:
-        return [unshared_output(spec, NO_VOLUME, FIX)]
+        return found
     if holder.volume.source and mode(spec, holder) == "copy":
         return [unshared_output(spec, f"on {holder.key} in `mode: copy` (each node gets its "
                                 "own copy of the bucket at start; writes never reach it)",
