@@ -145,21 +145,29 @@ exit 7
 """
 
 
+def _node_with_shims(spec, sysfs: Path, tmp_path: Path, shims: dict[str, str],
+                     **env: str) -> subprocess.CompletedProcess:
+    """`ft node` (CHILD) as node 0 of 2 locally, with these executables first on PATH."""
+    path, sha = spec
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in shims.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
+               "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2", **env}
+    return subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+
 def test_the_launcher_runs_supervised_with_the_node_environment(spec, sysfs,
                                                               tmp_path: Path) -> None:
     """A real launch: a `torchrun` shim records argv + env; a crash's status comes through."""
-    path, sha = spec
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, text in (("torchrun", SHIM), ("ft", "#!/bin/sh\nexit 99\n")):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
+    path, _ = spec
     out = tmp_path / "shim.json"
-    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
-               "SHIM_OUT": str(out), "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2",
-               "NCCL_DEBUG": "INFO"}
-    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = _node_with_shims(spec, sysfs, tmp_path,
+                              {"torchrun": SHIM, "ft": "#!/bin/sh\nexit 99\n"},
+                              SHIM_OUT=str(out), NCCL_DEBUG="INFO")
     assert result.returncode == 7, result.stderr  # a crash keeps its own code
     seen = json.loads(out.read_text())
     assert seen["argv"] == ["--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1",
@@ -196,16 +204,9 @@ def test_ft_sends_nccls_log_to_a_file_per_process_and_shows_its_warnings_on_a_cr
     """No NCCL_DEBUG of the user's: NCCL logs INFO (INIT,NET) into .ft/nccl/nccl.%h.%p.log,
     the ranks learn which fabric to expect, and a crash prints the WARN lines that went to
     those files instead of the console."""
-    path, sha = spec
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "torchrun").write_text(WARNING_SHIM)
-    (bin_dir / "torchrun").chmod(0o755)
     out = tmp_path / "shim.json"
-    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
-               "SHIM_OUT": str(out), "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2"}
-    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = _node_with_shims(spec, sysfs, tmp_path, {"torchrun": WARNING_SHIM},
+                              SHIM_OUT=str(out))
     assert result.returncode == 7, result.stderr
     env = json.loads(out.read_text())
     logs = tmp_path / ".ft" / "nccl"
@@ -255,15 +256,7 @@ exit 0
 
 def test_a_stop_signal_while_the_node_exits_does_not_turn_75_into_a_crash(
         spec, sysfs, tmp_path: Path) -> None:
-    path, sha = spec
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "torchrun").write_text(STOPPING_SHIM)
-    (bin_dir / "torchrun").chmod(0o755)
-    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
-               "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2"}
-    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
-                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    result = _node_with_shims(spec, sysfs, tmp_path, {"torchrun": STOPPING_SHIM})
     assert result.returncode == 75, result.stderr
     assert "all 2 rank(s) saved a complete checkpoint and stopped: exit 75" in result.stderr
 
@@ -278,20 +271,11 @@ exit 1
 
 def test_a_launcher_failing_after_every_rank_finished_is_a_success(spec, sysfs,
                                                                    tmp_path: Path) -> None:
-    path, sha = spec
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "torchrun").write_text(FINISHED_THEN_FAILING_SHIM)
-    (bin_dir / "torchrun").chmod(0o755)
-    environ = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(REPO),
-               "FT_LOCAL_NODE_RANK": "0", "FT_LOCAL_NNODES": "2"}
-    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
-                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    result = _node_with_shims(spec, sysfs, tmp_path, {"torchrun": FINISHED_THEN_FAILING_SHIM})
     assert result.returncode == 0, result.stderr
     assert ("all 2 rank(s) had finished training (final model saved) before the launcher "
             "exited 1: exit 0") in result.stderr
     # One rank short of finished: the launcher's failure stands.
-    (bin_dir / "torchrun").write_text(FINISHED_THEN_FAILING_SHIM.replace("0 1", "0"))
-    result = subprocess.run([sys.executable, "-c", CHILD, path, sha, str(sysfs)], env=environ,
-                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    result = _node_with_shims(spec, sysfs, tmp_path,
+                              {"torchrun": FINISHED_THEN_FAILING_SHIM.replace("0 1", "0")})
     assert result.returncode == 1, result.stderr
