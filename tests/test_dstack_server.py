@@ -73,6 +73,13 @@ def _ft(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProce
                           text=True, timeout=180)
 
 
+def _dstack_run(env: dict[str, str], cwd: Path, name: str) -> dict:
+    """The server's record of run `name`, as `dstack ps -a --json` shows it."""
+    ps = subprocess.run(["dstack", "ps", "-a", "--json"], env=env, capture_output=True,
+                        text=True, cwd=cwd)
+    return next(r for r in json.loads(ps.stdout)["runs"] if r["run_spec"]["run_name"] == name)
+
+
 def _archive(home: Path, archive_id: str) -> dict[str, bytes]:
     """The files of one uploaded `files:` archive, as the server stored it (names start with
     the uploaded file's or directory's own name)."""
@@ -98,9 +105,7 @@ def test_launch_ships_and_the_server_plans_it_until_no_fleets(dstack_home, tmp_p
     assert "submitted dstack:tiny" in launched.stdout
 
     def run() -> dict:
-        ps = subprocess.run(["dstack", "ps", "-a", "--json"], env=env, capture_output=True,
-                            text=True, cwd=work)
-        return json.loads(ps.stdout)["runs"][0]
+        return _dstack_run(env, work, "tiny")
 
     _wait_for(lambda: run()["status"] in ("failed", "terminated"), 120, run)
     status = _ft(env, work, "status", "dstack:tiny")
@@ -158,10 +163,7 @@ def test_the_server_plans_each_shipped_example_with_its_files_and_storage(
     assert f"submitted dstack:{name}" in launched.stdout, launched.stdout
 
     def run() -> dict:
-        ps = subprocess.run(["dstack", "ps", "-a", "--json"], env=env, capture_output=True,
-                            text=True, cwd=work)
-        return next(r for r in json.loads(ps.stdout)["runs"]
-                    if r["run_spec"]["run_name"] == name)
+        return _dstack_run(env, work, name)
 
     _wait_for(lambda: run()["status"] in ("failed", "terminated"), 120, run)
     status = _ft(env, work, "status", f"dstack:{name}")
