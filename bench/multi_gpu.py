@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 
 TOPOLOGY = re.compile(r"^(\d+)x(\d+)$")
+# Modifiers that only mean something with several GPUs (a one-GPU run drops them).
+MODIFIERS = ("ddp", "keep", "shard", "iso")
 # FSDP2, full shard, per-decoder-layer wrapping: the multi-GPU configuration the README
 # documents (and tests/test_gpu.py runs); sharded checkpoints.
 FSDP2_KEYS = {"fsdp": ["full_shard", "auto_wrap"], "fsdp_config": {"fsdp_version": 2}}
@@ -44,13 +46,16 @@ def topology(spec: str | None) -> tuple[int, int] | None:
 
 
 def sharding_keys(topo: tuple[int, int] | None, mods: set[str]) -> dict:
-    """The spec keys of a multi-GPU tool: FSDP2 unless `ddp`; `keep` = no resharding."""
+    """The spec keys of a multi-GPU tool: FSDP2 unless `ddp`; `keep` = no resharding;
+    `shard` = the frozen base sharded too (default: ft's `auto`)."""
     if topo is None or "ddp" in mods:
         return {}
+    config = dict(FSDP2_KEYS["fsdp_config"])
     if "keep" in mods:
-        return {**FSDP2_KEYS, "fsdp_config": {**FSDP2_KEYS["fsdp_config"],
-                                              "reshard_after_forward": False}}
-    return FSDP2_KEYS
+        config["reshard_after_forward"] = False
+    if "shard" in mods:
+        config["replicate_frozen_params"] = False
+    return {**FSDP2_KEYS, "fsdp_config": config}
 
 
 def world_size(topo: tuple[int, int]) -> int:

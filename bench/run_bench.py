@@ -83,9 +83,12 @@ CASES = {
 #       `ft@NxG`: N emulated nodes of G GPUs (`ft launch --backend local`), FSDP2 unless
 #       `+ddp` (transformers' DDP); `+keep` keeps each layer's gathered weights from
 #       forward to backward (reshard_after_forward false: one all-gather per layer and
-#       step instead of two); `+iso` isolates the nodes (own netns: NCCL over veth).
+#       step instead of two); `+shard` shards the frozen base too (replicate_frozen_params
+#       false; default auto keeps it whole on each GPU when it fits); `+iso` isolates the
+#       nodes (own netns: NCCL over veth).
 #   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
-MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "ddp", "keep", "iso"},
+MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "ddp", "keep",
+                    "shard", "iso"},
              "baseline": {"liger", "nockpt"}}
 
 
@@ -108,7 +111,7 @@ def tool_topology(tool: str) -> tuple[int, int] | None:
 def single_gpu_tool(tool: str) -> str:
     """The one-GPU run a multi-GPU tool scales from: 'ft@1x2+ddp+ckpt' -> 'ft+ckpt'."""
     name, *mods = tool.split("+")
-    return "+".join([name.split("@")[0], *(m for m in mods if m not in ("ddp", "keep", "iso"))])
+    return "+".join([name.split("@")[0], *(m for m in mods if m not in multi_gpu.MODIFIERS)])
 
 
 def ft_lever_keys(mods: set[str]) -> dict:
@@ -516,7 +519,8 @@ class Bench:
             env = dict(self.env, FT_BENCH_PROBE=rank_json,
                        PYTHONPATH=os.pathsep.join([str(site), self.env["PYTHONPATH"]]))
             cmd = multi_gpu.launch_cmd(sys.executable, spec, topo, isolate="iso" in mods)
-            sharding = "ddp" if "ddp" in mods else "fsdp2-keep" if "keep" in mods else "fsdp2"
+            sharding = "ddp" if "ddp" in mods else "+".join(
+                ["fsdp2", *sorted(mods & {"keep", "shard"})])
             base.update(nodes=topo[0], gpus_per_node=topo[1], world=world, sharding=sharding,
                         isolated="iso" in mods)
         self.say(f"start {case} {tool} ({left:.0f}s of budget left)")
@@ -662,6 +666,8 @@ def ft_choices(lines: list[str], kind: str, mods: set[str]) -> dict:
             out["recomputed_layers"] = f"{m.group(1)}/{m.group(2)}"
         if m := re.search(r"activation memory estimate: (.*)$", text):
             out["memory_estimate"] = m.group(1)
+        if "FSDP2 " in text and "layers sharded over" in text:
+            out["frozen_replicated"] = "frozen weights replicated" in text
     return out
 
 

@@ -89,7 +89,7 @@ def test_resize_token_embeddings_to_32x_pads_the_embedding_rows(tiny_model_dir):
 
     cfg = _cfg("resize_token_embeddings_to_32x: true\ntokens: [zzq]\n", str(tiny_model_dir))
     tokenizer = load_tokenizer(cfg)
-    model = load_model(cfg, tokenizer, choose_precision(cfg))
+    model, _ = load_model(cfg, tokenizer, choose_precision(cfg))
     rows = model.get_input_embeddings().weight.shape[0]
     assert rows % 32 == 0 and rows >= len(tokenizer)
 

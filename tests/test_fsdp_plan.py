@@ -47,6 +47,21 @@ def test_axolotl_keys_reach_the_plan():
     assert plan.strategy == "HYBRID_SHARD"
 
 
+def test_replicating_the_frozen_base_is_settled_by_the_estimate_only_under_auto():
+    from trainer.fsdp import settle_replication
+
+    auto = plan_for(_cfg(), torch.bfloat16)
+    assert auto.replicate_frozen is None  # an adapter's base: decided once it is loaded
+    assert settle_replication(auto, True).replicate_frozen is True
+    assert settle_replication(auto, None).replicate_frozen is False  # no estimate: shard
+    explicit = plan_for(_cfg(fsdp_config={"replicate_frozen_params": True}), torch.bfloat16)
+    assert settle_replication(explicit, False).replicate_frozen is True
+    # Nothing frozen (a full fine-tune) or weights offloaded to the CPU: always sharded.
+    assert plan_for(_cfg(adapter=None), torch.bfloat16).replicate_frozen is False
+    assert plan_for(_cfg(fsdp_config={"offload_params": True}), torch.bfloat16) \
+        .replicate_frozen is False
+
+
 def test_a_layer_class_the_model_lacks_is_a_clear_error(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,8 @@ from trainer.activation_memory import (
     Shape,
     full_checkpointing,
     layers_to_checkpoint,
+    replication_pays,
+    static_bytes,
 )
 from trainer.contract.errors import SpecError, UserError
 from trainer.contract.training import CCE_PLUGIN, LIGER_KEYS, LIGER_PLUGIN
@@ -153,6 +156,45 @@ def test_quantized_layers_are_estimated_larger():
     args = dict(static_bytes=6 * GIB, tokens=8 * 2048, fused_loss=True)
     assert layers_to_checkpoint(LLAMA_8B, Estimate(quantized=True, **args), H100) > \
         layers_to_checkpoint(LLAMA_8B, Estimate(quantized=False, **args), H100)
+
+
+# -- fsdp_config.replicate_frozen_params: auto
+
+LLAMA_70B = Shape(layers=80, hidden=8192, intermediate=28672, vocab=128256)
+
+
+def test_8b_lora_on_two_gpus_replicates_its_frozen_base_when_no_layer_more_is_recomputed():
+    # bf16 base 15.0 GiB + fp32 LoRA with grads and Adam (0.67 GB): over 2 GPUs 7.8 GiB
+    # sharded, 15.3 GiB with the base whole on each.
+    sharded = Estimate(int(7.8 * GIB), tokens=4 * 2048, quantized=False, fused_loss=True,
+                       lean_lora=True)
+    whole = replace(sharded, static_bytes=int(15.3 * GIB))
+    assert replication_pays(LLAMA_8B, sharded, whole, H100)
+    # Packed mbs 8: replicating would recompute 9 layers instead of 6: keep sharding.
+    sharded, whole = (replace(e, tokens=8 * 2048) for e in (sharded, whole))
+    assert not replication_pays(LLAMA_8B, sharded, whole, H100)
+
+
+def test_70b_qlora_keeps_its_frozen_base_sharded():
+    # 4-bit base with bf16 embeddings ~34.4 GiB whole; 4.7 GiB per GPU over 8.
+    sharded = Estimate(int(4.7 * GIB), tokens=2048, quantized=True, fused_loss=True)
+    whole = replace(sharded, static_bytes=int(34.4 * GIB))
+    assert not replication_pays(LLAMA_70B, sharded, whole, H100)
+    # ... and on a card where even the sharded estimate recomputes every layer, a base that
+    # does not fit at all is never replicated.
+    assert not replication_pays(LLAMA_70B, sharded, whole, int(32 * GIB))
+
+
+def test_static_bytes_count_the_frozen_base_whole_when_it_is_replicated():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(100, 100, bias=False),
+                                torch.nn.Linear(100, 10, bias=False))
+    model[0].weight.requires_grad_(False)  # 10,000 frozen fp32 params: 40,000 bytes
+    trained = 1_000 * (4 + 12)  # fp32 weight + grad + Adam m and v
+    assert static_bytes(model, 1) == 40_000 + trained
+    assert static_bytes(model, 2) == (40_000 + trained) // 2
+    assert static_bytes(model, 2, replicated_frozen=True) == 40_000 + trained // 2
 
 
 # -- ft train outside a launcher

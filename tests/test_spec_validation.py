@@ -63,6 +63,11 @@ def test_nested_dataset_key_and_top_level_launch_typo():
     ("eval_strategy: epoch\n", "eval_strategy", "no eval data"),
     ("launch: {env: {HF_TOKEN: x}, secrets: [HF_TOKEN]}\n", "launch.env.HF_TOKEN",
      "both a secret"),
+    ("fsdp: [full_shard]\nfsdp_config: {replicate_frozen_params: true}\n",
+     "fsdp_config.replicate_frozen_params", "nothing is frozen to replicate"),
+    ("adapter: lora\nlora_target_linear: true\nfsdp: [full_shard]\nfsdp_config:\n"
+     "  replicate_frozen_params: true\n  offload_params: true\n",
+     "fsdp_config.replicate_frozen_params", "choose one"),
 ])
 def test_cross_field_rules(extra, path, fix):
     problems = _problems(BASE + extra)

@@ -71,17 +71,20 @@ def backward_transient_bytes(shape: Shape, tokens: int) -> int:
     return tokens * (6 * shape.intermediate + 4 * shape.hidden)
 
 
-def layers_to_checkpoint(shape: Shape, est: Estimate, total_bytes: int) -> int:
-    """Smallest k in 0..layers for which the estimate fits (layers when nothing fits)."""
+def fits(shape: Shape, est: Estimate, total_bytes: int, checkpointed: int) -> bool:
+    """Whether the estimate with the first `checkpointed` layers recomputed fits the GPU."""
     budget = HEADROOM * total_bytes - RESERVED
     static = est.static_bytes + backward_transient_bytes(shape, est.tokens) + (
         0 if est.fused_loss else LOGIT_BYTES * est.tokens * shape.vocab)
     kept = est.tokens * per_token_layer_bytes(shape, est)
     ckpt = est.tokens * shape.hidden * 2
-    for k in range(shape.layers + 1):
-        if static + k * ckpt + (shape.layers - k) * kept <= budget:
-            return k
-    return shape.layers
+    return static + checkpointed * ckpt + (shape.layers - checkpointed) * kept <= budget
+
+
+def layers_to_checkpoint(shape: Shape, est: Estimate, total_bytes: int) -> int:
+    """Smallest k in 0..layers for which the estimate fits (layers when nothing fits)."""
+    return next((k for k in range(shape.layers + 1) if fits(shape, est, total_bytes, k)),
+                shape.layers)
 
 
 def shape_of(config) -> Shape | None:
@@ -100,15 +103,19 @@ def full_checkpointing(cfg) -> bool:
         cfg.fsdp_config and cfg.fsdp_config.activation_checkpointing)
 
 
-def static_bytes(model, world_size: int) -> int:
-    """What the parameters occupy on one GPU (sharded over the world under FSDP/ZeRO).
+def static_bytes(model, world_size: int, replicated_frozen: bool = False) -> int:
+    """What the parameters occupy on one GPU (sharded over the world under FSDP/ZeRO; the
+    frozen ones whole on every GPU with `replicated_frozen`, see trainer/fsdp.py).
     `ds_numel`: a ZeRO-3 parameter's real size (its tensor is an empty placeholder)."""
-    weights = trainable = 0
+    frozen = trained = 0
     for p in model.parameters():
         n = getattr(p, "ds_numel", p.numel())
-        weights += n * p.element_size()
-        trainable += n if p.requires_grad else 0
-    return (weights + 12 * trainable) // max(world_size, 1)
+        if p.requires_grad:
+            trained += n * (p.element_size() + 12)  # + fp32 grad and Adam's m and v
+        else:
+            frozen += n * p.element_size()
+    world = max(world_size, 1)
+    return (frozen if replicated_frozen else frozen // world) + trained // world
 
 
 def decoder_layers(model) -> list:
@@ -119,14 +126,14 @@ def decoder_layers(model) -> list:
 
 
 def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool,
-                       lean_lora: bool = False) -> int | None:
+                       lean_lora: bool = False, replicated_frozen: bool = False) -> int | None:
     """Apply `auto`: checkpoint the first k decoder layers. With `true`, only say when the
     estimate finds that fewer would fit. Returns k, or None when nothing was estimated."""
     auto = cfg.gradient_checkpointing == "auto" and not full_checkpointing(cfg)
     if not (auto or full_checkpointing(cfg)):
         return None
-    k = estimate_layers(model, cfg, Estimate(0, 0, cfg.load_in_4bit, fused_loss, fused_norm,
-                                             lean_lora))
+    k = estimate_layers(model, cfg, kernel_kinds(cfg, fused_loss, fused_norm, lean_lora),
+                        replicated_frozen)
     if k is None:
         return None
     layers = decoder_layers(model)
@@ -146,8 +153,21 @@ def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool,
     return k
 
 
-def estimate_layers(model, cfg, kinds: Estimate) -> int | None:
-    """`kinds`: the kernel choices; its byte and token counts are filled in here."""
+def kernel_kinds(cfg, fused_loss: bool, fused_norm: bool, lean_lora: bool) -> Estimate:
+    """The kernel choices of an estimate; its byte and token counts are filled in later."""
+    return Estimate(0, 0, cfg.load_in_4bit, fused_loss, fused_norm, lean_lora)
+
+
+@dataclass(frozen=True)
+class _Context:
+    shape: Shape
+    total_bytes: int
+    tokens: int
+    world: int
+
+
+def _context(model, cfg) -> _Context | None:
+    """What every estimate needs; None without a GPU or a recognisable decoder stack."""
     import torch
 
     shape = shape_of(model.config)
@@ -156,12 +176,46 @@ def estimate_layers(model, cfg, kinds: Estimate) -> int | None:
         return None
     sharded = cfg.uses_fsdp or bool(cfg.deepspeed)
     world = int(os.environ.get("WORLD_SIZE", "1")) if sharded else 1
-    tokens = cfg.micro_batch_size * cfg.sequence_len
-    est = replace(kinds, static_bytes=static_bytes(model, world), tokens=tokens)
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-    k = layers_to_checkpoint(shape, est, total)
-    log.info("activation memory estimate: %.1f GiB GPU, %.1f GiB static, %d tokens per "
-             "micro-batch, %s loss -> %d of %d layers to recompute", total / GIB,
-             est.static_bytes / GIB, tokens, "fused" if est.fused_loss else "plain", k,
-             shape.layers)
+    return _Context(shape, total, cfg.micro_batch_size * cfg.sequence_len, world)
+
+
+def estimate_layers(model, cfg, kinds: Estimate, replicated_frozen: bool = False) -> int | None:
+    """`kinds`: the kernel choices; its byte and token counts are filled in here."""
+    ctx = _context(model, cfg)
+    if ctx is None:
+        return None
+    est = replace(kinds, static_bytes=static_bytes(model, ctx.world, replicated_frozen),
+                  tokens=ctx.tokens)
+    k = layers_to_checkpoint(ctx.shape, est, ctx.total_bytes)
+    log.info("activation memory estimate: %.1f GiB GPU, %.1f GiB static%s, %d tokens per "
+             "micro-batch, %s loss -> %d of %d layers to recompute", ctx.total_bytes / GIB,
+             est.static_bytes / GIB, " (frozen weights replicated)" if replicated_frozen
+             else "", ctx.tokens, "fused" if est.fused_loss else "plain", k, ctx.shape.layers)
     return k
+
+
+def replication_fits(model, cfg, kinds: Estimate) -> bool | None:
+    """`fsdp_config.replicate_frozen_params: auto`: keep the frozen weights whole on every
+    GPU when that fits and needs no more recomputed layers than sharding them (a recomputed
+    layer costs a third of its FLOPs, more than the all-gathers replication saves). None:
+    no estimate here (a CPU run)."""
+    ctx = _context(model, cfg)
+    if ctx is None:
+        return None
+    sharded, whole = (replace(kinds, static_bytes=static_bytes(model, ctx.world, rep),
+                              tokens=ctx.tokens) for rep in (False, True))
+    pays = replication_pays(ctx.shape, sharded, whole, ctx.total_bytes)
+    log.info("replicate_frozen_params auto: %s (%.1f GiB static per GPU replicated, %.1f "
+             "sharded)", "replicate" if pays else "shard", whole.static_bytes / GIB,
+             sharded.static_bytes / GIB)
+    return pays
+
+
+def replication_pays(shape: Shape, sharded: Estimate, whole: Estimate,
+                     total_bytes: int) -> bool:
+    """`whole`: the estimate with the frozen weights replicated; `sharded`: with them
+    sharded. Replicate when it fits with no more recomputed layers."""
+    k_whole = layers_to_checkpoint(shape, whole, total_bytes)
+    return fits(shape, whole, total_bytes, k_whole) and \
+        k_whole <= layers_to_checkpoint(shape, sharded, total_bytes)

@@ -24,7 +24,7 @@ about the job (ranks, processes per node) come in as a `trainer.world.World`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -58,6 +58,10 @@ class ShardingPlan:
     # Per-decoder-layer recompute (`fsdp_config.activation_checkpointing`): transformers'
     # gradient checkpointing does it, so accelerate must not add its own.
     activation_checkpointing: bool = False
+    # Frozen weights (an adapter's base) kept whole on every rank, outside FSDP: no step
+    # all-gathers them, only the trainable weights are sharded. None: `auto`, settled by
+    # `settle_replication` once the model is loaded and its memory can be estimated.
+    replicate_frozen: bool | None = False
 
     @property
     def reshard_layers(self) -> bool:
@@ -118,7 +122,25 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
         param_dtype=param_dtype,
         strategy=strategy,
         activation_checkpointing=bool(fc and fc.activation_checkpointing),
+        replicate_frozen=_replication_wish(cfg, offload),
     )
+
+
+def _replication_wish(cfg: TrainingConfig, offload: bool) -> bool | None:
+    """`fsdp_config.replicate_frozen_params`: True/False as written; `auto` (None) only
+    where something is frozen and nothing is offloaded (orchestrator/spec/rules.py refuses
+    an explicit true in those cases)."""
+    wish = cfg.fsdp_config.replicate_frozen_params if cfg.fsdp_config else "auto"
+    if wish != "auto":
+        return wish
+    return None if cfg.adapter and not offload else False
+
+
+def settle_replication(plan: ShardingPlan, fits_replicated: bool | None) -> ShardingPlan:
+    """Decide `auto` from the memory estimate (None: no estimate, e.g. on a CPU: shard)."""
+    if plan.replicate_frozen is not None:
+        return plan
+    return replace(plan, replicate_frozen=bool(fits_replicated))
 
 
 def loads_on_meta(plan: ShardingPlan | None, world: World) -> bool:
@@ -167,17 +189,24 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device,
 
     if plan.param_dtype is not None:
         _upcast_trainable(model)
+    replicated = _frozen(model) if plan.replicate_frozen else set()
     full_state = None
     if plan.cpu_ram_efficient_loading:
         full_state = model.state_dict() if world.is_main else {}
         if world.is_main:
             _params_to_meta(model)  # rank 0 keeps its host copy in `full_state` only
+            if plan.replicate_frozen:  # the meta stand-ins are what fully_shard sees
+                replicated = _frozen(model)
+    else:
+        for param in replicated:  # fully_shard moves only what it manages to the device
+            param.data = param.data.to(device)
     mesh = _mesh(device, plan.strategy, world)
     kwargs = {
         "mesh": mesh,
         "mp_policy": MixedPrecisionPolicy(param_dtype=plan.param_dtype,
                                           reduce_dtype=torch.float32),
         "offload_policy": CPUOffloadPolicy() if plan.offload_params else None,
+        "ignored_params": replicated or None,
     }
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     layers = decoder_layers(model, plan.layer_classes)
@@ -193,12 +222,24 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device,
             cpu_offload=plan.offload_params))
         del full_state
         _retie(model)
-    log.info("FSDP2 %s: %d %s layers sharded over %d ranks (%s, mesh %s), gather dtype %s%s",
+    log.info("FSDP2 %s: %d %s layers sharded over %d ranks (%s, mesh %s), gather dtype %s%s%s",
              plan.strategy, len(layers), layer_class, world.world_size, mesh.device_type,
              "x".join(map(str, mesh.shape)),
              plan.param_dtype or "as stored", ", params offloaded to CPU"
-             if plan.offload_params else "")
+             if plan.offload_params else "", _replicated_note(model, plan))
     return model
+
+
+def _frozen(model: nn.Module) -> set[nn.Parameter]:
+    return {p for p in model.parameters() if not p.requires_grad}
+
+
+def _replicated_note(model: nn.Module, plan: ShardingPlan) -> str:
+    if not plan.replicate_frozen:
+        return ""
+    size = sum(p.numel() * p.element_size() for p in _frozen(model))
+    return f"; frozen weights replicated on every rank ({size / 2**30:.2f} GiB each), " \
+        "only the trainable ones sharded"
 
 
 def _mesh(device: torch.device, strategy: str, world: World):

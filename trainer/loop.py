@@ -86,8 +86,8 @@ def _run(cfg: TrainingConfig, world: World, hooks: list,
     if cfg.deepspeed:
         prepare_deepspeed(cfg.deepspeed, cfg.load_in_4bit, cfg.load_in_8bit)
     apply_tracking_env(cfg)  # the same W&B / MLflow run across restarts of this job
-    model = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan, world),
-                       device=args.device if plan else None)
+    model, plan = load_model(cfg, tokenizer, precision, on_meta=loads_on_meta(plan, world),
+                             device=args.device if plan else None, sharding=plan)
     if plan is not None:
         shard_model(model, plan, args.device, world)
     # The kernel the model really loaded with decides the packed layout (flash needs one row).

@@ -9,12 +9,19 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from trainer.activation_memory import full_checkpointing, plan_checkpointing
+from trainer.activation_memory import (
+    full_checkpointing,
+    kernel_kinds,
+    plan_checkpointing,
+    replication_fits,
+)
 from trainer.contract.training import TrainingConfig
+from trainer.fsdp import ShardingPlan, settle_replication
 from trainer.kernels import apply_kernels, installed, lora_kernel_groups, plan_kernels
 from trainer.lora_fused import GROUPS, fuse_lora
 from trainer.model_source import (
@@ -130,10 +137,12 @@ def quantization_config(cfg: TrainingConfig, precision: Precision):
 
 
 def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precision: Precision,
-               on_meta: bool = False, device: torch.device | None = None):
-    """The model with its adapter. `on_meta`: structure only, no weights read (a sharded
-    rank that receives its weights by broadcast). `device`: where to quantize while loading
-    (a sharded QLoRA rank quantizes on its own GPU; see trainer/fsdp.py)."""
+               on_meta: bool = False, device: torch.device | None = None,
+               sharding: ShardingPlan | None = None) -> tuple[Any, ShardingPlan | None]:
+    """The model with its adapter, and the sharding plan with its `auto` choices settled.
+    `on_meta`: structure only, no weights read (a sharded rank that receives its weights by
+    broadcast). `device`: where to quantize while loading (a sharded QLoRA rank quantizes
+    on its own GPU; see trainer/fsdp.py)."""
     if on_meta:
         model = _skeleton(cfg, precision)
     else:
@@ -160,10 +169,15 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
     if groups:
         fuse_lora(model, groups)
-    plan_checkpointing(model, cfg, fused_loss=kernels.fused_loss,
-                       fused_norm=kernels.liger.get("liger_rms_norm", False),
-                       lean_lora=len(groups) == len(GROUPS))
-    return model
+    fused_norm = kernels.liger.get("liger_rms_norm", False)
+    lean_lora = len(groups) == len(GROUPS)
+    if sharding is not None:  # replicating the frozen base changes the memory estimate
+        sharding = settle_replication(sharding, replication_fits(
+            model, cfg, kernel_kinds(cfg, kernels.fused_loss, fused_norm, lean_lora)))
+    plan_checkpointing(model, cfg, fused_loss=kernels.fused_loss, fused_norm=fused_norm,
+                       lean_lora=lean_lora,
+                       replicated_frozen=bool(sharding and sharding.replicate_frozen))
+    return model, sharding
 
 
 def _frozen_embeddings_in(model, dtype: torch.dtype, trained: list[str]) -> None:

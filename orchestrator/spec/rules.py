@@ -54,6 +54,15 @@ def _distribution(t: TrainingConfig) -> Iterator[Rule]:
     if t.fsdp_config and t.fsdp_config.offload_params and t.fsdp_config.sharding_strategy \
             == "NO_SHARD":
         yield ("fsdp_config", "offload_params"), "offloading needs a sharding strategy"
+    if t.fsdp_config and t.fsdp_config.replicate_frozen_params is True:
+        if t.adapter is None:
+            yield ("fsdp_config", "replicate_frozen_params"), (
+                "a full fine-tune trains every weight: nothing is frozen to replicate; "
+                "remove it")
+        elif t.fsdp_config.offload_params:
+            yield ("fsdp_config", "replicate_frozen_params"), (
+                "keeps the frozen weights whole on every GPU, while `offload_params` moves "
+                "weights to CPU memory; choose one")
 
 
 def _deepspeed(t: TrainingConfig) -> Iterator[Rule]:

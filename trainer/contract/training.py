@@ -81,6 +81,11 @@ class FsdpConfig(_Strict):
                                "NO_SHARD"] = "FULL_SHARD"
     reshard_after_forward: bool = Field(True, description="Free gathered params after forward.")
     activation_checkpointing: bool = False
+    replicate_frozen_params: Literal["auto"] | bool = Field(
+        "auto", description="ft's own key. Keep what does not train (an adapter's frozen "
+        "base) whole on every GPU instead of sharding it, so no step all-gathers it; only "
+        "the trainable weights are sharded. auto: when the memory estimate says it costs "
+        "no extra recomputed layers (GPU only; a CPU run shards).")
     # Accepted with a warning (orchestrator/spec/rules.py): ft's FSDP2 plan decides these.
     cpu_offload_pin_memory: bool | None = None
     final_state_dict_type: str | None = None
