@@ -12,6 +12,10 @@ quantization state stays on each `Linear4bit` module, which bitsandbytes restore
 all-gather. Each rank quantizes on its own device while loading (transformers streams the
 checkpoint a shard file at a time), so host memory stays at one shard file per process.
 
+An adapter's frozen base can stay whole on every rank (`replicate_frozen_params`, decided
+for `auto` by trainer/activation_memory.py once the model is loaded): `fully_shard` then
+ignores it, so no step all-gathers it, and only the trainable weights are sharded.
+
 The model is wrapped before the Trainer sees it; accelerate recognises an FSDP2 module and
 leaves the wrapping alone, but still runs its FSDP2 optimizer, clipping and checkpoint code.
 
