@@ -85,14 +85,13 @@ def test_other_fsdp_strategies_equal_one_process(strategy, mesh, tmp_path, tiny_
     _assert_same_training(tmp_path / "out", one_process_run)
 
 
-@pytest.mark.parametrize("ram_efficient", [True, False])
-def test_replicated_frozen_base_trains_as_one_process(ram_efficient, tmp_path,
-                                                      tiny_model_dir, one_process_run):
+def test_replicated_frozen_base_trains_as_one_process_and_resumes(tmp_path, tiny_model_dir,
+                                                                  one_process_run):
     """`replicate_frozen_params: true`: the frozen base stays whole on each rank, outside
-    FSDP (no all-gathers of it), only the adapter is sharded; with rank 0 alone reading
-    the weights, the others receive the replicated ones by broadcast too."""
-    fsdp = {**FSDP, "fsdp_config": {**FSDP["fsdp_config"], "replicate_frozen_params": True,
-                                    "fsdp_cpu_ram_efficient_loading": ram_efficient}}
+    FSDP (no all-gathers of it), only the adapter is sharded. Rank 0 alone reads the
+    weights (`cpu_ram_efficient_loading`), so the other rank receives the replicated ones by
+    broadcast too; a restart resumes that layout from its sharded checkpoint."""
+    fsdp = {**FSDP, "fsdp_config": {**FSDP["fsdp_config"], "replicate_frozen_params": True}}
     spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2, launch={"nodes": 2},
                            **fsdp)
     log = _launch(spec, tmp_path)
@@ -102,14 +101,13 @@ def test_replicated_frozen_base_trains_as_one_process(ram_efficient, tmp_path,
     saved = load_file(tmp_path / "out" / "adapter_model.safetensors")
     assert tuple(saved["base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"].shape) \
         == (64, 8)
-    if ram_efficient:  # once is enough: a restart resumes the replicated layout exactly
-        first = _curve(tmp_path / "out", "loss")
-        shutil.rmtree(tmp_path / "out" / "checkpoint-8")
-        (tmp_path / "out" / "ft-complete.json").unlink()
-        log = _launch(spec, tmp_path)
-        assert "resuming from" in log and "checkpoint-4" in log
-        assert log.count("[node0] {'loss'") == 4, "the resumed run started over"
-        assert _curve(tmp_path / "out", "loss") == pytest.approx(first, rel=1e-4)
+    first = _curve(tmp_path / "out", "loss")
+    shutil.rmtree(tmp_path / "out" / "checkpoint-8")
+    (tmp_path / "out" / "ft-complete.json").unlink()
+    log = _launch(spec, tmp_path)
+    assert "resuming from" in log and "checkpoint-4" in log
+    assert log.count("[node0] {'loss'") == 4, "the resumed run started over"
+    assert _curve(tmp_path / "out", "loss") == pytest.approx(first, rel=1e-4)
 
 
 @pytest.mark.parametrize("zero", ["zero1", "zero2", "zero3"])
