@@ -8,6 +8,7 @@ node of two GPUs must train identically (FSDP2 + QLoRA over NCCL).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -77,6 +78,41 @@ def test_fsdp2_variants_on_gpu(fsdp_config, tmp_path, tiny_model_dir):
     log = _ok(_torchrun(spec, tmp_path, nproc=1))
     assert ("params offloaded to CPU" in log) == quantized
     losses = list(_losses(tmp_path / "out").values())
+    assert losses and losses[-1] < losses[0]
+
+
+@pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
+@pytest.mark.parametrize("fsdp_config", [{}, {"fsdp_offload_params": True}],
+                         ids=["bf16", "bf16-cpu-offload"])
+def test_fsdp2_full_finetune_saves_bf16_a_tensor_at_a_time(fsdp_config, tmp_path,
+                                                           tiny_model_dir):
+    """No adapter, 2 GPUs: fp32 master weights train, the final model is written in bf16
+    (the compute dtype), gathered one tensor at a time (with offloading, from shards in
+    CPU memory), and the checkpoints hold no whole model."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2, bf16=True,
+                           adapter=None, lora_target_linear=None, learning_rate=0.001,
+                           launch={"nodes": 1, "gpus_per_node": 2},
+                           fsdp=["full_shard", "auto_wrap"],
+                           fsdp_config={"fsdp_version": 2, **fsdp_config})
+    log = _ok(_torchrun(spec, tmp_path, nproc=2))
+    assert "gather dtype torch.bfloat16" in log and "(cuda, mesh 2)" in log
+    line = re.search(r"saved the model: \d+ tensors in 1 shard\(s\), .*, bfloat16, in .* s; "
+                     r"rank 0 host memory \(RSS\) peak \+.* during the save", log)
+    assert line, log[-3000:]
+    print(line[0])  # save time and host memory, for the results record
+    out = tmp_path / "out"
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
+    assert set(dtypes.values()) == {"BF16"}, dtypes
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert AutoModelForCausalLM.from_pretrained(out).dtype == torch.bfloat16
+    for checkpoint in out.glob("checkpoint-*"):
+        assert (checkpoint / "pytorch_model_fsdp_0").is_dir()
+        assert not list(checkpoint.rglob("*.safetensors")), checkpoint
+    losses = list(_losses(out).values())
     assert losses and losses[-1] < losses[0]
 
 

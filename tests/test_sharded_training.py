@@ -1,11 +1,12 @@
 """FSDP2 and DeepSpeed ZeRO on two emulated nodes (a real gloo world of 2, CPU): sharding
 must not change the training (same losses and gradient norms as one process), the saved
-adapter must be whole, and a sharded checkpoint must resume exactly."""
+adapter or full model must be whole, and a sharded checkpoint must resume exactly."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -19,7 +20,7 @@ from tests.train_helpers import free_port, summary, write_tiny_spec
 FSDP = {"fsdp": ["full_shard", "auto_wrap"],
         "fsdp_config": {"fsdp_version": 2, "fsdp_cpu_ram_efficient_loading": True,
                         "fsdp_state_dict_type": "FULL_STATE_DICT"}}
-
+FULL_FINETUNE = {"adapter": None, "lora_target_linear": None, "learning_rate": 0.001}
 
 
 def _launch(spec, cwd, **env):
@@ -49,6 +50,16 @@ def one_process_run(tmp_path_factory, tiny_model_dir):
     """The reference: the same global batch of 4 in one process, nothing sharded."""
     tmp = tmp_path_factory.mktemp("one-process")
     spec = write_tiny_spec(tmp, tiny_model_dir, micro_batch_size=4)
+    result = run_ft("train", str(spec), cwd=tmp)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def one_process_full_run(tmp_path_factory, tiny_model_dir):
+    """The full fine-tune's reference: global batch of 4 in one process."""
+    tmp = tmp_path_factory.mktemp("one-process-full")
+    spec = write_tiny_spec(tmp, tiny_model_dir, micro_batch_size=4, **FULL_FINETUNE)
     result = run_ft("train", str(spec), cwd=tmp)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     return tmp / "out"
@@ -185,3 +196,50 @@ def test_sharded_qlora_saves_the_whole_adapter(tmp_path, tiny_model_dir):
 
     PeftModel.from_pretrained(base, out)
     assert (out / "checkpoint-4" / "adapter_model.safetensors").is_file()
+
+
+def _assert_same_weights(output_dir, reference) -> None:
+    from transformers import AutoModelForCausalLM
+
+    sharded = AutoModelForCausalLM.from_pretrained(output_dir).state_dict()
+    whole = AutoModelForCausalLM.from_pretrained(reference).state_dict()
+    assert sharded.keys() == whole.keys()
+    for name, tensor in whole.items():
+        torch.testing.assert_close(sharded[name], tensor, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_sharded_full_finetune_saves_the_model_once_in_shards_and_resumes(
+        tmp_path, tiny_model_dir, one_process_full_run):
+    """No adapter: checkpoints hold only the sharded (DCP) state, no whole model; the final
+    model is streamed into several safetensors shards (their size forced small) with
+    transformers' index, loads with plain transformers and equals one process's training;
+    a restart resumes from the sharded checkpoint alone."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2, launch={"nodes": 2},
+                           fsdp=["full_shard", "auto_wrap"], fsdp_config={"fsdp_version": 2},
+                           **FULL_FINETUNE)
+    small_shards = {"FT_EXPORT_MAX_SHARD_BYTES": "200000"}
+    log = _launch(spec, tmp_path, **small_shards)
+    out = tmp_path / "out"
+    _assert_same_training(out, one_process_full_run)
+    saved = re.search(r"saved the model: (\d+) tensors in (\d+) shard\(s\), [\d.]+ [kMG]B, "
+                      r"float32, in [\d.]+ s; rank 0 host memory \(RSS\) peak \+", log)
+    assert saved and int(saved[2]) >= 3, log[-3000:]
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) == int(saved[2])
+    assert not (out / "model.safetensors").exists()
+    _assert_same_weights(out, one_process_full_run)
+    for step in (4, 8):
+        checkpoint = out / f"checkpoint-{step}"
+        assert len(list((checkpoint / "pytorch_model_fsdp_0").glob("*.distcp"))) == 2
+        assert (checkpoint / "optimizer_0").is_dir()
+        assert not list(checkpoint.rglob("*.safetensors")), step
+    # A job stopped after step 4's checkpoint: resume from the DCP shards and save again.
+    shutil.rmtree(out / "checkpoint-8")
+    (out / "ft-complete.json").unlink()
+    log = _launch(spec, tmp_path, **small_shards)
+    assert "resuming from" in log and "checkpoint-4" in log
+    assert log.count("[node0] {'loss'") == 4, "the resumed run started over"
+    _assert_same_weights(out, one_process_full_run)
+    marker = json.loads((out / "ft-complete.json").read_text())
+    assert {n for n in marker["files"] if "safetensors" in n} == \
+        {"model.safetensors.index.json", *index["weight_map"].values()}

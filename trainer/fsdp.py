@@ -79,7 +79,8 @@ class ShardingPlan:
         accelerate leaves an FSDP2 module's wrapping alone; it still owns the optimizer,
         gradient clipping and checkpoint files. Checkpoints are always sharded (each rank
         writes its own shards: no whole-model gather on rank 0 per save); the final model
-        is saved whole by FtTrainer. NO_WRAP: the layers are wrapped already, under FSDP
+        is saved whole by FtTrainer (a full fine-tune's a tensor at a time:
+        trainer/sharded_export.py). NO_WRAP: the layers are wrapped already, under FSDP
         class names accelerate's transformer policy would look for in vain. Its own
         activation checkpointing stays off: transformers' per-layer one does it.
         """

@@ -1,12 +1,15 @@
-"""The transformers Trainer with ft's additions: FSDP2 on CPU, whole-model saves of a
+"""The transformers Trainer with ft's additions: FSDP2 on CPU, plain HF/peft saves of a
 sharded model, and one metrics line per logging step, with its step, from rank 0 only."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback
 
 from trainer.fsdp import ShardingPlan, gather_state_dict
+from trainer.sharded_export import export_full_model
 
 
 class FtTrainer(Trainer):
@@ -14,8 +17,10 @@ class FtTrainer(Trainer):
 
     transformers' own FSDP save gathers the whole model, 4-bit base included, onto rank 0
     for every checkpoint; an adapter only needs its trainable tensors, gathered to full
-    shape (a saved lora_B must never be one rank's slice). Resumable training state is
-    still written by accelerate as sharded checkpoints beside it.
+    shape (a saved lora_B must never be one rank's slice). A full fine-tune writes its
+    model once, at the end, a tensor at a time in the training dtype
+    (trainer/sharded_export.py). Resumable training state is written by accelerate as
+    sharded checkpoints.
 
     `sharding` is the plan trainer/fsdp.py wrapped the model with (None: not sharded).
     """
@@ -54,15 +59,26 @@ class FtTrainer(Trainer):
         if self.sharding is None:
             return super().save_model(output_dir, _internal_call)
         output_dir = output_dir or self.args.output_dir
-        adapter = hasattr(self.model, "peft_config")
+        if hasattr(self.model, "peft_config"):
+            self._save_whole_adapter(output_dir)
+        elif not _internal_call:
+            export_full_model(self.model, Path(output_dir), self.sharding.param_dtype,
+                              is_main=self.args.should_save, tokenizer=self.processing_class)
+        # A checkpoint of a full fine-tune (`_internal_call`) gets no model files: the
+        # sharded DCP files accelerate writes beside them (pytorch_model_fsdp_0/,
+        # optimizer_0/) are what resume loads, and a whole copy per checkpoint would gather
+        # the entire model onto rank 0 at every save.
+        return None
+
+    def _save_whole_adapter(self, output_dir: str) -> None:
+        """Small enough to gather at every checkpoint, which then loads with plain peft."""
         # Every rank joins the gather; rank 0 receives the tensors.
-        state = gather_state_dict(self.model, trainable_only=adapter,
+        state = gather_state_dict(self.model, trainable_only=True,
                                   rank=self.args.process_index)
         if self.args.should_save:
             self.model.save_pretrained(output_dir, state_dict=state, safe_serialization=True)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
-        return None
 
 
 class MainRankPrinter(PrinterCallback):
