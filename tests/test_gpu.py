@@ -152,6 +152,27 @@ def test_two_nodes_of_one_gpu_train_like_one_node_of_two(tmp_path, tiny_model_di
 
 
 @pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
+def test_lora_on_two_gpus_replicates_its_frozen_base_and_trains_as_sharded(tmp_path,
+                                                                          tiny_model_dir):
+    """`replicate_frozen_params: auto` on GPUs: the memory estimate keeps the small base
+    whole on each GPU; the losses match the run that shards it (`false`) over NCCL."""
+    runs = {}
+    for name, replicate in (("auto", "auto"), ("sharded", False)):
+        work = tmp_path / name
+        work.mkdir()
+        spec = write_tiny_spec(work, tiny_model_dir, micro_batch_size=2, bf16=True,
+                               launch={"nodes": 1, "gpus_per_node": 2},
+                               fsdp=["full_shard", "auto_wrap"],
+                               fsdp_config={"fsdp_version": 2,
+                                            "replicate_frozen_params": replicate})
+        log = _ok(_torchrun(spec, work, nproc=2))
+        assert ("frozen weights replicated on every rank" in log) == (replicate == "auto")
+        assert ("replicate_frozen_params auto: replicate" in log) == (replicate == "auto")
+        runs[name] = _losses(work / "out")
+    assert runs["auto"] == pytest.approx(runs["sharded"], rel=2e-2)
+
+
+@pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
 @pytest.mark.parametrize(("nodes", "gpus", "words"), [
     (1, 2, "ft: node 0: NCCL transport within the node: "),
     (2, 1, "ft: node 0: NCCL transport between nodes: "),
