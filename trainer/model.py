@@ -171,7 +171,7 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         fuse_lora(model, groups)
     fused_norm = kernels.liger.get("liger_rms_norm", False)
     lean_lora = len(groups) == len(GROUPS)
-    if sharding is not None:  # replicating the frozen base changes the memory estimate
+    if sharding is not None and sharding.replicate_frozen is None:  # `auto`: estimate it
         sharding = settle_replication(sharding, replication_fits(
             model, cfg, kernel_kinds(cfg, kernels.fused_loss, fused_norm, lean_lora)))
     plan_checkpointing(model, cfg, fused_loss=kernels.fused_loss, fused_norm=fused_norm,
