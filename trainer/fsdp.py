@@ -112,9 +112,8 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
     param_dtype = compute_dtype if compute_dtype != torch.float32 else None
     # Axolotl's `fsdp:` list may carry the strategy and offload (`[shard_grad_op, offload]`);
     # `fsdp_config` wins where it says so explicitly.
-    words = [w.lower() for w in (cfg.fsdp if isinstance(cfg.fsdp, list)
-                                 else (cfg.fsdp or "").split())]
-    offload = bool(fc and fc.offload_params) or "offload" in words
+    words = _fsdp_words(cfg)
+    offload = offloads_params(cfg)
     listed = next((w.upper() for w in words if w.upper() in STRATEGIES), "FULL_SHARD")
     strategy = fc.sharding_strategy if fc and "sharding_strategy" in fc.model_fields_set \
         else listed
@@ -129,6 +128,17 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
         activation_checkpointing=bool(fc and fc.activation_checkpointing),
         replicate_frozen=_replication_wish(cfg, offload),
     )
+
+
+def _fsdp_words(cfg: TrainingConfig) -> list[str]:
+    return [w.lower() for w in (cfg.fsdp if isinstance(cfg.fsdp, list)
+                                else (cfg.fsdp or "").split())]
+
+
+def offloads_params(cfg: TrainingConfig) -> bool:
+    """`fsdp_config.offload_params`, or `offload` in Axolotl's `fsdp:` list."""
+    return cfg.uses_fsdp and (bool(cfg.fsdp_config and cfg.fsdp_config.offload_params)
+                              or "offload" in _fsdp_words(cfg))
 
 
 def _replication_wish(cfg: TrainingConfig, offload: bool) -> bool | None:

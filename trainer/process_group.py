@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.contract.training import TrainingConfig
+from trainer.fsdp import offloads_params
 from trainer.nccl_log import transport_report
 from trainer.world import World
 
@@ -34,19 +35,24 @@ def join_process_group(cfg: TrainingConfig, world: World) -> None:
     group (the Trainer runs without one)."""
     if not world.distributed or dist.is_initialized():
         return
-    init_world(collective_timeout_s(cfg), world)
+    init_world(collective_timeout_s(cfg), world, cpu_collectives=offloads_params(cfg))
 
 
-def init_world(timeout_s: float, world: World) -> torch.device:
+def init_world(timeout_s: float, world: World, cpu_collectives: bool = False) -> torch.device:
     """This rank's device, and the process group on it: NCCL bound to the local GPU (eager
     init, so a missing peer fails here), else gloo. With NCCL, one small all-reduce
     connects the ranks (NCCL connects lazily) and each node says which transport NCCL
-    chose, before anything else runs."""
+    chose, before anything else runs.
+
+    `cpu_collectives`: FSDP2 with parameters offloaded keeps the sharded gradients in CPU
+    memory, and the gradient norm's all-reduce runs on them; NCCL has no CPU tensors, so
+    the group also gets gloo for the CPU (as torchtitan does for offloading)."""
     timeout = timedelta(seconds=timeout_s)
     if torch.cuda.is_available():
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", timeout=timeout, device_id=device)
+        backend = "cuda:nccl,cpu:gloo" if cpu_collectives else "nccl"
+        dist.init_process_group(backend, timeout=timeout, device_id=device)
         report_transport(world, device)
         return device
     dist.init_process_group("gloo", timeout=timeout)
