@@ -59,6 +59,13 @@ def test_full_finetune_saves_a_plain_transformers_model(tmp_path, tiny_model_dir
     changed = [n for n, p in model.named_parameters()
                if not torch.equal(p, base.state_dict()[n])]
     assert changed, "full fine-tuning changed no weight"
+    # `ft inference` answers with the fine-tuned weights, not the base it started from.
+    from orchestrator.spec.load import load_spec
+    from trainer.inference import load_for_inference
+
+    served, _ = load_for_inference(load_spec(spec).training)
+    name = changed[0]
+    assert torch.equal(served.state_dict()[name], model.state_dict()[name])
 
 
 def test_qlora_code_path(tmp_path, tiny_model_dir):

@@ -12,7 +12,8 @@ from trainer.model_source import model_class, model_kwargs
 
 
 def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
-    """The merged model if it exists (or when asked), else base + adapter, else base."""
+    """The merged model if it exists (or when asked), else base + adapter, else a full
+    fine-tune's own output, else the base."""
     output_dir = Path(cfg.output_dir)
     merged = output_dir / "merged"
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
@@ -23,6 +24,12 @@ def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
     tokenizer_dir = output_dir if (output_dir / "tokenizer_config.json").is_file() \
         else cfg.base_model
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if cfg.adapter is None and (output_dir / "config.json").is_file():
+        # A full fine-tune saved the whole model: that, not the base it started from.
+        model = model_class(cfg).from_pretrained(
+            output_dir, dtype=dtype, device_map=device_map,
+            trust_remote_code=cfg.trust_remote_code)
+        return model.eval(), tokenizer
     # The same base the adapter was trained on: class, revision and remote-code setting.
     model = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
                                              device_map=device_map, **model_kwargs(cfg))
