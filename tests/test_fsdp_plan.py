@@ -62,6 +62,17 @@ def test_replicating_the_frozen_base_is_settled_by_the_estimate_only_under_auto(
         .replicate_frozen is False
 
 
+def test_offloading_is_read_from_either_spelling_and_only_under_fsdp():
+    """What decides that the process group also needs gloo for CPU-held gradients
+    (trainer/process_group.py)."""
+    from trainer.fsdp import offloads_params
+
+    assert offloads_params(_cfg(fsdp_config={"fsdp_offload_params": True}))
+    assert offloads_params(_cfg(fsdp=["full_shard", "offload"]))
+    assert not offloads_params(_cfg())
+    assert not offloads_params(_cfg(fsdp=None))
+
+
 def test_a_layer_class_the_model_lacks_is_a_clear_error(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 

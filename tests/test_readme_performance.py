@@ -61,3 +61,19 @@ def test_each_readme_figure_follows_from_a_recorded_run(text, digits, file, case
     ratio = _rate(file, case, tool) / _rate(ref_file or file, case, ref_tool)
     claim = text.format(f"{ratio:.{digits}f}")
     assert claim in _performance_section(), (claim, ratio)
+
+
+SAVE_RESULTS = "2026-11-26-2xh200-call15-save.jsonl"
+
+
+def test_the_sharded_save_figures_follow_from_the_recorded_save_bench():
+    """README, Sharded training: the 8B save of ft's export against the old gather."""
+    runs = {r["tool"]: r for r in map(json.loads,
+                                      (RESULTS / SAVE_RESULTS).read_text().splitlines())}
+    new, old = runs["save-export"], runs["save-gather"]
+    assert new["dtype"] == "BF16" and old["dtype"] == "F32"
+    claim = (f"8B on 2 H200s: {new['seconds']:.0f} s and +{new['rank0_rss_growth_gib']:.1f} "
+             f"GiB of host memory, against {old['seconds']:.0f} s and "
+             f"+{old['rank0_rss_growth_gib']:.1f} GiB for the fp32 whole-model gather")
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert claim in readme, claim

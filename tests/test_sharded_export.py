@@ -19,7 +19,14 @@ import torch.multiprocessing as mp
 from safetensors import safe_open
 
 from tests.train_helpers import free_port
-from trainer.sharded_export import INDEX_NAME, WEIGHTS_NAME, saved_dtype
+from trainer.contract.errors import UserError
+from trainer.sharded_export import (
+    INDEX_NAME,
+    MAX_SHARD_ENV,
+    WEIGHTS_NAME,
+    max_shard_bytes,
+    saved_dtype,
+)
 
 SMALL = 10_000  # bytes per shard: the tiny models below need several
 TINY = {"vocab_size": 96, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -35,6 +42,14 @@ TINY = {"vocab_size": 96, "hidden_size": 32, "intermediate_size": 64, "num_hidde
 ])
 def test_saved_dtype_rule(stored, is_param, compute, written):
     assert saved_dtype(stored, is_param, compute) == written
+
+
+def test_shards_are_5_gb_unless_the_environment_says_otherwise():
+    assert max_shard_bytes({}) == 5 * 10**9  # transformers' "5GB"
+    assert max_shard_bytes({MAX_SHARD_ENV: "200000"}) == 200_000
+    with pytest.raises(UserError, match=f"{MAX_SHARD_ENV}='5GB': give the shard size as a "
+                       "positive whole number of bytes"):
+        max_shard_bytes({MAX_SHARD_ENV: "5GB"})
 
 
 def _tied_llama():
