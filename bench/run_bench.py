@@ -23,9 +23,12 @@ Per case (mode lora|qlora x data fixed|realistic) it:
    memory in use polled through NVML/nvidia-smi), HFU and MFU against the bf16 matmul peak
    measured in the same session, and ft/baseline ratios.
 
-FLOPs per useful token: N = parameters of the base model (8.03e9 for 8b); HFU counts 6N
-(forward 2N, activation gradients 2N, activation-checkpoint recompute 2N), MFU 4N (no
-recompute). LoRA weight gradients and attention score FLOPs are left out (a few % at 2048).
+This file runs the session (budget, processes, runs.log, results.jsonl) and re-invokes
+itself as `run_bench.py _matmul` / `_prep` for the steps that import torch. Beside it in
+bench/: tool_names.py (what a `--tools` name and its modifiers mean), model_prep.py (the
+baseline script, the shapes, the model and fixed rows of steps 1-2), gpu_meter.py (the
+matmul peak, the GPU memory poller), run_records.py (a run's JSON record, the FLOPs behind
+HFU/MFU, the table), multi_gpu.py (`ft@NxG` runs).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ import datetime as dt
 import importlib.util
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -46,26 +48,13 @@ import time
 from pathlib import Path
 
 import multi_gpu
+from gpu_meter import GpuMemPoller, cmd_matmul
+from model_prep import BASE, BASELINE, cmd_prep, n_params, shape_of
+from run_records import comparisons, ft_choices, ft_summary, print_table, probe_fields, utilization
+from tool_names import ft_lever_keys, parse_tool, tool_topology
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-
-
-
-def find_baseline() -> Path:
-    """The shared baseline script: $FT_BASELINE_SCRIPT, a carried copy in bench/.baseline/
-    (../shared does not travel to the GPU machine), or ../shared/bench beside the repo."""
-    candidates = [os.environ.get("FT_BASELINE_SCRIPT"),
-                  BENCH / ".baseline" / "baseline_hf_peft.py",
-                  REPO.parent / "shared" / "bench" / "baseline_hf_peft.py"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise SystemExit("baseline_hf_peft.py not found: mkdir -p bench/.baseline && cp "
-                     "../shared/bench/baseline_hf_peft.py bench/.baseline/ (and carry it)")
-
-
-BASELINE = find_baseline()
 PROBE = BENCH / "probe.py"
 
 CASES = {
@@ -74,241 +63,12 @@ CASES = {
     "qlora-fixed": dict(mode="qlora", data="fixed", mbs=4),
     "qlora-realistic": dict(mode="qlora", data="realistic", mbs=8),
 }
-# Tool modifiers (`ft+liger+nockpt`, `baseline+liger`): each a switch of one lever.
-#   ft: no modifier = ft's defaults (kernels and checkpointing chosen by ft);
-#       ckpt / nockpt = gradient_checkpointing true / false (default: auto);
-#       liger / noliger = liger_kernel true / false (default: Liger where installed);
-#       cce = cut_cross_entropy: true; nolorak = lora_*_kernel false (peft's own LoRA
-#       forward). `ft:ATTN` also sets attn_implementation.
-#       `ft@NxG`: N emulated nodes of G GPUs (`ft launch --backend local`), FSDP2 unless
-#       `+ddp` (transformers' DDP); `+keep` keeps each layer's gathered weights from
-#       forward to backward (reshard_after_forward false: one all-gather per layer and
-#       step instead of two); `+shard` shards the frozen base too (replicate_frozen_params
-#       false; default auto keeps it whole on each GPU when it fits); `+iso` isolates the
-#       nodes (own netns: NCCL over veth).
-#   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
-MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "ddp", "keep",
-                    "shard", "iso"},
-             "baseline": {"liger", "nockpt"}}
 
-
-def parse_tool(tool: str) -> tuple[str, str | None, set[str]]:
-    """'ft:flex_attention@1x2+liger' -> ('ft', 'flex_attention', {'liger'})."""
-    name, *mods = tool.split("+")
-    base, _, attn = name.split("@")[0].partition(":")
-    unknown = set(mods) - MODIFIERS.get(base, set())
-    if base not in MODIFIERS or unknown:
-        raise SystemExit(f"unknown tool {tool!r} (modifiers {sorted(unknown)})")
-    return base, attn or None, set(mods)
-
-
-def tool_topology(tool: str) -> tuple[int, int] | None:
-    """'ft@2x1+ddp' -> (2, 1); None for a single-process tool."""
-    name = tool.split("+")[0]
-    return multi_gpu.topology(name.split("@")[1]) if "@" in name else None
-
-
-def single_gpu_tool(tool: str) -> str:
-    """The one-GPU run a multi-GPU tool scales from: 'ft@1x2+ddp+ckpt' -> 'ft+ckpt'."""
-    name, *mods = tool.split("+")
-    return "+".join([name.split("@")[0], *(m for m in mods if m not in multi_gpu.MODIFIERS)])
-
-
-def ft_lever_keys(mods: set[str]) -> dict:
-    """The spec keys a tool's modifiers set; absent keys leave ft's defaults."""
-    keys: dict = {}
-    if "ckpt" in mods or "nockpt" in mods:
-        keys["gradient_checkpointing"] = "ckpt" in mods
-    if "liger" in mods or "noliger" in mods:
-        keys["liger_kernel"] = "liger" in mods
-    if "cce" in mods:
-        keys["cut_cross_entropy"] = True
-    if "nolorak" in mods or "noliger" in mods:  # noliger: the plain path, peft's LoRA too
-        keys.update(lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False)
-    return keys
-
-
-# Only for the CPU smoke test (bench/smoke_cpu.sh); the baseline knows 8b and 1b.
-TINY_SHAPE = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, num_key_value_heads=2)
-
-
-def load_baseline_module():
-    spec = importlib.util.spec_from_file_location("baseline_hf_peft", BASELINE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # only stdlib at import time; main() is guarded
-    return module
-
-
-BASE = load_baseline_module()
-VOCAB = BASE.VOCAB
-
-
-def shape_of(name: str) -> dict:
-    return TINY_SHAPE if name == "tiny" else BASE.SHAPES[name]
-
-
-def n_params(shape: dict, vocab: int = VOCAB) -> int:
-    """Parameters of LlamaForCausalLM (untied embeddings), counted from the shape."""
-    d, ff, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
-    hd = d // shape["num_attention_heads"]
-    attn = d * shape["num_attention_heads"] * hd * 2 + d * shape["num_key_value_heads"] * hd * 2
-    layer = attn + 3 * d * ff + 2 * d
-    return 2 * vocab * d + layers * layer + d
-
-
-# ---------------------------------------------------------------- subprocess helpers (torch)
-
-def cmd_matmul(out: str) -> None:
-    """Median bf16 matmul rate on random data, rotating inputs (METHOD.md)."""
-    import torch
-
-    res = {"cuda": torch.cuda.is_available()}
-    if res["cuda"]:
-        torch.manual_seed(0)
-        best = 0.0
-        for dist, n, batches, per in (("randn", 8192, 15, 10), ("randn", 16384, 6, 4),
-                                      ("rand", 8192, 15, 10)):
-            make = torch.randn if dist == "randn" else torch.rand
-            mats = [(make(n, n, device="cuda", dtype=torch.bfloat16),
-                     make(n, n, device="cuda", dtype=torch.bfloat16)) for _ in range(3)]
-            for i in range(10):
-                a, b = mats[i % 3]
-                a @ b
-            torch.cuda.synchronize()
-            times = []
-            for _ in range(batches):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(
-                    enable_timing=True)
-                start.record()
-                for i in range(per):
-                    a, b = mats[i % 3]
-                    a @ b
-                end.record()
-                end.synchronize()
-                times.append(start.elapsed_time(end) / 1e3 / per)
-            times.sort()
-            tflops = 2 * n**3 / times[len(times) // 2] / 1e12
-            res[f"tflops_{dist}_n{n}"] = round(tflops, 1)
-            best = max(best, tflops)
-            del mats
-            torch.cuda.empty_cache()
-        res["tflops"] = round(best, 1)
-        res["gpu"] = torch.cuda.get_device_name(0)
-        res["gpu_mem_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
-        res["torch_cuda"] = torch.version.cuda
-    Path(out).write_text(json.dumps(res))
-
-
-def cmd_prep(model_dir: str, shape_name: str, seq: int, fixed_rows: int, fixed_path: str) -> None:
-    """Model (as the baseline builds it) + tokenizer into model_dir; full-length jsonl rows."""
-    import torch
-    from tokenizers import Tokenizer, pre_tokenizers
-    from tokenizers.models import WordLevel
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    path = Path(model_dir)
-    t0 = time.perf_counter()
-    if not (path / "config.json").exists():
-        cfg = LlamaConfig(vocab_size=VOCAB, max_position_embeddings=8192, rope_theta=500000.0,
-                          **shape_of(shape_name))
-        torch.manual_seed(0)
-        torch.set_default_dtype(torch.bfloat16)
-        with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
-            model = LlamaForCausalLM(cfg)
-        model.save_pretrained(model_dir)
-        del model
-        torch.set_default_dtype(torch.float32)
-    t_model = time.perf_counter() - t0
-    if not (path / "tokenizer.json").exists():
-        # Llama-3 ids for the special tokens; pad is a vocabulary entry (no resize in ft).
-        special = {128000: "<|begin_of_text|>", 128001: "<|end_of_text|>",
-                   128004: "<|finetune_right_pad_id|>"}
-        vocab = {special.get(i, f"<t{i}>"): i for i in range(VOCAB)}
-        tok = Tokenizer(WordLevel(vocab, unk_token="<t0>"))
-        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=special[128000],
-                                       eos_token=special[128001], pad_token=special[128004],
-                                       unk_token="<t0>")
-        assert len(fast) == VOCAB, len(fast)
-        fast.save_pretrained(model_dir)
-    if fixed_path and not Path(fixed_path).exists():
-        tmp = fixed_path + ".tmp"
-        with open(tmp, "w") as f:
-            for i in range(fixed_rows):  # exactly the baseline's Fixed dataset rows
-                g = torch.Generator().manual_seed(i)
-                ids = torch.randint(0, VOCAB, (seq,), generator=g).tolist()
-                f.write(json.dumps({"input_ids": ids, "attention_mask": [1] * seq,
-                                    "labels": ids}) + "\n")
-        os.replace(tmp, fixed_path)
-    print(json.dumps({"prep_model_s": round(t_model, 1),
-                      "prep_total_s": round(time.perf_counter() - t0, 1)}))
-
-
-# ---------------------------------------------------------------- GPU memory poller
-
-class GpuMemPoller:
-    """Peak memory in use on GPU 0 (whole device), polled every `period` s from outside."""
-
-    def __init__(self, period: float = 0.2) -> None:
-        self.period, self.peak_mib, self.source = period, None, None
-        self._stop = threading.Event()
-        self._read = self._reader()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _reader(self):
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-            self.source = "nvml"
-            return lambda: pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20
-        except Exception:
-            pass
-        try:
-            subprocess.run(["nvidia-smi", "-L"], capture_output=True, check=True, timeout=10)
-        except Exception:
-            return None
-        self.source = "nvidia-smi"
-        self.period = max(self.period, 0.5)
-
-        def read():
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,"
-                                  "noheader,nounits", "-i", "0"], capture_output=True,
-                                 text=True, timeout=10).stdout
-            return float(out.strip().splitlines()[0])
-        return read
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                used = self._read()
-                self.peak_mib = used if self.peak_mib is None else max(self.peak_mib, used)
-            except Exception:
-                pass
-            self._stop.wait(self.period)
-
-    def __enter__(self):
-        if self._read is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def idle_mib(self) -> float | None:
-        try:
-            return self._read() if self._read else None
-        except Exception:
-            return None
-
-
-# ---------------------------------------------------------------- the harness
 
 class Bench:
+    """One session: its time budget, the processes it starts (each logged to runs.log), and
+    the records it writes to results.jsonl and prints."""
+
     def __init__(self, a: argparse.Namespace) -> None:
         self.a = a
         self.t0 = time.monotonic()
@@ -535,158 +295,28 @@ class Bench:
             line["error"] = next((x for x in reversed(lines) if x.strip()), "")[-500:]
             self.emit(line)
             return line
-        line.update(self.figures(p, a.warm, world))
-        if topo:
-            line["per_rank_peak_alloc_gib"] = [_r(x, 2) for x in p["per_rank_peak_alloc_gib"]]
-        line["useful_source"] = p.get("useful_source")
-        line["setup_s"] = round(p.get("train_begin_s", 0), 1)
-        line["peak_alloc_gib"] = _r(p.get("peak_alloc_gib"), 2)
-        line["peak_reserved_gib"] = _r(p.get("peak_reserved_gib"), 2)
+        line.update(probe_fields(p, a.warm, world, per_rank=bool(topo)))
         if poll.peak_mib is not None:
             line["peak_gpu_used_gib"] = round(poll.peak_mib / 1024, 2)
-            line["gpu_used_idle_gib"] = _r(idle / 1024 if idle is not None else None, 2)
+            line["gpu_used_idle_gib"] = round(idle / 1024, 2) if idle is not None else None
             line["gpu_poll"] = poll.source
         params = n_params(shape_of(a.shape))
         line["params"] = params
         line.update(ft_choices(lines, kind, mods))
         line["loss"] = [round(x, 5) for x in p.get("loss", [])]
-        if self.peak_tflops and line.get("tokens_per_s"):
-            peak = self.peak_tflops * 1e12
-            # HFU: forward 2N + activation gradients 2N + recompute 2N x recomputed share.
-            hfu_n = (4 + 2 * line["recomputed_share"]) * params
-            line["hfu"] = round(hfu_n * line["tokens_per_s"] / peak, 3)
-            line["mfu"] = round(4 * params * line["tokens_per_s"] / peak, 3)
-            line["hfu_wall"] = round(hfu_n * line["tokens_per_s_wall"] / peak, 3)
-            line["mfu_wall"] = round(4 * params * line["tokens_per_s_wall"] / peak, 3)
-            line["peak_tflops"] = self.peak_tflops
+        line.update(utilization(line, params, self.peak_tflops))
         result = next((x for x in lines if x.startswith("RESULT ")), None)
         if result:
             line["baseline_result"] = json.loads(result[len("RESULT "):])
-        if out_dir is not None and (out_dir / "ft-train-summary.json").exists():
-            summary = json.loads((out_dir / "ft-train-summary.json").read_text())
-            losses = [e["loss"] for e in summary.get("log_history", []) if "loss" in e]
-            data = {k: v for k, v in summary.get("data", {}).items() if k != "datasets"}
-            line["ft_summary"] = {"train": summary.get("train"), "data": data,
-                                  "model": summary.get("model"),
-                                  "first_loss": losses[0] if losses else None,
-                                  "last_loss": losses[-1] if losses else None}
-        line["loss_vs"] = {x["tool"]: loss_gap(line["loss"], x["loss"]) for x in self.lines
-                           if x.get("case") == line["case"] and x.get("loss")}
-        line["ratio_vs"] = {x["tool"]: round(line["tokens_per_s"] / x["tokens_per_s"], 3)
-                            for x in self.lines if x.get("case") == line["case"]
-                            and x.get("tokens_per_s") and x["tool"].startswith("baseline")}
-        ref = next((x for x in self.lines if x.get("case") == line["case"]
-                    and x.get("tool") == "baseline" and x.get("tokens_per_s")), None)
-        single = next((x for x in self.lines if x.get("case") == line["case"]
-                       and x.get("tool") == single_gpu_tool(tool) and x.get("tokens_per_s")),
-                      None)
-        if topo and single:
-            # The scaling target: tokens/s per GPU against the same tool on one GPU.
-            line["scaling_vs_1gpu"] = {
-                "tool": single["tool"],
-                "per_gpu": round(line["tokens_per_s"] / single["tokens_per_s"], 3),
-                "per_gpu_wall": round(line["tokens_per_s_wall"] / single["tokens_per_s_wall"],
-                                      3)}
-        if topo and topo[0] > 1:
-            # The emulation target: N nodes against one node with the same GPUs.
-            one_node = tool.replace(f"@{topo[0]}x{topo[1]}", f"@1x{topo[0] * topo[1]}")
-            same = next((x for x in self.lines if x.get("case") == line["case"]
-                         and x.get("tool") == one_node and x.get("tokens_per_s")), None)
-            if same:
-                line["vs_one_node"] = {"tool": one_node, "per_gpu": round(
-                    line["tokens_per_s"] / same["tokens_per_s"], 3)}
-        if tool.startswith("ft") and ref:
-            line["ratio_vs_baseline"] = {
-                "tokens_per_s": round(line["tokens_per_s"] / ref["tokens_per_s"], 3),
-                "tokens_per_s_wall": round(line["tokens_per_s_wall"]
-                                           / ref["tokens_per_s_wall"], 3),
-                "peak_alloc": _ratio(line.get("peak_alloc_gib"), ref.get("peak_alloc_gib")),
-                "peak_gpu_used": _ratio(line.get("peak_gpu_used_gib"),
-                                        ref.get("peak_gpu_used_gib")),
-            }
+        summary = ft_summary(out_dir) if out_dir is not None else None
+        if summary is not None:
+            line["ft_summary"] = summary
+        line.update(comparisons(line, self.lines, topo))
         self.emit(line)
         return line
 
-    @staticmethod
-    def figures(p: dict, warm: int, world: int = 1) -> dict:
-        """Rates per GPU (a multi-GPU record sums every rank's tokens)."""
-        steps = len(p["step_s"])
-        if p.get("gradient_accumulation_steps", 1) != 1:
-            raise SystemExit("the probe assumes gradient_accumulation_steps 1")
-        warm = min(warm, max(steps - 2, 0))
-        useful = p["useful"][:steps]
-        timed = sum(useful[warm:])
-        step_time = sum(p["step_s"][warm:])
-        begin = p["step_end_t"][warm - 1] if warm else p["train_begin_s"]
-        wall = p["step_end_t"][-1] - begin
-        batch = sum(p["batch_tokens"][warm:steps])
-        return {"timed_steps": steps - warm,
-                "tokens_per_s": round(timed / step_time / world, 1) if step_time else None,
-                "tokens_per_s_wall": round(timed / wall / world, 1) if wall else None,
-                **({"tokens_per_s_all_gpus": round(timed / step_time, 1)}
-                   if world > 1 and step_time else {}),
-                "useful_tokens_per_step": round(timed / max(steps - warm, 1), 1),
-                "padding_frac": round(1 - timed / batch, 4) if batch else None,
-                "step_s_median": round(sorted(p["step_s"][warm:])[(steps - warm) // 2], 4),
-                "first_step_s": round(p["step_s"][0], 2) if steps else None}
-
     def table(self) -> None:
-        rows = [x for x in self.lines if x.get("case")]
-        print("\ncase                    tool              mbs tok/s(step) tok/s(wall) peak_alloc "
-              "gpu_used   HFU   MFU  ratio(step) ratio(wall)", flush=True)
-        for x in rows:
-            if x.get("skipped") or x.get("error") is not None:
-                print(f"{x['case']:<23} {x['tool']:<17} {x.get('mbs', ''):>3}  "
-                      f"{'skipped: ' + x['skipped'] if x.get('skipped') else 'FAILED'}")
-                continue
-            r = x.get("ratio_vs_baseline") or {}
-            first = next((y for y in rows if y.get("case") == x["case"] and y.get("loss")), {})
-            gap = (x.get("loss_vs") or {}).get(first.get("tool")) or {}
-            print(f"{x['case']:<23} {x['tool']:<17} {x['mbs']:>3} {x['tokens_per_s']:>11} "
-                  f"{x['tokens_per_s_wall']:>11} {x.get('peak_alloc_gib')!s:>10} "
-                  f"{x.get('peak_gpu_used_gib')!s:>8} {x.get('hfu')!s:>5} {x.get('mfu')!s:>5} "
-                  f"{r.get('tokens_per_s', '')!s:>11} {r.get('tokens_per_s_wall', '')!s:>11} "
-                  f"recomputed {x.get('recomputed_share')} loss gap vs {first.get('tool')}: "
-                  f"max {gap.get('max')} mean {gap.get('mean')}", flush=True)
-
-
-def ft_choices(lines: list[str], kind: str, mods: set[str]) -> dict:
-    """What the run chose: kernels and the share of decoder layers recomputed in backward
-    (ft logs both; the baseline's come from its flags)."""
-    if kind == "baseline":
-        return {"kernels": "transformers use_liger_kernel" if "liger" in mods else "none",
-                "recomputed_share": 0.0 if "nockpt" in mods else 1.0}
-    out = {"kernels": None,
-           "recomputed_share": 1.0 if "ckpt" in mods else 0.0}  # auto: from the log
-    for text in lines:
-        if m := re.search(r"ft\.kernels: kernels: (.*)$", text):
-            out["kernels"] = m.group(1)
-        if m := re.search(r"gradient_checkpointing auto: (\d+) of (\d+)", text):
-            out["recomputed_share"] = round(int(m.group(1)) / int(m.group(2)), 3)
-            out["recomputed_layers"] = f"{m.group(1)}/{m.group(2)}"
-        if m := re.search(r"activation memory estimate: (.*)$", text):
-            out["memory_estimate"] = m.group(1)
-        if "FSDP2 " in text and "layers sharded over" in text:
-            out["frozen_replicated"] = "frozen weights replicated" in text
-    return out
-
-
-def loss_gap(a: list[float], b: list[float]) -> dict | None:
-    """Per-step loss difference of two runs over their common steps."""
-    n = min(len(a), len(b))
-    if not n:
-        return None
-    gaps = [abs(x - y) for x, y in zip(a[:n], b[:n], strict=True)]
-    return {"steps": n, "first": round(gaps[0], 5), "max": round(max(gaps), 5),
-            "mean": round(sum(gaps) / n, 5)}
-
-
-def _r(x, n):
-    return None if x is None else round(x, n)
-
-
-def _ratio(x, y):
-    return round(x / y, 3) if x and y else None
+        print_table(self.lines)
 
 
 def main() -> None:
