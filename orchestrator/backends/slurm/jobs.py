@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
+from orchestrator.backends.slurm.stop_causes import attempt_causes, describe
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.stream import tail_files
 from orchestrator.jobs.toolout import failure_text
@@ -46,14 +47,6 @@ _STATES = {
 }
 _NOT_REQUEUED = "preempted and not requeued (PreemptMode=CANCEL, or the job was --no-requeue)"
 _NO_TIME = ("", "N/A", "None", "Unknown")
-# A requeued job's squeue line no longer says why it stopped; its log does (slurmstepd's
-# "*** JOB 7 ON n1 CANCELLED AT ... DUE TO PREEMPTION ***", or the batch trap's line).
-# The first cause found in the newest attempt wins: a preempted attempt has both.
-_STOP_CAUSES = (("DUE TO PREEMPTION", "preempted"), ("DUE TO TIME LIMIT", "time limit"),
-                ("DUE TO JOB REQUEUE", "scontrol requeue"),
-                # the batch trap: the time-limit warning, or scancel --signal
-                ("ft: stop signal", "stop signal"))
-_ATTEMPT_HEADER = re.compile(r"^==== ft: job \d+ attempt (\d+) ====$", re.MULTILINE)
 _LOG_TAIL_BYTES = 1 << 16
 STATE_OF = {raw: state for state, raws in _STATES.items() for raw in raws}
 _OUTPUT_OPTION = re.compile(r"^#SBATCH\s+--(output|error)=(\S+)", re.MULTILINE)
@@ -116,18 +109,6 @@ def _with_detail(status: JobStatus, said: str) -> JobStatus:
     return JobStatus(status.state, status.raw, status.elapsed, status.nodes, detail)
 
 
-def last_stop(log_text: str) -> str:
-    """Why the newest attempt in a job's log stopped (`attempt 2: preempted`), or ""."""
-    headers = list(_ATTEMPT_HEADER.finditer(log_text))
-    if not headers:
-        return ""
-    newest = log_text[headers[-1].end():]
-    for needle, cause in _STOP_CAUSES:
-        if needle in newest:
-            return f"attempt {headers[-1].group(1)}: {cause}"
-    return ""
-
-
 def _log_tail(path: str) -> str:
     try:
         with open(path, "rb") as handle:
@@ -158,16 +139,25 @@ def output_files(sbatch_text: str, job_id: str, job_name: str, workdir: Path) ->
 
 
 def _with_stop_cause(record: JobRecord, status: JobStatus) -> JobStatus:
-    """A requeued job waiting to start again: say why its last attempt stopped."""
-    if status.state != JobState.PENDING or not status.detail.startswith("requeued "):
+    """Say why each attempt stopped: for a requeued job (`requeued 2 times (attempt 1: time
+    limit, attempt 2: preempted)`), and for one that is stopping or has ended (`attempt 1:
+    cancelled`)."""
+    requeued = status.detail.startswith("requeued ")
+    stopping = status.state.final or status.raw == "COMPLETING"
+    if not (requeued or stopping):
         return status
-    # --error's file gets slurmstepd's line and the trap's; the header is in both.
+    # --error's file gets slurmstepd's lines and the script's; the header is in both.
     logs = [p for p in record.log_files if p.endswith(".err")] or record.log_files
-    cause = next(filter(None, (last_stop(_log_tail(path)) for path in logs)), "")
-    if not cause:
+    causes = next(filter(None, (attempt_causes(_log_tail(path)) for path in logs)), {})
+    if not causes:
         return status
-    said, _, rest = status.detail.partition("; ")
-    detail = f"{said} ({cause})" + (f"; {rest}" if rest else "")
+    if requeued:
+        said, _, rest = status.detail.partition("; ")
+        detail = f"{said} ({describe(causes)})" + (f"; {rest}" if rest else "")
+    else:
+        newest = max(causes)
+        said = f"attempt {newest}: {causes[newest]}"
+        detail = f"{said}; {status.detail}" if status.detail else said
     return JobStatus(status.state, status.raw, status.elapsed, status.nodes, detail)
 
 

@@ -113,8 +113,10 @@ def _sbatch_options(spec: Spec, notes: list[str]) -> list[str]:
     retry = launch.retry
     options.append("--requeue" if retry.on_preemption or retry.on_error else "--no-requeue")
     # B: the warning goes to the batch shell only; its trap asks every node to save, with
-    # the grace plus a minute of margin before the time limit's own kill.
-    options.append(f"--signal=B:TERM@{signal_lead_seconds(spec)}")
+    # the grace plus a minute of margin before the time limit's own kill. USR1, not TERM:
+    # Slurm delivers a B:TERM warning as a cancel would (slurmstepd logs "JOB N CANCELLED"),
+    # and the script must tell a time limit from a user's scancel.
+    options.append(f"--signal=B:USR1@{signal_lead_seconds(spec)}")
     if retry.duration:
         notes.append("Slurm counts restarts, not time: `launch.retry.duration` is not "
                      "enforced (`launch.retry.max_restarts` is)")
