@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from orchestrator.backends.slurm.jobs import (
     parse_scontrol_job,
     parse_squeue,
 )
+from orchestrator.backends.slurm.stop_causes import attempt_causes
 from orchestrator.jobs import store
 from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
@@ -95,10 +98,100 @@ def test_a_requeued_job_says_why_its_last_attempt_stopped(fake, tmp_path: Path) 
     (tmp_path / "tiny-6.err").write_text(PREEMPTED_LOG)
     status = SLURM.statuses([record])["slurm:6"]
     assert status.label == "PENDING"
-    assert status.detail == "requeued 1 time (attempt 3: preempted); BeginTime"
+    assert status.detail == ("requeued 1 time (attempt 2: scontrol requeue, attempt 3: "
+                             "preempted); BeginTime")
     (tmp_path / "tiny-6.err").write_text(PREEMPTED_LOG.split("==== ft: job 1 attempt 3")[0])
     assert SLURM.statuses([record])["slurm:6"].detail == (
         "requeued 1 time (attempt 2: scontrol requeue); BeginTime")
+
+
+# What the batch script writes per attempt (templates/slurm.sbatch.j2), with slurmstepd's
+# lines, as the 2-node test cluster wrote them (test_slurm_real.py).
+CAUSES_LOG = """\
+==== ft: job 9 attempt 1 ====
+ft: attempt 1: SIGUSR1 (time limit): every node saves a checkpoint, then stops
+slurmstepd-n1: error: *** STEP 9.0 ON n1 CANCELLED AT 2026-12-06T22:38:51 ***
+ft: attempt 1 stopped: time limit (exit 75); requeueing (restart 1 of 3); the next ...
+slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-12-06T22:38:53 DUE TO JOB REQUEUE ***
+==== ft: job 9 attempt 2 ====
+ft: node(s) n2 never reported after another node failed: lost (node failure); ending the step
+ft: attempt 2 stopped: node failure (exit 137); requeueing (restart 2 of 3); the next ...
+==== ft: job 9 attempt 3 ====
+slurmstepd-n1: error: *** STEP 9.0 ON n1 CANCELLED AT 2026-12-06T22:39:33 DUE TO PREEMPTION ***
+ft: attempt 3: SIGTERM (requeued by Slurm): every node saves a checkpoint, then stops
+==== ft: job 9 attempt 4 ====
+ft: attempt 4: SIGTERM (stop signal): every node saves a checkpoint, then stops
+ft: attempt 4 stopped: stop signal (exit 75); requeueing (restart 4 of 5); the next ...
+==== ft: job 9 attempt 5 ====
+slurmstepd-n1: error: *** JOB 9 ON n1 CANCELLED AT 2026-12-06T22:33:28 ***
+ft: attempt 5: SIGTERM (cancelled): every node saves a checkpoint, then stops
+ft: attempt 5 stopped: cancelled (exit 75); not requeueing
+"""
+
+
+def test_each_attempt_says_why_it_stopped() -> None:
+    """The script's verdict wins over slurmstepd's "DUE TO JOB REQUEUE" that its own
+    `scontrol requeue` causes; slurmstepd's "DUE TO PREEMPTION" wins over the script's
+    "requeued by Slurm", which cannot tell a preemption from an admin's requeue."""
+    assert attempt_causes(CAUSES_LOG) == {1: "time limit", 2: "node failure", 3: "preempted",
+                                          4: "stop signal", 5: "cancelled"}
+    assert attempt_causes("==== ft: job 1 attempt 1 ====\nloss 2.0\n") == {}
+    # A script rendered by an older ft: its trap's line only.
+    assert attempt_causes("==== ft: job 1 attempt 1 ====\nft: stop signal: every node "
+                          "saves a checkpoint, then stops\n") == {1: "stop signal"}
+
+
+def test_a_cancelled_job_says_so_and_why_earlier_attempts_stopped(fake, tmp_path) -> None:
+    fake({("squeue",): captured(f"{V}-squeue-cancelled-after-killwait")})
+    record = rec("4", str(tmp_path))
+    (tmp_path / "tiny-4.err").write_text(CAUSES_LOG.split("==== ft: job 9 attempt 2")[0] +
+                                         "==== ft: job 9 attempt 2 ====\n" +
+                                         CAUSES_LOG.split("attempt 5 ====\n")[1])
+    status = SLURM.statuses([record])["slurm:4"]
+    assert status.label == "CANCELLED" and status.detail == "attempt 2: cancelled"
+
+
+def _stop_cause_function() -> str:
+    spec = load_spec(REPO / "examples/tiny/tiny.yaml", {"nodes": 2}, for_launch=True)
+    script = SLURM.render(spec).files["tiny.sbatch"]
+    return re.search(r"^stop_cause\(\) \{\n.*?^\}\n", script, re.M | re.S).group(0)
+
+
+# Seen from inside the batch script on the test cluster when the time limit itself is hit
+# (the line is abridged: the fields stop_cause reads, in scontrol's order).
+TIMEOUT_LINE = ("JobId=5 JobName=probe JobState=COMPLETING Reason=TimeLimit Dependency=(null) "
+                "Requeue=1 Restarts=0 BatchFlag=1 ExitCode=0:0 RunTime=00:01:29 "
+                "TimeLimit=00:01:00 EndTime=2026-12-06T22:35:51 PreemptTime=None\n")
+
+
+@pytest.mark.parametrize("scontrol_says, restart_count, cause", [
+    (f"{V}-scontrol-show-job-running", "", "running"),
+    # scancel while running (what `ft cancel` runs), and after KillWait
+    (f"{V}-scontrol-show-job-cancelled-while-running", "", "cancelled"),
+    (f"{V}-scontrol-show-job-cancelled-after-killwait", "", "cancelled"),
+    # preempted (PreemptMode=REQUEUE): Slurm has counted the restart already
+    (f"{V}-scontrol-show-job-preempted-saving", "", "requeued by Slurm"),
+    (f"{V}-scontrol-show-job-preempted-saving", "1", "cancelled"),
+    (TIMEOUT_LINE, "", "time limit"),
+    ("", "", "unknown"),  # the controller does not answer
+])
+def test_the_batch_script_reads_the_stop_cause_from_slurms_job_record(
+        tmp_path, scontrol_says, restart_count, cause) -> None:
+    """The script's own stop_cause, run by bash against what scontrol printed (captured
+    from Slurm 22.05.8), with a stand-in scontrol on PATH."""
+    text = scontrol_says if " " in scontrol_says or not scontrol_says else captured(
+        scontrol_says).stdout
+    (tmp_path / "said").write_text(text)
+    fake_scontrol = tmp_path / "scontrol"
+    fake_scontrol.write_text(f"#!/bin/sh\n[ -s {tmp_path}/said ] || exit 1\n"
+                             f"cat {tmp_path}/said\n")
+    fake_scontrol.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "SLURM_JOB_ID": "1"}
+    if restart_count:
+        env["SLURM_RESTART_COUNT"] = restart_count
+    result = subprocess.run(["bash", "-c", f"set -euo pipefail\n{_stop_cause_function()}"
+                             "stop_cause"], env=env, capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, cause), result.stderr
 
 
 def test_a_job_gone_from_squeue_without_accounting_is_unknown_not_guessed(fake) -> None:

@@ -1,8 +1,10 @@
 """A real two-node Slurm (Debian's slurmctld + slurmd + munge) in a scratch directory.
 
 Follows ../shared/slurm-local.md: nodes n1 and n2 both live on 127.0.0.1 with their own slurmd.
-A job in partition `urgent` preempts the jobs of `debug` (the default), which Slurm requeues
-(PreemptMode=REQUEUE), as a cluster with a preemptible partition does.
+KillWait is 20 s (Slurm's default is 30): long enough on a loaded 2-core machine for the tiny
+job's ranks to save and exit after a `scancel`, and for the batch script to say so, before
+the SIGKILL. A job in partition `urgent` preempts the jobs of `debug` (the default), which
+Slurm requeues (PreemptMode=REQUEUE), as a cluster with a preemptible partition does.
 Everything is private to the directory, so parallel runs and a system Slurm do not collide:
 a munged on its own socket (slurm.conf `AuthInfo=socket=...`), free TCP ports for slurmctld
 and both slurmd, and pid files that `stop()` uses to end exactly the daemons it started.
@@ -52,7 +54,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
 MpiDefault=none
-KillWait=5
+KillWait=20
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 {nodes}
