@@ -194,4 +194,4 @@ def test_a_slurm_time_limit_shorter_than_the_stop_warning_is_refused(tmp_path):
     spec["launch"]["stop_grace"] = "2m"
     path.write_text(yaml.safe_dump(spec))
     ok = run_ft("render", str(path), "--backend", "slurm")
-    assert ok.returncode == 0 and "--signal=B:TERM@180" in ok.stdout
+    assert ok.returncode == 0 and "--signal=B:USR1@180" in ok.stdout
