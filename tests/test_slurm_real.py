@@ -374,8 +374,9 @@ def test_batch_signal_admin_requeue_and_preemption_restart_the_job(
                                         "--cpus-per-task=2", "--mem=1G", "--output=/dev/null",
                                         "--wrap=sleep 1"))
     # Seen while its nodes save: Slurm has counted the restart and says when it preempted.
-    assert re.search(r"RUNNING \(COMPLETING\).*requeued 3 times \(attempt 1: stop signal, "
-                     r"attempt 2: scontrol requeue.*\); preempted at \S+", stopping), stopping
+    assert "RUNNING (COMPLETING)" in stopping, stopping
+    assert re.search(r"detail: requeued 3 times \(attempt 1: stop signal, attempt 2: scontrol "
+                     r"requeue.*\); preempted at \S+", stopping), stopping
     final = _wait_for(ws, ref, "SUCCEEDED", timeout_s=60)
     assert "requeued 3 times" in final, final
 
