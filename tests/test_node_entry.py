@@ -245,7 +245,7 @@ STOPPING_SHIM = """#!/bin/sh
 # Both ranks report a clean stop; meanwhile a stream of SIGTERMs hits ft node (the shim's
 # parent) until after it has exited, like srun's --kill-on-bad-exit once another node
 # exited 75 first.
-for rank in 0 1; do echo '{}' > "$FT_STOP_REPORT_DIR/rank-$rank.json"; done
+for rank in 0 1; do echo '{"step": 3}' > "$FT_STOP_REPORT_DIR/rank-$rank.json"; done
 node=$PPID
 ( end=$(( $(date +%s) + 3 )); while [ "$(date +%s)" -lt "$end" ]; do
     kill -TERM "$node" 2>/dev/null || exit 0; sleep 0.005; done ) &

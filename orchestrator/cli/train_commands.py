@@ -29,6 +29,11 @@ def _training_config(spec_path: Path):
 @needs_train_stack("`ft train`")
 def train(spec: SpecArg) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
+    from trainer.stop_signals import STOPS
+
+    # First of all: a stop that comes while the spec and the trainer stack load must not be
+    # lost (a rank starts with the stop signals ignored) nor kill the process (Ctrl-C).
+    STOPS.install()
     from orchestrator.cli.launcher_hint import single_process_problem
     from orchestrator.cli.options import load_for_cli
     from orchestrator.spec.local_checks import require_local_files
