@@ -132,3 +132,26 @@ def test_dry_run_on_local_starts_nothing_and_writes_nothing(tmp_path, tiny_model
         assert f"# ---- node {node} ----" in out and f"SLURM_NODEID={node}" in out
     assert out.count(" -m orchestrator.cli node ") == 2
     assert "ft node:" not in result.stdout + result.stderr  # no node started
+
+
+def test_a_full_disk_under_launch_is_exit_2_with_one_message_and_no_traceback(
+        tmp_path, tiny_model_dir):
+    """output_dir on a 200 KiB tmpfs (a private mount namespace) under a 1-node launch: the
+    rank says the disk is full, `ft node` and `ft launch` end with its code, 2; torchrun
+    (which turns a rank's exit 2 into a ChildFailedError traceback) has nothing to report."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=4, save_steps=2, eval_steps=2,
+                           launch={"nodes": 1, "env": {"OMP_NUM_THREADS": "1"}})
+    out = tmp_path / "out"
+    out.mkdir()
+    script = 'mount -t tmpfs -o size=200k tmpfs "$1" && shift && exec "$@"'
+    argv = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
+            str(out), sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
+            "--backend", "local", "--no-isolate", "--master-port", str(free_port())]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=300)
+    log = result.stdout + result.stderr
+    assert result.returncode == 2, log[-4000:]
+    assert log.count(f"error: disk full while writing to {out}") == 1, log[-4000:]
+    assert "Traceback" not in log and "ChildFailedError" not in log, log[-4000:]
+    assert "[node0] ft node: rank 0 stopped on the error it printed above: exit 2" in log

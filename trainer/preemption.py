@@ -17,22 +17,14 @@ Either stop exits with PREEMPTED_EXIT_CODE, which the backends retry, and
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from trainer.contract.exit_codes import (
-    FINISHED_REPORT,
-    RESUMABLE_EXIT_CODE,
-    STOP_REPORT,
-    STOP_REPORT_DIR,
-)
-from trainer.stop_signals import STOPS, StopSignals
+from trainer.contract.exit_codes import FINISHED_REPORT, RESUMABLE_EXIT_CODE, STOP_REPORT
+from trainer.stop_signals import STOPS, StopSignals, report_to_node
 
 log = logging.getLogger("ft.preemption")
 
@@ -109,10 +101,4 @@ def report_finished(step: int) -> None:
 
 
 def _report(name: str, step: int | None) -> bool:
-    directory = os.environ.get(STOP_REPORT_DIR)
-    if not directory:
-        return False  # not under ft node (a plain `ft train`): the exit code says it all
-    rank = os.environ.get("RANK", "0")
-    path = Path(directory) / name.format(rank=rank)
-    path.write_text(json.dumps({"rank": int(rank), "step": step}))  # None: nothing saved
-    return True
+    return report_to_node(name, {"step": step})  # step None: nothing saved

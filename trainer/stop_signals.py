@@ -12,6 +12,7 @@ stops at once without saving, and says so.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from trainer.contract.exit_codes import STOP_MARK, STOP_REPORT_DIR
+from trainer.contract.exit_codes import STOP_MARK, STOP_REPORT_DIR, USER_ERROR_REPORT
 
 log = logging.getLogger("ft.preemption")
 
@@ -82,6 +83,24 @@ def _what_happens(phase: str) -> str:
     if phase == "training":
         return "saving a checkpoint at the end of this step, then stopping"
     return "training has not started, so there is nothing to save yet; stopping"
+
+
+def report_to_node(name: str, payload: dict) -> bool:
+    """Leave this rank's report (`name`, a contract file name) for `ft node`; False when not
+    under ft node (a plain `ft train`: the exit code says it all)."""
+    directory = os.environ.get(STOP_REPORT_DIR)
+    if not directory:
+        return False
+    rank = os.environ.get("RANK", "0")
+    path = Path(directory) / name.format(rank=rank)
+    path.write_text(json.dumps({"rank": int(rank), **payload}))
+    return True
+
+
+def report_user_error(message: str, exit_code: int) -> bool:
+    """Under ft node: the rank has printed a user error; ft node ends the node with its code
+    (torchrun would add a ChildFailedError traceback to a non-zero exit)."""
+    return report_to_node(USER_ERROR_REPORT, {"exit_code": exit_code, "message": message})
 
 
 def _mark() -> str | None:

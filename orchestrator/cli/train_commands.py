@@ -53,9 +53,23 @@ def train(spec: SpecArg) -> None:
         typer.echo(note, err=True)
     from trainer.loop import train as run_training
 
-    output = run_training(cfg)
+    try:
+        output = run_training(cfg)
+    except UserError as exc:
+        _user_error_under_ft_node(exc)
+        raise
     if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
         typer.echo(f"trained model in {output}")
+
+
+def _user_error_under_ft_node(exc: UserError) -> None:
+    """Under ft node a rank says its user error (disk full, ...) once, as `ft` does, and
+    leaves it to ft node: exit 0, since torchrun buries a non-zero exit in a traceback."""
+    from trainer.stop_signals import report_user_error
+
+    if report_user_error(str(exc), exc.exit_code):
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(0) from None
 
 
 @needs_train_stack("`ft preprocess`")

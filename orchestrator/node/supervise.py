@@ -16,6 +16,9 @@ SIGINT), waits up to `launch.stop_grace`, and reads the ranks' reports:
     every local rank reported it finished  -> 0 (the launcher failed after training was
                                               done: a late stop signal, its exit barrier)
     a second SIGINT (Ctrl-C)               -> 130: the ranks are stopped at once, unsaved
+    a rank reported a user error           -> its code (2), the other ranks stopped at once;
+                                              the rank printed the one message and exited 0,
+                                              so torchrun adds no traceback
     anything else                          -> the launcher's code (1 if it said 0 or 75)
 
 A rank starts with the stop signals ignored (inherited from the launcher) until `ft train`
@@ -47,6 +50,7 @@ from trainer.contract.exit_codes import (
     STOP_MARK,
     STOP_REPORT,
     STOP_REPORT_DIR,
+    USER_ERROR_REPORT,
 )
 
 POLL_S = 0.2
@@ -137,6 +141,11 @@ class Supervisor:
         while (code := self.proc.poll()) is None:
             if self._overdue():
                 self._kill_tree()
+            elif self._user_error() is not None and not self.killed:
+                # A rank said its user error and exited 0: the others cannot go on without
+                # it (and would only add tracebacks); stop them now.
+                kill_tree(self.proc.pid)
+                self.killed = True
             elif self._no_rank_started():
                 # The launcher is still meeting the other nodes (a rendezvous that a node
                 # stopped before its launcher started never completes). Nothing to save:
@@ -145,6 +154,15 @@ class Supervisor:
                 kill_tree(self.proc.pid)
             time.sleep(POLL_S)
         return code
+
+    def _user_error(self) -> dict | None:
+        """The first rank's user-error report, if one stopped on a user error."""
+        for path in sorted(Path(self.reports).glob(USER_ERROR_REPORT.format(rank="*"))):
+            try:
+                return json.loads(path.read_text())
+            except (OSError, ValueError):  # being written: read it on the next poll
+                return None
+        return None
 
     def _no_rank_started(self) -> bool:
         """Stopped, and twice in a row no rank process and no rank's report."""
@@ -174,6 +192,10 @@ class Supervisor:
             return ABORT_EXIT_CODE
         if self.unstarted:
             return self.stopped_before_start()
+        if (error := self._user_error()) is not None:
+            code = int(error.get("exit_code", 2))
+            _say(f"rank {error.get('rank')} stopped on the error it printed above: exit {code}")
+            return code
         if reported >= local_ranks and not self.killed:
             what = "saved a complete checkpoint and stopped" if _saved(self.reports) else \
                 "stopped before training started: nothing to save yet"

@@ -29,6 +29,7 @@ MARGIN_S = 30  # beyond the ranks' grace: ft node's own time to notice and exit
 # After a node crashed the others cannot save (a save is collective): they get the time
 # to notice and exit, not the whole stop_grace.
 AFTER_CRASH_S = 30
+USER_ERROR_EXIT_CODE = 2  # a node stopped on a user error (UserError.exit_code)
 
 
 class NodeGroup:
@@ -104,6 +105,11 @@ class NodeGroup:
                 # The first crash wins; the others are stopped.
                 self.crash, self.crashed = exit_status(code), name
                 self._say(f"{name} {describe_exit(code)}; stopping the other node(s)")
+                if self.crash == USER_ERROR_EXIT_CODE:
+                    # Its message is said; the others could not save (a save is collective)
+                    # and would only add tracebacks of a peer gone.
+                    self._kill_all()
+                    return
                 self._stop_within(AFTER_CRASH_S)
                 # At once, caught or not: the job has failed, a node still starting may die.
                 signal_pids([p.pid for p in self.procs if p.poll() is None], signal.SIGTERM)
