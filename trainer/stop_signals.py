@@ -40,6 +40,7 @@ class StopSignals:
     def install(self) -> None:
         if self._previous or threading.current_thread() is not threading.main_thread():
             return
+        self.received, self.phase, self._sigints = None, "starting", 0  # a fresh run
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._on_signal)
 

@@ -64,7 +64,7 @@ class Supervisor:
     def __init__(self, grace_s: float):
         self.grace_s = grace_s
         self.stop_requested_at: float | None = None
-        self.killed = self.aborted = self.unstarted = False
+        self.killed = self.aborted = self.unstarted = self._ranks_seen = False
         self.sigints = self._alone_polls = 0
         self.proc = None  # the launcher, once started
         self.reports = tempfile.mkdtemp(prefix="ft-stop-")
@@ -166,10 +166,11 @@ class Supervisor:
 
     def _no_rank_started(self) -> bool:
         """Stopped, and twice in a row no rank process and no rank's report."""
-        if not self.stop_requested or self.unstarted or self.killed:
+        if not self.stop_requested or self.unstarted or self.killed or self._ranks_seen:
             return False
-        alone = not descendants(self.proc.pid) and not any(Path(self.reports).glob("*rank-*"))
-        self._alone_polls = self._alone_polls + 1 if alone else 0
+        self._ranks_seen = bool(descendants(self.proc.pid)) or \
+            any(Path(self.reports).glob("*rank-*"))
+        self._alone_polls = 0 if self._ranks_seen else self._alone_polls + 1
         return self._alone_polls >= 2
 
     def _overdue(self) -> bool:
