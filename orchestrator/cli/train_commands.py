@@ -34,6 +34,16 @@ def train(spec: SpecArg) -> None:
     # First of all: a stop that comes while the spec and the trainer stack load must not be
     # lost (a rank starts with the stop signals ignored) nor kill the process (Ctrl-C).
     STOPS.install()
+    try:
+        output = _train(spec)
+    except UserError as exc:
+        _user_error_under_ft_node(exc)
+        raise
+    if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
+        typer.echo(f"trained model in {output}")
+
+
+def _train(spec: Path) -> Path:
     from orchestrator.cli.launcher_hint import single_process_problem
     from orchestrator.cli.options import load_for_cli
     from orchestrator.spec.local_checks import require_local_files
@@ -53,13 +63,7 @@ def train(spec: SpecArg) -> None:
         typer.echo(note, err=True)
     from trainer.loop import train as run_training
 
-    try:
-        output = run_training(cfg)
-    except UserError as exc:
-        _user_error_under_ft_node(exc)
-        raise
-    if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
-        typer.echo(f"trained model in {output}")
+    return run_training(cfg)
 
 
 def _user_error_under_ft_node(exc: UserError) -> None:
