@@ -34,12 +34,20 @@ def _spec(directory: Path, tiny_model_dir: Path) -> Path:
                            launch={**LAUNCH, "volumes": shared_volumes(directory)}, **LONG)
 
 
+def _restore_sigint() -> None:
+    """preexec: SIGINT as a terminal's foreground job has it (a test run in the background
+    would otherwise hand it down ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _launch(spec: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`ft launch` in a process group of its own, as a terminal runs a foreground job."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
                              "--backend", "local", "--master-port", str(free_port())],
                             cwd=spec.parent, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, process_group=0,
+                            preexec_fn=_restore_sigint)
 
 
 def _wait_for(condition, proc: subprocess.Popen, what: str, timeout_s: float = 180) -> None:
@@ -52,27 +60,32 @@ def _wait_for(condition, proc: subprocess.Popen, what: str, timeout_s: float = 1
         time.sleep(0.05)
 
 
-# (stage, which ranks pause there, what the output says). At `data` only rank 0 pauses: the
-# other rank waits for it in a collective, as ranks wait for the one preparing the data.
+# (stage, which ranks pause there, the signal, what the output says). At `data` only rank 0
+# pauses: the other rank waits for it in a collective, as ranks wait for the one preparing
+# the data. The last case is Ctrl-C: SIGINT to the launch's whole process group, as a
+# terminal sends it.
 STAGES = [
-    ("torchrun", None, "stopped before training started: nothing to save yet"),
-    ("imports", None, "came while this rank was starting"),
-    ("data", "0", "before the model was loaded: nothing to save yet"),
-    ("model", None, "after the model was loaded: nothing to save yet"),
-    ("step", None, "saved a complete checkpoint and stopped"),
+    ("torchrun", None, signal.SIGTERM, "stopped before training started: nothing to save yet"),
+    ("imports", None, signal.SIGTERM, "came while this rank was starting"),
+    ("data", "0", signal.SIGTERM, "before the model was loaded: nothing to save yet"),
+    ("model", None, signal.SIGTERM, "after the model was loaded: nothing to save yet"),
+    ("step", None, signal.SIGTERM, "saved a complete checkpoint and stopped"),
+    ("step", None, signal.SIGINT, "SIGINT received: saving a checkpoint at the end of this step"),
 ]
 
 
-@pytest.mark.parametrize("stage, ranks, said", STAGES, ids=[s[0] for s in STAGES])
+@pytest.mark.parametrize("stage, ranks, signum, said", STAGES,
+                         ids=[f"{s[0]}-{s[2].name}" for s in STAGES])
 def test_a_stop_at_any_start_up_stage_ends_resumable_without_a_traceback(
-        stage, ranks, said, tmp_path, tiny_model_dir):
+        stage, ranks, signum, said, tmp_path, tiny_model_dir):
     spec = _spec(tmp_path, tiny_model_dir)
     gates = tmp_path / "gates"
     gates.mkdir()
     proc = _launch(spec, stop_stages.env(stage, gates, ranks))
     _wait_for(lambda: any(p.name.startswith(stage) for p in gates.iterdir()), proc,
               f"the job reached the {stage} stage")
-    proc.send_signal(signal.SIGTERM)  # what a time limit, a preemption or a person sends
+    # What a time limit, a preemption or a person (Ctrl-C: to the process group) sends.
+    os.killpg(proc.pid, signum)
     (gates / stop_stages.SIGNALLED).touch()
     started = time.monotonic()
     log = proc.communicate(timeout=180)[0]
@@ -81,8 +94,11 @@ def test_a_stop_at_any_start_up_stage_ends_resumable_without_a_traceback(
     assert "Traceback" not in log and "ChildFailedError" not in log, log[-4000:]
     assert said in log, log[-4000:]
     for node in (0, 1):
+        assert f"[node{node}] ft node: {signum.name} received" in log, log[-4000:]
         assert f"[node{node}] ft node: " in log and "exit 75 (resumable)" in log
     assert "did not stop within the grace" not in log
+    if signum == signal.SIGINT:
+        assert "SIGTERM" not in log, "a Ctrl-C logged as another signal"
     checkpoints = sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*"))
     if stage == "step":  # a stop during step 1 saves step 1
         assert checkpoints == ["checkpoint-1"]

@@ -144,5 +144,5 @@ def describe_exit(code: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name} (exit {128 - code})"
     if code > 128 and code - 128 in signal.Signals._value2member_map_:
-        return f"exited {code} (128 + {signal.Signals(code - 128).name}: killed by a signal)"
+        return f"exited {code} (128 + {signal.Signals(code - 128).name})"
     return f"exited {code}"
