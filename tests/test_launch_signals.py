@@ -28,10 +28,10 @@ LAUNCH = {"nodes": 2, "env": {"OMP_NUM_THREADS": "1"}, "stop_grace": "60s"}
 LONG = {"max_steps": 100000, "save_steps": 100000, "eval_steps": 100000}
 
 
-def _spec(directory: Path, tiny_model_dir: Path) -> Path:
-    # Output, cache and the pause points' directory on storage both nodes share.
-    return write_tiny_spec(directory, tiny_model_dir,
-                           launch={**LAUNCH, "volumes": shared_volumes(directory)}, **LONG)
+def _spec(directory: Path, tiny_model_dir: Path, nodes: int = 2) -> Path:
+    # Output, cache and the pause points' directory on storage every node shares.
+    return write_tiny_spec(directory, tiny_model_dir, **LONG, launch={
+        **LAUNCH, "nodes": nodes, "volumes": shared_volumes(directory)})
 
 
 def _restore_sigint() -> None:
@@ -60,25 +60,28 @@ def _wait_for(condition, proc: subprocess.Popen, what: str, timeout_s: float = 1
         time.sleep(0.05)
 
 
-# (stage, which ranks pause there, the signal, what the output says). At `data` only rank 0
-# pauses: the other rank waits for it in a collective, as ranks wait for the one preparing
-# the data. The last case is Ctrl-C: SIGINT to the launch's whole process group, as a
-# terminal sends it.
+# (stage, nodes, which ranks pause there, the signal, what the output says). Two nodes where
+# they matter: a node's torchrun meeting another that never starts one, rank 0 preparing the
+# data while rank 1 waits for it in a collective (only rank 0 pauses), both nodes saving step
+# 1; one node elsewhere (the ranks' own start-up, quicker). The last case is Ctrl-C: SIGINT
+# to the launch's whole process group, as a terminal sends it.
 STAGES = [
-    ("torchrun", None, signal.SIGTERM, "stopped before training started: nothing to save yet"),
-    ("imports", None, signal.SIGTERM, "came while this rank was starting"),
-    ("data", "0", signal.SIGTERM, "before the model was loaded: nothing to save yet"),
-    ("model", None, signal.SIGTERM, "after the model was loaded: nothing to save yet"),
-    ("step", None, signal.SIGTERM, "saved a complete checkpoint and stopped"),
-    ("step", None, signal.SIGINT, "SIGINT received: saving a checkpoint at the end of this step"),
+    ("torchrun", 2, None, signal.SIGTERM,
+     "stopped before training started: nothing to save yet"),
+    ("imports", 1, None, signal.SIGTERM, "came while this rank was starting"),
+    ("data", 2, "0", signal.SIGTERM, "before the model was loaded: nothing to save yet"),
+    ("model", 1, None, signal.SIGTERM, "after the model was loaded: nothing to save yet"),
+    ("step", 2, None, signal.SIGTERM, "saved a complete checkpoint and stopped"),
+    ("step", 1, None, signal.SIGINT,
+     "SIGINT received: saving a checkpoint at the end of this step"),
 ]
 
 
-@pytest.mark.parametrize("stage, ranks, signum, said", STAGES,
-                         ids=[f"{s[0]}-{s[2].name}" for s in STAGES])
+@pytest.mark.parametrize("stage, nodes, ranks, signum, said", STAGES,
+                         ids=[f"{s[0]}-{s[3].name}" for s in STAGES])
 def test_a_stop_at_any_start_up_stage_ends_resumable_without_a_traceback(
-        stage, ranks, signum, said, tmp_path, tiny_model_dir):
-    spec = _spec(tmp_path, tiny_model_dir)
+        stage, nodes, ranks, signum, said, tmp_path, tiny_model_dir):
+    spec = _spec(tmp_path, tiny_model_dir, nodes)
     gates = tmp_path / "gates"
     gates.mkdir()
     proc = _launch(spec, stop_stages.env(stage, gates, ranks))
@@ -93,7 +96,7 @@ def test_a_stop_at_any_start_up_stage_ends_resumable_without_a_traceback(
     assert time.monotonic() - started < 90, "the ranks were not stopped promptly"
     assert "Traceback" not in log and "ChildFailedError" not in log, log[-4000:]
     assert said in log, log[-4000:]
-    for node in (0, 1):
+    for node in range(nodes):
         assert f"[node{node}] ft node: {signum.name} received" in log, log[-4000:]
         assert f"[node{node}] ft node: " in log and "exit 75 (resumable)" in log
     assert "did not stop within the grace" not in log
