@@ -19,7 +19,12 @@ def _node(script: str) -> subprocess.Popen:
 
 
 def _wait(*procs: subprocess.Popen) -> int:
-    group = NodeGroup(grace_s=300)
+    try:
+        group = NodeGroup(grace_s=300)
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+        raise
     try:
         for rank, proc in enumerate(procs):
             group.add(proc, f"node {rank}")
@@ -32,7 +37,7 @@ def _wait(*procs: subprocess.Popen) -> int:
 
 def test_a_crash_of_a_later_node_stops_the_earlier_one_still_running() -> None:
     """Node 0 would wait (in a collective) for an hour; node 1 crashes at once."""
-    procs = [_node("sleep 3600"), _node("exit 3")]
+    procs = [_node("exec sleep 3600"), _node("exit 3")]
     started = time.monotonic()
     assert _wait(*procs) == 3
     assert time.monotonic() - started < 20  # SIGTERM ended node 0, not the hour
@@ -44,7 +49,7 @@ def test_every_node_resumable_or_done_gives_the_resumable_code() -> None:
 
 
 def test_a_node_killed_by_a_signal_gives_128_plus_it_and_is_named(capsys) -> None:
-    assert _wait(_node("sleep 3600"), _node("kill -9 $$")) == 137  # not 247 (the raw -9)
+    assert _wait(_node("exec sleep 3600"), _node("kill -9 $$")) == 137  # not 247 (the raw -9)
     err = capsys.readouterr().err
     assert "ft launch: node 1 was killed by SIGKILL (exit 137); stopping the other" in err
     assert "ft launch: exit 137: node 1 failed first" in err
