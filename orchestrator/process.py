@@ -144,6 +144,19 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def catches_signal(pid: int, signum: int) -> bool:
+    """Whether pid has a handler for signum (SigCgt in /proc): a process still starting up
+    would die of it, or drop it (the first process of a pid namespace), so a stop is held
+    back until it catches it."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            status = handle.read()
+    except OSError:  # it has just exited
+        return False
+    caught = int(status.split("SigCgt:")[1].split()[0], 16)
+    return bool(caught & (1 << (signum - 1)))
+
+
 def signal_pids(pids: Sequence[int], signum: int) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):  # it exited meanwhile

@@ -245,7 +245,7 @@ STOPPING_SHIM = """#!/bin/sh
 # Both ranks report a clean stop; meanwhile a stream of SIGTERMs hits ft node (the shim's
 # parent) until after it has exited, like srun's --kill-on-bad-exit once another node
 # exited 75 first.
-for rank in 0 1; do echo '{}' > "$FT_STOP_REPORT_DIR/rank-$rank.json"; done
+for rank in 0 1; do echo '{"step": 3}' > "$FT_STOP_REPORT_DIR/rank-$rank.json"; done
 node=$PPID
 ( end=$(( $(date +%s) + 3 )); while [ "$(date +%s)" -lt "$end" ]; do
     kill -TERM "$node" 2>/dev/null || exit 0; sleep 0.005; done ) &
@@ -279,3 +279,20 @@ def test_a_launcher_failing_after_every_rank_finished_is_a_success(spec, sysfs,
     result = _node_with_shims(spec, sysfs, tmp_path,
                               {"torchrun": FINISHED_THEN_FAILING_SHIM.replace("0 1", "0")})
     assert result.returncode == 1, result.stderr
+
+
+USER_ERROR_SHIM = """#!/bin/sh
+# Rank 0 printed a user error (disk full), reported it and exited 0; rank 1 waits forever in
+# a collective for it.
+echo "error: disk full while writing to out" >&2
+echo '{"rank": 0, "exit_code": 2, "message": "disk full"}' > "$FT_STOP_REPORT_DIR/error-rank-0.json"
+sleep 3600
+"""
+
+
+def test_a_rank_s_user_error_ends_the_node_with_its_code_at_once(spec, sysfs,
+                                                                  tmp_path: Path) -> None:
+    result = _node_with_shims(spec, sysfs, tmp_path, {"torchrun": USER_ERROR_SHIM})
+    assert result.returncode == 2, result.stderr
+    assert "ft node: rank 0 stopped on the error it printed above: exit 2" in result.stderr
+    assert result.stderr.count("error: disk full") == 1

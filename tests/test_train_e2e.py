@@ -202,3 +202,55 @@ def test_sigterm_saves_a_complete_checkpoint_and_exits_for_a_retry(tmp_path, tin
     assert (checkpoint / "ft-complete.json").is_file()
     assert not (out / "ft-complete.json").exists(), "a stopped run must not look finished"
     assert "SIGTERM received" in rest
+
+
+def _restore_sigint() -> None:
+    """preexec: SIGINT as a terminal's foreground job has it (a test run in the background
+    would otherwise hand it down ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _train_until_stepping(spec, extra_env=None) -> tuple[subprocess.Popen, list[str]]:
+    """`ft train` in a process group of its own, as a terminal runs a foreground job."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), **(extra_env or {}))
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "train", str(spec)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, process_group=0, preexec_fn=_restore_sigint)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if sum("'loss'" in x for x in lines) >= 2:
+            break
+    return proc, lines
+
+
+def test_ctrl_c_saves_like_sigterm_and_a_second_one_aborts_and_says_so(tmp_path,
+                                                                       tiny_model_dir):
+    """Ctrl-C is SIGINT to the terminal's whole foreground process group: the first saves a
+    complete checkpoint and exits 75, logged as SIGINT; a second one (in the second run,
+    while steps are slowed so it lands before the save) stops at once, unsaved, exit 130."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=100000, save_steps=100000,
+                           eval_steps=100000)
+    proc, lines = _train_until_stepping(spec)
+    os.killpg(proc.pid, signal.SIGINT)
+    rest = proc.communicate(timeout=120)[0]
+    log = "".join(lines) + rest
+    assert proc.returncode == RESUMABLE_EXIT_CODE, log[-3000:]
+    assert "SIGINT received: saving a checkpoint at the end of this step" in log
+    assert "Ctrl-C again stops at once, without saving" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+    out = tmp_path / "out"
+    (checkpoint,) = [p for p in out.iterdir() if p.name.startswith("checkpoint-")]
+    assert (checkpoint / "ft-complete.json").is_file()
+
+    proc, lines = _train_until_stepping(spec, {"FT_TRAINER_HOOKS":
+                                               "tests.support.slow_steps:install",
+                                               "FT_TEST_STEP_DELAY_S": "2"})
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    log = "".join(lines) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, log[-3000:]
+    assert "second SIGINT: stopping now, without saving" in log
+    assert [p.name for p in out.iterdir() if p.name.startswith("checkpoint-")] == \
+        [checkpoint.name], "the aborted run saved"

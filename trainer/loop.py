@@ -29,8 +29,8 @@ from trainer.ft_trainer import FtTrainer
 from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.preemption import (
-    PREEMPTED_EXIT_CODE,
     GracefulStop,
+    StoppedBeforeTraining,
     report_clean_stop,
     report_finished,
 )
@@ -51,7 +51,10 @@ def train(cfg: TrainingConfig) -> Path:
     graceful = GracefulStop()  # from here to the end a stop signal never kills a rank
     try:
         with disk_full_is_a_user_error(Path(cfg.output_dir)):
-            output_dir, preempted = _run(cfg, world, hooks, graceful)
+            try:
+                output_dir, preempted = _run(cfg, world, hooks, graceful)
+            except StoppedBeforeTraining:
+                output_dir, preempted = Path(cfg.output_dir), True
         # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
         # down while a DDP reducer still holds it can deadlock in gloo's destructor (seen
         # under Slurm here: the rank hung after training), so collect first, then destroy.
@@ -62,7 +65,7 @@ def train(cfg: TrainingConfig) -> Path:
     finally:
         graceful.release()
     if preempted:
-        raise SystemExit(PREEMPTED_EXIT_CODE)
+        raise SystemExit(report_clean_stop(graceful.last_step))
     return output_dir
 
 
@@ -71,6 +74,7 @@ def _run(cfg: TrainingConfig, world: World, hooks: list,
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
     join_process_group(cfg, world)
+    graceful.stop_if_requested("before the data was prepared")
     precision = choose_precision(cfg)
     plan = plan_for(cfg, compute_dtype(cfg, precision))
     require_runnable_here(plan)
@@ -83,6 +87,7 @@ def _run(cfg: TrainingConfig, world: World, hooks: list,
         data = prepare_data(cfg, tokenizer, show_progress=world.is_main)
     args = build_training_args(cfg, precision, train_rows=len(data.train), world=world,
                                has_eval=data.eval is not None, plan=plan)
+    graceful.stop_if_requested("before the model was loaded")
     if cfg.deepspeed:
         prepare_deepspeed(cfg.deepspeed, cfg.load_in_4bit, cfg.load_in_8bit)
     apply_tracking_env(cfg)  # the same W&B / MLflow run across restarts of this job
@@ -90,6 +95,7 @@ def _run(cfg: TrainingConfig, world: World, hooks: list,
                              device=args.device if plan else None, sharding=plan)
     if plan is not None:
         shard_model(model, plan, args.device, world)
+    graceful.stop_if_requested("after the model was loaded")
     # The kernel the model really loaded with decides the packed layout (flash needs one row).
     collator = make_collator(cfg, tokenizer,
                              attn_implementation=model.config._attn_implementation)
@@ -102,11 +108,12 @@ def _run(cfg: TrainingConfig, world: World, hooks: list,
     run_hooks(hooks, trainer)
     resume = agree_on_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
                              output_dir)
+    graceful.begin_training()
     result = trainer.train(resume_from_checkpoint=resume)
     if graceful.stopped:
         log.warning("stopped early at step %d; checkpoint saved, resume continues from it",
                     trainer.state.global_step)
-        report_clean_stop(trainer.state.global_step)
+        graceful.last_step = trainer.state.global_step
         return output_dir, True
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():

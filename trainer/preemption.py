@@ -1,62 +1,65 @@
-"""Graceful stop on SIGTERM / SIGUSR1 (preemption, Slurm's --signal, a time limit).
+"""Graceful stop on SIGTERM / SIGINT / SIGUSR1 (preemption, Slurm's --signal, a time limit,
+Ctrl-C), at any moment from the rank's start to its final save.
 
-The signal only sets a flag; at the end of the current optimizer step every rank agrees
-(one scalar all-reduce) to save a normal, complete checkpoint and stop, so no rank waits on
-a collective the others will never join. The run then exits with PREEMPTED_EXIT_CODE, which
-the backends retry, and `resume_from_checkpoint: auto` continues from that checkpoint.
+The signal only sets a flag (trainer.stop_signals, installed at the top of `ft train`); the
+ranks act on it where they all pass, agreeing with one scalar all-reduce so no rank waits on
+a collective the others will never join:
+
+- before training (after joining the process group, after the data, after the model): stop
+  with nothing to save yet (a restart loses nothing: prepared data is cached);
+- at the end of every optimizer step: save a normal, complete checkpoint and stop;
+- after the last step: finish the run (final model saved) instead of killing a rank of a
+  completed run.
+
+Either stop exits with PREEMPTED_EXIT_CODE, which the backends retry, and
+`resume_from_checkpoint: auto` continues from the newest checkpoint.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
-import threading
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from trainer.contract.exit_codes import (
-    FINISHED_REPORT,
-    RESUMABLE_EXIT_CODE,
-    STOP_REPORT,
-    STOP_REPORT_DIR,
-)
+from trainer.contract.exit_codes import FINISHED_REPORT, RESUMABLE_EXIT_CODE, STOP_REPORT
+from trainer.stop_signals import STOPS, StopSignals, report_to_node
 
 log = logging.getLogger("ft.preemption")
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 # The documented "stopped cleanly, resumable" code (see trainer.contract.exit_codes).
 PREEMPTED_EXIT_CODE = RESUMABLE_EXIT_CODE
 
 
+class StoppedBeforeTraining(Exception):
+    """Every rank agreed to stop before step 1: nothing to save, exit resumable."""
+
+
 class GracefulStop(TrainerCallback):
-    """Installed when `ft train` starts and released when it ends (`release`): a signal
-    while data and model load is acted on at the end of the first step; one after the last
-    step (the time limit or a preemption that comes while the final model is saved) lets the
-    run finish instead of killing a rank of a completed run."""
+    """Acts on the process's stop signals (`signals`, installed already or here)."""
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, signals: StopSignals = STOPS) -> None:
+        self.signals = signals
         self.stopped = False
-        self.finishing = False
-        self.last_step = 0
-        self._previous: dict[int, object] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
+        self.last_step: int | None = None  # None: stopped before step 1
+        signals.install()
 
-    def _on_signal(self, signum, frame) -> None:
-        if self.finishing:
-            log.warning("%s received after the last step: finishing the final save; the run "
-                        "is complete", signal.Signals(signum).name)
-            return
-        self.requested = True
-        log.warning("%s received: saving a checkpoint at the end of this step, then stopping",
-                    signal.Signals(signum).name)
+    @property
+    def finishing(self) -> bool:
+        return self.signals.phase == "finishing"
+
+    def stop_if_requested(self, where: str) -> None:
+        """Before training: raise StoppedBeforeTraining on every rank if any was signalled."""
+        if self._agreed():
+            log.warning("stop requested (%s) %s: nothing to save yet",
+                        self.signals.received or "on another rank", where)
+            raise StoppedBeforeTraining(where)
+
+    def begin_training(self) -> None:
+        """From here a stop saves at the end of the step; one that came before does not."""
+        self.signals.phase = "training"
+        self.stop_if_requested("before step 1")
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._agreed():
@@ -66,29 +69,29 @@ class GracefulStop(TrainerCallback):
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.finishing, self.last_step = True, state.global_step
+        self.signals.phase, self.last_step = "finishing", state.global_step
         return control
 
     def release(self) -> None:
-        """Outside `ft train` a signal stops the process as usual again."""
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+        self.signals.release()
 
     def _agreed(self) -> bool:
         """True on every rank if any rank was signalled."""
+        requested = self.signals.requested
         if not (dist.is_available() and dist.is_initialized()):
-            return self.requested
+            return requested
         device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-        flag = torch.tensor([1.0 if self.requested else 0.0], device=device)
+        flag = torch.tensor([1.0 if requested else 0.0], device=device)
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
 
-def report_clean_stop(step: int) -> None:
-    """Tell `ft node` this rank saved a complete checkpoint and stops to be resumed (torchrun
-    turns our exit code into its own 1, so the code alone cannot say it)."""
-    _report(STOP_REPORT, step)
+def report_clean_stop(step: int | None) -> int:
+    """Tell `ft node` this rank stopped cleanly, to be resumed; returns the rank's exit code.
+    torchrun turns any non-zero exit into its own 1 and prints a ChildFailedError traceback
+    for it, so under ft node the rank says it here and exits 0: ft node, reading every
+    rank's report, turns the node's exit into PREEMPTED_EXIT_CODE. Alone, the code says it."""
+    return 0 if _report(STOP_REPORT, step) else PREEMPTED_EXIT_CODE
 
 
 def report_finished(step: int) -> None:
@@ -97,10 +100,5 @@ def report_finished(step: int) -> None:
     _report(FINISHED_REPORT, step)
 
 
-def _report(name: str, step: int) -> None:
-    directory = os.environ.get(STOP_REPORT_DIR)
-    if not directory:
-        return  # not under ft node (a plain `ft train`): the exit code says it all
-    rank = os.environ.get("RANK", "0")
-    path = Path(directory) / name.format(rank=rank)
-    path.write_text(json.dumps({"rank": int(rank), "step": step}))
+def _report(name: str, step: int | None) -> bool:
+    return report_to_node(name, {"step": step})  # step None: nothing saved

@@ -193,9 +193,12 @@ def launch(
     if not chosen.renders:
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
         require_local_files(loaded)
-        from orchestrator.backends.local.emulation import check_storage, run_local
+        from orchestrator.backends.local.emulation import check_storage, describe_local, run_local
 
         check_storage(loaded, emulate.value)
+        if dry_run:  # what would start, as the other backends print what they would submit
+            typer.echo(describe_local(loaded, emulate.value, Path.cwd(), isolate))
+            return
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), isolate=isolate))
     rendered = _render(loaded, backend.value)
     if stages:

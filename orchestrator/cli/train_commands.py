@@ -29,6 +29,21 @@ def _training_config(spec_path: Path):
 @needs_train_stack("`ft train`")
 def train(spec: SpecArg) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
+    from trainer.stop_signals import STOPS
+
+    # First of all: a stop that comes while the spec and the trainer stack load must not be
+    # lost (a rank starts with the stop signals ignored) nor kill the process (Ctrl-C).
+    STOPS.install()
+    try:
+        output = _train(spec)
+    except UserError as exc:
+        _user_error_under_ft_node(exc)
+        raise
+    if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
+        typer.echo(f"trained model in {output}")
+
+
+def _train(spec: Path) -> Path:
     from orchestrator.cli.launcher_hint import single_process_problem
     from orchestrator.cli.options import load_for_cli
     from orchestrator.spec.local_checks import require_local_files
@@ -48,9 +63,17 @@ def train(spec: SpecArg) -> None:
         typer.echo(note, err=True)
     from trainer.loop import train as run_training
 
-    output = run_training(cfg)
-    if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
-        typer.echo(f"trained model in {output}")
+    return run_training(cfg)
+
+
+def _user_error_under_ft_node(exc: UserError) -> None:
+    """Under ft node a rank says its user error (disk full, ...) once, as `ft` does, and
+    leaves it to ft node: exit 0, since torchrun buries a non-zero exit in a traceback."""
+    from trainer.stop_signals import report_user_error
+
+    if report_user_error(str(exc), exc.exit_code):
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(0) from None
 
 
 @needs_train_stack("`ft preprocess`")

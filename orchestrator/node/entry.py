@@ -37,6 +37,21 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
     """Start this node's training processes (after the pre-flight check when
     `launch.preflight`, or only that check with `doctor_only`); returns 0 after printing
     them when dry_run."""
+    # From the very start: a stop that comes while the node is being set up is acted on
+    # (nothing started: exit resumable), never lost nor a death by signal.
+    supervisor = None if dry_run else Supervisor(duration_seconds(launch.stop_grace))
+    try:
+        return _run_node(launch, spec_path, spec_sha256, backend, environ, dry_run,
+                         extra_train_args, sysfs_root, doctor_only, supervisor)
+    finally:
+        if supervisor is not None:
+            supervisor.close()
+
+
+def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
+              backend: str | None, environ: Mapping[str, str], dry_run: bool,
+              extra_train_args: Sequence[str], sysfs_root: Path, doctor_only: bool,
+              supervisor: Supervisor | None) -> int:
     check_spec_hash(spec_path, spec_sha256)
     backend = _choose_backend(backend, environ)
     # A CPU job (gpus_per_node 0, local backend) still runs one process per node.
@@ -59,13 +74,15 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
         argv = _launcher_argv(world, launch, [*ft_command("train"), spec_path,
                                               *extra_train_args], environ)
     print(summary(world, launch, report, env, env_notes, argv), file=sys.stderr, flush=True)
-    if dry_run:
+    if supervisor is None:  # dry run
         return 0
     full_env, started = {**environ, **env}, now()
-    if launch.preflight and not doctor_only:
+    if launch.preflight and not doctor_only and not supervisor.stop_requested:
         # Its own port: the training rendezvous must never meet a late pre-flight peer.
         checked = dataclasses.replace(world, master_port=world.master_port + 1)
         code = run_foreground(_doctor_argv(checked, launch, spec_path, environ), full_env)
+        if supervisor.stop_requested:
+            return supervisor.stopped_before_start()
         if code != 0:
             _say_nccl_warnings(full_env, nccl_dir, started)
             print(f"ft node: pre-flight check failed (exit {code}); not starting training. "
@@ -73,8 +90,7 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
                   file=sys.stderr, flush=True)
             return code
     _require_launcher(argv[0], full_env, launch.launcher)
-    code = Supervisor(argv, full_env, local_ranks=world.nproc_per_node,
-                      grace_s=duration_seconds(launch.stop_grace)).run()
+    code = supervisor.run(argv, full_env, local_ranks=world.nproc_per_node)
     if code not in (0, RESUMABLE_EXIT_CODE):
         _say_nccl_warnings(full_env, nccl_dir, started)
     return code

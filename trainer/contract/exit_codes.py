@@ -17,3 +17,10 @@ STOP_REPORT_DIR = "FT_STOP_REPORT_DIR"  # env: where ranks report a clean stop t
 STOP_GRACE_ENV = "FT_STOP_GRACE_S"  # env: seconds ft node gives the ranks to save
 STOP_REPORT = "rank-{rank}.json"  # in STOP_REPORT_DIR: this rank saved and stopped
 FINISHED_REPORT = "finished-rank-{rank}.json"  # in STOP_REPORT_DIR: this rank completed
+# In STOP_REPORT_DIR: this rank stopped on a user error (disk full, a bad file), already told;
+# it exits 0 so that torchrun adds no traceback, and ft node exits with the error's code.
+USER_ERROR_REPORT = "error-rank-{rank}.json"
+# In STOP_REPORT_DIR, written by `ft node` before it signals the ranks (its text: the signal's
+# name): a rank that had the stop signals ignored when the signal came (torchrun starts it
+# with them ignored, until `ft train` installs its handler) still finds the stop here.
+STOP_MARK = "stop-requested"

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
+import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from orchestrator.output_files import write_atomic
 from orchestrator.process import spawn_group
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import SpecError, UserError
+from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 from trainer.contract.launch import duration_seconds
 
 
@@ -56,17 +56,44 @@ def run_local(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...
     if isolate and reason:
         raise UserError(f"ft launch --isolate: {reason}; drop --isolate to run the nodes "
                         "on this host's shared network, /tmp and pids")
-    write_atomic(_spec_file(spec, workdir), spec.effective_text)
-    with _setup_stops_on_sigterm(), contextlib.ExitStack() as stack:
-        isolation = None
-        if reason is None:
-            isolation, reason = isolate_nodes(stack, spec, emulate, workdir, strict=bool(isolate))
-        if isolation is None:
-            print(f"ft launch: the {spec.launch.nodes} node(s) share this host (loopback, "
-                  f"/tmp, pids, every directory): {reason}", file=sys.stderr, flush=True)
-        else:
-            print(isolation.describe(), file=sys.stderr, flush=True)
-        return _run_nodes(spec, emulate, workdir, node_args, isolation)
+    # Stops are caught from here on: one that comes while the nodes are set up ends the
+    # launch once that is done (through the `finally` blocks that remove the network).
+    group = NodeGroup(duration_seconds(spec.launch.stop_grace))
+    try:
+        write_atomic(_spec_file(spec, workdir), spec.effective_text)
+        with contextlib.ExitStack() as stack:
+            isolation = None
+            if reason is None:
+                isolation, reason = isolate_nodes(stack, spec, emulate, workdir,
+                                                  strict=bool(isolate))
+            if isolation is None:
+                print(f"ft launch: the {spec.launch.nodes} node(s) share this host (loopback, "
+                      f"/tmp, pids, every directory): {reason}", file=sys.stderr, flush=True)
+            else:
+                print(isolation.describe(), file=sys.stderr, flush=True)
+            if group.stop_requested:
+                print("ft launch: stopped before any node started: nothing to save yet; exit "
+                      f"{RESUMABLE_EXIT_CODE} (resumable)", file=sys.stderr, flush=True)
+                return RESUMABLE_EXIT_CODE
+            return _run_nodes(spec, emulate, workdir, node_args, isolation, group)
+    finally:
+        group.close()
+
+
+def describe_local(spec: Spec, emulate: str, workdir: Path, isolate: bool | None) -> str:
+    """What `ft launch --backend local` would start (its --dry-run): each node's variables
+    and `ft node` command. Starts nothing, writes nothing."""
+    reason = "--no-isolate" if isolate is False else unavailable_reason()
+    where = "isolated nodes (own network, hostname, /tmp, pids)" \
+        if reason is None else f"nodes sharing this host: {reason}"
+    lines = [f"# {spec.launch.nodes} emulated {emulate} node(s) in {workdir}: {where}",
+             f"# the spec is written to {_spec_file(spec, workdir)}"]
+    for rank, (env, argv) in enumerate(_node_commands(spec, emulate, workdir, (), None)):
+        own = {k: v for k, v in env.items() if os.environ.get(k) != v}
+        lines.append(f"# ---- node {rank} ----")
+        lines.append(" ".join([*(f"{k}={shlex.quote(v)}" for k, v in sorted(own.items())),
+                               shlex.join(argv)]))
+    return "\n".join(lines)
 
 
 def check_storage(spec: Spec, emulate: str) -> None:
@@ -96,8 +123,9 @@ def _spec_file(spec: Spec, workdir: Path) -> Path:
     return workdir / ".ft" / "local" / f"{spec.launch.name}.yaml"
 
 
-def _run_nodes(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...],
-               isolation: IsolatedNodes | None) -> int:
+def _node_commands(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...],
+                   isolation: IsolatedNodes | None) -> list[tuple[dict[str, str], list[str]]]:
+    """(environment, argv) of each emulated node's `ft node`."""
     launch = spec.launch
     # This shell's own job variables (ft launch inside a Slurm allocation, say) must not
     # leak into the emulated nodes: each gets only the emulated backend's.
@@ -108,7 +136,7 @@ def _run_nodes(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ..
     base = {**job_env(spec, profile_for(spec)), **base}
     emulated = get(emulate)
     hosts = isolation.hosts if isolation else None
-    procs = []
+    commands = []
     for rank in range(launch.nodes):
         env = {**base, **emulated.emulated_env(rank, launch.nodes, launch.gpus_per_node,
                                                launch.name, hosts=hosts)}
@@ -124,30 +152,25 @@ def _run_nodes(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ..
                 "--backend", emulate, "--spec-sha256", spec.sha256, *node_args]
         if isolation:
             argv = isolation.wrap(rank, argv)
-        procs.append(spawn_group(argv, env, str(workdir), die_with_launcher=True))
+        commands.append((env, argv))
+    return commands
+
+
+def _run_nodes(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str, ...],
+               isolation: IsolatedNodes | None, group: NodeGroup) -> int:
+    hosts = isolation.hosts.names if isolation else None
+    commands = _node_commands(spec, emulate, workdir, node_args, isolation)
+    for rank, (env, argv) in enumerate(commands):
+        name = f"node {rank} (host {hosts[rank]})" if hosts else f"node {rank}"
+        group.add(spawn_group(argv, env, str(workdir), die_with_launcher=True), name)
     threads = [threading.Thread(target=_relay, args=(proc, f"[node{rank}] "), daemon=True)
-               for rank, proc in enumerate(procs)]
+               for rank, proc in enumerate(group.procs)]
     for thread in threads:
         thread.start()
-    code = NodeGroup(procs, duration_seconds(launch.stop_grace)).wait()
+    code = group.wait()
     for thread in threads:
         thread.join(timeout=5)
     return code
-
-
-@contextlib.contextmanager
-def _setup_stops_on_sigterm() -> Iterator[None]:
-    """A SIGTERM while the nodes are set up or torn down ends `ft launch` through its
-    `finally` blocks (so the network it made is removed); while the nodes run, NodeGroup
-    handles it instead (the nodes save and stop)."""
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _relay(proc: subprocess.Popen, prefix: str) -> None:

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.process import SUPERVISED_SIGNALS, signal_pids, spawn_init
+from orchestrator.process import SUPERVISED_SIGNALS, catches_signal, signal_pids, spawn_init
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
@@ -108,16 +108,6 @@ def mount_proc() -> None:
     mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def _catches(signum: int) -> bool:
-    """Whether pid 1 of the node's pid namespace (ft node) has a handler for signum."""
-    try:
-        status = Path("/proc/1/status").read_text()
-    except OSError:  # it has just exited
-        return False
-    caught = int(status.split("SigCgt:")[1].split()[0], 16)
-    return bool(caught & (1 << (signum - 1)))
-
-
 def main(argv: list[str]) -> int:
     plan, command = json.loads(argv[0]), argv[1:]
     pending: list[int] = []
@@ -133,9 +123,8 @@ def main(argv: list[str]) -> int:
     while (code := child.poll()) is None:
         # ft node is pid 1 of its namespace: the kernel drops a signal it has no handler
         # for, so a stop that comes while it is still starting waits until it catches it.
-        if pending and _catches(pending[-1]):
-            signal_pids([child.pid], pending[-1])
-            pending.clear()
+        while pending and catches_signal(1, pending[0]):  # pid 1 of the node: ft node
+            signal_pids([child.pid], pending.pop(0))
         time.sleep(POLL_S)
     return 128 - code if code < 0 else code
 
