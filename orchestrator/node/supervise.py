@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.node.peer_reports import waiting_on_peer
 from orchestrator.process import (
     SUPERVISED_SIGNALS,
     descendants,
@@ -49,9 +50,11 @@ class Supervisor:
         self.stop_requested_at: float | None = None
         self.killed = False
         self.proc = None  # the launcher, once started
+        self.reports: str | None = None  # where the ranks report to us
 
     def run(self) -> int:
         with tempfile.TemporaryDirectory(prefix="ft-stop-") as reports:
+            self.reports = reports
             env = {**self.env, STOP_REPORT_DIR: reports, STOP_GRACE_ENV: str(self.grace_s),
                    # torch >= 2.8 honours these: torchrun then leaves SIGTERM/SIGINT to us,
                    # and gives ranks the whole grace when it tears a group down itself.
@@ -75,6 +78,8 @@ class Supervisor:
             self.stop_requested_at = time.monotonic()
             _say(f"{signal.Signals(signum).name} received: asking the ranks to save and stop "
                  f"(grace {self.grace_s:.0f} s)")
+            if self.reports and (stalled := waiting_on_peer(self.reports)):
+                _say(stalled)
         # SIGTERM to every rank (the launcher ignores it): each saves at the end of its
         # step; a repeated signal is forwarded again, which the ranks treat the same. A
         # signal before the launcher exists is acted on as soon as it does (_wait).
@@ -96,8 +101,10 @@ class Supervisor:
         return time.monotonic() - self.stop_requested_at > self.grace_s + KILL_MARGIN_S
 
     def _kill_tree(self) -> None:
-        _say(f"the ranks did not stop within the grace of {self.grace_s:.0f} s; killing them "
-             "(raise launch.stop_grace if saving takes longer)")
+        stalled = self.reports and waiting_on_peer(self.reports)
+        _say(f"killing the ranks after the grace of {self.grace_s:.0f} s: {stalled}" if stalled
+             else f"the ranks did not stop within the grace of {self.grace_s:.0f} s; killing "
+             "them (raise launch.stop_grace if saving takes longer)")
         kill_tree(self.proc.pid)
         self.killed = True
 
