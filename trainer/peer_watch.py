@@ -113,7 +113,9 @@ class PeerWatch:
                 if self.store.check([self._key("lost", "job")]):
                     self.lost = self.store.get(self._key("lost", "job")).decode()
                 self.last_ok = time.monotonic()
-            self._stop.wait(self.period_s)
+            # Quick looks until every rank has said who it is (within seconds of the group's
+            # start), so a node lost early is still named by host and address.
+            self._stop.wait(self.period_s if self.members else 0.5)
 
     def _saw(self, counters: list[bytes]) -> None:
         now = time.monotonic()

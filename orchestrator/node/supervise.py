@@ -51,6 +51,7 @@ class Supervisor:
         self.killed = False
         self.proc = None  # the launcher, once started
         self.reports: str | None = None  # where the ranks report to us
+        self.told_stall = False
 
     def run(self) -> int:
         with tempfile.TemporaryDirectory(prefix="ft-stop-") as reports:
@@ -78,8 +79,6 @@ class Supervisor:
             self.stop_requested_at = time.monotonic()
             _say(f"{signal.Signals(signum).name} received: asking the ranks to save and stop "
                  f"(grace {self.grace_s:.0f} s)")
-            if self.reports and (stalled := waiting_on_peer(self.reports)):
-                _say(stalled)
         # SIGTERM to every rank (the launcher ignores it): each saves at the end of its
         # step; a repeated signal is forwarded again, which the ranks treat the same. A
         # signal before the launcher exists is acted on as soon as it does (_wait).
@@ -90,10 +89,19 @@ class Supervisor:
         if self.stop_requested_at is not None:  # stopped while the launcher was starting
             self._on_signal(signal.SIGTERM, None)
         while (code := self.proc.poll()) is None:
+            self._tell_stall()
             if self._overdue():
                 self._kill_tree()
             time.sleep(POLL_S)
         return code
+
+    def _tell_stall(self) -> None:
+        """Once stopped: ranks that wait on a silent peer are not saving, so say that."""
+        if self.stop_requested_at is None or self.told_stall or not self.reports:
+            return
+        if stalled := waiting_on_peer(self.reports):
+            _say(stalled)
+            self.told_stall = True
 
     def _overdue(self) -> bool:
         if self.stop_requested_at is None or self.killed:
