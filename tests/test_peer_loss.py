@@ -79,6 +79,8 @@ def test_a_node_whose_link_goes_down_is_named_and_the_job_ends(tmp_path, tiny_mo
     (tmp_path / "job.log").write_text(f"{log}\nended {ended_after:.1f} s after the cut\n")
     assert code not in (0, 75), log[-4000:]
     assert ended_after < PEER_S + MARGIN_S, f"{ended_after:.0f} s\n{log[-4000:]}"
+    assert "ft: collectives time out after 600 s in steady training, 3600 s during start-up " \
+           f"and saves; a peer silent for {PEER_S} s is named and ends the job" in log
     # Node 0 names the node that went silent, by rank, hostname and address.
     assert "ft: node 1 (node1, 10.210.0.2) stopped answering" in log, log[-4000:]
     # The stop signal was told the truth: a wait on that node, not a slow save.

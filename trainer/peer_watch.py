@@ -40,7 +40,9 @@ from trainer.contract.liveness import PEER_LOST_REPORT, WAITING_REPORT, heartbea
 from trainer.world import World
 
 PEER_LOST_EXIT_CODE = 69  # EX_UNAVAILABLE: a peer is gone, nothing this rank did wrong
-DONE = b"done"
+# A rank that finished adds this to its counter: still a number, so a late increment (or a
+# reader) never meets a value it cannot parse.
+DONE = 10**15
 
 
 @dataclass(frozen=True)
@@ -65,23 +67,34 @@ class PeerWatch:
         self.me = Member(world.rank, world.node_rank, socket.gethostname(),
                          _address_towards(*self.master))
         self.members: dict[int, Member] = {}
-        self.changed: dict[int, tuple[bytes, float]] = {}  # rank -> (counter, when it moved)
+        self.changed: dict[int, tuple[int, float]] = {}  # rank -> (counter, when it moved)
         self.last_ok = time.monotonic()
         self.lost: str | None = None  # what another rank reported before ending the job
         self.store: dist.TCPStore | None = None
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for target in (self._beat, self._judge):
-            threading.Thread(target=target, name=f"ft-{target.__name__[1:]}",
-                             daemon=True).start()
+        self._threads = [threading.Thread(target=target, name=f"ft-{target.__name__[1:]}",
+                                          daemon=True) for target in (self._beat, self._judge)]
+        for thread in self._threads:
+            thread.start()
 
     def finish(self) -> None:
-        """This rank ends normally: the others stop expecting its heartbeat."""
+        """This rank ends normally: the others stop expecting its heartbeat. The beat
+        thread's last increment lands first (an increment of "done" is an error)."""
         self._stop.set()
+        if self._threads:
+            self._threads[0].join(2.0)
         if self.store is not None:
-            _bounded(lambda: self.store.set(self._key("beat", self.me.rank), DONE), 2.0)
+            _bounded(lambda: self.store.clone().add(self._key("beat", self.me.rank), DONE), 2.0)
         self._clear_waiting()
+
+    def _write(self, key: str, value: str) -> None:
+        """From a thread other than _beat: a client of its own (one TCPStore client must
+        not be used by two threads at once), and never held up by an unreachable store."""
+        if self.store is not None:
+            _bounded(lambda: self.store.clone().set(key, value), 2.0)
 
     # -- the store side ------------------------------------------------------------------
 
@@ -104,6 +117,8 @@ class PeerWatch:
             return
         while not self._stop.is_set():
             with contextlib.suppress(Exception):  # unreachable: _judge sees last_ok age
+                if self._stop.is_set():
+                    break
                 self.store.add(beats[self.me.rank], 1)
                 if not self.members and self.store.check(infos):
                     self.members = {r: Member(**json.loads(v)) for r, v in
@@ -119,7 +134,7 @@ class PeerWatch:
 
     def _saw(self, counters: list[bytes]) -> None:
         now = time.monotonic()
-        for rank, value in enumerate(counters):
+        for rank, value in enumerate(map(int, counters)):
             if rank not in self.changed or self.changed[rank][0] != value:
                 self.changed[rank] = (value, now)
 
@@ -149,7 +164,7 @@ class PeerWatch:
         """Who is silent (the longest silence first), and for how long."""
         unreachable = now - self.last_ok
         silent = {r: now - when for r, (value, when) in self.changed.items()
-                  if r != self.me.rank and value != DONE}
+                  if r != self.me.rank and value < DONE}
         worst = max(silent.values(), default=0.0)
         if unreachable >= worst and unreachable >= 2 * self.period_s:
             master = self._member_of_node(0)
@@ -192,8 +207,8 @@ class PeerWatch:
     def _end(self, finding: str, publish: bool = False) -> None:
         """Say it (once per node), leave it for ft node and the other ranks, and exit."""
         message = f"ft: {finding}"
-        if publish and self.store is not None:
-            _bounded(lambda: self.store.set(self._key("lost", "job"), finding), 2.0)
+        if publish:
+            self._write(self._key("lost", "job"), finding)
         self._write_report(PEER_LOST_REPORT, finding)
         if self.world.local_rank == 0:
             print(message, file=sys.stderr, flush=True)
