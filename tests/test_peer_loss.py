@@ -30,6 +30,7 @@ class _Lines:
     """The job's merged output, read in the background so the test can act on time."""
 
     def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
         self.lines: list[str] = []
         self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
         self.thread.start()
@@ -44,7 +45,9 @@ class _Lines:
     def wait_for(self, needle: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while needle not in self.text():
-            assert time.monotonic() < deadline, f"no {needle!r} in:\n{self.text()[-4000:]}"
+            ended = self.proc.poll() is not None and not self.thread.is_alive()
+            assert time.monotonic() < deadline and not ended, \
+                f"no {needle!r} in:\n{self.text()[-4000:]}"
             time.sleep(0.2)
 
 
@@ -83,6 +86,9 @@ def test_a_node_whose_link_goes_down_is_named_and_the_job_ends(tmp_path, tiny_mo
            f"and saves; a peer silent for {PEER_S} s is named and ends the job" in log
     # Node 0 names the node that went silent, by rank, hostname and address.
     assert "ft: node 1 (node1, 10.210.0.2) stopped answering" in log, log[-4000:]
+    # Node 1, cut off, names the node it cannot reach.
+    assert "ft: node 1 (node1, 10.210.0.2) cannot reach node 0 (node0, 10.210.0.1), which " \
+           "holds the job's rendezvous store" in log, log[-4000:]
     # The stop signal was told the truth: a wait on that node, not a slow save.
     assert "the ranks are waiting on an unreachable peer, not saving: node 1 (node1, " \
            "10.210.0.2) stopped answering" in log, log[-4000:]

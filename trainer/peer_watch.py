@@ -166,7 +166,9 @@ class PeerWatch:
         silent = {r: now - when for r, (value, when) in self.changed.items()
                   if r != self.me.rank and value < DONE}
         worst = max(silent.values(), default=0.0)
-        if unreachable >= worst and unreachable >= 2 * self.period_s:
+        # While the store does not answer, what this rank knows of the others is as old as
+        # its last answer: the store (node 0, or the way to it) is what is missing.
+        if unreachable >= 2 * self.period_s:
             master = self._member_of_node(0)
             return (f"{self.me.node()} cannot reach {master}, which holds the job's "
                     "rendezvous store: its last answer came", unreachable)
