@@ -12,7 +12,9 @@ threads per rank, a few bytes each way: cheap on CPU and GPU jobs alike.
   across nodes): a peer whose counter has not moved for `peer` seconds is named and this
   rank exits; so does a rank that cannot reach the store for that long (it names node 0).
   The first rank that ends the job leaves its finding in the store, so every node says why
-  within a heartbeat.
+  within a heartbeat. Only the first rank of each node reads every counter (the store's
+  load grows with nodes x ranks, not ranks squared); the others stamp theirs and watch the
+  store and that finding.
 
 A rank that ends normally marks itself done (`finish`), so a rank still writing the final
 model does not mistake it for dead. A rank whose own threads were frozen (a stop signal, a
@@ -66,6 +68,10 @@ class PeerWatch:
         self.report_dir = environ.get(STOP_REPORT_DIR)
         self.me = Member(world.rank, world.node_rank, socket.gethostname(),
                          _address_towards(*self.master))
+        # Reading everyone's counter costs ranks x ranks values per period in all: the first
+        # rank of each node reads them (and rank 1, so a frozen rank 0 of a one-node job is
+        # found too); the others stamp theirs and learn of a loss through the "lost" key.
+        self.judges_peers = world.local_rank == 0 or world.rank == 1
         self.members: dict[int, Member] = {}
         self.changed: dict[int, tuple[int, float]] = {}  # rank -> (counter, when it moved)
         self.last_ok = time.monotonic()
@@ -123,7 +129,7 @@ class PeerWatch:
                 if not self.members and self.store.check(infos):
                     self.members = {r: Member(**json.loads(v)) for r, v in
                                     enumerate(self.store.multi_get(infos))}
-                if self.store.check(beats):
+                if self.judges_peers and self.store.check(beats):
                     self._saw(self.store.multi_get(beats))
                 if self.store.check([self._key("lost", "job")]):
                     self.lost = self.store.get(self._key("lost", "job")).decode()
