@@ -79,7 +79,8 @@ def test_a_node_whose_link_goes_down_is_named_and_the_job_ends(tmp_path, tiny_mo
     output.thread.join(10)
     log = output.text()
     # Kept by pytest for a look after a failure.
-    (tmp_path / "job.log").write_text(f"{log}\nended {ended_after:.1f} s after the cut\n")
+    (tmp_path / "job.log").write_text(f"{log}\nended {ended_after:.1f} s after the cut, "
+                                      f"exit {code}\n")
     assert code not in (0, 75), log[-4000:]
     assert ended_after < PEER_S + MARGIN_S, f"{ended_after:.0f} s\n{log[-4000:]}"
     assert "ft: collectives time out after 600 s in steady training, 3600 s during start-up " \
