@@ -16,6 +16,7 @@ import textwrap
 import time
 from datetime import timedelta
 
+import pytest
 import torch
 import torch.distributed as dist
 from transformers import TrainerControl
@@ -23,10 +24,11 @@ from transformers import TrainerControl
 from orchestrator.node.peer_reports import waiting_on_peer
 from tests.cli_runner import REPO
 from tests.train_helpers import free_port
-from trainer.contract.liveness import COLLECTIVE_ENV, SLOW_PHASE_ENV
+from trainer.contract.errors import UserError
+from trainer.contract.liveness import COLLECTIVE_ENV, PEER_ENV, SLOW_PHASE_ENV
 from trainer.contract.training import TrainingConfig
 from trainer.peer_watch import DONE, PEER_LOST_EXIT_CODE, Member, PeerWatch
-from trainer.process_group import CollectiveWindows
+from trainer.process_group import CollectiveWindows, _env_s
 from trainer.world import World
 
 # One rank of a 2-rank job on this host: heartbeats for `run_s`, then finishes (or not).
@@ -144,3 +146,15 @@ def test_the_collective_timeout_is_long_until_the_first_step_and_around_saves(mo
         assert gloo.options._timeout == timedelta(seconds=300)  # the final model's save
     finally:
         dist.destroy_process_group()
+
+
+def test_a_timeout_from_the_environment_must_be_whole_seconds(monkeypatch):
+    """launch.env may set FT_PEER_TIMEOUT_S (the environment wins over the spec): nonsense
+    there is a user error naming it, not a traceback from int()."""
+    monkeypatch.setenv(PEER_ENV, "2m")
+    with pytest.raises(UserError, match=r"FT_PEER_TIMEOUT_S='2m': give whole seconds"):
+        _env_s(PEER_ENV, "2m")
+    monkeypatch.setenv(PEER_ENV, "30")
+    assert _env_s(PEER_ENV, "2m") == 30
+    monkeypatch.delenv(PEER_ENV)
+    assert _env_s(PEER_ENV, "2m") == 120

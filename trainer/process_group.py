@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from trainer.contract.errors import UserError
 from trainer.contract.liveness import (
     COLLECTIVE_ENV,
     DEFAULT_COLLECTIVE,
@@ -52,7 +53,11 @@ def slow_phase_timeout_s(cfg: TrainingConfig) -> int:
 
 
 def _env_s(name: str, default: str) -> int:
-    return int(os.environ.get(name) or seconds(default))
+    value = os.environ.get(name) or str(seconds(default))
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{name}={value!r}: give whole seconds (1 or more), or leave it unset "
+                        "and set `launch.timeouts` in the spec")
+    return int(value)
 
 
 def join_process_group(cfg: TrainingConfig, world: World) -> None:
