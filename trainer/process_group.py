@@ -14,6 +14,7 @@ gone is found sooner, in every phase, by the heartbeats of trainer/peer_watch.py
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from datetime import timedelta
@@ -94,23 +95,38 @@ class CollectiveWindows(TrainerCallback):
 
     def __init__(self, cfg: TrainingConfig):
         self.steady, self.slow = collective_timeout_s(cfg), slow_phase_timeout_s(cfg)
+        self.current = self.slow  # what join_process_group started the group with
 
     def on_step_end(self, args, state, control, **kwargs):
-        _set_timeout(self.slow if control.should_save else self.steady)
+        self._use(self.slow if control.should_save else self.steady)
         return control
 
     def on_save(self, args, state, control, **kwargs):
-        _set_timeout(self.steady)
+        self._use(self.steady)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
-        _set_timeout(self.slow)  # the final model is saved next
+        self._use(self.slow)  # the final model is saved next
         return control
 
+    def _use(self, timeout_s: int) -> None:
+        if timeout_s != self.current and dist.is_available() and dist.is_initialized():
+            _set_timeout(timedelta(seconds=timeout_s))
+        self.current = timeout_s
 
-def _set_timeout(timeout_s: int) -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.distributed_c10d._set_pg_timeout(timedelta(seconds=timeout_s))
+
+def _set_timeout(timeout: timedelta) -> None:
+    """On every group: FSDP's device mesh (HYBRID_SHARD) makes sub-groups, which took the
+    start-up timeout when they were made."""
+    c10d = dist.distributed_c10d
+    c10d._set_pg_timeout(timeout)
+    default = c10d._get_default_group()
+    for group in list(getattr(getattr(c10d, "_world", None), "pg_map", None) or []):
+        if group is not default:
+            # Best effort: a sub-group keeps its start-up timeout, and heartbeats still
+            # find a silent peer in `peer` seconds.
+            with contextlib.suppress(RuntimeError, ValueError):
+                c10d._set_pg_timeout(timeout, group)
 
 
 def init_world(timeout_s: float, world: World, cpu_collectives: bool = False) -> torch.device:
