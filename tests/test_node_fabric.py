@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.clusters import DEFAULT_ENV, load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
+from trainer.contract.liveness import Timeouts
 
 
 def add_hca(sysfs: Path, name: str, ports: dict[int, tuple[str, str | None]]) -> None:
@@ -159,6 +160,15 @@ def test_explicit_environment_wins_and_is_noted() -> None:
     assert any(note.startswith("NCCL_NET_GDR_LEVEL: keeping 'SYS'") for note in notes)
     # Same value as ft's: nothing worth a note (the rendered file exports the profile's env).
     assert not any(note.startswith("NCCL_IB_TIMEOUT") for note in notes)
+
+
+def test_the_specs_timeouts_reach_the_ranks_unless_the_environment_sets_them() -> None:
+    timeouts = Timeouts(collective="2m", peer="30s")
+    env, notes = node_env(load_profile("tcp"), tcp_report(), {"FT_PEER_TIMEOUT_S": "9"},
+                          timeouts.env())
+    assert (env["FT_COLLECTIVE_TIMEOUT_S"], env["FT_SLOW_PHASE_TIMEOUT_S"]) == ("120", "3600")
+    assert "FT_PEER_TIMEOUT_S" not in env
+    assert "FT_PEER_TIMEOUT_S: keeping '9' from the environment (ft would set '30')" in notes
 
 
 def test_profile_beats_detection_and_a_mismatch_is_loud() -> None:

@@ -34,7 +34,7 @@ from trainer.preemption import (
     report_clean_stop,
     report_finished,
 )
-from trainer.process_group import join_process_group
+from trainer.process_group import CollectiveWindows, join_process_group, leave_process_group
 from trainer.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.world import World
 
@@ -104,7 +104,8 @@ def _run(cfg: TrainingConfig, world: World, hooks: list,
                         processing_class=tokenizer, sharding=plan,
                         callbacks=[CompleteCheckpointMarker(cfg.save_total_limit), graceful,
                                    TrackingRunRecorder(tracking_run_id(cfg, os.environ)),
-                                   *([SaveAfterFirstStep()] if cfg.save_first_step else [])])
+                                   *([SaveAfterFirstStep()] if cfg.save_first_step else []),
+                                   CollectiveWindows(cfg)])
     run_hooks(hooks, trainer)
     resume = agree_on_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
                              output_dir)
@@ -146,5 +147,4 @@ def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state, wor
 
 
 def _cleanup() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    leave_process_group()

@@ -5,37 +5,128 @@ forever. transformers passes `ddp_timeout` to the process group on GPUs only, so
 the group itself, first; accelerate, the Trainer and DeepSpeed then reuse it. With NCCL the
 timeout takes effect through async error handling (TORCH_NCCL_ASYNC_ERROR_HANDLING=1, which
 every cluster profile exports).
+
+The timeouts come from `launch.timeouts` (trainer/contract/liveness.py says why two windows):
+the group starts with the slow-phase one (start-up, resume, first step), `CollectiveWindows`
+switches to the steady one after the first step and back around each save. A peer that is
+gone is found sooner, in every phase, by the heartbeats of trainer/peer_watch.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+from transformers import TrainerCallback
 
+from trainer.contract.errors import UserError
+from trainer.contract.liveness import (
+    COLLECTIVE_ENV,
+    DEFAULT_COLLECTIVE,
+    DEFAULT_PEER,
+    DEFAULT_SLOW_PHASE,
+    PEER_ENV,
+    SLOW_PHASE_ENV,
+    seconds,
+)
 from trainer.contract.training import TrainingConfig
 from trainer.fsdp import offloads_params
 from trainer.nccl_log import transport_report
+from trainer.peer_watch import PeerWatch
 from trainer.world import World
 
-DEFAULT_COLLECTIVE_TIMEOUT_S = 1800
+_watch: PeerWatch | None = None
 
 
 def collective_timeout_s(cfg: TrainingConfig) -> int:
-    """The spec's `ddp_timeout`, else FT_COLLECTIVE_TIMEOUT_S (set by the cluster profile)."""
-    return cfg.ddp_timeout or int(os.environ.get("FT_COLLECTIVE_TIMEOUT_S",
-                                                 DEFAULT_COLLECTIVE_TIMEOUT_S))
+    """Steady state: the spec's `ddp_timeout` (Axolotl's key), else `launch.timeouts.collective`
+    (ft node sets FT_COLLECTIVE_TIMEOUT_S from it)."""
+    return cfg.ddp_timeout or _env_s(COLLECTIVE_ENV, DEFAULT_COLLECTIVE)
+
+
+def slow_phase_timeout_s(cfg: TrainingConfig) -> int:
+    """Start-up and saves: `launch.timeouts.slow_phase`, never shorter than steady state."""
+    return max(_env_s(SLOW_PHASE_ENV, DEFAULT_SLOW_PHASE), collective_timeout_s(cfg))
+
+
+def _env_s(name: str, default: str) -> int:
+    value = os.environ.get(name) or str(seconds(default))
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{name}={value!r}: give whole seconds (1 or more), or leave it unset "
+                        "and set `launch.timeouts` in the spec")
+    return int(value)
 
 
 def join_process_group(cfg: TrainingConfig, world: World) -> None:
-    """Under torchrun (WORLD_SIZE > 1), with the spec's timeout; a single process has no
-    group (the Trainer runs without one)."""
+    """Under torchrun (WORLD_SIZE > 1), with the spec's timeouts and the peer heartbeats; a
+    single process has no group (the Trainer runs without one)."""
+    global _watch
     if not world.distributed or dist.is_initialized():
         return
-    init_world(collective_timeout_s(cfg), world, cpu_collectives=offloads_params(cfg))
+    steady, slow, peer = (collective_timeout_s(cfg), slow_phase_timeout_s(cfg),
+                          _env_s(PEER_ENV, DEFAULT_PEER))
+    init_world(slow, world, cpu_collectives=offloads_params(cfg))
+    _watch = PeerWatch(world, peer, os.environ)
+    _watch.start()
+    if world.is_main:
+        print(f"ft: collectives time out after {steady} s in steady training, {slow} s during "
+              f"start-up and saves; a peer silent for {peer} s is named and ends the job "
+              "(launch.timeouts)", flush=True)
+
+
+def leave_process_group() -> None:
+    """The orderly end: stop the heartbeats (peers stop expecting them), then the group."""
+    global _watch
+    if _watch is not None:
+        _watch.finish()
+        _watch = None
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class CollectiveWindows(TrainerCallback):
+    """The slow-phase timeout until the first step is done and around every save (the
+    others wait in a barrier while a checkpoint is written), the steady one otherwise.
+    Placed after the callbacks that decide to save (GracefulStop), so it sees their word."""
+
+    def __init__(self, cfg: TrainingConfig):
+        self.steady, self.slow = collective_timeout_s(cfg), slow_phase_timeout_s(cfg)
+        self.current = self.slow  # what join_process_group started the group with
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._use(self.slow if control.should_save else self.steady)
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self._use(self.steady)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._use(self.slow)  # the final model is saved next
+        return control
+
+    def _use(self, timeout_s: int) -> None:
+        if timeout_s != self.current and dist.is_available() and dist.is_initialized():
+            _set_timeout(timedelta(seconds=timeout_s))
+        self.current = timeout_s
+
+
+def _set_timeout(timeout: timedelta) -> None:
+    """On every group: FSDP's device mesh (HYBRID_SHARD) makes sub-groups, which took the
+    start-up timeout when they were made."""
+    c10d = dist.distributed_c10d
+    c10d._set_pg_timeout(timeout)
+    default = c10d._get_default_group()
+    for group in list(getattr(getattr(c10d, "_world", None), "pg_map", None) or []):
+        if group is not default:
+            # Best effort: a sub-group keeps its start-up timeout, and heartbeats still
+            # find a silent peer in `peer` seconds.
+            with contextlib.suppress(RuntimeError, ValueError):
+                c10d._set_pg_timeout(timeout, group)
 
 
 def init_world(timeout_s: float, world: World, cpu_collectives: bool = False) -> torch.device:

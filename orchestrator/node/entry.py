@@ -59,7 +59,7 @@ def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
                           launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     profile = load_profile(launch.cluster)
-    env, env_notes = node_env(profile, report, environ)
+    env, env_notes = node_env(profile, report, environ, launch.timeouts.env())
     # NCCL runs only between GPUs: a CPU job (gloo) gets no NCCL log and no promise of a
     # transport line.
     uses_nccl = launch.gpus_per_node > 0

@@ -61,10 +61,11 @@ def detect_fabric(sysfs_root: Path = Path("/sys"), environ: Mapping[str, str] = 
     return FabricReport("tcp", socket_ifname=ifname, env=_tcp_env(ifname), notes=notes)
 
 
-def node_env(profile: ClusterProfile, report: FabricReport,
-             environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(variables to set, notes): detection < profile < what the environment already has."""
-    wanted = {**report.env, **profile.launch_env()}
+def node_env(profile: ClusterProfile, report: FabricReport, environ: Mapping[str, str],
+             spec_env: Mapping[str, str] | None = None) -> tuple[dict[str, str], list[str]]:
+    """(variables to set, notes): detection < profile < the spec's (`launch.timeouts`) <
+    what the environment already has."""
+    wanted = {**report.env, **profile.launch_env(), **(spec_env or {})}
     notes = _mismatch_warning(profile, report)
     env: dict[str, str] = {}
     for key, value in wanted.items():

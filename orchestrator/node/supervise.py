@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.node.peer_reports import waiting_on_peer
 from orchestrator.process import (
     SUPERVISED_SIGNALS,
     catches_signal,
@@ -67,6 +68,7 @@ class Supervisor:
         self.killed = self.aborted = self.unstarted = self._ranks_seen = False
         self.sigints = self._alone_polls = 0
         self.proc = None  # the launcher, once started
+        self.told_stall = False  # said once that the ranks wait on a silent peer
         self.reports = tempfile.mkdtemp(prefix="ft-stop-")
         self._previous = {sig: signal.signal(sig, self._on_signal)
                           for sig in SUPERVISED_SIGNALS}
@@ -139,6 +141,7 @@ class Supervisor:
 
     def _wait(self) -> int:
         while (code := self.proc.poll()) is None:
+            self._tell_stall()
             if self._overdue():
                 self._kill_tree()
             elif self._user_error() is not None and not self.killed:
@@ -173,6 +176,14 @@ class Supervisor:
         self._alone_polls = 0 if self._ranks_seen else self._alone_polls + 1
         return self._alone_polls >= 2
 
+    def _tell_stall(self) -> None:
+        """Once stopped: ranks that wait on a silent peer are not saving, so say that."""
+        if self.stop_requested_at is None or self.told_stall or not self.reports:
+            return
+        if stalled := waiting_on_peer(self.reports):
+            _say(stalled)
+            self.told_stall = True
+
     def _overdue(self) -> bool:
         if self.stop_requested_at is None or self.killed:
             return False
@@ -181,9 +192,14 @@ class Supervisor:
         return time.monotonic() - self.stop_requested_at > self.grace_s + KILL_MARGIN_S
 
     def _kill_tree(self) -> None:
-        if not self.aborted:
-            _say(f"the ranks did not stop within the grace of {self.grace_s:.0f} s; killing "
-                 "them (raise launch.stop_grace if saving takes longer)")
+        if self.aborted:
+            kill_tree(self.proc.pid)
+            self.killed = True
+            return
+        stalled = waiting_on_peer(self.reports)
+        _say(f"killing the ranks after the grace of {self.grace_s:.0f} s: {stalled}" if stalled
+             else f"the ranks did not stop within the grace of {self.grace_s:.0f} s; killing "
+             "them (raise launch.stop_grace if saving takes longer)")
         kill_tree(self.proc.pid)
         self.killed = True
 

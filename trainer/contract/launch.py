@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainer.contract.liveness import Timeouts
+
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # dstack is the strictest of the three about run names; one rule keeps every backend happy.
 JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -181,6 +183,8 @@ class LaunchSpec(_Strict):
                             "ft cancel), how long every rank may take to save a complete "
                             "checkpoint before it is killed. Slurm sends its warning this long "
                             "plus a minute before the time limit.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="Collective and peer "
+                               "timeouts: a job that makes no progress ends, naming the node.")
     master_port: int = Field(29500, ge=1024, le=65534, description="Rendezvous port; the "
                              "pre-flight check uses the next one.")
     preflight: bool = Field(False, description="Before training, run `ft doctor` on every "

@@ -1,0 +1,92 @@
+"""`launch.timeouts`: how long the job waits on a collective, and on a silent peer, before it
+ends (torch-free: the spec, `ft node` and the trainer all read it).
+
+Two different failures, two clocks:
+
+- a peer that is gone (node dead, link down, process frozen) stops its heartbeat: every
+  rank stamps a counter in the job's rendezvous store every few seconds (trainer/peer_watch.py)
+  and a rank that sees a peer silent for `peer` names it and ends the job. This clock runs
+  the same in every phase, so a dead node is found in about `peer` even during a save.
+- a peer that is alive but never joins the collective (a hang in its own code) is caught by
+  the collective timeout. That one must not kill healthy slow phases: the first collectives
+  wait for the slowest node to start, prepare its data and load its model, NCCL's first
+  communicator on 8+ nodes takes minutes, and at a save every rank waits in a barrier while
+  a large checkpoint is written. So start-up (up to the end of the first step, resume
+  included) and each checkpoint save get `slow_phase`, steady training gets `collective`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# env ft node gives the ranks (a plain `ft train` without ft node uses the defaults).
+COLLECTIVE_ENV = "FT_COLLECTIVE_TIMEOUT_S"
+SLOW_PHASE_ENV = "FT_SLOW_PHASE_TIMEOUT_S"
+PEER_ENV = "FT_PEER_TIMEOUT_S"
+DEFAULT_COLLECTIVE = "10m"
+DEFAULT_SLOW_PHASE = "1h"
+DEFAULT_PEER = "2m"
+# Heartbeats every PERIOD_S at most (peer/4 when that is shorter): a silent peer is named
+# within `peer` + one period. Below MIN_PEER_S a busy host's scheduling hiccup would look
+# like a dead node.
+PERIOD_S = 5.0
+MIN_PEER_S = 5
+# In STOP_REPORT_DIR (trainer.contract.exit_codes): a rank waiting on a silent peer says so
+# (ft node tells a stop signal it is not a slow save), and a rank that ended the job on a
+# lost peer leaves why.
+WAITING_REPORT = "waiting-rank-{rank}.json"
+PEER_LOST_REPORT = "peer-lost-rank-{rank}.json"
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+
+
+def seconds(value: str) -> int:
+    """A validated timeout (`90s`, `10m`, `1h`) in seconds."""
+    return int(value[:-1]) * _UNIT_SECONDS[value[-1]]
+
+
+def heartbeat_period_s(peer_s: float) -> float:
+    return min(PERIOD_S, peer_s / 4)
+
+
+class Timeouts(BaseModel):
+    """When a job that makes no progress ends (README, "Stops, restarts and checkpoints")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    collective: str = Field(DEFAULT_COLLECTIVE, description="How long one collective "
+                            "(all-reduce, barrier) may wait in steady training before the "
+                            "job ends. The spec's `ddp_timeout` (seconds), when set, wins.")
+    slow_phase: str = Field(DEFAULT_SLOW_PHASE, description="The same during start-up (up to "
+                            "the end of the first step: data preparation, model load, "
+                            "resume, NCCL's first connections) and each checkpoint save.")
+    peer: str = Field(DEFAULT_PEER, description="A node (or rank) whose heartbeat stops for "
+                      "this long is named and the job ends: node dead, link down, process "
+                      "frozen.")
+
+    @field_validator("collective", "slow_phase", "peer")
+    @classmethod
+    def _duration(cls, value: str, info) -> str:
+        text = str(value).strip()
+        if len(text) < 2 or text[-1] not in _UNIT_SECONDS or not text[:-1].isdigit():
+            raise ValueError(f"`{info.field_name}: {value}` is not a duration; use a number "
+                             "and a unit (s, m, h), e.g. 10m")
+        least = MIN_PEER_S if info.field_name == "peer" else 1
+        if seconds(text) < least:
+            raise ValueError(f"`{info.field_name}: {value}` is too short; use at least "
+                             f"{least}s")
+        return text
+
+    @model_validator(mode="after")
+    def _slow_phase_is_slower(self) -> Timeouts:
+        if seconds(self.slow_phase) < seconds(self.collective):
+            raise ValueError(f"`slow_phase: {self.slow_phase}` is shorter than `collective: "
+                             f"{self.collective}`; start-up and saves need at least as long "
+                             "as a steady step")
+        return self
+
+    def env(self) -> dict[str, str]:
+        """What ft node tells the ranks."""
+        return {COLLECTIVE_ENV: str(seconds(self.collective)),
+                SLOW_PHASE_ENV: str(seconds(self.slow_phase)),
+                PEER_ENV: str(seconds(self.peer))}
