@@ -67,16 +67,10 @@ def init_example(name: str, directory: Path, force: bool = False,
 
 def _build_model(name: str, target: Path) -> str:
     # Imported here: the builder needs torch, which the base install lacks.
-    from trainer.deepspeed_config import keep_deepspeed_unloaded
-
-    # transformers would import DeepSpeed (when installed) to save the model, and DeepSpeed
-    # announces the accelerator it guessed: a warning about nothing the user asked for.
-    keep_deepspeed_unloaded()
-    from transformers.utils import logging as transformers_logging
-
+    from trainer.console import quiet_for_a_model_build
     from trainer.tiny_model import build_tiny_model, is_built
 
-    transformers_logging.disable_progress_bar()  # a bar for one small file is noise
+    quiet_for_a_model_build()
     existed = is_built(target)
     build_tiny_model(target)
     return f"{'kept the model already in' if existed else 'built the model in'} {target}"

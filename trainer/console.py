@@ -83,6 +83,18 @@ def _logging(world: World) -> None:
         datasets_logging.get_logger().removeHandler(handler)
 
 
+def quiet_for_a_model_build() -> None:
+    """For `ft init --example`, which saves a small model: transformers would import
+    DeepSpeed (when installed), which announces the accelerator it guessed, and draw a
+    progress bar for one small file."""
+    from trainer.deepspeed_config import keep_deepspeed_unloaded
+
+    keep_deepspeed_unloaded()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
 def _log_lines() -> None:
     if isinstance(sys.stderr, LogLines) or sys.stderr.isatty():
         return

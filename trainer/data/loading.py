@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainer.contract.data_paths import BUILDER_OF_EXT, looks_local
+from trainer.contract.data_paths import BUILDER_OF_EXT, missing_local_dataset
 from trainer.contract.errors import UserError
 from trainer.contract.training import DatasetSpec
 
@@ -27,13 +27,11 @@ class DataSourceError(UserError, ValueError):
 def load_spec(spec: DatasetSpec, where: str) -> Any:
     """Load one dataset entry; `where` is its YAML path, e.g. `datasets[1]`."""
     local = Path(spec.path).expanduser()
-    if local.exists():
-        ds = _load_local(spec, local, where)
-    elif looks_local(spec.path):
+    missing = missing_local_dataset(spec.path, Path.cwd())  # the rule validation applies
+    if missing is not None:
         raise DataSourceError(f"{where}.path: {spec.path!r} not found "
-                              f"(looked for {local.resolve()})")
-    else:
-        ds = _load_hub(spec, where)
+                              f"(looked for {missing.resolve()})")
+    ds = _load_local(spec, local, where) if local.exists() else _load_hub(spec, where)
     if spec.shards:
         ds = ds.shard(num_shards=spec.shards, index=0, contiguous=True)
     return ds
