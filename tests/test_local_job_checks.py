@@ -150,3 +150,19 @@ def test_a_resumable_checkpoint_passes_and_broken_ones_are_named(tmp_path):
     empty.mkdir()
     assert "holds no model or adapter weights" in resume_problem(empty)
     assert resume_problem(tmp_path / "absent") == "does not exist"
+
+
+def test_a_cluster_node_checks_its_own_paths_before_starting_a_rank(tmp_path):
+    """On a cluster the paths are the node's: `ft node` checks them there, before torchrun
+    starts a rank, not `ft validate` on the laptop (where they are not)."""
+    spec = _spec(tmp_path, output_dir="./out/run")
+    (tmp_path / "out").write_text("a file where the job expects a directory\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DSTACK_MASTER_NODE_IP": "127.0.0.1",
+           "DSTACK_NODE_RANK": "0", "DSTACK_NODES_NUM": "1", "DSTACK_GPUS_PER_NODE": "0"}
+    result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "node", "spec.yaml",
+                             "--backend", "dstack"], cwd=tmp_path, capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert (f"spec.yaml:{_line(spec, 'output_dir')}: `output_dir`: ./out/run: cannot be "
+            f"created: {tmp_path}/out is a file") in result.stderr
+    assert "ft node: launch" not in result.stderr and "Traceback" not in result.stderr
