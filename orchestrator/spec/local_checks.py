@@ -120,10 +120,48 @@ def local_problems(t: TrainingConfig, source: str, base: Path | None = None) -> 
 
 
 def require_local_files(spec) -> None:
-    """For a command that runs the job here (`ft train`, `ft launch --backend local`)."""
+    """For a command that runs the job here (`ft train`, `ft node`)."""
     problems = local_problems(spec.training, spec.source)
     if problems:
         raise SpecError(problems, spec.source)
+
+
+def local_launch_problems(spec) -> list[Problem]:
+    """What `ft launch --backend local` needs here: the job's paths, and a GPU of this machine
+    for each GPU of each emulated node (they split this machine's GPUs between them)."""
+    problems = local_problems(spec.training, spec.source)
+    launch = spec.launch
+    needed = launch.nodes * launch.gpus_per_node
+    have, counted = visible_gpus()
+    if needed > have:
+        path = ("launch", "gpus_per_node")
+        try:
+            _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
+        except OSError:
+            lines = {}
+        problems.append(Problem(format_path(path), (
+            f"{launch.nodes} node(s) x {launch.gpus_per_node} GPU(s) need {needed} GPUs of this "
+            f"machine, which has {have} ({counted}); lower `launch.gpus_per_node` or "
+            "`--nodes`, or set `gpus_per_node: 0` for a CPU run"), line_of(lines, path)))
+    return problems
+
+
+def require_local_launch(spec) -> None:
+    problems = local_launch_problems(spec)
+    if problems:
+        raise SpecError(problems, spec.source)
+
+
+def visible_gpus(environ=os.environ, dev: Path = Path("/dev")) -> tuple[int, str]:
+    """(how many NVIDIA GPUs this process may use, where that count comes from), without
+    torch: CUDA_VISIBLE_DEVICES when set, else the /dev/nvidiaN device files (a container
+    gets only those of its own GPUs)."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()]), \
+            f"CUDA_VISIBLE_DEVICES={visible}"
+    count = len([p for p in dev.glob("nvidia*") if p.name.removeprefix("nvidia").isdigit()])
+    return count, f"/dev/nvidia0.. {'found' if count else 'not found'}"
 
 
 def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:
