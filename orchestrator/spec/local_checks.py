@@ -1,7 +1,8 @@
 """Rules that read this machine: the paths of a job that runs here, and the chat template.
 
-A job runs here under `ft train` and `ft launch --backend local`; on a cluster, every rank's
-`ft train` makes the same checks on its node before it imports the trainer, so what one
+A job runs here under `ft train` and `ft launch --backend local` (which also needs this
+machine's GPUs); on a cluster, `ft node` makes the same checks on every node before torchrun
+starts a rank, and each rank's `ft train` again before it imports the trainer, so what one
 passes, training does not refuse later for a reason a check could see. Relative paths are
 relative to the directory ft runs in (as in Axolotl, and as the trainer opens them):
 
