@@ -62,7 +62,8 @@ def doctor(
     master_port: MasterPortOpt = None,
     size_mb: Annotated[float | None, typer.Option(help="All-reduce size (default: 256 MiB "
                                                   "on GPUs, 8 MiB on CPU).")] = None,
-    iters: Annotated[int, typer.Option(min=1, help="Timed all-reduces per group.")] = 10,
+    iters: Annotated[int, typer.Option(min=1, metavar="N",
+                                       help="Timed all-reduces per group.")] = 10,
     in_job: Annotated[bool, typer.Option(hidden=True, help="Set by `ft node`: this process "
                                          "is one rank of the check.")] = False,
 ) -> None:
