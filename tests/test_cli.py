@@ -211,7 +211,8 @@ def test_help_shows_brackets_literally_and_no_type_labels():
     assert init.returncode == 0
     text = " ".join(init.stdout.split())  # help is wrapped to the terminal's width
     assert "[default: ft.yaml]" in text and "finetune[train]" in text, init.stdout
-    for argv in (["--help"], ["init", "--help"], ["launch", "--help"], ["validate", "--help"]):
+    for argv in (["--help"], ["init", "--help"], ["launch", "--help"], ["validate", "--help"],
+                 ["doctor", "--help"], ["list", "--help"]):
         shown = run_ft(*argv).stdout
         assert "<bool>" not in shown and "<int range>" not in shown, (argv, shown)
     assert "--nodes N" in run_ft("launch", "--help").stdout
