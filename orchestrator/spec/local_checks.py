@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,13 +157,20 @@ def require_local_launch(spec) -> None:
 def visible_gpus(environ=os.environ, dev: Path = Path("/dev")) -> tuple[int, str]:
     """(how many NVIDIA GPUs this process may use, where that count comes from), without
     torch: CUDA_VISIBLE_DEVICES when set, else the /dev/nvidiaN device files (a container
-    gets only those of its own GPUs)."""
+    gets only those of its own GPUs), else `nvidia-smi -L` where it exists (WSL has no
+    /dev/nvidiaN)."""
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return len([d for d in visible.split(",") if d.strip()]), \
             f"CUDA_VISIBLE_DEVICES={visible}"
     count = len([p for p in dev.glob("nvidia*") if p.name.removeprefix("nvidia").isdigit()])
-    return count, f"/dev/nvidia0.. {'found' if count else 'not found'}"
+    if count or not shutil.which("nvidia-smi"):
+        return count, f"/dev/nvidia0.. {'found' if count else 'not found'}"
+    from orchestrator.process import run_cmd
+
+    listed = run_cmd(["nvidia-smi", "-L"])
+    count = sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+    return count, "nvidia-smi -L"
 
 
 def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:
