@@ -79,3 +79,6 @@ class LogLines(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def __getattr__(self, name: str):  # `buffer`, `errors`, ...: the wrapped stream's
+        return getattr(self.raw, name)
