@@ -67,8 +67,10 @@ def init_example(name: str, directory: Path, force: bool = False,
 
 def _build_model(name: str, target: Path) -> str:
     # Imported here: the builder needs torch, which the base install lacks.
+    from trainer.console import quiet_for_a_model_build
     from trainer.tiny_model import build_tiny_model, is_built
 
+    quiet_for_a_model_build()
     existed = is_built(target)
     build_tiny_model(target)
     return f"{'kept the model already in' if existed else 'built the model in'} {target}"

@@ -195,3 +195,24 @@ def test_a_slurm_time_limit_shorter_than_the_stop_warning_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(spec))
     ok = run_ft("render", str(path), "--backend", "slurm")
     assert ok.returncode == 0 and "--signal=B:USR1@180" in ok.stdout
+
+
+def test_version_flag_prints_the_version():
+    from orchestrator import __version__
+
+    for argv in (["--version"], ["version"]):
+        result = run_ft(*argv)
+        assert result.returncode == 0 and result.stdout == f"{__version__}\n", result.stderr
+
+
+def test_help_shows_brackets_literally_and_no_type_labels():
+    """Rich markup ate `[default: ft.yaml]` and `[train]`, and labelled every flag `<bool>`."""
+    init = run_ft("init", "--help")
+    assert init.returncode == 0
+    text = " ".join(init.stdout.split())  # help is wrapped to the terminal's width
+    assert "[default: ft.yaml]" in text and "finetune[train]" in text, init.stdout
+    for argv in (["--help"], ["init", "--help"], ["launch", "--help"], ["validate", "--help"],
+                 ["doctor", "--help"], ["list", "--help"]):
+        shown = run_ft(*argv).stdout
+        assert "<bool>" not in shown and "<int range>" not in shown, (argv, shown)
+    assert "--nodes N" in run_ft("launch", "--help").stdout

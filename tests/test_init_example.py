@@ -10,16 +10,21 @@ import pytest
 
 from orchestrator.example_init import example_text, spec_prefix
 from tests.cli_runner import REPO, run_ft
+from tests.specs import BACKENDS
 from trainer.contract.example_files import example_files
 from trainer.tiny_model import is_built
 
 
-def test_starter_spec_validates_without_warnings(tmp_path):
+def test_starter_spec_validates_without_warnings_and_renders_for_every_backend(tmp_path):
     written = run_ft("init", cwd=tmp_path)
     assert written.returncode == 0 and "warning:" not in written.stderr, written.stderr
     validated = run_ft("validate", "ft.yaml", cwd=tmp_path)
     assert validated.returncode == 0, validated.stderr
     assert "warning:" not in validated.stderr, validated.stderr
+    for backend in BACKENDS:
+        assert f"--backend {backend}: ready" in validated.stdout, validated.stderr
+        rendered = run_ft("render", "ft.yaml", "--backend", backend, cwd=tmp_path)
+        assert rendered.returncode == 0, (backend, rendered.stderr)
 
 
 def test_example_written_into_examples_tiny_is_the_shipped_spec():
@@ -40,6 +45,11 @@ def test_spec_prefix_outside_the_working_directory_is_absolute(tmp_path):
 def test_init_example_then_train_from_another_directory(tmp_path):
     result = run_ft("init", "--example", "tiny", "mine", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    # What it says, and nothing else: no DeepSpeed accelerator notice, no progress bar.
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[0] == "built the model in mine/model"
+    assert all(line.startswith(("wrote mine/", "from here: ")) for line in
+               result.stdout.splitlines()[1:]), result.stdout
     target = tmp_path / "mine"
     assert is_built(target / "model")
     for relative in example_files("tiny"):
@@ -49,6 +59,9 @@ def test_init_example_then_train_from_another_directory(tmp_path):
     assert validated.returncode == 0 and "warning:" not in validated.stderr, validated.stderr
     trained = run_ft("train", "mine/tiny.yaml", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "gemm_4bit_forward" not in trained.stderr  # bitsandbytes' import-time notice
+    assert trained.stderr.strip(), "no output at all"
+    assert "\n\n" not in trained.stderr and "\r" not in trained.stderr  # one line per bar
     assert (tmp_path / "outputs" / "tiny" / "adapter_model.safetensors").is_file()
 
 

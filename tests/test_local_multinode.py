@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -65,13 +66,16 @@ def test_two_emulated_nodes_shard_the_data_and_agree(tmp_path, tiny_model_dir, e
 
 
 def test_a_failing_node_stops_the_job(tmp_path, tiny_model_dir):
-    """One node cannot start (its data is missing): the launch fails fast and says so."""
+    """One node cannot start (its data does not parse: a missing file would already be
+    refused by the launch's own checks): the launch fails fast and says so."""
     spec = write_tiny_spec(tmp_path, tiny_model_dir)
-    spec.write_text(spec.read_text().replace("alpaca.jsonl", "missing.jsonl"))
+    (tmp_path / "broken.jsonl").write_text('{"instruction": "x", "output": \n')
+    spec.write_text(re.sub(r"\S*alpaca\.jsonl", str(tmp_path / "broken.jsonl"),
+                           spec.read_text()))
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2",
                     "--master-port", str(free_port()), cwd=tmp_path)
     assert result.returncode != 0
-    assert "missing.jsonl" in result.stdout
+    assert "broken.jsonl:1: not valid JSON" in result.stdout
     if unavailable_reason() is None:  # isolated unasked, and a crashed job cleans up
         assert_removed(launch_namespaces(result.stderr))
     else:

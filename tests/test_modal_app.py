@@ -149,7 +149,8 @@ def _spec(tmp_path: Path, **launch) -> Path:
 @pytest.mark.parametrize(("launch", "field", "phrase"), [
     ({"gpu": "V100"}, "launch.gpu", "Modal offers no 'V100' GPU"),
     ({"gpu": "A100:24GB"}, "launch.gpu", "40GB or 80GB"),
-    ({"gpus_per_node": 16}, "launch.gpus_per_node", "at most 8 GPUs"),
+    # 16 A100s: a 16-GPU machine elsewhere (gpu_limits.py), not a Modal container.
+    ({"gpu": "A100", "gpus_per_node": 16}, "launch.gpus_per_node", "at most 8 GPUs"),
     ({"gpu": "A10G", "gpus_per_node": 8}, "launch.gpus_per_node", "at most 4 GPUs of type A10"),
     ({"nodes": 2, "gpus_per_node": 4}, "launch.gpus_per_node", "all 8 GPUs of its host"),
     ({"volumes": [{"source": "/mnt/data", "path": "/data"}]}, "launch.volumes[0].source",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 
 import pytest
@@ -187,3 +188,60 @@ def test_fsdp_settings_ft_handles_its_own_way_are_noted():
     messages = " ".join(str(w.message) for w in caught)
     assert "`fsdp_config.state_dict_type` changes nothing" in messages
     assert "`fsdp_config.cpu_ram_efficient_loading` does not apply to 4-bit models" in messages
+
+
+def _launch_spec(tmp_path, **launch):
+    path = tmp_path / "spec.yaml"
+    path.write_text(BASE + "launch:\n" + "".join(f"  {k}: {v}\n" for k, v in launch.items()))
+    return path
+
+
+@pytest.mark.parametrize(("gpu", "per_node", "refused"), [
+    ("H100:80GB", 16, True), ("H200", 9, True), (None, 16, True), ("H100", 8, False),
+    ("A100", 16, False), ("A100", 17, True), ("V100", 16, False)])
+def test_gpus_per_node_beyond_any_machine_is_refused(tmp_path, gpu, per_node, refused):
+    """An HGX board and a cloud's largest instance hold 8 GPUs (16 only for A100/V100
+    machines): more renders, then waits forever or fails at submit."""
+    from orchestrator import backends
+    from orchestrator.spec.load import load_spec
+
+    spec = load_spec(_launch_spec(tmp_path, nodes=1, gpus_per_node=per_node,
+                                  **({"gpu": gpu} if gpu else {})), for_launch=True)
+    for backend in ("dstack", "skypilot", "slurm"):
+        found = [p for p in backends.get(backend).spec_problems(spec)
+                 if p.path == "launch.gpus_per_node"]
+        assert bool(found) == refused, (backend, found)
+        if refused:
+            assert found[0].line == 7 and "use more `launch.nodes` instead" in found[0].message
+
+
+def test_validate_and_render_refuse_16_gpus_per_node_alike(tmp_path):
+    spec = _launch_spec(tmp_path, nodes=1, gpus_per_node=16, gpu="H100:80GB")
+    validated = run_ft("validate", str(spec), "--backend", "slurm")
+    rendered = run_ft("render", str(spec), "--backend", "dstack")
+    assert validated.returncode == rendered.returncode == 2, rendered.stderr
+    assert "Traceback" not in validated.stderr + rendered.stderr
+    for result, backend in ((validated, "slurm"), (rendered, "dstack")):
+        assert (f"{spec}:7: `launch.gpus_per_node`: 16 GPUs per node: no H100 machine "
+                f"{backend} can get has more than 8 H100 GPUs") in result.stderr, result.stderr
+
+
+def test_a_local_launch_needs_this_machines_gpus(tmp_path):
+    spec = _launch_spec(tmp_path, nodes=2, gpus_per_node=1)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0"}
+    result = run_ft("validate", str(spec), "--backend", "local", env=env)
+    assert result.returncode == 2
+    assert (f"{spec}:7: `launch.gpus_per_node`: 2 node(s) x 1 GPU(s) need 2 GPUs of this "
+            "machine, which has 1 (CUDA_VISIBLE_DEVICES=0)") in result.stderr, result.stderr
+    env["CUDA_VISIBLE_DEVICES"] = "0,1"
+    assert "launch.gpus_per_node" not in run_ft("validate", str(spec), "--backend", "local",
+                                                env=env).stderr
+
+
+def test_visible_gpus_counts_the_device_files(tmp_path):
+    from orchestrator.spec.local_checks import visible_gpus
+
+    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
+        (tmp_path / name).touch()
+    assert visible_gpus({}, tmp_path)[0] == 2
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}, tmp_path)[0] == 0

@@ -83,6 +83,63 @@ def test_no_dependency_noise(two_nodes):
     assert "Setting accelerator" not in log  # DeepSpeed is not even imported
     assert "FutureWarning" not in log
     assert "[transformers]" not in log  # transformers' records go through ft's format
+    # bitsandbytes' import-time kernel notice (trainer/import_notices.py), once per rank.
+    assert "gemm_4bit_forward" not in log and "pip install kernels" not in log
+
+
+def test_each_progress_bar_is_one_line_in_a_log(two_nodes):
+    """Not a terminal: no line per redraw (blank, 0%, 100%, 100% again), one line per bar."""
+    log, _ = two_nodes
+    lines = log.splitlines()
+    assert not [line for line in lines if not line.removeprefix("[node0]").strip()], \
+        "blank lines in the log"
+    bars = [line for line in lines if TQDM_BAR.search(line)]
+    assert not [line for line in bars if " 0%|" in line], bars
+    labels = [line.split("%|")[0].rsplit(":", 1)[0] + line.split("| ")[1].split(" [")[0]
+              for line in bars]  # "[node0] Packing" + "83/83": one bar
+    assert len(labels) == len(set(labels)), bars
+
+
+def test_metrics_are_numbers(two_nodes):
+    log, _ = two_nodes
+    for line in log.splitlines():
+        text = line.partition("] ")[2]
+        if text.startswith("{'"):
+            values = ast.literal_eval(text)
+            assert all(isinstance(v, int | float) for v in values.values()), text
+
+
+@pytest.mark.parametrize(("writes", "shown"), [
+    (["\rbar:   0%| 0/8", "\rbar: 100%| 8/8", "\rbar: 100%| 8/8", "\n"], "bar: 100%| 8/8\n"),
+    (["plain line\n", "partial", " end\n"], "plain line\npartial end\n"),
+    (["\rbar: 50%", "\r     \r", "next\n"], "next\n"),  # a bar cleared away: no blank line
+    (["\n"], "\n"),  # a blank line someone prints stays
+])
+def test_log_lines_keeps_what_a_terminal_shows(writes, shown):
+    import io
+
+    from trainer.log_stream import LogLines
+
+    raw = io.StringIO()
+    stream = LogLines(raw, heartbeat=3600)
+    for text in writes:
+        stream.write(text)
+    assert raw.getvalue() == shown
+
+
+def test_log_lines_shows_a_long_bar_advancing():
+    import io
+
+    from trainer.log_stream import LogLines
+
+    now = [0.0]
+    raw = io.StringIO()
+    stream = LogLines(raw, heartbeat=30, clock=lambda: now[0])
+    for step in range(1, 5):
+        now[0] += 20
+        stream.write(f"\rbar: {step}/4")
+    stream.write("\n")
+    assert raw.getvalue().splitlines() == ["bar: 2/4", "bar: 4/4"]
 
 
 def test_8bit_cast_notice_is_said_once(tmp_path, tiny_model_dir):

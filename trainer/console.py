@@ -11,16 +11,21 @@ per process at the start of `ft train`:
 - transformers' and datasets' records go through that same handler and format;
 - progress bars of datasets, transformers and huggingface_hub run on rank 0 only (the
   Trainer's own bar is TrainingArguments.disable_tqdm, and its metrics line FtTrainer's);
+  where stderr is not a terminal (a log), each bar is one line, not one per redraw
+  (trainer/log_stream.py);
 - known dependency noise, listed below with the reason for each entry, is said once by
   rank 0 or not at all. Nothing else is silenced: an unknown warning still shows.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
+import sys
 import warnings
 
+from trainer.log_stream import LogLines
 from trainer.world import World
 
 # (logger, message pattern, say it once on rank 0 or never, why).
@@ -50,6 +55,7 @@ IGNORED_WARNINGS = (
 
 def setup_console(world: World) -> None:
     """Logging, progress bars and noise filters for this rank (see the module doc)."""
+    _log_lines()  # first: the logging handler below keeps the stream it is given
     _logging(world)
     _progress_bars(world)
     for name, pattern, once, _why in NOISY_RECORDS:
@@ -65,6 +71,7 @@ def _logging(world: World) -> None:
     # Dependencies' INFO records (accelerate's four lines per checkpoint, ...) stay out.
     logging.getLogger("ft").setLevel(logging.INFO if world.is_main else logging.WARNING)
     logging.captureWarnings(True)  # warnings.warn -> the `py.warnings` logger: same prefix
+    logging.getLogger("py.warnings").addFilter(_without_final_newline)
     from datasets.utils import logging as datasets_logging
     from transformers.utils import logging as transformers_logging
 
@@ -76,6 +83,25 @@ def _logging(world: World) -> None:
         datasets_logging.get_logger().removeHandler(handler)
 
 
+def quiet_for_a_model_build() -> None:
+    """For `ft init --example`, which saves a small model: transformers would import
+    DeepSpeed (when installed), which announces the accelerator it guessed, and draw a
+    progress bar for one small file."""
+    from trainer.deepspeed_config import keep_deepspeed_unloaded
+
+    keep_deepspeed_unloaded()
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+
+def _log_lines() -> None:
+    if isinstance(sys.stderr, LogLines) or sys.stderr.isatty():
+        return
+    sys.stderr = LogLines(sys.stderr)
+    atexit.register(sys.stderr.close)
+
+
 def _progress_bars(world: World) -> None:
     if world.is_main:
         return
@@ -84,6 +110,13 @@ def _progress_bars(world: World) -> None:
 
     datasets.disable_progress_bars()
     transformers_logging.disable_progress_bar()  # huggingface_hub's downloads too
+
+
+def _without_final_newline(record: logging.LogRecord) -> bool:
+    """A captured warning's text ends with a newline (warnings.formatwarning's), and the
+    handler adds its own: a blank line after every warning."""
+    record.msg, record.args = record.getMessage().rstrip("\n"), ()
+    return True
 
 
 class OnceOnMain(logging.Filter):

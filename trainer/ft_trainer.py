@@ -3,6 +3,7 @@ sharded model, and one metrics line per logging step, with its step, from rank 0
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from transformers import Trainer
@@ -82,8 +83,18 @@ class FtTrainer(Trainer):
 
 
 class MainRankPrinter(PrinterCallback):
-    """transformers' metrics line, printed by global rank 0 only."""
+    """transformers' metrics line, printed by global rank 0 only, with its values as numbers:
+    transformers formats each float into a string (`{'loss': '6.247'}`), which reads as
+    text in a log and parses as text anywhere else."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero:
-            super().on_log(args, state, control, logs=logs, **kwargs)
+        if state.is_world_process_zero and logs is not None:
+            print({k: _four_digits(v) for k, v in logs.items() if k != "total_flos"})
+
+
+def _four_digits(value):
+    """A float rounded to 4 significant digits as transformers shows it, kept a number (nan
+    and inf stay text: as numbers the line would no longer read back as a Python literal)."""
+    if not isinstance(value, float):
+        return value
+    return float(f"{value:.4g}") if math.isfinite(value) else str(value)

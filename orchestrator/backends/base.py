@@ -127,7 +127,16 @@ class Backend:
     # ---- render (pure) ----------------------------------------------------------------
     def spec_problems(self, spec: Spec) -> list[Problem]:
         """What this backend cannot run, each with its YAML path and the fix."""
-        return self.storage_problems(spec)
+        return self.gpu_problems(spec) + self.storage_problems(spec)
+
+    def gpu_problems(self, spec: Spec) -> list[Problem]:
+        """More GPUs per node than the machines this backend runs on have (gpu_limits.py);
+        nothing for a backend that runs here."""
+        if not self.renders:
+            return []
+        from orchestrator.backends.gpu_limits import per_node_problems
+
+        return per_node_problems(spec, self.name)
 
     def storage_problems(self, spec: Spec) -> list[Problem]:
         """`launch.volumes` this backend cannot mount as written, and a multi-node

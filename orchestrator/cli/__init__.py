@@ -5,6 +5,7 @@ transformers) happen only inside the commands that train; `ft --help`, `ft valid
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -13,12 +14,30 @@ from orchestrator.cli.options import err
 from trainer.contract.errors import UserError
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from orchestrator import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def _global_options(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print ft's version and exit.")] = False,
+) -> None:
+    """One training spec in, a fine-tuned LLM out, on dstack, SkyPilot, Slurm, Modal or this
+    machine."""
+
+
 def build_app() -> typer.Typer:
-    """The app; its backend choices come from the registry (orchestrator.backends)."""
-    app = typer.Typer(add_completion=False, no_args_is_help=True,
-                      pretty_exceptions_enable=False,
-                      help="One training spec in, a fine-tuned LLM out, on dstack, SkyPilot, "
-                           "Slurm, Modal or this machine.")
+    """The app; its backend choices come from the registry (orchestrator.backends).
+
+    Help is click's plain formatting (rich_markup_mode=None): Rich markup would eat the
+    `[default: ...]` and `[train]` in help texts and label every flag `<bool>`."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                      pretty_exceptions_enable=False)
+    app.callback()(_global_options)
     for group in (spec_commands, node_commands, train_commands, job_commands):
         group.register(app)
     return app

@@ -63,8 +63,8 @@ def cancel(job: RequiredJobArg) -> None:
 
 
 def list_jobs(
-    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="Show this many of the "
-                                       "newest jobs.")] = 20,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, metavar="N",
+                                       help="Show this many of the newest jobs.")] = 20,
     backend: Annotated[str | None, typer.Option(help="Only this backend's jobs.")] = None,
 ) -> None:
     """The jobs ft launched, newest first, with their current state."""

@@ -37,10 +37,17 @@ def node(
                                          "on every rank), not training.")] = False,
 ) -> None:
     """Inside the job, on every node: map the backend's variables and start the launcher."""
-    from orchestrator.node.entry import check_file_hashes, run_node
+    from orchestrator.node.entry import check_file_hashes, check_spec_hash, run_node
+    from orchestrator.spec.local_checks import require_local_files
 
     check_file_hashes(file_sha256 or [])
     loaded = load_for_cli(spec, for_launch=True)
+    if not (dry_run or doctor):
+        # The paths are this node's: check them here, once per node and before any rank
+        # starts, as `ft validate` does for a job on the machine it runs on (each rank's
+        # `ft train` checks again, for a launcher ft did not start).
+        check_spec_hash(str(spec), spec_sha256)
+        require_local_files(loaded)
     code = run_node(loaded.launch, str(spec), spec_sha256,
                     backend.value if backend else None, dry_run=dry_run, doctor_only=doctor)
     raise typer.Exit(code)
@@ -55,7 +62,8 @@ def doctor(
     master_port: MasterPortOpt = None,
     size_mb: Annotated[float | None, typer.Option(help="All-reduce size (default: 256 MiB "
                                                   "on GPUs, 8 MiB on CPU).")] = None,
-    iters: Annotated[int, typer.Option(min=1, help="Timed all-reduces per group.")] = 10,
+    iters: Annotated[int, typer.Option(min=1, metavar="N",
+                                       help="Timed all-reduces per group.")] = 10,
     in_job: Annotated[bool, typer.Option(hidden=True, help="Set by `ft node`: this process "
                                          "is one rank of the check.")] = False,
 ) -> None:

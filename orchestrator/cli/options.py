@@ -24,8 +24,10 @@ AnyBackend = _choices("AnyBackend", backends.names())
 Stage = _choices("Stage", list(STAGES))
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
-NodesOpt = Annotated[int | None, typer.Option("--nodes", min=1, help="Override launch.nodes.")]
-GpusOpt = Annotated[int | None, typer.Option("--gpus-per-node", min=0,
+# Explicit metavars: typer's own read `<int range>` and repeat the range that follows.
+NodesOpt = Annotated[int | None, typer.Option("--nodes", min=1, metavar="N",
+                                              help="Override launch.nodes.")]
+GpusOpt = Annotated[int | None, typer.Option("--gpus-per-node", min=0, metavar="N",
                                              help="Override launch.gpus_per_node.")]
 EmulateOpt = Annotated[AnyBackend, typer.Option(help="Emulated nodes (--backend local, ft "
                                                 "doctor): whose node variables each one gets.")]
@@ -39,7 +41,7 @@ IsolateOpt = Annotated[bool | None, typer.Option(
     "hostname, /tmp, pids and private directories, as on a cluster (default: where this "
     "host allows it: Linux, root, `ip`).", show_default=False)]
 # 65534: the pre-flight check uses the port after it.
-MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534,
+MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534, metavar="PORT",
                                                    help="Override launch.master_port.")]
 
 

@@ -27,7 +27,7 @@ from orchestrator.cli.options import (
     examples,
     load_for_cli,
 )
-from orchestrator.spec.local_checks import require_local_files
+from orchestrator.spec.local_checks import require_local_launch
 from orchestrator.train_stack import require_train_stack
 from trainer.contract.errors import UserError
 
@@ -118,7 +118,14 @@ def validate(
 
 
 def _render(spec, backend: str):
-    rendered = backends.get(backend).render(spec)
+    """What `ft validate --backend` calls ready renders: the backend's refusals first."""
+    from trainer.contract.errors import SpecError
+
+    registered = backends.get(backend)
+    problems = registered.spec_problems(spec)
+    if problems:
+        raise SpecError(problems, spec.source)
+    rendered = registered.render(spec)
     for note in rendered.notes:
         err(f"note: {note}")
     return rendered
@@ -192,7 +199,7 @@ def launch(
         chosen.check_stages(stages)
     if not chosen.renders:
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
-        require_local_files(loaded)
+        require_local_launch(loaded)
         from orchestrator.backends.local.emulation import check_storage, describe_local, run_local
 
         check_storage(loaded, emulate.value)

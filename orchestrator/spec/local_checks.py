@@ -1,59 +1,176 @@
-"""Rules that read this machine: explicitly local paths and the chat template.
+"""Rules that read this machine: the paths of a job that runs here, and the chat template.
 
-A path written as `./x`, `../x` or `~/x` is relative to where the job runs. When it runs
-here (`ft train`, `--backend local`), a missing one is an error before any work rather than
-90 s into training; for a cluster backend it is the node's business. Absolute paths and hub
-ids are never checked here: they may exist only on the cluster or the hub.
+A job runs here under `ft train` and `ft launch --backend local` (which also needs this
+machine's GPUs); on a cluster, `ft node` makes the same checks on every node before torchrun
+starts a rank, and each rank's `ft train` again before it imports the trainer, so what one
+passes, training does not refuse later for a reason a check could see. Relative paths are
+relative to the directory ft runs in (as in Axolotl, and as the trainer opens them):
+
+- a model or tokenizer path written as `./x`, `../x`, `~/x` or `/x` must exist (anything
+  else may be a hub id);
+- a dataset path must exist when it looks local (`trainer.contract.data_paths`: the rule the
+  trainer's data loading applies itself);
+- `output_dir` and `dataset_prepared_path` must be writable directories, or creatable;
+- an explicit `resume_from_checkpoint` must hold a checkpoint that loads
+  (`trainer.contract.checkpoint_files`) and, if ft marked it complete, still match its
+  marker (trainer/checkpoint.py, the check resume itself makes).
+
+`ft validate` and `ft render` of a cluster backend check none of these here: the paths are
+the cluster's.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from orchestrator.spec.yaml_source import format_path, line_of, load_yaml_with_lines
 from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY, choice_problem
+from trainer.contract.checkpoint_files import loadable_problem
+from trainer.contract.data_paths import missing_local_dataset
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.training import TrainingConfig
 
 Rule = tuple[tuple, str]
-_LOCAL_PREFIXES = ("./", "../", "~/", ".\\", "..\\")
+_LOCAL_PREFIXES = ("./", "../", "~/", ".\\", "..\\", "/")
 
 
 def explicitly_local(value: str) -> Path | None:
     return Path(value).expanduser() if value.startswith(_LOCAL_PREFIXES) else None
 
 
-def local_file_problems(t: TrainingConfig) -> Iterator[Rule]:
+def local_file_problems(t: TrainingConfig, base: Path, spec_dir: Path | None = None
+                        ) -> Iterator[Rule]:
+    """Every path of `t` a job running in `base` would fail on; `spec_dir`, the spec's own
+    directory, only makes a message more helpful."""
     for key in ("base_model", "base_model_config", "tokenizer_config"):
         value = getattr(t, key)
         path = explicitly_local(value) if value else None
-        if path is not None and not path.exists():
-            yield (key,), f"{value} does not exist on this machine (from {Path.cwd()})"
+        if path is not None and not (base / path).exists():
+            yield (key,), _not_found(value, base / path, base, spec_dir)
     for section in ("datasets", "test_datasets"):
         for index, ds in enumerate(getattr(t, section) or []):
-            path = explicitly_local(ds.path)
-            if path is not None and not path.exists():
-                yield (section, index, "path"), (f"{ds.path} does not exist on this machine "
-                                                 f"(from {Path.cwd()})")
+            missing = missing_local_dataset(ds.path, base)
+            if missing is not None:
+                yield (section, index, "path"), _not_found(ds.path, missing, base, spec_dir)
+    for key in ("output_dir", "dataset_prepared_path"):
+        value = getattr(t, key)
+        problem = value and writable_problem(base / Path(value).expanduser())
+        if problem:
+            yield (key,), f"{value}: {problem}"
+    if t.resume_from_checkpoint not in (None, "", "auto"):
+        problem = resume_problem(base / Path(t.resume_from_checkpoint).expanduser())
+        if problem:
+            yield ("resume_from_checkpoint",), (
+                f"{t.resume_from_checkpoint}: {problem}; point it at a `checkpoint-N` "
+                "directory of a run, or write `auto` (the newest complete one in `output_dir`)")
 
 
-def local_problems(t: TrainingConfig, source: str) -> list[Problem]:
+def _not_found(value: str, path: Path, base: Path, spec_dir: Path | None) -> str:
+    message = (f"{value} not found (looked for {os.path.normpath(path)}: relative paths are "
+               f"relative to the directory ft runs in, {base})")
+    beside_spec = spec_dir / Path(value).expanduser() if spec_dir else None
+    if beside_spec is not None and beside_spec.exists() and spec_dir.resolve() != base.resolve():
+        hint = os.path.relpath(beside_spec, base)
+        message += (f"; it is beside the spec: run ft from {spec_dir}, or write "
+                    f"`{hint if hint.startswith('.') else './' + hint}`")
+    return message
+
+
+def writable_problem(directory: Path) -> str | None:
+    """Why a job cannot write into `directory` (creating it if needed), or None."""
+    existing = directory
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return (f"{existing} is a file, not a directory" if existing == directory else
+                f"cannot be created: {existing} is a file")
+    if os.access(existing, os.W_OK | os.X_OK):
+        return None
+    what = "is" if existing == directory else f"cannot be created: {existing} is"
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        return f"{what} on a read-only filesystem; use a writable directory"
+    return f"{what} not writable by this user; use a writable directory"
+
+
+def resume_problem(directory: Path) -> str | None:
+    """Why resuming from `directory` would fail, as resume itself would judge it."""
+    problem = loadable_problem(directory)
+    if problem or not directory.joinpath("ft-complete.json").is_file():
+        return problem
+    # Imported here: trainer/checkpoint.py is torch-free but outside the contract.
+    from trainer.checkpoint import checkpoint_problem
+
+    problem = checkpoint_problem(directory)
+    return f"is damaged: {problem}" if problem else None
+
+
+def local_problems(t: TrainingConfig, source: str, base: Path | None = None) -> list[Problem]:
     """local_file_problems located in the spec file (for a job that runs on this machine)."""
     try:
         _, lines = load_yaml_with_lines(Path(source).read_text(), source)
     except OSError:
         lines = {}
     return [Problem(format_path(path), message, line_of(lines, path))
-            for path, message in local_file_problems(t)]
+            for path, message in local_file_problems(t, base or Path.cwd(),
+                                                     Path(source).parent)]
 
 
 def require_local_files(spec) -> None:
-    """For a command that runs the job here (`ft train`, `ft launch --backend local`)."""
+    """For a command that runs the job here (`ft train`, `ft node`)."""
     problems = local_problems(spec.training, spec.source)
     if problems:
         raise SpecError(problems, spec.source)
+
+
+def local_launch_problems(spec) -> list[Problem]:
+    """What `ft launch --backend local` needs here: the job's paths, and a GPU of this machine
+    for each GPU of each emulated node (they split this machine's GPUs between them)."""
+    problems = local_problems(spec.training, spec.source)
+    launch = spec.launch
+    needed = launch.nodes * launch.gpus_per_node
+    have, counted = visible_gpus()
+    if needed > have:
+        path = ("launch", "gpus_per_node")
+        try:
+            _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
+        except OSError:
+            lines = {}
+        problems.append(Problem(format_path(path), (
+            f"{launch.nodes} node(s) x {launch.gpus_per_node} GPU(s) need {needed} GPUs of this "
+            f"machine, which has {have} ({counted}); lower `launch.gpus_per_node` or "
+            "`--nodes`, or set `gpus_per_node: 0` for a CPU run"), line_of(lines, path)))
+    return problems
+
+
+def require_local_launch(spec) -> None:
+    problems = local_launch_problems(spec)
+    if problems:
+        raise SpecError(problems, spec.source)
+
+
+def visible_gpus(environ=os.environ, dev: Path = Path("/dev")) -> tuple[int, str]:
+    """(how many NVIDIA GPUs this process may use, where that count comes from), without
+    torch: CUDA_VISIBLE_DEVICES when set, else the /dev/nvidiaN device files (a container
+    gets only those of its own GPUs), else `nvidia-smi -L` where it exists (WSL has no
+    /dev/nvidiaN)."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip()]), \
+            f"CUDA_VISIBLE_DEVICES={visible}"
+    count = len([p for p in dev.glob("nvidia*") if p.name.removeprefix("nvidia").isdigit()])
+    if count or not shutil.which("nvidia-smi"):
+        return count, f"/dev/nvidia0.. {'found' if count else 'not found'}"
+    from orchestrator.process import run_cmd
+
+    listed = run_cmd(["nvidia-smi", "-L"])
+    count = sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+    return count, "nvidia-smi -L"
 
 
 def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:

@@ -1,6 +1,6 @@
 """`ft validate`: the checks `ft render` / `ft launch` make, run for every backend at once.
 
-`local` (the job runs here) also needs the spec's explicitly local paths to exist here.
+`local` (the job runs here) also needs the job's paths and GPUs here (local_checks.py).
 
 A spec can be fine for Slurm and not for dstack (which needs `launch.gpu`), and a plain
 Axolotl config with `fsdp` is fine for training but not for a launch of the default single
@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator import backends
 from orchestrator.spec.load import load_spec
-from orchestrator.spec.local_checks import local_problems
+from orchestrator.spec.local_checks import local_launch_problems
 from trainer.contract.errors import Problem, SpecError, UserError
 
 
@@ -34,8 +34,8 @@ def backend_problems(spec_path: Path, backend: str, overrides: dict[str, Any],
                 return refused
             if registered.renders:
                 (notes if notes is not None else []).extend(registered.render(spec).notes)
-            else:  # the job runs on this machine: its local paths must exist here
-                problems = local_problems(spec.training, spec.source)
+            else:  # the job runs on this machine: its paths and GPUs must be here
+                problems = local_launch_problems(spec)
                 if problems:
                     return problems
     except SpecError as exc:

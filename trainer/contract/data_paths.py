@@ -4,7 +4,7 @@ sides share the one rule."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 BUILDER_OF_EXT = {
     ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv",
@@ -17,3 +17,14 @@ def looks_local(path: str) -> bool:
     is a clear "not found", never a hub lookup."""
     return (path.startswith((".", "/", "~")) or PurePosixPath(path).suffix.lower()
             in BUILDER_OF_EXT or path.lower().endswith((".json.gz", ".jsonl.gz")))
+
+
+def missing_local_dataset(path: str, base: Path) -> Path | None:
+    """Where the trainer looks for dataset `path` and finds nothing; None when it is there, or
+    when it is a hub dataset. Relative paths are relative to `base`, the directory the job
+    runs in (as in Axolotl): the trainer passes its working directory, validation the
+    directory `ft` runs in, which is where a local job runs and what a launched one ships."""
+    local = base / Path(path).expanduser()
+    if local.exists() or not looks_local(path):
+        return None
+    return local

@@ -7,10 +7,12 @@ to the hub, so a typo is a clear "not found" instead of a network error.
 
 from __future__ import annotations
 
+import gzip
+import json
 from pathlib import Path
 from typing import Any
 
-from trainer.contract.data_paths import BUILDER_OF_EXT, looks_local
+from trainer.contract.data_paths import BUILDER_OF_EXT, missing_local_dataset
 from trainer.contract.errors import UserError
 from trainer.contract.training import DatasetSpec
 
@@ -25,13 +27,11 @@ class DataSourceError(UserError, ValueError):
 def load_spec(spec: DatasetSpec, where: str) -> Any:
     """Load one dataset entry; `where` is its YAML path, e.g. `datasets[1]`."""
     local = Path(spec.path).expanduser()
-    if local.exists():
-        ds = _load_local(spec, local, where)
-    elif looks_local(spec.path):
+    missing = missing_local_dataset(spec.path, Path.cwd())  # the rule validation applies
+    if missing is not None:
         raise DataSourceError(f"{where}.path: {spec.path!r} not found "
-                              f"(looked for {local.resolve()})")
-    else:
-        ds = _load_hub(spec, where)
+                              f"(looked for {missing.resolve()})")
+    ds = _load_local(spec, local, where) if local.exists() else _load_hub(spec, where)
     if spec.shards:
         ds = ds.shard(num_shards=spec.shards, index=0, contiguous=True)
     return ds
@@ -48,7 +48,44 @@ def _load_local(spec: DatasetSpec, path: Path, where: str) -> Any:
     try:
         return datasets.load_dataset(builder, data_files={spec.split: files}, split=spec.split)
     except Exception as exc:  # surface which entry failed; keep the cause chained
-        raise DataSourceError(f"{where}: cannot read {path} as {builder}: {exc}") from exc
+        problem = json_problem(files) if builder == "json" else None
+        if problem:
+            raise DataSourceError(f"{where}.path: {problem}") from exc
+        reason = str(exc) or type(exc).__name__  # some builders raise without a message
+        raise DataSourceError(f"{where}: cannot read {path} as {builder}: {reason}") from exc
+
+
+def json_problem(files: list[str]) -> str | None:
+    """The first file:line that is not JSON, said the way a person fixes it (the json
+    builder reports a byte position in its internal buffer, or nothing for an empty file)."""
+    for name in files:
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(name, "rt", encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+        if not text.strip():
+            return f"{name} is empty: it has no rows"
+        if not name.endswith((".jsonl", ".jsonl.gz")):
+            try:  # a .json file may hold one document (a list of rows) or JSON lines
+                json.loads(text)
+                continue
+            except ValueError:
+                pass
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                return (f"{name}:{number}: not valid JSON ({exc.msg} at column {exc.colno}): "
+                        f"{_shorten(line)}")
+            if not isinstance(row, dict):
+                return (f"{name}:{number}: a row must be a JSON object ({{...}}), not "
+                        f"{type(row).__name__}: {_shorten(line)}")
+    return None
+
+
+def _shorten(line: str, limit: int = 80) -> str:
+    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def _local_files(spec: DatasetSpec, path: Path, where: str) -> list[str]:
