@@ -14,7 +14,7 @@ locks are not reliable across nodes, and it must not outlive a holder that died:
   heartbeat is older than the TTL (FT_OUTPUT_LEASE_TTL_S, default 120 s) is stale;
 - a holder on this very host (same hostname, boot and pid namespace) whose process is
   gone is stale at once, so a crashed or SIGKILLed run never makes the next one wait;
-- a lease of the same backend job (trainer/run_identity.py's job identity: a requeued
+- a lease of the same backend job (trainer/contract/job_identity.py: a requeued
   Slurm job, a retried dstack run) is its own previous attempt's, taken over at once;
 - `--force` (FT_FORCE_LEASE=1, which `ft train --force` and `ft launch --force` set)
   takes any lease: for a holder the user knows is dead.
@@ -38,14 +38,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from trainer.contract.errors import UserError
-from trainer.run_identity import job_identity
+from trainer.contract.job_identity import job_identity
+from trainer.contract.run_switches import FORCE_LEASE_ENV as FORCE_ENV
 
 log = logging.getLogger("ft.lease")
 
 LEASE_FILE = ".ft-lease.json"
 TTL_ENV = "FT_OUTPUT_LEASE_TTL_S"
 DEFAULT_TTL_S = 120.0
-FORCE_ENV = "FT_FORCE_LEASE"
 
 
 def this_host() -> dict:

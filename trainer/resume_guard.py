@@ -29,11 +29,11 @@ from transformers import TrainerCallback
 
 from trainer.checkpoint_manifest import file_digest
 from trainer.contract.errors import UserError
+from trainer.contract.run_switches import RESUME_OVERRIDE_ENV as OVERRIDE_ENV
 from trainer.contract.training import DatasetSpec, TrainingConfig
 
 log = logging.getLogger("ft.checkpoint")
 
-OVERRIDE_ENV = "FT_RESUME_OVERRIDE"
 # Schedules whose rate at a step does not depend on the run's total length: for them a
 # longer max_steps continues the same curve, and is no change worth refusing.
 _LENGTH_FREE = {"constant", "constant_with_warmup", "inverse_sqrt", "reduce_lr_on_plateau"}

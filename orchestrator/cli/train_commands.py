@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import examples
+from orchestrator.cli.options import ForceOpt, OverrideOpt, examples, trainer_switches
 from orchestrator.train_stack import needs_train_stack
 from trainer.contract.errors import UserError
 
@@ -27,7 +27,7 @@ def _training_config(spec_path: Path):
 
 
 @needs_train_stack("`ft train`")
-def train(spec: SpecArg) -> None:
+def train(spec: SpecArg, force: ForceOpt = False, override: OverrideOpt = False) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
     from orchestrator.cli.launcher_hint import single_process_problem
     from orchestrator.cli.options import load_for_cli
@@ -47,6 +47,8 @@ def train(spec: SpecArg) -> None:
     if note:
         typer.echo(note, err=True)
     from trainer.loop import train as run_training
+
+    os.environ.update(trainer_switches(force, override))
 
     output = run_training(cfg)
     if os.environ.get("RANK", "0") == "0":  # one line per job, not one per rank
@@ -113,6 +115,7 @@ def inference(
 def register(app: typer.Typer) -> None:
     app.command(epilog=examples(
         "ft train examples/tiny/tiny.yaml",
+        "ft train spec.yaml --override   (resume although the spec changed)",
         "torchrun --nproc-per-node 8 --no-python ft train spec.yaml   (what ft node runs)"))(train)
     app.command(epilog=examples("ft preprocess spec.yaml",
                                 "ft preprocess spec.yaml --debug | less"))(preprocess)
