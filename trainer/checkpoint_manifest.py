@@ -89,11 +89,13 @@ def marker_shape_problem(marker: object, current_format: int) -> str | None:
     checkpoint's files, so it is never trusted and never crashes the resume."""
     if not isinstance(marker, dict):
         return f"JSON {json.dumps(marker)[:40]}, not an object"
-    if marker.get("format") != current_format:
-        if "files" not in marker and "format" not in marker:
+    if "format" not in marker:
+        if "files" not in marker and "step" in marker:
             return ("format 1 (an older ft's step-only marker): no file list to check the "
                     "checkpoint against")
-        return f"format {marker.get('format')!r}, expected {current_format}"
+        return "missing format"
+    if marker["format"] != current_format:
+        return f"format {marker['format']!r}, expected {current_format}"
     keys = set(marker)
     if missing := sorted(_MARKER_KEYS - keys):
         return f"missing {', '.join(missing)}"
