@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_runner import REPO
+from tests.cli_runner import REPO, run_ft
 from trainer.contract.errors import UserError
 from trainer.output_lease import LEASE_FILE, TTL_ENV, OutputLease
 
@@ -121,3 +121,16 @@ def test_the_holder_renews_its_heartbeat(tmp_path):
     assert time.time() - path.stat().st_mtime < 1.5
     lease.release()
     assert not path.exists() and not list(path.parent.glob(".ft-lease*"))
+
+
+def test_launch_force_and_override_go_into_the_jobs_environment(tmp_path):
+    """`ft launch --force --override` reaches every rank of a cluster job through the job's
+    environment, shown in the rendered file; without the flags nothing is added."""
+    spec = str(REPO / "examples" / "tiny" / "tiny.yaml")
+    flagged = run_ft("launch", spec, "--backend", "slurm", "--dry-run", "--force", "--override",
+                     cwd=tmp_path)
+    assert flagged.returncode == 0, flagged.stderr[-3000:]
+    assert "export FT_FORCE_LEASE=1\n" in flagged.stdout
+    assert "export FT_RESUME_OVERRIDE=1\n" in flagged.stdout
+    plain = run_ft("launch", spec, "--backend", "slurm", "--dry-run", cwd=tmp_path)
+    assert plain.returncode == 0 and "FT_FORCE_LEASE" not in plain.stdout
