@@ -11,6 +11,7 @@ import sys
 
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import free_port, shared_volumes, summary, write_tiny_spec
+from trainer.checkpoint import COMPLETE_MARKER, checkpoint_problem
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 from trainer.output_lease import LEASE_FILE
 
@@ -85,3 +86,6 @@ def test_a_sigkilled_runs_lease_is_taken_by_the_next_run(tmp_path, tiny_model_di
     assert f"its process (pid {killed.pid} on this host) is gone" in result.stderr
     assert summary(tmp_path / "out")["global_step"] == 2
     assert not (tmp_path / "out" / LEASE_FILE).exists()
+    # Marked while the lease was held: the final model's file list leaves it out.
+    assert checkpoint_problem(tmp_path / "out") is None
+    assert LEASE_FILE not in (tmp_path / "out" / COMPLETE_MARKER).read_text()

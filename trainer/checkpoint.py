@@ -30,6 +30,7 @@ from typing import Any
 
 from trainer.checkpoint_manifest import build_manifest, manifest_problem, marker_shape_problem
 from trainer.contract.errors import UserError
+from trainer.output_lease import LEASE_FILE
 from trainer.rank_zero import decided_by_rank_zero
 
 log = logging.getLogger("ft.checkpoint")
@@ -48,7 +49,8 @@ def mark_complete(directory: Path, step: int, names: list[str] | None = None,
     from trainer.checkpoint_manifest import list_files
 
     if names is None:
-        names = list(list_files(directory, skip=frozenset({COMPLETE_MARKER}), recursive=False))
+        skip = frozenset({COMPLETE_MARKER, LEASE_FILE})  # the lease is held while marking
+        names = list(list_files(directory, skip=skip, recursive=False))
     marker = {"format": MARKER_FORMAT, "step": step, "world_size": world_size,
               "files": build_manifest(directory, names)}
     if trained_with is not None:

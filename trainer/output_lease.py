@@ -2,14 +2,15 @@
 
 Two runs on one output directory resume from each other's half-written checkpoints and
 rotate each other's away (seen: 26 deletions, both runs "succeeded", the final checkpoint
-never marked). So rank 0 of a job takes `<output_dir>/.ft-lease.json` before anything is
+never marked). So rank 0 of a job takes `<output_dir>/_ft-lease.json` before anything is
 read from or written to the directory, keeps it fresh, and removes it when the run ends.
 
 It has to work where checkpoints live on a cluster, on NFS or Lustre, where fcntl/flock
 locks are not reliable across nodes, and it must not outlive a holder that died:
 
 - taking it is one atomic hard link of a complete temporary file onto the lease name
-  (link fails if the name exists, on NFS too: the classic NFS lock);
+  (link fails if the name exists, on NFS too: the classic NFS lock); storage without hard
+  links (FUSE bucket mounts) gets an O_EXCL create instead;
 - the holder renews it (the file's mtime) from a thread every TTL/4; a lease whose
   heartbeat is older than the TTL (FT_OUTPUT_LEASE_TTL_S, default 120 s) is stale;
 - a holder on this very host (same hostname, boot and pid namespace) whose process is
@@ -20,13 +21,15 @@ locks are not reliable across nodes, and it must not outlive a holder that died:
   takes any lease: for a holder the user knows is dead.
 
 A stale lease is moved aside by rename (atomic: one contender wins) and checked to be the
-one judged stale before it is deleted. The name starts with `.ft-`, which checkpoint
-listings and the final model's marker leave out; it is never inside a checkpoint.
+one judged stale before it is deleted. The lease is never inside a checkpoint; the final
+model's marker leaves it out, and its leading `_` keeps it out of transformers' Hub uploads
+of output_dir (a holder's host and pid are nobody's business there).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -43,9 +46,10 @@ from trainer.contract.run_switches import FORCE_LEASE_ENV as FORCE_ENV
 
 log = logging.getLogger("ft.lease")
 
-LEASE_FILE = ".ft-lease.json"
+LEASE_FILE = "_ft-lease.json"
 TTL_ENV = "FT_OUTPUT_LEASE_TTL_S"
 DEFAULT_TTL_S = 120.0
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
 
 
 def this_host() -> dict:
@@ -74,10 +78,9 @@ class OutputLease:
 
     def acquire(self) -> None:
         """Take the lease, or raise a UserError naming the holder and the ways out."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         me = identity(self.env)
         for _ in range(5):
-            if self._link(me):
+            if self._writable_link(me):
                 self.mine = me
                 self._start_heartbeat()
                 return
@@ -102,6 +105,17 @@ class OutputLease:
             self.path.unlink(missing_ok=True)
         self.mine = None
 
+    def _writable_link(self, me: dict) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return self._link(me)
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise  # ENOSPC included: trainer/disk_full.py says that one
+            raise UserError(f"output_dir {self.path.parent} is not writable "
+                            f"({exc.strerror}): point `output_dir` at storage this job "
+                            "can write to") from None
+
     def _link(self, me: dict) -> bool:
         tmp = self.path.with_name(f".ft-lease.{me['token']}.tmp")
         with open(tmp, "w") as handle:
@@ -113,10 +127,25 @@ class OutputLease:
             return True
         except FileExistsError:
             return False
-        except OSError:  # NFS may report a link that did happen as failed
-            return self._still_mine(me)
+        except OSError as exc:
+            if exc.errno in _NO_HARD_LINKS:  # bucket mounts (FUSE): exclusive create instead
+                return self._create_exclusive(me)
+            return self._still_mine(me)  # NFS may report a link that did happen as failed
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _create_exclusive(self, me: dict) -> bool:
+        """O_EXCL create, then the content: a reader may briefly see it empty (judged by its
+        fresh heartbeat, so held)."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
 
     def _read_holder(self) -> tuple[dict | None, float | None]:
         """(holder, seconds since its heartbeat); (None, None) when there is no lease."""
