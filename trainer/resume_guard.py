@@ -111,6 +111,10 @@ class NewLearningRate(TrainerCallback):
         if self.ratio is None or optimizer is None or lr_scheduler is None:
             return control
         scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate's wrapper
+        if not hasattr(scheduler, "base_lrs"):  # not a torch scheduler (DeepSpeed's own)
+            log.warning("--override: cannot set the new learning rate on a %s; it keeps the "
+                        "checkpoint's", type(scheduler).__name__)
+            return control
         scheduler.base_lrs = [rate * self.ratio for rate in scheduler.base_lrs]
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=False):
             group["initial_lr"] = base
