@@ -74,10 +74,16 @@ def test_a_sigkilled_runs_lease_is_taken_by_the_next_run(tmp_path, tiny_model_di
     try:
         _until_training(killed)
         lease = (tmp_path / "out" / LEASE_FILE).read_text()
+        # While it lives, a second `ft train` is a user error: exit 2, no traceback.
+        refused = run_ft("train", str(spec), cwd=tmp_path)
     finally:
         os.killpg(killed.pid, signal.SIGKILL)
         killed.wait()
     assert f'"pid": {killed.pid}' in lease
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"is in use by another run (host {os.uname().nodename}, pid {killed.pid}, job " \
+        "none (no backend job)" in refused.stderr
+    assert "Traceback" not in refused.stderr
     spec.write_text(spec.read_text().replace("max_steps: 100000", "max_steps: 2"))
     result = run_ft("train", str(spec), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
