@@ -5,6 +5,7 @@ and the new learning rate is the one really used (it used to be the saved schedu
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -65,3 +66,27 @@ def test_a_changed_spec_is_refused_by_field_and_override_applies_the_new_values(
     marker = json.loads((out / "checkpoint-8" / COMPLETE_MARKER).read_text())
     assert marker["trained_with"]["learning_rate"] == 0.01
     assert marker["trained_with"]["micro_batch_size"] == 2
+
+
+def _cfg(tmp_path, **changes):
+    from orchestrator.spec.load import load_spec
+
+    spec = write_tiny_spec(tmp_path, tmp_path / "model", **changes)
+    return load_spec(spec).training
+
+
+def test_what_is_recorded_and_what_counts_as_a_change(tmp_path, caplog):
+    """A run's length counts only where the schedule depends on it; a checkpoint without a
+    record resumes, said to be unchecked."""
+    from trainer.resume_guard import changes, check_resume, trained_with
+
+    cosine = trained_with(_cfg(tmp_path, lr_scheduler="cosine", max_steps=8), 2)
+    assert cosine["max_steps"] == 8 and cosine["global_batch_size"] == 8
+    longer = trained_with(_cfg(tmp_path, lr_scheduler="cosine", max_steps=16), 2)
+    assert changes(cosine, longer) == [("max_steps", 8, 16)]
+    steady = trained_with(_cfg(tmp_path, lr_scheduler="constant", max_steps=8), 1)
+    assert "max_steps" not in steady and "num_epochs" not in steady
+    assert steady == trained_with(_cfg(tmp_path, lr_scheduler="constant", max_steps=16), 1)
+    with caplog.at_level(logging.WARNING, logger="ft.checkpoint"):
+        assert check_resume(tmp_path, {"step": 4}, steady, override=False) == {}
+    assert "records nothing about the spec it was trained with" in caplog.text
