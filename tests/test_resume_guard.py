@@ -14,6 +14,7 @@ import yaml
 from tests.cli_runner import run_ft
 from tests.train_helpers import TINY_DATA, train_losses, write_tiny_spec
 from trainer.checkpoint import COMPLETE_MARKER, checkpoint_problem
+from trainer.output_lease import LEASE_FILE
 
 
 def _lr_by_step(out) -> dict[int, float]:
@@ -55,6 +56,7 @@ def test_a_changed_spec_is_refused_by_field_and_override_applies_the_new_values(
     # Refused before the data was prepared (the new file would be a new cache entry).
     assert sorted(p.name for p in prepared.iterdir()) == cache_before
     assert checkpoint_problem(out / "checkpoint-4") is None and not (out / "checkpoint-6").exists()
+    assert not (out / LEASE_FILE).exists(), "a run that failed kept output_dir's lease"
 
     resumed = run_ft("train", str(spec), "--override")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
