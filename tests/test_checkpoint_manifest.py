@@ -64,10 +64,51 @@ def test_a_torn_checkpoint_says_what_is_wrong(tmp_path, tear, reason):
     assert reason in checkpoint_problem(path)
 
 
-def test_a_marker_from_an_older_ft_is_trusted_as_before(tmp_path):
+def _entry(**changes):
+    return {"format": 2, "step": 8, "world_size": 1,
+            "files": {"adapter_model.safetensors": {"size": 4096, "crc32": "0badf00d",
+                                                    "sampled": False, **changes}}}
+
+
+# Valid JSON of every wrong shape seen or likely: each used to crash resume at every restart
+# (TypeError, KeyError, AttributeError) or to be trusted without checking a single file.
+WRONG_SHAPES = {
+    "null": None, "number": 8, "string": "done", "list": [], "empty object": {},
+    "files null": {"files": None}, "files empty": {**_entry(), "files": {}},
+    "entry without size": {**_entry(), "files": {"a": {"crc32": "0badf00d", "sampled": False}}},
+    "size a string": _entry(size="4096"), "size a bool": _entry(size=True),
+    "crc32 not hex": _entry(crc32="xyz"), "step a float": {**_entry(), "step": 8.0},
+    "world_size missing": {k: v for k, v in _entry().items() if k != "world_size"},
+    "unknown key": {**_entry(), "extra": 1}, "format 3": {**_entry(), "format": 3},
+    "trained_with a list": {**_entry(), "trained_with": []},
+    "format 1": {"step": 8},
+}
+
+
+@pytest.mark.parametrize("shape", WRONG_SHAPES)
+def test_a_marker_of_any_other_shape_is_set_aside_not_trusted_nor_a_crash(tmp_path, caplog,
+                                                                           shape):
+    _checkpoint(tmp_path, 4)
+    path = _checkpoint(tmp_path, 8, marked=False)
+    (path / COMPLETE_MARKER).write_text(json.dumps(WRONG_SHAPES[shape]))
+    assert checkpoint_problem(path).startswith("unverifiable marker (")
+    with caplog.at_level(logging.INFO, logger="ft.checkpoint"):
+        assert resolve_resume("auto", None, tmp_path) == str(tmp_path / "checkpoint-4")
+    assert "checkpoint-8 cannot be resumed from: unverifiable marker (" in caplog.text
+    assert "); set aside as incomplete-checkpoint-8." in caplog.text
+    assert not path.exists() and len(list(tmp_path.glob("incomplete-checkpoint-8.*"))) == 1
+
+
+def test_a_step_only_marker_of_an_older_ft_is_unverifiable_but_can_be_named(tmp_path,
+                                                                            caplog):
+    """Format 1 held only the step: nothing to check the files against. Auto-resume never
+    trusts it; a user who names the checkpoint resumes from it, warned."""
     path = _checkpoint(tmp_path, 4, marked=False)
     (path / COMPLETE_MARKER).write_text('{"step": 4}')
-    assert checkpoint_problem(path) is None
+    assert "format 1 (an older ft's step-only marker)" in checkpoint_problem(path)
+    with caplog.at_level(logging.INFO, logger="ft.checkpoint"):
+        assert resolve_resume(str(path), None, tmp_path) == str(path)
+    assert "resuming from it unverified" in caplog.text
 
 
 def test_large_files_are_checked_by_size_and_their_first_and_last_mib(tmp_path):

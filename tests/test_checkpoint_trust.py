@@ -71,6 +71,9 @@ TEARS = {
     "missing file": (lambda p: (p / "rng_state.pth").unlink(), "rng_state.pth is missing"),
     "missing marker": (lambda p: (p / COMPLETE_MARKER).unlink(), "no completion marker"),
     "second interrupted save": (_second_interrupted_save, "no completion marker"),
+    # Valid JSON of the wrong shape: a TypeError at every restart before (a crash loop).
+    "marker of the wrong shape": (lambda p: (p / COMPLETE_MARKER).write_text('{"files": null}'),
+                                  "unverifiable marker (missing format"),
 }
 
 
@@ -161,3 +164,28 @@ def test_nodes_that_do_not_share_output_dir_leave_checkpoints_unmarked(tmp_path,
     assert "`output_dir` must be storage every node shares" in logs[0]
     for checkpoint in out.glob("checkpoint-*"):
         assert checkpoint_problem(checkpoint) == "no completion marker (the save did not finish)"
+
+
+@pytest.mark.skipif(not _own_mount_namespace_works(), reason="needs user+mount namespaces")
+def test_an_old_checkpoint_that_cannot_be_deleted_does_not_stop_the_run(reference, tmp_path,
+                                                                       tiny_model_dir):
+    """checkpoint-2 on a read-only mount (a private mount namespace): save_total_limit: 1
+    cannot delete it. Each rotation says so and training goes on to the final model; the
+    run used to crash at the next save, with no final model."""
+    reference_out, reference_losses = reference
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, **{**EVERY_2, "save_total_limit": 1})
+    out = tmp_path / "out"
+    for step in (2, 4):
+        shutil.copytree(reference_out / f"checkpoint-{step}", out / f"checkpoint-{step}")
+    read_only = out / "checkpoint-2"
+    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && '
+              'exec "$@"')
+    argv = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh",
+            str(read_only), sys.executable, "-m", "orchestrator.cli", "train", str(spec)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO)
+    _assert_resumed_like_the_reference(out, result, 4, reference_losses)
+    assert result.stderr.count(f"save_total_limit: could not delete {read_only} (") == 2
+    assert "Read-only file system" in result.stderr
+    assert checkpoint_problem(out) is None, "the final model is not written and marked"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-8"]

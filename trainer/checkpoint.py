@@ -7,6 +7,11 @@ checkpoint with its size and checksum (trainer/checkpoint_manifest.py). Resume t
 checkpoint only if its files still match that list, newest first: a checkpoint torn after
 marking (a lost or truncated file, a disk that lied) is set aside with the reason, and the
 next older one is tried, instead of crashing on the same files at every retry.
+
+The marker is trusted only in the exact shape ft writes (checkpoint_manifest.
+marker_shape_problem): valid JSON of any other shape, and an older ft's step-only marker
+(format 1, no file list), cannot vouch for the files, so such a checkpoint is set aside as
+"unverifiable", never trusted and never a crash at every restart.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ import secrets
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from trainer.checkpoint_manifest import build_manifest, manifest_problem
+from trainer.checkpoint_manifest import build_manifest, manifest_problem, marker_shape_problem
 from trainer.contract.errors import UserError
+from trainer.output_lease import LEASE_FILE
+from trainer.rank_zero import decided_by_rank_zero
 
 log = logging.getLogger("ft.checkpoint")
 
@@ -33,15 +42,19 @@ SET_ASIDE_PREFIX = "incomplete-"
 
 
 def mark_complete(directory: Path, step: int, names: list[str] | None = None,
-                  world_size: int = 1) -> None:
+                  world_size: int = 1, trained_with: dict | None = None) -> None:
     """Write the marker listing `names` (default: the files directly in `directory`, as for
-    the final model beside its checkpoints)."""
+    the final model beside its checkpoints) and, for a checkpoint, what it was trained with
+    (trainer/resume_guard.py)."""
     from trainer.checkpoint_manifest import list_files
 
     if names is None:
-        names = list(list_files(directory, skip=frozenset({COMPLETE_MARKER}), recursive=False))
+        skip = frozenset({COMPLETE_MARKER, LEASE_FILE})  # the lease is held while marking
+        names = list(list_files(directory, skip=skip, recursive=False))
     marker = {"format": MARKER_FORMAT, "step": step, "world_size": world_size,
               "files": build_manifest(directory, names)}
+    if trained_with is not None:
+        marker["trained_with"] = trained_with
     fd, tmp = tempfile.mkstemp(prefix=".ft-complete.", dir=directory)
     with os.fdopen(fd, "w") as handle:
         json.dump(marker, handle, indent=1, sort_keys=True)
@@ -50,17 +63,26 @@ def mark_complete(directory: Path, step: int, names: list[str] | None = None,
     os.replace(tmp, directory / COMPLETE_MARKER)
 
 
-def checkpoint_problem(directory: Path) -> str | None:
-    """Why `directory` cannot be resumed from, or None when it verifies."""
+def read_marker(directory: Path) -> tuple[dict | None, str | None]:
+    """(the marker, None) when `directory` has one of the exact shape ft writes, else
+    (None, why not). Never raises on what a marker file contains."""
     marker_file = directory / COMPLETE_MARKER
     if not marker_file.is_file():
-        return "no completion marker (the save did not finish)"
+        return None, "no completion marker (the save did not finish)"
     try:
         marker = json.loads(marker_file.read_text())
     except (OSError, ValueError) as exc:
-        return f"unreadable completion marker ({exc})"
-    if "files" not in marker:  # marked by an ft before manifests: nothing to verify against
-        return None
+        return None, f"unreadable completion marker ({exc})"
+    if shape := marker_shape_problem(marker, MARKER_FORMAT):
+        return None, f"unverifiable marker ({shape})"
+    return marker, None
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """Why `directory` cannot be resumed from, or None when it verifies."""
+    marker, problem = read_marker(directory)
+    if marker is None:
+        return problem
     return manifest_problem(directory, marker["files"])
 
 
@@ -104,6 +126,10 @@ def choose_checkpoint(output_dir: Path) -> Path | None:
             target = set_aside(path)
         except FileNotFoundError:  # another process moved it first
             continue
+        except OSError as exc:  # read-only, a mount point: skipped all the same
+            log.warning("%s cannot be resumed from: %s; could not set it aside (%s): "
+                        "skipped", path.name, problem, exc)
+            continue
         log.warning("%s cannot be resumed from: %s; set aside as %s", path.name, problem,
                     target.name)
     return chosen
@@ -129,27 +155,38 @@ def _explicit(path: Path) -> str:
     """A checkpoint the user named: it must exist and, if ft marked it, still verify."""
     if not path.is_dir():
         raise UserError(f"`resume_from_checkpoint`: {path} is not a directory")
-    if not (path / COMPLETE_MARKER).is_file():
-        log.warning("%s has no ft completion marker: resuming from it unverified", path)
+    marker, problem = read_marker(path)
+    if marker is None:
+        # Named by the user: not set aside, but not trusted either.
+        log.warning("%s has no ft completion marker that can vouch for it (%s): resuming "
+                    "from it unverified", path, problem)
         return str(path)
-    if problem := checkpoint_problem(path):
+    if problem := manifest_problem(path, marker["files"]):
         raise UserError(f"`resume_from_checkpoint`: {path} is damaged: {problem}")
     return str(path)
 
 
-def agree_on_resume(setting: str | None, auto: bool | None, output_dir: Path) -> str | None:
+def agree_on_resume(setting: str | None, auto: bool | None, output_dir: Path,
+                    check: Callable[[Path, dict | None], Any] | None = None
+                    ) -> tuple[str | None, Any]:
     """Rank 0 verifies and chooses; every rank gets its choice, so no two ranks resume from
-    different steps. A rank that cannot see the chosen directory stops with a clear error:
-    its node does not share the checkpoint storage."""
+    different steps. `check(checkpoint, its marker)`, also on rank 0 only and before any
+    model is loaded, may refuse the choice with a UserError (trainer/resume_guard.py); it is
+    then raised on every rank, and what it returns is returned beside the choice. A rank
+    that cannot see the chosen directory stops with a clear error: its node does not share
+    the checkpoint storage."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
-        return resolve_resume(setting, auto, output_dir)
-    choice = [resolve_resume(setting, auto, output_dir) if dist.get_rank() == 0 else None]
-    dist.broadcast_object_list(choice, src=0)
-    resume = choice[0]
+    def decide() -> tuple[str | None, Any]:
+        resume = resolve_resume(setting, auto, output_dir)
+        if resume is None or check is None:
+            return resume, None
+        return resume, check(Path(resume), read_marker(Path(resume))[0])
+
+    resume, verdict = decided_by_rank_zero(decide)
     if resume is not None and not Path(resume).is_dir():
-        raise UserError(f"rank {dist.get_rank()} on {socket.gethostname()} cannot see "
+        rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        raise UserError(f"rank {rank} on {socket.gethostname()} cannot see "
                         f"{resume}, the checkpoint rank 0 resumes from: `output_dir` must be "
                         "storage that every node shares")
-    return resume
+    return resume, verdict

@@ -16,7 +16,9 @@ silent bit flips in the middle of a shard are the storage layer's job.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -73,3 +75,52 @@ def manifest_problem(directory: Path, manifest: dict[str, dict]) -> str | None:
         if file_digest(path)["crc32"] != recorded["crc32"]:
             return f"{name} has the recorded size but different content (crc32 mismatch)"
     return None
+
+
+_CRC32 = re.compile(r"^[0-9a-f]{8}$")
+_MARKER_KEYS = {"format", "step", "world_size", "files"}
+_OPTIONAL_KEYS = {"trained_with"}  # trainer/resume_guard.py's record
+_ENTRY_KEYS = {"size": int, "crc32": str, "sampled": bool}
+
+
+def marker_shape_problem(marker: object, current_format: int) -> str | None:
+    """Why a parsed marker is not exactly what ft writes, or None. Anything else (valid JSON
+    of another shape, a hand edit, an older ft's step-only marker) cannot vouch for the
+    checkpoint's files, so it is never trusted and never crashes the resume."""
+    if not isinstance(marker, dict):
+        return f"JSON {json.dumps(marker)[:40]}, not an object"
+    if "format" not in marker:
+        if "files" not in marker and "step" in marker:
+            return ("format 1 (an older ft's step-only marker): no file list to check the "
+                    "checkpoint against")
+        return "missing format"
+    if marker["format"] != current_format:
+        return f"format {marker['format']!r}, expected {current_format}"
+    keys = set(marker)
+    if missing := sorted(_MARKER_KEYS - keys):
+        return f"missing {', '.join(missing)}"
+    if unknown := sorted(keys - _MARKER_KEYS - _OPTIONAL_KEYS):
+        return f"unknown key(s) {', '.join(unknown)}"
+    for key in ("step", "world_size"):
+        if not _is_count(marker[key]):
+            return f"`{key}` is {marker[key]!r}, not a non-negative integer"
+    if "trained_with" in marker and not isinstance(marker["trained_with"], dict):
+        return "`trained_with` is not an object"
+    return _files_problem(marker["files"])
+
+
+def _files_problem(files: object) -> str | None:
+    if not isinstance(files, dict) or not files:
+        return f"`files` is {files!r:.40}, not a non-empty object"
+    for name, entry in files.items():
+        if not name or not isinstance(entry, dict) or set(entry) != set(_ENTRY_KEYS):
+            return f"`files` entry {name!r} is not {{size, crc32, sampled}}"
+        wrong = [key for key, kind in _ENTRY_KEYS.items()
+                 if not isinstance(entry[key], kind) or (kind is int and not _is_count(entry[key]))]
+        if wrong or not _CRC32.match(entry["crc32"]):
+            return f"`files` entry {name!r} has a malformed {', '.join(wrong) or 'crc32'}"
+    return None
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

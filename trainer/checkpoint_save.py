@@ -34,21 +34,24 @@ DEFAULT_VISIBILITY_WAIT_S = 30.0
 class CompleteCheckpointMarker(TrainerCallback):
     """Marks each checkpoint complete once every rank has finished writing it."""
 
-    def __init__(self, save_total_limit: int | None = None) -> None:
+    def __init__(self, save_total_limit: int | None = None,
+                 trained_with: dict | None = None) -> None:
         self.save_total_limit = save_total_limit
+        self.trained_with = trained_with  # rank 0's record for the resume guard
 
     def on_save(self, args, state, control, **kwargs):
         directory = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         views = _gather_listings(directory)  # also the barrier: every rank has saved
         if state.is_world_process_zero and directory.is_dir() and \
-                _mark(directory, state.global_step, views):
+                _mark(directory, state.global_step, views, self.trained_with):
             for path in rotate(Path(args.output_dir), self.save_total_limit, directory):
                 log.info("deleted %s (save_total_limit: %s)", path.name, self.save_total_limit)
         _barrier()  # no rank exits (a graceful stop) before the marker is on disk
         return control
 
 
-def _mark(directory: Path, step: int, views: list[tuple[int, str, dict[str, int]]]) -> bool:
+def _mark(directory: Path, step: int, views: list[tuple[int, str, dict[str, int]]],
+          trained_with: dict | None = None) -> bool:
     expected: dict[str, tuple[int, int, str]] = {}
     for rank, host, files in views:
         for name, size in files.items():
@@ -63,7 +66,8 @@ def _mark(directory: Path, step: int, views: list[tuple[int, str, dict[str, int]
                   "filesystem or bucket mount); no restart can resume from this checkpoint.",
                   directory.name, socket.gethostname(), where)
         return False
-    mark_complete(directory, step, sorted(expected), world_size=len(views))
+    mark_complete(directory, step, sorted(expected), world_size=len(views),
+                  trained_with=trained_with)
     return True
 
 

@@ -28,6 +28,7 @@ from trainer.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_m
 from trainer.ft_trainer import FtTrainer
 from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
+from trainer.output_lease import OutputLease
 from trainer.preemption import (
     GracefulStop,
     StoppedBeforeTraining,
@@ -35,6 +36,8 @@ from trainer.preemption import (
     report_finished,
 )
 from trainer.process_group import CollectiveWindows, join_process_group, leave_process_group
+from trainer.rank_zero import decided_by_rank_zero
+from trainer.resume_guard import OVERRIDE_ENV, NewLearningRate, check_resume, trained_with
 from trainer.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.world import World
 
@@ -49,10 +52,11 @@ def train(cfg: TrainingConfig) -> Path:
         keep_deepspeed_unloaded()
     hooks = load_hooks(os.environ.get(HOOKS_ENV))  # a bad entry fails before any work
     graceful = GracefulStop()  # from here to the end a stop signal never kills a rank
+    lease = OutputLease(Path(cfg.output_dir))  # taken by rank 0 in _run
     try:
         with disk_full_is_a_user_error(Path(cfg.output_dir)):
             try:
-                output_dir, preempted = _run(cfg, world, hooks, graceful)
+                output_dir, preempted = _run(cfg, world, hooks, graceful, lease)
             except StoppedBeforeTraining:
                 output_dir, preempted = Path(cfg.output_dir), True
         # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
@@ -63,17 +67,25 @@ def train(cfg: TrainingConfig) -> Path:
         if not preempted:
             report_finished(graceful.last_step)
     finally:
+        lease.release()
         graceful.release()
     if preempted:
         raise SystemExit(report_clean_stop(graceful.last_step))
     return output_dir
 
 
-def _run(cfg: TrainingConfig, world: World, hooks: list,
-         graceful: GracefulStop) -> tuple[Path, bool]:
+def _run(cfg: TrainingConfig, world: World, hooks: list, graceful: GracefulStop,
+         lease: OutputLease) -> tuple[Path, bool]:
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
     join_process_group(cfg, world)
+    decided_by_rank_zero(lease.acquire)  # one writer per output_dir, before reading it
+    # Before the model loads: which checkpoint, and whether the spec still matches it.
+    record = trained_with(cfg, world.world_size) if world.is_main else None
+    override = os.environ.get(OVERRIDE_ENV) == "1"
+    resume, applied = agree_on_resume(
+        cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints, output_dir,
+        check=lambda path, marker: check_resume(path, marker, record, override))
     graceful.stop_if_requested("before the data was prepared")
     precision = choose_precision(cfg)
     plan = plan_for(cfg, compute_dtype(cfg, precision))
@@ -102,13 +114,12 @@ def _run(cfg: TrainingConfig, world: World, hooks: list,
     trainer = FtTrainer(model=model, args=args, train_dataset=data.train,
                         eval_dataset=data.eval, data_collator=collator,
                         processing_class=tokenizer, sharding=plan,
-                        callbacks=[CompleteCheckpointMarker(cfg.save_total_limit), graceful,
+                        callbacks=[CompleteCheckpointMarker(cfg.save_total_limit, record),
+                                   NewLearningRate(applied or {}), graceful,
                                    TrackingRunRecorder(tracking_run_id(cfg, os.environ)),
                                    *([SaveAfterFirstStep()] if cfg.save_first_step else []),
                                    CollectiveWindows(cfg)])
     run_hooks(hooks, trainer)
-    resume = agree_on_resume(cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints,
-                             output_dir)
     graceful.begin_training()
     result = trainer.train(resume_from_checkpoint=resume)
     if graceful.stopped:

@@ -29,17 +29,12 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from trainer.contract.job_identity import job_identity
 from trainer.contract.training import TrainingConfig
 
 log = logging.getLogger("ft.tracking")
 
-JOB_ID_VARIABLES = ("SLURM_JOB_ID", "DSTACK_RUN_NAME", "SKYPILOT_TASK_ID")
 RECORD = "ft-tracking.json"
-
-
-def job_identity(env: Mapping[str, str]) -> str | None:
-    """`VARIABLE=value` of the first backend job variable present, else None."""
-    return next((f"{name}={env[name]}" for name in JOB_ID_VARIABLES if env.get(name)), None)
 
 
 def tracking_run_id(cfg: TrainingConfig, env: Mapping[str, str]) -> str:

@@ -12,6 +12,7 @@ import typer
 
 from orchestrator import backends
 from orchestrator.backends.base import STAGES
+from trainer.contract.run_switches import FORCE_LEASE_ENV, RESUME_OVERRIDE_ENV
 
 
 def _choices(name: str, values: list[str]) -> type[StrEnum]:
@@ -43,6 +44,18 @@ IsolateOpt = Annotated[bool | None, typer.Option(
 # 65534: the pre-flight check uses the port after it.
 MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534, metavar="PORT",
                                                    help="Override launch.master_port.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Take over output_dir's lease from a run that holds it (one you know is "
+    "dead; a live one keeps writing).")]
+OverrideOpt = Annotated[bool, typer.Option(
+    "--override", help="Resume even where the spec changed what the checkpoint was trained "
+    "with (batch, learning rate, data, model, adapter): the new values apply.")]
+
+
+def trainer_switches(force: bool, override: bool) -> dict[str, str]:
+    """The job's variables for the switches that are on (trainer/contract/run_switches.py)."""
+    return {name: "1" for name, on in ((FORCE_LEASE_ENV, force),
+                                       (RESUME_OVERRIDE_ENV, override)) if on}
 
 
 def err(message: str) -> None:

@@ -16,16 +16,19 @@ from orchestrator.cli.options import (
     DEFAULT_EMULATION,
     AnyBackend,
     EmulateOpt,
+    ForceOpt,
     GpusOpt,
     IsolateOpt,
     MasterPortOpt,
     NodesOpt,
+    OverrideOpt,
     RenderBackend,
     SpecArg,
     StageOpt,
     err,
     examples,
     load_for_cli,
+    trainer_switches,
 )
 from orchestrator.spec.local_checks import require_local_launch
 from orchestrator.train_stack import require_train_stack
@@ -189,10 +192,14 @@ def launch(
     watch: Annotated[bool, typer.Option(help="Follow the job's state and training loss "
                                         "until it ends (exit 0 if it succeeded).")] = False,
     stage: StageOpt = None,
+    force: ForceOpt = False,
+    override: OverrideOpt = False,
 ) -> None:
     """Render and submit through the backend's own tool (dstack, sky, sbatch, modal), or run
     the nodes here (`--backend local`)."""
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
+    # Into the job's environment like launch.env, so the rendered file shows them too.
+    loaded.launch.env.update(trainer_switches(force, override))
     chosen = backends.get(backend.value)
     stages = [s.value for s in stage or []]
     if stages:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.options import examples
+from orchestrator.cli.options import ForceOpt, OverrideOpt, examples, trainer_switches
 from orchestrator.train_stack import needs_train_stack
 from trainer.contract.errors import UserError
 
@@ -27,7 +27,7 @@ def _training_config(spec_path: Path):
 
 
 @needs_train_stack("`ft train`")
-def train(spec: SpecArg) -> None:
+def train(spec: SpecArg, force: ForceOpt = False, override: OverrideOpt = False) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
     from trainer.stop_signals import STOPS
 
@@ -35,7 +35,7 @@ def train(spec: SpecArg) -> None:
     # lost (a rank starts with the stop signals ignored) nor kill the process (Ctrl-C).
     STOPS.install()
     try:
-        output = _train(spec)
+        output = _train(spec, force, override)
     except UserError as exc:
         _user_error_under_ft_node(exc)
         raise
@@ -43,7 +43,7 @@ def train(spec: SpecArg) -> None:
         typer.echo(f"trained model in {output}")
 
 
-def _train(spec: Path) -> Path:
+def _train(spec: Path, force: bool, override: bool) -> Path:
     from orchestrator.cli.launcher_hint import single_process_problem
     from orchestrator.cli.options import load_for_cli
     from orchestrator.spec.local_checks import require_local_files
@@ -63,6 +63,7 @@ def _train(spec: Path) -> Path:
         typer.echo(note, err=True)
     from trainer.loop import train as run_training
 
+    os.environ.update(trainer_switches(force, override))
     return run_training(cfg)
 
 
@@ -136,6 +137,7 @@ def inference(
 def register(app: typer.Typer) -> None:
     app.command(epilog=examples(
         "ft train examples/tiny/tiny.yaml",
+        "ft train spec.yaml --override   (resume although the spec changed)",
         "torchrun --nproc-per-node 8 --no-python ft train spec.yaml   (what ft node runs)"))(train)
     app.command(epilog=examples("ft preprocess spec.yaml",
                                 "ft preprocess spec.yaml --debug | less"))(preprocess)
