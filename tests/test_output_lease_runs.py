@@ -42,25 +42,29 @@ def test_a_second_launch_on_a_busy_output_dir_is_refused_naming_the_holder(tmp_p
     spec = write_tiny_spec(tmp_path, tiny_model_dir, **ENDLESS,
                            launch={"env": {"OMP_NUM_THREADS": "1"},
                                    "volumes": shared_volumes(tmp_path)})
-    first = _start(["launch", str(spec), "--backend", "local", "--master-port",
-                    str(free_port())], tmp_path)
+    # Emulating dstack, whose job identity is a run name: two launches of one spec are still
+    # two jobs, so the second one must not take the first one's lease as its own restart's.
+    first = _start(["launch", str(spec), "--backend", "local", "--emulate", "dstack",
+                    "--master-port", str(free_port())], tmp_path)
     try:
         log = _until_training(first)
         # Bounded: without a lease the second run trains on as long as the first one.
         second = subprocess.run(
             [sys.executable, "-m", "orchestrator.cli", "launch", str(spec), "--backend",
-             "local", "--master-port", str(free_port())], cwd=tmp_path, capture_output=True,
+             "local", "--emulate", "dstack", "--master-port", str(free_port())], cwd=tmp_path,
+            capture_output=True,
             text=True, timeout=240, env={**os.environ, "PYTHONPATH": str(REPO)})
     finally:
         first.send_signal(signal.SIGTERM)
         log += first.communicate(timeout=180)[0]
     said = second.stdout + second.stderr
-    # The rank exits 2 (a user error); what `ft launch` makes of a rank's code is the
-    # signal path's business (torchrun turns it into 1 today).
-    assert second.returncode not in (0, RESUMABLE_EXIT_CODE), said[-4000:]
+    # A user error: the rank says it once, `ft node` and `ft launch` end with its code.
+    assert second.returncode == 2, said[-4000:]
+    assert "Traceback" not in said, said[-4000:]
     assert f"output_dir {tmp_path / 'out'} is in use by another run" in said, said[-4000:]
-    # The holder: the first launch's (emulated Slurm) job, its host and pid, since when.
-    assert f"job SLURM_JOB_ID={first.pid}, since 20" in said and "last heartbeat" in said
+    # The holder: the first launch's (emulated dstack) run, its host and pid, since when.
+    assert "job DSTACK_RUN_NAME=" in said and f"-{first.pid}, since 20" in said, said[-4000:]
+    assert "last heartbeat" in said
     assert "ft launch ... --force" in said
     assert "resuming from" not in said and "'loss'" not in said, "the second run trained"
     # The first run was not disturbed: it stops cleanly and gives the lease back.

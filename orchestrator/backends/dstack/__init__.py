@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
@@ -57,7 +58,10 @@ class DstackBackend(DstackJobs):
     def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
                      hosts: EmulatedHosts | None = None) -> dict[str, str]:
         hosts = hosts or EmulatedHosts.shared(nodes)
-        return {"DSTACK_RUN_NAME": job_name, "DSTACK_MASTER_NODE_IP": hosts.addresses[0],
+        # A run name is unique per run on dstack: two launches of one spec are two jobs (the
+        # output_dir lease tells a job's own restart from another job by it).
+        return {"DSTACK_RUN_NAME": f"{job_name}-{os.getpid()}",
+                "DSTACK_MASTER_NODE_IP": hosts.addresses[0],
                 "DSTACK_NODE_RANK": str(rank), "DSTACK_NODES_NUM": str(nodes),
                 "DSTACK_GPUS_PER_NODE": str(gpus_per_node),
                 "DSTACK_GPUS_NUM": str(gpus_per_node * nodes)}

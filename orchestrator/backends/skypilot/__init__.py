@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.skypilot.jobs import SkyPilotJobs
 
@@ -42,7 +44,9 @@ class SkyPilotBackend(SkyPilotJobs):
     def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
                      hosts: EmulatedHosts | None = None) -> dict[str, str]:
         hosts = hosts or EmulatedHosts.shared(nodes)
-        return {"SKYPILOT_TASK_ID": job_name, "SKYPILOT_NODE_RANK": str(rank),
+        # SkyPilot's task id is unique per launch (time, cluster, job id): two launches of one
+        # spec are two jobs (the output_dir lease tells a job's own restart from another by it).
+        return {"SKYPILOT_TASK_ID": f"{job_name}-{os.getpid()}", "SKYPILOT_NODE_RANK": str(rank),
                 "SKYPILOT_NODE_IPS": "\n".join(hosts.addresses),
                 "SKYPILOT_NUM_NODES": str(nodes),
                 "SKYPILOT_NUM_GPUS_PER_NODE": str(gpus_per_node)}
