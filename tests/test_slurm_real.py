@@ -169,13 +169,7 @@ def test_ft_cancel_during_training_ends_the_job_cancelled_not_requeued(
     (on_preemption is on). ft 0b21ef0 requeued it: PD (BeginTime) a few seconds later."""
     ws = workspace
     name = "tiny-cancel"
-    spec = write_spec(ws, name, max_steps=100000, output_dir=f"./outputs/{name}",
-                      launch={"env": {"OMP_NUM_THREADS": 1}})
-    launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
-    assert launch.returncode == 0, launch.stderr
-    ref = _submitted_ref(launch.stdout)
-    job_id = ref.split(":")[1]
-    _wait_for_losses(ws, ws.root / f"{name}-{job_id}.out", 3)
+    ref, job_id = _launch_endless_until_training(ws, name)
 
     cancel = ws.ft("cancel", ref)
     assert cancel.returncode == 0, cancel.stderr
@@ -200,14 +194,8 @@ def test_a_dead_node_ends_the_attempt_promptly_and_requeues_it_as_a_node_failure
     30 s after the survivor's failure and requeues the job as a node failure."""
     ws = workspace
     name = "tiny-node-lost"
-    spec = write_spec(ws, name, max_steps=100000, output_dir=f"./outputs/{name}",
-                      launch={"env": {"OMP_NUM_THREADS": 1}})
-    launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
-    assert launch.returncode == 0, launch.stderr
-    ref = _submitted_ref(launch.stdout)
-    job_id = ref.split(":")[1]
+    ref, job_id = _launch_endless_until_training(ws, name)
     err = ws.root / f"{name}-{job_id}.err"
-    _wait_for_losses(ws, ws.root / f"{name}-{job_id}.out", 3)
 
     killed_at = time.monotonic()
     _kill_node(ws, job_id, node_id=1, name="n2")
@@ -234,6 +222,19 @@ def test_a_dead_node_ends_the_attempt_promptly_and_requeues_it_as_a_node_failure
 
 # Measured on this 2-core machine under load: see the README ("a dead Slurm node").
 NODE_LOSS_BOUND_S = 150
+
+
+def _launch_endless_until_training(ws: Workspace, name: str) -> tuple[str, str]:
+    """Launch a 2-node job that would train for ever; return (ref, job id) once it logged
+    three losses."""
+    spec = write_spec(ws, name, max_steps=100000, output_dir=f"./outputs/{name}",
+                      launch={"env": {"OMP_NUM_THREADS": 1}})
+    launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
+    assert launch.returncode == 0, launch.stderr
+    ref = _submitted_ref(launch.stdout)
+    job_id = ref.split(":")[1]
+    _wait_for_losses(ws, ws.root / f"{name}-{job_id}.out", 3)
+    return ref, job_id
 
 
 def _wait_for_losses(ws: Workspace, out: Path, count: int, after: str = "") -> None:
