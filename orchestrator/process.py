@@ -144,6 +144,12 @@ def pid_exists(pid: int) -> bool:
     return True
 
 
+def exit_status(code: int) -> int:
+    """A process's status as a shell reports it: 128 + N for a death by signal N (Popen's
+    negative returncode never leaks out as, say, 247)."""
+    return 128 - code if code < 0 else code
+
+
 def catches_signal(pid: int, signum: int) -> bool:
     """Whether pid has a handler for signum (SigCgt in /proc): a process still starting up
     would die of it, or drop it (the first process of a pid namespace), so a stop is held

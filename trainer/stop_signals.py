@@ -20,12 +20,16 @@ import sys
 import threading
 from pathlib import Path
 
-from trainer.contract.exit_codes import STOP_MARK, STOP_REPORT_DIR, USER_ERROR_REPORT
+from trainer.contract.exit_codes import (
+    ABORT_EXIT_CODE,
+    STOP_MARK,
+    STOP_REPORT_DIR,
+    USER_ERROR_REPORT,
+)
 
 log = logging.getLogger("ft.preemption")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
-ABORT_EXIT_CODE = 128 + signal.SIGINT  # what a shell reports for a Ctrl-C'd process
 
 
 class StopSignals:

@@ -40,11 +40,13 @@ from orchestrator.process import (
     SUPERVISED_SIGNALS,
     catches_signal,
     descendants,
+    exit_status,
     kill_tree,
     signal_pids,
     spawn_supervised,
 )
 from trainer.contract.exit_codes import (
+    ABORT_EXIT_CODE,
     FINISHED_REPORT,
     RESUMABLE_EXIT_CODE,
     STOP_GRACE_ENV,
@@ -56,7 +58,6 @@ from trainer.contract.exit_codes import (
 
 POLL_S = 0.2
 KILL_MARGIN_S = 15  # after the grace: time for torchrun to notice and exit
-ABORT_EXIT_CODE = 128 + signal.SIGINT
 
 
 class Supervisor:
@@ -228,7 +229,7 @@ class Supervisor:
         if reported:
             _say(f"only {reported} of {local_ranks} rank(s) stopped cleanly")
         if code < 0:  # the launcher itself died of a signal: the shell's convention
-            return 128 - code
+            return exit_status(code)
         return 1 if code in (0, RESUMABLE_EXIT_CODE) else code
 
 

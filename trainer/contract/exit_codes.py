@@ -13,6 +13,9 @@ waits for the other nodes, must not turn a completed run into a crash.
 """
 
 RESUMABLE_EXIT_CODE = 75
+# A second Ctrl-C: stopped at once, unsaved; what a shell reports for a Ctrl-C'd process
+# (128 + SIGINT), on `ft train` and on `ft node` alike.
+ABORT_EXIT_CODE = 130
 STOP_REPORT_DIR = "FT_STOP_REPORT_DIR"  # env: where ranks report a clean stop to ft node
 STOP_GRACE_ENV = "FT_STOP_GRACE_S"  # env: seconds ft node gives the ranks to save
 STOP_REPORT = "rank-{rank}.json"  # in STOP_REPORT_DIR: this rank saved and stopped

@@ -21,7 +21,14 @@ import subprocess
 import sys
 import time
 
-from orchestrator.process import SUPERVISED_SIGNALS, catches_signal, kill_tree, signal_pids
+from orchestrator.process import (
+    SUPERVISED_SIGNALS,
+    catches_signal,
+    exit_status,
+    kill_tree,
+    signal_pids,
+)
+from trainer.contract.errors import UserError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 
 POLL_S = 0.2
@@ -29,7 +36,6 @@ MARGIN_S = 30  # beyond the ranks' grace: ft node's own time to notice and exit
 # After a node crashed the others cannot save (a save is collective): they get the time
 # to notice and exit, not the whole stop_grace.
 AFTER_CRASH_S = 30
-USER_ERROR_EXIT_CODE = 2  # a node stopped on a user error (UserError.exit_code)
 
 
 class NodeGroup:
@@ -105,7 +111,7 @@ class NodeGroup:
                 # The first crash wins; the others are stopped.
                 self.crash, self.crashed = exit_status(code), name
                 self._say(f"{name} {describe_exit(code)}; stopping the other node(s)")
-                if self.crash == USER_ERROR_EXIT_CODE:
+                if self.crash == UserError.exit_code:  # a node stopped on a user error
                     # Its message is said; the others could not save (a save is collective)
                     # and would only add tracebacks of a peer gone.
                     self._kill_all()
@@ -135,14 +141,9 @@ class NodeGroup:
         print(f"ft launch: {message}", file=sys.stderr, flush=True)
 
 
-def exit_status(code: int) -> int:
-    """A process's status as a shell reports it: 128 + N for a death by signal N."""
-    return 128 - code if code < 0 else code
-
-
 def describe_exit(code: int) -> str:
     if code < 0:
-        return f"was killed by {signal.Signals(-code).name} (exit {128 - code})"
+        return f"was killed by {signal.Signals(-code).name} (exit {exit_status(code)})"
     if code > 128 and code - 128 in signal.Signals._value2member_map_:
         return f"exited {code} (128 + {signal.Signals(code - 128).name})"
     return f"exited {code}"

@@ -28,7 +28,13 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.process import SUPERVISED_SIGNALS, catches_signal, signal_pids, spawn_init
+from orchestrator.process import (
+    SUPERVISED_SIGNALS,
+    catches_signal,
+    exit_status,
+    signal_pids,
+    spawn_init,
+)
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWPID = 0x00020000, 0x04000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
@@ -126,7 +132,7 @@ def main(argv: list[str]) -> int:
         while pending and catches_signal(1, pending[0]):  # pid 1 of the node: ft node
             signal_pids([child.pid], pending.pop(0))
         time.sleep(POLL_S)
-    return 128 - code if code < 0 else code
+    return exit_status(code)
 
 
 if __name__ == "__main__":
