@@ -13,13 +13,13 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrator.resources import data_dir
+from orchestrator.package_data import data_dir
 from trainer.contract.errors import UserError
 
 # Applied on every cluster: a collective that times out ends the job (async error handling
 # tears the process group down) instead of hanging it forever; the timeouts themselves come
 # from the spec (`launch.timeouts`, set by ft node). No NCCL_DEBUG: ft node sends NCCL's log
-# to a file per process and reports the transport from it (orchestrator/node/nccl_env.py),
+# to a file per process and reports the transport from it (orchestrator/node/nccl_log_files.py),
 # unless the job sets NCCL_DEBUG itself.
 DEFAULT_ENV: dict[str, str] = {
     "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",

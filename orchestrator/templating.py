@@ -17,7 +17,7 @@ import jinja2
 import yaml
 
 from orchestrator import __version__
-from orchestrator.resources import data_dir
+from orchestrator.package_data import data_dir
 
 
 def yaml_scalar(value: object) -> str:

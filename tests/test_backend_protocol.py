@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator import backends
 from orchestrator.backends.base import Backend
-from orchestrator.node.world import resolve_world
+from orchestrator.backends.rendezvous import resolve_world
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import free_port, write_tiny_spec
 from trainer.contract.errors import UserError

@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from orchestrator import process
 from orchestrator.backends import base
+from orchestrator.backends.job_model import JobRecord
 from orchestrator.cli import app
 from orchestrator.jobs import store
-from orchestrator.jobs.model import JobRecord
 from tests.cli_runner import run_ft
 from tests.fixtures.tool_outputs.replay import FakeRunner, captured
 

@@ -12,7 +12,7 @@ from orchestrator import process
 from orchestrator.backends import base
 from orchestrator.backends.dstack import BACKEND as DSTACK
 from orchestrator.backends.dstack.jobs import run_status, runs_by_name
-from orchestrator.jobs.model import JobRecord, JobState
+from orchestrator.backends.job_model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
 from orchestrator.spec.load import load_spec
 from tests.fixtures.tool_outputs.replay import captured

@@ -14,13 +14,13 @@ import pytest
 
 from orchestrator import process
 from orchestrator.backends import base
+from orchestrator.backends.job_model import JobRecord, JobState
 from orchestrator.backends.modal import BACKEND as MODAL
 from orchestrator.backends.modal.markers import APP_ID_MARK
-from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
-from orchestrator.jobs.table import format_seconds
 from orchestrator.process import Completed
 from orchestrator.spec.load import load_spec
+from orchestrator.status_text import format_seconds
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError
 

@@ -15,10 +15,10 @@ import yaml
 
 from orchestrator import process
 from orchestrator.backends import base
+from orchestrator.backends.job_model import JobRecord, JobState
 from orchestrator.backends.skypilot import BACKEND as SKYPILOT
-from orchestrator.jobs.model import JobRecord, JobState
+from orchestrator.backends.tool_output import json_after_chatter
 from orchestrator.jobs.submit import submit
-from orchestrator.jobs.toolout import json_after_chatter
 from orchestrator.spec.load import parse_spec
 from tests.fixtures.tool_outputs.replay import captured
 from trainer.contract.errors import UserError

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.backends import base
+from orchestrator.backends.job_model import JobRecord, JobState
 from orchestrator.backends.slurm import BACKEND as SLURM
 from orchestrator.backends.slurm.jobs import (
     output_files,
@@ -17,7 +18,6 @@ from orchestrator.backends.slurm.jobs import (
 )
 from orchestrator.backends.slurm.stop_causes import attempt_causes
 from orchestrator.jobs import store
-from orchestrator.jobs.model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
 from orchestrator.spec.load import load_spec
 from tests.fixtures.tool_outputs.replay import captured

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backends.job_model import JobRecord
 from orchestrator.jobs import store
-from orchestrator.jobs.model import JobRecord
 from trainer.contract.errors import UserError
 
 

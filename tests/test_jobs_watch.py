@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import process
-from orchestrator.jobs.model import JobRecord
+from orchestrator.backends.job_model import JobRecord
 from orchestrator.jobs.watch import watch
 from tests.fixtures.tool_outputs.replay import FakeRunner, captured, text
 

@@ -210,7 +210,7 @@ def test_efa_profile_keeps_its_socket_exclusions() -> None:
 # --- NCCL's log, and the fabric the ranks should find NCCL using --------------------------
 
 def test_ft_points_nccls_log_at_a_file_only_when_the_user_set_no_nccl_debug(tmp_path) -> None:
-    from orchestrator.node.nccl_env import nccl_log_env
+    from orchestrator.node.nccl_log_files import nccl_log_env
 
     profile = load_profile("infiniband")
     expected = {"FT_FABRIC_EXPECTED": "infiniband",
@@ -240,13 +240,13 @@ def test_ft_points_nccls_log_at_a_file_only_when_the_user_set_no_nccl_debug(tmp_
      ("single-host", "ft node (every node runs on this host)")),
 ])
 def test_the_fabric_the_ranks_should_see(profile, report, expected) -> None:
-    from orchestrator.node.nccl_env import expected_fabric
+    from orchestrator.node.nccl_log_files import expected_fabric
 
     assert expected_fabric(load_profile(profile), report) == expected
 
 
 def test_warnings_of_this_host_since_the_start(tmp_path) -> None:
-    from orchestrator.node.nccl_env import failure_report, warnings_since
+    from orchestrator.node.nccl_log_files import failure_report, warnings_since
 
     warn = "h:1:2 [0] transport/net_ib.cc:1 NCCL WARN NET/IB : Got completion with error 12"
     (tmp_path / "nccl.node3.11.log").write_text(f"x NCCL INFO Using network IB\n\n{warn}\n")
@@ -261,7 +261,7 @@ def test_warnings_of_this_host_since_the_start(tmp_path) -> None:
 def test_nccls_log_folder_falls_back_to_the_temp_folder(tmp_path, monkeypatch) -> None:
     """NCCL logs INFO to the console when it cannot open its file: a folder that cannot be
     made is replaced by one in the temp folder; a dry run makes none."""
-    from orchestrator.node.nccl_env import log_dir
+    from orchestrator.node.nccl_log_files import log_dir
 
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the folder would go

@@ -13,8 +13,8 @@ import pytest
 
 from orchestrator import process
 from orchestrator.backends import get, names
-from orchestrator.node.launch_line import explicit_command, launch_argv
-from orchestrator.node.world import World, resolve_world
+from orchestrator.backends.launch_line import explicit_command, launch_argv
+from orchestrator.backends.rendezvous import World, resolve_world
 
 TRAIN = ["ft", "train", "/job/.ft/ft-job.yaml"]
 WORLD = World("dstack", "10.0.0.5", 29500, 1, 2, 8)

@@ -14,8 +14,8 @@ import pytest
 from orchestrator import process
 from orchestrator.backends import detect as detect_backend
 from orchestrator.backends import get
+from orchestrator.backends.rendezvous import World, resolve_world
 from orchestrator.backends.slurm.master import first_hostname, resolve_master_address
-from orchestrator.node.world import World, resolve_world
 from tests.fixtures.tool_outputs.replay import FakeRunner
 from trainer.contract.errors import UserError
 

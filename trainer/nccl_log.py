@@ -3,7 +3,7 @@
 A fabric that is configured but not used (no RDMA devices in the container, a missing
 aws-ofi-nccl plugin, NCCL_IB_DISABLE left on) does not fail: NCCL falls back to TCP sockets
 and the job trains 10-50x slower. NCCL says what it picked only at INFO level, which floods
-a console, so `ft node` (orchestrator/node/nccl_env.py) points NCCL_DEBUG=INFO at one file
+a console, so `ft node` (orchestrator/node/nccl_log_files.py) points NCCL_DEBUG=INFO at one file
 per process (NCCL_DEBUG_FILE with NCCL's %h host and %p pid) when the user set no
 NCCL_DEBUG, and after the first collective local rank 0 of each node reads its own file.
 

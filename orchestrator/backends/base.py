@@ -29,7 +29,7 @@ from orchestrator.process import Completed, run_cmd
 from trainer.contract.errors import Problem, UserError
 
 if TYPE_CHECKING:
-    from orchestrator.jobs.model import JobRecord, JobStatus
+    from orchestrator.backends.job_model import JobRecord, JobStatus
     from orchestrator.shipping.layout import ShipPlan
     from orchestrator.spec.load import Spec
 
@@ -179,7 +179,7 @@ class Backend:
 
     def gpus_per_node(self, environ: Mapping[str, str], nnodes: int) -> tuple[int, str]:
         """(count, "from VAR") or, when the backend does not say, (0, "VAR is")."""
-        from orchestrator.node.world import optional_count
+        from orchestrator.backends.rendezvous import optional_count
 
         variable = self.node_vars.nproc
         count = optional_count(environ, self.name, variable)
@@ -243,7 +243,7 @@ class Backend:
     def tool_log_lines(self, argv: Sequence[str], follow: bool) -> Iterator[str]:
         """A job's log through the backend's own logs command: streamed while following,
         else run once, its colour codes removed, a failure reported with the tool's words."""
-        from orchestrator.jobs.toolout import failure_text, plain
+        from orchestrator.backends.tool_output import failure_text, plain
         from orchestrator.process import stream_cmd
 
         if follow:

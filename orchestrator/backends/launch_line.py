@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.node.world import World
+from orchestrator.backends.rendezvous import World
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Backend

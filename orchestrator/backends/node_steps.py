@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from orchestrator import DISTRIBUTION, __version__
-from orchestrator.rendering import sh
 from orchestrator.shipping.job_files import JobFile
 from orchestrator.shipping.layout import installer_in_job, wheels_in_job
 from orchestrator.spec.load import Spec
+from orchestrator.templating import sh
 
 SPEC_DIR = ".ft"
 # The image a job runs in unless `launch.image` names one. Public, no image of ft's own: the

@@ -7,12 +7,12 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from orchestrator.backends.launch_line import explicit_command
 from orchestrator.backends.node_steps import train_argv
 from orchestrator.clusters import ClusterProfile, load_profile
-from orchestrator.node.launch_line import explicit_command
-from orchestrator.rendering import header_lines
 from orchestrator.shipping.job_files import JobFile
 from orchestrator.spec.load import Spec
+from orchestrator.templating import header_lines
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.launch import duration_seconds
 

@@ -13,7 +13,7 @@ import typer
 from orchestrator.cli.options import examples
 
 if TYPE_CHECKING:
-    from orchestrator.jobs.model import JobRecord
+    from orchestrator.backends.job_model import JobRecord
     from orchestrator.spec.load import Spec
 
 JobArg = Annotated[str | None, typer.Argument(

@@ -57,7 +57,7 @@ def init(
 ) -> None:
     """Write a commented starter spec, or a runnable example (--example tiny)."""
     from orchestrator.output_files import write_atomic
-    from orchestrator.rendering import render_template
+    from orchestrator.templating import render_template
 
     if example is not None:
         from orchestrator.example_init import init_example
@@ -90,7 +90,7 @@ def validate(
 ) -> None:
     """Check a spec: unknown keys, wrong types, impossible combinations (every problem at
     once, with its YAML path and line; exit 2), then what each backend's launch needs."""
-    from orchestrator.spec.readiness import readiness, yaml_has_launch
+    from orchestrator.readiness import readiness, yaml_has_launch
 
     loaded = load_for_cli(spec, nodes, gpus_per_node)
     launch = loaded.launch

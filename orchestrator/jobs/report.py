@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from orchestrator.backends import get
-from orchestrator.jobs.model import JobRecord, JobState, JobStatus
-from orchestrator.jobs.table import format_table, since
+from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
+from orchestrator.status_text import format_table, since
 from trainer.contract.errors import UserError
 
 HEADERS = ("JOB", "NAME", "STATE", "ELAPSED", "NODES", "SUBMITTED", "DETAIL")

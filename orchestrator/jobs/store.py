@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from orchestrator.jobs.model import JobRecord
+from orchestrator.backends.job_model import JobRecord
 from orchestrator.output_files import write_atomic
 from trainer.contract.errors import UserError
 

@@ -15,13 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from orchestrator.backends.base import Backend, Rendered
-from orchestrator.jobs.model import JobRecord
+from orchestrator.backends.job_model import JobRecord
+from orchestrator.backends.tool_output import failure_text
 from orchestrator.jobs.store import add_record
-from orchestrator.jobs.table import utc_now_iso
-from orchestrator.jobs.toolout import failure_text
 from orchestrator.output_files import write_files
 from orchestrator.shipping.bundle import ship
 from orchestrator.spec.load import Spec
+from orchestrator.status_text import utc_now_iso
 from trainer.contract.errors import UserError
 
 

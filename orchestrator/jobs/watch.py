@@ -14,9 +14,9 @@ from typing import TextIO
 
 from orchestrator.backends import get
 from orchestrator.backends.base import Backend
-from orchestrator.jobs.model import JobRecord, JobState, JobStatus
+from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.progress import Progress
-from orchestrator.jobs.table import format_seconds
+from orchestrator.status_text import format_seconds
 from trainer.contract.errors import UserError
 
 TAIL_LINES = 25  # shown when the job fails

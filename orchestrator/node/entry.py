@@ -14,12 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from orchestrator import backends
+from orchestrator.backends.launch_line import launch_argv
+from orchestrator.backends.rendezvous import World, resolve_world
 from orchestrator.clusters import load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
-from orchestrator.node.launch_line import launch_argv
-from orchestrator.node.nccl_env import failure_report, log_dir, nccl_log_env, now
+from orchestrator.node.nccl_log_files import failure_report, log_dir, nccl_log_env, now
 from orchestrator.node.supervise import Supervisor
-from orchestrator.node.world import World, resolve_world
 from orchestrator.process import run_foreground
 from orchestrator.train_stack import INSTALL_HINT as TRAIN_INSTALL_HINT
 from trainer.contract.errors import UserError

@@ -16,11 +16,11 @@ from orchestrator.backends.base import (
     Submitted,
     SubmitTool,
 )
+from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.backends.node_steps import ft_node_command, write_spec_command
 from orchestrator.backends.render_common import explicit_launch, job_env, profile_for
-from orchestrator.jobs.model import JobRecord, JobState, JobStatus
 from orchestrator.process import Completed
-from orchestrator.rendering import header_lines, sh
+from orchestrator.templating import header_lines, sh
 
 
 class ToyQueue(Backend):

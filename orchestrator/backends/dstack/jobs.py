@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
-from orchestrator.jobs.model import JobRecord, JobState, JobStatus
-from orchestrator.jobs.table import format_seconds
-from orchestrator.jobs.toolout import failure_text, plain
+from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
+from orchestrator.backends.tool_output import failure_text, plain
 from orchestrator.process import Completed, stream_cmd
+from orchestrator.status_text import format_seconds
 from trainer.contract.errors import UserError
 
 # dstack's RunStatus values; `terminated` is resolved by the termination reason.

@@ -21,10 +21,10 @@ from orchestrator.backends.render_common import (
     profile_for,
     shown_submit,
 )
-from orchestrator.rendering import render_template
 from orchestrator.shipping.job_files import JobFile, job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name, job_prefix
 from orchestrator.spec.load import Spec
+from orchestrator.templating import render_template
 from trainer.contract.errors import SpecError
 from trainer.contract.launch import duration_seconds
 

@@ -13,11 +13,11 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
+from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.backends.modal.markers import APP_ID_MARK, RESULT_MARK
-from orchestrator.jobs.model import JobRecord, JobState, JobStatus
-from orchestrator.jobs.table import format_seconds
-from orchestrator.jobs.toolout import failure_text, json_after_chatter, plain
+from orchestrator.backends.tool_output import failure_text, json_after_chatter, plain
 from orchestrator.process import Completed
+from orchestrator.status_text import format_seconds
 from trainer.contract.errors import UserError
 
 # modal/cli/app.py APP_STATE_TO_MESSAGE, as `modal app list --json` prints them.

@@ -37,7 +37,6 @@ from orchestrator.backends.render_common import (
     size_gb,
 )
 from orchestrator.backends.storage import volumes_on
-from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.bundle import IGNORE_FILES
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import (
@@ -48,6 +47,7 @@ from orchestrator.shipping.layout import (
     wheels_in_job,
 )
 from orchestrator.spec.load import Spec
+from orchestrator.templating import render_template, sh
 from trainer.contract.launch import duration_seconds
 
 NAME = "modal"

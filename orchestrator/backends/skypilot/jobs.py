@@ -10,10 +10,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
-from orchestrator.jobs.model import JobRecord, JobState, JobStatus
-from orchestrator.jobs.table import format_seconds
-from orchestrator.jobs.toolout import failure_text, json_after_chatter, plain
+from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
+from orchestrator.backends.tool_output import failure_text, json_after_chatter, plain
 from orchestrator.process import Completed
+from orchestrator.status_text import format_seconds
 from trainer.contract.errors import UserError
 
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus values.

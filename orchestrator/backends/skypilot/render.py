@@ -27,10 +27,10 @@ from orchestrator.backends.render_common import (
     shown_submit,
 )
 from orchestrator.backends.skypilot import storage
-from orchestrator.rendering import render_template
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name
 from orchestrator.spec.load import Spec
+from orchestrator.templating import render_template
 from trainer.contract.errors import SpecError
 
 NAME = "skypilot"

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
+from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.backends.slurm.stop_causes import attempt_causes, describe
-from orchestrator.jobs.model import JobRecord, JobState, JobStatus
+from orchestrator.backends.tool_output import failure_text
 from orchestrator.jobs.stream import tail_files
-from orchestrator.jobs.toolout import failure_text
 from orchestrator.process import Completed
 
 if TYPE_CHECKING:

@@ -20,10 +20,10 @@ from orchestrator.backends.render_common import (
     slurm_time_seconds,
 )
 from orchestrator.backends.slurm import storage
-from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan
 from orchestrator.spec.load import Spec
+from orchestrator.templating import render_template, sh
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
 from trainer.contract.launch import duration_seconds
