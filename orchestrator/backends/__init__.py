@@ -9,7 +9,7 @@ Modules are imported on first use, so `ft --help` does not load every backend's 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -42,6 +42,17 @@ def get(name: str) -> Backend:
 def render_names() -> list[str]:
     """Backends that write launch files and submit them (everything but `local`)."""
     return [name for name in REGISTRY if get(name).renders]
+
+
+def check_stages(backend: Backend, stages: Sequence[str]) -> None:
+    """`backend.check_stages`, naming the backends that have stages when it has none."""
+    from trainer.contract.errors import UserError
+
+    if stages and not backend.stages:
+        able = [name for name in REGISTRY if get(name).stages]
+        raise UserError(f"the {backend.name} backend runs training only; `--stage` is for "
+                        f"backends with a function per stage ({', '.join(able) or 'none'})")
+    backend.check_stages(stages)
 
 
 def detect(environ: Mapping[str, str]) -> str | None:

@@ -38,18 +38,6 @@ if TYPE_CHECKING:
 STAGES = ("preprocess", "train", "merge-lora")
 
 
-def _registered() -> list[str]:
-    from orchestrator.backends import names
-
-    return names()
-
-
-def _stages_of(name: str) -> tuple[str, ...]:
-    from orchestrator.backends import get
-
-    return get(name).stages
-
-
 @dataclass(frozen=True)
 class EmulatedHosts:
     """Where `ft launch --backend local` puts its nodes: node r is `names[r]` at
@@ -152,16 +140,16 @@ class Backend:
         raise UserError(f"the {self.name} backend renders no files")
 
     def check_stages(self, stages: Sequence[str]) -> None:
-        """Refuse stages this backend cannot submit one by one, saying which backends can."""
+        """Refuse stages this backend cannot submit one by one (the registry's check_stages
+        also names the backends that can, which only the registry knows)."""
         unknown = [stage for stage in stages if stage not in self.stages]
         if not unknown:
             return
         if self.stages:
             raise UserError(f"the {self.name} backend has no stage {unknown[0]!r}; use "
                             f"{', '.join(self.stages)}")
-        able = [n for n in _registered() if _stages_of(n)]
         raise UserError(f"the {self.name} backend runs training only; `--stage` is for "
-                        f"backends with a function per stage ({', '.join(able) or 'none'})")
+                        "backends with a function per stage")
 
     def for_stages(self, rendered: Rendered, stages: Sequence[str]) -> Rendered:
         """The same files, submitted to run only `stages` (in ft's order)."""
@@ -179,8 +167,6 @@ class Backend:
 
     def gpus_per_node(self, environ: Mapping[str, str], nnodes: int) -> tuple[int, str]:
         """(count, "from VAR") or, when the backend does not say, (0, "VAR is")."""
-        from orchestrator.backends.rendezvous import optional_count
-
         variable = self.node_vars.nproc
         count = optional_count(environ, self.name, variable)
         return (count, f"from {variable}") if count else (0, f"{variable} is")
@@ -258,3 +244,22 @@ class Backend:
         how = self.tool.how_to_get if self.tool else "install it"
         return UserError(f"`{program}` is not on PATH, so ft cannot reach {self.name}. "
                          f"To fix: {how}.")
+
+
+# Reading the numbers a backend sets on a node (node_vars): here, beside NodeVars, because
+# gpus_per_node above and backends' own hooks read them as the rendezvous does.
+def parse_int(backend: str, variable: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise UserError(f"ft node --backend {backend}: {variable}={raw!r} is not an integer "
+                        f">= {minimum}")
+    return value
+
+
+def optional_count(environ: Mapping[str, str], backend: str, variable: str) -> int:
+    """0 when unset or empty: GPU counts are optional (e.g. Slurm without --gpus)."""
+    raw = environ.get(variable, "").strip()
+    return parse_int(backend, variable, raw, minimum=0) if raw else 0

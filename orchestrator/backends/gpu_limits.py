@@ -1,5 +1,6 @@
-"""How many GPUs one node can have, for backends that run on machines someone sells or rents
-(dstack, SkyPilot and Slurm; Modal states its own container limits in modal/checks.py).
+"""The GPU type a spec names (`launch.gpu`), and how many GPUs one node can have, for backends
+that run on machines someone sells or rents (dstack, SkyPilot and Slurm; Modal states its own
+container limits in modal/checks.py).
 
 A spec asking for more GPUs per node than any machine has renders fine and then waits in a
 queue forever, or fails at submit with "no offers" / "Requested node configuration is not
@@ -17,13 +18,38 @@ type in `launch.gpu` when the nodes really are 16-GPU machines).
 
 from __future__ import annotations
 
-from orchestrator.backends.render_common import parse_gpu
-from orchestrator.backends.storage import located
+import re
+from dataclasses import dataclass
+
 from orchestrator.spec.load import Spec
+from orchestrator.spec.problem_lines import located
 from trainer.contract.errors import Problem, SpecError
 
 DEFAULT_MAX = 8
 SIXTEEN_GPU_TYPES = ("A100", "V100")  # the types 16-GPU machines are built with
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory: str | None  # e.g. "80GB"
+
+
+def parse_gpu(spec: Spec, backend: str, required: bool) -> Gpu | None:
+    gpu = spec.launch.gpu
+    if spec.launch.gpus_per_node == 0:
+        return None
+    if gpu is None:
+        if required:
+            raise SpecError([Problem("launch.gpu", f"the {backend} backend needs the GPU type, "
+                                     "e.g. `gpu: H100` or `gpu: A100:80GB`")], spec.source)
+        return None
+    name, _, memory = gpu.partition(":")
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name) or (
+            memory and not re.match(r"^\d+(\.\d+)?(GB|TB)$", memory)):
+        raise SpecError([Problem("launch.gpu", f"{gpu!r} is not a GPU type; write NAME or "
+                                 "NAME:MEMORY, e.g. H100 or A100:80GB")], spec.source)
+    return Gpu(name, memory or None)
 
 
 def max_gpus_per_node(gpu_name: str | None) -> int:

@@ -1,11 +1,11 @@
-"""Conversions every backend needs: env to export, sizes, durations, GPU names."""
+"""Conversions every backend needs: env to export, sizes, durations (the GPU type:
+gpu_limits.py)."""
 
 from __future__ import annotations
 
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from orchestrator.backends.launch_line import explicit_command
 from orchestrator.backends.node_steps import train_argv
@@ -13,7 +13,6 @@ from orchestrator.clusters import ClusterProfile, load_profile
 from orchestrator.shipping.job_files import JobFile
 from orchestrator.spec.load import Spec
 from orchestrator.templating import header_lines
-from trainer.contract.errors import Problem, SpecError
 from trainer.contract.launch import duration_seconds
 
 _GB = {"MB": 1 / 1000, "GB": 1, "TB": 1000}
@@ -60,29 +59,6 @@ def slurm_time_seconds(value: str) -> int | None:
         hours, (minutes, seconds) = 0, (parts + [0])[:2]
     total = ((day_count * 24 + hours) * 60 + minutes) * 60 + seconds
     return total or None
-
-
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    memory: str | None  # e.g. "80GB"
-
-
-def parse_gpu(spec: Spec, backend: str, required: bool) -> Gpu | None:
-    gpu = spec.launch.gpu
-    if spec.launch.gpus_per_node == 0:
-        return None
-    if gpu is None:
-        if required:
-            raise SpecError([Problem("launch.gpu", f"the {backend} backend needs the GPU type, "
-                                     "e.g. `gpu: H100` or `gpu: A100:80GB`")], spec.source)
-        return None
-    name, _, memory = gpu.partition(":")
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", name) or (
-            memory and not re.match(r"^\d+(\.\d+)?(GB|TB)$", memory)):
-        raise SpecError([Problem("launch.gpu", f"{gpu!r} is not a GPU type; write NAME or "
-                                 "NAME:MEMORY, e.g. H100 or A100:80GB")], spec.source)
-    return Gpu(name, memory or None)
 
 
 def regenerate_command(spec: Spec, backend: str) -> str:

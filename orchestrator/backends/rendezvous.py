@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from orchestrator.backends.base import parse_int
 from trainer.contract.errors import UserError
 
 if TYPE_CHECKING:
@@ -65,20 +66,3 @@ def _int_var(environ: Mapping[str, str], backend: Backend, variable: str, minimu
     if not raw:
         raise _missing(backend, variable)
     return parse_int(backend.name, variable, raw, minimum)
-
-
-def parse_int(backend: str, variable: str, raw: str, minimum: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise UserError(f"ft node --backend {backend}: {variable}={raw!r} is not an integer "
-                        f">= {minimum}")
-    return value
-
-
-def optional_count(environ: Mapping[str, str], backend: str, variable: str) -> int:
-    """0 when unset or empty: GPU counts are optional (e.g. Slurm without --gpus)."""
-    raw = environ.get(variable, "").strip()
-    return parse_int(backend, variable, raw, minimum=0) if raw else 0

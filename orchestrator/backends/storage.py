@@ -11,11 +11,11 @@ entries a backend mounts, which one holds a path, and the wording of the problem
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from trainer.contract.errors import Problem, SpecError
+from trainer.contract.errors import Problem
 from trainer.contract.launch import Volume
 
 if TYPE_CHECKING:
@@ -109,24 +109,3 @@ def emulated_output_problems(spec: Spec, backend: str, relative_shared: bool,
 
 RELATIVE = "relative (it lands in the job's working directory, on each node's own disk)"
 NO_VOLUME = "under no `launch.volumes` path"
-
-
-def located(spec: Spec, found: list[Problem]) -> list[Problem]:
-    """The line of each problem in the user's file, where the file can be read again."""
-    from orchestrator.spec.yaml_source import line_of, load_yaml_with_lines
-
-    try:
-        _, lines = load_yaml_with_lines(Path(spec.source).read_text(), spec.source)
-    except (OSError, UnicodeDecodeError, SpecError):  # gone, or not the spec's YAML
-        return found
-    return [problem if problem.line else replace(
-        problem, line=line_of(lines, path_tuple(problem.path))) for problem in found]
-
-
-def path_tuple(path: str) -> tuple[str | int, ...]:
-    """`launch.volumes[0].source` -> ("launch", "volumes", 0, "source")."""
-    parts: list[str | int] = []
-    for part in path.replace("]", "").split("."):
-        name, *indexes = part.split("[")
-        parts += [name, *(int(index) for index in indexes)]
-    return tuple(parts)

@@ -203,7 +203,7 @@ def launch(
     chosen = backends.get(backend.value)
     stages = [s.value for s in stage or []]
     if stages:
-        chosen.check_stages(stages)
+        backends.check_stages(chosen, stages)
     if not chosen.renders:
         require_train_stack("`ft launch --backend local` (it trains on this machine)")
         require_local_launch(loaded)

@@ -39,7 +39,7 @@ class DstackBackend(DstackJobs):
         return render(spec)
 
     def gpus_per_node(self, environ: Mapping[str, str], nnodes: int) -> tuple[int, str]:
-        from orchestrator.backends.rendezvous import optional_count
+        from orchestrator.backends.base import optional_count
 
         per_node, source = super().gpus_per_node(environ, nnodes)
         if per_node:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.dstack import storage
 from orchestrator.backends.fabric_cloud import check_fabric_on_clouds, efa_image_notes
+from orchestrator.backends.gpu_limits import parse_gpu
 from orchestrator.backends.node_resources import NodeResources, node_resources
 from orchestrator.backends.node_steps import (
     default_image,
@@ -17,7 +18,6 @@ from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
     job_header,
-    parse_gpu,
     profile_for,
     shown_submit,
 )

@@ -18,7 +18,6 @@ import re
 
 from orchestrator.backends.storage import (
     emulated_output_problems,
-    located,
     mode_problems,
     output_holder,
     selector_problems,
@@ -26,6 +25,7 @@ from orchestrator.backends.storage import (
     volumes_on,
 )
 from orchestrator.spec.load import Spec
+from orchestrator.spec.problem_lines import located
 from trainer.contract.errors import Problem
 
 NAME = "dstack"

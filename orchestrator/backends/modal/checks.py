@@ -13,16 +13,16 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from orchestrator.backends.gpu_limits import Gpu, parse_gpu
 from orchestrator.backends.modal.inputs import WORKDIR, input_problems
-from orchestrator.backends.render_common import Gpu, parse_gpu
 from orchestrator.backends.storage import (
     emulated_output_problems,
-    located,
     mode_problems,
     selector_problems,
     volumes_on,
 )
 from orchestrator.spec.load import Spec
+from orchestrator.spec.problem_lines import located
 from trainer.contract.errors import Problem, SpecError
 
 NAME = "modal"

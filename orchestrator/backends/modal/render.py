@@ -14,6 +14,7 @@ shipped wheel, and every stage runs ft through that installer, as the other back
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
+from orchestrator.backends.gpu_limits import parse_gpu
 from orchestrator.backends.modal import checks
 from orchestrator.backends.modal.cluster_env import GPUS_PER_NODE, NODE_IPS, NUM_NODES, RANK
 from orchestrator.backends.modal.inputs import WORKDIR, input_notes, job_volume
@@ -31,7 +32,6 @@ from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
     job_header,
-    parse_gpu,
     profile_for,
     shown_submit,
     size_gb,

@@ -9,6 +9,7 @@ from orchestrator.backends.fabric_cloud import (
     skypilot_fabric_notes,
     skypilot_network_tier,
 )
+from orchestrator.backends.gpu_limits import parse_gpu
 from orchestrator.backends.node_resources import node_resources
 from orchestrator.backends.node_steps import (
     default_image,
@@ -22,7 +23,6 @@ from orchestrator.backends.render_common import (
     explicit_launch,
     job_env,
     job_header,
-    parse_gpu,
     profile_for,
     shown_submit,
 )

@@ -16,7 +16,6 @@ from orchestrator.backends.storage import (
     Mounted,
     emulated_output_problems,
     holding,
-    located,
     output_dir,
     output_holder,
     selector_problems,
@@ -24,6 +23,7 @@ from orchestrator.backends.storage import (
     volumes_on,
 )
 from orchestrator.spec.load import Spec
+from orchestrator.spec.problem_lines import located
 from trainer.contract.errors import Problem
 
 NAME = "skypilot"

@@ -11,13 +11,13 @@ from __future__ import annotations
 import posixpath
 
 from orchestrator.backends.storage import (
-    located,
     mode_problems,
     output_dir,
     selector_problems,
     volumes_on,
 )
 from orchestrator.spec.load import Spec
+from orchestrator.spec.problem_lines import located
 from trainer.contract.errors import Problem
 
 NAME = "slurm"
