@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator import backends
 from orchestrator.backends.base import Backend
-from orchestrator.backends.rendezvous import resolve_world
+from orchestrator.backends.rendezvous import resolve_rendezvous
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import free_port, write_tiny_spec
 from trainer.contract.errors import UserError
@@ -39,7 +39,7 @@ def test_emulated_variables_map_back_to_the_same_world(name):
     """What `--emulate NAME` gives node 1 of 2 is exactly what `ft node` reads back."""
     backend = backends.get(name)
     environ = backend.emulated_env(rank=1, nodes=2, gpus_per_node=4, job_name="job")
-    world = resolve_world(backend, environ, master_port=29500, default_nproc=1)
+    world = resolve_rendezvous(backend, environ, master_port=29500, default_nproc=1)
     assert (world.node_rank, world.nnodes, world.nproc_per_node) == (1, 2, 4)
     assert world.master_addr in ("127.0.0.1", "localhost")
     assert backends.detect(environ) == name

@@ -14,10 +14,10 @@ import pytest
 from orchestrator import process
 from orchestrator.backends import get, names
 from orchestrator.backends.launch_line import explicit_command, launch_argv
-from orchestrator.backends.rendezvous import World, resolve_world
+from orchestrator.backends.rendezvous import Rendezvous, resolve_rendezvous
 
 TRAIN = ["ft", "train", "/job/.ft/ft-job.yaml"]
-WORLD = World("dstack", "10.0.0.5", 29500, 1, 2, 8)
+WORLD = Rendezvous("dstack", "10.0.0.5", 29500, 1, 2, 8)
 
 
 def test_torchrun_argv() -> None:
@@ -41,7 +41,7 @@ def test_accelerate_argv_counts_all_processes() -> None:
 
 def test_accelerate_single_process_is_not_multi_gpu() -> None:
     # accelerate refuses --multi_gpu with fewer than 2 processes.
-    argv = launch_argv(World("local", "127.0.0.1", 29500, 0, 1, 1), "accelerate", TRAIN)
+    argv = launch_argv(Rendezvous("local", "127.0.0.1", 29500, 0, 1, 1), "accelerate", TRAIN)
     assert "--multi_gpu" not in argv
     assert argv[argv.index("--num_processes") + 1] == "1"
 
@@ -138,7 +138,7 @@ def test_explicit_command_runs_to_the_same_argv(case: str, launcher: str) -> Non
     backend = case.split("-")[0]
     variables = AGREEMENT_CASES[case]
     train = ["ft", "train", "/job/my spec's.yaml", "--max-steps", "3"]  # quoting survives
-    world = resolve_world(get(backend), variables, master_port=29511, default_nproc=1)
+    world = resolve_rendezvous(get(backend), variables, master_port=29511, default_nproc=1)
     shown = explicit_command(get(backend), launcher, 29511, train)
     assert run_under_bash(shown, variables) == launch_argv(world, launcher, train)
 
@@ -160,7 +160,7 @@ def test_slurm_explicit_command_agrees_where_the_name_is_the_address(
         return process.Completed(tuple(argv), 0, out, "")
 
     monkeypatch.setattr(process, "RUNNER", runner)
-    world = resolve_world(get("slurm"), variables, master_port=29500, default_nproc=4)
+    world = resolve_rendezvous(get("slurm"), variables, master_port=29500, default_nproc=4)
     shown = explicit_command(get("slurm"), "torchrun", 29500, TRAIN, default_nproc=4)
     ran = run_under_bash(shown, variables, path=f"{tmp_path}:{os.environ['PATH']}")
     assert ran == launch_argv(world, "torchrun", TRAIN)

@@ -1,4 +1,5 @@
-"""Backend variables -> World: every row of DESIGN.md's table, the fallbacks and the errors.
+"""Backend variables -> Rendezvous (orchestrator/backends/rendezvous.py): every row of
+DESIGN.md's table, the fallbacks and the errors.
 
 Slurm runs against a recording fake RUNNER that replays `scontrol` output captured from a
 real two-node Slurm 22.05.8 (tests/fixtures/scontrol/, see slurm-local.md).
@@ -14,7 +15,7 @@ import pytest
 from orchestrator import process
 from orchestrator.backends import detect as detect_backend
 from orchestrator.backends import get
-from orchestrator.backends.rendezvous import World, resolve_world
+from orchestrator.backends.rendezvous import Rendezvous, resolve_rendezvous
 from orchestrator.backends.slurm.master import first_hostname, resolve_master_address
 from tests.fixtures.tool_outputs.replay import FakeRunner
 from trainer.contract.errors import UserError
@@ -67,15 +68,15 @@ ROWS = {
 @pytest.mark.parametrize("backend", sorted(ROWS))
 def test_each_backend_row(backend: str) -> None:
     environ, (master, rank, nnodes, nproc) = ROWS[backend]
-    world = resolve_world(get(backend), environ, master_port=29500, default_nproc=1)
+    world = resolve_rendezvous(get(backend), environ, master_port=29500, default_nproc=1)
     assert (world.backend, world.master_addr, world.master_port) == (backend, master, 29500)
     assert (world.node_rank, world.nnodes, world.nproc_per_node) == (rank, nnodes, nproc)
 
 
 def test_slurm_row_with_real_srun_environment(real_slurm: FakeRunner) -> None:
     environ = {**srun_env(1), "SLURM_GPUS_ON_NODE": "8"}
-    world = resolve_world(get("slurm"), environ, master_port=29400, default_nproc=1)
-    assert world == World("slurm", "127.0.0.1", 29400, 1, 2, 8, world.notes)
+    world = resolve_rendezvous(get("slurm"), environ, master_port=29400, default_nproc=1)
+    assert world == Rendezvous("slurm", "127.0.0.1", 29400, 1, 2, 8, world.notes)
     assert real_slurm.calls == [("scontrol", "show", "hostnames", "n[1-2]"),
                                 ("scontrol", "show", "node", "n1")]
     assert "master n1 -> 127.0.0.1 (NodeAddr from scontrol show node)" in world.notes
@@ -85,7 +86,7 @@ def test_slurm_without_gpus_falls_back_to_the_spec_with_a_note(real_slurm: FakeR
     # The captured job asked for no GPUs, so SLURM_GPUS_ON_NODE is absent, as it really is.
     environ = srun_env(0)
     assert "SLURM_GPUS_ON_NODE" not in environ
-    world = resolve_world(get("slurm"), environ, master_port=29500, default_nproc=4)
+    world = resolve_rendezvous(get("slurm"), environ, master_port=29500, default_nproc=4)
     assert (world.node_rank, world.nnodes, world.nproc_per_node) == (0, 2, 4)
     assert any("SLURM_GPUS_ON_NODE is not set or 0" in note and "4 process(es)" in note
                for note in world.notes)
@@ -94,7 +95,7 @@ def test_slurm_without_gpus_falls_back_to_the_spec_with_a_note(real_slurm: FakeR
 @pytest.mark.parametrize("value", ["", "0"])
 def test_zero_or_empty_gpu_count_falls_back(value: str) -> None:
     environ = {**ROWS["skypilot"][0], "SKYPILOT_NUM_GPUS_PER_NODE": value}
-    world = resolve_world(get("skypilot"), environ, master_port=29500, default_nproc=2)
+    world = resolve_rendezvous(get("skypilot"), environ, master_port=29500, default_nproc=2)
     assert world.nproc_per_node == 2
     assert any("SKYPILOT_NUM_GPUS_PER_NODE is not set or 0" in note for note in world.notes)
 
@@ -102,14 +103,14 @@ def test_zero_or_empty_gpu_count_falls_back(value: str) -> None:
 def test_dstack_gpus_per_node_from_total_and_node_count() -> None:
     environ = dict(ROWS["dstack"][0])
     del environ["DSTACK_GPUS_PER_NODE"]
-    world = resolve_world(get("dstack"), environ, master_port=29500, default_nproc=1)
+    world = resolve_rendezvous(get("dstack"), environ, master_port=29500, default_nproc=1)
     assert world.nproc_per_node == 8  # 32 GPUs / 4 nodes
     assert any("DSTACK_GPUS_NUM / 4 nodes" in note for note in world.notes)
 
 
 def test_dstack_without_any_gpu_count_uses_the_spec() -> None:
     environ = {k: v for k, v in ROWS["dstack"][0].items() if "GPUS" not in k}
-    world = resolve_world(get("dstack"), environ, master_port=29500, default_nproc=6)
+    world = resolve_rendezvous(get("dstack"), environ, master_port=29500, default_nproc=6)
     assert world.nproc_per_node == 6
     assert any("DSTACK_GPUS_PER_NODE and DSTACK_GPUS_NUM are not set" in n for n in world.notes)
 
@@ -119,18 +120,18 @@ def test_dstack_total_not_divisible_is_an_error() -> None:
     del environ["DSTACK_GPUS_PER_NODE"]
     with pytest.raises(UserError, match="DSTACK_GPUS_NUM=30 is not divisible by "
                                         "DSTACK_NODES_NUM=4"):
-        resolve_world(get("dstack"), environ, master_port=29500, default_nproc=1)
+        resolve_rendezvous(get("dstack"), environ, master_port=29500, default_nproc=1)
 
 
 def test_skypilot_master_is_first_of_many_lines() -> None:
     environ = {**ROWS["skypilot"][0], "SKYPILOT_NODE_IPS": "10.1.0.1\n10.1.0.2\n10.1.0.3"}
-    world = resolve_world(get("skypilot"), environ, master_port=29500, default_nproc=1)
+    world = resolve_rendezvous(get("skypilot"), environ, master_port=29500, default_nproc=1)
     assert world.master_addr == "10.1.0.1"
 
 
 def test_local_master_defaults_to_loopback() -> None:
     environ = {k: v for k, v in ROWS["local"][0].items() if k != "FT_LOCAL_MASTER_ADDR"}
-    assert resolve_world(get("local"), environ, 29500, 1).master_addr == "127.0.0.1"
+    assert resolve_rendezvous(get("local"), environ, 29500, 1).master_addr == "127.0.0.1"
 
 
 REQUIRED = [("dstack", "DSTACK_MASTER_NODE_IP", "a dstack task"),
@@ -152,7 +153,7 @@ def test_missing_variable_names_it_and_the_backend(backend: str, variable: str, 
     environ = dict(ROWS[backend][0]) if backend in ROWS else srun_env(0)
     del environ[variable]
     with pytest.raises(UserError) as excinfo:
-        resolve_world(get(backend), environ, master_port=29500, default_nproc=1)
+        resolve_rendezvous(get(backend), environ, master_port=29500, default_nproc=1)
     message = str(excinfo.value)
     assert message.startswith(f"ft node --backend {backend}: {variable} is not set")
     assert where in message
@@ -161,7 +162,7 @@ def test_missing_variable_names_it_and_the_backend(backend: str, variable: str, 
 def test_the_documented_message_word_for_word() -> None:
     environ = {k: v for k, v in ROWS["dstack"][0].items() if k != "DSTACK_NODE_RANK"}
     with pytest.raises(UserError) as excinfo:
-        resolve_world(get("dstack"), environ, 29500, 1)
+        resolve_rendezvous(get("dstack"), environ, 29500, 1)
     assert str(excinfo.value) == ("ft node --backend dstack: DSTACK_NODE_RANK is not set; "
                                   "is this running inside a dstack task?")
 
@@ -174,18 +175,18 @@ def test_the_documented_message_word_for_word() -> None:
 def test_non_integer_variable_names_it_and_the_backend(variable: str, value: str) -> None:
     environ = {**ROWS["dstack"][0], variable: value}
     with pytest.raises(UserError, match=f"ft node --backend dstack: {variable}='{value}' is not"):
-        resolve_world(get("dstack"), environ, 29500, 1)
+        resolve_rendezvous(get("dstack"), environ, 29500, 1)
 
 
 def test_rank_must_be_below_node_count() -> None:
     environ = {**ROWS["skypilot"][0], "SKYPILOT_NODE_RANK": "2"}
     with pytest.raises(UserError, match="SKYPILOT_NODE_RANK=2 but SKYPILOT_NUM_NODES=2"):
-        resolve_world(get("skypilot"), environ, 29500, 1)
+        resolve_rendezvous(get("skypilot"), environ, 29500, 1)
 
 
 def test_unknown_backend() -> None:
     with pytest.raises(UserError, match="unknown backend 'k8s'"):
-        resolve_world(get("k8s"), {}, 29500, 1)
+        resolve_rendezvous(get("k8s"), {}, 29500, 1)
 
 
 @pytest.mark.parametrize(("environ", "expected"), [

@@ -9,7 +9,7 @@ A backend owns everything about where a job runs:
 - `submit` is generic (orchestrator.jobs.submit): check_ready -> write -> run the argv ->
   `parse_submit`; then `statuses / details / log_lines / cancel` read the job back;
 - `node_vars` (+ `master_addr`, `gpus_per_node`): the variables it sets on every node and
-  how `ft node` maps them to a World; `master_shell` writes the same in shell for the
+  how `ft node` maps them to a Rendezvous; `master_shell` writes the same in shell for the
   rendered files' explicit command;
 - `emulated_env`: what `ft launch --backend local --emulate NAME` gives each emulated node.
 

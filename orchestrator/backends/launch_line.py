@@ -11,13 +11,13 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.backends.rendezvous import World
+from orchestrator.backends.rendezvous import Rendezvous
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Backend
 
 _PREFIX = {"torchrun": ("torchrun",), "accelerate": ("accelerate", "launch")}
-# (flag, quantity): quantities are World fields, plus "total" (processes in the whole job,
+# (flag, quantity): quantities are Rendezvous fields, plus "total" (processes in the whole job,
 # which accelerate takes where torchrun takes a per-node count).
 _FLAGS = {
     "torchrun": (("--nnodes", "nnodes"), ("--node-rank", "node_rank"),
@@ -33,7 +33,7 @@ _NO_PYTHON = {"torchrun": "--no-python", "accelerate": "--no_python"}
 # (or none), and 2 nodes would train twice, alone. It refuses the flag for a 1-process job.
 _DISTRIBUTED = {"accelerate": ("--multi_gpu",)}
 
-def launch_argv(world: World, launcher: str, train_argv: Sequence[str]) -> list[str]:
+def launch_argv(world: Rendezvous, launcher: str, train_argv: Sequence[str]) -> list[str]:
     """The argv `ft node` starts (and supervises) on this node."""
     total = world.nnodes * world.nproc_per_node
     values = {"nnodes": world.nnodes, "node_rank": world.node_rank,

@@ -1,4 +1,6 @@
-"""Who is the master and which node am I: a backend's variables mapped to one `World`.
+"""Who is the master and which node am I: a backend's variables mapped to one `Rendezvous`
+(what torchrun's static rendezvous takes: master address and port, node rank and count, and
+the processes per node). Not trainer/world.py's World, which is one process's ranks.
 
 The table in DESIGN.md ("Rank and master address") is the contract; each backend's
 `node_vars` is its row of that table in code, and its `master_addr` / `gpus_per_node`
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class World:
+class Rendezvous:
+    """This node's place in the job, with a note on where each number came from."""
+
     backend: str
     master_addr: str
     master_port: int
@@ -30,8 +34,8 @@ class World:
     notes: tuple[str, ...] = ()
 
 
-def resolve_world(backend: Backend, environ: Mapping[str, str], master_port: int,
-                  default_nproc: int) -> World:
+def resolve_rendezvous(backend: Backend, environ: Mapping[str, str], master_port: int,
+                       default_nproc: int) -> Rendezvous:
     """Read the backend's variables; `default_nproc` is used when it reports no GPU count."""
     assert default_nproc >= 1, "callers pass at least one process per node"
     names, name = backend.node_vars, backend.name
@@ -53,7 +57,7 @@ def resolve_world(backend: Backend, environ: Mapping[str, str], master_port: int
             f"{default_nproc} process(es) per node from the spec")
     notes = (f"node rank from {names.rank}, node count from {names.nnodes}", master_note,
              nproc_note)
-    return World(name, master, master_port, rank, nnodes, nproc, notes)
+    return Rendezvous(name, master, master_port, rank, nnodes, nproc, notes)
 
 
 def _missing(backend: Backend, variable: str) -> UserError:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from orchestrator import backends
 from orchestrator.backends.launch_line import launch_argv
-from orchestrator.backends.rendezvous import World, resolve_world
+from orchestrator.backends.rendezvous import Rendezvous, resolve_rendezvous
 from orchestrator.clusters import load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
 from orchestrator.node.nccl_log_files import failure_report, log_dir, nccl_log_env, now
@@ -55,7 +55,7 @@ def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
     check_spec_hash(spec_path, spec_sha256)
     backend = _choose_backend(backend, environ)
     # A CPU job (gpus_per_node 0, local backend) still runs one process per node.
-    world = resolve_world(backends.get(backend), environ, launch.master_port,
+    world = resolve_rendezvous(backends.get(backend), environ, launch.master_port,
                           launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     profile = load_profile(launch.cluster)
@@ -103,13 +103,13 @@ def _say_nccl_warnings(env: Mapping[str, str], directory: Path, started: float) 
         print(said, file=sys.stderr, flush=True)
 
 
-def _doctor_argv(world: World, launch: LaunchSpec, spec_path: str,
+def _doctor_argv(world: Rendezvous, launch: LaunchSpec, spec_path: str,
                  environ: Mapping[str, str]) -> list[str]:
     return _launcher_argv(world, launch, [*ft_command("doctor"), spec_path, "--in-job"],
                           environ)
 
 
-def _launcher_argv(world: World, launch: LaunchSpec, command: list[str],
+def _launcher_argv(world: Rendezvous, launch: LaunchSpec, command: list[str],
                    environ: Mapping[str, str]) -> list[str]:
     argv = launch_argv(world, launch.launcher, command)
     argv[0] = _launcher_path(argv[0], environ)
@@ -157,7 +157,7 @@ def ft_command(subcommand: str) -> list[str]:
     return [sys.executable, "-m", "orchestrator.cli", subcommand]
 
 
-def summary(world: World, launch: LaunchSpec, report: FabricReport, env: Mapping[str, str],
+def summary(world: Rendezvous, launch: LaunchSpec, report: FabricReport, env: Mapping[str, str],
             env_notes: Sequence[str], argv: Sequence[str]) -> str:
     """The block printed before the launch: what was found and what will run."""
     lines = [f"ft node: backend {world.backend}",
