@@ -10,7 +10,6 @@ from __future__ import annotations
 import shlex
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import lru_cache
 
 import jinja2
@@ -77,15 +76,3 @@ def header_lines(source: str, spec_sha256: str, regenerate: str,
         f"Regenerate: {regenerate}",
     ]
 
-
-@dataclass(frozen=True)
-class Rendered:
-    """What a backend produces: files to write and the command that submits them."""
-
-    backend: str
-    files: dict[str, str]  # file name -> text
-    submit_argv: list[str]  # with {dir} standing for the directory the files are written to
-    notes: list[str] = field(default_factory=list)  # settings ignored or adjusted, for stderr
-
-    def submit_command(self, directory: str) -> list[str]:
-        return [part.replace("{dir}", directory.rstrip("/") or ".") for part in self.submit_argv]

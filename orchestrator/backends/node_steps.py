@@ -68,10 +68,6 @@ def ft_node_argv(spec: Spec, backend: str, files: Sequence[JobFile] = ()) -> lis
             "--spec-sha256", spec.sha256, *hashes]
 
 
-def ft_node_command(spec: Spec, backend: str, files: Sequence[JobFile] = ()) -> str:
-    return " ".join(sh(part) for part in ft_node_argv(spec, backend, files))
-
-
 def with_shipped_ft(spec: Spec, argv: Sequence[str]) -> list[str]:
     """An `ft ...` argv as the job runs it: with the shipped wheel, through the node
     installer (it installs once per node, then execs the command from that environment),

@@ -294,9 +294,6 @@ def asks_for_nothing(value: Any) -> bool:
     return value is None or value is False or value in ("", [], {})
 
 
-def is_axolotl_key(key: str) -> bool:
-    return key in ALIASES or key in REFUSED or key in WARNED
-
 # The same three answers for keys inside one `datasets:` / `test_datasets:` entry.
 DATASET_REFUSED: dict[str, str] = {
     **_group("sharegpt-era fields are not supported; use `field_messages` with "

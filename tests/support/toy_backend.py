@@ -17,7 +17,7 @@ from orchestrator.backends.base import (
     SubmitTool,
 )
 from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
-from orchestrator.backends.node_steps import ft_node_command, write_spec_command
+from orchestrator.backends.node_steps import ft_node_argv, write_spec_command
 from orchestrator.backends.render_common import explicit_launch, job_env, profile_for
 from orchestrator.process import Completed
 from orchestrator.templating import header_lines, sh
@@ -37,7 +37,7 @@ class ToyQueue(Backend):
             f"# explicit: {explicit_launch(spec, self.name)}",
             *(f"export {key}={sh(value)}" for key, value in
               job_env(spec, profile_for(spec)).items()),
-            write_spec_command(spec), ft_node_command(spec, self.name)]
+            write_spec_command(spec), " ".join(sh(part) for part in ft_node_argv(spec, self.name))]
         filename = f"{spec.launch.name}.toyq.sh"
         return Rendered(self.name, {filename: "\n".join(lines) + "\n"},
                         ["toyq-submit", "--nodes", str(spec.launch.nodes),
