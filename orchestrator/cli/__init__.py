@@ -9,7 +9,13 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli import job_commands, node_commands, spec_commands, train_commands
+from orchestrator.cli import (
+    job_commands,
+    launch_command,
+    node_commands,
+    spec_commands,
+    train_commands,
+)
 from orchestrator.cli.options import err
 from trainer.contract.errors import UserError
 
@@ -38,7 +44,7 @@ def build_app() -> typer.Typer:
     app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                       pretty_exceptions_enable=False)
     app.callback()(_global_options)
-    for group in (spec_commands, node_commands, train_commands, job_commands):
+    for group in (spec_commands, launch_command, node_commands, train_commands, job_commands):
         group.register(app)
     return app
 

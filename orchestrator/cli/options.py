@@ -1,5 +1,6 @@
 """What several commands share: the option types (choices from the backend registry),
-loading a spec with its warnings printed, and printing to stderr."""
+loading a spec with its warnings printed, rendering it as validate would pass it, and
+printing to stderr."""
 
 from __future__ import annotations
 
@@ -79,3 +80,17 @@ def load_for_cli(spec_path: Path, nodes: int | None = None, gpus_per_node: int |
 def examples(*lines: str) -> str:
     """An `--help` epilog of real examples (\\b keeps click from rewrapping them)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def render_checked(spec, backend: str):
+    """What `ft validate --backend` calls ready renders: the backend's refusals first."""
+    from trainer.contract.errors import SpecError
+
+    registered = backends.get(backend)
+    problems = registered.spec_problems(spec)
+    if problems:
+        raise SpecError(problems, spec.source)
+    rendered = registered.render(spec)
+    for note in rendered.notes:
+        err(f"note: {note}")
+    return rendered
