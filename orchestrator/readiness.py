@@ -1,6 +1,6 @@
 """`ft validate`: the checks `ft render` / `ft launch` make, run for every backend at once.
 
-`local` (the job runs here) also needs the job's paths and GPUs here (local_checks.py).
+`local` (the job runs here) also needs the job's paths and GPUs here (spec/local_checks.py).
 
 A spec can be fine for Slurm and not for dstack (which needs `launch.gpu`), and a plain
 Axolotl config with `fsdp` is fine for training but not for a launch of the default single

@@ -57,3 +57,146 @@ def test_orchestrator_imports_no_torch_and_only_the_contract_at_module_level(pat
             assert module.startswith("trainer.contract"), (
                 f"{path.name} imports {module} at module level; only trainer.contract may be "
                 "imported there (the rest needs the [train] extra)")
+
+
+# ---- the orchestrator's own stack ---------------------------------------------------------
+# Lowest first. A unit (a sub-package of orchestrator/, or a module at its top level) imports
+# only units of LOWER layers: siblings of one layer know nothing of each other. Every import
+# statement is an arrow, wherever it stands (inside a function, under TYPE_CHECKING): a lazy
+# import that goes up is how a tangle hides; there is no exception. Not seen: the registry
+# loading each backend package by name (importlib), which is how a backend stays one package
+# plus one registry line. The same order is written out in orchestrator/__init__.py.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("orchestrator",),  # the package root: __version__ and DISTRIBUTION only
+    ("process", "package_data", "output_files", "train_stack", "status_text"),
+    ("clusters", "templating"),  # read package_data
+    ("spec",),
+    ("shipping",),
+    ("backends",),  # the protocol, the registry, what backends share, one package each
+    ("jobs", "node", "readiness", "example_init"),
+    ("cli",),
+)
+# Arrows against the order that another branch of the same change removes; each must still
+# exist (so that the entry goes when its arrow does).
+PENDING: dict[tuple[str, str], str] = {
+    ("orchestrator.backends.slurm.jobs", "orchestrator.jobs.stream"):
+        "jobs/stream.py serves only Slurm and moves into backends/slurm/ (issue 23, item 1)",
+}
+
+
+def _module_files() -> dict[str, Path]:
+    found = {}
+    for path in _python_files("orchestrator"):
+        parts = list(path.relative_to(REPO).with_suffix("").parts)
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+MODULES = _module_files()
+
+
+def _known(name: str) -> str | None:
+    """The orchestrator module `name` is, or lies in (`a.b.Name` -> `a.b`)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _arrows() -> list[tuple[str, str, int]]:
+    """(importing module, imported module, line) for every import of orchestrator code."""
+    arrows = []
+    for module, path in MODULES.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parent, *([base] if base else [])])
+                # `from pkg import sub` is an arrow to the module pkg.sub, `from mod import
+                # name` one to mod
+                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
+                           for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                known = _known(target) if _root(target) == "orchestrator" else None
+                if known and known != module:
+                    arrows.append((module, known, node.lineno))
+    return arrows
+
+
+def _unit(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _layer(unit: str) -> int:
+    name = unit if unit == "orchestrator" else unit.removeprefix("orchestrator.")
+    for index, layer in enumerate(LAYERS):
+        if name in layer:
+            return index
+    raise AssertionError(f"{unit} is in no layer of LAYERS (tests/test_layering.py): give it "
+                         "one, and say so in orchestrator/__init__.py's docstring")
+
+
+def test_every_unit_of_the_orchestrator_has_a_layer_and_the_docstring_names_it():
+    import orchestrator
+
+    units = {_unit(module) for module in MODULES}
+    listed = {f"orchestrator.{name}" if name != "orchestrator" else name
+              for layer in LAYERS for name in layer}
+    assert units == listed, (sorted(units - listed), sorted(listed - units))
+    for name in (name for layer in LAYERS[1:] for name in layer):
+        assert f"`{name}`" in orchestrator.__doc__, f"orchestrator/__init__.py omits {name}"
+
+
+def test_the_orchestrator_imports_only_down_its_stack():
+    against = [(source, target, line) for source, target, line in _arrows()
+               if _unit(source) != _unit(target)
+               and _layer(_unit(target)) >= _layer(_unit(source))]
+    unexplained = [f"{source}:{line} -> {target}" for source, target, line in against
+                   if (source, target) not in PENDING]
+    assert not unexplained, "arrows against orchestrator's order (LAYERS):\n" + "\n".join(
+        unexplained)
+    assert {(source, target) for source, target, _ in against} >= set(PENDING), (
+        "a PENDING arrow is gone: delete its entry")
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while not component or component[-1] != node:
+                component.append(stack.pop())
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_between_orchestrator_modules():
+    graph: dict[str, set[str]] = {}
+    for source, target, _ in _arrows():
+        graph.setdefault(source, set()).add(target)
+    cycles = _cycles(graph)
+    assert not cycles, "import cycles (each: modules that reach each other):\n" + "\n".join(
+        " <-> ".join(cycle) for cycle in cycles)
