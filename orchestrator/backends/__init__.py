@@ -45,14 +45,16 @@ def render_names() -> list[str]:
 
 
 def check_stages(backend: Backend, stages: Sequence[str]) -> None:
-    """`backend.check_stages`, naming the backends that have stages when it has none."""
+    """`backend.check_stages`; one without stages also says which backends have them."""
     from trainer.contract.errors import UserError
 
-    if stages and not backend.stages:
+    try:
+        backend.check_stages(stages)
+    except UserError as refused:
+        if backend.stages:
+            raise
         able = [name for name in REGISTRY if get(name).stages]
-        raise UserError(f"the {backend.name} backend runs training only; `--stage` is for "
-                        f"backends with a function per stage ({', '.join(able) or 'none'})")
-    backend.check_stages(stages)
+        raise UserError(f"{refused} ({', '.join(able) or 'none'})") from None
 
 
 def detect(environ: Mapping[str, str]) -> str | None:

@@ -246,8 +246,8 @@ class Backend:
                          f"To fix: {how}.")
 
 
-# Reading the numbers a backend sets on a node (node_vars): here, beside NodeVars, because
-# gpus_per_node above and backends' own hooks read them as the rendezvous does.
+# The numbers among a backend's node variables, read here beside NodeVars: gpus_per_node
+# above and backends' own hooks read them, as rendezvous.py does.
 def parse_int(backend: str, variable: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
