@@ -1,8 +1,8 @@
-"""trainer.world.World: the launcher's variables, read once."""
+"""trainer.distributed.world_ranks.World: the launcher's variables, read once."""
 
 from __future__ import annotations
 
-from trainer.world import World
+from trainer.distributed.world_ranks import World
 
 
 def test_a_plain_process_is_rank_zero_of_one():

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from trainer.fsdp import is_sharded
+from trainer.distributed.fsdp import is_sharded
 
 HOOK = "tests.support.sample_ledger:install"
 

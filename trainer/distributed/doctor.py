@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from trainer.process_group import init_world
-from trainer.world import World
+from trainer.distributed.process_group import init_world
+from trainer.distributed.world_ranks import World
 
 # Verdict thresholds, as a fraction of the profile's expected inter-node busbw. A fabric
 # that fell back to TCP sockets lands far below the lower bound (2x H200, sockets only:

@@ -9,7 +9,7 @@ every cluster profile exports).
 The timeouts come from `launch.timeouts` (trainer/contract/liveness.py says why two windows):
 the group starts with the slow-phase one (start-up, resume, first step), `CollectiveWindows`
 switches to the steady one after the first step and back around each save. A peer that is
-gone is found sooner, in every phase, by the heartbeats of trainer/peer_watch.py.
+gone is found sooner, in every phase, by the heartbeats of trainer/distributed/peer_watch.py.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from trainer.contract.liveness import (
     seconds,
 )
 from trainer.contract.training import TrainingConfig
-from trainer.fsdp import offloads_params
-from trainer.nccl_log import transport_report
-from trainer.peer_watch import PeerWatch
-from trainer.world import World
+from trainer.distributed.fsdp import offloads_params
+from trainer.distributed.nccl_log import transport_report
+from trainer.distributed.peer_watch import PeerWatch
+from trainer.distributed.world_ranks import World
 
 _watch: PeerWatch | None = None
 
@@ -152,7 +152,7 @@ def init_world(timeout_s: float, world: World, cpu_collectives: bool = False) ->
 
 def report_transport(world: World, device: torch.device) -> None:
     """Every rank takes part in the all-reduce (collectives match by order); local rank 0 of
-    each node then reads its NCCL log (trainer/nccl_log.py)."""
+    each node then reads its NCCL log (trainer/distributed/nccl_log.py)."""
     probe = torch.zeros(1, device=device)
     dist.all_reduce(probe)
     torch.cuda.synchronize(device)

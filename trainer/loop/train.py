@@ -15,31 +15,40 @@ from pathlib import Path
 
 import torch
 
-from trainer.arguments import build_training_args
-from trainer.checkpoint import agree_on_resume, mark_complete
-from trainer.checkpoint_save import CompleteCheckpointMarker, SaveAfterFirstStep
-from trainer.console import setup_console
+from trainer.checkpoint.disk_full import disk_full_is_a_user_error
+from trainer.checkpoint.output_lease import OutputLease
+from trainer.checkpoint.resume import agree_on_resume, mark_complete
+from trainer.checkpoint.resume_guard import (
+    OVERRIDE_ENV,
+    NewLearningRate,
+    check_resume,
+    trained_with,
+)
+from trainer.checkpoint.save import CompleteCheckpointMarker, SaveAfterFirstStep
+from trainer.console.rank_logging import setup_console
 from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
-from trainer.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
-from trainer.disk_full import disk_full_is_a_user_error
-from trainer.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_model
-from trainer.ft_trainer import FtTrainer
-from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
-from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
-from trainer.output_lease import OutputLease
-from trainer.preemption import (
+from trainer.distributed.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
+from trainer.distributed.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_model
+from trainer.distributed.process_group import (
+    CollectiveWindows,
+    join_process_group,
+    leave_process_group,
+)
+from trainer.distributed.rank_zero import decided_by_rank_zero
+from trainer.distributed.world_ranks import World
+from trainer.loop.ft_trainer import FtTrainer
+from trainer.loop.graceful_stop import (
     GracefulStop,
     StoppedBeforeTraining,
     report_clean_stop,
     report_finished,
 )
-from trainer.process_group import CollectiveWindows, join_process_group, leave_process_group
-from trainer.rank_zero import decided_by_rank_zero
-from trainer.resume_guard import OVERRIDE_ENV, NewLearningRate, check_resume, trained_with
-from trainer.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
-from trainer.world import World
+from trainer.loop.hf_trainer import build_training_args
+from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
+from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
+from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
 
 log = logging.getLogger("ft.train")
 
