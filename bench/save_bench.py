@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from trainer.distributed.fsdp import ShardingPlan, gather_state_dict, shard_model  # noqa: E402
 from trainer.distributed.host_memory import PeakRss  # noqa: E402
 from trainer.distributed.sharded_export import export_full_model  # noqa: E402
-from trainer.distributed.world_ranks import World  # noqa: E402
+from trainer.distributed.world_ranks import WorldRanks  # noqa: E402
 
 SHAPES = {
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -68,7 +68,7 @@ def main() -> None:
     a = ap.parse_args()
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
-    world = World.from_env(os.environ)
+    world = WorldRanks.from_env(os.environ)
     device = torch.device("cuda", world.local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)

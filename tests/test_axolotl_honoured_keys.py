@@ -100,12 +100,12 @@ def test_resize_token_embeddings_to_32x_pads_the_embedding_rows(tiny_model_dir):
 
 
 def _args(extra: str, rows: int = 40):
-    from trainer.distributed.world_ranks import World
+    from trainer.distributed.world_ranks import WorldRanks
     from trainer.loop.hf_trainer import build_training_args
     from trainer.models.load import choose_precision
 
     cfg = _cfg(extra + "output_dir: /tmp/ft-args-test\n")
-    return build_training_args(cfg, choose_precision(cfg), train_rows=rows, world=World(),
+    return build_training_args(cfg, choose_precision(cfg), train_rows=rows, world=WorldRanks(),
                                has_eval=True, plan=None)
 
 

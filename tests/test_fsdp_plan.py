@@ -97,19 +97,19 @@ def test_axolotl_fsdp_list_words_choose_strategy_and_offload():
 def test_training_arguments_take_their_fsdp_settings_from_the_plan(tmp_path):
     """One owner: what accelerate is told is what the plan decided, including the words of
     Axolotl's `fsdp:` list (`offload`, `shard_grad_op`) that `fsdp_config` does not repeat."""
-    from trainer.distributed.world_ranks import World
+    from trainer.distributed.world_ranks import WorldRanks
     from trainer.loop.hf_trainer import build_training_args
 
     cfg = _cfg(fsdp=["shard_grad_op", "auto_wrap", "offload"], output_dir=str(tmp_path),
                fsdp_config={"activation_checkpointing": True})
     plan = plan_for(cfg, torch.float32)
     fp32 = Precision(torch.float32, bf16=False, fp16=False, tf32=None)
-    args = build_training_args(cfg, fp32, train_rows=8, world=World(), has_eval=False,
+    args = build_training_args(cfg, fp32, train_rows=8, world=WorldRanks(), has_eval=False,
                                plan=plan)
     assert args.fsdp_config["cpu_offload"] is plan.offload_params is True
     assert args.fsdp_config["reshard_after_forward"] is plan.reshard_layers is False
     recompute = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
     assert recompute is True
     plain = _cfg(fsdp=None, output_dir=str(tmp_path))
-    assert not build_training_args(plain, fp32, train_rows=8, world=World(), has_eval=False,
+    assert not build_training_args(plain, fp32, train_rows=8, world=WorldRanks(), has_eval=False,
                                    plan=None).fsdp

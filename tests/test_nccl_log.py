@@ -138,7 +138,7 @@ def test_on_cpu_gloo_prints_nothing(capsys, monkeypatch):
     import torch.distributed as dist
 
     from trainer.distributed.process_group import init_world
-    from trainer.distributed.world_ranks import World
+    from trainer.distributed.world_ranks import WorldRanks
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
@@ -146,7 +146,7 @@ def test_on_cpu_gloo_prints_nothing(capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     try:
-        assert init_world(60, World()).type == "cpu"
+        assert init_world(60, WorldRanks()).type == "cpu"
     finally:
         dist.destroy_process_group()
     assert "NCCL transport" not in capsys.readouterr().out

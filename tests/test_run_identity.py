@@ -81,13 +81,13 @@ def test_mlflow_continues_the_run_recorded_by_an_earlier_attempt_of_the_same_job
 
 
 def test_the_trainer_reports_to_the_trackers_the_spec_names(tmp_path):
-    from trainer.distributed.world_ranks import World
+    from trainer.distributed.world_ranks import WorldRanks
     from trainer.loop.hf_trainer import build_training_args
     from trainer.models.load import choose_precision
 
     cfg = _cfg(tmp_path, wandb_project="ft", mlflow_tracking_uri="file:///tmp/mlruns")
     args = build_training_args(cfg, choose_precision(cfg), train_rows=8,
-                               world=World.from_env({}), has_eval=False, plan=None)
+                               world=WorldRanks.from_env({}), has_eval=False, plan=None)
     assert args.report_to == ["wandb", "mlflow"]
     assert args.save_total_limit is None, "ft rotates checkpoints itself, after marking"
 

@@ -76,11 +76,11 @@ def _rank_main(rank: int, port: int, out: str) -> None:
 
     from trainer.distributed.fsdp import ShardingPlan, shard_model
     from trainer.distributed.sharded_export import export_full_model
-    from trainer.distributed.world_ranks import World
+    from trainer.distributed.world_ranks import WorldRanks
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    world = World(rank=rank, world_size=2, local_world_size=2)
+    world = WorldRanks(rank=rank, world_size=2, local_world_size=2)
     plan = ShardingPlan(layer_classes=(), reshard_after_forward=True, offload_params=False,
                         cpu_ram_efficient_loading=False, param_dtype=torch.bfloat16)
     try:

@@ -26,7 +26,7 @@ import sys
 import warnings
 
 from trainer.console.log_lines import LogLines
-from trainer.distributed.world_ranks import World
+from trainer.distributed.world_ranks import WorldRanks
 
 # (logger, message pattern, say it once on rank 0 or never, why).
 NOISY_RECORDS = (
@@ -53,7 +53,7 @@ IGNORED_WARNINGS = (
 )
 
 
-def setup_console(world: World) -> None:
+def setup_console(world: WorldRanks) -> None:
     """Logging, progress bars and noise filters for this rank (see the module doc)."""
     _log_lines()  # first: the logging handler below keeps the stream it is given
     _logging(world)
@@ -64,7 +64,7 @@ def setup_console(world: World) -> None:
         warnings.filterwarnings("ignore", message=pattern, category=category, module=module)
 
 
-def _logging(world: World) -> None:
+def _logging(world: WorldRanks) -> None:
     prefix = f"[node {world.node_rank} rank {world.rank}] " if world.distributed else ""
     logging.basicConfig(level=logging.WARNING, format=f"{prefix}%(name)s: %(message)s",
                         force=True)
@@ -102,7 +102,7 @@ def _log_lines() -> None:
     atexit.register(sys.stderr.close)
 
 
-def _progress_bars(world: World) -> None:
+def _progress_bars(world: WorldRanks) -> None:
     if world.is_main:
         return
     import datasets

@@ -22,7 +22,7 @@ leaves the wrapping alone, but still runs its FSDP2 optimizer, clipping and chec
 `ShardingPlan` is the one statement of the spec's FSDP settings: the wrapping here, the
 FSDP section of the TrainingArguments (`ShardingPlan.accelerate_fsdp`), activation
 checkpointing and FtTrainer's save path all read it, never `fsdp_config` directly. Facts
-about the job (ranks, processes per node) come in as a `trainer.distributed.world_ranks.World`.
+about the job (ranks, processes per node) come in as a `trainer.distributed.world_ranks.WorldRanks`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch import nn
 
 from trainer.contract.errors import UserError
 from trainer.contract.training import TrainingConfig
-from trainer.distributed.world_ranks import World
+from trainer.distributed.world_ranks import WorldRanks
 
 log = logging.getLogger("ft.fsdp")
 
@@ -158,15 +158,9 @@ def settle_replication(plan: ShardingPlan, fits_replicated: bool | None) -> Shar
     return replace(plan, replicate_frozen=bool(fits_replicated))
 
 
-def loads_on_meta(plan: ShardingPlan | None, world: World) -> bool:
+def loads_on_meta(plan: ShardingPlan | None, world: WorldRanks) -> bool:
     """Ranks other than 0 skip reading the weights; rank 0 broadcasts them after sharding."""
     return plan is not None and plan.cpu_ram_efficient_loading and not world.is_main
-
-
-def is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
 
 
 def decoder_layers(model: nn.Module, class_names: tuple[str, ...]) -> list[nn.Module]:
@@ -193,7 +187,7 @@ def _no_split_modules(model: nn.Module) -> list[str]:
 
 
 def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device,
-                world: World) -> nn.Module:
+                world: WorldRanks) -> nn.Module:
     """Wrap `model` in place with FSDP2 and fill its shards; returns the same object.
 
     On a meta-initialised rank, `model` has no weights yet: rank 0's full state dict is
@@ -257,7 +251,7 @@ def _replicated_note(model: nn.Module, plan: ShardingPlan) -> str:
         "only the trainable ones sharded"
 
 
-def _mesh(device: torch.device, strategy: str, world: World):
+def _mesh(device: torch.device, strategy: str, world: WorldRanks):
     """1-D over all ranks, or 2-D (replicate, shard) for HYBRID_SHARD / NO_SHARD."""
     from torch.distributed.device_mesh import init_device_mesh
 

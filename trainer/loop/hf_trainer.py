@@ -13,7 +13,7 @@ from trainer.contract.training import TrainingConfig
 from trainer.distributed.fsdp import ShardingPlan
 from trainer.distributed.gpu_choice import one_device_per_process
 from trainer.distributed.process_group import collective_timeout_s
-from trainer.distributed.world_ranks import World
+from trainer.distributed.world_ranks import WorldRanks
 from trainer.models.activation_memory import full_checkpointing
 from trainer.models.load import Precision
 
@@ -56,7 +56,7 @@ def _report_to(cfg: TrainingConfig) -> list[str]:
 
 
 def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: int,
-                        world: World, has_eval: bool,
+                        world: WorldRanks, has_eval: bool,
                         plan: ShardingPlan | None) -> TrainingArguments:
     """`plan` is trainer/distributed/fsdp.py's sharding (None without FSDP): its settings, not the
     spec's `fsdp_config`, are what accelerate is told."""

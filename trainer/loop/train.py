@@ -1,7 +1,7 @@
 """`ft train`: setup -> train -> save -> cleanup, on the transformers Trainer.
 
 The same function runs on a laptop CPU, one GPU, or every rank of a multi-node job
-(torchrun sets RANK/WORLD_SIZE, read once here into a `World`; ft joins the process group,
+(torchrun sets RANK/WORLD_SIZE, read once here into a `WorldRanks`; ft joins the process group,
 accelerate inside the Trainer reuses it).
 """
 
@@ -37,7 +37,7 @@ from trainer.distributed.process_group import (
     leave_process_group,
 )
 from trainer.distributed.rank_zero import decided_by_rank_zero
-from trainer.distributed.world_ranks import World
+from trainer.distributed.world_ranks import WorldRanks
 from trainer.loop.ft_trainer import FtTrainer
 from trainer.loop.graceful_stop import (
     GracefulStop,
@@ -55,7 +55,7 @@ log = logging.getLogger("ft.train")
 
 def train(cfg: TrainingConfig) -> Path:
     """Fine-tune as the spec says; returns the output directory (a plain HF/peft model)."""
-    world = World.from_env(os.environ)
+    world = WorldRanks.from_env(os.environ)
     setup_console(world)
     if not cfg.deepspeed:
         keep_deepspeed_unloaded()
@@ -83,7 +83,7 @@ def train(cfg: TrainingConfig) -> Path:
     return output_dir
 
 
-def _run(cfg: TrainingConfig, world: World, hooks: list, graceful: GracefulStop,
+def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: GracefulStop,
          lease: OutputLease) -> tuple[Path, bool]:
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
@@ -154,7 +154,7 @@ def _model_facts(model, cfg: TrainingConfig, precision) -> dict:
             "dtype": str(model.dtype)}
 
 
-def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state, world: World,
+def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state, world: WorldRanks,
                    model_facts: dict) -> None:
     """What a user (or a test) wants to know after a run, beside the model files."""
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
