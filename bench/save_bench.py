@@ -7,12 +7,13 @@ Each rank builds the shape (random weights, bf16, on its GPU), upcasts to fp32 m
 weights and shards it with ft's own `shard_model`, exactly as a full fine-tune under FSDP2
 is laid out before training. Then rank 0 measures, in this order:
 
-- `export`: trainer/sharded_export.py (a tensor at a time, bf16, shards of 5 GB);
+- `export`: trainer/distributed/sharded_export.py (a tensor at a time, bf16, shards of 5 GB);
 - `gather`: what ft did before: torch's full state dict on rank 0's host (fp32), then
   `save_pretrained`.
 
 One JSON line per way: seconds, bytes on disk, dtype, and rank 0's peak RSS growth over
-the save (trainer/host_memory.py). Training does not change what a save costs, so none runs.
+the save (trainer/distributed/host_memory.py). Training does not change what a save costs,
+so none runs.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trainer.fsdp import ShardingPlan, gather_state_dict, shard_model  # noqa: E402
-from trainer.host_memory import PeakRss  # noqa: E402
-from trainer.sharded_export import export_full_model  # noqa: E402
-from trainer.world import World  # noqa: E402
+from trainer.distributed.fsdp import ShardingPlan, gather_state_dict, shard_model  # noqa: E402
+from trainer.distributed.host_memory import PeakRss  # noqa: E402
+from trainer.distributed.sharded_export import export_full_model  # noqa: E402
+from trainer.distributed.world_ranks import WorldRanks  # noqa: E402
 
 SHAPES = {
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
@@ -67,7 +68,7 @@ def main() -> None:
     a = ap.parse_args()
     cuda = torch.cuda.is_available()
     dist.init_process_group("nccl" if cuda else "gloo")
-    world = World.from_env(os.environ)
+    world = WorldRanks.from_env(os.environ)
     device = torch.device("cuda", world.local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)

@@ -67,8 +67,8 @@ def init_example(name: str, directory: Path, force: bool = False,
 
 def _build_model(name: str, target: Path) -> str:
     # Imported here: the builder needs torch, which the base install lacks.
-    from trainer.console import quiet_for_a_model_build
-    from trainer.tiny_model import build_tiny_model, is_built
+    from trainer.console.rank_logging import quiet_for_a_model_build
+    from trainer.models.tiny import build_tiny_model, is_built
 
     quiet_for_a_model_build()
     existed = is_built(target)

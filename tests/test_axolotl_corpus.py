@@ -95,7 +95,7 @@ def test_axolotls_torch_compile_deepspeed_files_are_refused():
 def test_fsdp2_spelling_reaches_the_sharding_plan():
     import torch
 
-    from trainer.fsdp import plan_for
+    from trainer.distributed.fsdp import plan_for
 
     path = CORPUS / "qlora-fsdp2.yml"
     cfg = _quiet_parse(path.read_text(), str(path)).training
@@ -169,7 +169,7 @@ def test_named_template_chat_config_trains(tmp_path, tiny_model_dir):
 def test_fsdp_offload_on_a_cpu_job_is_a_clear_error_at_validate_and_train_time():
     import torch
 
-    from trainer.fsdp import plan_for, require_runnable_here
+    from trainer.distributed.fsdp import plan_for, require_runnable_here
 
     text = (CORPUS / "qlora-fsdp2.yml").read_text().replace("offload_params: false",
                                                             "offload_params: true")
@@ -207,7 +207,7 @@ def test_pretraining_dataset_with_datasets_or_skip_is_refused():
 
 def test_pretraining_text_is_tokenized_and_every_token_trained(tmp_path, tiny_model_dir):
     from trainer.data.pipeline import prepare_data
-    from trainer.model import load_tokenizer
+    from trainer.models.load import load_tokenizer
 
     text = (f"base_model: {tiny_model_dir}\npretraining_dataset:\n"
             f"  - path: {REPO / 'examples/tiny/corpus.txt'}\n    type: pretrain\n"

@@ -48,7 +48,12 @@ def hub_cache(tmp_path, tiny_model_dir, monkeypatch) -> Path:
 
 
 def test_revision_of_model_picks_the_revision_of_weights_config_and_tokenizer(hub_cache):
-    from trainer.model_source import load_config, model_class, model_kwargs, tokenizer_source_kwargs
+    from trainer.models.source import (
+        load_config,
+        model_class,
+        model_kwargs,
+        tokenizer_source_kwargs,
+    )
 
     main = _cfg("")
     v2 = _cfg("model_revision: v2\n")  # Axolotl's alias of revision_of_model
@@ -61,7 +66,7 @@ def test_revision_of_model_picks_the_revision_of_weights_config_and_tokenizer(hu
 
 
 def test_base_model_config_gives_the_config(hub_cache, tiny_model_dir):
-    from trainer.model_source import load_config
+    from trainer.models.source import load_config
 
     cfg = _cfg(f"base_model_config: {tiny_model_dir}\nrevision_of_model: v2\n")
     assert load_config(cfg).num_hidden_layers == 2  # from base_model_config, not v2
@@ -71,8 +76,8 @@ def test_model_and_tokenizer_types_name_transformers_classes(tiny_model_dir):
     import transformers
 
     from trainer.contract.errors import UserError
-    from trainer.model import load_tokenizer
-    from trainer.model_source import model_class, tokenizer_class
+    from trainer.models.load import load_tokenizer
+    from trainer.models.source import model_class, tokenizer_class
 
     cfg = _cfg("model_type: LlamaForCausalLM\ntokenizer_type: PreTrainedTokenizerFast\n",
                str(tiny_model_dir))
@@ -85,7 +90,7 @@ def test_model_and_tokenizer_types_name_transformers_classes(tiny_model_dir):
 
 
 def test_resize_token_embeddings_to_32x_pads_the_embedding_rows(tiny_model_dir):
-    from trainer.model import choose_precision, load_model, load_tokenizer
+    from trainer.models.load import choose_precision, load_model, load_tokenizer
 
     cfg = _cfg("resize_token_embeddings_to_32x: true\ntokens: [zzq]\n", str(tiny_model_dir))
     tokenizer = load_tokenizer(cfg)
@@ -95,12 +100,12 @@ def test_resize_token_embeddings_to_32x_pads_the_embedding_rows(tiny_model_dir):
 
 
 def _args(extra: str, rows: int = 40):
-    from trainer.arguments import build_training_args
-    from trainer.model import choose_precision
-    from trainer.world import World
+    from trainer.distributed.world_ranks import WorldRanks
+    from trainer.loop.hf_trainer import build_training_args
+    from trainer.models.load import choose_precision
 
     cfg = _cfg(extra + "output_dir: /tmp/ft-args-test\n")
-    return build_training_args(cfg, choose_precision(cfg), train_rows=rows, world=World(),
+    return build_training_args(cfg, choose_precision(cfg), train_rows=rows, world=WorldRanks(),
                                has_eval=True, plan=None)
 
 

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from trainer.checkpoint import (
+from trainer.checkpoint.disk_full import disk_full_is_a_user_error, full_disk_reason
+from trainer.checkpoint.manifest import WHOLE_FILE_LIMIT, WINDOW, file_digest
+from trainer.checkpoint.resume import (
     COMPLETE_MARKER,
     checkpoint_problem,
     choose_checkpoint,
     mark_complete,
     resolve_resume,
 )
-from trainer.checkpoint_manifest import WHOLE_FILE_LIMIT, WINDOW, file_digest
-from trainer.checkpoint_rotation import rotate
+from trainer.checkpoint.rotation import rotate
 from trainer.contract.errors import UserError
-from trainer.disk_full import disk_full_is_a_user_error, full_disk_reason
 
 
 def _checkpoint(out: Path, step: int, marked: bool = True) -> Path:

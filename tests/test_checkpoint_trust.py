@@ -15,7 +15,7 @@ import pytest
 from tests.cli_runner import REPO, run_ft
 from tests.support import kill_before_mark
 from tests.train_helpers import free_port, summary, train_losses, write_tiny_spec
-from trainer.checkpoint import COMPLETE_MARKER, checkpoint_problem
+from trainer.checkpoint.resume import COMPLETE_MARKER, checkpoint_problem
 
 # A checkpoint every 2 steps, all kept: the torn cases pick what to break.
 EVERY_2 = {"max_steps": 8, "save_steps": 2, "save_total_limit": None}

@@ -252,7 +252,7 @@ def test_the_shipped_tiny_example_prepares(tiny_tokenizer, tiny_model_dir, tmp_p
 def test_tiny_model_loads_through_auto_classes(tiny_model_dir):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.tiny_model import build_tiny_model
+    from trainer.models.tiny import build_tiny_model
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -271,7 +271,7 @@ def test_tiny_model_loads_through_auto_classes(tiny_model_dir):
 
 
 def test_tiny_model_build_is_deterministic(tmp_path, tiny_model_dir):
-    from trainer.tiny_model import build_tiny_model
+    from trainer.models.tiny import build_tiny_model
 
     other = build_tiny_model(tmp_path / "again")
     for name in ("model.safetensors", "tokenizer.json"):

@@ -10,7 +10,7 @@ import pytest
 from orchestrator.backends.local.isolation import unavailable_reason
 from tests.cli_runner import run_ft
 from tests.train_helpers import free_port, write_tiny_spec
-from trainer.doctor import bus_bandwidth, groups_to_measure, verdict
+from trainer.distributed.doctor import bus_bandwidth, groups_to_measure, verdict
 
 
 def _doctor_json(log: str) -> dict:

@@ -1,4 +1,5 @@
-"""trainer/fsdp.py's decisions, without a process group: what is sharded, in which dtype."""
+"""trainer/distributed/fsdp.py's decisions, without a process group: what is sharded, in
+which dtype."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import pytest
 import torch
 
 from trainer.contract.training import TrainingConfig
-from trainer.fsdp import ShardingError, decoder_layers, plan_for
-from trainer.model import Precision, compute_dtype
+from trainer.distributed.fsdp import ShardingError, decoder_layers, plan_for
+from trainer.models.load import Precision, compute_dtype
 
 BASE = {"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
         "adapter": "lora", "lora_target_linear": True, "fsdp": ["full_shard"]}
@@ -48,7 +49,7 @@ def test_axolotl_keys_reach_the_plan():
 
 
 def test_replicating_the_frozen_base_is_settled_by_the_estimate_only_under_auto():
-    from trainer.fsdp import settle_replication
+    from trainer.distributed.fsdp import settle_replication
 
     auto = plan_for(_cfg(), torch.bfloat16)
     assert auto.replicate_frozen is None  # an adapter's base: decided once it is loaded
@@ -64,8 +65,8 @@ def test_replicating_the_frozen_base_is_settled_by_the_estimate_only_under_auto(
 
 def test_offloading_is_read_from_either_spelling_and_only_under_fsdp():
     """What decides that the process group also needs gloo for CPU-held gradients
-    (trainer/process_group.py)."""
-    from trainer.fsdp import offloads_params
+    (trainer/distributed/process_group.py)."""
+    from trainer.distributed.fsdp import offloads_params
 
     assert offloads_params(_cfg(fsdp_config={"fsdp_offload_params": True}))
     assert offloads_params(_cfg(fsdp=["full_shard", "offload"]))
@@ -96,19 +97,19 @@ def test_axolotl_fsdp_list_words_choose_strategy_and_offload():
 def test_training_arguments_take_their_fsdp_settings_from_the_plan(tmp_path):
     """One owner: what accelerate is told is what the plan decided, including the words of
     Axolotl's `fsdp:` list (`offload`, `shard_grad_op`) that `fsdp_config` does not repeat."""
-    from trainer.arguments import build_training_args
-    from trainer.world import World
+    from trainer.distributed.world_ranks import WorldRanks
+    from trainer.loop.hf_trainer import build_training_args
 
     cfg = _cfg(fsdp=["shard_grad_op", "auto_wrap", "offload"], output_dir=str(tmp_path),
                fsdp_config={"activation_checkpointing": True})
     plan = plan_for(cfg, torch.float32)
     fp32 = Precision(torch.float32, bf16=False, fp16=False, tf32=None)
-    args = build_training_args(cfg, fp32, train_rows=8, world=World(), has_eval=False,
+    args = build_training_args(cfg, fp32, train_rows=8, world=WorldRanks(), has_eval=False,
                                plan=plan)
     assert args.fsdp_config["cpu_offload"] is plan.offload_params is True
     assert args.fsdp_config["reshard_after_forward"] is plan.reshard_layers is False
     recompute = getattr(args, "activation_checkpointing", None) or args.gradient_checkpointing
     assert recompute is True
     plain = _cfg(fsdp=None, output_dir=str(tmp_path))
-    assert not build_training_args(plain, fp32, train_rows=8, world=World(), has_eval=False,
+    assert not build_training_args(plain, fp32, train_rows=8, world=WorldRanks(), has_eval=False,
                                    plan=None).fsdp

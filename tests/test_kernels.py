@@ -11,7 +11,11 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.spec.load import parse_spec
-from trainer.activation_memory import (
+from trainer.contract.errors import SpecError, UserError
+from trainer.contract.training import CCE_PLUGIN, LIGER_KEYS, LIGER_PLUGIN
+from trainer.distributed.gpu_choice import one_gpu_env
+from trainer.kernels.plan import plan_kernels
+from trainer.models.activation_memory import (
     GIB,
     Estimate,
     Shape,
@@ -20,10 +24,6 @@ from trainer.activation_memory import (
     replication_pays,
     static_bytes,
 )
-from trainer.contract.errors import SpecError, UserError
-from trainer.contract.training import CCE_PLUGIN, LIGER_KEYS, LIGER_PLUGIN
-from trainer.gpu_choice import one_gpu_env
-from trainer.kernels import plan_kernels
 
 BASE = """\
 base_model: ./model
@@ -219,7 +219,7 @@ def test_lean_lora_forward_is_peft_lora_and_its_gradients(tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from trainer.lora_fused import fuse_lora
+    from trainer.kernels.lora_fused import fuse_lora
 
     torch.manual_seed(0)
     base = torch.nn.Sequential()
@@ -244,7 +244,7 @@ def test_lean_lora_forward_is_peft_lora_and_its_gradients(tmp_path):
 
 
 def test_lora_kernel_keys_default_on_for_plain_lora_on_a_gpu():
-    from trainer.kernels import lora_kernel_groups
+    from trainer.kernels.plan import lora_kernel_groups
 
     assert lora_kernel_groups(_training("adapter: lora\nlora_target_linear: true\n"),
                               on_gpu=True) == ("lora_qkv_kernel", "lora_o_kernel",

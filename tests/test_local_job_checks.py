@@ -19,7 +19,7 @@ from safetensors.numpy import save_file
 
 from orchestrator.spec.local_checks import resume_problem
 from tests.cli_runner import REPO
-from trainer.checkpoint import mark_complete
+from trainer.checkpoint.resume import mark_complete
 from trainer.contract.data_paths import missing_local_dataset
 
 TINY_DATA = REPO / "examples" / "tiny" / "data"

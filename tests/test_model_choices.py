@@ -6,7 +6,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from orchestrator.spec.load import parse_spec
-from trainer.model import FALLBACK_PAD_TOKEN, choose_attention, load_tokenizer
+from trainer.models.load import FALLBACK_PAD_TOKEN, choose_attention, load_tokenizer
 
 BASE = "datasets: [{path: d.jsonl, type: alpaca}]\n"
 

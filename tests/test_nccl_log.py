@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from trainer.nccl_log import expand_debug_file, log_to_read, parse, summary, transport_report
+from trainer.distributed.nccl_log import (
+    expand_debug_file,
+    log_to_read,
+    parse,
+    summary,
+    transport_report,
+)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "nccl"
 
@@ -131,8 +137,8 @@ def test_on_cpu_gloo_prints_nothing(capsys, monkeypatch):
     """The transport line is NCCL's: a CPU (gloo) group joins without it."""
     import torch.distributed as dist
 
-    from trainer.process_group import init_world
-    from trainer.world import World
+    from trainer.distributed.process_group import init_world
+    from trainer.distributed.world_ranks import WorldRanks
 
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(_free_port()))
@@ -140,7 +146,7 @@ def test_on_cpu_gloo_prints_nothing(capsys, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     try:
-        assert init_world(60, World()).type == "cpu"
+        assert init_world(60, WorldRanks()).type == "cpu"
     finally:
         dist.destroy_process_group()
     assert "NCCL transport" not in capsys.readouterr().out

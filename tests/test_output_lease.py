@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.cli_runner import REPO, run_ft
+from trainer.checkpoint.output_lease import LEASE_FILE, TTL_ENV, OutputLease
 from trainer.contract.errors import UserError
-from trainer.output_lease import LEASE_FILE, TTL_ENV, OutputLease
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from trainer.output_lease import OutputLease
+from trainer.checkpoint.output_lease import OutputLease
 lease = OutputLease(Path(sys.argv[1]))
 lease.acquire()
 print("held", flush=True)

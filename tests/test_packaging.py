@@ -1,10 +1,11 @@
 """The wheel must carry every Python package and the templates/clusters data.
 
-A package missing from pyproject's list works in the checkout (tests import the source) and
+A package missing from setup.py's list works in the checkout (tests import the source) and
 breaks only for users who pip install: this catches it without building a wheel.
 """
 
 import re
+import runpy
 import tomllib
 from pathlib import Path
 
@@ -13,14 +14,25 @@ REPO = Path(__file__).resolve().parent.parent
 
 def test_every_package_is_listed_for_the_wheel():
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    listed = set(config["packages"])
+    setup_py = runpy.run_path(str(REPO / "setup.py"), run_name="ft_setup")
+    listed = set(setup_py["packages"]())
     on_disk = {str(init.parent.relative_to(REPO)).replace("/", ".")
                for top in ("orchestrator", "trainer") for init in (REPO / top).rglob("__init__.py")}
-    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+    assert on_disk <= listed, f"not found by setup.py: {sorted(on_disk - listed)}"
+    assert set(config["package-data"]) <= listed, "package data of a package not shipped"
     for package, directory in config["package-dir"].items():
         assert package in listed and (REPO / directory).is_dir()
         patterns = config["package-data"][package]
         assert any(any((REPO / directory).glob(p)) for p in patterns), package
+
+
+def test_the_shipped_build_copies_what_setup_py_walks():
+    """`ft launch` builds the wheel from a copy of the tree (orchestrator/shipping/wheel.py):
+    it must copy every package root that setup.py discovers packages under."""
+    from orchestrator.shipping.wheel import IMPORT_PACKAGES
+
+    setup_py = runpy.run_path(str(REPO / "setup.py"), run_name="ft_setup")
+    assert tuple(setup_py["IMPORT_PACKAGES"]) == IMPORT_PACKAGES
 
 
 def _names(requirements: list[str]) -> set[str]:

@@ -1,4 +1,5 @@
-"""The ranks' heartbeats (trainer/peer_watch.py) on a real TCPStore, with real processes, and
+"""The ranks' heartbeats (trainer/distributed/peer_watch.py) on a real TCPStore, with real
+processes, and
 the collective timeout windows on a real gloo group. The isolated two-node job is in
 test_peer_loss.py; these cover what it cannot reach cheaply: a peer that finished is not
 mistaken for a dead one, ranks are told apart from nodes, the windows switch.
@@ -27,17 +28,17 @@ from tests.train_helpers import free_port
 from trainer.contract.errors import UserError
 from trainer.contract.liveness import COLLECTIVE_ENV, PEER_ENV, SLOW_PHASE_ENV
 from trainer.contract.training import TrainingConfig
-from trainer.peer_watch import DONE, PEER_LOST_EXIT_CODE, Member, PeerWatch
-from trainer.process_group import CollectiveWindows, _env_s
-from trainer.world import World
+from trainer.distributed.peer_watch import DONE, PEER_LOST_EXIT_CODE, Member, PeerWatch
+from trainer.distributed.process_group import CollectiveWindows, _env_s
+from trainer.distributed.world_ranks import WorldRanks
 
 # One rank of a 2-rank job on this host: heartbeats for `run_s`, then finishes (or not).
 _RANK = textwrap.dedent("""
     import os, sys, time
-    from trainer.peer_watch import PeerWatch
-    from trainer.world import World
+    from trainer.distributed.peer_watch import PeerWatch
+    from trainer.distributed.world_ranks import WorldRanks
     rank, port, run_s, finish = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
-    watch = PeerWatch(World(rank, 2, 0, 1, rank), 5,
+    watch = PeerWatch(WorldRanks(rank, 2, 0, 1, rank), 5,
                       {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
     watch.start()
     print("watching", flush=True)
@@ -96,7 +97,7 @@ def test_a_frozen_rank_is_named_and_a_finished_one_is_not(tmp_path):
 
 def _watch_of(rank: int) -> PeerWatch:
     """Rank `rank` of 4 ranks on 2 nodes, its view filled in by hand (no threads)."""
-    watch = PeerWatch(World(rank, 4, rank % 2, 2, rank // 2), 20,
+    watch = PeerWatch(WorldRanks(rank, 4, rank % 2, 2, rank // 2), 20,
                       {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"})
     watch.members = {r: Member(r, r // 2, f"h{r // 2}", f"10.0.0.{r // 2 + 1}")
                      for r in range(4)}

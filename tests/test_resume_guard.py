@@ -13,8 +13,8 @@ import yaml
 
 from tests.cli_runner import run_ft
 from tests.train_helpers import TINY_DATA, train_losses, write_tiny_spec
-from trainer.checkpoint import COMPLETE_MARKER, checkpoint_problem
-from trainer.output_lease import LEASE_FILE
+from trainer.checkpoint.output_lease import LEASE_FILE
+from trainer.checkpoint.resume import COMPLETE_MARKER, checkpoint_problem
 
 
 def _lr_by_step(out) -> dict[int, float]:
@@ -80,7 +80,7 @@ def _cfg(tmp_path, **changes):
 def test_what_is_recorded_and_what_counts_as_a_change(tmp_path, caplog):
     """A run's length counts only where the schedule depends on it; a checkpoint without a
     record resumes, said to be unchecked."""
-    from trainer.resume_guard import changes, check_resume, trained_with
+    from trainer.checkpoint.resume_guard import changes, check_resume, trained_with
 
     cosine = trained_with(_cfg(tmp_path, lr_scheduler="cosine", max_steps=8), 2)
     assert cosine["max_steps"] == 8 and cosine["global_batch_size"] == 8

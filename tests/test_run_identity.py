@@ -17,7 +17,7 @@ from tests.cli_runner import run_ft
 from tests.fixtures_tiny import make_cfg
 from tests.support import kill_before_mark
 from tests.train_helpers import write_tiny_spec
-from trainer.run_identity import RECORD, job_identity, tracking_env, tracking_run_id
+from trainer.loop.run_identity import RECORD, job_identity, tracking_env, tracking_run_id
 
 DATA = [{"path": "x.jsonl", "type": "alpaca"}]
 
@@ -81,13 +81,13 @@ def test_mlflow_continues_the_run_recorded_by_an_earlier_attempt_of_the_same_job
 
 
 def test_the_trainer_reports_to_the_trackers_the_spec_names(tmp_path):
-    from trainer.arguments import build_training_args
-    from trainer.model import choose_precision
-    from trainer.world import World
+    from trainer.distributed.world_ranks import WorldRanks
+    from trainer.loop.hf_trainer import build_training_args
+    from trainer.models.load import choose_precision
 
     cfg = _cfg(tmp_path, wandb_project="ft", mlflow_tracking_uri="file:///tmp/mlruns")
     args = build_training_args(cfg, choose_precision(cfg), train_rows=8,
-                               world=World.from_env({}), has_eval=False, plan=None)
+                               world=WorldRanks.from_env({}), has_eval=False, plan=None)
     assert args.report_to == ["wandb", "mlflow"]
     assert args.save_total_limit is None, "ft rotates checkpoints itself, after marking"
 

@@ -1,4 +1,5 @@
-"""trainer/sharded_export.py on a real gloo world of 2 processes (CPU): the dtype rule, tied
+"""trainer/distributed/sharded_export.py on a real gloo world of 2 processes (CPU): the
+dtype rule, tied
 weights written once, several shards plus transformers' index, a later single-shard save
 replacing them, and the whole-model fallback for a model whose save converts weights.
 
@@ -20,7 +21,7 @@ from safetensors import safe_open
 
 from tests.train_helpers import free_port
 from trainer.contract.errors import UserError
-from trainer.sharded_export import (
+from trainer.distributed.sharded_export import (
     INDEX_NAME,
     MAX_SHARD_ENV,
     WEIGHTS_NAME,
@@ -73,13 +74,13 @@ def _rank_main(rank: int, port: int, out: str) -> None:
     """One rank: shard each model as ft does for a bf16 run, then export it."""
     import torch.distributed as dist
 
-    from trainer.fsdp import ShardingPlan, shard_model
-    from trainer.sharded_export import export_full_model
-    from trainer.world import World
+    from trainer.distributed.fsdp import ShardingPlan, shard_model
+    from trainer.distributed.sharded_export import export_full_model
+    from trainer.distributed.world_ranks import WorldRanks
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    world = World(rank=rank, world_size=2, local_world_size=2)
+    world = WorldRanks(rank=rank, world_size=2, local_world_size=2)
     plan = ShardingPlan(layer_classes=(), reshard_after_forward=True, offload_params=False,
                         cpu_ram_efficient_loading=False, param_dtype=torch.bfloat16)
     try:

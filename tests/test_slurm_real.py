@@ -78,7 +78,7 @@ def workspace(slurm_cluster: SlurmCluster, tmp_path_factory) -> Workspace:  # no
                                     os.environ.get("PATH", "")]),
            "PYTHONPATH": str(REPO), "FT_STATE_DIR": str(root / "state"),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    built = subprocess.run([sys.executable, "-m", "trainer.tiny_model",
+    built = subprocess.run([sys.executable, "-m", "trainer.models.tiny",
                             str(root / "examples" / "tiny" / "model")],
                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stderr

@@ -158,7 +158,7 @@ def test_zero3_with_quantized_weights_is_refused_at_validation():
 
 def test_a_deepspeed_config_only_on_the_cluster_is_checked_when_training_starts(tmp_path):
     from trainer.contract.errors import UserError
-    from trainer.deepspeed_config import prepare_deepspeed
+    from trainer.distributed.deepspeed_config import prepare_deepspeed
 
     parse_spec(BASE + "deepspeed: /cluster/only/zero2.json\n", "spec.yaml")  # not here: ok
     with pytest.raises(UserError, match="ft fetch deepspeed-configs"):

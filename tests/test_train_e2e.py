@@ -61,7 +61,7 @@ def test_full_finetune_saves_a_plain_transformers_model(tmp_path, tiny_model_dir
     assert changed, "full fine-tuning changed no weight"
     # `ft inference` answers with the fine-tuned weights, not the base it started from.
     from orchestrator.spec.load import load_spec
-    from trainer.inference import load_for_inference
+    from trainer.models.inference import load_for_inference
 
     served, _ = load_for_inference(load_spec(spec).training)
     name = changed[0]
@@ -149,7 +149,7 @@ def test_merged_dtype_is_the_specs_or_the_stored_one(keys, stored, merged, tmp_p
     from transformers import AutoConfig
 
     from orchestrator.spec.load import parse_spec
-    from trainer.merge import merged_dtype
+    from trainer.models.merge_lora import merged_dtype
 
     base_dir = tmp_path / "base"
     base_dir.mkdir()

@@ -11,7 +11,7 @@ from tests.cli_runner import run_ft
 from tests.support import rank_voices, sample_ledger
 from tests.train_helpers import write_tiny_spec
 from trainer.contract.errors import UserError
-from trainer.hooks import load_hooks
+from trainer.loop.hooks import load_hooks
 
 
 def test_entries_load_in_order():

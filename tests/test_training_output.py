@@ -83,7 +83,7 @@ def test_no_dependency_noise(two_nodes):
     assert "Setting accelerator" not in log  # DeepSpeed is not even imported
     assert "FutureWarning" not in log
     assert "[transformers]" not in log  # transformers' records go through ft's format
-    # bitsandbytes' import-time kernel notice (trainer/import_notices.py), once per rank.
+    # bitsandbytes' import-time kernel notice (trainer/console/import_notices.py), once per rank.
     assert "gemm_4bit_forward" not in log and "pip install kernels" not in log
 
 
@@ -118,7 +118,7 @@ def test_metrics_are_numbers(two_nodes):
 def test_log_lines_keeps_what_a_terminal_shows(writes, shown):
     import io
 
-    from trainer.log_stream import LogLines
+    from trainer.console.log_lines import LogLines
 
     raw = io.StringIO()
     stream = LogLines(raw, heartbeat=3600)
@@ -130,7 +130,7 @@ def test_log_lines_keeps_what_a_terminal_shows(writes, shown):
 def test_log_lines_shows_a_long_bar_advancing():
     import io
 
-    from trainer.log_stream import LogLines
+    from trainer.console.log_lines import LogLines
 
     now = [0.0]
     raw = io.StringIO()

@@ -1,5 +1,5 @@
 """ft's in-container trainer. Importing this package must not import torch: the CLI relies on it."""
 
-from trainer.import_notices import drop_import_notices
+from trainer.console.import_notices import drop_import_notices
 
 drop_import_notices()  # before any submodule imports a dependency that logs on import

@@ -1,7 +1,7 @@
 """Checkpoint storage every node sees (README, "Checkpoint storage").
 
 A multi-node job's sharded checkpoint holds files from every rank, and rank 0 marks it
-complete only once it sees them all (trainer/checkpoint_save.py); a restart on fresh
+complete only once it sees them all (trainer/checkpoint/save.py); a restart on fresh
 machines resumes from what that directory holds. So a multi-node `output_dir` must lie on
 storage every node mounts and that outlives the instances. Which storage that is, is each
 backend's fact (its `storage_problems`); what they share is here: which `launch.volumes`

@@ -76,7 +76,7 @@ def doctor(
     # single process): never emulate nodes from inside a node.
     if in_job or ("RANK" in os.environ and "LOCAL_RANK" in os.environ):
         from orchestrator.clusters import load_profile
-        from trainer.doctor import run
+        from trainer.distributed.doctor import run
 
         # FT_DOCTOR_EXPECT_GBS (e.g. in launch.env) pins an expectation without a profile
         # of one's own, and applies it even to emulated nodes on one host.

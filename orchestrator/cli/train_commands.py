@@ -29,7 +29,7 @@ def _training_config(spec_path: Path):
 @needs_train_stack("`ft train`")
 def train(spec: SpecArg, force: ForceOpt = False, override: OverrideOpt = False) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
-    from trainer.stop_signals import STOPS
+    from trainer.loop.stop_signals import STOPS
 
     # First of all: a stop that comes while the spec and the trainer stack load must not be
     # lost (a rank starts with the stop signals ignored) nor kill the process (Ctrl-C).
@@ -54,14 +54,14 @@ def _train(spec: Path, force: bool, override: bool) -> Path:
     problem = single_process_problem(cfg, spec, os.environ)
     if problem:
         raise UserError(problem)
-    from trainer.gpu_choice import use_one_gpu_outside_launcher
+    from trainer.distributed.gpu_choice import use_one_gpu_outside_launcher
 
     # First: importing the trainer stack (peft -> bitsandbytes) already starts the CUDA
     # driver, which reads CUDA_VISIBLE_DEVICES once.
     note = use_one_gpu_outside_launcher()
     if note:
         typer.echo(note, err=True)
-    from trainer.loop import train as run_training
+    from trainer.loop.train import train as run_training
 
     os.environ.update(trainer_switches(force, override))
     return run_training(cfg)
@@ -70,7 +70,7 @@ def _train(spec: Path, force: bool, override: bool) -> Path:
 def _user_error_under_ft_node(exc: UserError) -> None:
     """Under ft node a rank says its user error (disk full, ...) once, as `ft` does, and
     leaves it to ft node: exit 0, since torchrun buries a non-zero exit in a traceback."""
-    from trainer.stop_signals import report_user_error
+    from trainer.loop.stop_signals import report_user_error
 
     if report_user_error(str(exc), exc.exit_code):
         typer.echo(f"error: {exc}", err=True)
@@ -87,7 +87,7 @@ def preprocess(
     import json
 
     from trainer.data.pipeline import describe_rows, prepare_data
-    from trainer.model import load_tokenizer
+    from trainer.models.load import load_tokenizer
 
     cfg = _training_config(spec)
     tokenizer = load_tokenizer(cfg)
@@ -103,7 +103,7 @@ def merge_lora(
     cpu: Annotated[bool, typer.Option("--cpu", help="Merge on the CPU.")] = False,
 ) -> None:
     """Merge the trained adapter into the base model -> output_dir/merged."""
-    from trainer.merge import merge_lora as run_merge
+    from trainer.models.merge_lora import merge_lora as run_merge
 
     try:
         target = run_merge(_training_config(spec), on_cpu=cpu)
@@ -124,7 +124,7 @@ def inference(
                                                 "if it exists).")] = None,
 ) -> None:
     """Generate with the trained model, using the training chat template."""
-    from trainer.inference import generate, load_for_inference
+    from trainer.models.inference import generate, load_for_inference
 
     text = prompt if prompt is not None else sys.stdin.read()
     if not text.strip():

@@ -1,4 +1,5 @@
-"""What the ranks' heartbeats (trainer/peer_watch.py) told ft node: a rank waiting on a peer
+"""What the ranks' heartbeats (trainer/distributed/peer_watch.py) told ft node: a rank
+waiting on a peer
 that stopped answering leaves a note in the stop-report directory, so that a stop signal
 during that wait is not mistaken for a slow save.
 """

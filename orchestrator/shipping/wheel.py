@@ -30,6 +30,8 @@ from orchestrator import DISTRIBUTION, __version__
 from trainer.contract.errors import UserError
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
+# ft's import packages: setup.py finds every package under them for the wheel.
+IMPORT_PACKAGES = ("orchestrator", "trainer")
 # Files of an installed distribution that describe that installation, not the wheel.
 _INSTALL_ONLY = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD"}
 
@@ -83,15 +85,16 @@ def _has_build_backend() -> bool:
 
 
 def copy_build_sources(root: Path, dest: Path) -> Path:
-    """What the wheel is built from: pyproject's packages and mapped directories."""
+    """What the wheel is built from: the import packages that setup.py walks for its
+    package list, and the top-level directories pyproject's package-dir maps into them."""
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    tops = ({name.split(".")[0] for name in config["packages"]}
-            | {Path(directory).parts[0] for directory in config["package-dir"].values()})
+    tops = set(IMPORT_PACKAGES) | {Path(directory).parts[0]
+                                   for directory in config["package-dir"].values()}
     for top in sorted(tops):
         # examples/tiny/model is built locally, never shipped (pyproject's package data).
         shutil.copytree(root / top, dest / top,
                         ignore=shutil.ignore_patterns("__pycache__", "model", "outputs"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(root / name, dest / name)
     return dest
 

@@ -13,7 +13,7 @@ relative to the directory ft runs in (as in Axolotl, and as the trainer opens th
 - `output_dir` and `dataset_prepared_path` must be writable directories, or creatable;
 - an explicit `resume_from_checkpoint` must hold a checkpoint that loads
   (`trainer.contract.checkpoint_files`) and, if ft marked it complete, still match its
-  marker (trainer/checkpoint.py, the check resume itself makes).
+  marker (trainer/checkpoint/resume.py, the check resume itself makes).
 
 `ft validate` and `ft render` of a cluster backend check none of these here: the paths are
 the cluster's.
@@ -103,8 +103,8 @@ def resume_problem(directory: Path) -> str | None:
     problem = loadable_problem(directory)
     if problem or not directory.joinpath("ft-complete.json").is_file():
         return problem
-    # Imported here: trainer/checkpoint.py is torch-free but outside the contract.
-    from trainer.checkpoint import checkpoint_problem
+    # Imported here: trainer/checkpoint/resume.py is torch-free but outside the contract.
+    from trainer.checkpoint.resume import checkpoint_problem
 
     problem = checkpoint_problem(directory)
     return f"is damaged: {problem}" if problem else None

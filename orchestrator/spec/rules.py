@@ -162,7 +162,7 @@ _FSDP1_ONLY = ("sync_module_states", "use_orig_params", "limit_all_gathers",
                "backward_prefetch", "forward_prefetch")
 
 
-# fsdp_config keys ft's FSDP2 plan decides itself (trainer/fsdp.py).
+# fsdp_config keys ft's FSDP2 plan decides itself (trainer/distributed/fsdp.py).
 _FSDP_PLAN_DECIDES = {
     "cpu_offload_pin_memory": "offloaded parameters are always pinned",
     "final_state_dict_type": "the final model is always written whole",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from trainer.checkpoint_save import CompleteCheckpointMarker
+from trainer.checkpoint.save import CompleteCheckpointMarker
 
 HOOK = "tests.support.kill_before_mark:install"
 STEP_ENV = "FT_TEST_KILL_AT_STEP"

@@ -15,8 +15,6 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from trainer.fsdp import is_sharded
-
 HOOK = "tests.support.sample_ledger:install"
 
 
@@ -75,6 +73,13 @@ class FinalWeights(TrainerCallback):
             state_dict = model.state_dict()
         path = output_dir / f"ft-final-rank{args.process_index}.sha1"
         path.write_text(weights_digest(state_dict))
+
+
+def is_sharded(model) -> bool:
+    """FSDP2 wrapped it (the root module becomes an FSDPModule)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def weights_digest(state: dict) -> str:

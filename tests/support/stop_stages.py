@@ -9,7 +9,7 @@ all) says which ranks pause.
 
 - `torchrun`: `ft node` about to start the launcher (audit hook on subprocess.Popen);
 - `imports`: a rank importing the CLI, its stop signals still ignored (audit hook on import);
-- `data`, `model`: a rank about to prepare the data / load the model (trainer.loop's
+- `data`, `model`: a rank about to prepare the data / load the model (trainer.loop.train's
   functions wrapped when FT_TRAINER_HOOKS imports this module);
 - `step`: the first optimizer step (a callback from `install`, the FT_TRAINER_HOOKS entry).
 Sleeping changes no number.
@@ -102,6 +102,6 @@ if _armed("torchrun") and "RANK" not in os.environ:
 if _armed("imports") and "RANK" in os.environ:
     _audit("imports", lambda event, args: event == "import" and args[0] == "typer")
 if _armed("data") or _armed("model"):
-    import trainer.loop
+    import trainer.loop.train
 
-    _wrap(trainer.loop, "prepare_data" if _armed("data") else "load_model")
+    _wrap(trainer.loop.train, "prepare_data" if _armed("data") else "load_model")

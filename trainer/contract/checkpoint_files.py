@@ -7,7 +7,7 @@ What is checked is what resuming reads first: the Trainer's state (step, schedul
 the transformers Trainer recognises (its `_load_from_checkpoint`), every safetensors file's
 header and length (safetensors itself refuses a file whose tensors do not end exactly at its
 end), and every JSON file ft or the Trainer wrote there. A checkpoint ft marked complete is
-verified against its marker by trainer/checkpoint.py as well.
+verified against its marker by trainer/checkpoint/resume.py as well.
 """
 
 from __future__ import annotations

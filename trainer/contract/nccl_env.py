@@ -2,7 +2,7 @@
 
 `ft node` points NCCL's INFO log at one file per process when the user set no NCCL_DEBUG,
 and says which fabric the job should use between nodes; after the first collective the
-trainer reads the file and prints the transport NCCL chose (trainer/nccl_log.py).
+trainer reads the file and prints the transport NCCL chose (trainer/distributed/nccl_log.py).
 """
 
 NCCL_LOG_MARKER = "FT_NCCL_LOG"  # "ft": ft node set NCCL_DEBUG / _SUBSYS / _FILE itself

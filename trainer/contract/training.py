@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # Axolotl keys without a field here (aliases, refused features, warned no-ops) are answered
 # in orchestrator/spec/axolotl_keys.py before these models see the spec.
 
-# Axolotl plugins whose keys ft implements itself (trainer/kernels.py); any other plugin is
+# Axolotl plugins whose keys ft implements itself (trainer/kernels/plan.py); any other plugin is
 # code ft does not have, so naming it is an error.
 LIGER_PLUGIN = "axolotl.integrations.liger.LigerPlugin"
 CCE_PLUGIN = "axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"
@@ -243,7 +243,7 @@ class TrainingConfig(_Strict):
     dataloader_num_workers: int | None = Field(None, ge=0)
     dataloader_pin_memory: bool | None = None
     dataloader_prefetch_factor: int | None = None
-    # fused kernels (trainer/kernels.py). None = ft decides: on where liger-kernel is
+    # fused kernels (trainer/kernels/plan.py). None = ft decides: on where liger-kernel is
     # installed, a GPU trains and Liger supports the model type (the maths is unchanged).
     plugins: list[str] | None = Field(None, description="Axolotl plugins; ft implements "
                                       f"{', '.join(KNOWN_PLUGINS)} itself.")

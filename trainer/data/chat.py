@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from trainer.contract.training import DatasetSpec
-from trainer.data.encode import Rendered, Span
+from trainer.data.encode import RowText, Span
 
 DEFAULT_ROLES = {
     "system": ["system"],
@@ -54,12 +54,12 @@ class ChatFormatter:
         self.eos = tokenizer.eos_token
         self.eot_strings = _turn_closers(tokenizer, eot_tokens, closing_tokens)
 
-    def __call__(self, row: dict[str, Any]) -> Rendered:
+    def __call__(self, row: dict[str, Any]) -> RowText:
         messages = self.messages(row)
         text = self._render(messages)
         if self.train_all:
-            return Rendered(text, train_all=True)
-        return Rendered(text, self.trained_spans(messages, text))
+            return RowText(text, train_all=True)
+        return RowText(text, self.trained_spans(messages, text))
 
     def messages(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         raw = row.get(self.field)

@@ -17,7 +17,7 @@ Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
-class Rendered:
+class RowText:
     """One row as text. `eos`: append the EOS token, trained ("train") or masked ("mask")."""
 
     text: str
@@ -45,7 +45,7 @@ class SpecialIds:
 
 
 def encode_rendered(tokenizer: Any, ids_info: SpecialIds,
-                    rows: list[Rendered]) -> list[tuple[list[int], list[int]]]:
+                    rows: list[RowText]) -> list[tuple[list[int], list[int]]]:
     """Tokenize a batch of rendered rows in one tokenizer call; returns (input_ids, labels)."""
     if not rows:
         return []

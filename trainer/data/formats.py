@@ -14,7 +14,7 @@ from trainer.contract.training import DatasetSpec, TrainingConfig
 from trainer.data.chat import ChatFormatter
 from trainer.data.encode import (
     IGNORE,
-    Rendered,
+    RowText,
     SpecialIds,
     encode_rendered,
     encode_segments,
@@ -26,13 +26,13 @@ PRETOKENIZED = (None, "pretokenized")
 Batch = dict[str, list[Any]]
 
 
-def render_alpaca(row: dict[str, Any], train_on_inputs: bool) -> Rendered:
+def render_alpaca(row: dict[str, Any], train_on_inputs: bool) -> RowText:
     for key in ("instruction", "output"):
         if row.get(key) is None:
             raise ValueError(f"alpaca row has no `{key}` column")
     prompt = alpaca_prompt(row["instruction"], row.get("input"))
     text = prompt + row["output"]
-    return Rendered(text, [(len(prompt), len(text))], eos="train", train_all=train_on_inputs)
+    return RowText(text, [(len(prompt), len(text))], eos="train", train_all=train_on_inputs)
 
 
 def input_output_segments(row: dict[str, Any]) -> list[tuple[str, bool]]:
@@ -83,7 +83,7 @@ class RowEncoder:
                 pairs = [chunk for pair in pairs for chunk in self._chunks(*pair)]
         return {"input_ids": [p[0] for p in pairs], "labels": [p[1] for p in pairs]}
 
-    def render(self, row: dict[str, Any]) -> Rendered:
+    def render(self, row: dict[str, Any]) -> RowText:
         if self.chat is not None:
             return self.chat(row)
         if self.type == "alpaca":
@@ -91,7 +91,7 @@ class RowEncoder:
         text = row.get(self.text_field)
         if text is None:
             raise ValueError(f"completion row has no `{self.text_field}` column (set `field:`)")
-        return Rendered(text, eos="train", train_all=True)
+        return RowText(text, eos="train", train_all=True)
 
     def _chunks(self, ids: list[int], labels: list[int]) -> list[tuple[list[int], list[int]]]:
         """Long completion texts become several rows of at most sequence_len, all trained."""

@@ -33,7 +33,7 @@ VOLUME_CLOUDS = ("kubernetes", "runpod")
 # Rank 0 waits this long for the other nodes' shards to appear in a MOUNT_CACHED bucket
 # (uploaded after each rank's write returns) before it marks a checkpoint complete.
 CACHED_VISIBILITY_WAIT_S = 900
-VISIBILITY_WAIT = "FT_CHECKPOINT_VISIBILITY_WAIT_S"  # trainer/checkpoint_save.py
+VISIBILITY_WAIT = "FT_CHECKPOINT_VISIBILITY_WAIT_S"  # trainer/checkpoint/save.py
 FIX = ("On SkyPilot, mount a bucket on every node (`launch.volumes: [{source: "
        "s3://my-checkpoints, path: /checkpoints}]`) and put `output_dir` under its path "
        "(e.g. /checkpoints/run1).")

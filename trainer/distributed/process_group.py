@@ -9,7 +9,7 @@ every cluster profile exports).
 The timeouts come from `launch.timeouts` (trainer/contract/liveness.py says why two windows):
 the group starts with the slow-phase one (start-up, resume, first step), `CollectiveWindows`
 switches to the steady one after the first step and back around each save. A peer that is
-gone is found sooner, in every phase, by the heartbeats of trainer/peer_watch.py.
+gone is found sooner, in every phase, by the heartbeats of trainer/distributed/peer_watch.py.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from trainer.contract.liveness import (
     seconds,
 )
 from trainer.contract.training import TrainingConfig
-from trainer.fsdp import offloads_params
-from trainer.nccl_log import transport_report
-from trainer.peer_watch import PeerWatch
-from trainer.world import World
+from trainer.distributed.fsdp import offloads_params
+from trainer.distributed.nccl_log import transport_report
+from trainer.distributed.peer_watch import PeerWatch
+from trainer.distributed.world_ranks import WorldRanks
 
 _watch: PeerWatch | None = None
 
@@ -61,7 +61,7 @@ def _env_s(name: str, default: str) -> int:
     return int(value)
 
 
-def join_process_group(cfg: TrainingConfig, world: World) -> None:
+def join_process_group(cfg: TrainingConfig, world: WorldRanks) -> None:
     """Under torchrun (WORLD_SIZE > 1), with the spec's timeouts and the peer heartbeats; a
     single process has no group (the Trainer runs without one)."""
     global _watch
@@ -129,7 +129,7 @@ def _set_timeout(timeout: timedelta) -> None:
                 c10d._set_pg_timeout(timeout, group)
 
 
-def init_world(timeout_s: float, world: World, cpu_collectives: bool = False) -> torch.device:
+def init_world(timeout_s: float, world: WorldRanks, cpu_collectives: bool = False) -> torch.device:
     """This rank's device, and the process group on it: NCCL bound to the local GPU (eager
     init, so a missing peer fails here), else gloo. With NCCL, one small all-reduce
     connects the ranks (NCCL connects lazily) and each node says which transport NCCL
@@ -150,9 +150,9 @@ def init_world(timeout_s: float, world: World, cpu_collectives: bool = False) ->
     return torch.device("cpu")
 
 
-def report_transport(world: World, device: torch.device) -> None:
+def report_transport(world: WorldRanks, device: torch.device) -> None:
     """Every rank takes part in the all-reduce (collectives match by order); local rank 0 of
-    each node then reads its NCCL log (trainer/nccl_log.py)."""
+    each node then reads its NCCL log (trainer/distributed/nccl_log.py)."""
     probe = torch.zeros(1, device=device)
     dist.all_reduce(probe)
     torch.cuda.synchronize(device)

@@ -7,7 +7,7 @@ state-dict order (the same on every rank, so the collectives match); rank 0 appe
 tensor to the current safetensors shard and writes the shard once it is full, so its host
 memory holds at most one shard plus the tensor in flight.
 
-Dtype: FSDP trains fp32 master weights (trainer/fsdp.py `_upcast_trainable`) while the
+Dtype: FSDP trains fp32 master weights (trainer/distributed/fsdp.py `_upcast_trainable`) while the
 model computes in the plan's `param_dtype` (bf16 on a GPU); the export writes each floating
 parameter in that training dtype (half the size of the fp32 masters), buffers as they are.
 Each rank casts its own shard before the gather, which also halves the traffic.
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from trainer.contract.errors import UserError
-from trainer.host_memory import PeakRss
+from trainer.distributed.host_memory import PeakRss
 
 log = logging.getLogger("ft.export")
 
@@ -265,7 +265,7 @@ def _gather_whole_and_save(model: nn.Module, entries: list[Entry], output_dir: P
                            limit: int, is_main: bool) -> int:
     """The fallback: torch's full state dict on rank 0, cast, then save_pretrained, which
     applies the model's save-time conversions. Returns the number of shard files."""
-    from trainer.fsdp import gather_state_dict
+    from trainer.distributed.fsdp import gather_state_dict
 
     state = gather_state_dict(model, trainable_only=False, rank=torch.distributed.get_rank())
     if not is_main:

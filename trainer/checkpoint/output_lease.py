@@ -111,7 +111,7 @@ class OutputLease:
             return self._link(me)
         except OSError as exc:
             if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise  # ENOSPC included: trainer/disk_full.py says that one
+                raise  # ENOSPC included: trainer/checkpoint/disk_full.py says that one
             raise UserError(f"output_dir {self.path.parent} is not writable "
                             f"({exc.strerror}): point `output_dir` at storage this job "
                             "can write to") from None

@@ -17,7 +17,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from trainer.checkpoint import COMPLETE_MARKER, SET_ASIDE_PREFIX, complete_checkpoints
+from trainer.checkpoint.resume import COMPLETE_MARKER, SET_ASIDE_PREFIX, complete_checkpoints
 
 log = logging.getLogger("ft.checkpoint")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from trainer.checkpoint_manifest import file_digest
+from trainer.checkpoint.manifest import file_digest
 from trainer.contract.errors import UserError
 from trainer.contract.run_switches import RESUME_OVERRIDE_ENV as OVERRIDE_ENV
 from trainer.contract.training import DatasetSpec, TrainingConfig

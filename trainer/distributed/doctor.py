@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from trainer.process_group import init_world
-from trainer.world import World
+from trainer.distributed.process_group import init_world
+from trainer.distributed.world_ranks import WorldRanks
 
 # Verdict thresholds, as a fraction of the profile's expected inter-node busbw. A fabric
 # that fell back to TCP sockets lands far below the lower bound (2x H200, sockets only:
@@ -90,7 +90,7 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
     if "RANK" not in os.environ:  # a launcher that starts one plain process sets no world
         os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", "29500"))
-    world = World.from_env(os.environ)
+    world = WorldRanks.from_env(os.environ)
     device = init_world(timeout_s, world)  # the same group setup as training
     try:
         return _measure_all(device, world.node_rank, expected_gbs, size_mb, iters,

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from trainer.checkpoint import COMPLETE_MARKER, mark_complete
-from trainer.checkpoint_manifest import list_files
-from trainer.checkpoint_rotation import rotate
+from trainer.checkpoint.manifest import list_files
+from trainer.checkpoint.resume import COMPLETE_MARKER, mark_complete
+from trainer.checkpoint.rotation import rotate
 
 log = logging.getLogger("ft.checkpoint")
 

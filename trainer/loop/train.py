@@ -1,7 +1,7 @@
 """`ft train`: setup -> train -> save -> cleanup, on the transformers Trainer.
 
 The same function runs on a laptop CPU, one GPU, or every rank of a multi-node job
-(torchrun sets RANK/WORLD_SIZE, read once here into a `World`; ft joins the process group,
+(torchrun sets RANK/WORLD_SIZE, read once here into a `WorldRanks`; ft joins the process group,
 accelerate inside the Trainer reuses it).
 """
 
@@ -15,38 +15,47 @@ from pathlib import Path
 
 import torch
 
-from trainer.arguments import build_training_args
-from trainer.checkpoint import agree_on_resume, mark_complete
-from trainer.checkpoint_save import CompleteCheckpointMarker, SaveAfterFirstStep
-from trainer.console import setup_console
+from trainer.checkpoint.disk_full import disk_full_is_a_user_error
+from trainer.checkpoint.output_lease import OutputLease
+from trainer.checkpoint.resume import agree_on_resume, mark_complete
+from trainer.checkpoint.resume_guard import (
+    OVERRIDE_ENV,
+    NewLearningRate,
+    check_resume,
+    trained_with,
+)
+from trainer.checkpoint.save import CompleteCheckpointMarker, SaveAfterFirstStep
+from trainer.console.rank_logging import setup_console
 from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
-from trainer.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
-from trainer.disk_full import disk_full_is_a_user_error
-from trainer.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_model
-from trainer.ft_trainer import FtTrainer
-from trainer.hooks import HOOKS_ENV, load_hooks, run_hooks
-from trainer.model import choose_precision, compute_dtype, load_model, load_tokenizer
-from trainer.output_lease import OutputLease
-from trainer.preemption import (
+from trainer.distributed.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
+from trainer.distributed.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_model
+from trainer.distributed.process_group import (
+    CollectiveWindows,
+    join_process_group,
+    leave_process_group,
+)
+from trainer.distributed.rank_zero import decided_by_rank_zero
+from trainer.distributed.world_ranks import WorldRanks
+from trainer.loop.ft_trainer import FtTrainer
+from trainer.loop.graceful_stop import (
     GracefulStop,
     StoppedBeforeTraining,
     report_clean_stop,
     report_finished,
 )
-from trainer.process_group import CollectiveWindows, join_process_group, leave_process_group
-from trainer.rank_zero import decided_by_rank_zero
-from trainer.resume_guard import OVERRIDE_ENV, NewLearningRate, check_resume, trained_with
-from trainer.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
-from trainer.world import World
+from trainer.loop.hf_trainer import build_training_args
+from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
+from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
+from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
 
 log = logging.getLogger("ft.train")
 
 
 def train(cfg: TrainingConfig) -> Path:
     """Fine-tune as the spec says; returns the output directory (a plain HF/peft model)."""
-    world = World.from_env(os.environ)
+    world = WorldRanks.from_env(os.environ)
     setup_console(world)
     if not cfg.deepspeed:
         keep_deepspeed_unloaded()
@@ -74,7 +83,7 @@ def train(cfg: TrainingConfig) -> Path:
     return output_dir
 
 
-def _run(cfg: TrainingConfig, world: World, hooks: list, graceful: GracefulStop,
+def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: GracefulStop,
          lease: OutputLease) -> tuple[Path, bool]:
     """setup -> train -> save; returns (output_dir, stopped early by a signal)."""
     output_dir = Path(cfg.output_dir)
@@ -145,7 +154,7 @@ def _model_facts(model, cfg: TrainingConfig, precision) -> dict:
             "dtype": str(model.dtype)}
 
 
-def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state, world: World,
+def _write_summary(output_dir: Path, metrics: dict, data_stats: dict, state, world: WorldRanks,
                    model_facts: dict) -> None:
     """What a user (or a test) wants to know after a run, beside the model files."""
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None

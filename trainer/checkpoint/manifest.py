@@ -79,7 +79,7 @@ def manifest_problem(directory: Path, manifest: dict[str, dict]) -> str | None:
 
 _CRC32 = re.compile(r"^[0-9a-f]{8}$")
 _MARKER_KEYS = {"format", "step", "world_size", "files"}
-_OPTIONAL_KEYS = {"trained_with"}  # trainer/resume_guard.py's record
+_OPTIONAL_KEYS = {"trained_with"}  # trainer/checkpoint/resume_guard.py's record
 _ENTRY_KEYS = {"size": int, "crc32": str, "sampled": bool}
 
 

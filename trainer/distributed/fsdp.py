@@ -13,7 +13,7 @@ all-gather. Each rank quantizes on its own device while loading (transformers st
 checkpoint a shard file at a time), so host memory stays at one shard file per process.
 
 An adapter's frozen base can stay whole on every rank (`replicate_frozen_params`, decided
-for `auto` by trainer/activation_memory.py once the model is loaded): `fully_shard` then
+for `auto` by trainer/models/activation_memory.py once the model is loaded): `fully_shard` then
 ignores it, so no step all-gathers it, and only the trainable weights are sharded.
 
 The model is wrapped before the Trainer sees it; accelerate recognises an FSDP2 module and
@@ -22,7 +22,7 @@ leaves the wrapping alone, but still runs its FSDP2 optimizer, clipping and chec
 `ShardingPlan` is the one statement of the spec's FSDP settings: the wrapping here, the
 FSDP section of the TrainingArguments (`ShardingPlan.accelerate_fsdp`), activation
 checkpointing and FtTrainer's save path all read it, never `fsdp_config` directly. Facts
-about the job (ranks, processes per node) come in as a `trainer.world.World`.
+about the job (ranks, processes per node) come in as a `trainer.distributed.world_ranks.WorldRanks`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from torch import nn
 
 from trainer.contract.errors import UserError
 from trainer.contract.training import TrainingConfig
-from trainer.world import World
+from trainer.distributed.world_ranks import WorldRanks
 
 log = logging.getLogger("ft.fsdp")
 
@@ -80,7 +80,7 @@ class ShardingPlan:
         gradient clipping and checkpoint files. Checkpoints are always sharded (each rank
         writes its own shards: no whole-model gather on rank 0 per save); the final model
         is saved whole by FtTrainer (a full fine-tune's a tensor at a time:
-        trainer/sharded_export.py). NO_WRAP: the layers are wrapped already, under FSDP
+        trainer/distributed/sharded_export.py). NO_WRAP: the layers are wrapped already, under FSDP
         class names accelerate's transformer policy would look for in vain. Its own
         activation checkpointing stays off: transformers' per-layer one does it.
         """
@@ -108,7 +108,7 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
     quantized = cfg.load_in_4bit
     # Gathering in the compute dtype halves the all-gather traffic against fp32, and 4-bit
     # storage (bf16) mixed with fp32 norms/adapters has no single dtype FSDP could gather
-    # otherwise (a 4-bit model computes in bf16 even on a CPU: trainer.model.compute_dtype).
+    # otherwise (a 4-bit model computes in bf16 even on a CPU: trainer.models.load.compute_dtype).
     param_dtype = compute_dtype if compute_dtype != torch.float32 else None
     # Axolotl's `fsdp:` list may carry the strategy and offload (`[shard_grad_op, offload]`);
     # `fsdp_config` wins where it says so explicitly.
@@ -158,15 +158,9 @@ def settle_replication(plan: ShardingPlan, fits_replicated: bool | None) -> Shar
     return replace(plan, replicate_frozen=bool(fits_replicated))
 
 
-def loads_on_meta(plan: ShardingPlan | None, world: World) -> bool:
+def loads_on_meta(plan: ShardingPlan | None, world: WorldRanks) -> bool:
     """Ranks other than 0 skip reading the weights; rank 0 broadcasts them after sharding."""
     return plan is not None and plan.cpu_ram_efficient_loading and not world.is_main
-
-
-def is_sharded(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
 
 
 def decoder_layers(model: nn.Module, class_names: tuple[str, ...]) -> list[nn.Module]:
@@ -193,7 +187,7 @@ def _no_split_modules(model: nn.Module) -> list[str]:
 
 
 def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device,
-                world: World) -> nn.Module:
+                world: WorldRanks) -> nn.Module:
     """Wrap `model` in place with FSDP2 and fill its shards; returns the same object.
 
     On a meta-initialised rank, `model` has no weights yet: rank 0's full state dict is
@@ -257,7 +251,7 @@ def _replicated_note(model: nn.Module, plan: ShardingPlan) -> str:
         "only the trainable ones sharded"
 
 
-def _mesh(device: torch.device, strategy: str, world: World):
+def _mesh(device: torch.device, strategy: str, world: WorldRanks):
     """1-D over all ranks, or 2-D (replicate, shard) for HYBRID_SHARD / NO_SHARD."""
     from torch.distributed.device_mesh import init_device_mesh
 

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoTokenizer
 
 from trainer.contract.training import TrainingConfig
-from trainer.model_source import load_config, model_class, model_kwargs
+from trainer.models.source import load_config, model_class, model_kwargs
 
 log = logging.getLogger("ft.merge")
 

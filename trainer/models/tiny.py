@@ -9,7 +9,7 @@ The tokenizer deliberately has the traps real ones have: it adds BOS by default 
 template also emits BOS (so a naive pipeline doubles it), pad is distinct from EOS, and the
 chat turns end with `<|im_end|>`, not with EOS.
 
-    python -m trainer.tiny_model examples/tiny/model
+    python -m trainer.models.tiny examples/tiny/model
 
 The example's files come from the checkout or, installed, from ft's package data (`ft init
 --example tiny DIR` writes them and builds the model).
@@ -146,11 +146,11 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m trainer.tiny_model DIR", file=sys.stderr)
+        print("usage: python -m trainer.models.tiny DIR", file=sys.stderr)
         return 2
     out = Path(args[0])
     existed = is_built(out)
-    from trainer.deepspeed_config import keep_deepspeed_unloaded
+    from trainer.distributed.deepspeed_config import keep_deepspeed_unloaded
 
     keep_deepspeed_unloaded()  # saving would import it (and its banner) for nothing
     build_tiny_model(out)

@@ -39,7 +39,7 @@ import torch.distributed as dist
 
 from trainer.contract.exit_codes import STOP_REPORT_DIR
 from trainer.contract.liveness import PEER_LOST_REPORT, WAITING_REPORT, heartbeat_period_s
-from trainer.world import World
+from trainer.distributed.world_ranks import WorldRanks
 
 PEER_LOST_EXIT_CODE = 69  # EX_UNAVAILABLE: a peer is gone, nothing this rank did wrong
 # A rank that finished adds this to its counter: still a number, so a late increment (or a
@@ -59,7 +59,7 @@ class Member:
 
 
 class PeerWatch:
-    def __init__(self, world: World, peer_s: float, environ: Mapping[str, str]):
+    def __init__(self, world: WorldRanks, peer_s: float, environ: Mapping[str, str]):
         self.world, self.peer_s = world, peer_s
         self.period_s = heartbeat_period_s(peer_s)
         self.master = (environ.get("MASTER_ADDR", "127.0.0.1"),

@@ -1,7 +1,7 @@
 """Graceful stop on SIGTERM / SIGINT / SIGUSR1 (preemption, Slurm's --signal, a time limit,
 Ctrl-C), at any moment from the rank's start to its final save.
 
-The signal only sets a flag (trainer.stop_signals, installed at the top of `ft train`); the
+The signal only sets a flag (trainer.loop.stop_signals, installed at the top of `ft train`); the
 ranks act on it where they all pass, agreeing with one scalar all-reduce so no rank waits on
 a collective the others will never join:
 
@@ -24,7 +24,7 @@ import torch.distributed as dist
 from transformers import TrainerCallback
 
 from trainer.contract.exit_codes import FINISHED_REPORT, RESUMABLE_EXIT_CODE, STOP_REPORT
-from trainer.stop_signals import STOPS, StopSignals, report_to_node
+from trainer.loop.stop_signals import STOPS, StopSignals, report_to_node
 
 log = logging.getLogger("ft.preemption")
 

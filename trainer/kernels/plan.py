@@ -70,7 +70,7 @@ class KernelPlan:
 def lora_kernel_groups(cfg: TrainingConfig, on_gpu: bool) -> tuple[str, ...]:
     """Axolotl's lora_*_kernel keys that are on; unset ones follow ft's default: on for
     plain LoRA (no dropout, DoRA) on a GPU. CPU runs keep peft's own forward."""
-    from trainer.lora_fused import GROUPS
+    from trainer.kernels.lora_fused import GROUPS
 
     plain = bool(cfg.adapter) and cfg.lora_dropout == 0 and not cfg.peft_use_dora
     return tuple(k for k in GROUPS if getattr(cfg, k) or
@@ -122,7 +122,7 @@ def apply_kernels(model, plan: KernelPlan) -> None:
     if any(plan.liger.values()):
         _apply_liger(model, plan)
     if plan.cut_cross_entropy:
-        from trainer.cut_cross_entropy import patch_model
+        from trainer.kernels.cut_cross_entropy import patch_model
 
         patch_model(model)
     log.info("kernels: %s%s", plan.describe(), " (ft's default)" if plan.chosen_by_ft else "")

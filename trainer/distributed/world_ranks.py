@@ -14,7 +14,11 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class World:
+class WorldRanks:
+    """This process's ranks in torchrun's world (global, local, node) and the sizes they
+    count in; not orchestrator/node/world.py's `World`, the job's nodes as a backend
+    describes them to `ft node`."""
+
     rank: int = 0  # global rank
     world_size: int = 1
     local_rank: int = 0  # rank among the processes of this node
@@ -22,7 +26,7 @@ class World:
     node_rank: int = 0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> World:
+    def from_env(cls, env: Mapping[str, str]) -> WorldRanks:
         world_size = int(env.get("WORLD_SIZE", "1"))
         rank = int(env.get("RANK", "0"))
         # A launcher that omits LOCAL_WORLD_SIZE started every rank on this node.

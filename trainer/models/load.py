@@ -14,17 +14,17 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from trainer.activation_memory import (
+from trainer.contract.training import TrainingConfig
+from trainer.distributed.fsdp import ShardingPlan, settle_replication
+from trainer.kernels.lora_fused import GROUPS, fuse_lora
+from trainer.kernels.plan import apply_kernels, installed, lora_kernel_groups, plan_kernels
+from trainer.models.activation_memory import (
     full_checkpointing,
     kernel_kinds,
     plan_checkpointing,
     replication_fits,
 )
-from trainer.contract.training import TrainingConfig
-from trainer.fsdp import ShardingPlan, settle_replication
-from trainer.kernels import apply_kernels, installed, lora_kernel_groups, plan_kernels
-from trainer.lora_fused import GROUPS, fuse_lora
-from trainer.model_source import (
+from trainer.models.source import (
     load_config,
     model_class,
     model_kwargs,
@@ -142,7 +142,7 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     """The model with its adapter, and the sharding plan with its `auto` choices settled.
     `on_meta`: structure only, no weights read (a sharded rank that receives its weights by
     broadcast). `device`: where to quantize while loading (a sharded QLoRA rank quantizes
-    on its own GPU; see trainer/fsdp.py)."""
+    on its own GPU; see trainer/distributed/fsdp.py)."""
     if on_meta:
         model = _skeleton(cfg, precision)
     else:

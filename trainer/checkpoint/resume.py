@@ -3,12 +3,12 @@
 The transformers Trainer writes `checkpoint-N/` in place; a job killed mid-save leaves a
 directory that looks like a checkpoint but is not. After every save has finished on all
 ranks, rank 0 writes a marker (temp name, fsync, rename) that lists every file of the
-checkpoint with its size and checksum (trainer/checkpoint_manifest.py). Resume trusts a
+checkpoint with its size and checksum (trainer/checkpoint/manifest.py). Resume trusts a
 checkpoint only if its files still match that list, newest first: a checkpoint torn after
 marking (a lost or truncated file, a disk that lied) is set aside with the reason, and the
 next older one is tried, instead of crashing on the same files at every retry.
 
-The marker is trusted only in the exact shape ft writes (checkpoint_manifest.
+The marker is trusted only in the exact shape ft writes (manifest.py's
 marker_shape_problem): valid JSON of any other shape, and an older ft's step-only marker
 (format 1, no file list), cannot vouch for the files, so such a checkpoint is set aside as
 "unverifiable", never trusted and never a crash at every restart.
@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trainer.checkpoint_manifest import build_manifest, manifest_problem, marker_shape_problem
+from trainer.checkpoint.manifest import build_manifest, manifest_problem, marker_shape_problem
+from trainer.checkpoint.output_lease import LEASE_FILE
 from trainer.contract.errors import UserError
-from trainer.output_lease import LEASE_FILE
-from trainer.rank_zero import decided_by_rank_zero
+from trainer.distributed.rank_zero import decided_by_rank_zero
 
 log = logging.getLogger("ft.checkpoint")
 
@@ -45,8 +45,8 @@ def mark_complete(directory: Path, step: int, names: list[str] | None = None,
                   world_size: int = 1, trained_with: dict | None = None) -> None:
     """Write the marker listing `names` (default: the files directly in `directory`, as for
     the final model beside its checkpoints) and, for a checkpoint, what it was trained with
-    (trainer/resume_guard.py)."""
-    from trainer.checkpoint_manifest import list_files
+    (trainer/checkpoint/resume_guard.py)."""
+    from trainer.checkpoint.manifest import list_files
 
     if names is None:
         skip = frozenset({COMPLETE_MARKER, LEASE_FILE})  # the lease is held while marking
@@ -171,7 +171,8 @@ def agree_on_resume(setting: str | None, auto: bool | None, output_dir: Path,
                     ) -> tuple[str | None, Any]:
     """Rank 0 verifies and chooses; every rank gets its choice, so no two ranks resume from
     different steps. `check(checkpoint, its marker)`, also on rank 0 only and before any
-    model is loaded, may refuse the choice with a UserError (trainer/resume_guard.py); it is
+    model is loaded, may refuse the choice with a UserError
+    (trainer/checkpoint/resume_guard.py); it is
     then raised on every rank, and what it returns is returned beside the choice. A rank
     that cannot see the chosen directory stops with a clear error: its node does not share
     the checkpoint storage."""

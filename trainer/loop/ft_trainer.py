@@ -9,8 +9,8 @@ from pathlib import Path
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback
 
-from trainer.fsdp import ShardingPlan, gather_state_dict
-from trainer.sharded_export import export_full_model
+from trainer.distributed.fsdp import ShardingPlan, gather_state_dict
+from trainer.distributed.sharded_export import export_full_model
 
 
 class FtTrainer(Trainer):
@@ -20,10 +20,10 @@ class FtTrainer(Trainer):
     for every checkpoint; an adapter only needs its trainable tensors, gathered to full
     shape (a saved lora_B must never be one rank's slice). A full fine-tune writes its
     model once, at the end, a tensor at a time in the training dtype
-    (trainer/sharded_export.py). Resumable training state is written by accelerate as
+    (trainer/distributed/sharded_export.py). Resumable training state is written by accelerate as
     sharded checkpoints.
 
-    `sharding` is the plan trainer/fsdp.py wrapped the model with (None: not sharded).
+    `sharding` is the plan trainer/distributed/fsdp.py wrapped the model with (None: not sharded).
     """
 
     def __init__(self, *args, sharding: ShardingPlan | None = None, **kwargs) -> None:

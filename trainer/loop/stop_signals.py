@@ -4,7 +4,7 @@ A rank starts with SIGTERM/SIGINT/SIGUSR1 ignored (ft node starts torchrun that 
 ignored signal stays ignored across exec), so a stop that came before the handler was
 installed would be lost: `ft node` therefore also leaves a mark (STOP_MARK) in its report
 directory before it signals, and `requested` reads it. The handler only records the signal;
-trainer.preemption acts on it where every rank can agree.
+trainer.loop.graceful_stop acts on it where every rank can agree.
 
 SIGINT is Ctrl-C: the first saves like SIGTERM, a second one (a person who will not wait)
 stops at once without saving, and says so.

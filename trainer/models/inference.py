@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer.contract.training import TrainingConfig
-from trainer.model_source import model_class, model_kwargs
+from trainer.models.source import model_class, model_kwargs
 
 
 def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):

@@ -1,6 +1,6 @@
 """Notices dependencies log while they are imported, before `setup_console` runs.
 
-trainer/console.py filters what dependencies say during training; these records come
+trainer/console/rank_logging.py filters what dependencies say during training; these records come
 earlier, at import time, on every rank of every run, and go to stderr through logging's
 last-resort handler. Each entry says why it is dropped. Installed when the `trainer`
 package is imported (a filter on a logger that may not exist yet: `logging.getLogger`

@@ -57,7 +57,7 @@ class Estimate:
     quantized: bool
     fused_loss: bool
     fused_norm: bool = True  # Liger's RMSNorm (transformers' keeps fp32 copies)
-    lean_lora: bool = False  # trainer/lora_fused.py: no second copy of each LoRA input
+    lean_lora: bool = False  # trainer/kernels/lora_fused.py: no second copy of each LoRA input
 
 
 def per_token_layer_bytes(shape: Shape, est: Estimate) -> int:
@@ -105,7 +105,7 @@ def full_checkpointing(cfg) -> bool:
 
 def static_bytes(model, world_size: int, replicated_frozen: bool = False) -> int:
     """What the parameters occupy on one GPU (sharded over the world under FSDP/ZeRO; the
-    frozen ones whole on every GPU with `replicated_frozen`, see trainer/fsdp.py).
+    frozen ones whole on every GPU with `replicated_frozen`, see trainer/distributed/fsdp.py).
     `ds_numel`: a ZeRO-3 parameter's real size (its tensor is an empty placeholder)."""
     frozen = trained = 0
     for p in model.parameters():

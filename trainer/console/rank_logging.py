@@ -12,7 +12,7 @@ per process at the start of `ft train`:
 - progress bars of datasets, transformers and huggingface_hub run on rank 0 only (the
   Trainer's own bar is TrainingArguments.disable_tqdm, and its metrics line FtTrainer's);
   where stderr is not a terminal (a log), each bar is one line, not one per redraw
-  (trainer/log_stream.py);
+  (trainer/console/log_lines.py);
 - known dependency noise, listed below with the reason for each entry, is said once by
   rank 0 or not at all. Nothing else is silenced: an unknown warning still shows.
 """
@@ -25,8 +25,8 @@ import re
 import sys
 import warnings
 
-from trainer.log_stream import LogLines
-from trainer.world import World
+from trainer.console.log_lines import LogLines
+from trainer.distributed.world_ranks import WorldRanks
 
 # (logger, message pattern, say it once on rank 0 or never, why).
 NOISY_RECORDS = (
@@ -36,7 +36,7 @@ NOISY_RECORDS = (
      "DeepSpeed's device guess, printed by every rank that imports it"),
     ("transformers.training_args", r"prefer `fsdp_config\['activation_checkpointing'\]`",
      False, "advice for FSDP that accelerate wraps; ft wraps the layers itself, where "
-     "transformers' per-layer recompute is the one that applies (trainer/fsdp.py)"),
+     "transformers' per-layer recompute is the one that applies (trainer/distributed/fsdp.py)"),
 )
 
 # (category, message pattern, module that warns, why): deprecation notices meant for the
@@ -53,7 +53,7 @@ IGNORED_WARNINGS = (
 )
 
 
-def setup_console(world: World) -> None:
+def setup_console(world: WorldRanks) -> None:
     """Logging, progress bars and noise filters for this rank (see the module doc)."""
     _log_lines()  # first: the logging handler below keeps the stream it is given
     _logging(world)
@@ -64,7 +64,7 @@ def setup_console(world: World) -> None:
         warnings.filterwarnings("ignore", message=pattern, category=category, module=module)
 
 
-def _logging(world: World) -> None:
+def _logging(world: WorldRanks) -> None:
     prefix = f"[node {world.node_rank} rank {world.rank}] " if world.distributed else ""
     logging.basicConfig(level=logging.WARNING, format=f"{prefix}%(name)s: %(message)s",
                         force=True)
@@ -87,7 +87,7 @@ def quiet_for_a_model_build() -> None:
     """For `ft init --example`, which saves a small model: transformers would import
     DeepSpeed (when installed), which announces the accelerator it guessed, and draw a
     progress bar for one small file."""
-    from trainer.deepspeed_config import keep_deepspeed_unloaded
+    from trainer.distributed.deepspeed_config import keep_deepspeed_unloaded
 
     keep_deepspeed_unloaded()
     from transformers.utils import logging as transformers_logging
@@ -102,7 +102,7 @@ def _log_lines() -> None:
     atexit.register(sys.stderr.close)
 
 
-def _progress_bars(world: World) -> None:
+def _progress_bars(world: WorldRanks) -> None:
     if world.is_main:
         return
     import datasets

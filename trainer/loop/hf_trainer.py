@@ -8,14 +8,14 @@ import sys
 import torch
 from transformers import TrainingArguments
 
-from trainer.activation_memory import full_checkpointing
 from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
 from trainer.contract.training import TrainingConfig
-from trainer.fsdp import ShardingPlan
-from trainer.gpu_choice import one_device_per_process
-from trainer.model import Precision
-from trainer.process_group import collective_timeout_s
-from trainer.world import World
+from trainer.distributed.fsdp import ShardingPlan
+from trainer.distributed.gpu_choice import one_device_per_process
+from trainer.distributed.process_group import collective_timeout_s
+from trainer.distributed.world_ranks import WorldRanks
+from trainer.models.activation_memory import full_checkpointing
+from trainer.models.load import Precision
 
 
 def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> int:
@@ -56,9 +56,9 @@ def _report_to(cfg: TrainingConfig) -> list[str]:
 
 
 def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: int,
-                        world: World, has_eval: bool,
+                        world: WorldRanks, has_eval: bool,
                         plan: ShardingPlan | None) -> TrainingArguments:
-    """`plan` is trainer/fsdp.py's sharding (None without FSDP): its settings, not the
+    """`plan` is trainer/distributed/fsdp.py's sharding (None without FSDP): its settings, not the
     spec's `fsdp_config`, are what accelerate is told."""
     epoch_steps = steps_per_epoch(train_rows, cfg, world.world_size)
     eval_strategy, eval_steps = _every(cfg.eval_strategy, cfg.evals_per_epoch, cfg.eval_steps,
@@ -94,7 +94,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         eval_steps=eval_steps,
         save_strategy=save_strategy,
         save_steps=save_steps,
-        # ft rotates after a checkpoint is marked complete (trainer/checkpoint_rotation.py);
+        # ft rotates after a checkpoint is marked complete (trainer/checkpoint/rotation.py);
         # the Trainer's own rotation runs before that and can leave no complete one.
         save_total_limit=None,
         logging_steps=cfg.logging_steps,
@@ -136,7 +136,7 @@ def _checkpointing(cfg: TrainingConfig, plan: ShardingPlan | None) -> dict:
     kwargs = cfg.gradient_checkpointing_kwargs or {"use_reentrant": False}
     # `gradient_checkpointing: true` or FSDP's activation checkpointing (the plan's, which
     # also reads the fsdp list words): the same per-decoder-layer recompute. `auto` is
-    # applied per layer by trainer/activation_memory.py, not by the Trainer.
+    # applied per layer by trainer/models/activation_memory.py, not by the Trainer.
     enabled = full_checkpointing(cfg) or bool(plan and plan.activation_checkpointing)
     return {f"{prefix}_checkpointing": enabled,
             f"{prefix}_checkpointing_kwargs": kwargs}
