@@ -6,7 +6,7 @@ FROM nvcr.io/nvidia/pytorch:25.12-py3
 
 # flash-attn has no wheel on the package index; the NGC image already ships it.
 WORKDIR /opt/ft
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY orchestrator ./orchestrator
 COPY trainer ./trainer
 COPY templates ./templates

@@ -11,9 +11,9 @@ is laid out before training. Then rank 0 measures, in this order:
 - `gather`: what ft did before: torch's full state dict on rank 0's host (fp32), then
   `save_pretrained`.
 
-One JSON line per way: seconds, bytes on disk, dtype, and rank 0's peak RSS growth over
-the save (trainer/distributed/host_memory.py). Training does not change what a save costs,
-so none runs.
+One JSON line per way: seconds, bytes on disk, dtype, and rank 0's peak RSS growth over the
+save (trainer/distributed/host_memory.py). Training does not change what a save costs, so
+none runs.
 """
 
 from __future__ import annotations

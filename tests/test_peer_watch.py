@@ -1,8 +1,7 @@
 """The ranks' heartbeats (trainer/distributed/peer_watch.py) on a real TCPStore, with real
-processes, and
-the collective timeout windows on a real gloo group. The isolated two-node job is in
-test_peer_loss.py; these cover what it cannot reach cheaply: a peer that finished is not
-mistaken for a dead one, ranks are told apart from nodes, the windows switch.
+processes, and the collective timeout windows on a real gloo group. The isolated two-node
+job is in test_peer_loss.py; these cover what it cannot reach cheaply: a peer that finished
+is not mistaken for a dead one, ranks are told apart from nodes, the windows switch.
 """
 
 from __future__ import annotations

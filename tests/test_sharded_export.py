@@ -1,7 +1,7 @@
 """trainer/distributed/sharded_export.py on a real gloo world of 2 processes (CPU): the
-dtype rule, tied
-weights written once, several shards plus transformers' index, a later single-shard save
-replacing them, and the whole-model fallback for a model whose save converts weights.
+dtype rule, tied weights written once, several shards plus transformers' index, a later
+single-shard save replacing them, and the whole-model fallback for a model whose save
+converts weights.
 
 The end-to-end run (training, checkpoints, resume) is in tests/test_sharded_training.py; on
 a CPU the training dtype is fp32, so the bf16 cast is shown here by giving the sharding

@@ -137,6 +137,10 @@ def test_the_wheel_of_this_ft_is_complete_and_reproducible(tmp_path):
     for needed in ("orchestrator/templates/dstack.task.yml.j2", "orchestrator/clusters/tcp.yaml",
                    "orchestrator/shipping/install_ft.py", "trainer/deepspeed_configs/zero2.json"):
         assert needed in names, needed
+    # Every module of both packages, every subpackage included (setup.py finds them).
+    modules = {str(path.relative_to(REPO)) for top in ("orchestrator", "trainer")
+               for path in (REPO / top).rglob("*.py")}
+    assert modules <= names, sorted(modules - names)
     # Same sources, same bytes: nodes caching installs by the wheel's hash reuse them.
     assert _sha(build_wheel(tmp_path / "b")) == _sha(wheel)
 

@@ -4,10 +4,9 @@ NCCL says which network it picked (IB, Socket, AWS Libfabric) only at INFO level
 lines per rank. When the user set no NCCL_DEBUG, ft node sends that log to one file per
 process (NCCL expands %h and %p), and names the fabric the job should use between nodes;
 the trainer prints one line per node after its first collective
-(trainer/distributed/nccl_log.py) and
-warns when NCCL fell back to TCP sockets under an RDMA profile. A user's NCCL_DEBUG is left
-as it is. Since NCCL then writes its WARN lines to the file too, a failed run gets them
-printed here.
+(trainer/distributed/nccl_log.py) and warns when NCCL fell back to TCP sockets under an
+RDMA profile. A user's NCCL_DEBUG is left as it is. Since NCCL then writes its WARN lines
+to the file too, a failed run gets them printed here.
 """
 
 from __future__ import annotations

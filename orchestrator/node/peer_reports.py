@@ -1,7 +1,6 @@
 """What the ranks' heartbeats (trainer/distributed/peer_watch.py) told ft node: a rank
-waiting on a peer
-that stopped answering leaves a note in the stop-report directory, so that a stop signal
-during that wait is not mistaken for a slow save.
+waiting on a peer that stopped answering leaves a note in the stop-report directory, so that
+a stop signal during that wait is not mistaken for a slow save.
 """
 
 from __future__ import annotations

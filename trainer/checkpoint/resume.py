@@ -172,8 +172,8 @@ def agree_on_resume(setting: str | None, auto: bool | None, output_dir: Path,
     """Rank 0 verifies and chooses; every rank gets its choice, so no two ranks resume from
     different steps. `check(checkpoint, its marker)`, also on rank 0 only and before any
     model is loaded, may refuse the choice with a UserError
-    (trainer/checkpoint/resume_guard.py); it is
-    then raised on every rank, and what it returns is returned beside the choice. A rank
+    (trainer/checkpoint/resume_guard.py); it is then raised on every rank, and what it
+    returns is returned beside the choice. A rank
     that cannot see the chosen directory stops with a clear error: its node does not share
     the checkpoint storage."""
     import torch.distributed as dist

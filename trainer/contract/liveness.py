@@ -5,8 +5,8 @@ Two different failures, two clocks:
 
 - a peer that is gone (node dead, link down, process frozen) stops its heartbeat: every
   rank stamps a counter in the job's rendezvous store every few seconds
-  (trainer/distributed/peer_watch.py)
-  and a rank that sees a peer silent for `peer` names it and ends the job. This clock runs
+  (trainer/distributed/peer_watch.py) and a rank that sees a peer silent for `peer` names
+  it and ends the job. This clock runs
   the same in every phase, so a dead node is found in about `peer` even during a save.
 - a peer that is alive but never joins the collective (a hang in its own code) is caught by
   the collective timeout. That one must not kill healthy slow phases: the first collectives

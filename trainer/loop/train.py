@@ -38,14 +38,13 @@ from trainer.distributed.process_group import (
 )
 from trainer.distributed.rank_zero import decided_by_rank_zero
 from trainer.distributed.world_ranks import WorldRanks
-from trainer.loop.ft_trainer import FtTrainer
 from trainer.loop.graceful_stop import (
     GracefulStop,
     StoppedBeforeTraining,
     report_clean_stop,
     report_finished,
 )
-from trainer.loop.hf_trainer import build_training_args
+from trainer.loop.hf_trainer import FtTrainer, build_training_args
 from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
