@@ -16,6 +16,7 @@ from pathlib import Path
 from orchestrator import backends
 from orchestrator.clusters import load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
+from orchestrator.node.job_id import job_id_env
 from orchestrator.node.launch_line import launch_argv
 from orchestrator.node.nccl_env import failure_report, log_dir, nccl_log_env, now
 from orchestrator.node.supervise import Supervisor
@@ -53,13 +54,15 @@ def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
               extra_train_args: Sequence[str], sysfs_root: Path, doctor_only: bool,
               supervisor: Supervisor | None) -> int:
     check_spec_hash(spec_path, spec_sha256)
-    backend = _choose_backend(backend, environ)
+    chosen = backends.get(_choose_backend(backend, environ))
     # A CPU job (gpus_per_node 0, local backend) still runs one process per node.
-    world = resolve_world(backends.get(backend), environ, launch.master_port,
-                          launch.gpus_per_node or 1)
+    world = resolve_world(chosen, environ, launch.master_port, launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     profile = load_profile(launch.cluster)
     env, env_notes = node_env(profile, report, environ, launch.timeouts.env())
+    # The scheduler's job id wins over an FT_JOB_ID this node inherited (from the shell that
+    # ran `ft launch --backend local`, say): the trainer tells the job's restarts by it.
+    env = {**env, **job_id_env(chosen, environ)}
     # NCCL runs only between GPUs: a CPU job (gloo) gets no NCCL log and no promise of a
     # transport line.
     uses_nccl = launch.gpus_per_node > 0
