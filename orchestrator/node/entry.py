@@ -1,5 +1,6 @@
-"""`ft node`: check the spec, map the backend's variables, set NCCL up, start the launcher
-and supervise its ranks (orchestrator.node.supervise: stop signals, grace, exit code).
+"""`ft node`: check the spec, map the backend's variables (world, job id), set NCCL up, start
+the launcher and supervise its ranks (orchestrator.node.supervise: stop signals, grace, exit
+code).
 """
 
 from __future__ import annotations
