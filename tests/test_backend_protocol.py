@@ -31,7 +31,8 @@ def test_every_backend_implements_the_protocol(name):
     assert backend.example.startswith("ft "), "each backend gives `ft launch --help` an example"
     assert backend.env_prefixes and all(
         variable.startswith(backend.env_prefixes) for variable in (
-            backend.node_vars.rank, backend.node_vars.nnodes, *backend.node_vars.detect))
+            backend.node_vars.rank, backend.node_vars.nnodes, backend.node_vars.job_id,
+            *backend.node_vars.detect))
 
 
 @pytest.mark.parametrize("name", backends.names())

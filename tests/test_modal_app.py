@@ -23,6 +23,7 @@ from orchestrator.backends.modal.cluster_env import FixedCluster, node_env
 from orchestrator.backends.modal.jobs import result_line
 from orchestrator.backends.modal.render import INSTALLED, NODE_CACHE, SHIPPED, app_filename
 from orchestrator.backends.node_steps import DEFAULT_IMAGE, train_requirement
+from orchestrator.node.job_id import job_id_env
 from orchestrator.shipping import bundle
 from orchestrator.shipping.bundle import ship
 from orchestrator.shipping.wheel import build_wheel, wheel_name
@@ -270,11 +271,13 @@ def test_cluster_info_maps_to_the_variables_ft_node_reads():
     """Modal's ClusterContext gives IPv6 addresses always and IPv4 where it can: ft takes
     IPv4 when present, and rank 0's address is the master."""
     v6_only = FixedCluster(1, ["fdaa::1", "fdaa::2"], [])
-    env = node_env(v6_only, 8)
+    env = node_env(v6_only, 8, "fc-01J")
     assert env == {"FT_MODAL_NODE_RANK": "1", "FT_MODAL_NODE_IPS": "fdaa::1\nfdaa::2",
-                   "FT_MODAL_NUM_NODES": "2", "FT_MODAL_GPUS_PER_NODE": "8"}
+                   "FT_MODAL_NUM_NODES": "2", "FT_MODAL_GPUS_PER_NODE": "8",
+                   "FT_MODAL_JOB_ID": "fc-01J"}
     assert MODAL.master_addr(env["FT_MODAL_NODE_IPS"])[0] == "fdaa::1"
-    both = node_env(FixedCluster(0, ["fdaa::1", "fdaa::2"], ["10.0.0.1", "10.0.0.2"]), 8)
+    both = node_env(FixedCluster(0, ["fdaa::1", "fdaa::2"], ["10.0.0.1", "10.0.0.2"]), 8,
+                    "fc-01J")
     assert both["FT_MODAL_NODE_IPS"].splitlines()[0] == "10.0.0.1"
 
 
@@ -419,7 +422,26 @@ def test_the_app_maps_cluster_info_as_ft_node_and_emulation_do(tmp_path, monkeyp
     for info in (FixedCluster(1, ["fdaa::1", "fdaa::2"], []),
                  FixedCluster(0, ["fdaa::1", "fdaa::2"], ["10.0.0.1", "10.0.0.2"]),
                  app._OneContainer()):
-        assert app._node_env(info) == node_env(info, app.GPUS_PER_NODE)
+        assert app._node_env(info, "fc-01J") == node_env(info, app.GPUS_PER_NODE, "fc-01J")
+
+
+@pytest.mark.filterwarnings("ignore:The train function is executing locally")
+def test_the_train_stage_hands_ft_node_its_function_calls_id_as_the_job_id(
+        tmp_path, monkeypatch, in_repo):
+    """Modal sets no variable that outlives a retry (MODAL_TASK_ID names the container): the
+    rendered train function passes its call's id, which Modal keeps when it retries the call
+    or restarts it after a preemption, and `ft node` exports that as the trainer's job id."""
+    app = _import_app(load_spec("examples/tiny/tiny.yaml", for_launch=True), tmp_path,
+                      monkeypatch)
+    # What Modal's container runtime answers; off Modal there is no current call.
+    monkeypatch.setattr(app.modal, "current_function_call_id", lambda: "fc-01J")
+    started = []
+    monkeypatch.setattr(app, "_stage", lambda name, then, argv, extra_env=None,
+                        passes_on=True: started.append((name, argv, extra_env)))
+    app.train.local()
+    ((stage, argv, env),) = started
+    assert stage == "train" and argv == app.FT_NODE
+    assert job_id_env(MODAL, env) == {"FT_JOB_ID": "FT_MODAL_JOB_ID=fc-01J"}
 
 
 def test_an_app_without_its_bundle_says_how_to_write_it(tmp_path, in_repo):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import backends
+from orchestrator.node.job_id import job_id_env
 from tests.cli_runner import REPO, run_ft
 from trainer.checkpoint.output_lease import LEASE_FILE, TTL_ENV, OutputLease
 from trainer.contract.errors import UserError
@@ -29,10 +31,15 @@ time.sleep(300)
 """
 
 
+def _slurm_job(job_id: str) -> dict[str, str]:
+    """The job id `ft node` exports to the ranks of Slurm job `job_id`."""
+    return job_id_env(backends.get("slurm"), {"SLURM_JOB_ID": job_id})
+
+
 @pytest.fixture
 def holder(tmp_path):
     """A live process on this host that holds the lease of tmp_path/out as Slurm job 111."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SLURM_JOB_ID": "111", TTL_ENV: "2"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **_slurm_job("111"), TTL_ENV: "2"}
     proc = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "out")], env=env,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
@@ -48,7 +55,7 @@ def _lease(tmp_path, **env) -> OutputLease:
 def test_a_live_holder_refuses_another_job_naming_itself_and_the_ways_out(tmp_path, holder):
     time.sleep(2.5)  # the holder's heartbeat (TTL 2 s: every 0.5 s) keeps it fresh
     with pytest.raises(UserError) as refused:
-        _lease(tmp_path, SLURM_JOB_ID="222", **{TTL_ENV: "2"}).acquire()
+        _lease(tmp_path, **_slurm_job("222"), **{TTL_ENV: "2"}).acquire()
     message = str(refused.value)
     assert f"output_dir {tmp_path / 'out'} is in use by another run" in message
     assert f"pid {holder.pid}" in message and "job SLURM_JOB_ID=111" in message
@@ -72,7 +79,7 @@ def test_a_sigkilled_holders_lease_is_taken_at_once(tmp_path, holder, caplog):
 
 def test_a_requeued_attempt_of_the_same_job_takes_over_its_lease(tmp_path, holder, caplog):
     with caplog.at_level(logging.WARNING, logger="ft.lease"):
-        _lease(tmp_path, SLURM_JOB_ID="111").acquire()
+        _lease(tmp_path, **_slurm_job("111")).acquire()
     assert "a previous attempt of this job (SLURM_JOB_ID=111)" in caplog.text
 
 

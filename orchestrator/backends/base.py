@@ -9,8 +9,8 @@ A backend owns everything about where a job runs:
 - `submit` is generic (orchestrator.jobs.submit): check_ready -> write -> run the argv ->
   `parse_submit`; then `statuses / details / log_lines / cancel` read the job back;
 - `node_vars` (+ `master_addr`, `gpus_per_node`): the variables it sets on every node and
-  how `ft node` maps them to a Rendezvous; `master_shell` writes the same in shell for the
-  rendered files' explicit command;
+  how `ft node` maps them to a Rendezvous and the job id the trainer reads; `master_shell`
+  writes the same in shell for the rendered files' explicit command;
 - `emulated_env`: what `ft launch --backend local --emulate NAME` gives each emulated node.
 
 Adding a backend is one module (or package) defining a subclass, plus one line in
@@ -73,6 +73,9 @@ class NodeVars:
     rank: str
     nnodes: str
     nproc: str  # GPUs (processes) per node; optional on every backend
+    # The job's id that survives its restarts and requeues (a new submission gets a new
+    # one): `ft node` exports it to the trainer as FT_JOB_ID (orchestrator/node/job_id.py).
+    job_id: str
     where: str  # completes "is this running inside ...?" in error messages
     detect: tuple[str, ...]  # any of these set: `ft node` is running under this backend
 

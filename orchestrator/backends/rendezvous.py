@@ -1,6 +1,7 @@
 """Who is the master and which node am I: a backend's variables mapped to one `Rendezvous`
 (what torchrun's static rendezvous takes: master address and port, node rank and count, and
-the processes per node). Not trainer/world.py's World, which is one process's ranks.
+the processes per node). Not trainer/distributed/world_ranks.py's `WorldRanks`, which is
+one process's ranks.
 
 The table in DESIGN.md ("Rank and master address") is the contract; each backend's
 `node_vars` is its row of that table in code, and its `master_addr` / `gpus_per_node`

@@ -61,9 +61,12 @@ def _train(spec: Path, force: bool, override: bool) -> Path:
     note = use_one_gpu_outside_launcher()
     if note:
         typer.echo(note, err=True)
+    from orchestrator.node.job_id import job_id_outside_node
     from trainer.loop.train import train as run_training
 
     os.environ.update(trainer_switches(force, override))
+    # Under a launcher of the user's own (`srun torchrun ... ft train`), not `ft node`.
+    os.environ.update(job_id_outside_node(os.environ))
     return run_training(cfg)
 
 

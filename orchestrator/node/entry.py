@@ -1,5 +1,6 @@
-"""`ft node`: check the spec, map the backend's variables, set NCCL up, start the launcher
-and supervise its ranks (orchestrator.node.supervise: stop signals, grace, exit code).
+"""`ft node`: check the spec, map the backend's variables (world, job id), set NCCL up, start
+the launcher and supervise its ranks (orchestrator.node.supervise: stop signals, grace, exit
+code).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from orchestrator.backends.launch_line import launch_argv
 from orchestrator.backends.rendezvous import Rendezvous, resolve_rendezvous
 from orchestrator.clusters import load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
+from orchestrator.node.job_id import job_id_env
 from orchestrator.node.nccl_log_files import failure_report, log_dir, nccl_log_env, now
 from orchestrator.node.supervise import Supervisor
 from orchestrator.process import run_foreground
@@ -53,13 +55,15 @@ def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
               extra_train_args: Sequence[str], sysfs_root: Path, doctor_only: bool,
               supervisor: Supervisor | None) -> int:
     check_spec_hash(spec_path, spec_sha256)
-    backend = _choose_backend(backend, environ)
+    chosen = backends.get(_choose_backend(backend, environ))
     # A CPU job (gpus_per_node 0, local backend) still runs one process per node.
-    world = resolve_rendezvous(backends.get(backend), environ, launch.master_port,
-                          launch.gpus_per_node or 1)
+    world = resolve_rendezvous(chosen, environ, launch.master_port, launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     profile = load_profile(launch.cluster)
     env, env_notes = node_env(profile, report, environ, launch.timeouts.env())
+    # The scheduler's job id wins over an FT_JOB_ID this node inherited (from the shell that
+    # ran `ft launch --backend local`, say): the trainer tells the job's restarts by it.
+    env = {**env, **job_id_env(chosen, environ)}
     # NCCL runs only between GPUs: a CPU job (gloo) gets no NCCL log and no promise of a
     # transport line.
     uses_nccl = launch.gpus_per_node > 0

@@ -26,7 +26,8 @@ from orchestrator.templating import header_lines, sh
 class ToyQueue(Backend):
     name = "toyq"
     node_vars = NodeVars(master="TOYQ_LEADER", rank="TOYQ_INDEX", nnodes="TOYQ_SIZE",
-                         nproc="TOYQ_GPUS", where="a toyq job", detect=("TOYQ_JOB",))
+                         nproc="TOYQ_GPUS", job_id="TOYQ_JOB", where="a toyq job",
+                         detect=("TOYQ_JOB",))
     tool = SubmitTool("toyq-submit", "install toyq")
     env_prefixes = ("TOYQ_",)
     example = "ft launch spec.yaml --backend toyq"

@@ -15,8 +15,9 @@ locks are not reliable across nodes, and it must not outlive a holder that died:
   heartbeat is older than the TTL (FT_OUTPUT_LEASE_TTL_S, default 120 s) is stale;
 - a holder on this very host (same hostname, boot and pid namespace) whose process is
   gone is stale at once, so a crashed or SIGKILLed run never makes the next one wait;
-- a lease of the same backend job (trainer/contract/job_identity.py: a requeued
-  Slurm job, a retried dstack run) is its own previous attempt's, taken over at once;
+- a lease of the same scheduler job (trainer/contract/job_identity.py: the job id that
+  `ft node` exports, kept when the job is requeued or retried) is its own previous
+  attempt's, taken over at once;
 - `--force` (FT_FORCE_LEASE=1, which `ft train --force` and `ft launch --force` set)
   takes any lease: for a holder the user knows is dead.
 

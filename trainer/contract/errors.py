@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Problem:
-    path: str  # dotted YAML path, e.g. "launch.slurm.partition" or "datasets[0].type"
+    path: str  # dotted YAML path, e.g. "launch.nodes" or "datasets[0].type"
     message: str
     line: int | None = None
 

@@ -1,5 +1,5 @@
 """How a stopped job says "resume me" through every layer (trainer -> torchrun -> ft node ->
-srun / the batch script / dstack / SkyPilot / `ft launch --backend local`).
+the scheduler's job step or task / `ft launch --backend local`).
 
 torchrun reports any worker's non-zero exit as its own exit 1, so the code cannot travel
 up by itself: each rank that stopped cleanly (complete checkpoint saved) also leaves a

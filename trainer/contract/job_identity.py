@@ -1,15 +1,15 @@
-"""Which backend job this process belongs to: the one variable of each backend that
-survives the job's restarts (Slurm's SLURM_JOB_ID, kept by `scontrol requeue`; dstack's
-DSTACK_RUN_NAME, kept by `retry`; SkyPilot's SKYPILOT_TASK_ID, kept by managed-job
-recovery). Torch-free: the output_dir lease reads it before anything heavy is imported."""
+"""Which job this process belongs to: the scheduler's job id, as `ft node` exports it
+(FT_JOB_ID: the one id that survives the job's restarts and requeues, new for each
+submission). Opaque here: two processes with the same value are attempts of one job.
+Torch-free: the output_dir lease reads it before anything heavy is imported."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-JOB_ID_VARIABLES = ("SLURM_JOB_ID", "DSTACK_RUN_NAME", "SKYPILOT_TASK_ID")
+JOB_ID_ENV = "FT_JOB_ID"
 
 
 def job_identity(env: Mapping[str, str]) -> str | None:
-    """`VARIABLE=value` of the first backend job variable present, else None."""
-    return next((f"{name}={env[name]}" for name in JOB_ID_VARIABLES if env.get(name)), None)
+    """The job's id, or None outside a scheduler's job (`ft train` by hand)."""
+    return env.get(JOB_ID_ENV) or None

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class WorldRanks:
     """This process's ranks in torchrun's world (global, local, node) and the sizes they
-    count in; not orchestrator/node/world.py's `World`, the job's nodes as a backend
-    describes them to `ft node`."""
+    count in; not orchestrator/backends/rendezvous.py's `Rendezvous`, the job's nodes as a
+    backend describes them to `ft node`."""
 
     rank: int = 0  # global rank
     world_size: int = 1

@@ -1,5 +1,5 @@
-"""Graceful stop on SIGTERM / SIGINT / SIGUSR1 (preemption, Slurm's --signal, a time limit,
-Ctrl-C), at any moment from the rank's start to its final save.
+"""Graceful stop on SIGTERM / SIGINT / SIGUSR1 (preemption, a scheduler's warning signal, a
+time limit, Ctrl-C), at any moment from the rank's start to its final save.
 
 The signal only sets a flag (trainer.loop.stop_signals, installed at the top of `ft train`); the
 ranks act on it where they all pass, agreeing with one scalar all-reduce so no rank waits on

@@ -128,8 +128,8 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         if cfg.dataloader_num_workers else None,
         remove_unused_columns=False,  # our rows carry exactly the model inputs (position_ids)
         use_cpu=not torch.cuda.is_available(),
-        # One bar, on global rank 0, and only on a terminal: a job log (Slurm, dstack)
-        # gets one metrics line per logging step instead.
+        # One bar, on global rank 0, and only on a terminal: a scheduler's job log gets one
+        # metrics line per logging step instead.
         disable_tqdm=not (world.is_main and sys.stderr.isatty()),
         **optim_kwargs,
     )

@@ -5,12 +5,11 @@ so one training shows up as a dozen short runs. The id here is derived from the 
 every attempt of it computes the same one:
 
 - the spec's `wandb_run_id` when set;
-- else a hash of the backend's job identity and the absolute `output_dir`. The job
-  identity is the one variable of each backend that survives its restarts: Slurm's
-  SLURM_JOB_ID (kept by `scontrol requeue`), dstack's DSTACK_RUN_NAME (kept by `retry`),
-  SkyPilot's SKYPILOT_TASK_ID (kept by managed-job recovery). A new submission gets a new
+- else a hash of the job's identity and the absolute `output_dir`. The job identity is the
+  scheduler's job id, as `ft node` exports it (FT_JOB_ID, trainer/contract/job_identity.py):
+  the one id that survives the job's restarts and requeues. A new submission gets a new
   run (it resumes the model from the checkpoints, but it is a new attempt to track);
-  without a backend (`ft train` by hand) the output directory alone names the run.
+  outside a scheduler's job (`ft train` by hand) the output directory alone names the run.
 
 W&B takes the id up front (WANDB_RUN_ID with WANDB_RESUME=allow). MLflow assigns ids
 itself, so the first attempt records its id in `<output_dir>/ft-tracking.json` and later

@@ -69,7 +69,7 @@ def train(cfg: TrainingConfig) -> Path:
                 output_dir, preempted = Path(cfg.output_dir), True
         # _run's frame (the Trainer, the DDP wrapper) is gone now. Tearing the process group
         # down while a DDP reducer still holds it can deadlock in gloo's destructor (seen
-        # under Slurm here: the rank hung after training), so collect first, then destroy.
+        # on a cluster here: the rank hung after training), so collect first, then destroy.
         gc.collect()
         _cleanup()
         if not preempted:

@@ -18,6 +18,7 @@ class DstackBackend(DstackJobs):
     name = "dstack"
     node_vars = NodeVars(master="DSTACK_MASTER_NODE_IP", rank="DSTACK_NODE_RANK",
                          nnodes="DSTACK_NODES_NUM", nproc="DSTACK_GPUS_PER_NODE",
+                         job_id="DSTACK_RUN_NAME",  # kept by `retry`
                          where="a dstack task", detect=("DSTACK_NODE_RANK", "DSTACK_RUN_NAME"))
     tool = SubmitTool("dstack", "pip install dstack, then `dstack server` or `dstack config`")
     env_prefixes = ("DSTACK_",)

@@ -4,6 +4,7 @@ variables itself: the app maps its cluster info to FT_MODAL_* (cluster_env.py)."
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -16,6 +17,7 @@ class ModalBackend(ModalJobs):
     name = "modal"
     node_vars = NodeVars(master=cluster_env.NODE_IPS, rank=cluster_env.RANK,
                          nnodes=cluster_env.NUM_NODES, nproc=cluster_env.GPUS_PER_NODE,
+                         job_id=cluster_env.JOB_ID,
                          where="a Modal function rendered by ft",
                          detect=(cluster_env.RANK,))
     tool = SubmitTool("modal", "pip install modal, then `modal setup` (or set "
@@ -64,10 +66,11 @@ class ModalBackend(ModalJobs):
     def emulated_env(self, rank: int, nodes: int, gpus_per_node: int, job_name: str,
                      hosts: EmulatedHosts | None = None) -> dict[str, str]:
         # The same mapping the app runs on Modal's cluster info, for emulated containers
-        # (each on its own private address when isolated, else on localhost).
+        # (each on its own private address when isolated, else on localhost). A function call
+        # id is new per launch: two launches of one spec are two jobs.
         hosts = hosts or EmulatedHosts.shared(nodes)
         info = cluster_env.FixedCluster(rank, ["::1"] * nodes, list(hosts.addresses))
-        return cluster_env.node_env(info, gpus_per_node)
+        return cluster_env.node_env(info, gpus_per_node, f"{job_name}-{os.getpid()}")
 
 
 def _app_file(rendered: Rendered) -> str:

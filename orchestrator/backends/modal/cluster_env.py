@@ -2,6 +2,9 @@
 
 Modal sets no rank or peer variables of its own: a clustered function asks
 `modal.experimental.get_cluster_info()` (rank, container_ips, container_ipv4_ips) at run time.
+Nor a job id that outlives a restart (MODAL_TASK_ID names the container, new on every retry):
+the app passes `modal.current_function_call_id()`, which a retry or a preemption keeps
+(Modal restarts the function on the same input) and each `ft launch` spawns anew.
 `--emulate modal` builds the same object for emulated containers and maps it here. The
 rendered app runs on the image's own Python, where ft is not importable, so it spells the same
 mapping out (`_node_env` in templates/modal.app.py.j2); tests/test_modal_app.py holds the two
@@ -17,6 +20,7 @@ RANK = "FT_MODAL_NODE_RANK"
 NODE_IPS = "FT_MODAL_NODE_IPS"  # one address per line, in rank order: the master first
 NUM_NODES = "FT_MODAL_NUM_NODES"
 GPUS_PER_NODE = "FT_MODAL_GPUS_PER_NODE"
+JOB_ID = "FT_MODAL_JOB_ID"  # the train stage's function call id
 
 
 class ClusterInfo(Protocol):
@@ -37,9 +41,9 @@ class FixedCluster:
     container_ipv4_ips: list[str] = field(default_factory=lambda: ["127.0.0.1"])
 
 
-def node_env(info: ClusterInfo, gpus_per_node: int) -> dict[str, str]:
+def node_env(info: ClusterInfo, gpus_per_node: int, job_id: str) -> dict[str, str]:
     """The FT_MODAL_* variables for this container. IPv4 when Modal gives it (every NCCL
     socket setup handles it); otherwise the IPv6 addresses of Modal's private network."""
     addresses = list(info.container_ipv4_ips) or list(info.container_ips)
     return {RANK: str(info.rank), NODE_IPS: "\n".join(addresses),
-            NUM_NODES: str(len(addresses)), GPUS_PER_NODE: str(gpus_per_node)}
+            NUM_NODES: str(len(addresses)), GPUS_PER_NODE: str(gpus_per_node), JOB_ID: job_id}

@@ -16,7 +16,13 @@ from __future__ import annotations
 from orchestrator.backends.base import Rendered
 from orchestrator.backends.gpu_limits import parse_gpu
 from orchestrator.backends.modal import checks
-from orchestrator.backends.modal.cluster_env import GPUS_PER_NODE, NODE_IPS, NUM_NODES, RANK
+from orchestrator.backends.modal.cluster_env import (
+    GPUS_PER_NODE,
+    JOB_ID,
+    NODE_IPS,
+    NUM_NODES,
+    RANK,
+)
 from orchestrator.backends.modal.inputs import WORKDIR, input_notes, job_volume
 from orchestrator.backends.modal.markers import APP_ID_MARK, RESULT_MARK
 from orchestrator.backends.node_steps import (
@@ -89,7 +95,8 @@ def render(spec: Spec) -> Rendered:
         header=job_header(spec, NAME, shipped),
         submit=shown_submit(submit),
         explicit_command=explicit_launch(spec, NAME),
-        node_vars={"ips": NODE_IPS, "rank": RANK, "nodes": NUM_NODES, "gpus": GPUS_PER_NODE},
+        node_vars={"ips": NODE_IPS, "rank": RANK, "nodes": NUM_NODES, "gpus": GPUS_PER_NODE,
+                   "job": JOB_ID},
         filename=filename,
         name=launch.name,
         nodes=launch.nodes,

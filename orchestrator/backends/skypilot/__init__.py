@@ -13,6 +13,7 @@ class SkyPilotBackend(SkyPilotJobs):
     name = "skypilot"
     node_vars = NodeVars(master="SKYPILOT_NODE_IPS", rank="SKYPILOT_NODE_RANK",
                          nnodes="SKYPILOT_NUM_NODES", nproc="SKYPILOT_NUM_GPUS_PER_NODE",
+                         job_id="SKYPILOT_TASK_ID",  # kept by managed-job recovery
                          where="a SkyPilot task", detect=("SKYPILOT_NODE_RANK",))
     tool = SubmitTool("sky", "pip install 'skypilot[aws]' (or your cloud), then `sky check`")
     env_prefixes = ("SKYPILOT_",)

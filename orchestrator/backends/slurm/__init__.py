@@ -12,6 +12,7 @@ class SlurmBackend(SlurmJobs):
     name = "slurm"
     node_vars = NodeVars(master="SLURM_JOB_NODELIST", rank="SLURM_NODEID", nnodes="SLURM_NNODES",
                          nproc="SLURM_GPUS_ON_NODE", where="a Slurm job step (srun)",
+                         job_id="SLURM_JOB_ID",  # kept by `scontrol requeue`
                          detect=("SLURM_JOB_ID",))
     tool = SubmitTool("sbatch", "run ft on a Slurm login node (sbatch must be on PATH)")
     env_prefixes = ("SLURM_", "SBATCH_")

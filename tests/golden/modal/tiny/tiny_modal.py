@@ -8,7 +8,8 @@
 # merge_lora, `inference --prompt "..."`).
 # The train function runs `ft node` in every container, which maps
 # FT_MODAL_NODE_IPS / FT_MODAL_NODE_RANK / FT_MODAL_NUM_NODES / FT_MODAL_GPUS_PER_NODE
-# (set from Modal's cluster info below) to the launcher. The equivalent explicit command:
+# (set from Modal's cluster info below) to the launcher, and FT_MODAL_JOB_ID (the
+# call's id) to the trainer's job id. The equivalent explicit command:
 #   torchrun --nnodes "$FT_MODAL_NUM_NODES" --node-rank "$FT_MODAL_NODE_RANK" --master-addr "$(echo "$FT_MODAL_NODE_IPS" | head -n1)" --master-port 29500 --nproc-per-node "${FT_MODAL_GPUS_PER_NODE:-1}" --no-python ft train .ft/tiny.yaml
 from __future__ import annotations
 
@@ -124,13 +125,14 @@ class _OneContainer:
     container_ipv4_ips = ["127.0.0.1"]
 
 
-def _node_env(info) -> dict[str, str]:
-    """Modal's cluster info as the variables `ft node` reads. The mapping of ft's
-    orchestrator/backends/modal/cluster_env.py (which `--emulate modal` runs), spelled out
+def _node_env(info, job_id: str) -> dict[str, str]:
+    """Modal's cluster info and the job's id as the variables `ft node` reads. The mapping of
+    ft's orchestrator/backends/modal/cluster_env.py (which `--emulate modal` runs), spelled out
     because the Python that runs this file is the image's, where ft is not importable."""
     addresses = list(info.container_ipv4_ips) or list(info.container_ips)
     return {'FT_MODAL_NODE_RANK': str(info.rank), 'FT_MODAL_NODE_IPS': "\n".join(addresses),
-            'FT_MODAL_NUM_NODES': str(len(addresses)), 'FT_MODAL_GPUS_PER_NODE': str(GPUS_PER_NODE)}
+            'FT_MODAL_NUM_NODES': str(len(addresses)), 'FT_MODAL_GPUS_PER_NODE': str(GPUS_PER_NODE),
+            'FT_MODAL_JOB_ID': job_id}
 
 
 @app.function(**COMMON, retries=0)
@@ -141,8 +143,11 @@ def preprocess(then: str = "") -> None:
 @app.function(**COMMON, **NODE, retries=0)
 def train(then: str = "") -> None:
     info = _OneContainer()
+    # The job's id: this call's, which Modal keeps when it retries the call or restarts it
+    # after a preemption (a container's MODAL_TASK_ID is new each time).
+    job_id = modal.current_function_call_id()
     # Every container trains; only rank 0 passes on to the next stage.
-    _stage("train", then, FT_NODE, _node_env(info), passes_on=info.rank == 0)
+    _stage("train", then, FT_NODE, _node_env(info, job_id), passes_on=info.rank == 0)
 
 
 @app.function(**COMMON, retries=0)
