@@ -1,6 +1,6 @@
 """Who is the master and which node am I: a backend's variables mapped to one `World`.
 
-The table in DESIGN.md ("Rank and master address") is the contract; each backend's
+The table in docs/backends.md ("How a job starts on each node") is the contract; each backend's
 `node_vars` is its row of that table in code, and its `master_addr` / `gpus_per_node`
 hooks hold what is special about it (Slurm's node list, SkyPilot's IP list, dstack's total
 GPU count). This module only reads and checks the numbers.
