@@ -196,3 +196,19 @@ def test_a_page_has_one_title():
         prose = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
         titles = [line for line in prose.splitlines() if line.startswith("# ")]
         assert len(titles) == 1, (page.name, titles)
+
+
+def test_the_rank_table_is_each_backends_node_variables():
+    """docs/backends.md's table of each backend's variables is the contract `ft node` reads:
+    each row names the variables of that backend's `node_vars` (tests/test_node_world.py
+    maps every row to a World)."""
+    page = (REPO / "docs" / "backends.md").read_text()
+    table = _section(page, "How a job starts on each node")
+    rows = {row.split("|")[1].strip().lower(): row.split("|")[2:6]
+            for row in table.splitlines() if row.startswith("| ") and "`" in row}
+    assert set(rows) == set(BACKENDS)
+    for backend, cells in rows.items():
+        names = get(backend).node_vars
+        variables = (names.master, names.rank, names.nnodes, names.nproc)
+        for cell, variable in zip(cells, variables, strict=True):
+            assert re.search(rf"[`$]{variable}\b", cell), (backend, variable, cell)
