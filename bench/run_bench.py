@@ -1,5 +1,5 @@
-"""ft vs the plain transformers+peft baseline, same session, same GPU (DESIGN.md,
-"Performance protocol"). Prints one JSON line per run, then a table.
+"""ft vs the plain transformers+peft baseline, same session, same GPU (docs/performance.md,
+"Protocol"). Prints one JSON line per run, then a table.
 
     python3 bench/device_setup.py            # carried wheels -> /tmp/site (device only)
     PYTHONPATH=/tmp/site:. python3 bench/run_bench.py --out "$OUT" \

@@ -14,7 +14,7 @@ REFUSED = {("multi-dataset-chat", "modal"): "takes all 8 GPUs of its host"}
 
 
 # A multi-node job's checkpoints on storage every node sees, each backend's own kind at one
-# path (README, "Checkpoint storage"): a spec's `output_dir` and `launch.volumes`.
+# path (docs/storage.md): a spec's `output_dir` and `launch.volumes`.
 SHARED_OUTPUT_DIR = "/checkpoints/out"
 SHARED_VOLUMES = [
     {"path": "/checkpoints", "source": "/fsx/checkpoints", "backends": ["dstack"]},

@@ -1,4 +1,4 @@
-"""Checkpoint storage every node sees, per backend (README, "Checkpoint storage"): each
+"""Checkpoint storage every node sees, per backend (docs/storage.md): each
 combination that cannot work is refused by `ft validate --backend X` and by the render with
 the YAML field and the fix; what renders is read back by dstack's and SkyPilot's own parsers."""
 
@@ -295,7 +295,7 @@ def test_validate_and_emulated_launch_report_the_same_storage_error(tmp_path, ti
 
 
 def test_modal_multi_node_says_its_checkpoints_are_not_marked():
-    """README's Modal limit: said in a note for a cluster, not for one container."""
+    """The Modal limit in docs/storage.md: said in a note for a cluster, not for one container."""
     def said(nodes: int) -> bool:
         return any("checkpoints are not marked complete" in note
                    for note in get("modal").render(_spec(nodes=nodes)).notes)

@@ -54,11 +54,11 @@ def test_a_fabric_the_cloud_has_renders(backend, cluster, launch):
 
 
 def test_the_readme_launch_section_renders_on_every_backend():
-    """The README's annotated `launch:` block is a spec the backends accept as written."""
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"```yaml\n(launch:\n.*?)```", readme, re.S).group(1)
+    """The annotated `launch:` block of docs/spec.md is a spec the backends accept as written."""
+    page = (REPO / "docs" / "spec.md").read_text()
+    block = re.search(r"```yaml\n(launch:\n.*?)```", page, re.S).group(1)
     launch = yaml.safe_load(block)["launch"]
-    spec = parse_spec(yaml.safe_dump({**TRAINING, "launch": launch}), "README.md",
+    spec = parse_spec(yaml.safe_dump({**TRAINING, "launch": launch}), "docs/spec.md",
                       for_launch=True)
     for backend in ("dstack", "skypilot", "slurm"):
         assert get(backend).render(spec).files

@@ -303,10 +303,10 @@ def test_spec_values_cannot_break_out_of_the_python_literals(tmp_path):
 
 
 def test_readme_modal_flow_is_four_commands_that_work(tmp_path, in_repo):
-    """The README's Modal section: validate, launch (preprocess then train), follow the
+    """The Modal section of docs/backends.md: validate, launch (preprocess then train), follow the
     logs, merge; the launches are checked by their --dry-run (no account here)."""
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("## Modal\n"):]
+    page = (REPO / "docs" / "backends.md").read_text()
+    section = page[page.index("## Modal\n"):]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     commands = [line.split() for line in block.strip().splitlines()]
     assert len(commands) == 4 and all(c[0] == "ft" for c in commands)
@@ -474,11 +474,11 @@ def test_local_model_and_data_paths_say_where_the_container_reads_them(tmp_path)
 
 
 def test_readme_says_how_ft_and_the_data_reach_modal(tmp_path, in_repo):
-    """The README's Modal paragraphs on shipping, each claim against what ft does: the
+    """The Modal paragraphs of docs/backends.md on shipping, each claim against what ft does: the
     render/launch notes carry the upload commands, `ft render --ship` writes the bundle the
     app needs; the image steps and install methods are checked by the tests above."""
-    readme = (REPO / "README.md").read_text()
-    section = " ".join(readme[readme.index("## Modal\n"):readme.index("## Getting ft")].split())
+    page = (REPO / "docs" / "backends.md").read_text()
+    section = " ".join(page[page.index("## Modal\n"):page.index("## Getting ft")].split())
     for claim in ("`ft launch` writes the bundle `<name>.ship/` beside the app",
                   "The image build installs the shipped wheel with the node installer",
                   "is mounted when a container starts, so changing them rebuilds nothing",
@@ -506,7 +506,7 @@ def test_readme_says_how_ft_and_the_data_reach_modal(tmp_path, in_repo):
 def test_a_file_that_cannot_ship_is_refused_like_on_dstack(tmp_path, monkeypatch, cluster,
                                                           words):
     """Modal ships files by their path relative to the launch directory, as dstack and
-    SkyPilot do (README: they refuse absolute paths and `..`)."""
+    SkyPilot do (docs/backends.md: they refuse absolute paths and `..`)."""
     job = tmp_path / "job"
     job.mkdir()
     spec_file = _job_with_files(job, monkeypatch)

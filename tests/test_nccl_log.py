@@ -160,10 +160,10 @@ def _free_port() -> int:
 
 
 def test_the_readme_shows_the_line_ft_prints_for_a_real_log():
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    page = (Path(__file__).resolve().parent.parent / "docs" / "sharded-training.md").read_text()
     (line,) = summary(_parsed("ib_gdr.log"), nodes=2)
-    assert f"`ft: node 0: {line}`" in readme
-    assert "`.ft/nccl/nccl.<host>.<pid>.log`" in readme and "INFO\nlog (`INIT,NET`)" in readme
+    assert f"`ft: node 0: {line}`" in page
+    assert "`.ft/nccl/nccl.<host>.<pid>.log`" in page and "INFO\nlog (`INIT,NET`)" in page
 
 
 def test_libfabric_without_efa_is_a_warning_under_the_efa_profile():

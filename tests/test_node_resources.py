@@ -76,6 +76,6 @@ def test_slurm_options_still_override_for_slurm_only():
 def test_readme_states_the_cpu_rule():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    page = (Path(__file__).resolve().parent.parent / "docs" / "spec.md").read_text()
     assert (f"cpus_per_node: null           # default: {CPUS_PER_GPU} per GPU, asked the same "
-            "way on dstack, SkyPilot and Slurm") in readme
+            "way on dstack, SkyPilot and Slurm") in page

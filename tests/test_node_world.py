@@ -1,5 +1,5 @@
-"""Backend variables -> Rendezvous (orchestrator/backends/rendezvous.py): every row of
-DESIGN.md's table, the fallbacks and the errors.
+"""Backend variables -> Rendezvous (orchestrator/backends/rendezvous.py): every row of the
+table in docs/backends.md, the fallbacks and the errors.
 
 Slurm runs against a recording fake RUNNER that replays `scontrol` output captured from a
 real two-node Slurm 22.05.8 (tests/fixtures/scontrol/, see slurm-local.md).

@@ -58,7 +58,7 @@ def test_base_install_is_the_cli_and_the_extras_add_the_rest():
 
 def test_distribution_name_is_ours_everywhere():
     """`ft` on the package index is someone else's project: pyproject, the version lookup,
-    the install hints and the README all use the one name in orchestrator.DISTRIBUTION."""
+    the install hints, the README and docs/ all use the one name in orchestrator.DISTRIBUTION."""
     from orchestrator import DISTRIBUTION
     from orchestrator.train_stack import INSTALL_HINT
 
@@ -68,7 +68,9 @@ def test_distribution_name_is_ours_everywhere():
     assert f"'{DISTRIBUTION}[train]'" in INSTALL_HINT
     readme = (REPO / "README.md").read_text()
     assert f"the distribution is `{DISTRIBUTION}`" in readme
-    assert "'ft[" not in readme and "ft[train]" not in readme.replace(f"{DISTRIBUTION}[", "")
+    for page in (REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))):
+        text = page.read_text()
+        assert "'ft[" not in text and "ft[train]" not in text.replace(f"{DISTRIBUTION}[", ""), page
 
 
 def test_readme_test_row_and_command_match_pyproject_and_ci() -> None:

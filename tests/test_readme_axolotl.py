@@ -1,4 +1,4 @@
-"""README's "Axolotl configs" section states facts the code must keep true.
+"""The "Axolotl configs" section of docs/spec.md states facts the code must keep true.
 
 The lists between `<!-- name:start -->` / `<!-- name:end -->` markers and the key count
 are compared with the code here; the behaviour sentences are proven by
@@ -17,11 +17,11 @@ from tests.cli_runner import REPO
 from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY
 from trainer.contract.deepspeed_files import AXOLOTL_NAMES
 
-README = (REPO / "README.md").read_text()
+PAGE = (REPO / "docs" / "spec.md").read_text()
 
 
 def _block(name: str) -> str:
-    return re.search(f"<!-- {name}:start -->(.*?)<!-- {name}:end -->", README, re.S).group(1)
+    return re.search(f"<!-- {name}:start -->(.*?)<!-- {name}:end -->", PAGE, re.S).group(1)
 
 
 def _ticked(name: str) -> list[str]:
@@ -31,7 +31,7 @@ def _ticked(name: str) -> list[str]:
 def test_the_key_count_is_the_extracted_lists():
     keys = [line for line in (REPO / "tests/fixtures/axolotl/schema_keys.txt").read_text()
             .splitlines() if line.strip() and not line.startswith(("#", "plugin "))]
-    assert f"each of the {len(keys)} top-level keys of Axolotl's current schema" in README
+    assert f"each of the {len(keys)} top-level keys of Axolotl's current schema" in PAGE
 
 
 def test_listed_aliases_deepspeed_names_and_templates_are_the_codes():

@@ -1,4 +1,5 @@
-"""Every figure in the README's "Performance" section is computed here from the JSON lines
+"""Every figure in docs/performance.md (and the sharded save's in docs/sharded-training.md) is
+computed here from the JSON lines
 committed under bench/results/ (one run each, on the GPU machine): a figure that no longer
 follows from a recorded run fails this test."""
 
@@ -12,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
-# (README text with {} for the figure, digits, results file, case, tool, reference tool):
+# (the page's text with {} for the figure, digits, results file, case, tool, reference tool):
 # the figure is tool's tokens/s over the reference's; a reference in another file is
 # written "file:tool".
 CLAIMS = [
@@ -49,9 +50,8 @@ def _rate(file: str, case: str, tool: str) -> float:
 
 
 def _performance_section() -> str:
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("## Performance")
-    return " ".join(readme[start:readme.index("\n## ", start + 1)].split())
+    page = (REPO / "docs" / "performance.md").read_text()
+    return " ".join(page[:page.index("\n## Protocol")].split())
 
 
 @pytest.mark.parametrize("text, digits, file, case, tool, reference", CLAIMS)
@@ -67,7 +67,7 @@ SAVE_RESULTS = "2026-11-26-2xh200-call15-save.jsonl"
 
 
 def test_the_sharded_save_figures_follow_from_the_recorded_save_bench():
-    """README, Sharded training: the 8B save of ft's export against the old gather."""
+    """docs/sharded-training.md: the 8B save of ft's export against the old gather."""
     runs = {r["tool"]: r for r in map(json.loads,
                                       (RESULTS / SAVE_RESULTS).read_text().splitlines())}
     new, old = runs["save-export"], runs["save-gather"]
@@ -75,5 +75,5 @@ def test_the_sharded_save_figures_follow_from_the_recorded_save_bench():
     claim = (f"8B on 2 H200s: {new['seconds']:.0f} s and +{new['rank0_rss_growth_gib']:.1f} "
              f"GiB of host memory, against {old['seconds']:.0f} s and "
              f"+{old['rank0_rss_growth_gib']:.1f} GiB for the fp32 whole-model gather")
-    readme = " ".join((REPO / "README.md").read_text().split())
-    assert claim in readme, claim
+    page = " ".join((REPO / "docs" / "sharded-training.md").read_text().split())
+    assert claim in page, claim

@@ -1,5 +1,5 @@
-"""README's "Checkpoint storage" table: every row names the tests that prove it, each of
-which exists, and the facts it quotes are the code's."""
+"""The table of docs/storage.md ("Checkpoint storage"): every row names the tests that prove
+it, each of which exists, and the facts it quotes are the code's."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import re
 from orchestrator.backends.skypilot import storage as skypilot_storage
 from tests.cli_runner import REPO
 
-README = (REPO / "README.md").read_text()
-TABLE = re.search(r"<!-- storage:start -->(.*?)<!-- storage:end -->", README, re.S).group(1)
+PAGE = (REPO / "docs" / "storage.md").read_text()
+TABLE = re.search(r"<!-- storage:start -->(.*?)<!-- storage:end -->", PAGE, re.S).group(1)
 ROWS = [line for line in TABLE.strip().splitlines()[2:]]
 
 
@@ -34,7 +34,7 @@ def test_every_row_names_tests_that_exist():
         cited = _tests(row)
         assert cited, f"no test for: {row[:60]}"
         for file, name in cited:
-            assert name in _defined(file), f"{file}::{name} (README, Checkpoint storage)"
+            assert name in _defined(file), f"{file}::{name} (docs/storage.md)"
 
 
 def test_the_quoted_skypilot_facts_are_the_codes():

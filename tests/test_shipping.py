@@ -173,7 +173,7 @@ def test_readme_states_the_default_image_and_install_method():
     from orchestrator.backends.node_steps import DEFAULT_IMAGE
     from trainer.contract.launch import Install
 
-    readme = (REPO / "README.md").read_text()
-    assert f"image: null                   # default: {DEFAULT_IMAGE} (public)" in readme
+    page = (REPO / "docs" / "spec.md").read_text()
+    assert f"image: null                   # default: {DEFAULT_IMAGE} (public)" in page
     assert Install().method == "wheel"
-    assert "install: {method: wheel}      # wheel (ft ships itself)" in readme
+    assert "install: {method: wheel}      # wheel (ft ships itself)" in page

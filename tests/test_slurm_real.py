@@ -220,7 +220,7 @@ def test_a_dead_node_ends_the_attempt_promptly_and_requeues_it_as_a_node_failure
     _wait_for_idle_nodes(ws)
 
 
-# Measured on this 2-core machine under load: see the README ("a dead Slurm node").
+# Measured on this 2-core machine under load: see docs/checkpoints-and-restarts.md ("A dead node").
 NODE_LOSS_BOUND_S = 150
 
 

@@ -67,7 +67,8 @@ class Rendered:
 
 @dataclass(frozen=True)
 class NodeVars:
-    """The variables a backend sets on every node (DESIGN.md, "Rank and master address")."""
+    """The variables a backend sets on every node (docs/backends.md, "How a job starts on
+    each node")."""
 
     master: str  # the variable the master address is derived from
     rank: str

@@ -3,7 +3,7 @@
 the processes per node). Not trainer/distributed/world_ranks.py's `WorldRanks`, which is
 one process's ranks.
 
-The table in DESIGN.md ("Rank and master address") is the contract; each backend's
+The table in docs/backends.md ("How a job starts on each node") is the contract; each backend's
 `node_vars` is its row of that table in code, and its `master_addr` / `gpus_per_node`
 hooks hold what is special about it (Slurm's node list, SkyPilot's IP list, dstack's total
 GPU count). This module only reads and checks the numbers.

@@ -1,5 +1,5 @@
-"""Getting ft and every file a job reads onto fresh nodes (DESIGN.md, "Getting ft, the spec
-and its files to every node").
+"""Getting ft and every file a job reads onto fresh nodes (docs/backends.md, "Getting ft
+and the spec's files to the nodes").
 
 - job_files: which files the spec points to (custom cluster profile, DeepSpeed JSON), with
   their hashes; the render puts the hashes in the launch file and `ft node` checks them;

@@ -1,4 +1,4 @@
-"""Training data: load, format + mask, pack, cache, collate. See DESIGN.md "Trainer"."""
+"""Training data: load, format + mask, pack, cache, collate. See docs/design.md, "Trainer"."""
 
 from trainer.data.collate import Collator, make_collator
 from trainer.data.describe import describe_rows, summary_text
