@@ -160,7 +160,7 @@ def test_the_quick_start_runs_as_written(tmp_path):
     shutil.copytree(REPO / "examples" / "tiny", tmp_path / "examples" / "tiny",
                     ignore=shutil.ignore_patterns("model"))
     local, cluster = _bash_blocks(_section(README.read_text(), "Quick start"))
-    assert local[0] == ".venv/bin/python -m trainer.tiny_model examples/tiny/model"
+    assert local[0] == ".venv/bin/python -m trainer.models.tiny examples/tiny/model"
     built = subprocess.run([sys.executable, *local[0].split()[1:]], cwd=tmp_path,
                            capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": str(REPO)})
