@@ -167,7 +167,7 @@ def test_render_ship_writes_the_bundle_and_dry_run_lists_it(tmp_path):
 
 def test_readme_states_the_default_image_and_install_method():
     from orchestrator.backends.node_steps import DEFAULT_IMAGE
-    from trainer.contract.launch import Install
+    from orchestrator.spec.launch_schema import Install
 
     readme = (REPO / "README.md").read_text()
     assert f"image: null                   # default: {DEFAULT_IMAGE} (public)" in readme

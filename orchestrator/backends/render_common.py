@@ -12,9 +12,9 @@ from orchestrator.clusters import ClusterProfile, load_profile
 from orchestrator.node.launch_line import explicit_command
 from orchestrator.rendering import header_lines
 from orchestrator.shipping.job_files import JobFile
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
-from trainer.contract.launch import duration_seconds
 
 _GB = {"MB": 1 / 1000, "GB": 1, "TB": 1000}
 

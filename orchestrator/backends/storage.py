@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from orchestrator.spec.launch_schema import Volume
 from trainer.contract.errors import Problem, SpecError
-from trainer.contract.launch import Volume
 
 if TYPE_CHECKING:
     from orchestrator.spec.load import Spec

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from orchestrator.spec import axolotl_keys
 from orchestrator.spec.axolotl_compat import MOVED, normalise
 from orchestrator.spec.key_hints import closest_key
+from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.spec.rules import cross_field_problems, ignored_settings
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
 from trainer.contract.errors import Problem, SpecError, UserError
-from trainer.contract.launch import LaunchSpec
 from trainer.contract.training import DatasetSpec, TrainingConfig
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainer.contract.launch import LaunchSpec
+from orchestrator.spec.launch_schema import LaunchSpec
 from trainer.contract.training import TrainingConfig
 
 

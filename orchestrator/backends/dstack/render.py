@@ -24,9 +24,9 @@ from orchestrator.backends.render_common import (
 from orchestrator.rendering import render_template
 from orchestrator.shipping.job_files import JobFile, job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name, job_prefix
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import SpecError
-from trainer.contract.launch import duration_seconds
 
 NAME = "dstack"
 # Facts of the default image (NGC PyTorch runs as root; its x86_64 build), stated so that

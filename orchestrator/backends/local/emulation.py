@@ -29,10 +29,10 @@ from orchestrator.backends.local.node_group import NodeGroup
 from orchestrator.backends.render_common import job_env, profile_for
 from orchestrator.output_files import write_atomic
 from orchestrator.process import spawn_group
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import SpecError, UserError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
-from trainer.contract.launch import duration_seconds
 
 
 def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:

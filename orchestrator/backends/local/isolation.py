@@ -30,8 +30,8 @@ from orchestrator.backends.base import EmulatedHosts
 from orchestrator.backends.local.network import NodeNetwork, create_network, remove_network
 from orchestrator.backends.local.network import sweep_stale as sweep_stale_networks
 from orchestrator.backends.storage import volumes_on
+from orchestrator.spec.launch_schema import Volume
 from orchestrator.spec.load import Spec
-from trainer.contract.launch import Volume
 
 
 def unavailable_reason() -> str | None:

@@ -47,8 +47,8 @@ from orchestrator.shipping.layout import (
     job_prefix,
     wheels_in_job,
 )
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
-from trainer.contract.launch import duration_seconds
 
 NAME = "modal"
 DEFAULT_STAGES = ("preprocess", "train")

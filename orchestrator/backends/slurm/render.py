@@ -23,10 +23,10 @@ from orchestrator.backends.slurm import storage
 from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
-from trainer.contract.launch import duration_seconds
 
 NAME = "slurm"
 
