@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Backend
+    from orchestrator.spec.launch_schema import BackendOptions
 
 REGISTRY: dict[str, str] = {
     "local": "orchestrator.backends.local",
@@ -42,6 +43,11 @@ def get(name: str) -> Backend:
 def render_names() -> list[str]:
     """Backends that write launch files and submit them (everything but `local`)."""
     return [name for name in REGISTRY if get(name).renders]
+
+
+def options_models() -> dict[str, type[BackendOptions]]:
+    """Each backend's own `launch.<name>:` block, where it declares one (Backend.options)."""
+    return {name: get(name).options for name in REGISTRY if get(name).options is not None}
 
 
 def detect(environ: Mapping[str, str]) -> str | None:

@@ -31,6 +31,7 @@ from trainer.contract.errors import Problem, UserError
 if TYPE_CHECKING:
     from orchestrator.jobs.model import JobRecord, JobStatus
     from orchestrator.shipping.layout import ShipPlan
+    from orchestrator.spec.launch_schema import BackendOptions
     from orchestrator.spec.load import Spec
 
 
@@ -115,6 +116,9 @@ class Backend:
     example: ClassVar[str] = ""  # one line for `--help`
     stages: ClassVar[tuple[str, ...]] = ()  # of STAGES, what `ft launch --stage` may pick
     env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
+    # Its own `launch.<name>:` block in the spec (None: it has none); the spec's launch
+    # schema adds it under the backend's name (orchestrator.spec.launch_schema.launch_model).
+    options: ClassVar[type[BackendOptions] | None] = None
     # Whether its nodes see the submit directory as one shared filesystem (a Slurm
     # cluster's home/project storage), not each a copy of it; isolated emulated nodes
     # share it only then (orchestrator.backends.local.isolation).

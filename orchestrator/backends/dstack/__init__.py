@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.dstack.jobs import DstackJobs
+from orchestrator.backends.dstack.options import DstackOptions
 from trainer.contract.errors import UserError
 
 # dstack versions before DSTACK_GPUS_PER_NODE only give the job's total GPU count.
@@ -21,6 +22,7 @@ class DstackBackend(DstackJobs):
                          where="a dstack task", detect=("DSTACK_NODE_RANK", "DSTACK_RUN_NAME"))
     tool = SubmitTool("dstack", "pip install dstack, then `dstack server` or `dstack config`")
     env_prefixes = ("DSTACK_",)
+    options = DstackOptions
     example = "ft launch spec.yaml --backend dstack --watch"
 
     def storage_problems(self, spec):

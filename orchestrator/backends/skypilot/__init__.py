@@ -7,6 +7,7 @@ import os
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.skypilot.jobs import SkyPilotJobs
+from orchestrator.backends.skypilot.options import SkyPilotOptions
 
 
 class SkyPilotBackend(SkyPilotJobs):
@@ -16,6 +17,7 @@ class SkyPilotBackend(SkyPilotJobs):
                          where="a SkyPilot task", detect=("SKYPILOT_NODE_RANK",))
     tool = SubmitTool("sky", "pip install 'skypilot[aws]' (or your cloud), then `sky check`")
     env_prefixes = ("SKYPILOT_",)
+    options = SkyPilotOptions
     example = "ft launch spec.yaml --backend skypilot --watch"
 
     def storage_problems(self, spec):
