@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
+from orchestrator.backends.slurm.log_tail import tail_files
 from orchestrator.backends.slurm.stop_causes import attempt_causes, describe
 from orchestrator.jobs.model import JobRecord, JobState, JobStatus
-from orchestrator.jobs.stream import tail_files
 from orchestrator.jobs.toolout import failure_text
 from orchestrator.process import Completed
 
