@@ -16,10 +16,9 @@ from orchestrator.backends.render_common import (
     job_header,
     profile_for,
     size_gb,
-    slurm_time,
-    slurm_time_seconds,
 )
 from orchestrator.backends.slurm import storage
+from orchestrator.backends.slurm.time_format import slurm_time, slurm_time_seconds
 from orchestrator.rendering import render_template, sh
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan
