@@ -30,6 +30,7 @@ from trainer.contract.errors import Problem, UserError
 
 if TYPE_CHECKING:
     from orchestrator.jobs.model import JobRecord, JobStatus
+    from orchestrator.shipping.bundle import IgnoreFile
     from orchestrator.shipping.layout import ShipPlan
     from orchestrator.spec.launch_schema import BackendOptions
     from orchestrator.spec.load import Spec
@@ -119,6 +120,9 @@ class Backend:
     # Its own `launch.<name>:` block in the spec (None: it has none); the spec's launch
     # schema adds it under the backend's name (orchestrator.spec.launch_schema.launch_model).
     options: ClassVar[type[BackendOptions] | None] = None
+    # The file its tool reads to skip files when it uploads the bundle; ft writes one that
+    # keeps everything (None: its tool reads none, or it ships no bundle).
+    ignore_file: ClassVar[IgnoreFile | None] = None
     # Whether its nodes see the submit directory as one shared filesystem (a Slurm
     # cluster's home/project storage), not each a copy of it; isolated emulated nodes
     # share it only then (orchestrator.backends.local.isolation).

@@ -50,7 +50,7 @@ def submit(backend: Backend, rendered: Rendered, directory: Path, spec: Spec) ->
     for note in backend.cluster_notes(spec):
         print(f"warning: {note}", file=sys.stderr, flush=True)
     if rendered.ship is not None:
-        ship(rendered.ship, directory)
+        ship(rendered.ship, directory, backend.ignore_file)
     write_files(directory, rendered.files)
     argv = rendered.submit_command(str(directory))
     result = backend.run_tool(argv)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.dstack.jobs import DstackJobs
 from orchestrator.backends.dstack.options import DstackOptions
+from orchestrator.shipping.bundle import KEEP_EVERYTHING, IgnoreFile
 from trainer.contract.errors import UserError
 
 # dstack versions before DSTACK_GPUS_PER_NODE only give the job's total GPU count.
@@ -23,6 +24,9 @@ class DstackBackend(DstackJobs):
     tool = SubmitTool("dstack", "pip install dstack, then `dstack server` or `dstack config`")
     env_prefixes = ("DSTACK_",)
     options = DstackOptions
+    # dstack archives `files:` minus .gitignore matches, parents' included, unless a
+    # .dstackignore re-includes them.
+    ignore_file = IgnoreFile(".dstackignore", f"{KEEP_EVERYTHING}!*\n")
     example = "ft launch spec.yaml --backend dstack --watch"
 
     def storage_problems(self, spec):

@@ -8,6 +8,7 @@ import os
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.skypilot.jobs import SkyPilotJobs
 from orchestrator.backends.skypilot.options import SkyPilotOptions
+from orchestrator.shipping.bundle import KEEP_EVERYTHING, IgnoreFile
 
 
 class SkyPilotBackend(SkyPilotJobs):
@@ -18,6 +19,8 @@ class SkyPilotBackend(SkyPilotJobs):
     tool = SubmitTool("sky", "pip install 'skypilot[aws]' (or your cloud), then `sky check`")
     env_prefixes = ("SKYPILOT_",)
     options = SkyPilotOptions
+    # SkyPilot syncs a workdir minus .skyignore, or without one, minus .gitignore.
+    ignore_file = IgnoreFile(".skyignore", KEEP_EVERYTHING)
     example = "ft launch spec.yaml --backend skypilot --watch"
 
     def storage_problems(self, spec):
