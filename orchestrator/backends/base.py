@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.process import Completed, run_cmd
 from trainer.contract.errors import Problem, UserError
@@ -102,9 +102,8 @@ class Submitted:
     """What a submit command's output told us about the new job."""
 
     job_id: str
-    cluster: str | None = None
-    managed: bool = False
     log_files: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # kept as JobRecord.extra
 
 
 class Backend:
