@@ -29,6 +29,8 @@ from orchestrator.process import Completed, run_cmd
 from trainer.contract.errors import Problem, UserError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from orchestrator.jobs.model import JobRecord, JobStatus
     from orchestrator.shipping.bundle import IgnoreFile
     from orchestrator.shipping.layout import ShipPlan
@@ -114,6 +116,10 @@ class Backend:
     node_vars: ClassVar[NodeVars]
     tool: ClassVar[SubmitTool | None] = None  # None: runs here, renders nothing
     example: ClassVar[str] = ""  # one line for `--help`
+    title: ClassVar[str] = ""  # how prose and messages name it, where not as `name` is spelt
+    # Which kinds of `launch.volumes` entry it mounts (backends/storage.py: NAMED,
+    # HOST_PATH, BUCKET, MOUNT_MODES), for hints that send an entry to a backend that does.
+    mounts: ClassVar[frozenset[str]] = frozenset()
     stages: ClassVar[tuple[str, ...]] = ()  # of STAGES, what `ft launch --stage` may pick
     env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
     # Its own `launch.<name>:` block in the spec (None: it has none); the spec's launch
@@ -122,10 +128,17 @@ class Backend:
     # The file its tool reads to skip files when it uploads the bundle; ft writes one that
     # keeps everything (None: its tool reads none, or it ships no bundle).
     ignore_file: ClassVar[IgnoreFile | None] = None
-    # Whether its nodes see the submit directory as one shared filesystem (a Slurm
+    # Keys of its own in a cluster profile (clusters/*.yaml), each named after it (None: none);
+    # orchestrator.clusters.profile_model adds them to ClusterProfile.
+    profile_options: ClassVar[type[BaseModel] | None] = None
+    # Whether its nodes see the submit directory as one shared filesystem (an HPC
     # cluster's home/project storage), not each a copy of it; isolated emulated nodes
     # share it only then (orchestrator.backends.local.isolation).
     shares_submit_dir: ClassVar[bool] = False
+
+    @property
+    def shown_name(self) -> str:
+        return self.title or self.name
 
     @property
     def renders(self) -> bool:

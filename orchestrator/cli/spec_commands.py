@@ -14,6 +14,7 @@ import typer
 from orchestrator import __version__, backends
 from orchestrator.cli.options import (
     DEFAULT_EMULATION,
+    EXAMPLE_BACKEND,
     AnyBackend,
     EmulateOpt,
     ForceOpt,
@@ -195,8 +196,8 @@ def launch(
     force: ForceOpt = False,
     override: OverrideOpt = False,
 ) -> None:
-    """Render and submit through the backend's own tool (dstack, sky, sbatch, modal), or run
-    the nodes here (`--backend local`)."""
+    """Render and submit through the backend's own tool, or run the nodes here
+    (`--backend local`)."""
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     # Into the job's environment like launch.env, so the rendered file shows them too.
     loaded.launch.env.update(trainer_switches(force, override))
@@ -284,12 +285,12 @@ def register(app: typer.Typer) -> None:
                                 "ft init --example tiny my-tiny"))(init)
     app.command(epilog=examples("ft validate examples/llama-3.1-8b-lora.yaml",
                                 "ft validate spec.yaml --nodes 2 --gpus-per-node 8",
-                                "ft validate spec.yaml --backend modal"))(validate)
+                                f"ft validate spec.yaml --backend {render_example}"))(validate)
     app.command(epilog=examples(
         f"ft render spec.yaml --backend {render_example} -o deploy/",
         f"ft render spec.yaml --backend {render_example} -o deploy/ --check"))(render)
     app.command(epilog=examples(
         *(backends.get(name).example for name in backends.names() if backends.get(name).example),
-        "ft launch spec.yaml --backend slurm --dry-run"))(launch)
+        f"ft launch spec.yaml --backend {EXAMPLE_BACKEND} --dry-run"))(launch)
     app.command(epilog=examples("ft schema > ft.schema.json"))(schema)
     app.command(epilog=examples("ft fetch deepspeed-configs --to deepspeed_configs"))(fetch)

@@ -17,6 +17,7 @@ class SlurmBackend(SlurmJobs):
     tool = SubmitTool("sbatch", "run ft on a Slurm login node (sbatch must be on PATH)")
     env_prefixes = ("SLURM_", "SBATCH_")
     options = SlurmOptions
+    title = "Slurm"
     shares_submit_dir = True  # Slurm has no volumes: jobs rely on a shared filesystem
     example = "ft launch spec.yaml --backend slurm --watch"
 
