@@ -7,11 +7,12 @@ is written into every rendered launch file, so reviewers see the fabric settings
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from orchestrator.package_data import data_dir
 from trainer.contract.errors import UserError
@@ -30,6 +31,9 @@ Fabric = Literal["infiniband", "roce", "efa", "tcp", "auto"]
 
 
 class ClusterProfile(BaseModel):
+    """What every backend reads from a profile; a backend adds keys of its own
+    (Backend.profile_options, composed by profile_model)."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -39,12 +43,25 @@ class ClusterProfile(BaseModel):
     expected_internode_busbw_gbs: float | None = Field(
         None, description="All-reduce bus bandwidth between two nodes that a healthy fabric "
         "reaches (GB/s); the pre-flight check compares against it.")
-    dstack_privileged: bool = Field(False, description="Run the dstack container privileged "
-                                    "(some clouds need it to reach RDMA devices).")
 
     def launch_env(self) -> dict[str, str]:
         """Defaults overlaid with the profile's own settings."""
         return {**DEFAULT_ENV, **self.env}
+
+
+def profile_model() -> type[ClusterProfile]:
+    """ClusterProfile plus every backend's own profile keys (from the registry)."""
+    from orchestrator.backends import profile_options
+
+    return _composed(tuple(profile_options()))
+
+
+@functools.cache
+def _composed(extras: tuple[type[BaseModel], ...]) -> type[ClusterProfile]:
+    fields: dict[str, Any] = {name: (info.annotation, info) for model in extras
+                              for name, info in model.model_fields.items()}
+    return create_model("ClusterProfile", __base__=ClusterProfile, __module__=__name__,
+                        __doc__=ClusterProfile.__doc__, **fields)
 
 
 def available_profiles() -> list[str]:
@@ -66,6 +83,6 @@ def load_profile(name_or_path: str) -> ClusterProfile:
         raise UserError(f"`launch.cluster`: no cluster profile {name_or_path!r}; use one of "
                         f"{', '.join(available_profiles())} or a path to a profile YAML")
     try:
-        return ClusterProfile.model_validate(yaml.safe_load(path.read_text()))
+        return profile_model().model_validate(yaml.safe_load(path.read_text()))
     except (yaml.YAMLError, ValidationError) as exc:
         raise UserError(f"{path}: invalid cluster profile:\n{exc}") from None

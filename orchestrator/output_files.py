@@ -27,7 +27,7 @@ def write_files(directory: Path, files: dict[str, str]) -> list[Path]:
     written = []
     for name, text in files.items():
         path = directory / name
-        write_atomic(path, text, 0o755 if name.endswith(".sbatch") else 0o644)
+        write_atomic(path, text, 0o755 if text.startswith("#!") else 0o644)  # a script
         written.append(path)
     return written
 

@@ -1,5 +1,5 @@
-"""The one place that starts a process: external programs (sbatch, dstack, sky, scontrol...),
-emulated nodes, and the launcher `ft node` hands its node to.
+"""The one place that starts a process: external programs (each backend's submit, status and
+cancel tools), emulated nodes, and the launcher `ft node` hands its node to.
 
 Tests replace `RUNNER` (a finished command's output) and `STREAMER` (lines while a command
 runs, for followed logs) with recording fakes instead of patching subprocess everywhere.
@@ -77,7 +77,7 @@ def spawn_group(argv: Sequence[str], env: dict[str, str], cwd: str,
 
 
 # Signals `ft node` owns: the launcher under it starts with them ignored (an ignored signal
-# stays ignored across exec), so a signal sent to every process of a Slurm step, or a Ctrl-C
+# stays ignored across exec), so a signal sent to every process of a job step, or a Ctrl-C
 # to the terminal's process group, reaches torchrun as nothing and the ranks through their
 # own handlers; ft node then gives them the whole grace period instead of torchrun's 30 s.
 SUPERVISED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)

@@ -2,7 +2,7 @@
 
 `local` (the job runs here) also needs the job's paths and GPUs here (spec/local_checks.py).
 
-A spec can be fine for Slurm and not for dstack (which needs `launch.gpu`), and a plain
+A spec can be fine for one backend and not for another (one that needs `launch.gpu`), and a plain
 Axolotl config with `fsdp` is fine for training but not for a launch of the default single
 GPU. Validation renders each backend in memory (pure, offline), so what it calls ready is
 exactly what render and launch accept, and a refusal says which backend needs what.

@@ -17,7 +17,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """1:02:03 style, like squeue's TIME column (days as `2-03:04:05`)."""
+    """1:02:03 style, as schedulers print elapsed time (days as `2-03:04:05`)."""
     if seconds is None or seconds < 0:
         return ""
     minutes, secs = divmod(int(seconds), 60)

@@ -56,7 +56,7 @@ def environment() -> jinja2.Environment:
     env.filters["sh"] = sh
     env.filters["yq"] = yaml_scalar
     env.filters["yaml_block"] = yaml_block
-    env.filters["py"] = repr  # a Python literal (rendered Python apps, e.g. Modal's)
+    env.filters["py"] = repr  # a Python literal (rendered Python apps)
     return env
 
 

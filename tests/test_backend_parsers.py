@@ -7,9 +7,9 @@ import pytest
 
 from orchestrator.backends import get
 from orchestrator.shipping.bundle import ship
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import load_spec
 from tests.specs import REPO, example_specs
-from trainer.contract.launch import duration_seconds
 
 
 @pytest.fixture(scope="module")

@@ -175,7 +175,7 @@ def test_launch_checks_the_listed_secrets_before_submitting(tmp_path):
     ("30", 1800), ("30:15", 1815), ("1:00:00", 3600), ("2-00", 172800),
     ("2-03:04:05", 183845), ("UNLIMITED", None), ("0", None)])
 def test_slurm_time_formats(value, seconds):
-    from orchestrator.backends.render_common import slurm_time_seconds
+    from orchestrator.backends.slurm.time_format import slurm_time_seconds
 
     assert slurm_time_seconds(value) == seconds
 

@@ -72,7 +72,7 @@ def test_list_queries_each_backend_once_and_survives_a_missing_tool(env, monkeyp
     remember("slurm", "1", env)
     remember("slurm", "2", env)
     remember("dstack", "ftcap", env)
-    remember("skypilot", "4", env, managed=True)
+    remember("skypilot", "4", env, extra={"managed": True})
     runner = fake(monkeypatch, {("squeue",): captured(f"{S}-squeue-running"),
                                 ("dstack", "ps"): captured(f"{D}-ps-json-stopped")},
                   missing=("sky",))

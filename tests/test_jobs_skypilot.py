@@ -17,6 +17,7 @@ from orchestrator import process
 from orchestrator.backends import base
 from orchestrator.backends.job_model import JobRecord, JobState
 from orchestrator.backends.skypilot import BACKEND as SKYPILOT
+from orchestrator.backends.skypilot.jobs import SkyJob
 from orchestrator.backends.tool_output import json_after_chatter
 from orchestrator.jobs.submit import submit
 from orchestrator.spec.load import parse_spec
@@ -29,8 +30,8 @@ V = "sky-0.14.1"
 
 def rec(job_id: str, cluster: str | None = "tiny", managed: bool = False) -> JobRecord:
     return JobRecord("skypilot", job_id, "tiny", "/w/s.yaml", "ab" * 32, "/w/r",
-                     "2026-11-23T11:00", "/w", cluster=None if managed else cluster,
-                     managed=managed)
+                     "2026-11-23T11:00", "/w",
+                     extra=SkyJob(None if managed else cluster, managed).extra())
 
 
 def tiny_spec(managed: bool):
@@ -96,7 +97,8 @@ def test_submit_reads_the_job_id(fake, tmp_path, monkeypatch, managed, hint, arg
     spec = tiny_spec(managed)
     record = submit(SKYPILOT, SKYPILOT.render(spec), Path(".ft/rendered/tiny"), spec)
     assert runner.calls[-1][-len(argv_tail):] == argv_tail
-    assert (record.job_id, record.cluster, record.managed) == expected
+    sky = SkyJob.of(record)
+    assert (record.job_id, sky.cluster, sky.managed) == expected
 
 
 def test_no_cloud_says_run_sky_check(fake, tmp_path, monkeypatch) -> None:

@@ -79,6 +79,25 @@ def test_unknown_keys_from_a_newer_ft_are_ignored(state: Path) -> None:
     assert store.load_records() == [record()]
 
 
+def test_a_record_from_before_backend_owned_fields_still_loads(state: Path) -> None:
+    """An ft that kept SkyPilot's cluster / managed flag as top-level keys of every record
+    wrote this; they load as the backend's own fields (JobRecord.extra), which it reads."""
+    from orchestrator.backends.skypilot import BACKEND as SKYPILOT
+
+    state.mkdir(parents=True)
+    old = {key: value for key, value in record("skypilot", "5").to_json().items()
+           if key != "extra"}
+    jobs = [{**old, "cluster": "ftcap", "managed": False},
+            {**old, "job_id": "6", "cluster": None, "managed": True}]
+    (state / "jobs.json").write_text(json.dumps({"version": 1, "jobs": jobs}))
+    on_cluster, managed = store.load_records()
+    assert on_cluster.extra == {"cluster": "ftcap", "managed": False}
+    assert SKYPILOT.details(on_cluster) == ["cluster: ftcap  (`sky down ftcap` when done)"]
+    assert SKYPILOT.details(managed) == ["controller log: sky jobs logs --controller 6"]
+    store.add_record(record("slurm", "7"))  # rewritten: the fields keep their values
+    assert [r.extra for r in store.load_records()][:2] == [on_cluster.extra, managed.extra]
+
+
 def _add_many(args: tuple[str, int]) -> None:
     directory, start = args
     import os

@@ -65,7 +65,7 @@ def test_ctrl_c_leaves_the_job_running(tmp_path, monkeypatch) -> None:
 
 @pytest.mark.parametrize("final", [True, False])
 def test_tail_files_reads_whole_lines_and_carriage_returns(tmp_path, final) -> None:
-    from orchestrator.jobs.stream import FileTail
+    from orchestrator.backends.slurm.log_tail import FileTail
 
     path = tmp_path / "log"
     path.write_text("a\r b\npart")

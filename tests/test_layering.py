@@ -78,10 +78,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 # Arrows against the order that another branch of the same change removes; each must still
 # exist (so that the entry goes when its arrow does).
-PENDING: dict[tuple[str, str], str] = {
-    ("orchestrator.backends.slurm.jobs", "orchestrator.jobs.stream"):
-        "jobs/stream.py serves only Slurm and moves into backends/slurm/ (issue 23, item 1)",
-}
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def _module_files() -> dict[str, Path]:

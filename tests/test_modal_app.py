@@ -27,12 +27,12 @@ from orchestrator.node.job_id import job_id_env
 from orchestrator.shipping import bundle
 from orchestrator.shipping.bundle import ship
 from orchestrator.shipping.wheel import build_wheel, wheel_name
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import load_spec, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.specs import example_id, example_specs, renders
 from tests.support.modal_app import image_steps, resolve, settings
 from trainer.contract.errors import SpecError
-from trainer.contract.launch import duration_seconds
 
 MODAL = get("modal")
 EXAMPLES = [spec for spec in example_specs() if renders(spec, "modal")]

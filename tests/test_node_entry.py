@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.node.entry import _launcher_path, ft_command, run_node
+from orchestrator.spec.launch_schema import LaunchSpec
 from trainer.contract.errors import UserError
-from trainer.contract.launch import LaunchSpec
 
 REPO = Path(__file__).resolve().parent.parent
 DSTACK_ENV = {"DSTACK_MASTER_NODE_IP": "10.0.0.5", "DSTACK_NODE_RANK": "1",
@@ -132,7 +132,7 @@ def test_missing_launcher_says_how_to_install_it(spec, sysfs, tmp_path, launcher
 CHILD = """
 import sys
 from pathlib import Path
-from trainer.contract.launch import LaunchSpec
+from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.node.entry import run_node
 sys.exit(run_node(LaunchSpec(nodes=2, gpus_per_node=2, cluster="tcp"), sys.argv[1],
                   sys.argv[2], None, sysfs_root=Path(sys.argv[3])))

@@ -33,7 +33,7 @@ JOB_VARIABLES = {"local": "FT_LOCAL_JOB_ID", "dstack": "DSTACK_RUN_NAME",
 CHILD = """
 import sys
 from pathlib import Path
-from trainer.contract.launch import LaunchSpec
+from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.node.entry import run_node
 sys.exit(run_node(LaunchSpec(nodes=1, gpus_per_node=0, cluster="tcp"), sys.argv[1], None,
                   sys.argv[2], sysfs_root=Path(sys.argv[3])))

@@ -171,9 +171,32 @@ def test_render_ship_writes_the_bundle_and_dry_run_lists_it(tmp_path):
 
 def test_readme_states_the_default_image_and_install_method():
     from orchestrator.backends.node_steps import DEFAULT_IMAGE
-    from trainer.contract.launch import Install
+    from orchestrator.spec.launch_schema import Install
 
     page = (REPO / "docs" / "spec.md").read_text()
     assert f"image: null                   # default: {DEFAULT_IMAGE} (public)" in page
     assert Install().method == "wheel"
     assert "install: {method: wheel}      # wheel (ft ships itself)" in page
+
+
+@pytest.mark.parametrize(("backend", "own", "other"), [
+    ("dstack", ".dstackignore", ".skyignore"), ("skypilot", ".skyignore", ".dstackignore")])
+def test_the_bundle_carries_the_submitting_backends_own_ignore_file(
+        tmp_path, monkeypatch, fake, backend, own, other):
+    """`ft launch` asks the backend for its ignore file (Backend.ignore_file) and writes only
+    that one into the bundle, keeping every file from the tool's upload filter."""
+    from orchestrator.jobs.submit import submit
+    from orchestrator.process import Completed
+
+    monkeypatch.chdir(_spec_dir(tmp_path, install={"method": "image"}))
+    monkeypatch.setenv("FT_STATE_DIR", str(tmp_path / "state"))
+    spec = load_spec("spec.yaml", for_launch=True)
+    chosen = get(backend)
+    monkeypatch.setattr(chosen, "check_ready", lambda: None)
+    fake({(): Completed((), 1, "", "stop here")})  # the submit itself fails: ship came first
+    with pytest.raises(UserError, match="stop here"):
+        submit(chosen, chosen.render(spec), tmp_path / "out", spec)
+    bundle = tmp_path / "out" / "shipme.ship"
+    assert (bundle / own).read_text() == chosen.ignore_file.text
+    assert chosen.ignore_file.text.startswith("# Written by ft: the job needs every file")
+    assert not (bundle / other).exists()

@@ -2,7 +2,8 @@
 
 Every list of backends ft shows (CLI choices, `ft node` detection, emulation) comes from
 here. Order matters for detection: the most specific first (`ft launch --backend local`
-inside a Slurm allocation also sees SLURM_JOB_ID, but its own variables win).
+inside a Slurm allocation also sees SLURM_JOB_ID, but its own variables win). Nothing outside
+this module and each backend's own package names a backend (tests/test_backend_names.py).
 Modules are imported on first use, so `ft --help` does not load every backend's code.
 """
 
@@ -13,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from orchestrator.backends.base import Backend
+    from orchestrator.spec.launch_schema import BackendOptions
 
 REGISTRY: dict[str, str] = {
     "local": "orchestrator.backends.local",
@@ -22,6 +26,11 @@ REGISTRY: dict[str, str] = {
     "slurm": "orchestrator.backends.slurm",
     "modal": "orchestrator.backends.modal",
 }
+
+
+# Whose node variables emulated nodes get unless `--emulate` says (a backend whose nodes
+# share the submit directory, like most clusters'); the backend `--help` examples name it.
+DEFAULT_EMULATION = "slurm"
 
 
 def names() -> list[str]:
@@ -55,6 +64,15 @@ def check_stages(backend: Backend, stages: Sequence[str]) -> None:
             raise
         able = [name for name in REGISTRY if get(name).stages]
         raise UserError(f"{refused} ({', '.join(able) or 'none'})") from None
+def options_models() -> dict[str, type[BackendOptions]]:
+    """Each backend's own `launch.<name>:` block, where it declares one (Backend.options)."""
+    return {name: get(name).options for name in REGISTRY if get(name).options is not None}
+
+
+def profile_options() -> list[type[BaseModel]]:
+    """Each backend's own cluster-profile keys, where it declares some (Backend.profile_options)."""
+    return [get(name).profile_options for name in REGISTRY
+            if get(name).profile_options is not None]
 
 
 def detect(environ: Mapping[str, str]) -> str | None:

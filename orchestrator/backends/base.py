@@ -23,14 +23,18 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.process import Completed, run_cmd
 from trainer.contract.errors import Problem, UserError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from orchestrator.backends.job_model import JobRecord, JobStatus
+    from orchestrator.shipping.bundle import IgnoreFile
     from orchestrator.shipping.layout import ShipPlan
+    from orchestrator.spec.launch_schema import BackendOptions
     from orchestrator.spec.load import Spec
 
 
@@ -92,9 +96,8 @@ class Submitted:
     """What a submit command's output told us about the new job."""
 
     job_id: str
-    cluster: str | None = None
-    managed: bool = False
     log_files: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # kept as JobRecord.extra
 
 
 class Backend:
@@ -105,12 +108,29 @@ class Backend:
     node_vars: ClassVar[NodeVars]
     tool: ClassVar[SubmitTool | None] = None  # None: runs here, renders nothing
     example: ClassVar[str] = ""  # one line for `--help`
+    title: ClassVar[str] = ""  # how prose and messages name it, where not as `name` is spelt
+    # Which kinds of `launch.volumes` entry it mounts (backends/storage.py: NAMED,
+    # HOST_PATH, BUCKET, MOUNT_MODES), for hints that send an entry to a backend that does.
+    mounts: ClassVar[frozenset[str]] = frozenset()
     stages: ClassVar[tuple[str, ...]] = ()  # of STAGES, what `ft launch --stage` may pick
     env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
-    # Whether its nodes see the submit directory as one shared filesystem (a Slurm
+    # Its own `launch.<name>:` block in the spec (None: it has none); the spec's launch
+    # schema adds it under the backend's name (orchestrator.spec.launch_schema.launch_model).
+    options: ClassVar[type[BackendOptions] | None] = None
+    # The file its tool reads to skip files when it uploads the bundle; ft writes one that
+    # keeps everything (None: its tool reads none, or it ships no bundle).
+    ignore_file: ClassVar[IgnoreFile | None] = None
+    # Keys of its own in a cluster profile (clusters/*.yaml), each named after it (None: none);
+    # orchestrator.clusters.profile_model adds them to ClusterProfile.
+    profile_options: ClassVar[type[BaseModel] | None] = None
+    # Whether its nodes see the submit directory as one shared filesystem (an HPC
     # cluster's home/project storage), not each a copy of it; isolated emulated nodes
     # share it only then (orchestrator.backends.local.isolation).
     shares_submit_dir: ClassVar[bool] = False
+
+    @property
+    def shown_name(self) -> str:
+        return self.title or self.name
 
     @property
     def renders(self) -> bool:

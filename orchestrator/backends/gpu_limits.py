@@ -1,6 +1,6 @@
 """The GPU type a spec names (`launch.gpu`), and how many GPUs one node can have, for backends
-that run on machines someone sells or rents (dstack, SkyPilot and Slurm; Modal states its own
-container limits in modal/checks.py).
+that run on machines someone sells or rents (a backend with container limits of its own
+states them in its package instead).
 
 A spec asking for more GPUs per node than any machine has renders fine and then waits in a
 queue forever, or fails at submit with "no offers" / "Requested node configuration is not
@@ -9,7 +9,7 @@ available". The facts, as of 2026:
 - an NVIDIA HGX/DGX baseboard holds 8 GPUs (H100, H200, B200, B300, A100 80GB, ...);
 - every cloud's largest instance has 8 GPUs of one type (AWS p5/p4d/g5/g6, Azure ND, Lambda,
   RunPod, ...), except Google Cloud's a2-megagpu-16g: 16 x A100 40GB;
-- on premises (a Slurm cluster, a dstack SSH fleet, Kubernetes nodes), 16-GPU V100
+- on premises (an HPC cluster, an SSH fleet, Kubernetes nodes), 16-GPU V100
   machines (DGX-2, HGX-2) and 16-GPU A100 machines exist; nothing common has more.
 
 So: 16 for A100 and V100, 8 for every other type and for a spec that names none (say the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 
 class JobState(StrEnum):
@@ -42,16 +43,16 @@ class JobRecord:
     """One submitted job, as kept in the state file."""
 
     backend: str
-    job_id: str  # Slurm job id, dstack run name, SkyPilot job id
+    job_id: str  # the backend's own id for it (a job id, a run name)
     name: str  # launch.name
     spec: str  # absolute path of the spec file
     spec_sha256: str
     rendered_dir: str  # absolute path of the rendered files
     submitted_at: str  # ISO 8601, UTC
-    workdir: str  # where ft launch ran (Slurm resolves relative log paths here)
-    log_files: list[str] = field(default_factory=list)  # Slurm stdout/stderr, known at submit
-    cluster: str | None = None  # SkyPilot cluster (not for managed jobs)
-    managed: bool = False  # a SkyPilot managed job (`sky jobs ...`)
+    workdir: str  # where ft launch ran (relative log paths are relative to it)
+    log_files: list[str] = field(default_factory=list)  # log files known at submit, if any
+    # What only this job's backend keeps about it (Submitted.extra), JSON values.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ref(self) -> str:
@@ -64,4 +65,7 @@ class JobRecord:
     @classmethod
     def from_json(cls, data: dict) -> JobRecord:
         known = {f.name for f in fields(cls)}  # tolerate keys a newer ft wrote
-        return cls(**{key: value for key, value in data.items() if key in known})
+        shared = {key: value for key, value in data.items() if key in known}
+        if "extra" not in data:  # written before `extra`: backends' fields were top-level
+            shared["extra"] = {key: value for key, value in data.items() if key not in known}
+        return cls(**shared)

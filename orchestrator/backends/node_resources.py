@@ -1,7 +1,7 @@
 """One resources model for every backend: what a node needs, derived once from the spec.
 
-Each backend used to size nodes its own way for the same spec (Slurm 8 CPUs per GPU, dstack
-its own 2-CPU floor, SkyPilot nothing). Here every figure is derived by one rule and
+Each backend used to size nodes its own way for the same spec (8 CPUs per GPU on one, a
+2-CPU floor on another, nothing on a third). Here every figure is derived by one rule and
 overridable in `launch:`; the renderers only spell it in their syntax, and say so when a
 backend cannot express a value the user set.
 """

@@ -1,6 +1,6 @@
 """The shell steps every node runs: get ft, have the exact rendered spec, start `ft node`.
 
-Shared by all backends so that dstack, SkyPilot and Slurm run the same thing.
+Shared by all backends so that every backend's nodes run the same thing.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+from orchestrator.spec.launch_schema import Volume
 from trainer.contract.errors import Problem
-from trainer.contract.launch import Volume
 
 if TYPE_CHECKING:
     from orchestrator.spec.load import Spec
@@ -64,11 +64,30 @@ def holding(spec: Spec, backend: str, path: PurePosixPath) -> Mounted | None:
     return max(holders, key=lambda m: len(PurePosixPath(m.volume.path).parts), default=None)
 
 
+# The kinds of `launch.volumes` entry a backend may mount (Backend.mounts).
+NAMED = "a network volume by `name`"
+HOST_PATH = "a host path `source`"
+BUCKET = "an object-store URL `source`"
+MOUNT_MODES = "a bucket `mode`"
+
+
+def keep_to(kind: str, besides: str) -> str:
+    """The hint for an entry `besides` cannot mount: ", or keep this entry to X with
+    `backends: [x]`" naming the backends that mount `kind` ("" when none does)."""
+    from orchestrator.backends import get, render_names
+
+    able = [get(name) for name in render_names() if name != besides and kind in get(name).mounts]
+    if not able:
+        return ""
+    return (f", or keep this entry to {' or '.join(b.shown_name for b in able)} with "
+            f"`backends: [{', '.join(b.name for b in able)}]`")
+
+
 def mode_problems(spec: Spec, backend: str, title: str) -> list[Problem]:
-    """`mode` is SkyPilot's bucket mount mode: refused where it would be ignored."""
+    """`mode` (a bucket mount mode): refused where it would be ignored."""
     return [Problem(f"{m.key}.mode", f"{title} has no mount modes, so `mode: "
-                    f"{m.volume.mode}` cannot be honoured; remove it, or keep this entry to "
-                    "SkyPilot with `backends: [skypilot]`")
+                    f"{m.volume.mode}` cannot be honoured; remove it"
+                    f"{keep_to(MOUNT_MODES, backend)}")
             for m in volumes_on(spec, backend) if m.volume.mode]
 
 

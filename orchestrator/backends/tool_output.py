@@ -11,16 +11,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def plain(text: str) -> str:
-    """Without terminal colour codes (SkyPilot colours its errors even when piped)."""
+    """Without terminal colour codes (some tools colour their errors even when piped)."""
     return _ANSI.sub("", text)
 
 
 def json_after_chatter(text: str) -> object:
     """The JSON document a tool printed after progress lines.
 
-    `sky status -o json` prints "Cluster(s) not found: ..." and `sky queue -o json` prints
-    "Fetching job queue for: ..." before the JSON, on stdout; so parse from the first line
-    that opens an object or a list.
+    Some tools' `-o json` print a notice ("... not found: ...", "Fetching job queue for:
+    ...") before the JSON, on stdout; so parse from the first line that opens an object or
+    a list.
     """
     lines = plain(text).splitlines()
     for index, line in enumerate(lines):

@@ -32,8 +32,14 @@ def _global_options(
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
                                           help="Print ft's version and exit.")] = False,
 ) -> None:
-    """One training spec in, a fine-tuned LLM out, on dstack, SkyPilot, Slurm, Modal or this
-    machine."""
+    """The app's own options (its help text is _summary's, from the registry)."""
+
+
+def _summary() -> str:
+    from orchestrator import backends
+
+    where = ", ".join(backends.get(name).shown_name for name in backends.render_names())
+    return f"One training spec in, a fine-tuned LLM out, on {where} or this machine."
 
 
 def build_app() -> typer.Typer:
@@ -43,7 +49,7 @@ def build_app() -> typer.Typer:
     `[default: ...]` and `[train]` in help texts and label every flag `<bool>`."""
     app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                       pretty_exceptions_enable=False)
-    app.callback()(_global_options)
+    app.callback(help=_summary())(_global_options)
     for group in (spec_commands, launch_command, node_commands, train_commands, job_commands):
         group.register(app)
     return app

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.options import examples
+from orchestrator.cli.options import EXAMPLE_BACKEND, examples
 
 if TYPE_CHECKING:
     from orchestrator.backends.job_model import JobRecord
@@ -36,7 +36,7 @@ def logs(
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing new lines "
                                          "until the job ends.")] = False,
 ) -> None:
-    """Print a job's log (Slurm: its --output/--error files; dstack/SkyPilot/Modal: theirs)."""
+    """Print a job's log, as its backend keeps it (its log files, or its tool's logs)."""
     from orchestrator.backends import get
     from orchestrator.jobs.store import find_record
 
@@ -49,7 +49,7 @@ def logs(
 
 
 def cancel(job: RequiredJobArg) -> None:
-    """Stop a job through its backend (scancel, dstack stop, sky cancel, modal app stop)."""
+    """Stop a job through its backend's own cancel command."""
     from orchestrator.backends import get
     from orchestrator.jobs.report import query
     from orchestrator.jobs.store import find_record
@@ -88,7 +88,9 @@ def watch_launched(record: JobRecord, spec: Spec) -> int:
 
 
 def register(app: typer.Typer) -> None:
-    app.command(epilog=examples("ft status", "ft status slurm:4242"))(status)
-    app.command(epilog=examples("ft logs slurm:4242", "ft logs my-finetune -f"))(logs)
-    app.command(epilog=examples("ft cancel slurm:4242", "ft cancel my-finetune"))(cancel)
-    app.command("list", epilog=examples("ft list", "ft list --backend dstack -n 5"))(list_jobs)
+    job = f"{EXAMPLE_BACKEND}:4242"
+    app.command(epilog=examples("ft status", f"ft status {job}"))(status)
+    app.command(epilog=examples(f"ft logs {job}", "ft logs my-finetune -f"))(logs)
+    app.command(epilog=examples(f"ft cancel {job}", "ft cancel my-finetune"))(cancel)
+    app.command("list", epilog=examples(
+        "ft list", f"ft list --backend {EXAMPLE_BACKEND} -n 5"))(list_jobs)

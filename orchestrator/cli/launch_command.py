@@ -12,6 +12,7 @@ import typer
 from orchestrator import backends
 from orchestrator.cli.options import (
     DEFAULT_EMULATION,
+    EXAMPLE_BACKEND,
     AnyBackend,
     EmulateOpt,
     ForceOpt,
@@ -51,8 +52,8 @@ def launch(
     force: ForceOpt = False,
     override: OverrideOpt = False,
 ) -> None:
-    """Render and submit through the backend's own tool (dstack, sky, sbatch, modal), or run
-    the nodes here (`--backend local`)."""
+    """Render and submit through the backend's own tool, or run the nodes here
+    (`--backend local`)."""
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     # Into the job's environment like launch.env, so the rendered file shows them too.
     loaded.launch.env.update(trainer_switches(force, override))
@@ -109,4 +110,4 @@ def _print_dry_run(spec, rendered, directory: Path) -> None:
 def register(app: typer.Typer) -> None:
     app.command(epilog=examples(
         *(backends.get(name).example for name in backends.names() if backends.get(name).example),
-        "ft launch spec.yaml --backend slurm --dry-run"))(launch)
+        f"ft launch spec.yaml --backend {EXAMPLE_BACKEND} --dry-run"))(launch)

@@ -10,6 +10,7 @@ import typer
 
 from orchestrator.cli.options import (
     DEFAULT_EMULATION,
+    EXAMPLE_BACKEND,
     AnyBackend,
     EmulateOpt,
     GpusOpt,
@@ -92,8 +93,10 @@ def doctor(
 
 def register(app: typer.Typer) -> None:
     app.command(epilog=examples(
-        "ft node .ft/my-job.yaml --backend slurm --spec-sha256 <hash>   (in the rendered job)",
-        "ft node spec.yaml --backend dstack --dry-run   (print the world and launch line)"))(node)
+        f"ft node .ft/my-job.yaml --backend {EXAMPLE_BACKEND} --spec-sha256 <hash>   (in the "
+        "rendered job)",
+        f"ft node spec.yaml --backend {EXAMPLE_BACKEND} --dry-run   (print the world and "
+        "launch line)"))(node)
     app.command(epilog=examples(
         "ft doctor examples/tiny/tiny.yaml --nodes 2",
         "ft node .ft/my-job.yaml --doctor   (the same check inside a real job)"))(doctor)

@@ -33,10 +33,13 @@ GpusOpt = Annotated[int | None, typer.Option("--gpus-per-node", min=0, metavar="
                                              help="Override launch.gpus_per_node.")]
 EmulateOpt = Annotated[AnyBackend, typer.Option(help="Emulated nodes (--backend local, ft "
                                                 "doctor): whose node variables each one gets.")]
-DEFAULT_EMULATION = AnyBackend("slurm")
+DEFAULT_EMULATION = AnyBackend(backends.DEFAULT_EMULATION)
+EXAMPLE_BACKEND = backends.DEFAULT_EMULATION  # the backend `--help` examples name
+_STAGED = ", ".join(backends.get(name).shown_name for name in backends.names()
+                    if backends.get(name).stages)
 StageOpt = Annotated[list[Stage] | None, typer.Option(
     help="Run only this stage (repeat for several; they run in ft's order) where the backend "
-         "has a function per stage (Modal); default: preprocess, then train.",
+         f"has a function per stage ({_STAGED}); default: preprocess, then train.",
     show_default=False)]
 IsolateOpt = Annotated[bool | None, typer.Option(
     "--isolate/--no-isolate", help="--backend local: give each node its own network, "

@@ -187,7 +187,7 @@ def register(app: typer.Typer) -> None:
                                 "ft init --example tiny my-tiny"))(init)
     app.command(epilog=examples("ft validate examples/llama-3.1-8b-lora.yaml",
                                 "ft validate spec.yaml --nodes 2 --gpus-per-node 8",
-                                "ft validate spec.yaml --backend modal"))(validate)
+                                f"ft validate spec.yaml --backend {render_example}"))(validate)
     app.command(epilog=examples(
         f"ft render spec.yaml --backend {render_example} -o deploy/",
         f"ft render spec.yaml --backend {render_example} -o deploy/ --check"))(render)

@@ -50,7 +50,7 @@ def submit(backend: Backend, rendered: Rendered, directory: Path, spec: Spec) ->
     for note in backend.cluster_notes(spec):
         print(f"warning: {note}", file=sys.stderr, flush=True)
     if rendered.ship is not None:
-        ship(rendered.ship, directory)
+        ship(rendered.ship, directory, backend.ignore_file)
     write_files(directory, rendered.files)
     argv = rendered.submit_command(str(directory))
     result = backend.run_tool(argv)
@@ -64,7 +64,6 @@ def submit(backend: Backend, rendered: Rendered, directory: Path, spec: Spec) ->
         backend=backend.name, job_id=submitted.job_id, name=spec.launch.name,
         spec=str(Path(spec.source).resolve()), spec_sha256=spec.sha256,
         rendered_dir=str(directory.resolve()), submitted_at=utc_now_iso(),
-        workdir=str(workdir), log_files=submitted.log_files, cluster=submitted.cluster,
-        managed=submitted.managed)
+        workdir=str(workdir), log_files=submitted.log_files, extra=submitted.extra)
     add_record(record)
     return record

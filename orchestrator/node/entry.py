@@ -23,10 +23,10 @@ from orchestrator.node.job_id import job_id_env
 from orchestrator.node.nccl_log_files import failure_report, log_dir, nccl_log_env, now
 from orchestrator.node.supervise import Supervisor
 from orchestrator.process import run_foreground
+from orchestrator.spec.launch_schema import LaunchSpec, duration_seconds
 from orchestrator.train_stack import INSTALL_HINT as TRAIN_INSTALL_HINT
 from trainer.contract.errors import UserError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
-from trainer.contract.launch import LaunchSpec, duration_seconds
 
 _INSTALL_HINT = {"torchrun": f"it comes with PyTorch: {TRAIN_INSTALL_HINT}",
                  "accelerate": TRAIN_INSTALL_HINT}

@@ -6,6 +6,6 @@ and the spec's files to the nodes").
 - layout: where each shipped thing sits in the job's directory (the same on every backend);
 - wheel: builds the wheel of the exact ft that is running (source tree or installed);
 - bundle: at submit time, writes the wheel, the node installer and the job files where the
-  rendered file's `files:` / `file_mounts` (or Slurm's job directory) expect them;
+  rendered file expects them (a bundle beside it, or a job directory on a shared filesystem);
 - install_ft: stdlib-only; runs on each node and installs the shipped wheel once per node.
 """

@@ -1,11 +1,13 @@
 """The submit step's half of shipping: write what a ShipPlan lists, where the rendered file
 expects it. Nothing is half-written: a bundle is assembled in a temporary directory and
-renamed into place; in a Slurm job directory only ft's own `.ft/<job>/` is replaced."""
+renamed into place; in a job directory on a shared filesystem only ft's own `.ft/<job>/`
+is replaced."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.shipping import install_ft
@@ -19,19 +21,25 @@ from orchestrator.shipping.layout import (
 from orchestrator.shipping.wheel import build_wheel
 from trainer.contract.errors import UserError
 
-# The tools skip files the user's repo ignores, which would drop ft's wheel from the job
-# (GitHub's Python .gitignore lists `wheels/`; ft's default output dir is under .ft/):
-# dstack archives `files:` minus .gitignore matches, parents' included, unless a
-# .dstackignore re-includes them; SkyPilot syncs a workdir minus .skyignore, or without one,
-# .gitignore.
-IGNORE_FILES = {".dstackignore": "# Written by ft: the job needs every file here.\n!*\n",
-                 ".skyignore": "# Written by ft: the job needs every file here.\n"}
+
+@dataclass(frozen=True)
+class IgnoreFile:
+    """A backend's own ignore file, written into the bundle so that its tool uploads every
+    file: tools skip what the user's repo ignores, which would drop ft's wheel from the job
+    (GitHub's Python .gitignore lists `wheels/`; ft's default output dir is under .ft/)."""
+
+    name: str
+    text: str
 
 
-def ship(plan: ShipPlan, rendered_dir: Path) -> Path:
-    """Write the plan's files; returns the directory the job's paths are relative to."""
+KEEP_EVERYTHING = "# Written by ft: the job needs every file here.\n"
+
+
+def ship(plan: ShipPlan, rendered_dir: Path, ignore_file: IgnoreFile | None = None) -> Path:
+    """Write the plan's files (and into a bundle, the submitting backend's `ignore_file`);
+    returns the directory the job's paths are relative to."""
     if plan.target == "bundle":
-        return _write_bundle(plan, rendered_dir / bundle_name(plan.job))
+        return _write_bundle(plan, rendered_dir / bundle_name(plan.job), ignore_file)
     return _write_into_job_dir(plan, Path(plan.job_dir) if plan.job_dir else Path.cwd())
 
 
@@ -49,12 +57,12 @@ def describe_shipment(plan: ShipPlan, rendered_dir: Path) -> str:
     return "\n".join(lines) or "(nothing)"
 
 
-def _write_bundle(plan: ShipPlan, final: Path) -> Path:
+def _write_bundle(plan: ShipPlan, final: Path, ignore_file: IgnoreFile | None) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        for name, text in IGNORE_FILES.items():
-            (scratch / name).write_text(text)
+        if ignore_file is not None:
+            (scratch / ignore_file.name).write_text(ignore_file.text)
         if plan.spec_text is not None and plan.spec_path:
             _write(scratch / plan.spec_path, plan.spec_text)
         for job_file in plan.files:

@@ -33,8 +33,8 @@ class JobFile:
 def job_files(spec: Spec, absolute_ok: bool) -> list[JobFile]:
     """Every file the spec names, hashed; a missing or unshippable one is a SpecError.
 
-    absolute_ok: the backend's nodes see this machine's absolute paths (Slurm's shared
-    filesystem); dstack and SkyPilot copy files by relative path only."""
+    absolute_ok: the backend's nodes see this machine's absolute paths (a shared
+    filesystem); backends that copy a bundle take files by relative path only."""
     problems: list[Problem] = []
     found = []
     for field, value in _referenced_paths(spec):

@@ -2,10 +2,9 @@
 
 In the job's directory: the spec at `.ft/<job>.yaml`, ft's wheel in `.ft/<job>/wheels/`,
 the node installer at `.ft/<job>/install_ft.py`, and each file the spec points to at the
-path the spec gives. dstack and SkyPilot get them from a bundle directory beside the
-rendered file (`<job>.ship/`, laid out like the job's directory) through `files:` /
-`workdir`; a Slurm job runs on the shared filesystem, so they are written into its
-directory directly.
+path the spec gives. A backend that copies files to its nodes gets them from a bundle
+directory beside the rendered file (`<job>.ship/`, laid out like the job's directory); a
+job that runs on a shared filesystem gets them written into its directory directly.
 """
 
 from __future__ import annotations
@@ -38,9 +37,9 @@ class ShipPlan:
     """What the submit step writes before the backend's tool runs (the render stays pure)."""
 
     job: str
-    target: Literal["bundle", "job_dir"]  # beside the rendered file, or the Slurm job's dir
+    target: Literal["bundle", "job_dir"]  # beside the rendered file, or the job's own dir
     files: tuple[JobFile, ...]
     wheel: bool  # ft's wheel and its installer (launch.install.method: wheel)
     spec_text: str | None = None  # shipped as .ft/<job>.yaml (else the job writes it)
     spec_path: str | None = None
-    job_dir: str | None = None  # Slurm: launch.slurm.workdir; None: where sbatch runs
+    job_dir: str | None = None  # the job's directory; None: where the submit runs

@@ -68,7 +68,8 @@ REFUSED: dict[str, str] = {
              "expert_parallel_size", "expert_parallel_backend",
              "expert_parallel_fallback_on_unsupported", "expert_parallel_num_nvl_bytes",
              "expert_parallel_num_rdma_bytes", "expert_parallel_token_capacity"),
-    **_group("Ray Train is not supported; ft launches through dstack, SkyPilot or Slurm",
+    **_group("Ray Train is not supported; ft launches through its own backends (`ft launch "
+             "--help` lists them)",
              "use_ray", "ray_num_workers", "ray_run_name", "resources_per_worker"),
     **_group("ReLoRA is not supported", "relora", "relora_cpu_offload", "relora_prune_method",
              "relora_prune_ratio", "jagged_restart_steps", "jagged_restart_warmup_steps",

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from orchestrator.spec import axolotl_keys
 from orchestrator.spec.axolotl_compat import MOVED, normalise
 from orchestrator.spec.key_hints import closest_key
+from orchestrator.spec.launch_schema import LaunchSpec, launch_model
 from orchestrator.spec.rules import cross_field_problems, ignored_settings
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
 from trainer.contract.errors import Problem, SpecError, UserError
-from trainer.contract.launch import LaunchSpec
 from trainer.contract.training import DatasetSpec, TrainingConfig
 
 
@@ -77,7 +77,7 @@ def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
     notes += axolotl.notes
     training_raw = axolotl.data
     training = _validate(TrainingConfig, training_raw, (), lines, problems)
-    launch = _validate(LaunchSpec, launch_raw, ("launch",), lines, problems)
+    launch = _validate(launch_model(), launch_raw, ("launch",), lines, problems)
     if training is not None and launch is not None:
         for rule_path, message in cross_field_problems(training, launch, world_known):
             problems.append(Problem(format_path(rule_path), message, line_of(lines, rule_path)))

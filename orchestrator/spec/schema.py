@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from trainer.contract.launch import LaunchSpec
+from orchestrator.spec.launch_schema import launch_model
 from trainer.contract.training import TrainingConfig
 
 
 def spec_json_schema() -> dict[str, Any]:
     schema = TrainingConfig.model_json_schema()
-    launch = LaunchSpec.model_json_schema()
+    launch = launch_model().model_json_schema()
     defs = schema.setdefault("$defs", {})
     defs.update(launch.pop("$defs", {}))
     defs["LaunchSpec"] = launch

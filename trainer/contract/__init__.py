@@ -1,6 +1,8 @@
 """The torch-free contract between the orchestrator and the trainer.
 
-The spec's models (training keys, `launch:`) and the user-facing errors live here so that
-both sides import them and the arrows point one way: orchestrator -> trainer.contract,
-trainer -> trainer.contract, never trainer -> orchestrator. Nothing here imports torch.
+What both sides read lives here (the training keys, the user-facing errors, exit codes,
+shipped-file names; the `launch:` schema is the orchestrator's own,
+orchestrator/spec/launch_schema.py), so that both sides import them and the arrows point one
+way: orchestrator -> trainer.contract, trainer -> trainer.contract, never trainer ->
+orchestrator. Nothing here imports torch.
 """

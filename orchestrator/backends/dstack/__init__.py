@@ -8,6 +8,9 @@ from collections.abc import Mapping
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.dstack.jobs import DstackJobs
+from orchestrator.backends.dstack.options import DstackOptions, DstackProfile
+from orchestrator.backends.storage import HOST_PATH, NAMED
+from orchestrator.shipping.bundle import KEEP_EVERYTHING, IgnoreFile
 from trainer.contract.errors import UserError
 
 # dstack versions before DSTACK_GPUS_PER_NODE only give the job's total GPU count.
@@ -22,6 +25,12 @@ class DstackBackend(DstackJobs):
                          where="a dstack task", detect=("DSTACK_NODE_RANK", "DSTACK_RUN_NAME"))
     tool = SubmitTool("dstack", "pip install dstack, then `dstack server` or `dstack config`")
     env_prefixes = ("DSTACK_",)
+    options = DstackOptions
+    profile_options = DstackProfile
+    mounts = frozenset({NAMED, HOST_PATH})
+    # dstack archives `files:` minus .gitignore matches, parents' included, unless a
+    # .dstackignore re-includes them.
+    ignore_file = IgnoreFile(".dstackignore", f"{KEEP_EVERYTHING}!*\n")
     example = "ft launch spec.yaml --backend dstack --watch"
 
     def storage_problems(self, spec):

@@ -23,10 +23,10 @@ from orchestrator.backends.render_common import (
 )
 from orchestrator.shipping.job_files import JobFile, job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name, job_prefix
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from orchestrator.templating import render_template
 from trainer.contract.errors import SpecError
-from trainer.contract.launch import duration_seconds
 
 NAME = "dstack"
 # Facts of the default image (NGC PyTorch runs as root; its x86_64 build), stated so that
@@ -34,6 +34,10 @@ NAME = "dstack"
 # (it does that for any custom image whose `user` or CPU architecture is unset). An ARM
 # cluster (GH200) names its image in `launch.image`, which renders neither.
 DEFAULT_IMAGE_USER = "root"
+# What dstack itself does about EFA's libraries (said in the aws-efa profile's image note).
+EFA_OWN_IMAGE = ("; dstack adds them only to its own default image (dstackai/base, which it "
+                 "swaps for the `-devel-efa` variant on EFA instances), not to an image the "
+                 "task names")
 DEFAULT_IMAGE_ARCH = "x86"
 
 
@@ -46,7 +50,7 @@ def render(spec: Spec) -> Rendered:
     profile = profile_for(spec)
     resources = node_resources(spec)
     check_fabric_on_clouds(spec, profile, launch.dstack.backends, "launch.dstack.backends")
-    notes += efa_image_notes(spec, profile, NAME)
+    notes += efa_image_notes(spec, profile, EFA_OWN_IMAGE)
     filename = f"{launch.name}.dstack.yml"
     submit = ["dstack", "apply", "-f", f"{{dir}}/{filename}", "-y", "-d"]
     shipped = job_files(spec, absolute_ok=False)

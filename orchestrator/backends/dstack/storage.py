@@ -17,7 +17,9 @@ from __future__ import annotations
 import re
 
 from orchestrator.backends.storage import (
+    BUCKET,
     emulated_output_problems,
+    keep_to,
     mode_problems,
     output_holder,
     selector_problems,
@@ -43,8 +45,8 @@ def problems(spec: Spec) -> list[Problem]:
         if volume.source and "://" in volume.source:
             found.append(Problem(f"{key}.source", "dstack mounts network volumes by `name` "
                                  "or host paths (instance volumes), not object-store URLs; "
-                                 "create a dstack volume and use `name`, give a host path, or "
-                                 "keep this entry to SkyPilot with `backends: [skypilot]`"))
+                                 "create a dstack volume and use `name`, give a host path"
+                                 f"{keep_to(BUCKET, NAME)}"))
         if volume.source and "://" not in volume.source and not volume.source.startswith("/"):
             found.append(Problem(f"{key}.source", "a host path (dstack instance volume) must "
                                  "be absolute, e.g. /mnt/fsx/checkpoints"))

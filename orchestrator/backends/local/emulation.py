@@ -1,8 +1,9 @@
 """`ft launch --backend local`: emulate an N-node job on this machine.
 
 Each emulated node is a process running `ft node`, given the same variables the chosen
-backend (Slurm by default) sets on a real node, so the real launch path is exercised: ft
-node maps them, picks the fabric, and starts torchrun; the nodes rendezvous on localhost
+backend (by default the registry's DEFAULT_EMULATION) sets on a real node, so the real
+launch path is exercised: ft node maps them, picks the fabric, and starts torchrun; the
+nodes rendezvous on localhost
 (gloo on CPU, NCCL on GPUs). The nodes live and stop as one job (node_group.py). Where
 this host allows it they are isolated as a cluster's nodes are (own network, hostname,
 /tmp, pids, private directories; isolation.py), else they share the host and say so.
@@ -29,10 +30,10 @@ from orchestrator.backends.local.node_group import NodeGroup
 from orchestrator.backends.render_common import job_env, profile_for
 from orchestrator.output_files import write_atomic
 from orchestrator.process import spawn_group
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from trainer.contract.errors import SpecError, UserError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
-from trainer.contract.launch import duration_seconds
 
 
 def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:
@@ -127,7 +128,7 @@ def _node_commands(spec: Spec, emulate: str, workdir: Path, node_args: tuple[str
                    isolation: IsolatedNodes | None) -> list[tuple[dict[str, str], list[str]]]:
     """(environment, argv) of each emulated node's `ft node`."""
     launch = spec.launch
-    # This shell's own job variables (ft launch inside a Slurm allocation, say) must not
+    # This shell's own job variables (ft launch inside a cluster's allocation, say) must not
     # leak into the emulated nodes: each gets only the emulated backend's.
     foreign = tuple(prefix for name in names() for prefix in get(name).env_prefixes)
     base = {k: v for k, v in os.environ.items() if not k.startswith(foreign)}

@@ -5,12 +5,12 @@ bridge, network.py), hostname, /tmp, /dev/shm and pid numbers (sandbox.py). Stor
 the spec and the emulated backend, as on a cluster: a `launch.volumes` path is shared
 storage (the same host directory on every node: `source` when it is a host path, else
 `path` itself; only the entries the emulated backend mounts), and so is the submit
-directory (where `ft launch` runs) when emulating Slurm, whose clusters share it, or Modal,
-whose containers all work in the job's Volume; the output and data-cache directories outside
-all of these are private to each node. Node 0's private directories are the host's own
-(where you look after the job, as on a head node); node r's live under
-`<workdir>/.ft/local/<job>/node<r>/` and outlast the launch, like a node's disk across a
-requeue onto the same node.
+directory (where `ft launch` runs) when the emulated backend's nodes share it
+(Backend.shares_submit_dir: a cluster's shared filesystem, a job-wide volume); the output
+and data-cache directories outside all of these are private to each node. Node 0's private
+directories are the host's own (where you look after the job, as on a head node); node r's
+live under `<workdir>/.ft/local/<job>/node<r>/` and outlast the launch, like a node's disk
+across a requeue onto the same node.
 
 Elsewhere the nodes share this host (loopback, one /tmp, one pid space), and say so.
 """
@@ -30,8 +30,8 @@ from orchestrator.backends.base import EmulatedHosts
 from orchestrator.backends.local.network import NodeNetwork, create_network, remove_network
 from orchestrator.backends.local.network import sweep_stale as sweep_stale_networks
 from orchestrator.backends.storage import volumes_on
+from orchestrator.spec.launch_schema import Volume
 from orchestrator.spec.load import Spec
-from trainer.contract.launch import Volume
 
 
 def unavailable_reason() -> str | None:

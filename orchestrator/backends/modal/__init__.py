@@ -11,6 +11,7 @@ from dataclasses import replace
 from orchestrator.backends.base import STAGES, EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.modal import cluster_env
 from orchestrator.backends.modal.jobs import ModalJobs
+from orchestrator.backends.storage import NAMED
 
 
 class ModalBackend(ModalJobs):
@@ -23,10 +24,13 @@ class ModalBackend(ModalJobs):
     tool = SubmitTool("modal", "pip install modal, then `modal setup` (or set "
                       "MODAL_TOKEN_ID and MODAL_TOKEN_SECRET)")
     env_prefixes = ("FT_MODAL_",)
+    title = "Modal"
+    mounts = frozenset({NAMED})
     example = "ft launch spec.yaml --backend modal --stage train"
     stages = STAGES
     # Every container works in the job's Volume, so a relative output_dir is one directory
-    # for all of them: emulated nodes share the directory they run in, as with Slurm.
+    # for all of them: emulated nodes share the directory they run in, as on a cluster's
+    # shared filesystem.
     shares_submit_dir = True
 
     def spec_problems(self, spec):

@@ -43,7 +43,6 @@ from orchestrator.backends.render_common import (
     size_gb,
 )
 from orchestrator.backends.storage import volumes_on
-from orchestrator.shipping.bundle import IGNORE_FILES
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import (
     ShipPlan,
@@ -52,9 +51,9 @@ from orchestrator.shipping.layout import (
     job_prefix,
     wheels_in_job,
 )
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from orchestrator.templating import render_template, sh
-from trainer.contract.launch import duration_seconds
 
 NAME = "modal"
 DEFAULT_STAGES = ("preprocess", "train")
@@ -111,7 +110,7 @@ def render(spec: Spec) -> Rendered:
         method=method,
         bundle=bundle_name(launch.name),
         shipped_dir=SHIPPED,
-        ignore=sorted(IGNORE_FILES),
+        ignore=_other_ignore_files(),
         job_prefix=job_prefix(launch.name),
         wheels=wheels_in_job(launch.name),
         installed_dir=INSTALLED,
@@ -193,3 +192,11 @@ def _notes(spec: Spec, gpu, notes: list[str]) -> None:
     if "spot" in explicit and not launch.spot:
         notes.append("Modal's GPU containers can always be preempted: `launch.spot: false` "
                      "cannot be honoured (a preempted stage restarts from its last checkpoint)")
+
+
+def _other_ignore_files() -> list[str]:
+    """The other backends' ignore files, left out of the upload should a bundle carry one:
+    they are ft's, not the job's."""
+    from orchestrator.backends import get, names
+
+    return sorted(get(name).ignore_file.name for name in names() if get(name).ignore_file)

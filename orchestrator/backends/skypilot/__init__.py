@@ -7,6 +7,9 @@ import os
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.skypilot.jobs import SkyPilotJobs
+from orchestrator.backends.skypilot.options import SkyPilotOptions
+from orchestrator.backends.storage import BUCKET, MOUNT_MODES, NAMED
+from orchestrator.shipping.bundle import KEEP_EVERYTHING, IgnoreFile
 
 
 class SkyPilotBackend(SkyPilotJobs):
@@ -17,6 +20,11 @@ class SkyPilotBackend(SkyPilotJobs):
                          where="a SkyPilot task", detect=("SKYPILOT_NODE_RANK",))
     tool = SubmitTool("sky", "pip install 'skypilot[aws]' (or your cloud), then `sky check`")
     env_prefixes = ("SKYPILOT_",)
+    options = SkyPilotOptions
+    title = "SkyPilot"
+    mounts = frozenset({NAMED, BUCKET, MOUNT_MODES})
+    # SkyPilot syncs a workdir minus .skyignore, or without one, minus .gitignore.
+    ignore_file = IgnoreFile(".skyignore", KEEP_EVERYTHING)
     example = "ft launch spec.yaml --backend skypilot --watch"
 
     def storage_problems(self, spec):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
@@ -50,6 +51,22 @@ def _option(argv: Sequence[str], *names: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SkyJob:
+    """What ft keeps about a SkyPilot job beyond the shared record (JobRecord.extra): the
+    cluster it runs on, or that it is a managed job (`sky jobs ...`, no cluster of its own)."""
+
+    cluster: str | None = None
+    managed: bool = False
+
+    def extra(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, record: JobRecord) -> SkyJob:
+        return cls(record.extra.get("cluster"), bool(record.extra.get("managed", False)))
+
+
 class SkyPilotJobs(Backend):
     """The job's life through the skypilot tools (submit output, status, logs, cancel)."""
 
@@ -68,8 +85,8 @@ class SkyPilotJobs(Backend):
         job_id = match.group(1) or match.group(2)
         argv = rendered.submit_argv
         if argv[1:3] == ["jobs", "launch"]:
-            return Submitted(job_id, managed=True)
-        return Submitted(job_id, cluster=_option(argv, "--cluster", "-c"))
+            return Submitted(job_id, extra=SkyJob(managed=True).extra())
+        return Submitted(job_id, extra=SkyJob(cluster=_option(argv, "--cluster", "-c")).extra())
 
     def explain_failure(self, result: Completed) -> str:
         text = failure_text(result)
@@ -79,13 +96,13 @@ class SkyPilotJobs(Backend):
 
     def statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
         found: dict[str, JobStatus] = {}
-        managed = [r for r in records if r.managed]
+        managed = [r for r in records if SkyJob.of(r).managed]
         if managed:
             found.update(self._managed_statuses(managed))
-        clusters = sorted({r.cluster for r in records if not r.managed and r.cluster})
+        on_clusters = [r for r in records if not SkyJob.of(r).managed]
+        clusters = sorted({SkyJob.of(r).cluster for r in on_clusters} - {None})
         if clusters:
-            found.update(self._cluster_statuses([r for r in records if not r.managed],
-                                                clusters))
+            found.update(self._cluster_statuses(on_clusters, clusters))
         return found
 
     def _managed_statuses(self, records: Sequence[JobRecord]) -> dict[str, JobStatus]:
@@ -106,33 +123,37 @@ class SkyPilotJobs(Backend):
         queues = json_after_chatter(result.stdout)
         found = {}
         for record in records:
-            jobs = {str(job.get("job_id")): job for job in queues.get(record.cluster, [])}
+            cluster = SkyJob.of(record).cluster
+            jobs = {str(job.get("job_id")): job for job in queues.get(cluster, [])}
             if record.job_id in jobs:
                 found[record.ref] = sky_status(jobs[record.job_id])
             else:
                 found[record.ref] = JobStatus(
-                    JobState.UNKNOWN, "no cluster" if record.cluster not in queues else
-                    "not found", detail=f"cluster {record.cluster} is down or gone "
-                    "(`sky status`)" if record.cluster not in queues else "")
+                    JobState.UNKNOWN, "no cluster" if cluster not in queues else
+                    "not found", detail=f"cluster {cluster} is down or gone "
+                    "(`sky status`)" if cluster not in queues else "")
         return found
 
     def details(self, record: JobRecord) -> list[str]:
-        if record.managed:
+        sky = SkyJob.of(record)
+        if sky.managed:
             return [f"controller log: sky jobs logs --controller {record.job_id}"]
-        return [f"cluster: {record.cluster}  (`sky down {record.cluster}` when done)"]
+        return [f"cluster: {sky.cluster}  (`sky down {sky.cluster}` when done)"]
 
     def _logs_argv(self, record: JobRecord, follow: bool) -> list[str]:
         flag = "--follow" if follow else "--no-follow"
-        if record.managed:
+        sky = SkyJob.of(record)
+        if sky.managed:
             return ["sky", "jobs", "logs", record.job_id, flag]
-        return ["sky", "logs", str(record.cluster), record.job_id, flag]
+        return ["sky", "logs", str(sky.cluster), record.job_id, flag]
 
     def log_lines(self, record: JobRecord, follow: bool) -> Iterator[str]:
         return self.tool_log_lines(self._logs_argv(record, follow), follow)
 
     def cancel(self, record: JobRecord) -> str:
-        argv = (["sky", "jobs", "cancel", record.job_id, "--yes"] if record.managed else
-                ["sky", "cancel", str(record.cluster), record.job_id, "--yes"])
+        sky = SkyJob.of(record)
+        argv = (["sky", "jobs", "cancel", record.job_id, "--yes"] if sky.managed else
+                ["sky", "cancel", str(sky.cluster), record.job_id, "--yes"])
         result = self.run_tool(argv)
         if result.returncode != 0:
             raise UserError(f"{' '.join(argv[:3])} failed:\n{failure_text(result)}")

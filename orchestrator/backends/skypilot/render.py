@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.backends.base import Rendered
-from orchestrator.backends.fabric_cloud import (
-    check_fabric_on_clouds,
-    efa_image_notes,
-    skypilot_fabric_notes,
-    skypilot_network_tier,
-)
+from orchestrator.backends.fabric_cloud import check_fabric_on_clouds, efa_image_notes
 from orchestrator.backends.gpu_limits import parse_gpu
 from orchestrator.backends.node_resources import node_resources
 from orchestrator.backends.node_steps import (
@@ -27,6 +22,7 @@ from orchestrator.backends.render_common import (
     shown_submit,
 )
 from orchestrator.backends.skypilot import storage
+from orchestrator.backends.skypilot.fabric import skypilot_fabric_notes, skypilot_network_tier
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name
 from orchestrator.spec.load import Spec
@@ -50,7 +46,7 @@ def render(spec: Spec) -> Rendered:
                            "launch.skypilot.cloud")
     network_tier = skypilot_network_tier(spec, profile)
     fabric_notes = skypilot_fabric_notes(spec, profile, network_tier)
-    notes += fabric_notes + efa_image_notes(spec, profile, NAME)
+    notes += fabric_notes + efa_image_notes(spec, profile)
     filename = f"{launch.name}.sky.yaml"
     submit = _submit_argv(spec, filename)
     shipped = job_files(spec, absolute_ok=False)

@@ -13,9 +13,11 @@ need `access_mode: ReadWriteMany`, the default is ReadWriteOnce) and RunPod (net
 from __future__ import annotations
 
 from orchestrator.backends.storage import (
+    HOST_PATH,
     Mounted,
     emulated_output_problems,
     holding,
+    keep_to,
     output_dir,
     output_holder,
     selector_problems,
@@ -64,8 +66,8 @@ def _bucket_problems(spec: Spec, mounted: Mounted) -> list[Problem]:
     scheme = source.partition("://")[0].lower()
     if "://" not in source:
         return [Problem(key, "SkyPilot mounts object storage (s3://, gs://, ...) or named "
-                        "volumes, not host paths; use a bucket URL or `name`, or keep this "
-                        "entry to dstack with `backends: [dstack]`")]
+                        "volumes, not host paths; use a bucket URL or `name`"
+                        f"{keep_to(HOST_PATH, NAME)}")]
     if scheme not in STORES:
         return [Problem(key, f"SkyPilot mounts no {scheme}:// storage; use one of "
                         f"{', '.join(s + '://' for s in STORES)} (Azure: https://ACCOUNT."

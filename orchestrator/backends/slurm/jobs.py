@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING
 
 from orchestrator.backends.base import Backend, Rendered, Submitted
 from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
+from orchestrator.backends.slurm.log_tail import tail_files
 from orchestrator.backends.slurm.stop_causes import attempt_causes, describe
 from orchestrator.backends.tool_output import failure_text
-from orchestrator.jobs.stream import tail_files
 from orchestrator.process import Completed
 
 if TYPE_CHECKING:
     from orchestrator.spec.load import Spec
+from orchestrator.spec.launch_schema import duration_seconds
 from trainer.contract.errors import UserError
-from trainer.contract.launch import duration_seconds
 
 # id, state, time used, node count, nodelist or (reason), restarts (requeues), when it was
 # preempted: -O because -o has neither of the last two; a ":|" suffix makes the columns

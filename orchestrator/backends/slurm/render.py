@@ -16,17 +16,16 @@ from orchestrator.backends.render_common import (
     job_header,
     profile_for,
     size_gb,
-    slurm_time,
-    slurm_time_seconds,
 )
 from orchestrator.backends.slurm import storage
+from orchestrator.backends.slurm.time_format import slurm_time, slurm_time_seconds
 from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan
+from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from orchestrator.templating import render_template, sh
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
-from trainer.contract.launch import duration_seconds
 
 NAME = "slurm"
 

@@ -1,16 +1,25 @@
-"""The `launch:` section of the spec: where and how the job runs."""
+"""The `launch:` section of the spec: where and how the job runs (read by the orchestrator
+only; the trainer gets what it needs as variables from `ft node`).
+
+What every backend shares is here; each backend's own block (`launch.<backend>:`) is the
+options model its package declares (`Backend.options`), added under its name by
+`launch_model()` from the registry, so this module names no backend.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from trainer.contract.liveness import Timeouts
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# dstack is the strictest of the three about run names; one rule keeps every backend happy.
+# The strictest run-name rule among the backends (a DNS label of at most 40 characters);
+# one rule keeps every backend happy.
 JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 DURATION = re.compile(r"^\d+[smhdw]$")
 SIZE = re.compile(r"^\d+(\.\d+)?\s*(MB|GB|TB)$")
@@ -26,7 +35,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _no_newline(value: str | None) -> str | None:
+class BackendOptions(_Strict):
+    """Base of a backend's own `launch.<backend>:` block (unknown keys refused, like every
+    other block); the backend package declares its subclass as `Backend.options`."""
+
+
+def single_line(value: str | None) -> str | None:
+    """A field validator: values that land on one line of a rendered file."""
     if value is not None and ("\n" in value or "\r" in value or "\0" in value):
         raise ValueError("must be a single line")
     return value
@@ -40,17 +55,18 @@ def _duration_value(value: str | None) -> str | None:
 
 class Volume(_Strict):
     """Storage mounted into every node: a backend-managed network volume (`name`), or a
-    `source` (an instance path, or an object-store URL for SkyPilot). A multi-node job's
-    `output_dir` must lie under the `path` of one every node shares (README, "Checkpoint
-    storage")."""
+    `source` (an instance path, or an object-store URL where the backend mounts buckets). A
+    multi-node job's `output_dir` must lie under the `path` of one every node shares
+    (README, "Checkpoint storage")."""
 
     path: str = Field(description="Mount point inside the container, e.g. /checkpoints.")
-    name: str | None = Field(None, description="Network volume name (dstack / SkyPilot "
-                             "Kubernetes or RunPod / Modal Volume).")
-    source: str | None = Field(None, description="Host path (dstack instance volume) or a "
-                               "bucket URL for SkyPilot (s3://, gs://, r2://, ...).")
+    name: str | None = Field(None, description="Network volume name (a volume the backend "
+                             "manages: a cloud, Kubernetes or serverless volume).")
+    source: str | None = Field(None, description="Host path (an instance volume) or a bucket "
+                               "URL (s3://, gs://, r2://, ...) where the backend mounts "
+                               "buckets.")
     mode: Literal["mount", "mount_cached", "copy"] | None = Field(
-        None, description="SkyPilot bucket mount mode (default: mount_cached for the bucket "
+        None, description="Bucket mount mode (default: mount_cached for the bucket "
         "that holds output_dir, else mount); refused on backends without one.")
     backends: list[str] = Field(default_factory=list, description="Mount only on these "
                                 "backends (default: all), so one spec can name each "
@@ -64,81 +80,19 @@ class Volume(_Strict):
             raise ValueError("`path` must be absolute, e.g. /checkpoints")
         return self
 
-    _line = field_validator("path", "name", "source")(_no_newline)
+    _line = field_validator("path", "name", "source")(single_line)
 
 
 class Retry(_Strict):
     """What happens when a node is preempted or the job fails."""
 
     on_preemption: bool = Field(True, description="Requeue / resubmit after a spot "
-                                "interruption or Slurm preemption.")
+                                "interruption or a scheduler's preemption.")
     on_error: bool = Field(False, description="Also restart after a training failure.")
     max_restarts: int = Field(3, ge=0, description="Restarts before giving up.")
     duration: str | None = Field(None, description="Keep retrying for this long, e.g. 1d.")
 
     _duration = field_validator("duration")(_duration_value)
-
-
-# Values that land on `#SBATCH --key=value` lines: sbatch splits those lines itself, so they
-# may not contain spaces or quotes (real partition/account/QOS names never do).
-SBATCH_VALUE = re.compile(r"^[A-Za-z0-9_.,:&|!*@+=/\[\]-]+$")
-
-
-def _sbatch_value(value: str | None) -> str | None:
-    if value is not None and not SBATCH_VALUE.match(value):
-        raise ValueError("may only contain letters, digits and _.,:&|!*@+=/[]-")
-    return value
-
-
-class SlurmOptions(_Strict):
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    time: str | None = Field(None, description="Slurm time limit, e.g. 2-00:00:00 "
-                             "(default: from launch.max_duration).")
-    constraint: str | None = None
-    reservation: str | None = None
-    exclusive: bool = Field(True, description="Whole nodes only (GPU jobs want this).")
-    cpus_per_task: int | None = Field(None, ge=1)
-    mem: str | None = Field(None, description="Memory per node, e.g. 0 (all) or 500G.")
-    extra_sbatch: list[str] = Field(default_factory=list, description="Extra `#SBATCH` "
-                                    "options, e.g. ['--mail-type=END'].")
-    setup: list[str] = Field(default_factory=list, description="Shell lines run before ft "
-                             "node, e.g. 'module load cuda/12.4' (written verbatim).")
-    workdir: str | None = Field(None, description="Shared-filesystem directory the job runs "
-                                "in (default: where sbatch is called).")
-    container_image: str | None = Field(None, description="Run via pyxis/enroot "
-                                        "(`srun --container-image`).")
-
-    _sbatch = field_validator("partition", "account", "qos", "time", "constraint",
-                              "reservation", "mem")(_sbatch_value)
-    _line = field_validator("workdir", "container_image")(_no_newline)
-
-    @field_validator("extra_sbatch", "setup")
-    @classmethod
-    def _lines(cls, values: list[str]) -> list[str]:
-        for value in values:
-            _no_newline(value)
-        return values
-
-
-class SkyPilotOptions(_Strict):
-    cloud: str | None = None
-    region: str | None = None
-    zone: str | None = None
-    instance_type: str | None = None
-    managed: bool = Field(False, description="Use a managed job (`sky jobs launch`): "
-                          "auto-recovery from preemption.")
-    network_tier: Literal["standard", "best"] | None = Field(
-        None, description="`best` asks for the cloud's RDMA fabric (InfiniBand / EFA / GPUDirect).")
-    labels: dict[str, str] = Field(default_factory=dict)
-
-
-class DstackOptions(_Strict):
-    fleets: list[str] = Field(default_factory=list, description="Fleets to run on.")
-    backends: list[str] = Field(default_factory=list, description="e.g. [aws, gcp, runpod].")
-    regions: list[str] = Field(default_factory=list)
-    reservation: str | None = None
 
 
 class Install(_Strict):
@@ -147,12 +101,12 @@ class Install(_Strict):
     method: Literal["wheel", "image", "pip"] = Field(
         "wheel", description="wheel: `ft launch` ships the wheel of the ft that rendered the "
         "job and each node installs it once (offline; dependencies from the image); image: "
-        "the image (or the Slurm environment) already has ft; pip: install `package` from an "
+        "the image (or the cluster's environment) already has ft; pip: install `package` from an "
         "index.")
     package: str | None = Field(None, description="pip requirement (default: "
                                 "ft-finetune[train]==<version>; the nodes need the [train] extra).")
 
-    _line = field_validator("package")(_no_newline)
+    _line = field_validator("package")(single_line)
 
 
 class LaunchSpec(_Strict):
@@ -181,8 +135,8 @@ class LaunchSpec(_Strict):
     retry: Retry = Field(default_factory=Retry)
     stop_grace: str = Field("5m", description="After a stop signal (preemption, time limit, "
                             "ft cancel), how long every rank may take to save a complete "
-                            "checkpoint before it is killed. Slurm sends its warning this long "
-                            "plus a minute before the time limit.")
+                            "checkpoint before it is killed. A backend with a time limit sends its "
+                            "warning this long plus a minute before it.")
     timeouts: Timeouts = Field(default_factory=Timeouts, description="Collective and peer "
                                "timeouts: a job that makes no progress ends, naming the node.")
     master_port: int = Field(29500, ge=1024, le=65534, description="Rendezvous port; the "
@@ -191,16 +145,13 @@ class LaunchSpec(_Strict):
                             "node (all-reduce bus bandwidth per node pair, checked against "
                             "the cluster profile); a failing fabric stops the job in seconds.")
     launcher: Literal["torchrun", "accelerate"] = "torchrun"
-    slurm: SlurmOptions = Field(default_factory=SlurmOptions)
-    skypilot: SkyPilotOptions = Field(default_factory=SkyPilotOptions)
-    dstack: DstackOptions = Field(default_factory=DstackOptions)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not JOB_NAME.match(value):
             raise ValueError("use 1-40 lowercase letters, digits and dashes, starting with a "
-                             "letter (dstack, SkyPilot and Slurm all accept that)")
+                             "letter (every backend accepts that)")
         return value
 
     @field_validator("env")
@@ -228,7 +179,7 @@ class LaunchSpec(_Strict):
             raise ValueError("use a size like 200GB (units MB, GB, TB)")
         return value
 
-    _line = field_validator("gpu", "image")(_no_newline)
+    _line = field_validator("gpu", "image")(single_line)
 
 
 def _bool_env(value: str | int | float | bool) -> str:
@@ -236,3 +187,21 @@ def _bool_env(value: str | int | float | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def launch_model(blocks: Mapping[str, type[BackendOptions]] | None = None) -> type[LaunchSpec]:
+    """LaunchSpec plus one `launch.<backend>:` block per backend that declares options
+    (default: those of the registry), each defaulting to its model's defaults."""
+    if blocks is None:
+        from orchestrator.backends import options_models
+
+        blocks = options_models()
+    return _composed(tuple(blocks.items()))
+
+
+@functools.cache
+def _composed(blocks: tuple[tuple[str, type[BackendOptions]], ...]) -> type[LaunchSpec]:
+    fields: dict[str, Any] = {name: (model, Field(default_factory=model))
+                              for name, model in blocks}
+    return create_model("LaunchSpec", __base__=LaunchSpec, __module__=__name__,
+                        __doc__=LaunchSpec.__doc__, **fields)

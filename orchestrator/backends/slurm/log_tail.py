@@ -1,7 +1,7 @@
 """Following log files on a shared filesystem as they grow (Slurm's --output/--error).
 
-Streamed commands (`sky logs`, `dstack attach --logs`) go through the process seam:
-`orchestrator.process.stream_cmd`.
+Backends whose own tool streams the log go through the process seam instead
+(`orchestrator.process.stream_cmd`).
 """
 
 from __future__ import annotations
