@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from orchestrator.backend_registry import declared_in_options
 from orchestrator.package_data import data_dir
 from trainer.contract.errors import UserError
 
@@ -32,7 +33,7 @@ Fabric = Literal["infiniband", "roce", "efa", "tcp", "auto"]
 
 class ClusterProfile(BaseModel):
     """What every backend reads from a profile; a backend adds keys of its own
-    (Backend.profile_options, composed by profile_model)."""
+    (PROFILE_OPTIONS in its options.py, composed by profile_model)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -51,9 +52,7 @@ class ClusterProfile(BaseModel):
 
 def profile_model() -> type[ClusterProfile]:
     """ClusterProfile plus every backend's own profile keys (from the registry)."""
-    from orchestrator.backends import profile_options
-
-    return _composed(tuple(profile_options()))
+    return _composed(tuple(declared_in_options("PROFILE_OPTIONS").values()))
 
 
 @functools.cache

@@ -99,7 +99,7 @@ def _ft_with_toy_backend(tmp_path: Path) -> Path:
     assert {path.split("/")[0] for path in added} == {"orchestrator", "templates"}
     assert all(path.startswith("orchestrator/backends/toyq/") for path in added
                if path != f"templates/{TOY_TEMPLATE}")
-    registry = copy / "orchestrator" / "backends" / "__init__.py"
+    registry = copy / "orchestrator" / "backend_registry.py"
     before = registry.read_text()
     anchor = '    "slurm": "orchestrator.backends.slurm",\n'
     line = '    "toyq": "orchestrator.backends.toyq",'

@@ -68,7 +68,8 @@ def test_orchestrator_imports_no_torch_and_only_the_contract_at_module_level(pat
 # plus one registry line. The same order is written out in orchestrator/__init__.py.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("orchestrator",),  # the package root: __version__ and DISTRIBUTION only
-    ("process", "package_data", "output_files", "train_stack", "status_text"),
+    ("process", "package_data", "output_files", "train_stack", "status_text",
+     "backend_registry"),  # backend_registry: names and packages, plain data
     ("clusters", "templating"),  # read package_data
     ("spec",),
     ("shipping",),

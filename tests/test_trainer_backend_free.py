@@ -25,9 +25,6 @@ TRAINER = REPO / "trainer"
 # tool each one submits with (sbatch, sky, ...).
 NAMES = frozenset({name for name in backends.names() if name != "local"} |
                   {backends.get(name).tool.program for name in backends.render_names()})
-# The orchestrator-only launch schema still sits in the trainer's contract until it moves
-# into the orchestrator (issue 23, item 2). Remove it from here when it has.
-NOT_YET_MOVED = frozenset({"trainer/contract/launch.py"})
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
 
@@ -71,9 +68,8 @@ def _comments(source: str) -> list[tuple[int, str]]:
 
 
 def _trainer_files() -> list[Path]:
-    files = sorted(path for path in TRAINER.rglob("*") if path.is_file()
-                   and "__pycache__" not in path.parts)
-    return [path for path in files if path.relative_to(REPO).as_posix() not in NOT_YET_MOVED]
+    return sorted(path for path in TRAINER.rglob("*") if path.is_file()
+                  and "__pycache__" not in path.parts)
 
 
 def test_the_matcher_finds_backend_names_as_words_only():
@@ -99,9 +95,3 @@ def test_no_trainer_module_names_a_backend_in_code_or_comments():
                           for found in backends_named(part)]
     assert not named, ("the trainer names a backend; let `ft node` export what it needs "
                        "as an FT_* variable instead:\n" + "\n".join(named))
-
-
-def test_the_modules_not_yet_moved_are_still_there():
-    """An exception with nothing to excuse is dead: drop it once the module has moved."""
-    for relative in NOT_YET_MOVED:
-        assert (REPO / relative).is_file(), f"{relative} has moved: remove it from NOT_YET_MOVED"

@@ -1,9 +1,9 @@
-"""The one registry of backends: name -> the module that defines it.
+"""The registry's API: each backend (`get`), the lists ft shows, detection on a node.
 
-Every list of backends ft shows (CLI choices, `ft node` detection, emulation) comes from
-here. Order matters for detection: the most specific first (`ft launch --backend local`
-inside a Slurm allocation also sees SLURM_JOB_ID, but its own variables win). Nothing outside
-this module and each backend's own package names a backend (tests/test_backend_names.py).
+The names and packages themselves are orchestrator/backend_registry.py (one line per
+backend). Every list of backends ft shows (CLI choices, `ft node` detection, emulation) comes
+from here. Nothing outside the two registry modules and each backend's own package names a
+backend (tests/test_backend_names.py).
 Modules are imported on first use, so `ft --help` does not load every backend's code.
 """
 
@@ -13,20 +13,10 @@ import importlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from orchestrator.backend_registry import REGISTRY
+
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from orchestrator.backends.base import Backend
-    from orchestrator.spec.launch_schema import BackendOptions
-
-REGISTRY: dict[str, str] = {
-    "local": "orchestrator.backends.local",
-    "dstack": "orchestrator.backends.dstack",
-    "skypilot": "orchestrator.backends.skypilot",
-    "slurm": "orchestrator.backends.slurm",
-    "modal": "orchestrator.backends.modal",
-}
-
 
 # Whose node variables emulated nodes get unless `--emulate` says (a backend whose nodes
 # share the submit directory, like most clusters'); the backend `--help` examples name it.
@@ -64,15 +54,6 @@ def check_stages(backend: Backend, stages: Sequence[str]) -> None:
             raise
         able = [name for name in REGISTRY if get(name).stages]
         raise UserError(f"{refused} ({', '.join(able) or 'none'})") from None
-def options_models() -> dict[str, type[BackendOptions]]:
-    """Each backend's own `launch.<name>:` block, where it declares one (Backend.options)."""
-    return {name: get(name).options for name in REGISTRY if get(name).options is not None}
-
-
-def profile_options() -> list[type[BaseModel]]:
-    """Each backend's own cluster-profile keys, where it declares some (Backend.profile_options)."""
-    return [get(name).profile_options for name in REGISTRY
-            if get(name).profile_options is not None]
 
 
 def detect(environ: Mapping[str, str]) -> str | None:

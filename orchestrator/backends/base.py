@@ -29,12 +29,10 @@ from orchestrator.process import Completed, run_cmd
 from trainer.contract.errors import Problem, UserError
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
 
     from orchestrator.backends.job_model import JobRecord, JobStatus
     from orchestrator.shipping.bundle import IgnoreFile
     from orchestrator.shipping.layout import ShipPlan
-    from orchestrator.spec.launch_schema import BackendOptions
     from orchestrator.spec.load import Spec
 
 
@@ -114,15 +112,12 @@ class Backend:
     mounts: ClassVar[frozenset[str]] = frozenset()
     stages: ClassVar[tuple[str, ...]] = ()  # of STAGES, what `ft launch --stage` may pick
     env_prefixes: ClassVar[tuple[str, ...]] = ()  # every variable it sets starts so
-    # Its own `launch.<name>:` block in the spec (None: it has none); the spec's launch
-    # schema adds it under the backend's name (orchestrator.spec.launch_schema.launch_model).
-    options: ClassVar[type[BackendOptions] | None] = None
+    # Its own `launch.<name>:` block in the spec and keys in a cluster profile are not
+    # attributes: the spec layer reads them from the package's options.py (LAUNCH_OPTIONS,
+    # PROFILE_OPTIONS; orchestrator.backend_registry.declared_in_options) without loading this.
     # The file its tool reads to skip files when it uploads the bundle; ft writes one that
     # keeps everything (None: its tool reads none, or it ships no bundle).
     ignore_file: ClassVar[IgnoreFile | None] = None
-    # Keys of its own in a cluster profile (clusters/*.yaml), each named after it (None: none);
-    # orchestrator.clusters.profile_model adds them to ClusterProfile.
-    profile_options: ClassVar[type[BaseModel] | None] = None
     # Whether its nodes see the submit directory as one shared filesystem (an HPC
     # cluster's home/project storage), not each a copy of it; isolated emulated nodes
     # share it only then (orchestrator.backends.local.isolation).
@@ -284,6 +279,7 @@ def parse_int(backend: str, variable: str, raw: str, minimum: int) -> int:
 
 
 def optional_count(environ: Mapping[str, str], backend: str, variable: str) -> int:
-    """0 when unset or empty: GPU counts are optional (e.g. Slurm without --gpus)."""
+    """0 when unset or empty: GPU counts are optional (a job that asked for no GPUs may
+    leave it unset)."""
     raw = environ.get(variable, "").strip()
     return parse_int(backend, variable, raw, minimum=0) if raw else 0

@@ -5,8 +5,8 @@ one process's ranks.
 
 The table in docs/backends.md ("How a job starts on each node") is the contract; each backend's
 `node_vars` is its row of that table in code, and its `master_addr` / `gpus_per_node`
-hooks hold what is special about it (Slurm's node list, SkyPilot's IP list, dstack's total
-GPU count). This module only reads and checks the numbers.
+hooks hold what is special about it (a compressed node list, a list of IPs, a total GPU
+count instead of one per node). This module only reads and checks the numbers.
 """
 
 from __future__ import annotations

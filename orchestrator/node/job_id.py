@@ -2,12 +2,12 @@
 
 Each backend names the variable that survives its job's restarts and requeues
 (`node_vars.job_id`); the trainer reads only FT_JOB_ID, so it names no backend. The value
-keeps the variable's name (`SLURM_JOB_ID=4242`): ids of two schedulers never compare equal,
+keeps the variable's name (`<VARIABLE>=4242`): ids of two schedulers never compare equal,
 and a lease's holder reads as the job a user can look up.
 
 `ft node` exports it before starting the launcher. `ft train` under a launcher of the user's
-own (their `srun torchrun ...`) fills it the same way from whichever backend's variables it
-finds, so such a job keeps its identity; with no scheduler at all there is none, and the
+own (their scheduler's step running `torchrun ... ft train`) fills it the same way from
+whichever backend's variables it finds, so such a job keeps its identity; with no scheduler at all there is none, and the
 trainer names the run by its output_dir alone.
 """
 

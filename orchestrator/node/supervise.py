@@ -112,9 +112,9 @@ class Supervisor:
 
     def _settle(self) -> None:
         """The outcome is decided. A late stop signal must not turn it into a death by
-        signal: on Slurm, when another node exits 75 first, srun's --kill-on-bad-exit sends
-        this node SIGTERM while it is about to exit 75 too, and a default handler here would
-        make the step end 143 (a crash)."""
+        signal: when another node exits 75 first, a scheduler that ends the whole step on one
+        node's bad exit sends this node SIGTERM while it is about to exit 75 too, and a
+        default handler here would make the step end 143 (a crash)."""
         for sig in SUPERVISED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         self._previous.clear()

@@ -2,7 +2,7 @@
 only; the trainer gets what it needs as variables from `ft node`).
 
 What every backend shares is here; each backend's own block (`launch.<backend>:`) is the
-options model its package declares (`Backend.options`), added under its name by
+options model its package declares (LAUNCH_OPTIONS in its options.py), added under its name by
 `launch_model()` from the registry, so this module names no backend.
 """
 
@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from orchestrator.backend_registry import declared_in_options
 from trainer.contract.liveness import Timeouts
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -37,7 +38,7 @@ class _Strict(BaseModel):
 
 class BackendOptions(_Strict):
     """Base of a backend's own `launch.<backend>:` block (unknown keys refused, like every
-    other block); the backend package declares its subclass as `Backend.options`."""
+    other block); the backend package declares its subclass as LAUNCH_OPTIONS in its options.py."""
 
 
 def single_line(value: str | None) -> str | None:
@@ -193,9 +194,7 @@ def launch_model(blocks: Mapping[str, type[BackendOptions]] | None = None) -> ty
     """LaunchSpec plus one `launch.<backend>:` block per backend that declares options
     (default: those of the registry), each defaulting to its model's defaults."""
     if blocks is None:
-        from orchestrator.backends import options_models
-
-        blocks = options_models()
+        blocks = declared_in_options("LAUNCH_OPTIONS")
     return _composed(tuple(blocks.items()))
 
 

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.dstack.jobs import DstackJobs
-from orchestrator.backends.dstack.options import DstackOptions, DstackProfile
 from orchestrator.backends.storage import HOST_PATH, NAMED
 from orchestrator.shipping.bundle import KEEP_EVERYTHING, IgnoreFile
 from trainer.contract.errors import UserError
@@ -25,8 +24,6 @@ class DstackBackend(DstackJobs):
                          where="a dstack task", detect=("DSTACK_NODE_RANK", "DSTACK_RUN_NAME"))
     tool = SubmitTool("dstack", "pip install dstack, then `dstack server` or `dstack config`")
     env_prefixes = ("DSTACK_",)
-    options = DstackOptions
-    profile_options = DstackProfile
     mounts = frozenset({NAMED, HOST_PATH})
     # dstack archives `files:` minus .gitignore matches, parents' included, unless a
     # .dstackignore re-includes them.

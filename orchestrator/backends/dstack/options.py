@@ -1,5 +1,5 @@
-"""`launch.dstack:`, the spec's dstack block (DstackBackend.options), and dstack's own key
-in a cluster profile (DstackBackend.profile_options)."""
+"""`launch.dstack:`, the spec's dstack block (LAUNCH_OPTIONS), and dstack's own key
+in a cluster profile (PROFILE_OPTIONS)."""
 
 from __future__ import annotations
 
@@ -20,3 +20,8 @@ class DstackProfile(BaseModel):
 
     dstack_privileged: bool = Field(False, description="Run the dstack container privileged "
                                     "(some clouds need it to reach RDMA devices).")
+
+
+# What the spec layer composes (orchestrator.backend_registry.declared_in_options).
+LAUNCH_OPTIONS = DstackOptions
+PROFILE_OPTIONS = DstackProfile

@@ -7,7 +7,6 @@ import os
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.skypilot.jobs import SkyPilotJobs
-from orchestrator.backends.skypilot.options import SkyPilotOptions
 from orchestrator.backends.storage import BUCKET, MOUNT_MODES, NAMED
 from orchestrator.shipping.bundle import KEEP_EVERYTHING, IgnoreFile
 
@@ -20,7 +19,6 @@ class SkyPilotBackend(SkyPilotJobs):
                          where="a SkyPilot task", detect=("SKYPILOT_NODE_RANK",))
     tool = SubmitTool("sky", "pip install 'skypilot[aws]' (or your cloud), then `sky check`")
     env_prefixes = ("SKYPILOT_",)
-    options = SkyPilotOptions
     title = "SkyPilot"
     mounts = frozenset({NAMED, BUCKET, MOUNT_MODES})
     # SkyPilot syncs a workdir minus .skyignore, or without one, minus .gitignore.

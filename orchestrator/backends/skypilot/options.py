@@ -1,4 +1,4 @@
-"""`launch.skypilot:`, the spec's SkyPilot block (SkyPilotBackend.options)."""
+"""`launch.skypilot:`, the spec's SkyPilot block (LAUNCH_OPTIONS)."""
 
 from __future__ import annotations
 
@@ -19,3 +19,7 @@ class SkyPilotOptions(BackendOptions):
     network_tier: Literal["standard", "best"] | None = Field(
         None, description="`best` asks for the cloud's RDMA fabric (InfiniBand / EFA / GPUDirect).")
     labels: dict[str, str] = Field(default_factory=dict)
+
+
+# What the spec layer composes (orchestrator.backend_registry.declared_in_options).
+LAUNCH_OPTIONS = SkyPilotOptions

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, SubmitTool
 from orchestrator.backends.slurm.jobs import SlurmJobs
-from orchestrator.backends.slurm.options import SlurmOptions
 
 
 class SlurmBackend(SlurmJobs):
@@ -17,7 +16,6 @@ class SlurmBackend(SlurmJobs):
                          detect=("SLURM_JOB_ID",))
     tool = SubmitTool("sbatch", "run ft on a Slurm login node (sbatch must be on PATH)")
     env_prefixes = ("SLURM_", "SBATCH_")
-    options = SlurmOptions
     title = "Slurm"
     shares_submit_dir = True  # Slurm has no volumes: jobs rely on a shared filesystem
     example = "ft launch spec.yaml --backend slurm --watch"

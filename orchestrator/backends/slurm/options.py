@@ -1,4 +1,4 @@
-"""`launch.slurm:`, the spec's Slurm block (SlurmBackend.options)."""
+"""`launch.slurm:`, the spec's Slurm block (LAUNCH_OPTIONS)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,7 @@ class SlurmOptions(BackendOptions):
         for value in values:
             single_line(value)
         return values
+
+
+# What the spec layer composes (orchestrator.backend_registry.declared_in_options).
+LAUNCH_OPTIONS = SlurmOptions

@@ -11,8 +11,6 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from orchestrator.backends.toyq.options import ToyqOptions
-
 from orchestrator.backends.base import (
     Backend,
     EmulatedHosts,
@@ -35,7 +33,6 @@ class ToyQueue(Backend):
     tool = SubmitTool("toyq-submit", "install toyq")
     env_prefixes = ("TOYQ_",)
     example = "ft launch spec.yaml --backend toyq"
-    options = ToyqOptions
     mounts = frozenset({NAMED})
 
     def storage_problems(self, spec):

@@ -1,4 +1,4 @@
-"""`launch.toyq:`, the spec's toyq block (ToyQueue.options)."""
+"""`launch.toyq:`, the spec's toyq block (LAUNCH_OPTIONS)."""
 
 from __future__ import annotations
 
@@ -12,3 +12,7 @@ class ToyqOptions(BackendOptions):
     priority: int | None = Field(None, ge=0, le=9, description="0 (lowest) to 9.")
 
     _line = field_validator("queue")(single_line)
+
+
+# What the spec layer composes (orchestrator.backend_registry.declared_in_options).
+LAUNCH_OPTIONS = ToyqOptions
