@@ -7,8 +7,8 @@ and a lease's holder reads as the job a user can look up.
 
 `ft node` exports it before starting the launcher. `ft train` under a launcher of the user's
 own (their scheduler's step running `torchrun ... ft train`) fills it the same way from
-whichever backend's variables it finds, so such a job keeps its identity; with no scheduler at all there is none, and the
-trainer names the run by its output_dir alone.
+whichever backend's variables it finds, so such a job keeps its identity; with no scheduler
+at all there is none, and the trainer names the run by its output_dir alone.
 """
 
 from __future__ import annotations
