@@ -16,13 +16,13 @@ from orchestrator.backends.render_common import (
 )
 from orchestrator.backends.storage import (
     emulated_output_problems,
-    located,
     mode_problems,
     output_holder,
     selector_problems,
     volumes_on,
 )
 from orchestrator.spec.load import Spec
+from orchestrator.spec.problem_lines import located
 from orchestrator.templating import render_template
 from trainer.contract.errors import Problem, SpecError
 
