@@ -25,6 +25,7 @@ from trainer.contract.training import TrainingConfig
 from trainer.fsdp import ShardingPlan, settle_replication
 from trainer.kernels import apply_kernels, installed, lora_kernel_groups, plan_kernels
 from trainer.lora_fused import GROUPS, fuse_lora
+from trainer.lora_mlp import lean_mlp
 from trainer.model_source import (
     load_config,
     model_class,
@@ -178,6 +179,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
     if groups:
         fuse_lora(model, groups)
+    if "lora_mlp_kernel" in groups:
+        lean_mlp(model, liger_swiglu=kernels.liger.get("liger_glu_activation", False))
     fused_norm = kernels.liger.get("liger_rms_norm", False)
     lean_lora = len(groups) == len(GROUPS)
     if sharding is not None and sharding.replicate_frozen is None:  # `auto`: estimate it
