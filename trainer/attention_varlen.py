@@ -55,11 +55,10 @@ def _varlen_params() -> frozenset[str]:
 def register() -> None:
     """Make `attn_implementation: ft_varlen` known to transformers (idempotent)."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.masking_utils import AttentionMaskInterface
 
     AttentionInterface.register(NAME, varlen_attention_forward)
-    if NAME not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
-        AttentionMaskInterface.register(NAME, _padding_mask_only)
+    AttentionMaskInterface.register(NAME, _padding_mask_only)
 
 
 def _padding_mask_only(*args: Any, **kwargs: Any) -> Any:
