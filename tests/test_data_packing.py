@@ -15,6 +15,7 @@ from tests import fixtures_tiny
 from tests.fixtures_tiny import make_cfg
 from trainer.data.collate import make_collator
 from trainer.data.packing import pack_rows, packing_efficiency, plan_bins
+from trainer.kernels import attention_varlen
 
 # The tiny model fixtures (tests/conftest.py may import them as well).
 tiny_model_dir = fixtures_tiny.tiny_model_dir
@@ -99,6 +100,24 @@ def test_collator_flattens_packed_rows_for_flash_or_unknown_kernel(
     assert batch["labels"].tolist() == [[-100, 10, 11, -100, 20, 21, 22, -100, 30, 31, 32]]
 
 
+def test_collator_sends_sample_offsets_for_varlen_attention(tiny_tokenizer, tiny_model_dir):
+    """ft_varlen gets each sample's start in the flattened [batch, seq] layout (the padding
+    is a segment of its own) and the longest one as an int: nothing to read back from the
+    GPU in the attention."""
+    batch = make_collator(_packed_cfg(tiny_model_dir, "sdpa"), tiny_tokenizer,
+                          attn_implementation="ft_varlen")(_rows())
+    assert batch["input_ids"].shape == (2, 7)  # rows stay rows
+    assert batch["cu_seq_lens_q"].dtype == torch.int32
+    assert batch["cu_seq_lens_q"].tolist() == [0, 3, 7, 11, 14]
+    assert batch["cu_seq_lens_k"] is batch["cu_seq_lens_q"]
+    assert batch["max_length_q"] == batch["max_length_k"] == 4
+    assert isinstance(batch["max_length_q"], int)
+    # every label, position and token is as without the offsets
+    plain = make_collator(_packed_cfg(tiny_model_dir, "sdpa"), tiny_tokenizer)(_rows())
+    for key in plain:
+        assert torch.equal(batch[key], plain[key])
+
+
 def test_collator_masks_a_sample_start_label_even_if_the_row_did_not(
         tiny_tokenizer, tiny_model_dir):
     rows = [{"input_ids": [5, 6, 7, 8], "labels": [5, 6, 7, 8], "position_ids": [0, 1, 0, 1]}]
@@ -170,6 +189,8 @@ def _assert_no_leak(model: Any, batch: dict[str, torch.Tensor], samples: list[li
 
 ATTN_CASES = [
     pytest.param("sdpa", id="sdpa"),
+    # on the CPU its sdpa fallback with the block-diagonal mask from the position ids
+    pytest.param("ft_varlen", id="ft_varlen"),
     pytest.param("eager", id="eager"),
     pytest.param("flex_attention", id="flex_attention", marks=[
         pytest.mark.slow,
@@ -188,12 +209,15 @@ def test_packed_logits_equal_each_sample_alone(tiny_model_dir, tiny_tokenizer, a
         # A second compile with new shapes goes dynamic, which fails in inductor's CPU C++
         # codegen here; a fresh compile per layout works.
         torch._dynamo.reset()
+    if attn == "ft_varlen":
+        attention_varlen.register()
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attn)
     model.eval()
     samples, packed = _leak_setup(tiny_tokenizer)
     rows = _as_rows(packed)
     layout = "flash_attention_2" if flat else attn
-    batch = make_collator(_packed_cfg(tiny_model_dir, attn), tiny_tokenizer,
+    spec_attn = "sdpa" if attn == "ft_varlen" else attn
+    batch = make_collator(_packed_cfg(tiny_model_dir, spec_attn), tiny_tokenizer,
                           attn_implementation=layout)(rows)
     assert ("attention_mask" not in batch) and (batch["input_ids"].shape[0] == 1) == flat
     _assert_no_leak(model, batch, samples, packed, flat)

@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.spec.load import parse_spec
+from tests import fixtures_tiny
 from trainer.contract.errors import SpecError, UserError
 from trainer.contract.training import CCE_PLUGIN, LIGER_KEYS, LIGER_PLUGIN
 from trainer.distributed.gpu_choice import one_gpu_env
@@ -34,6 +35,8 @@ datasets:
 LLAMA_8B = Shape(layers=32, hidden=4096, intermediate=14336, vocab=128256)
 H100 = int(79.1 * GIB)
 LORA_8B_STATIC = int(15.7 * GIB)  # bf16 weights + fp32 LoRA params, grads and Adam state
+
+tiny_model_dir = fixtures_tiny.tiny_model_dir
 
 
 def _training(extra: str):
@@ -262,3 +265,52 @@ def test_the_lean_lora_forward_leaves_room_for_more_kept_layers():
     args = dict(static_bytes=LORA_8B_STATIC, tokens=8 * 2048, quantized=False, fused_loss=True)
     assert layers_to_checkpoint(LLAMA_8B, Estimate(lean_lora=True, **args), H100) < \
         layers_to_checkpoint(LLAMA_8B, Estimate(**args), H100)
+
+
+def test_lean_lora_mlp_is_the_same_function_and_keeps_no_product(tiny_model_dir):
+    """The SwiGLU MLP with LoRA on its three projections: same loss and adapter gradients,
+    and backward keeps gate and up only, not silu(gate) * up as well
+    (trainer/kernels/lora_mlp.py)."""
+    import torch
+    from peft import get_peft_model
+    from trainer.lora_fused import fuse_lora
+    from transformers import AutoModelForCausalLM
+
+    from trainer.kernels.lora_mlp import lean_mlp
+    from trainer.models.load import lora_config
+
+    cfg = _training("adapter: lora\nlora_target_linear: true\nlora_r: 4\n")
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           lora_config(cfg))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)
+    width = model.config.intermediate_size
+    ids = torch.randint(3, model.config.vocab_size, (2, 9))
+
+    def run():
+        kept = []
+
+        def pack(t):
+            kept.append(t.numel() == ids.numel() * width)  # [tokens x intermediate]
+            return t
+
+        model.zero_grad()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads, sum(kept)
+
+    fuse_lora(model, ("lora_qkv_kernel", "lora_o_kernel", "lora_mlp_kernel"))
+    loss, grads, kept = run()
+    assert lean_mlp(model, liger_swiglu=False) == model.config.num_hidden_layers
+    lean_loss, lean_grads, lean_kept = run()
+    torch.testing.assert_close(lean_loss, loss)
+    assert lean_grads.keys() == grads.keys() and len(grads) > 0
+    for name, grad in grads.items():
+        torch.testing.assert_close(lean_grads[name], grad, msg=name)
+    layers = model.config.num_hidden_layers
+    # gate and up per layer, where the plain MLP also kept silu(gate) and the product
+    assert lean_kept == 2 * layers < kept

@@ -16,7 +16,9 @@ from transformers import PreTrainedTokenizerBase, set_seed
 
 from trainer.contract.training import TrainingConfig
 from trainer.distributed.fsdp import ShardingPlan, settle_replication
+from trainer.kernels import attention_varlen
 from trainer.kernels.lora_fused import GROUPS, fuse_lora
+from trainer.kernels.lora_mlp import lean_mlp
 from trainer.kernels.plan import apply_kernels, installed, lora_kernel_groups, plan_kernels
 from trainer.models.activation_memory import (
     full_checkpointing,
@@ -62,17 +64,24 @@ def choose_precision(cfg: TrainingConfig) -> Precision:
     return Precision(dtype, bf16, fp16, tf32)
 
 
-def choose_attention(cfg: TrainingConfig) -> str:
+def choose_attention(cfg: TrainingConfig, dtype: torch.dtype | None = None) -> str:
     """The spec's choice, or the best kernel installed; flash-attn is optional.
 
-    Without flash-attn, packed rows on a GPU go to flex_attention: sdpa with the
-    block-diagonal mask packing needs leaves its flash path (measured on an H200, 8B LoRA,
-    packed: sdpa 7,150 tokens/s, flex 7,709; bench/results/README.md). flex cannot train on
+    Packed rows in bf16/fp16 on a GPU, asking for sdpa or nothing (or flash-attn where it is
+    not installed), go to `ft_varlen`: PyTorch's own flash kernel over each sample
+    (trainer/kernels/attention_varlen.py) instead of sdpa's block-diagonal mask, which leaves sdpa's
+    flash path (measured on an H200, 8B LoRA, packed: sdpa 7,150 tokens/s, flex 7,709;
+    bench/results/README.md). Without it (older torch), flex_attention. flex cannot train on
     the CPU, so the CPU keeps sdpa.
     """
     wanted = cfg.requested_attention
     if wanted == "flash_attention_2" and _flash_attn_usable():
         return wanted
+    if wanted in (None, "sdpa", "flash_attention_2") and cfg.sample_packing and \
+            dtype in (torch.bfloat16, torch.float16) and attention_varlen.available():
+        attention_varlen.register()
+        log.info("packed rows: %s (PyTorch's flash kernel per sample)", attention_varlen.NAME)
+        return attention_varlen.NAME
     if wanted in (None, "flash_attention_2") and cfg.sample_packing and \
             torch.cuda.is_available() and not _flash_attn_usable():
         if wanted:
@@ -151,7 +160,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         if cfg.base_model_config:
             placement["config"] = load_config(cfg)
         model = model_class(cfg).from_pretrained(
-            cfg.base_model, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
+            cfg.base_model, dtype=precision.dtype,
+            attn_implementation=choose_attention(cfg, precision.dtype),
             quantization_config=quant, **model_kwargs(cfg), **placement)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -169,6 +179,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
     if groups:
         fuse_lora(model, groups)
+    if "lora_mlp_kernel" in groups:
+        lean_mlp(model, liger_swiglu=kernels.liger.get("liger_glu_activation", False))
     fused_norm = kernels.liger.get("liger_rms_norm", False)
     lean_lora = len(groups) == len(GROUPS)
     if sharding is not None and sharding.replicate_frozen is None:  # `auto`: estimate it
@@ -205,7 +217,8 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     build = getattr(cls, "from_config", None) or cls._from_config
     with init_empty_weights(include_buffers=False):
         return build(
-            config, dtype=precision.dtype, attn_implementation=choose_attention(cfg),
+            config, dtype=precision.dtype,
+            attn_implementation=choose_attention(cfg, precision.dtype),
             trust_remote_code=cfg.trust_remote_code)
 
 
