@@ -18,7 +18,7 @@ export PYTHONPATH=/tmp/site
 B=(--shape 8b --steps 20 --warm 5 --rows "$ROWS" --ft-mbs-realistic "$MBS" --min-run-s 60)
 (cd "$PERF" && PYTHONPATH=/tmp/site:$PERF python3 bench/varlen_check.py "$OUT/results.jsonl") \
   2>&1 | tail -3
-(cd "$PERF" && python3 bench/run_bench.py --out "$OUT" --cases "$CASES" --tools ft \
+(cd "$PERF" && python3 bench/run_bench.py --out "$OUT" --cases "$CASES" --tools "${TOOLS:-ft}" \
   "${B[@]}" --budget-s "${FT_BUDGET:-260}" 2>&1 | grep -v '^{')
 if [ -n "$AXV" ]; then
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 300 > "$OUT/ax_mem.txt" &

@@ -37,6 +37,31 @@ CLAIMS = [
     ("DDP LoRA {}x", 2, "2026-11-26-2xh200-call10.jsonl", "lora-fixed-8b", "ft@1x2+ddp", "ft"),
     ("one node of two ({}x)", 2, "2026-11-26-2xh200-call9.jsonl", "lora-fixed-8b", "ft@2x1",
      "ft@1x2"),
+    ("runs at {}x Axolotl's useful tokens/s on packed LoRA rows", 2,
+     "2026-12-07-h100-round3-call4.jsonl", "lora-realistic-8b", "ft", "axolotl+liger"),
+    ("{}x on packed QLoRA rows", 2, "2026-12-07-h100-round3-call5.jsonl", "qlora-realistic-8b",
+     "ft", "axolotl+liger"),
+    ("{}x on full LoRA rows", 2, "2026-12-07-h100-round3-call6.jsonl", "lora-fixed-8b", "ft",
+     "axolotl+liger"),
+    ("{}x on full QLoRA rows", 2, "2026-12-07-h100-round3-call7.jsonl", "qlora-fixed-8b", "ft",
+     "axolotl+liger"),
+    ("{}x ft's previous default on packed LoRA rows", 2, "2026-12-07-h100-round3-call6.jsonl",
+     "lora-realistic-8b", "ft", "ft@main"),
+]
+# (the page's text with {} for the GPU memory in use, GiB, that tool uses beyond the
+# reference's on that case, both in one results file): ft against Axolotl, and main's ft
+# against this tree's (memory saved).
+MEMORY_CLAIMS = [
+    ("packed LoRA rows (+{} GiB", "2026-12-07-h100-round3-call4.jsonl", "lora-realistic-8b",
+     "ft", "axolotl+liger"),
+    ("packed QLoRA rows (+{} GiB", "2026-12-07-h100-round3-call5.jsonl", "qlora-realistic-8b",
+     "ft", "axolotl+liger"),
+    ("full LoRA rows (+{} GiB", "2026-12-07-h100-round3-call6.jsonl", "lora-fixed-8b", "ft",
+     "axolotl+liger"),
+    ("full QLoRA rows (+{} GiB", "2026-12-07-h100-round3-call7.jsonl", "qlora-fixed-8b", "ft",
+     "axolotl+liger"),
+    ("with {} GiB less GPU memory", "2026-12-07-h100-round3-call6.jsonl", "lora-realistic-8b",
+     "ft@main", "ft"),
 ]
 
 
@@ -61,6 +86,22 @@ def test_each_readme_figure_follows_from_a_recorded_run(text, digits, file, case
     ratio = _rate(file, case, tool) / _rate(ref_file or file, case, ref_tool)
     claim = text.format(f"{ratio:.{digits}f}")
     assert claim in _performance_section(), (claim, ratio)
+
+
+def _gpu_gib(file: str, case: str, tool: str) -> float:
+    for line in (RESULTS / file).read_text().splitlines():
+        record = json.loads(line)
+        if record.get("case") == case and record.get("tool") == tool \
+                and record.get("peak_gpu_used_gib"):
+            return record["peak_gpu_used_gib"]
+    raise AssertionError(f"no GPU memory for {case} {tool} in bench/results/{file}")
+
+
+@pytest.mark.parametrize("text, file, case, tool, reference", MEMORY_CLAIMS)
+def test_each_memory_figure_follows_from_a_recorded_run(text, file, case, tool, reference):
+    more = _gpu_gib(file, case, tool) - _gpu_gib(file, case, reference)
+    claim = text.format(f"{more:.1f}")
+    assert claim in _performance_section(), (claim, more)
 
 
 SAVE_RESULTS = "2026-11-26-2xh200-call15-save.jsonl"
