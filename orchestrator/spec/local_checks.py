@@ -12,7 +12,7 @@ relative to the directory ft runs in (as in Axolotl, and as the trainer opens th
   trainer's data loading applies itself);
 - `output_dir` and `dataset_prepared_path` must be writable directories, or creatable;
 - an explicit `resume_from_checkpoint` must hold a checkpoint that loads
-  (`trainer.contract.checkpoint_files`) and, if ft marked it complete, still match its
+  (`orchestrator.spec.checkpoint_files`) and, if ft marked it complete, still match its
   marker (trainer/checkpoint/resume.py, the check resume itself makes).
 
 `ft validate` and `ft render` of a cluster backend check none of these here: the paths are
@@ -27,9 +27,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from orchestrator.spec.checkpoint_files import loadable_problem
 from orchestrator.spec.yaml_source import format_path, line_of, load_yaml_with_lines
 from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY, choice_problem
-from trainer.contract.checkpoint_files import loadable_problem
 from trainer.contract.data_paths import missing_local_dataset
 from trainer.contract.errors import Problem, SpecError
 from trainer.contract.training import TrainingConfig
