@@ -48,6 +48,37 @@ def test_the_contract_is_torch_free(path):
         assert _root(module) != "trainer" or module.startswith("trainer.contract")
 
 
+def _readers(module: str, folder: str, outside: str | None = None) -> list[Path]:
+    """Files under `folder` (not under `outside`) that import `module` or a name from it."""
+    parent, _, leaf = module.rpartition(".")
+    found = []
+    for path in _python_files(folder):
+        if outside and (REPO / outside) in path.parents:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (
+                    node.module == module or (node.module == parent and any(
+                        alias.name == leaf for alias in node.names))):
+                found.append(path)
+                break
+            if isinstance(node, ast.Import) and any(a.name == module for a in node.names):
+                found.append(path)
+                break
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in _python_files("trainer/contract")
+                                  if p.name != "__init__.py"],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_the_contract_holds_only_what_both_sides_read(path):
+    """A contract module that only one side reads belongs to that side."""
+    module = ".".join(path.relative_to(REPO).with_suffix("").parts)
+    assert _readers(module, "orchestrator"), f"no orchestrator module reads {module}"
+    assert _readers(module, "trainer", outside="trainer/contract"), (
+        f"no trainer module (outside the contract) reads {module}")
+
+
 @pytest.mark.parametrize("path", _python_files("orchestrator"),
                          ids=lambda p: str(p.relative_to(REPO)))
 def test_orchestrator_imports_no_torch_and_only_the_contract_at_module_level(path):
