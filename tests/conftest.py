@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.tool_outputs.replay import fake  # noqa: F401
-from tests.fixtures_tiny import tiny_model_dir, tiny_tokenizer  # noqa: F401
+from tests.fixtures_tiny import tiny_lora_run, tiny_model_dir, tiny_tokenizer  # noqa: F401
 from tests.support import run_order, validator_prep
 from tests.support.fixtures import (  # noqa: F401
     dstack_server_python,
