@@ -34,6 +34,11 @@ def pytest_configure(config: pytest.Config) -> None:
     run_order.disable_xdist_reorder(config)
 
 
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under `-p no:xdist`
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    return run_order.auto_workers(config)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if validator_prep.is_xdist_worker(config):  # what the workers collect is the run's order
         run_order.longest_files_first(items)

@@ -1,4 +1,10 @@
-"""Under pytest-xdist (`-n auto --dist loadfile`), the longest test files start first.
+"""Under pytest-xdist (`-n auto --dist loadfile`): one worker more than CPUs, and the
+longest test files start first.
+
+Much of the suite waits rather than computes: a real Slurm's polls and requeues, peer
+timeouts, stop graces (test_slurm_real.py alone: 270 s of wall clock, 57 s of CPU). With one
+worker per CPU, a CPU sat idle through those waits; the extra worker fills it.
+PYTEST_XDIST_AUTO_NUM_WORKERS still sets the number outright.
 
 A file is one unit of work, given to whichever worker asks next, in the order of the
 collected items. xdist's default (`--loadscope-reorder`) sorts the files by their number of
@@ -14,11 +20,38 @@ these, in collection order. Re-measure when a file gains or loses a long test.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 SECONDS = {
-    "test_slurm_real.py": 0,
+    "test_sharded_training.py": 450,
+    "test_slurm_real.py": 270,
+    "test_local_multinode.py": 235,
+    "test_launch_signals.py": 216,
+    "test_train_e2e.py": 138,
+    "test_checkpoint_trust.py": 108,
+    "test_stop_and_resume.py": 81,
+    "test_local_isolation.py": 70,
+    "test_output_lease_runs.py": 69,
+    "test_modal_app.py": 51,
+    "test_peer_watch.py": 49,
+    "test_training_output.py": 43,
+    "test_peer_loss.py": 42,
+    "test_cli.py": 35,
+    "test_data_cache_race.py": 34,
+    "test_init_example.py": 33,
+    "test_resume_guard.py": 29,
 }
+
+
+def auto_workers(config: pytest.Config) -> int | None:
+    """`-n auto`: xdist's count (a worker per CPU) plus one; None leaves it to xdist."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    from xdist.plugin import pytest_xdist_auto_num_workers
+
+    return pytest_xdist_auto_num_workers(config) + 1
 
 
 def disable_xdist_reorder(config: pytest.Config) -> None:
