@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.tool_outputs.replay import fake  # noqa: F401
-from tests.fixtures_tiny import tiny_model_dir, tiny_tokenizer  # noqa: F401
-from tests.support import validator_prep
+from tests.fixtures_tiny import tiny_lora_run, tiny_model_dir, tiny_tokenizer  # noqa: F401
+from tests.support import run_order, validator_prep
 from tests.support.fixtures import (  # noqa: F401
     dstack_server_python,
     dstack_validator,
@@ -23,7 +24,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="Rewrite tests/golden/ from the current renderer output.")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
+    # One OpenMP thread for torch here and in every `ft` the tests start (they inherit it),
+    # as the tiny example's launch.env gives its ranks. torch's default, a thread per core,
+    # made each `ft train` spin against the other xdist worker's threads on a 2-core machine
+    # (measured under load: 32 s of train_runtime for 8 tiny steps, 2 s with one thread).
+    # Before collection, i.e. before any test module imports torch.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    run_order.disable_xdist_reorder(config)
+
+
+@pytest.hookimpl(optionalhook=True)  # xdist's hook: absent under `-p no:xdist`
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    return run_order.auto_workers(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if validator_prep.is_xdist_worker(config):  # what the workers collect is the run's order
+        run_order.longest_files_first(items)
     validator_prep.run_validator_tests_last(items)
 
 

@@ -1,8 +1,9 @@
-"""The tiny offline model + tokenizer, built once per test session (no model hub needed).
+"""The tiny offline model + tokenizer, and one LoRA run of it, built once per test session
+(no model hub needed).
 
-`tests/conftest.py` imports `tiny_model_dir`; test modules may import it too. Every copy builds
-into the same session directory and the build skips when it is already there, so the model is
-trained only once however many modules import the fixture.
+`tests/conftest.py` imports these fixtures. A test module may import `tiny_model_dir` too:
+every copy builds into the same session directory and the build skips when it is already
+there, so the model is built only once however many modules import the fixture.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from trainer.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.getbasetemp() / "tiny-model")
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
+    """The tiny example's LoRA run as `write_tiny_spec` writes it (8 steps, a checkpoint and
+    an eval at 4 and 8, micro batch 4), trained once per session (per xdist worker) for the
+    tests that compare with it or resume from a copy of it: the directory of its spec.yaml,
+    out/ and prepared/. Read it or copy it; never change it."""
+    from tests.cli_runner import run_ft
+    from tests.train_helpers import write_tiny_spec
+
+    root = tmp_path_factory.mktemp("tiny-lora-run")
+    result = run_ft("train", str(write_tiny_spec(root, tiny_model_dir)), cwd=root)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return root
 
 
 @pytest.fixture(scope="session")

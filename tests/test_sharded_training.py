@@ -46,13 +46,10 @@ def fsdp_lora_run(tmp_path_factory, tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def one_process_run(tmp_path_factory, tiny_model_dir):
-    """The reference: the same global batch of 4 in one process, nothing sharded."""
-    tmp = tmp_path_factory.mktemp("one-process")
-    spec = write_tiny_spec(tmp, tiny_model_dir, micro_batch_size=4)
-    result = run_ft("train", str(spec), cwd=tmp)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return tmp / "out"
+def one_process_run(tiny_lora_run):
+    """The reference: the same global batch of 4 in one process (micro batch 4), nothing
+    sharded: the session's tiny LoRA run."""
+    return tiny_lora_run / "out"
 
 
 @pytest.fixture(scope="module")

@@ -449,19 +449,26 @@ def test_a_time_limit_saves_requeues_the_job_and_it_resumes_the_same_curve(
     while _loss_lines(out) < 3:
         assert time.monotonic() < deadline, ws.job_files()
         time.sleep(0.5)
-    limit = ws.cluster.run("scontrol", "update", f"JobId={job_id}",
-                           f"TimeLimit={_run_seconds(ws, job_id) // 60 + 2}")
-    assert limit.returncode == 0, limit.stderr
-    _wait_for(ws, ref, "requeued 1 time", timeout_s=180)
-    # after COMPLETING: held until BeginTime
-    pending = _wait_for(ws, ref, "PENDING", timeout_s=60)
-    assert "requeued 1 time (attempt 1: time limit)" in pending, pending
-    # Slurm holds a requeued job for 120 s (BeginTime); let the clock of this test cluster
-    # move on instead of waiting: what ft does does not depend on that wait. The second
-    # attempt gets its time back, as a resubmitted job would.
-    ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now", "TimeLimit=30")
-    final = _wait_for(ws, ref, "SUCCEEDED", timeout_s=300)
-    assert "requeued 1 time" in final, final
+    # Trained meanwhile: the job's slowed steps and Slurm's 30 s checks leave the CPUs idle.
+    reference = _Reference(ws, steady)
+    try:
+        limit = ws.cluster.run("scontrol", "update", f"JobId={job_id}",
+                               f"TimeLimit={_run_seconds(ws, job_id) // 60 + 2}")
+        assert limit.returncode == 0, limit.stderr
+        _wait_for(ws, ref, "requeued 1 time", timeout_s=180)
+        # after COMPLETING: held until BeginTime
+        pending = _wait_for(ws, ref, "PENDING", timeout_s=60)
+        assert "requeued 1 time (attempt 1: time limit)" in pending, pending
+        # Slurm holds a requeued job for 120 s (BeginTime); let the clock of this test
+        # cluster move on instead of waiting: what ft does does not depend on that wait.
+        # The second attempt gets its time back, as a resubmitted job would.
+        ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now",
+                       "TimeLimit=30")
+        final = _wait_for(ws, ref, "SUCCEEDED", timeout_s=300)
+        assert "requeued 1 time" in final, final
+        expected = reference.losses()
+    finally:
+        reference.proc.kill()
 
     log = err.read_text()
     assert "==== ft: job " + job_id + " attempt 1 ====" in log, log
@@ -475,7 +482,6 @@ def test_a_time_limit_saves_requeues_the_job_and_it_resumes_the_same_curve(
     assert "ft: attempt 1: SIGUSR1 (time limit): every node saves a checkpoint" in log, log
     _assert_installed_once_from_the_shipped_wheel(log, ws.root / ".ft" / name / "wheels")
     losses = _summary_losses(ws.root / "outputs" / name)
-    expected = _uninterrupted_losses(ws, steady)
     after = {step: loss for step, loss in losses.items() if step > saved_at}
     assert sorted(after) == list(range(saved_at + 1, 61)), after
     for step, loss in after.items():
@@ -505,16 +511,23 @@ def _assert_installed_once_from_the_shipped_wheel(log: str, wheels: Path) -> Non
     assert "fetching them from the package index" not in log, log
 
 
-def _uninterrupted_losses(ws: Workspace, training: dict) -> dict[int, float]:
-    """The same job never stopped: two emulated Slurm nodes here, same world and data."""
-    output = ws.root / "outputs" / "tiny-reference"
-    if not (output / "ft-train-summary.json").exists():
-        reference = write_spec(ws, "tiny-reference", output_dir=str(output), **training)
-        run = ws.ft("launch", reference, "--backend", "local", "--nodes", "2", "--emulate",
-                    "slurm", timeout=300)
-        errors = [line for line in run.stdout.splitlines() if "Error" in line]
-        assert run.returncode == 0, "\n".join(errors) + run.stdout[-2000:]
-    return _summary_losses(output)
+class _Reference:
+    """The same job never stopped: two emulated Slurm nodes here, same world and data,
+    started now and read by `losses`."""
+
+    def __init__(self, ws: Workspace, training: dict):
+        self.output = ws.root / "outputs" / "tiny-reference"
+        spec = write_spec(ws, "tiny-reference", output_dir=str(self.output), **training)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "launch", spec, "--backend", "local",
+             "--nodes", "2", "--emulate", "slurm"], cwd=ws.root, env=ws.env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def losses(self) -> dict[int, float]:
+        stdout, _ = self.proc.communicate(timeout=300)
+        errors = [line for line in stdout.splitlines() if "Error" in line]
+        assert self.proc.returncode == 0, "\n".join(errors) + stdout[-2000:]
+        return _summary_losses(self.output)
 
 
 def _summary_losses(output_dir: Path) -> dict[int, float]:

@@ -79,9 +79,12 @@ def test_qlora_code_path(tmp_path, tiny_model_dir):
     assert all(loss == loss for loss in train_losses(out).values()), "a loss is NaN"
 
 
-def test_resume_continues_from_the_newest_complete_checkpoint(tmp_path, tiny_model_dir):
+def test_resume_continues_from_the_newest_complete_checkpoint(tmp_path, tiny_model_dir,
+                                                              tiny_lora_run):
     spec = write_tiny_spec(tmp_path, tiny_model_dir)
-    _train(spec)
+    # The same spec trained uninterrupted: the session's run, copied to be cut short here.
+    for name in ("out", "prepared"):
+        shutil.copytree(tiny_lora_run / name, tmp_path / name)
     out = tmp_path / "out"
     uninterrupted = train_losses(out)
     # Simulate a job killed after step 4: step 8's checkpoint and the final files never
