@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from orchestrator.backend_registry import declared_in_options
 from orchestrator.package_data import data_dir
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # Applied on every cluster: a collective that times out ends the job (async error handling
 # tears the process group down) instead of hanging it forever; the timeouts themselves come

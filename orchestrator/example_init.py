@@ -12,8 +12,8 @@ from pathlib import Path
 
 from orchestrator.output_files import write_atomic
 from orchestrator.train_stack import require_train_stack
-from trainer.contract.errors import UserError
-from trainer.contract.example_files import example_dir, example_files
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.example_files import example_dir, example_files
 
 # Examples whose spec trains a model built here, not one from a hub.
 _BUILT_MODEL = {"tiny": "model"}

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:

@@ -37,7 +37,7 @@ def run_cmd(argv: Sequence[str], input_text: str | None = None) -> Completed:
 
 
 def _popen_lines(argv: Sequence[str]) -> Iterator[str]:
-    from trainer.contract.errors import UserError
+    from trainer.torch_free.errors import UserError
 
     try:
         proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator import backends
 from orchestrator.spec.load import load_spec
 from orchestrator.spec.local_checks import local_launch_problems
-from trainer.contract.errors import Problem, SpecError, UserError
+from trainer.torch_free.errors import Problem, SpecError, UserError
 
 
 def backend_problems(spec_path: Path, backend: str, overrides: dict[str, Any],

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from orchestrator import DISTRIBUTION
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # What every training run imports (bitsandbytes only for 4/8-bit, deepspeed only for
 # `deepspeed:`; the trainer names those itself when a spec needs them).

@@ -68,7 +68,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def make_cfg(model_dir: Path, datasets: list[dict[str, Any]], **fields: Any) -> Any:
     """A TrainingConfig with only the data fields a test cares about."""
-    from trainer.contract.training import TrainingConfig
+    from trainer.torch_free.training import TrainingConfig
 
     return TrainingConfig(base_model=str(model_dir), datasets=datasets,
                           **{"sequence_len": 256, **fields})

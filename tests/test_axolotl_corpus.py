@@ -17,8 +17,8 @@ from orchestrator import backends
 from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import TINY_DATA, summary
-from trainer.contract.deepspeed_files import SHIPPED_DIR, resolve
-from trainer.contract.errors import SpecError, UserError
+from trainer.torch_free.deepspeed_files import SHIPPED_DIR, resolve
+from trainer.torch_free.errors import SpecError, UserError
 
 CORPUS = REPO / "tests/fixtures/axolotl/corpus"
 ACCEPTED = sorted(CORPUS.glob("*.yml"))

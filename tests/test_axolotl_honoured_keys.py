@@ -75,9 +75,9 @@ def test_base_model_config_gives_the_config(hub_cache, tiny_model_dir):
 def test_model_and_tokenizer_types_name_transformers_classes(tiny_model_dir):
     import transformers
 
-    from trainer.contract.errors import UserError
     from trainer.models.load import load_tokenizer
     from trainer.models.source import model_class, tokenizer_class
+    from trainer.torch_free.errors import UserError
 
     cfg = _cfg("model_type: LlamaForCausalLM\ntokenizer_type: PreTrainedTokenizerFast\n",
                str(tiny_model_dir))
@@ -122,7 +122,7 @@ def test_eval_and_save_strategies_batch_size_optim_args_and_prefetch():
 
 
 def test_prefetch_without_workers_is_refused():
-    from trainer.contract.errors import SpecError
+    from trainer.torch_free.errors import SpecError
 
     with pytest.raises(SpecError, match="prefetching needs loader workers"):
         _cfg("dataloader_prefetch_factor: 4\n")

@@ -19,8 +19,8 @@ from orchestrator.spec import rules
 from orchestrator.spec.axolotl_compat import MOVED
 from orchestrator.spec.key_hints import closest_key
 from orchestrator.spec.load import SpecWarning, parse_spec
-from trainer.contract.errors import SpecError
-from trainer.contract.training import DatasetSpec, FsdpConfig, SpecialTokens, TrainingConfig
+from trainer.torch_free.errors import SpecError
+from trainer.torch_free.training import DatasetSpec, FsdpConfig, SpecialTokens, TrainingConfig
 
 REPO = Path(__file__).resolve().parent.parent
 AXOLOTL_KEYS = [line.strip() for line in
@@ -149,7 +149,7 @@ def _consumed_names() -> set[str]:
     """Attribute names read and string constants used anywhere outside the schema and its
     validation: where a field's value goes to work."""
     names: set[str] = set()
-    skip = {REPO / "trainer/contract/training.py"}
+    skip = {REPO / "trainer/torch_free/training.py"}
     files = [*(REPO / "trainer").rglob("*.py"), *(REPO / "orchestrator").rglob("*.py")]
     for path in files:
         if path in skip or (REPO / "orchestrator/spec") in path.parents:
@@ -188,7 +188,7 @@ AXOLOTL_PLUGINS = [line.split()[1] for line in
 
 
 def test_every_axolotl_plugin_is_implemented_or_answered():
-    from trainer.contract.training import KNOWN_PLUGINS
+    from trainer.torch_free.training import KNOWN_PLUGINS
 
     assert len(AXOLOTL_PLUGINS) >= 15
     for plugin in AXOLOTL_PLUGINS:

@@ -21,7 +21,7 @@ from orchestrator.backends.base import Backend
 from orchestrator.backends.rendezvous import resolve_rendezvous
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import free_port, write_tiny_spec
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 TINY = "examples/tiny/tiny.yaml"
 TOY_PACKAGE = REPO / "tests" / "support" / "toyq"

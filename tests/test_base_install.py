@@ -96,10 +96,10 @@ def test_base_install_starter_spec_validates_cleanly(base_bin, tmp_path):
 
 def test_wheel_ships_the_tiny_example(base_bin, tmp_path):
     """Installed, the example's files come from site-packages, the same ones as here."""
-    from trainer.contract.example_files import example_files
+    from trainer.torch_free.example_files import example_files
 
     probe = subprocess.run(
-        [str(base_bin / "python"), "-c", "from trainer.contract.example_files import "
+        [str(base_bin / "python"), "-c", "from trainer.torch_free.example_files import "
          "example_dir, example_files as f; print(example_dir('tiny')); print(*f('tiny'))"],
         cwd=tmp_path, capture_output=True, text=True, env=CLEAN_ENV)
     assert probe.returncode == 0, probe.stderr

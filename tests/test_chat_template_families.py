@@ -14,9 +14,9 @@ import pytest
 
 from tests import fixtures_tiny
 from tests.fixtures_tiny import make_cfg, trained_runs
-from trainer.contract.chat_templates import FAMILIES
-from trainer.contract.training import DatasetSpec
 from trainer.data.formats import RowEncoder
+from trainer.torch_free.chat_templates import FAMILIES
+from trainer.torch_free.training import DatasetSpec
 
 tiny_model_dir = fixtures_tiny.tiny_model_dir
 tiny_tokenizer = fixtures_tiny.tiny_tokenizer
@@ -184,7 +184,7 @@ def _spec(model_dir: Any, extra: str) -> str:
 
 def test_validation_reads_a_local_tokenizer_for_the_named_template(tiny_model_dir):
     from orchestrator.spec.load import parse_spec
-    from trainer.contract.errors import SpecError
+    from trainer.torch_free.errors import SpecError
 
     with pytest.raises(SpecError, match="`llama3` closes turns with <\\|eot_id\\|>, which the "
                                         "tokenizer in .* does not have"):
@@ -216,7 +216,7 @@ def test_validation_warns_once_for_a_tokenizer_only_name_and_checks_a_local_toke
     import warnings
 
     from orchestrator.spec.load import SpecWarning, parse_spec
-    from trainer.contract.errors import SpecError
+    from trainer.torch_free.errors import SpecError
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecWarning)

@@ -21,7 +21,7 @@ from trainer.checkpoint.resume import (
     resolve_resume,
 )
 from trainer.checkpoint.rotation import rotate
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 
 def _checkpoint(out: Path, step: int, marked: bool = True) -> Path:

@@ -15,7 +15,7 @@ from orchestrator.spec.load import parse_spec
 from tests.cli_runner import run_ft
 from tests.specs import SHARED_VOLUMES
 from tests.train_helpers import write_tiny_spec
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 TRAINING = {"base_model": "./model", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
             "adapter": "lora", "lora_target_linear": True}

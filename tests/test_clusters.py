@@ -10,7 +10,7 @@ import yaml
 from orchestrator.backends import get, render_names
 from orchestrator.clusters import DEFAULT_ENV, available_profiles, load_profile
 from orchestrator.spec.load import parse_spec
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 SPEC = """\
 base_model: ./model

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from trainer.contract.training import DatasetSpec
 from trainer.data.loading import DataSourceError, load_spec
+from trainer.torch_free.training import DatasetSpec
 
 GOOD = json.dumps({"instruction": "say hi", "output": "hi"})
 

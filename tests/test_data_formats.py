@@ -13,9 +13,9 @@ import pytest
 
 from tests import fixtures_tiny
 from tests.fixtures_tiny import make_cfg, trained_runs
-from trainer.contract.training import DatasetSpec
 from trainer.data.formats import RowEncoder
 from trainer.data.templates import ALPACA_NO_INPUT, ALPACA_WITH_INPUT
+from trainer.torch_free.training import DatasetSpec
 
 # The tiny model fixtures (tests/conftest.py may import them as well).
 tiny_model_dir = fixtures_tiny.tiny_model_dir

@@ -46,7 +46,7 @@ def test_local_formats_and_directories_load(tmp_path):
     write_jsonl(tmp_path / "dir" / "part-0.jsonl", rows[:2])
     write_jsonl(tmp_path / "dir" / "part-1.jsonl", rows[2:5])
     (tmp_path / "e.data").write_text((tmp_path / "a.jsonl").read_text())
-    from trainer.contract.training import DatasetSpec
+    from trainer.torch_free.training import DatasetSpec
 
     def n(**spec: Any) -> int:
         return len(load_spec(DatasetSpec(type="alpaca", **spec), "datasets[0]"))
@@ -62,7 +62,7 @@ def test_local_formats_and_directories_load(tmp_path):
 
 
 def test_relative_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch):
-    from trainer.contract.training import DatasetSpec
+    from trainer.torch_free.training import DatasetSpec
 
     write_jsonl(tmp_path / "sub" / "a.jsonl", _alpaca_rows(4))
     monkeypatch.chdir(tmp_path)
@@ -83,7 +83,7 @@ def test_hub_names_go_to_the_hub_loader(monkeypatch):
     """No hub is reachable here: the hub path is taken and fails with a clear message."""
     import datasets
 
-    from trainer.contract.training import DatasetSpec
+    from trainer.torch_free.training import DatasetSpec
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
@@ -238,7 +238,7 @@ def test_the_shipped_tiny_example_prepares(tiny_tokenizer, tiny_model_dir, tmp_p
     spec = yaml.safe_load((REPO / "examples" / "tiny" / "tiny.yaml").read_text())
     spec.pop("launch")
     monkeypatch.chdir(REPO)  # its data paths are relative to the repo root
-    from trainer.contract.training import TrainingConfig
+    from trainer.torch_free.training import TrainingConfig
 
     cfg = TrainingConfig(**{**spec, "base_model": str(tiny_model_dir),
                             "dataset_prepared_path": str(tmp_path / "prepared")})

@@ -12,7 +12,7 @@ import yaml
 from orchestrator.backends import get
 from orchestrator.spec.load import parse_spec
 from tests.specs import SHARED_OUTPUT_DIR, SHARED_VOLUMES
-from trainer.contract.errors import SpecError
+from trainer.torch_free.errors import SpecError
 
 REPO = Path(__file__).resolve().parent.parent
 TRAINING = {"base_model": "./model", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],

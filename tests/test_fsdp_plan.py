@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.contract.training import TrainingConfig
 from trainer.distributed.fsdp import ShardingError, decoder_layers, plan_for
 from trainer.models.load import Precision, compute_dtype
+from trainer.torch_free.training import TrainingConfig
 
 BASE = {"base_model": "m", "datasets": [{"path": "d.jsonl", "type": "alpaca"}],
         "adapter": "lora", "lora_target_linear": True, "fsdp": ["full_shard"]}

@@ -11,8 +11,8 @@ import pytest
 from orchestrator.example_init import example_text, spec_prefix
 from tests.cli_runner import REPO, run_ft
 from tests.specs import BACKENDS
-from trainer.contract.example_files import example_files
 from trainer.models.tiny import is_built
+from trainer.torch_free.example_files import example_files
 
 
 def test_starter_spec_validates_without_warnings_and_renders_for_every_backend(tmp_path):

@@ -16,7 +16,7 @@ from orchestrator.backends.job_model import JobRecord, JobState
 from orchestrator.jobs.submit import submit
 from orchestrator.spec.load import load_spec
 from tests.fixtures.tool_outputs.replay import captured
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 V = "dstack-0.22.5"

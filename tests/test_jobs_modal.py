@@ -22,7 +22,7 @@ from orchestrator.process import Completed
 from orchestrator.spec.load import load_spec
 from orchestrator.status_text import format_seconds
 from tests.fixtures.tool_outputs.replay import captured
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 V = "modal-1.6.4"
 REPO = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from orchestrator.backends.tool_output import json_after_chatter
 from orchestrator.jobs.submit import submit
 from orchestrator.spec.load import parse_spec
 from tests.fixtures.tool_outputs.replay import captured
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 V = "sky-0.14.1"

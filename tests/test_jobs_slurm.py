@@ -21,7 +21,7 @@ from orchestrator.jobs import store
 from orchestrator.jobs.submit import submit
 from orchestrator.spec.load import load_spec
 from tests.fixtures.tool_outputs.replay import captured
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 V = "slurm-22.05.8"

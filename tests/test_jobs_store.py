@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.backends.job_model import JobRecord
 from orchestrator.jobs import store
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 
 def record(backend: str = "slurm", job_id: str = "1", name: str = "tiny") -> JobRecord:

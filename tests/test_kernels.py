@@ -12,8 +12,6 @@ import pytest
 
 from orchestrator.spec.load import parse_spec
 from tests import fixtures_tiny
-from trainer.contract.errors import SpecError, UserError
-from trainer.contract.training import CCE_PLUGIN, LIGER_KEYS, LIGER_PLUGIN
 from trainer.distributed.gpu_choice import one_gpu_env
 from trainer.kernels.plan import plan_kernels
 from trainer.models.activation_memory import (
@@ -25,6 +23,8 @@ from trainer.models.activation_memory import (
     replication_pays,
     static_bytes,
 )
+from trainer.torch_free.errors import SpecError, UserError
+from trainer.torch_free.training import CCE_PLUGIN, LIGER_KEYS, LIGER_PLUGIN
 
 BASE = """\
 base_model: ./model

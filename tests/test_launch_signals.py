@@ -21,7 +21,7 @@ from orchestrator.process import _parent_pid, descendants
 from tests.cli_runner import REPO, run_ft
 from tests.support import stop_stages
 from tests.train_helpers import free_port, shared_volumes, write_tiny_spec
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 pytestmark = pytest.mark.slow
 LAUNCH = {"nodes": 2, "env": {"OMP_NUM_THREADS": "1"}, "stop_grace": "60s"}

@@ -1,4 +1,4 @@
-"""The arrows of the layout point one way: orchestrator -> trainer.contract, never trainer ->
+"""The arrows of the layout point one way: orchestrator -> trainer.torch_free, never trainer ->
 orchestrator; no torch anywhere under orchestrator/ (the base install has none); and the
 orchestrator reaches the rest of the trainer only inside the commands that train."""
 
@@ -40,12 +40,12 @@ def test_trainer_never_imports_the_orchestrator(path):
     assert all(_root(module) != "orchestrator" for module, _ in _imports(path))
 
 
-@pytest.mark.parametrize("path", _python_files("trainer/contract"),
+@pytest.mark.parametrize("path", _python_files("trainer/torch_free"),
                          ids=lambda p: str(p.relative_to(REPO)))
 def test_the_contract_is_torch_free(path):
     for module, _ in _imports(path):
         assert _root(module) not in HEAVY, f"{path.name} imports {module}"
-        assert _root(module) != "trainer" or module.startswith("trainer.contract")
+        assert _root(module) != "trainer" or module.startswith("trainer.torch_free")
 
 
 def _readers(module: str, folder: str, outside: str | None = None) -> list[Path]:
@@ -68,14 +68,14 @@ def _readers(module: str, folder: str, outside: str | None = None) -> list[Path]
     return found
 
 
-@pytest.mark.parametrize("path", [p for p in _python_files("trainer/contract")
+@pytest.mark.parametrize("path", [p for p in _python_files("trainer/torch_free")
                                   if p.name != "__init__.py"],
                          ids=lambda p: str(p.relative_to(REPO)))
 def test_the_contract_holds_only_what_both_sides_read(path):
     """A contract module that only one side reads belongs to that side."""
     module = ".".join(path.relative_to(REPO).with_suffix("").parts)
     assert _readers(module, "orchestrator"), f"no orchestrator module reads {module}"
-    assert _readers(module, "trainer", outside="trainer/contract"), (
+    assert _readers(module, "trainer", outside="trainer/torch_free"), (
         f"no trainer module (outside the contract) reads {module}")
 
 
@@ -85,8 +85,8 @@ def test_orchestrator_imports_no_torch_and_only_the_contract_at_module_level(pat
     for module, top_level in _imports(path):
         assert _root(module) not in HEAVY, f"{path.name} imports {module}"
         if _root(module) == "trainer" and top_level:
-            assert module.startswith("trainer.contract"), (
-                f"{path.name} imports {module} at module level; only trainer.contract may be "
+            assert module.startswith("trainer.torch_free"), (
+                f"{path.name} imports {module} at module level; only trainer.torch_free may be "
                 "imported there (the rest needs the [train] extra)")
 
 

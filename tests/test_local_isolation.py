@@ -159,7 +159,7 @@ def test_root_without_the_rights_to_make_namespaces_falls_back_to_the_shared_hos
         from pathlib import Path
         from orchestrator.backends.local.emulation import isolate_nodes
         from orchestrator.spec.load import load_spec
-        from trainer.contract.errors import UserError
+        from trainer.torch_free.errors import UserError
         spec = load_spec({str(spec)!r})
         with contextlib.ExitStack() as stack:
             isolation, reason = isolate_nodes(stack, spec, "slurm", Path({str(tmp_path)!r}),

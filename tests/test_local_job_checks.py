@@ -20,7 +20,7 @@ from safetensors.numpy import save_file
 from orchestrator.spec.local_checks import resume_problem
 from tests.cli_runner import REPO
 from trainer.checkpoint.resume import mark_complete
-from trainer.contract.data_paths import missing_local_dataset
+from trainer.torch_free.data_paths import missing_local_dataset
 
 TINY_DATA = REPO / "examples" / "tiny" / "data"
 COMMANDS = (["validate", "--backend", "local"], ["launch", "--backend", "local"], ["train"])
@@ -116,8 +116,8 @@ def test_a_path_beside_the_spec_says_where_to_run_from(tmp_path):
     ("~/nowhere.jsonl", True), ("tatsu-lab/alpaca", False), ("data/exists.jsonl", False)])
 def test_validation_and_the_data_loader_share_one_rule(tmp_path, path, missing):
     """The loader refuses exactly the paths validation flags (one function decides both)."""
-    from trainer.contract.training import DatasetSpec
     from trainer.data.loading import DataSourceError, load_spec
+    from trainer.torch_free.training import DatasetSpec
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "exists.jsonl").write_text('{"instruction": "a", "output": "b"}\n')

@@ -32,7 +32,7 @@ from orchestrator.spec.load import load_spec, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.specs import example_id, example_specs, renders
 from tests.support.modal_app import image_steps, resolve, settings
-from trainer.contract.errors import SpecError
+from trainer.torch_free.errors import SpecError
 
 MODAL = get("modal")
 EXAMPLES = [spec for spec in example_specs() if renders(spec, "modal")]

@@ -14,7 +14,7 @@ import pytest
 
 from orchestrator.node.entry import _launcher_path, ft_command, run_node
 from orchestrator.spec.launch_schema import LaunchSpec
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 DSTACK_ENV = {"DSTACK_MASTER_NODE_IP": "10.0.0.5", "DSTACK_NODE_RANK": "1",

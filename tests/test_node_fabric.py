@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.clusters import DEFAULT_ENV, load_profile
 from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
-from trainer.contract.liveness import Timeouts
+from trainer.torch_free.liveness import Timeouts
 
 
 def add_hca(sysfs: Path, name: str, ports: dict[int, tuple[str, str | None]]) -> None:

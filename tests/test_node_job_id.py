@@ -23,7 +23,7 @@ from orchestrator import backends
 from orchestrator.node.job_id import job_id_outside_node
 from tests.cli_runner import REPO
 from tests.train_helpers import write_tiny_spec
-from trainer.contract.job_identity import JOB_ID_ENV
+from trainer.torch_free.job_identity import JOB_ID_ENV
 
 # Each backend's variable that names a job across its restarts and requeues.
 JOB_VARIABLES = {"local": "FT_LOCAL_JOB_ID", "dstack": "DSTACK_RUN_NAME",

@@ -18,7 +18,7 @@ from orchestrator.backends import get
 from orchestrator.backends.rendezvous import Rendezvous, resolve_rendezvous
 from orchestrator.backends.slurm.master import first_hostname, resolve_master_address
 from tests.fixtures.tool_outputs.replay import FakeRunner
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 SCONTROL = Path(__file__).parent / "fixtures" / "scontrol"
 SLURM = "slurm-22.05.8"

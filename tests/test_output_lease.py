@@ -18,7 +18,7 @@ from orchestrator import backends
 from orchestrator.node.job_id import job_id_env
 from tests.cli_runner import REPO, run_ft
 from trainer.checkpoint.output_lease import LEASE_FILE, TTL_ENV, OutputLease
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 HOLD = """
 import sys, time

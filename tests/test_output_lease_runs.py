@@ -13,7 +13,7 @@ from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import free_port, shared_volumes, summary, write_tiny_spec
 from trainer.checkpoint.output_lease import LEASE_FILE
 from trainer.checkpoint.resume import COMPLETE_MARKER, checkpoint_problem
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 # Slow, endless steps: the first run is surely still training when the second one starts.
 ENDLESS = {"max_steps": 100000, "lr_scheduler": "constant", "save_steps": 100000,

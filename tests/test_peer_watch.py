@@ -24,12 +24,12 @@ from transformers import TrainerControl
 from orchestrator.node.peer_reports import waiting_on_peer
 from tests.cli_runner import REPO
 from tests.train_helpers import free_port
-from trainer.contract.errors import UserError
-from trainer.contract.liveness import COLLECTIVE_ENV, PEER_ENV, SLOW_PHASE_ENV
-from trainer.contract.training import TrainingConfig
 from trainer.distributed.peer_watch import DONE, PEER_LOST_EXIT_CODE, Member, PeerWatch
 from trainer.distributed.process_group import CollectiveWindows, _env_s
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.liveness import COLLECTIVE_ENV, PEER_ENV, SLOW_PHASE_ENV
+from trainer.torch_free.training import TrainingConfig
 
 # One rank of a 2-rank job on this host: heartbeats for `run_s`, then finishes (or not).
 _RANK = textwrap.dedent("""

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from orchestrator.backends import get
 from orchestrator.shipping.bundle import ship
 from orchestrator.spec.load import parse_spec
-from trainer.contract.errors import SpecError
+from trainer.torch_free.errors import SpecError
 
 # Anything a YAML file can carry in a string, except NUL (not representable in env/argv).
 TEXT = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),

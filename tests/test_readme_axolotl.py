@@ -14,8 +14,8 @@ import re
 
 from orchestrator.spec.axolotl_keys import ALIASES, DATASET_REFUSED, REFUSED
 from tests.cli_runner import REPO
-from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY
-from trainer.contract.deepspeed_files import AXOLOTL_NAMES
+from trainer.torch_free.chat_templates import FAMILIES, TOKENIZER_ONLY
+from trainer.torch_free.deepspeed_files import AXOLOTL_NAMES
 
 PAGE = (REPO / "docs" / "spec.md").read_text()
 

@@ -14,7 +14,7 @@ import yaml
 from orchestrator.backends import get
 from orchestrator.spec.load import load_spec
 from tests.specs import BACKENDS, REFUSED, REPO, example_id, example_specs, renders
-from trainer.contract.errors import SpecError
+from trainer.torch_free.errors import SpecError
 
 CASES = [(spec, backend) for spec in example_specs() for backend in BACKENDS
          if renders(spec, backend)]

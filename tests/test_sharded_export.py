@@ -20,7 +20,6 @@ import torch.multiprocessing as mp
 from safetensors import safe_open
 
 from tests.train_helpers import free_port
-from trainer.contract.errors import UserError
 from trainer.distributed.sharded_export import (
     INDEX_NAME,
     MAX_SHARD_ENV,
@@ -28,6 +27,7 @@ from trainer.distributed.sharded_export import (
     max_shard_bytes,
     saved_dtype,
 )
+from trainer.torch_free.errors import UserError
 
 SMALL = 10_000  # bytes per shard: the tiny models below need several
 TINY = {"vocab_size": 96, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,

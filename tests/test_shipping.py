@@ -24,7 +24,7 @@ from orchestrator.shipping.wheel import build_wheel, wheel_name
 from orchestrator.spec.load import load_spec
 from tests.cli_runner import run_ft
 from tests.specs import SHARED_OUTPUT_DIR, SHARED_VOLUMES
-from trainer.contract.errors import SpecError, UserError
+from trainer.torch_free.errors import SpecError, UserError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
-from trainer.contract.errors import SpecError
+from trainer.torch_free.errors import SpecError
 
 BASE = """\
 base_model: ./model
@@ -157,8 +157,8 @@ def test_zero3_with_quantized_weights_is_refused_at_validation():
 
 
 def test_a_deepspeed_config_only_on_the_cluster_is_checked_when_training_starts(tmp_path):
-    from trainer.contract.errors import UserError
     from trainer.distributed.deepspeed_config import prepare_deepspeed
+    from trainer.torch_free.errors import UserError
 
     parse_spec(BASE + "deepspeed: /cluster/only/zero2.json\n", "spec.yaml")  # not here: ok
     with pytest.raises(UserError, match="ft fetch deepspeed-configs"):

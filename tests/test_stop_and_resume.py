@@ -18,7 +18,7 @@ from tests.cli_runner import REPO, run_ft
 from tests.support import late_stop_signal
 from tests.support.isolation_checks import assert_removed, launch_namespaces
 from tests.train_helpers import free_port, shared_volumes, train_losses, write_tiny_spec
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 pytestmark = pytest.mark.slow
 LAUNCH = {"nodes": 2, "env": {"OMP_NUM_THREADS": "1"}, "stop_grace": "60s"}

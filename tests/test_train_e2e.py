@@ -19,7 +19,7 @@ import torch
 
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import summary, train_losses, write_tiny_spec
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 
 def _train(spec, **kwargs):

@@ -10,8 +10,8 @@ import pytest
 from tests.cli_runner import run_ft
 from tests.support import rank_voices, sample_ledger
 from tests.train_helpers import write_tiny_spec
-from trainer.contract.errors import UserError
 from trainer.loop.hooks import load_hooks
+from trainer.torch_free.errors import UserError
 
 
 def test_entries_load_in_order():

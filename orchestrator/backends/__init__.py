@@ -29,7 +29,7 @@ def names() -> list[str]:
 
 def get(name: str) -> Backend:
     """The backend called `name` (each module defines one instance, `BACKEND`)."""
-    from trainer.contract.errors import UserError
+    from trainer.torch_free.errors import UserError
 
     if name not in REGISTRY:
         raise UserError(f"unknown backend {name!r}; use one of {', '.join(REGISTRY)}")
@@ -45,7 +45,7 @@ def render_names() -> list[str]:
 
 def check_stages(backend: Backend, stages: Sequence[str]) -> None:
     """`backend.check_stages`; one without stages also says which backends have them."""
-    from trainer.contract.errors import UserError
+    from trainer.torch_free.errors import UserError
 
     try:
         backend.check_stages(stages)

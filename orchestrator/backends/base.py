@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from orchestrator.process import Completed, run_cmd
-from trainer.contract.errors import Problem, UserError
+from trainer.torch_free.errors import Problem, UserError
 
 if TYPE_CHECKING:
 

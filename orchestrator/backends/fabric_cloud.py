@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from orchestrator.backends.node_steps import default_image
 from orchestrator.clusters import ClusterProfile
 from orchestrator.spec.load import Spec
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 EFA_CLOUD = "aws"  # EFA is AWS's own fabric; AWS offers no InfiniBand
 RDMA_FABRICS = ("infiniband", "roce", "efa")

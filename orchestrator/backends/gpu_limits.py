@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from orchestrator.spec.load import Spec
 from orchestrator.spec.problem_lines import located
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 DEFAULT_MAX = 8
 SIXTEEN_GPU_TYPES = ("A100", "V100")  # the types 16-GPU machines are built with

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator.backends.base import parse_int
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Backend

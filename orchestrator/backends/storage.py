@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from orchestrator.spec.launch_schema import Volume
-from trainer.contract.errors import Problem
+from trainer.torch_free.errors import Problem
 
 if TYPE_CHECKING:
     from orchestrator.spec.load import Spec

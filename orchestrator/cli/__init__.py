@@ -18,7 +18,7 @@ from orchestrator.cli import (
     train_commands,
 )
 from orchestrator.cli.options import err
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 
 def _print_version(value: bool) -> None:

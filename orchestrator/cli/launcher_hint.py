@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from trainer.contract.training import TrainingConfig
+from trainer.torch_free.training import TrainingConfig
 
 
 def single_process_problem(cfg: TrainingConfig, spec_path: Path,

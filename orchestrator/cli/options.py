@@ -13,7 +13,7 @@ import typer
 
 from orchestrator import backends
 from orchestrator.backends.base import STAGES
-from trainer.contract.run_switches import FORCE_LEASE_ENV, RESUME_OVERRIDE_ENV
+from trainer.torch_free.run_switches import FORCE_LEASE_ENV, RESUME_OVERRIDE_ENV
 
 
 def _choices(name: str, values: list[str]) -> type[StrEnum]:
@@ -57,7 +57,7 @@ OverrideOpt = Annotated[bool, typer.Option(
 
 
 def trainer_switches(force: bool, override: bool) -> dict[str, str]:
-    """The job's variables for the switches that are on (trainer/contract/run_switches.py)."""
+    """The job's variables for the switches that are on (trainer/torch_free/run_switches.py)."""
     return {name: "1" for name, on in ((FORCE_LEASE_ENV, force),
                                        (RESUME_OVERRIDE_ENV, override)) if on}
 
@@ -87,7 +87,7 @@ def examples(*lines: str) -> str:
 
 def render_checked(spec, backend: str):
     """What `ft validate --backend` calls ready renders: the backend's refusals first."""
-    from trainer.contract.errors import SpecError
+    from trainer.torch_free.errors import SpecError
 
     registered = backends.get(backend)
     problems = registered.spec_problems(spec)

@@ -22,7 +22,7 @@ from orchestrator.cli.options import (
     load_for_cli,
     render_checked,
 )
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 
 def version() -> None:
@@ -170,7 +170,7 @@ def fetch(
 ) -> None:
     """Copy ft's shipped files out for editing: the DeepSpeed ZeRO configs (zero1, zero2,
     zero3, zero3_offload, zero3_offload_params), then point `deepspeed:` at your copy."""
-    from trainer.contract.deepspeed_files import fetch as fetch_configs
+    from trainer.torch_free.deepspeed_files import fetch as fetch_configs
 
     written = fetch_configs(to)
     for path in written:

@@ -15,7 +15,7 @@ import typer
 
 from orchestrator.cli.options import ForceOpt, OverrideOpt, examples, trainer_switches
 from orchestrator.train_stack import needs_train_stack
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 SpecArg = Annotated[Path, typer.Argument(help="The spec YAML.", show_default=False)]
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from orchestrator.backends import get
 from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.status_text import format_table, since
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 HEADERS = ("JOB", "NAME", "STATE", "ELAPSED", "NODES", "SUBMITTED", "DETAIL")
 DETAIL_WIDTH = 60

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from orchestrator.backends.job_model import JobRecord
 from orchestrator.output_files import write_atomic
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 STATE_FILE = "jobs.json"
 FORMAT_VERSION = 1

@@ -22,7 +22,7 @@ from orchestrator.output_files import write_files
 from orchestrator.shipping.bundle import ship
 from orchestrator.spec.load import Spec
 from orchestrator.status_text import utc_now_iso
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 
 def missing_secrets(spec: Spec, environ: Mapping[str, str] = os.environ) -> list[str]:

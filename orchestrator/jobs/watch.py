@@ -17,7 +17,7 @@ from orchestrator.backends.base import Backend
 from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.jobs.progress import Progress
 from orchestrator.status_text import format_seconds
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 TAIL_LINES = 25  # shown when the job fails
 SETTLE_S = 120.0  # how long to wait for a final state after the log stream ends

@@ -25,8 +25,8 @@ from orchestrator.node.supervise import Supervisor
 from orchestrator.process import run_foreground
 from orchestrator.spec.launch_schema import LaunchSpec, duration_seconds
 from orchestrator.train_stack import INSTALL_HINT as TRAIN_INSTALL_HINT
-from trainer.contract.errors import UserError
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 _INSTALL_HINT = {"torchrun": f"it comes with PyTorch: {TRAIN_INSTALL_HINT}",
                  "accelerate": TRAIN_INSTALL_HINT}

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from orchestrator import backends
-from trainer.contract.job_identity import JOB_ID_ENV
+from trainer.torch_free.job_identity import JOB_ID_ENV
 
 if TYPE_CHECKING:
     from orchestrator.backends.base import Backend

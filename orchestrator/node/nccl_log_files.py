@@ -21,7 +21,7 @@ from pathlib import Path
 
 from orchestrator.clusters import ClusterProfile
 from orchestrator.node.fabric import FabricReport
-from trainer.contract.nccl_env import (
+from trainer.torch_free.nccl_env import (
     FABRIC_EXPECTED,
     FABRIC_EXPECTED_BY,
     NCCL_LOG_FILE_NAME,

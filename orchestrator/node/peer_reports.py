@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainer.contract.liveness import WAITING_REPORT
+from trainer.torch_free.liveness import WAITING_REPORT
 
 
 def waiting_on_peer(report_dir: str | Path) -> str | None:

@@ -45,7 +45,7 @@ from orchestrator.process import (
     signal_pids,
     spawn_supervised,
 )
-from trainer.contract.exit_codes import (
+from trainer.torch_free.exit_codes import (
     ABORT_EXIT_CODE,
     FINISHED_REPORT,
     RESUMABLE_EXIT_CODE,

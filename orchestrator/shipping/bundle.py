@@ -19,7 +19,7 @@ from orchestrator.shipping.layout import (
     wheels_in_job,
 )
 from orchestrator.shipping.wheel import build_wheel
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 
 @dataclass(frozen=True)

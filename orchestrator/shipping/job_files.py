@@ -14,8 +14,8 @@ from pathlib import Path, PurePosixPath
 
 from orchestrator.clusters import is_profile_path
 from orchestrator.spec.load import Spec
-from trainer.contract.deepspeed_files import is_shipped
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.deepspeed_files import is_shipped
+from trainer.torch_free.errors import Problem, SpecError
 
 
 @dataclass(frozen=True)

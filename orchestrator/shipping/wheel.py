@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 
 from orchestrator import DISTRIBUTION, __version__
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]
 # ft's import packages: setup.py finds every package under them for the wheel.

@@ -12,8 +12,8 @@ from typing import Any
 from orchestrator.spec import axolotl_keys as keys
 from orchestrator.spec import pretraining
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
-from trainer.contract.deepspeed_files import axolotl_refusal
-from trainer.contract.errors import Problem
+from trainer.torch_free.deepspeed_files import axolotl_refusal
+from trainer.torch_free.errors import Problem
 
 # Axolotl keys that become another part of the spec (see _fsdp_version, pretraining.py).
 MOVED = {"fsdp_version": "fsdp_config.fsdp_version",

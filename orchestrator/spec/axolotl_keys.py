@@ -264,7 +264,7 @@ WARNED: dict[str, str] = {
 
 # Axolotl plugin class -> the key whose answer (REFUSED or WARNED) the plugin gets: a plugin
 # brings those keys, so naming it asks for that feature. Liger and cut-cross-entropy are
-# implemented (trainer/contract/training.py KNOWN_PLUGINS).
+# implemented (trainer/torch_free/training.py KNOWN_PLUGINS).
 PLUGIN_ANSWERS: dict[str, str] = {
     "KernelsPlugin": "use_kernels", "SwanLabPlugin": "use_swanlab",
     "LMEvalPlugin": "lm_eval_tasks", "DenseMixerPlugin": "dense_mixer",

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from orchestrator.backend_registry import declared_in_options
-from trainer.contract.liveness import Timeouts
+from trainer.torch_free.liveness import Timeouts
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The strictest run-name rule among the backends (a DNS label of at most 40 characters);

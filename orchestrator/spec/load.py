@@ -21,8 +21,8 @@ from orchestrator.spec.key_hints import closest_key
 from orchestrator.spec.launch_schema import LaunchSpec, launch_model
 from orchestrator.spec.rules import cross_field_problems, ignored_settings
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
-from trainer.contract.errors import Problem, SpecError, UserError
-from trainer.contract.training import DatasetSpec, TrainingConfig
+from trainer.torch_free.errors import Problem, SpecError, UserError
+from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 
 class SpecWarning(UserWarning):

@@ -8,7 +8,7 @@ relative to the directory ft runs in (as in Axolotl, and as the trainer opens th
 
 - a model or tokenizer path written as `./x`, `../x`, `~/x` or `/x` must exist (anything
   else may be a hub id);
-- a dataset path must exist when it looks local (`trainer.contract.data_paths`: the rule the
+- a dataset path must exist when it looks local (`trainer.torch_free.data_paths`: the rule the
   trainer's data loading applies itself);
 - `output_dir` and `dataset_prepared_path` must be writable directories, or creatable;
 - an explicit `resume_from_checkpoint` must hold a checkpoint that loads
@@ -29,10 +29,10 @@ from pathlib import Path
 
 from orchestrator.spec.checkpoint_files import loadable_problem
 from orchestrator.spec.yaml_source import format_path, line_of, load_yaml_with_lines
-from trainer.contract.chat_templates import FAMILIES, TOKENIZER_ONLY, choice_problem
-from trainer.contract.data_paths import missing_local_dataset
-from trainer.contract.errors import Problem, SpecError
-from trainer.contract.training import TrainingConfig
+from trainer.torch_free.chat_templates import FAMILIES, TOKENIZER_ONLY, choice_problem
+from trainer.torch_free.data_paths import missing_local_dataset
+from trainer.torch_free.errors import Problem, SpecError
+from trainer.torch_free.training import TrainingConfig
 
 Rule = tuple[tuple, str]
 _LOCAL_PREFIXES = ("./", "../", "~/", ".\\", "..\\", "/")

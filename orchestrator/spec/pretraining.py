@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
-from trainer.contract.errors import Problem
+from trainer.torch_free.errors import Problem
 
 # pretraining_dataset entry key -> datasets entry key (None: handled below).
 _SAME = ("path", "name", "split", "data_files", "ds_type", "revision", "shards")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orchestrator.spec.yaml_source import line_of, load_yaml_with_lines
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 if TYPE_CHECKING:
     from orchestrator.spec.load import Spec

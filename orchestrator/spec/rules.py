@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.spec.local_checks import chat_template_problems
-from trainer.contract.chat_templates import tokenizer_only_note
-from trainer.contract.deepspeed_files import quantized_zero3_problem, zero_stage
-from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
-from trainer.contract.errors import UserError
-from trainer.contract.training import LIGER_KEYS, TrainingConfig
+from trainer.torch_free.chat_templates import tokenizer_only_note
+from trainer.torch_free.deepspeed_files import quantized_zero3_problem, zero_stage
+from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.training import LIGER_KEYS, TrainingConfig
 
 Rule = tuple[tuple[str, ...], str]
 

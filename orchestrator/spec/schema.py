@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.spec.launch_schema import launch_model
-from trainer.contract.training import TrainingConfig
+from trainer.torch_free.training import TrainingConfig
 
 
 def spec_json_schema() -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 YamlPath = tuple[str | int, ...]
 

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from trainer.contract.exit_codes import STOP_MARK, STOP_REPORT_DIR
+from trainer.torch_free.exit_codes import STOP_MARK, STOP_REPORT_DIR
 
 STAGE_ENV, DIR_ENV, RANKS_ENV = "FT_TEST_STOP_STAGE", "FT_TEST_STOP_DIR", "FT_TEST_STOP_RANKS"
 HOOK = "tests.support.stop_stages:install"

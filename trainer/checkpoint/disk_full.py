@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 _FULL_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
 # How the writers word ENOSPC / EDQUOT when they do not raise an OSError.

@@ -15,7 +15,7 @@ locks are not reliable across nodes, and it must not outlive a holder that died:
   heartbeat is older than the TTL (FT_OUTPUT_LEASE_TTL_S, default 120 s) is stale;
 - a holder on this very host (same hostname, boot and pid namespace) whose process is
   gone is stale at once, so a crashed or SIGKILLed run never makes the next one wait;
-- a lease of the same scheduler job (trainer/contract/job_identity.py: the job id that
+- a lease of the same scheduler job (trainer/torch_free/job_identity.py: the job id that
   `ft node` exports, kept when the job is requeued or retried) is its own previous
   attempt's, taken over at once;
 - `--force` (FT_FORCE_LEASE=1, which `ft train --force` and `ft launch --force` set)
@@ -41,9 +41,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from trainer.contract.errors import UserError
-from trainer.contract.job_identity import job_identity
-from trainer.contract.run_switches import FORCE_LEASE_ENV as FORCE_ENV
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.job_identity import job_identity
+from trainer.torch_free.run_switches import FORCE_LEASE_ENV as FORCE_ENV
 
 log = logging.getLogger("ft.lease")
 

@@ -30,8 +30,8 @@ from typing import Any
 
 from trainer.checkpoint.manifest import build_manifest, manifest_problem, marker_shape_problem
 from trainer.checkpoint.output_lease import LEASE_FILE
-from trainer.contract.errors import UserError
 from trainer.distributed.rank_zero import decided_by_rank_zero
+from trainer.torch_free.errors import UserError
 
 log = logging.getLogger("ft.checkpoint")
 

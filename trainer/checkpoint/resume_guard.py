@@ -28,9 +28,9 @@ from typing import Any
 from transformers import TrainerCallback
 
 from trainer.checkpoint.manifest import file_digest
-from trainer.contract.errors import UserError
-from trainer.contract.run_switches import RESUME_OVERRIDE_ENV as OVERRIDE_ENV
-from trainer.contract.training import DatasetSpec, TrainingConfig
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.run_switches import RESUME_OVERRIDE_ENV as OVERRIDE_ENV
+from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 log = logging.getLogger("ft.checkpoint")
 

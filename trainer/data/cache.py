@@ -19,7 +19,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from trainer.contract.training import DatasetSpec, TrainingConfig
+from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 # Bump when the meaning of the stored rows changes (masking rules, packing layout, ...).
 FORMAT_VERSION = 2  # 2: named chat templates per family, train_on_eot, eot_tokens

@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from trainer.contract.training import DatasetSpec
 from trainer.data.encode import RowText, Span
+from trainer.torch_free.training import DatasetSpec
 
 DEFAULT_ROLES = {
     "system": ["system"],

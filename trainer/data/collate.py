@@ -26,10 +26,10 @@ from typing import Any
 
 import torch
 
-from trainer.contract.training import TrainingConfig
 from trainer.data.encode import IGNORE
 from trainer.kernels.attention_varlen import NAME as VARLEN_ATTN
 from trainer.kernels.attention_varlen import segment_offsets
+from trainer.torch_free.training import TrainingConfig
 
 # Kernels whose packed-sequence detection works on [batch, seq] rows (no flattening needed).
 ROW_PACKING_ATTN = frozenset({"sdpa", "eager", "flex_attention", VARLEN_ATTN})

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from trainer.contract.training import DatasetSpec, TrainingConfig
 from trainer.data.chat import ChatFormatter
 from trainer.data.encode import (
     IGNORE,
@@ -20,6 +19,7 @@ from trainer.data.encode import (
     encode_segments,
 )
 from trainer.data.templates import alpaca_prompt, resolve_chat_template
+from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 TEXT_TYPES = ("alpaca", "chat_template", "input_output", "completion")
 PRETOKENIZED = (None, "pretokenized")

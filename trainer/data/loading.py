@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from trainer.contract.data_paths import BUILDER_OF_EXT, missing_local_dataset
-from trainer.contract.errors import UserError
-from trainer.contract.training import DatasetSpec
+from trainer.torch_free.data_paths import BUILDER_OF_EXT, missing_local_dataset
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.training import DatasetSpec
 
 BUILDER_OF_DS_TYPE = {"json": "json", "jsonl": "json", "parquet": "parquet", "csv": "csv",
                       "arrow": "arrow", "text": "text"}

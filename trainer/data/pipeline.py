@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainer.contract.training import DatasetSpec, TrainingConfig
 from trainer.data.cache import cache_key, load_entry, save_entry
 from trainer.data.describe import describe_rows
 from trainer.data.encode import n_targets
 from trainer.data.formats import make_encoder
 from trainer.data.loading import DataSourceError, load_spec
 from trainer.data.packing import pack_dataset, packing_efficiency
+from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 __all__ = ["PreparedData", "describe_rows", "prepare_data"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.contract.chat_templates import (
+from trainer.torch_free.chat_templates import (
     FAMILIES,
     TOKENIZER_ONLY,
     choice_problem,
@@ -43,7 +43,7 @@ def resolve_chat_template(choice: str | None, tokenizer: Any, *,
 
     `jinja` is the chat_template_jinja in force, used by `chat_template: jinja`. A family
     name uses the tokenizer's own template when it is of that family (the model was trained
-    with it), else ft's (trainer/contract/chat_templates.py).
+    with it), else ft's (trainer/torch_free/chat_templates.py).
     """
     choice = choice or "tokenizer_default"
     problem = choice_problem(choice)

@@ -1,13 +1,13 @@
 """DeepSpeed at training start: the spec's ZeRO config is runnable and DeepSpeed knows the
-world. Which config and what it asks for is the contract's (`trainer.contract.deepspeed_files`),
+world. Which config and what it asks for is the contract's (`trainer.torch_free.deepspeed_files`),
 so `ft validate` can check it without DeepSpeed or torch installed."""
 
 from __future__ import annotations
 
 import sys
 
-from trainer.contract.deepspeed_files import quantized_zero3_problem, resolve, zero_stage
-from trainer.contract.errors import UserError
+from trainer.torch_free.deepspeed_files import quantized_zero3_problem, resolve, zero_stage
+from trainer.torch_free.errors import UserError
 
 
 def prepare_deepspeed(value: str, load_in_4bit: bool, load_in_8bit: bool) -> None:

@@ -33,9 +33,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from trainer.contract.errors import UserError
-from trainer.contract.training import TrainingConfig
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.fsdp")
 

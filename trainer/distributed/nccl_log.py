@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.contract.nccl_env import FABRIC_EXPECTED, FABRIC_EXPECTED_BY
+from trainer.torch_free.nccl_env import FABRIC_EXPECTED, FABRIC_EXPECTED_BY
 
 RDMA_FABRICS = ("infiniband", "roce", "efa")
 SHOWN_DEVICES = 4

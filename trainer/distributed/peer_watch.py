@@ -37,9 +37,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from trainer.contract.exit_codes import STOP_REPORT_DIR
-from trainer.contract.liveness import PEER_LOST_REPORT, WAITING_REPORT, heartbeat_period_s
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.torch_free.exit_codes import STOP_REPORT_DIR
+from trainer.torch_free.liveness import PEER_LOST_REPORT, WAITING_REPORT, heartbeat_period_s
 
 PEER_LOST_EXIT_CODE = 69  # EX_UNAVAILABLE: a peer is gone, nothing this rank did wrong
 # A rank that finished adds this to its counter: still a number, so a late increment (or a

@@ -6,7 +6,7 @@ the group itself, first; accelerate, the Trainer and DeepSpeed then reuse it. Wi
 timeout takes effect through async error handling (TORCH_NCCL_ASYNC_ERROR_HANDLING=1, which
 every cluster profile exports).
 
-The timeouts come from `launch.timeouts` (trainer/contract/liveness.py says why two windows):
+The timeouts come from `launch.timeouts` (trainer/torch_free/liveness.py says why two windows):
 the group starts with the slow-phase one (start-up, resume, first step), `CollectiveWindows`
 switches to the steady one after the first step and back around each save. A peer that is
 gone is found sooner, in every phase, by the heartbeats of trainer/distributed/peer_watch.py.
@@ -23,8 +23,12 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from trainer.contract.errors import UserError
-from trainer.contract.liveness import (
+from trainer.distributed.fsdp import offloads_params
+from trainer.distributed.nccl_log import transport_report
+from trainer.distributed.peer_watch import PeerWatch
+from trainer.distributed.world_ranks import WorldRanks
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.liveness import (
     COLLECTIVE_ENV,
     DEFAULT_COLLECTIVE,
     DEFAULT_PEER,
@@ -33,11 +37,7 @@ from trainer.contract.liveness import (
     SLOW_PHASE_ENV,
     seconds,
 )
-from trainer.contract.training import TrainingConfig
-from trainer.distributed.fsdp import offloads_params
-from trainer.distributed.nccl_log import transport_report
-from trainer.distributed.peer_watch import PeerWatch
-from trainer.distributed.world_ranks import WorldRanks
+from trainer.torch_free.training import TrainingConfig
 
 _watch: PeerWatch | None = None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 T = TypeVar("T")
 

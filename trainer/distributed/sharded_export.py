@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.contract.errors import UserError
 from trainer.distributed.host_memory import PeakRss
+from trainer.torch_free.errors import UserError
 
 log = logging.getLogger("ft.export")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from types import MethodType
 
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 IGNORE_INDEX = -100
 # Config attributes that put something between lm_head and the loss.

@@ -27,8 +27,8 @@ import importlib.util
 import logging
 from dataclasses import dataclass, field
 
-from trainer.contract.errors import UserError
-from trainer.contract.training import LIGER_KEYS, TrainingConfig
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.training import LIGER_KEYS, TrainingConfig
 
 log = logging.getLogger("ft.kernels")
 

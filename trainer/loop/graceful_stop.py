@@ -23,12 +23,12 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
-from trainer.contract.exit_codes import FINISHED_REPORT, RESUMABLE_EXIT_CODE, STOP_REPORT
 from trainer.loop.stop_signals import STOPS, StopSignals, report_to_node
+from trainer.torch_free.exit_codes import FINISHED_REPORT, RESUMABLE_EXIT_CODE, STOP_REPORT
 
 log = logging.getLogger("ft.preemption")
 
-# The documented "stopped cleanly, resumable" code (see trainer.contract.exit_codes).
+# The documented "stopped cleanly, resumable" code (see trainer.torch_free.exit_codes).
 PREEMPTED_EXIT_CODE = RESUMABLE_EXIT_CODE
 
 

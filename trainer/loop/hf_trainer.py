@@ -16,8 +16,6 @@ import torch
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from trainer.contract.deepspeed_files import resolve as resolve_deepspeed
-from trainer.contract.training import TrainingConfig
 from trainer.distributed.fsdp import ShardingPlan, gather_state_dict
 from trainer.distributed.gpu_choice import one_device_per_process
 from trainer.distributed.process_group import collective_timeout_s
@@ -25,6 +23,8 @@ from trainer.distributed.sharded_export import export_full_model
 from trainer.distributed.world_ranks import WorldRanks
 from trainer.models.activation_memory import full_checkpointing
 from trainer.models.load import Precision
+from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
+from trainer.torch_free.training import TrainingConfig
 
 
 def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> int:

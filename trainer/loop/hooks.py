@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 HOOKS_ENV = "FT_TRAINER_HOOKS"
 

@@ -6,7 +6,7 @@ every attempt of it computes the same one:
 
 - the spec's `wandb_run_id` when set;
 - else a hash of the job's identity and the absolute `output_dir`. The job identity is the
-  scheduler's job id, as `ft node` exports it (FT_JOB_ID, trainer/contract/job_identity.py):
+  scheduler's job id, as `ft node` exports it (FT_JOB_ID, trainer/torch_free/job_identity.py):
   the one id that survives the job's restarts and requeues. A new submission gets a new
   run (it resumes the model from the checkpoints, but it is a new attempt to track);
   outside a scheduler's job (`ft train` by hand) the output directory alone names the run.
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from trainer.contract.job_identity import job_identity
-from trainer.contract.training import TrainingConfig
+from trainer.torch_free.job_identity import job_identity
+from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.tracking")
 

@@ -20,7 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
-from trainer.contract.exit_codes import (
+from trainer.torch_free.exit_codes import (
     ABORT_EXIT_CODE,
     STOP_MARK,
     STOP_REPORT_DIR,

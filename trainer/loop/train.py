@@ -26,7 +26,6 @@ from trainer.checkpoint.resume_guard import (
 )
 from trainer.checkpoint.save import CompleteCheckpointMarker, SaveAfterFirstStep
 from trainer.console.rank_logging import setup_console
-from trainer.contract.training import TrainingConfig
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
 from trainer.distributed.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
@@ -48,6 +47,7 @@ from trainer.loop.hf_trainer import FtTrainer, build_training_args
 from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
+from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.train")
 

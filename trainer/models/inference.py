@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.contract.training import TrainingConfig
 from trainer.models.source import model_class, model_kwargs
+from trainer.torch_free.training import TrainingConfig
 
 
 def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):

@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from trainer.contract.training import TrainingConfig
 from trainer.distributed.fsdp import ShardingPlan, settle_replication
 from trainer.kernels import attention_varlen
 from trainer.kernels.lora_fused import GROUPS, fuse_lora
@@ -33,6 +32,7 @@ from trainer.models.source import (
     tokenizer_class,
     tokenizer_source_kwargs,
 )
+from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.model")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from trainer.contract.training import TrainingConfig
 from trainer.models.source import load_config, model_class, model_kwargs
+from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.merge")
 

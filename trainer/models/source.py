@@ -12,8 +12,8 @@ from typing import Any
 
 import transformers
 
-from trainer.contract.errors import UserError
-from trainer.contract.training import TrainingConfig
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.training import TrainingConfig
 
 
 def model_class(cfg: TrainingConfig) -> Any:

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from trainer.contract.example_files import example_dir
+from trainer.torch_free.example_files import example_dir
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 IM_START, IM_END = "<|im_start|>", "<|im_end|>"

@@ -10,7 +10,7 @@ from orchestrator.backends.base import EmulatedHosts, NodeVars, Rendered, Submit
 from orchestrator.backends.dstack.jobs import DstackJobs
 from orchestrator.backends.storage import HOST_PATH, NAMED
 from orchestrator.shipping.bundle import KEEP_EVERYTHING, IgnoreFile
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # dstack versions before DSTACK_GPUS_PER_NODE only give the job's total GPU count.
 GPUS_TOTAL = "DSTACK_GPUS_NUM"

@@ -14,7 +14,7 @@ from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.backends.tool_output import failure_text, plain
 from orchestrator.process import Completed, stream_cmd
 from orchestrator.status_text import format_seconds
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # dstack's RunStatus values; `terminated` is resolved by the termination reason.
 _STATES = {"pending": JobState.PENDING, "submitted": JobState.PENDING,

@@ -26,7 +26,7 @@ from orchestrator.shipping.layout import ShipPlan, bundle_name, job_prefix
 from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from orchestrator.templating import render_template
-from trainer.contract.errors import SpecError
+from trainer.torch_free.errors import SpecError
 
 NAME = "dstack"
 # Facts of the default image (NGC PyTorch runs as root; its x86_64 build), stated so that

@@ -28,7 +28,7 @@ from orchestrator.backends.storage import (
 )
 from orchestrator.spec.load import Spec
 from orchestrator.spec.problem_lines import located
-from trainer.contract.errors import Problem
+from trainer.torch_free.errors import Problem
 
 NAME = "dstack"
 PER_NODE = re.compile(r"\$\{\{\s*dstack\.(node_rank|job_num)\s*\}\}")

@@ -32,8 +32,8 @@ from orchestrator.output_files import write_atomic
 from orchestrator.process import spawn_group
 from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
-from trainer.contract.errors import SpecError, UserError
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.errors import SpecError, UserError
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 
 def gpu_slice(rank: int, gpus_per_node: int, visible: str | None) -> str | None:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from orchestrator.process import pid_exists, run_cmd
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 PREFIX = "ftlocal"
 SUBNET = "10.210.0"

@@ -28,8 +28,8 @@ from orchestrator.process import (
     kill_tree,
     signal_pids,
 )
-from trainer.contract.errors import UserError
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 POLL_S = 0.2
 MARGIN_S = 30  # beyond the ranks' grace: ft node's own time to notice and exit

@@ -23,7 +23,7 @@ from orchestrator.backends.storage import (
 )
 from orchestrator.spec.load import Spec
 from orchestrator.spec.problem_lines import located
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 NAME = "modal"
 FIX = ("Make it relative (it then lands on the job's own Volume, which every container "

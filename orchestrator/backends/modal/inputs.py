@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from orchestrator.spec.load import Spec
-from trainer.contract.data_paths import looks_local
-from trainer.contract.errors import Problem
+from trainer.torch_free.data_paths import looks_local
+from trainer.torch_free.errors import Problem
 
 WORKDIR = "/workspace"  # where the job's Volume is mounted: every stage's working directory
 _MODEL_KEYS = ("base_model", "base_model_config", "tokenizer_config")

@@ -18,7 +18,7 @@ from orchestrator.backends.modal.markers import APP_ID_MARK, RESULT_MARK
 from orchestrator.backends.tool_output import failure_text, json_after_chatter, plain
 from orchestrator.process import Completed
 from orchestrator.status_text import format_seconds
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # modal/cli/app.py APP_STATE_TO_MESSAGE, as `modal app list --json` prints them.
 _STATES = {"initializing...": JobState.PENDING, "ephemeral": JobState.RUNNING,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from orchestrator.backends.fabric_cloud import RDMA_FABRICS
 from orchestrator.clusters import ClusterProfile
 from orchestrator.spec.load import Spec
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 # What ~/.sky/config.yaml needs for every EFA interface (SkyPilot 0.14 clouds/aws.py warns
 # the same; use_ssm or an ssh_proxy_command is how it reaches nodes without public IPs).

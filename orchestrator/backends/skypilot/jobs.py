@@ -15,7 +15,7 @@ from orchestrator.backends.job_model import JobRecord, JobState, JobStatus
 from orchestrator.backends.tool_output import failure_text, json_after_chatter, plain
 from orchestrator.process import Completed
 from orchestrator.status_text import format_seconds
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # sky.skylet.job_lib.JobStatus and sky.jobs.state.ManagedJobStatus values.
 _STATES = {

@@ -27,7 +27,7 @@ from orchestrator.shipping.job_files import job_files
 from orchestrator.shipping.layout import ShipPlan, bundle_name
 from orchestrator.spec.load import Spec
 from orchestrator.templating import render_template
-from trainer.contract.errors import SpecError
+from trainer.torch_free.errors import SpecError
 
 NAME = "skypilot"
 

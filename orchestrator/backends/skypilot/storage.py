@@ -26,7 +26,7 @@ from orchestrator.backends.storage import (
 )
 from orchestrator.spec.load import Spec
 from orchestrator.spec.problem_lines import located
-from trainer.contract.errors import Problem
+from trainer.torch_free.errors import Problem
 
 NAME = "skypilot"
 STORES = ("s3", "gs", "https", "r2", "cos", "oci", "nebius", "cw", "vastdata", "hf")

@@ -22,7 +22,7 @@ from orchestrator.process import Completed
 if TYPE_CHECKING:
     from orchestrator.spec.load import Spec
 from orchestrator.spec.launch_schema import duration_seconds
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # id, state, time used, node count, nodelist or (reason), restarts (requeues), when it was
 # preempted: -O because -o has neither of the last two; a ":|" suffix makes the columns

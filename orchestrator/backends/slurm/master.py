@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable
 
 from orchestrator.process import Completed, run_cmd
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 _NODE_ADDR = re.compile(r"(?:^|\s)NodeAddr=(\S+)")
 _NO_SCONTROL = ("ft node --backend slurm: {why}, and SLURM_JOB_NODELIST={nodelist} is more "

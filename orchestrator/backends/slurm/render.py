@@ -24,8 +24,8 @@ from orchestrator.shipping.layout import ShipPlan
 from orchestrator.spec.launch_schema import duration_seconds
 from orchestrator.spec.load import Spec
 from orchestrator.templating import render_template, sh
-from trainer.contract.errors import Problem, SpecError
-from trainer.contract.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.errors import Problem, SpecError
+from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
 
 NAME = "slurm"
 

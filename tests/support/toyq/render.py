@@ -24,7 +24,7 @@ from orchestrator.backends.storage import (
 from orchestrator.spec.load import Spec
 from orchestrator.spec.problem_lines import located
 from orchestrator.templating import render_template
-from trainer.contract.errors import Problem, SpecError
+from trainer.torch_free.errors import Problem, SpecError
 
 NAME = "toyq"
 # A toyq node's disk is gone after the job: only a toyq volume outlives it.

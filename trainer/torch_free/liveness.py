@@ -32,7 +32,7 @@ DEFAULT_PEER = "2m"
 # like a dead node.
 PERIOD_S = 5.0
 MIN_PEER_S = 5
-# In STOP_REPORT_DIR (trainer.contract.exit_codes): a rank waiting on a silent peer says so
+# In STOP_REPORT_DIR (trainer.torch_free.exit_codes): a rank waiting on a silent peer says so
 # (ft node tells a stop signal it is not a slow save), and a rank that ended the job on a
 # lost peer leaves why.
 WAITING_REPORT = "waiting-rank-{rank}.json"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 _TRAINER_DIR = Path(__file__).resolve().parent.parent
 # Installed: trainer/examples/<name>; checkout: <repo>/examples/<name>.

@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from trainer.contract.errors import UserError
+from trainer.torch_free.errors import UserError
 
 # The JSONs ship as package data of trainer.deepspeed_configs (one level up).
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "deepspeed_configs"
