@@ -273,9 +273,9 @@ def test_lean_lora_mlp_is_the_same_function_and_keeps_no_product(tiny_model_dir)
     (trainer/kernels/lora_mlp.py)."""
     import torch
     from peft import get_peft_model
-    from trainer.lora_fused import fuse_lora
     from transformers import AutoModelForCausalLM
 
+    from trainer.kernels.lora_fused import fuse_lora
     from trainer.kernels.lora_mlp import lean_mlp
     from trainer.models.load import lora_config
 

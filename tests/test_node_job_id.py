@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-from trainer.output_lease import LEASE_FILE
 
 from orchestrator import backends
 from orchestrator.node.job_id import job_id_outside_node
 from tests.cli_runner import REPO
 from tests.train_helpers import write_tiny_spec
+from trainer.checkpoint.output_lease import LEASE_FILE
 from trainer.torch_free.job_identity import JOB_ID_ENV
 
 # Each backend's variable that names a job across its restarts and requeues.

@@ -10,7 +10,8 @@ Here one autograd function computes h and h @ A^T and keeps gate, up and A; back
 recomputes h (one elementwise pass) for A's gradient. The same kernel computes h both times
 (Liger's SwiGLU where the spec uses it, else the model's own `silu(gate) * up`), so the
 numbers are those of the unpatched MLP. Applies to MLPs whose three projections have the
-lean LoRA forward (trainer/lora_fused.py) and whose activation is SiLU; others are untouched.
+lean LoRA forward (trainer/kernels/lora_fused.py) and whose activation is SiLU; others are
+untouched.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from types import MethodType
 import torch
 from torch import nn
 
-from trainer.lora_fused import _plain_adapter
+from trainer.kernels.lora_fused import _plain_adapter
 
 log = logging.getLogger("ft.lora")
 
