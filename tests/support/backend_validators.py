@@ -21,6 +21,10 @@ DSTACK_PIN = "dstack==0.22.5"
 # `dstack server` (SQLite, no compute) to plan ft's tasks for real; its own venv: the
 # server extra pulls a web stack the parser-only venv does not need.
 DSTACK_SERVER_PIN = "dstack[server]==0.22.5"
+# What a pin's own requirements leave open and a later release broke. sentry-sdk 3.0
+# (released 2026-12-07) dropped `start_transaction`, which dstack 0.22.5's server wraps every
+# background task in: its runs never leave `submitted`, so the server tests waited out.
+COMPANIONS: dict[str, tuple[str, ...]] = {DSTACK_SERVER_PIN: ("sentry-sdk<3",)}
 SKYPILOT_PIN = "skypilot==0.14.1"
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +59,11 @@ def _venv_python(venv: Path) -> Path:
 def _venv_dir(pin: str) -> Path:
     # `dstack[server]==0.22.5` -> dstack-server-0.22.5: brackets in the venv's path break
     # dstack's server, whose log lines are rich markup.
-    return cache_root() / pin.replace("==", "-").replace("[", "-").replace("]", "")
+    # A companion changes what is installed, so it is part of the venv's name: a venv built
+    # before the companion was added is not reused.
+    extra = "".join(f"-{c.replace('<', '-lt').replace('>', '-gt').replace('=', '')}"
+                    for c in COMPANIONS.get(pin, ()))
+    return cache_root() / (pin.replace("==", "-").replace("[", "-").replace("]", "") + extra)
 
 
 def is_ready(pin: str) -> bool:
@@ -106,7 +114,7 @@ def _build(venv: Path, pin: str) -> None:
     # pyyaml is a dependency of both backends; named explicitly because the child uses it.
     # --prefer-binary: an sdist newer than the newest wheel would otherwise be built here.
     cmd = [py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--prefer-binary",
-           pin, "pyyaml"]
+           pin, *COMPANIONS.get(pin, ()), "pyyaml"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"pip install {pin} failed:\n{proc.stdout}\n{proc.stderr}")
