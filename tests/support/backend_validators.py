@@ -22,7 +22,7 @@ DSTACK_PIN = "dstack==0.22.5"
 # server extra pulls a web stack the parser-only venv does not need.
 DSTACK_SERVER_PIN = "dstack[server]==0.22.5"
 # What a pin's own requirements leave open and a later release broke. sentry-sdk 3.0
-# (released 2026-12-07) dropped `start_transaction`, which dstack 0.22.5's server wraps every
+# (on the index since 2026-12-07) dropped `start_transaction`, which dstack 0.22.5's server wraps every
 # background task in: its runs never leave `submitted`, so the server tests waited out.
 COMPANIONS: dict[str, tuple[str, ...]] = {DSTACK_SERVER_PIN: ("sentry-sdk<3",)}
 SKYPILOT_PIN = "skypilot==0.14.1"
