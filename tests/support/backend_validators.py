@@ -21,9 +21,9 @@ DSTACK_PIN = "dstack==0.22.5"
 # `dstack server` (SQLite, no compute) to plan ft's tasks for real; its own venv: the
 # server extra pulls a web stack the parser-only venv does not need.
 DSTACK_SERVER_PIN = "dstack[server]==0.22.5"
-# What a pin's own requirements leave open and a later release broke. sentry-sdk 3.0
-# (on the index since 2026-12-07) dropped `start_transaction`, which dstack 0.22.5's server wraps every
-# background task in: its runs never leave `submitted`, so the server tests waited out.
+# What a pin's own requirements leave open and a later release broke. sentry-sdk 3.0 (on
+# the index since 2026-12-07) dropped `start_transaction`, which dstack 0.22.5's server wraps
+# every background task in: its runs never leave `submitted`, so the server tests waited out.
 COMPANIONS: dict[str, tuple[str, ...]] = {DSTACK_SERVER_PIN: ("sentry-sdk<3",)}
 SKYPILOT_PIN = "skypilot==0.14.1"
 
