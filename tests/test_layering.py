@@ -5,6 +5,7 @@ orchestrator reaches the rest of the trainer only inside the commands that train
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -48,24 +49,24 @@ def test_the_contract_is_torch_free(path):
         assert _root(module) != "trainer" or module.startswith("trainer.torch_free")
 
 
+@functools.cache
+def _imported_names(path: Path) -> frozenset[str]:
+    """Every module a file imports and every `module.name` it takes from one (parsed once)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return frozenset(names)
+
+
 def _readers(module: str, folder: str, outside: str | None = None) -> list[Path]:
     """Files under `folder` (not under `outside`) that import `module` or a name from it."""
-    parent, _, leaf = module.rpartition(".")
-    found = []
-    for path in _python_files(folder):
-        if outside and (REPO / outside) in path.parents:
-            continue
-        tree = ast.parse(path.read_text(), str(path))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and (
-                    node.module == module or (node.module == parent and any(
-                        alias.name == leaf for alias in node.names))):
-                found.append(path)
-                break
-            if isinstance(node, ast.Import) and any(a.name == module for a in node.names):
-                found.append(path)
-                break
-    return found
+    return [path for path in _python_files(folder)
+            if not (outside and (REPO / outside) in path.parents)
+            and module in _imported_names(path)]
 
 
 @pytest.mark.parametrize("path", [p for p in _python_files("trainer/torch_free")

@@ -65,13 +65,13 @@ MEMORY_CLAIMS = [
 ]
 
 
-def _rate(file: str, case: str, tool: str) -> float:
+def _recorded(file: str, case: str, tool: str, key: str = "tokens_per_s") -> float:
+    """`key` of the first record of `case` and `tool` in bench/results/`file` that has one."""
     for line in (RESULTS / file).read_text().splitlines():
         record = json.loads(line)
-        if record.get("case") == case and record.get("tool") == tool \
-                and record.get("tokens_per_s"):
-            return record["tokens_per_s"]
-    raise AssertionError(f"no measured {case} {tool} in bench/results/{file}")
+        if record.get("case") == case and record.get("tool") == tool and record.get(key):
+            return record[key]
+    raise AssertionError(f"no measured {key} of {case} {tool} in bench/results/{file}")
 
 
 def _performance_section() -> str:
@@ -83,23 +83,15 @@ def _performance_section() -> str:
 def test_each_readme_figure_follows_from_a_recorded_run(text, digits, file, case, tool,
                                                         reference):
     ref_file, _, ref_tool = reference.rpartition(":")
-    ratio = _rate(file, case, tool) / _rate(ref_file or file, case, ref_tool)
+    ratio = _recorded(file, case, tool) / _recorded(ref_file or file, case, ref_tool)
     claim = text.format(f"{ratio:.{digits}f}")
     assert claim in _performance_section(), (claim, ratio)
 
 
-def _gpu_gib(file: str, case: str, tool: str) -> float:
-    for line in (RESULTS / file).read_text().splitlines():
-        record = json.loads(line)
-        if record.get("case") == case and record.get("tool") == tool \
-                and record.get("peak_gpu_used_gib"):
-            return record["peak_gpu_used_gib"]
-    raise AssertionError(f"no GPU memory for {case} {tool} in bench/results/{file}")
-
-
 @pytest.mark.parametrize("text, file, case, tool, reference", MEMORY_CLAIMS)
 def test_each_memory_figure_follows_from_a_recorded_run(text, file, case, tool, reference):
-    more = _gpu_gib(file, case, tool) - _gpu_gib(file, case, reference)
+    more = (_recorded(file, case, tool, "peak_gpu_used_gib")
+            - _recorded(file, case, reference, "peak_gpu_used_gib"))
     claim = text.format(f"{more:.1f}")
     assert claim in _performance_section(), (claim, more)
 
