@@ -3,8 +3,8 @@
 The names and packages themselves are orchestrator/backend_registry.py (one line per
 backend). Every list of backends ft shows (CLI choices, `ft node` detection, emulation) comes
 from here. Nothing outside the two registry modules and each backend's own package names a
-backend (tests/test_backend_names.py).
-Modules are imported on first use, so `ft --help` does not load every backend's code.
+backend (tests/test_backend_names.py). A backend's module is imported on first use; building
+the CLI uses every one (its examples and stage help come from the backends), about 15 ms.
 """
 
 from __future__ import annotations
