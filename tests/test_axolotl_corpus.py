@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from orchestrator import backends
+from orchestrator.cli.launcher_hint import single_process_problem
 from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.train_helpers import TINY_DATA, summary
@@ -126,6 +127,10 @@ def test_ft_train_of_a_sharded_config_outside_a_launcher_says_what_to_run():
     assert f"ft launch {path} --backend local --gpus-per-node N" in result.stderr
     assert "torchrun --nproc-per-node N" in result.stderr
     assert "Traceback" not in result.stderr
+    training = _quiet_parse(Path(path).read_text(), path).training
+    under_torchrun = single_process_problem(training, Path(path),
+                                            {"WORLD_SIZE": "1", "LOCAL_RANK": "0"})
+    assert under_torchrun is None  # torchrun --nproc-per-node 1 has a process group
     zero = run_ft("train", str(CORPUS / "deepspeed-zero2.yml"))
     assert zero.returncode == 2 and "DeepSpeed ZeRO (`deepspeed`) shards the model" \
         in zero.stderr and "mpi4py" not in zero.stderr

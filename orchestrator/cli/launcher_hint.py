@@ -16,7 +16,9 @@ from trainer.torch_free.training import TrainingConfig
 
 def single_process_problem(cfg: TrainingConfig, spec_path: Path,
                            environ: Mapping[str, str]) -> str | None:
-    if int(environ.get("WORLD_SIZE", "1")) > 1:
+    # A launcher (torchrun, `ft node`) sets WORLD_SIZE, even to 1: one process under
+    # torchrun has a process group, and FSDP2 on one GPU is a real choice (offload).
+    if "WORLD_SIZE" in environ:
         return None
     what = ("FSDP (`fsdp` / `fsdp_config`)" if cfg.uses_fsdp
             else "DeepSpeed ZeRO (`deepspeed`)" if cfg.deepspeed else None)
