@@ -38,9 +38,9 @@ VIA_PROPERTY = {"requested_attention": {"attn_implementation", "flash_attention"
 FSDP_WARNED = {"fsdp_version", *rules._FSDP1_ONLY, *rules._FSDP_PLAN_DECIDES}
 
 
-def _problems(text: str) -> list[str]:
+def _problems(text: str, strict: bool = False) -> list[str]:
     with pytest.raises(SpecError) as info:
-        parse_spec(text, "spec.yaml")
+        parse_spec(text, "spec.yaml", strict=strict)
     return [p.message for p in info.value.problems]
 
 
@@ -129,12 +129,16 @@ def test_a_wrong_union_value_has_no_pydantic_internals():
                                             ("lora_alhpa", "lora_alpha"),
                                             ("learning_rat", "learning_rate")])
 def test_typos_get_the_key_they_misspell(typo, hint):
-    assert _problems(BASE + f"{typo}: 1\n") == [f"unknown key; did you mean `{hint}`?"]
+    assert _problems(BASE + f"{typo}: 1\n", strict=True) == [
+        f"unknown key; did you mean `{hint}`?"]
+    assert _warnings(BASE + f"{typo}: 1\n") == [
+        f"spec.yaml:5: `{typo}`: unknown key; did you mean `{hint}`? Ignored, as Axolotl does "
+        "(`--strict` makes it an error)"]
 
 
 @pytest.mark.parametrize("unrelated", ["tokens_of_eot", "pretraining_mix", "foo"])
 def test_unrelated_unknown_keys_get_no_hint(unrelated):
-    assert _problems(BASE + f"{unrelated}: 1\n") == [
+    assert _problems(BASE + f"{unrelated}: 1\n", strict=True) == [
         "unknown key, neither ft's nor Axolotl's (`ft schema` lists every key)"]
 
 

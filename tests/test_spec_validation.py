@@ -19,9 +19,9 @@ datasets:
 """
 
 
-def _problems(text: str, for_launch: bool = False) -> list[str]:
+def _problems(text: str, for_launch: bool = False, strict: bool = False) -> list[str]:
     with pytest.raises(SpecError) as info:
-        parse_spec(textwrap.dedent(text), "spec.yaml", for_launch=for_launch)
+        parse_spec(textwrap.dedent(text), "spec.yaml", for_launch=for_launch, strict=strict)
     return [p.format("spec.yaml") for p in info.value.problems]
 
 
@@ -33,7 +33,7 @@ launch:
   nodez: 2
   slurm:
     partiton: gpu
-""")
+""", strict=True)
     assert problems == [
         "spec.yaml:5: `lora_rr`: unknown key; did you mean `lora_r`?",
         "spec.yaml:6: `learning_rate`: expected a number (got 'fast')",
@@ -43,9 +43,13 @@ launch:
 
 
 def test_nested_dataset_key_and_top_level_launch_typo():
-    problems = _problems(BASE + "    feld: text\nlaunh: {}\n")
+    problems = _problems(BASE + "    feld: text\nlaunh: {}\n", strict=True)
     assert "spec.yaml:5: `datasets[0].feld`: unknown key; did you mean `field`?" in problems
     assert "spec.yaml:6: `launh`: unknown key; did you mean `launch`?" in problems
+    # Without --strict the data key is only warned about; a `launch` typo still stops it.
+    with pytest.warns(SpecWarning, match=r"spec.yaml:5: `datasets\[0\].feld`: unknown key"):
+        problems = _problems(BASE + "    feld: text\nlaunh: {}\n")
+    assert problems == ["spec.yaml:6: `launh`: unknown key; did you mean `launch`?"]
 
 
 @pytest.mark.parametrize(("extra", "path", "fix"), [
