@@ -132,7 +132,7 @@ def _answered(data: dict, prefix: YamlPath, refused: dict[str, str], warned: dic
     for key, value in data.items():
         path = prefix + (key,)
         if key in refused:
-            if not keys.asks_for_nothing(value):
+            if not keys.asks_for_nothing(value) and value not in keys.MATCHES_FT.get(key, ()):
                 out.problems.append(_problem(path, refused[key] + "; remove it or leave it "
                                              "empty", lines))
         elif key in warned:
