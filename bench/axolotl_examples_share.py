@@ -1,8 +1,9 @@
 """The share of Axolotl's own example configs that ft validates (the README's figure).
 
 Walks `examples/` of an Axolotl checkout at one commit (a bare mirror works: it reads with
-`git ls-tree` / `git show`), keeps the training configs (YAML mappings with `base_model`),
-sets aside those that are not text fine-tuning by the rule below, and validates each
+`git ls-tree` / `git show`), keeps the current training configs (YAML mappings with
+`base_model`, outside `examples/archived/`, which Axolotl keeps for old models and no longer
+maintains), sets aside those that are not text fine-tuning by the rule below, and validates each
 remaining one as `ft validate` does with no `launch:` block: the YAML text as Axolotl ships
 it, parsed by `orchestrator.spec.load.parse_spec` from an empty scratch directory (so a
 relative `deepspeed: deepspeed_configs/zero3.json` resolves as it would for a user who copied
@@ -13,8 +14,9 @@ main's figure and a branch's come from the same script:
         --axolotl /work/.mirror/axolotl-ai-cloud+axolotl/repo \\
         --out bench/results/axolotl-examples-share.json
 
-The JSON holds the counts, the share, each refused config's first refusal, and how often
-each key is refused across all of them (`refused_keys`).
+The JSON holds the counts, the share, each refused config's first refusal, how many configs
+each key stops first (`first_refusal_keys`) and how often each key is refused at all
+(`refused_keys`, a config counted once per key).
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def excluded_category(config: dict) -> str | None:
     return None
 
 
+ARCHIVED = "examples/archived/"
+
+
 def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                           text=True).stdout
@@ -83,7 +88,7 @@ def example_configs(repo: Path, commit: str) -> dict[str, dict]:
     """path -> parsed YAML of every training config under examples/ at `commit`."""
     found: dict[str, dict] = {}
     for path in _git(repo, "ls-tree", "-r", "--name-only", commit, "examples").splitlines():
-        if not path.endswith((".yml", ".yaml")):
+        if not path.endswith((".yml", ".yaml")) or path.startswith(ARCHIVED):
             continue
         text = _git(repo, "show", f"{commit}:{path}")
         try:
@@ -130,6 +135,7 @@ def measure(repo: Path, commit: str) -> dict:
     excluded: Counter[str] = Counter()
     refused: dict[str, str] = {}
     refused_keys: Counter[str] = Counter()
+    first_keys: Counter[str] = Counter()
     warned_unknown: dict[str, int] = {}
     accepted = []
     for path, config in sorted(configs.items()):
@@ -143,6 +149,7 @@ def measure(repo: Path, commit: str) -> dict:
             warned_unknown[path] = unknown
         if problems:
             refused[path] = _reason(problems[0])
+            first_keys[_key(problems[0])] += 1
             refused_keys.update(dict.fromkeys(_key(p) for p in problems).keys())
         else:
             accepted.append(path)
@@ -154,6 +161,7 @@ def measure(repo: Path, commit: str) -> dict:
         "text_finetuning": text_ft,
         "accepted": len(accepted),
         "share": round(len(accepted) / text_ft, 3) if text_ft else None,
+        "first_refusal_keys": dict(first_keys.most_common()),
         "refused_keys": dict(refused_keys.most_common()),
         "refused": refused,
         "accepted_configs": accepted,
