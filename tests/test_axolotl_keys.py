@@ -159,7 +159,7 @@ def test_typos_get_the_key_they_misspell(typo, hint):
         f"unknown key; did you mean `{hint}`?"]
     assert _warnings(BASE + f"{typo}: 1\n") == [
         f"spec.yaml:5: `{typo}`: unknown key; did you mean `{hint}`? Ignored, as Axolotl does "
-        "(`--strict` makes it an error)"]
+        "(`ft validate --strict` makes it an error)"]
 
 
 @pytest.mark.parametrize("unrelated", ["tokens_of_eot", "pretraining_mix", "foo"])

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from orchestrator.spec.load import parse_spec
+from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
 from tests.test_axolotl_corpus import _tiny_copy
 from tests.train_helpers import summary
@@ -21,7 +21,8 @@ CORPUS = REPO / "tests/fixtures/axolotl/corpus/hub-kernel-attention.yml"
                                   "kernels-community/flash-attn2@v1",
                                   "kernels-community/flash-attn3:flash_attn_varlen_func"])
 def test_hub_kernel_names_validate(name):
-    spec = parse_spec(BASE + f"attn_implementation: {name}\n", "spec.yaml")
+    with pytest.warns(SpecWarning, match="is a hub kernel: the job loads it where it has a GPU"):
+        spec = parse_spec(BASE + f"attn_implementation: {name}\n", "spec.yaml")
     assert spec.training.requested_attention == name
 
 

@@ -106,7 +106,8 @@ def test_unsupported_axolotl_option_is_named_unless_empty():
     parse_spec(BASE + "xformers_attention:\ns2_attention: false\n", "spec.yaml")
     assert _problems(BASE + "s2_attention: true\n") == [
         "spec.yaml:5: `s2_attention`: attention variants other than flash_attention / "
-        "sdp_attention / flex_attention / eager are not supported; remove it or leave it empty"]
+        "sdp_attention / flex_attention / eager are not supported; choose one with "
+        "`attn_implementation`; remove it or leave it empty"]
 
 
 def test_fsdp1_only_settings_are_warned_about():

@@ -26,7 +26,7 @@ fsdp_config:
   fsdp_version: 2
 launch: {nodes: 2, gpus_per_node: 8}
 """
-IGNORED = "Ignored, as Axolotl does (`--strict` makes it an error)"
+IGNORED = "Ignored, as Axolotl does (`ft validate --strict` makes it an error)"
 
 
 def _load(text: str, strict: bool = False):
@@ -55,7 +55,8 @@ def test_unknown_keys_at_every_depth_are_warned_with_file_line_and_hint():
 def test_an_unknown_key_without_a_near_typo_says_so():
     _, notes = _load("base_model: m\ndatasets: [{path: d.jsonl, type: alpaca}]\nfoo: 1\n")
     assert notes == ["spec.yaml:3: `foo`: unknown key, neither ft's nor Axolotl's (`ft schema` "
-                     "lists every key); ignored, as Axolotl does (`--strict` makes it an error)"]
+                     "lists every key); ignored, as Axolotl does (`ft validate --strict` makes "
+                     "it an error)"]
 
 
 def test_strict_makes_each_one_an_error_with_its_line():
@@ -89,9 +90,11 @@ def test_validate_warns_strict_refuses_and_launch_strict_refuses_before_renderin
     assert strict.returncode == 2 and "Traceback" not in strict.stderr
     assert f"{spec}:2: `lerning_rate`: unknown key; did you mean `learning_rate`?" \
         in strict.stderr
-    launched = run_ft("launch", str(spec), "--backend", "slurm", "--dry-run", "--strict")
-    assert launched.returncode == 2 and "3 problems found" in launched.stderr
-    assert "#SBATCH" not in launched.stdout
+    for command in ("launch", "render"):
+        refused = run_ft(command, str(spec), "--backend", "slurm", "--strict",
+                         *(["--dry-run"] if command == "launch" else []))
+        assert refused.returncode == 2 and "3 problems found" in refused.stderr, command
+        assert "#SBATCH" not in refused.stdout
 
 
 def test_train_ignores_what_validate_warns_about(tmp_path, tiny_model_dir):

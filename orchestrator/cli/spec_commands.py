@@ -125,12 +125,13 @@ def render(
                                        "submitted with the backend's own tool.")] = False,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Render the launch file(s) for a backend: deterministic, reviewable, checkable."""
     from orchestrator.output_files import stale_files, write_files
 
-    rendered = render_checked(load_for_cli(spec, nodes, gpus_per_node, for_launch=True),
-                              backend.value)
+    rendered = render_checked(load_for_cli(spec, nodes, gpus_per_node, for_launch=True,
+                                           strict=strict), backend.value)
     if check:
         if output is None:
             raise UserError("--check compares against files in a directory: pass -o DIR")

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from orchestrator.spec.attention_notes import hub_kernel_notes
 from orchestrator.spec.axolotl_compat import normalise
 from orchestrator.spec.launch_schema import LaunchSpec, launch_model
 from orchestrator.spec.rules import cross_field_problems, ignored_settings
@@ -98,7 +99,7 @@ def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
         warnings.warn(LocatedSpecWarning(note), stacklevel=2)
     if problems:
         raise SpecError(problems, source)
-    notes += ignored_settings(training)
+    notes += ignored_settings(training) + hub_kernel_notes(training)
     for note in notes:
         warnings.warn(note, SpecWarning, stacklevel=2)
     effective = dict(training_raw, launch=launch_raw)

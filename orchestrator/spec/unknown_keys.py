@@ -58,7 +58,8 @@ def ignored_warning(problem: Problem, source: str) -> str:
     """The warning for an unknown key that is ignored: file, line, key, hint, and the way to
     make it an error."""
     joint = " I" if problem.message.endswith("?") else "; i"
-    return f"{problem.format(source)}{joint}gnored, as Axolotl does (`--strict` makes it an error)"
+    return (f"{problem.format(source)}{joint}gnored, as Axolotl does (`ft validate --strict` "
+            "makes it an error)")
 
 
 def _unknown_paths(model: type[BaseModel], raw: Any) -> list[YamlPath]:
