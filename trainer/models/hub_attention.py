@@ -37,11 +37,12 @@ def _why_not_loadable(name: str) -> str | None:
     if not is_kernels_available():
         return ("the `kernels` package is missing or outside the versions transformers "
                 "accepts: install ft-finetune[hub-kernels]")
-    try:
-        from kernels import get_kernel
+    try:  # transformers' own loader: what from_pretrained runs for this name
+        from transformers.integrations.hub_kernels import load_and_register_attn_kernel
 
-        repo, _, revision = name.split(":", 1)[0].partition("@")
-        get_kernel(repo, revision=revision or None)
+        # As from_pretrained without `allow_all_kernels`: a kernel outside kernels-community
+        # (code from any hub repo) is not run, and the reason says so.
+        load_and_register_attn_kernel(name)
     except Exception as exc:  # noqa: BLE001 - any failure to fetch or build means fall back
-        return f"fetching it failed: {type(exc).__name__}: {exc}"
+        return f"loading it failed: {type(exc).__name__}: {exc}"
     return None
