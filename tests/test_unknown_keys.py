@@ -105,3 +105,14 @@ def test_train_ignores_what_validate_warns_about(tmp_path, tiny_model_dir):
     result = run_ft("train", str(spec))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "`lerning_rate`: unknown key; did you mean `learning_rate`? Ignored" in result.stderr
+
+
+def test_a_pretraining_dataset_entry_follows_the_same_rule():
+    text = "base_model: m\npretraining_dataset:\n  - path: c4\n    text_colum: body\n"
+    spec, notes = _load(text)
+    assert notes[0] == (f"spec.yaml:4: `pretraining_dataset[0].text_colum`: unknown key; did "
+                        f"you mean `text_column`? {IGNORED}")
+    assert spec.training.datasets[0].field == "text"
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, "spec.yaml", strict=True)
+    assert [p.path for p in info.value.problems] == ["pretraining_dataset[0].text_colum"]

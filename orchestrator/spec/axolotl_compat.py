@@ -25,6 +25,7 @@ class Normalised:
     data: dict[str, Any]
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unknown: list[Problem] = field(default_factory=list)  # keys no one knows (warned)
 
 
 def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
@@ -33,7 +34,7 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
     data = _without_empty(data)
     data = _renamed(data, (), keys.ALIASES, lines, out)
     data = _fsdp_version(data, lines, out)
-    data = pretraining.convert(data, lines, out.problems, out.notes)
+    data = pretraining.convert(data, lines, out.problems, out.notes, out.unknown)
     out.data = _answered(data, (), keys.REFUSED, keys.WARNED, lines, out)
     for section in ("datasets", "test_datasets"):
         if isinstance(out.data.get(section), list):

@@ -87,6 +87,7 @@ def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
     problems += axolotl.problems
     notes += axolotl.notes
     training_raw, unknown = without_unknown_keys(TrainingConfig, axolotl.data, lines)
+    unknown = sorted(axolotl.unknown + unknown, key=lambda p: (p.line is None, p.line or 0))
     errors = stopping(unknown, strict)
     problems += errors
     located = [ignored_warning(problem, source) for problem in unknown if problem not in errors]
