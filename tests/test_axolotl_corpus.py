@@ -25,8 +25,8 @@ CORPUS = REPO / "tests/fixtures/axolotl/corpus"
 ACCEPTED = sorted(CORPUS.glob("*.yml"))
 REFUSED = {
     "dpo.yml": "RL / preference training (DPO, IPO, ORPO, KTO, SimPO, GRPO) is not supported",
-    "multimodal.yml": "multimodal is not supported",
-    "reward-model.yml": "reward models are not supported",
+    "multimodal.yml": "multimodal training (image or audio inputs",
+    "reward-model.yml": "reward models (a scalar head",
 }
 LAUNCH = "\nlaunch:\n  name: corpus\n  nodes: 1\n  gpus_per_node: 8\n  gpu: H100:80GB\n"
 DEEPSPEED = {"zero1": "zero1", "zero2": "zero2", "zero3": "zero3", "zero3_bf16": "zero3",

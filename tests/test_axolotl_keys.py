@@ -38,9 +38,9 @@ VIA_PROPERTY = {"requested_attention": {"attn_implementation", "flash_attention"
 FSDP_WARNED = {"fsdp_version", *rules._FSDP1_ONLY, *rules._FSDP_PLAN_DECIDES}
 
 
-def _problems(text: str) -> list[str]:
+def _problems(text: str, strict: bool = False) -> list[str]:
     with pytest.raises(SpecError) as info:
-        parse_spec(text, "spec.yaml")
+        parse_spec(text, "spec.yaml", strict=strict)
     return [p.message for p in info.value.problems]
 
 
@@ -82,10 +82,36 @@ def test_a_set_warned_key_warns_once_with_what_ft_does():
 
 def test_the_multimodal_and_rl_refusals_say_so():
     assert _problems(BASE + "processor_type: AutoProcessor\n") == [
-        "multimodal is not supported (ft trains text-only causal LMs); remove it or leave it "
-        "empty"]
+        "multimodal training (image or audio inputs through a processor) is not supported; "
+        "ft trains text-only causal LMs on `datasets` of text; remove it or leave it empty"]
     assert "RL / preference training" in _problems(BASE + "rl: dpo\n")[0]
-    assert "reward models are not supported" in _problems(BASE + "reward_model: true\n")[0]
+    assert _problems(BASE + "reward_model: true\n")[0].startswith("reward models (")
+
+
+AXOLOTL_DATASET_KEYS = [
+    line.strip() for line in (REPO / "tests/fixtures/axolotl/dataset_keys.txt").read_text()
+    .splitlines() if line.strip() and not line.startswith("#")]
+# PretrainingDataset's own keys: orchestrator/spec/pretraining.py reads them.
+PRETRAINING_ONLY = {"text_column", "skip"}
+
+
+def test_every_axolotl_dataset_key_has_an_answer():
+    """Every key of Axolotl's dataset entry (SFT, DPO, KTO, stepwise, synthetic, pretraining
+    schemas) is a DatasetSpec field or answered, so none is called unknown."""
+    assert {"step_separator", "field_messages", "weight", "text_column"} <= \
+        set(AXOLOTL_DATASET_KEYS)
+    unanswered = [k for k in AXOLOTL_DATASET_KEYS if k not in DatasetSpec.model_fields
+                  and k not in keys.DATASET_REFUSED and k not in keys.DATASET_WARNED
+                  and k not in PRETRAINING_ONLY]
+    assert unanswered == []
+    assert _problems(BASE + "    step_separator: \"\\n\\n\"\n") == [
+        keys.REFUSED["process_reward_model"] + "; remove it or leave it empty"]
+
+
+def test_a_refused_key_set_to_what_ft_does_passes():
+    parse_spec(BASE + "nf4_backend: bitsandbytes\nlabel_balance_window_optim_steps: 1\n",
+               "spec.yaml")
+    assert "torchao's NF4" in _problems(BASE + "nf4_backend: torchao\n")[0]
 
 
 def test_dataset_level_axolotl_keys_are_answered_too():
@@ -129,12 +155,16 @@ def test_a_wrong_union_value_has_no_pydantic_internals():
                                             ("lora_alhpa", "lora_alpha"),
                                             ("learning_rat", "learning_rate")])
 def test_typos_get_the_key_they_misspell(typo, hint):
-    assert _problems(BASE + f"{typo}: 1\n") == [f"unknown key; did you mean `{hint}`?"]
+    assert _problems(BASE + f"{typo}: 1\n", strict=True) == [
+        f"unknown key; did you mean `{hint}`?"]
+    assert _warnings(BASE + f"{typo}: 1\n") == [
+        f"spec.yaml:5: `{typo}`: unknown key; did you mean `{hint}`? Ignored, as Axolotl does "
+        "(`ft validate --strict` makes it an error)"]
 
 
 @pytest.mark.parametrize("unrelated", ["tokens_of_eot", "pretraining_mix", "foo"])
 def test_unrelated_unknown_keys_get_no_hint(unrelated):
-    assert _problems(BASE + f"{unrelated}: 1\n") == [
+    assert _problems(BASE + f"{unrelated}: 1\n", strict=True) == [
         "unknown key, neither ft's nor Axolotl's (`ft schema` lists every key)"]
 
 

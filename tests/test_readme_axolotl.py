@@ -1,4 +1,5 @@
-"""The "Axolotl configs" section of docs/spec.md states facts the code must keep true.
+"""The "Axolotl configs" section of docs/spec.md and docs/axolotl-compatibility.md state
+facts the code and the recorded measurement must keep true.
 
 The lists between `<!-- name:start -->` / `<!-- name:end -->` markers and the key count
 are compared with the code here; the behaviour sentences are proven by
@@ -10,6 +11,7 @@ tests/test_chat_template_families.py (templates, masking, the validate-time chec
 
 from __future__ import annotations
 
+import json
 import re
 
 from orchestrator.spec.axolotl_keys import ALIASES, DATASET_REFUSED, REFUSED
@@ -18,10 +20,12 @@ from trainer.torch_free.chat_templates import FAMILIES, TOKENIZER_ONLY
 from trainer.torch_free.deepspeed_files import AXOLOTL_NAMES
 
 PAGE = (REPO / "docs" / "spec.md").read_text()
+COMPAT = (REPO / "docs" / "axolotl-compatibility.md").read_text()
+SHARE = json.loads((REPO / "bench/results/axolotl-examples-share.json").read_text())
 
 
-def _block(name: str) -> str:
-    return re.search(f"<!-- {name}:start -->(.*?)<!-- {name}:end -->", PAGE, re.S).group(1)
+def _block(name: str, page: str = PAGE) -> str:
+    return re.search(f"<!-- {name}:start -->(.*?)<!-- {name}:end -->", page, re.S).group(1)
 
 
 def _ticked(name: str) -> list[str]:
@@ -42,7 +46,20 @@ def test_listed_aliases_deepspeed_names_and_templates_are_the_codes():
 
 
 def test_the_refused_list_is_every_refusal_the_code_makes():
-    listed = [line[2:] for line in _block("refused").strip().splitlines()]
-    reasons = dict.fromkeys([*REFUSED.values(), *DATASET_REFUSED.values()])
-    subjects = [re.split(r" (?:is|are) not supported", reason)[0] for reason in reasons]
-    assert listed == subjects
+    listed = _block("refused", COMPAT).strip().splitlines()
+    refusals = dict.fromkeys([*REFUSED.values(), *DATASET_REFUSED.values()])
+    expected = [f"- {r.what}: {r.nearest}" for r in refusals]
+    assert listed == expected, "docs/axolotl-compatibility.md's refused block should be:\n" \
+        + "\n".join(expected)
+
+
+def test_the_compatibility_page_states_the_recorded_share():
+    """The share and the first refusals are bench/results/axolotl-examples-share.json's
+    (bench/axolotl_examples_share.py writes it; rerun it after a change to what ft accepts)."""
+    share = f"{SHARE['accepted']} of {SHARE['text_finetuning']} ({SHARE['share']:.0%})"
+    assert _block("share", COMPAT) == share
+    assert SHARE["accepted"] == len(SHARE["accepted_configs"])
+    assert SHARE["text_finetuning"] == SHARE["accepted"] + len(SHARE["refused"])
+    firsts = [f"- `{key}`: {n}" for key, n in SHARE["first_refusal_keys"].items()]
+    assert _block("first-refusals", COMPAT).strip().splitlines() == firsts
+    assert sum(SHARE["first_refusal_keys"].values()) == len(SHARE["refused"])

@@ -19,9 +19,9 @@ datasets:
 """
 
 
-def _problems(text: str, for_launch: bool = False) -> list[str]:
+def _problems(text: str, for_launch: bool = False, strict: bool = False) -> list[str]:
     with pytest.raises(SpecError) as info:
-        parse_spec(textwrap.dedent(text), "spec.yaml", for_launch=for_launch)
+        parse_spec(textwrap.dedent(text), "spec.yaml", for_launch=for_launch, strict=strict)
     return [p.format("spec.yaml") for p in info.value.problems]
 
 
@@ -33,7 +33,7 @@ launch:
   nodez: 2
   slurm:
     partiton: gpu
-""")
+""", strict=True)
     assert problems == [
         "spec.yaml:5: `lora_rr`: unknown key; did you mean `lora_r`?",
         "spec.yaml:6: `learning_rate`: expected a number (got 'fast')",
@@ -43,9 +43,13 @@ launch:
 
 
 def test_nested_dataset_key_and_top_level_launch_typo():
-    problems = _problems(BASE + "    feld: text\nlaunh: {}\n")
+    problems = _problems(BASE + "    feld: text\nlaunh: {}\n", strict=True)
     assert "spec.yaml:5: `datasets[0].feld`: unknown key; did you mean `field`?" in problems
     assert "spec.yaml:6: `launh`: unknown key; did you mean `launch`?" in problems
+    # Without --strict the data key is only warned about; a `launch` typo still stops it.
+    with pytest.warns(SpecWarning, match=r"spec.yaml:5: `datasets\[0\].feld`: unknown key"):
+        problems = _problems(BASE + "    feld: text\nlaunh: {}\n")
+    assert problems == ["spec.yaml:6: `launh`: unknown key; did you mean `launch`?"]
 
 
 @pytest.mark.parametrize(("extra", "path", "fix"), [
@@ -102,7 +106,8 @@ def test_unsupported_axolotl_option_is_named_unless_empty():
     parse_spec(BASE + "xformers_attention:\ns2_attention: false\n", "spec.yaml")
     assert _problems(BASE + "s2_attention: true\n") == [
         "spec.yaml:5: `s2_attention`: attention variants other than flash_attention / "
-        "sdp_attention / flex_attention / eager are not supported; remove it or leave it empty"]
+        "sdp_attention / flex_attention / eager are not supported; choose one with "
+        "`attn_implementation`; remove it or leave it empty"]
 
 
 def test_fsdp1_only_settings_are_warned_about():

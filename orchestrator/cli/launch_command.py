@@ -23,6 +23,7 @@ from orchestrator.cli.options import (
     OverrideOpt,
     SpecArg,
     StageOpt,
+    StrictOpt,
     err,
     examples,
     load_for_cli,
@@ -51,10 +52,12 @@ def launch(
     stage: StageOpt = None,
     force: ForceOpt = False,
     override: OverrideOpt = False,
+    strict: StrictOpt = False,
 ) -> None:
     """Render and submit through the backend's own tool, or run the nodes here
     (`--backend local`)."""
-    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
+    loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port,
+                          strict=strict)
     # Into the job's environment like launch.env, so the rendered file shows them too.
     loaded.launch.env.update(trainer_switches(force, override))
     chosen = backends.get(backend.value)

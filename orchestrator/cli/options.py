@@ -51,6 +51,9 @@ MasterPortOpt = Annotated[int | None, typer.Option(min=1024, max=65534, metavar=
 ForceOpt = Annotated[bool, typer.Option(
     "--force", help="Take over output_dir's lease from a run that holds it (one you know is "
     "dead; a live one keeps writing).")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--strict", help="A training key neither ft nor Axolotl knows is an error (default: a "
+    "warning naming its file and line; the key is ignored, as Axolotl does).")]
 OverrideOpt = Annotated[bool, typer.Option(
     "--override", help="Resume even where the spec changed what the checkpoint was trained "
     "with (batch, learning rate, data, model, adapter): the new values apply.")]
@@ -67,17 +70,22 @@ def err(message: str) -> None:
 
 
 def load_for_cli(spec_path: Path, nodes: int | None = None, gpus_per_node: int | None = None,
-                 for_launch: bool = False, master_port: int | None = None):
-    """Load a spec, printing its warnings (settings that have no effect) on stderr."""
-    from orchestrator.spec.load import SpecWarning, load_spec
+                 for_launch: bool = False, master_port: int | None = None,
+                 strict: bool = False):
+    """Load a spec, printing its warnings (settings that have no effect, unknown keys) on
+    stderr, also when the spec is refused (the unknown keys are part of the story)."""
+    from orchestrator.spec.load import LocatedSpecWarning, SpecWarning, load_spec
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecWarning)
         overrides = {"nodes": nodes, "gpus_per_node": gpus_per_node, "master_port": master_port}
-        spec = load_spec(spec_path, overrides, for_launch)
-    for warning in caught:
-        err(f"warning: {spec_path}: {warning.message}")
-    return spec
+        try:
+            return load_spec(spec_path, overrides, for_launch, strict)
+        finally:
+            for warning in caught:
+                where = "" if isinstance(warning.message, LocatedSpecWarning) \
+                    else f"{spec_path}: "
+                err(f"warning: {where}{warning.message}")
 
 
 def examples(*lines: str) -> str:

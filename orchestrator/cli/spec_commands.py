@@ -17,6 +17,7 @@ from orchestrator.cli.options import (
     NodesOpt,
     RenderBackend,
     SpecArg,
+    StrictOpt,
     err,
     examples,
     load_for_cli,
@@ -77,12 +78,14 @@ def validate(
              "ok when at least one is ready).")] = None,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
-    """Check a spec: unknown keys, wrong types, impossible combinations (every problem at
-    once, with its YAML path and line; exit 2), then what each backend's launch needs."""
+    """Check a spec: wrong types, impossible combinations, refused features (every problem
+    at once, with its YAML path and line; exit 2), unknown keys (warned; errors with
+    --strict), then what each backend's launch needs."""
     from orchestrator.readiness import readiness, yaml_has_launch
 
-    loaded = load_for_cli(spec, nodes, gpus_per_node)
+    loaded = load_for_cli(spec, nodes, gpus_per_node, strict=strict)
     launch = loaded.launch
     names = [backend.value] if backend else backends.names()
     notes: dict[str, list[str]] = {}
@@ -122,12 +125,13 @@ def render(
                                        "submitted with the backend's own tool.")] = False,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
+    strict: StrictOpt = False,
 ) -> None:
     """Render the launch file(s) for a backend: deterministic, reviewable, checkable."""
     from orchestrator.output_files import stale_files, write_files
 
-    rendered = render_checked(load_for_cli(spec, nodes, gpus_per_node, for_launch=True),
-                              backend.value)
+    rendered = render_checked(load_for_cli(spec, nodes, gpus_per_node, for_launch=True,
+                                           strict=strict), backend.value)
     if check:
         if output is None:
             raise UserError("--check compares against files in a directory: pass -o DIR")

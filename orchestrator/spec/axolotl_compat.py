@@ -25,6 +25,7 @@ class Normalised:
     data: dict[str, Any]
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unknown: list[Problem] = field(default_factory=list)  # keys no one knows (warned)
 
 
 def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
@@ -33,7 +34,7 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
     data = _without_empty(data)
     data = _renamed(data, (), keys.ALIASES, lines, out)
     data = _fsdp_version(data, lines, out)
-    data = pretraining.convert(data, lines, out.problems, out.notes)
+    data = pretraining.convert(data, lines, out.problems, out.notes, out.unknown)
     out.data = _answered(data, (), keys.REFUSED, keys.WARNED, lines, out)
     for section in ("datasets", "test_datasets"):
         if isinstance(out.data.get(section), list):
@@ -132,7 +133,7 @@ def _answered(data: dict, prefix: YamlPath, refused: dict[str, str], warned: dic
     for key, value in data.items():
         path = prefix + (key,)
         if key in refused:
-            if not keys.asks_for_nothing(value):
+            if not keys.asks_for_nothing(value) and value not in keys.MATCHES_FT.get(key, ()):
                 out.problems.append(_problem(path, refused[key] + "; remove it or leave it "
                                              "empty", lines))
         elif key in warned:

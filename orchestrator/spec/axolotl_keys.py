@@ -12,6 +12,7 @@ tests/test_axolotl_keys.py proves each one is a TrainingConfig field or has an a
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 # Axolotl spelling -> ft field. The value is used unchanged.
@@ -25,18 +26,37 @@ ALIASES: dict[str, str] = {
 }
 
 
-def _group(feature: str, *keys: str) -> dict[str, str]:
-    return dict.fromkeys(keys, feature)
+class Refusal(str):
+    """A refusal sentence, "<what> is/are not supported; <nearest>", that keeps its two parts:
+    `what` says what the feature is, `nearest` names the nearest thing ft does. It is the
+    sentence itself (a str), so messages and comparisons read it unchanged;
+    tests/test_refusals.py checks that every refusal has both parts."""
+
+    what: str
+    nearest: str
+
+    def __new__(cls, sentence: str) -> Refusal:
+        self = super().__new__(cls, sentence)
+        head, _, self.nearest = sentence.partition("; ")
+        self.what = re.split(r" (?:is|are) not supported", head)[0]
+        return self
 
 
-# key -> "<feature> is not supported" sentence, shown when the key is set.
-REFUSED: dict[str, str] = {
-    **_group("multimodal is not supported (ft trains text-only causal LMs)",
+def _group(feature: str, *keys: str) -> dict[str, Refusal]:
+    return dict.fromkeys(keys, Refusal(feature))
+
+
+# key -> "<what the feature is> is not supported; <the nearest thing ft does>", shown when
+# the key is set.
+REFUSED: dict[str, Refusal] = {
+    **_group("multimodal training (image or audio inputs through a processor) is not "
+             "supported; ft trains text-only causal LMs on `datasets` of text",
              "processor_type", "processor_kwargs", "image_size", "image_resize_algorithm",
              "freeze_mm_modules"),
     **_group("RL / preference training (DPO, IPO, ORPO, KTO, SimPO, GRPO) is not supported; "
-             "ft does supervised fine-tuning",
-             "rl", "rl_beta", "trl", "vllm", "dpo_beta", "dpo_generate_during_eval",
+             "the nearest is supervised fine-tuning on the preferred answers "
+             "(`datasets[].type: chat_template`)",
+             "rl", "rl_beta", "dpo_ld_alpha", "trl", "vllm", "dpo_beta", "dpo_generate_during_eval",
              "dpo_label_smoothing", "dpo_loss_type", "dpo_loss_weights", "dpo_norm_loss",
              "dpo_padding_free", "dpo_use_liger_kernel", "dpo_use_logits_to_keep",
              "dpo_use_weighting", "orpo_alpha", "cpo_alpha", "simpo_gamma", "rpo_alpha",
@@ -45,16 +65,24 @@ REFUSED: dict[str, str] = {
              "nemo_gym_datasets", "nemo_gym_dir", "nemo_gym_enabled", "nemo_gym_head_port",
              "nemo_gym_max_turns", "nemo_gym_model_name", "nemo_gym_multi_turn",
              "nemo_gym_run_timeout", "nemo_gym_server_timeout", "nemo_gym_verify_timeout"),
-    **_group("reward models are not supported",
+    **_group("reward models (a scalar head trained to score answers, including process "
+             "reward models over reasoning steps) are not supported; ft trains causal LMs "
+             "(`adapter: lora` or a full fine-tune)",
              "reward_model", "process_reward_model", "center_rewards_coefficient",
              "num_labels"),
-    **_group("knowledge distillation is not supported",
+    **_group("knowledge distillation (training on a teacher model's logits) is not "
+             "supported; the nearest is supervised fine-tuning on the teacher's generated "
+             "text (`datasets`)",
              "kd_alpha", "kd_beta", "kd_ce_alpha", "kd_normalize_topk", "kd_online_server",
              "kd_online_server_base_url", "kd_online_timeout", "kd_online_topk",
              "kd_temperature", "kd_temperature_min", "kd_trainer"),
-    **_group("diffusion language model training is not supported", "diffusion"),
+    **_group("diffusion language model training (denoising masked tokens instead of "
+             "predicting the next one) is not supported; ft trains next-token prediction "
+             "(`datasets[].type: completion` trains every token)",
+             "diffusion", "diffusion_lm", "diffusion_decision"),
     **_group("quantized training beyond bitsandbytes 4/8-bit (GPTQ, QAT, FP8, NVFP4, "
-             "llm-compressor) is not supported",
+             "llm-compressor) is not supported; ft quantizes the frozen base with "
+             "bitsandbytes (`load_in_4bit`, `load_in_8bit`)",
              "gptq", "qat", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
              "llmcompressor", "model_quantization_config", "model_quantization_config_kwargs",
              "nvfp4_merge_aware", "nvfp4_merge_aware_start_step", "use_onebitllms",
@@ -71,40 +99,59 @@ REFUSED: dict[str, str] = {
     **_group("Ray Train is not supported; ft launches through its own backends (`ft launch "
              "--help` lists them)",
              "use_ray", "ray_num_workers", "ray_run_name", "resources_per_worker"),
-    **_group("ReLoRA is not supported", "relora", "relora_cpu_offload", "relora_prune_method",
+    **_group("ReLoRA (LoRA merged into the weights and restarted every N steps) is not "
+             "supported; ft trains one LoRA for the whole run (`adapter: lora`)",
+             "relora", "relora_cpu_offload", "relora_prune_method",
              "relora_prune_ratio", "jagged_restart_steps", "jagged_restart_warmup_steps",
              "jagged_restart_anneal_steps"),
-    **_group("LISA layer sampling is not supported", "lisa_n_layers", "lisa_step_interval",
+    **_group("LISA layer sampling (training a few random layers at a time) is not "
+             "supported; the nearest is LoRA on every layer (`lora_target_linear: true`)",
+             "lisa_n_layers", "lisa_step_interval",
              "lisa_layers_attribute"),
-    **_group("Q-GaLore / GaLore optimizers are not supported", "qgalore_cos_threshold",
+    **_group("Q-GaLore / GaLore optimizers (full fine-tuning with low-rank projected "
+             "gradients) are not supported; the nearest memory savers are LoRA "
+             "(`adapter: lora`) and 8-bit Adam (`optimizer: adamw_bnb_8bit`)",
+             "qgalore_cos_threshold",
              "qgalore_gamma_proj", "qgalore_proj_bits", "qgalore_proj_group_size",
              "qgalore_proj_quant", "qgalore_proj_type", "qgalore_queue_size", "qgalore_rank",
              "qgalore_scale", "qgalore_update_proj_gap", "optim_target_modules"),
-    **_group("the Dion optimizer is not supported", "dion_lr", "dion_momentum",
+    **_group("the Dion optimizer (orthonormalised low-rank updates) is not supported; ft "
+             "takes any transformers optimizer by name (`optimizer`)", "dion_lr", "dion_momentum",
              "dion_rank_fraction", "dion_rank_multiple_of"),
-    **_group("the CAME optimizer's extra betas are not supported", "adam_beta3",
+    **_group("the CAME optimizer's extra betas are not supported; ft's optimizers take "
+             "`adam_beta1`, `adam_beta2` and `adam_epsilon`", "adam_beta3",
              "adam_epsilon2"),
-    **_group("per-group learning rates (LoRA+, embedding LR, lr_groups) are not supported",
+    **_group("per-group learning rates (LoRA+, embedding LR, lr_groups) are not supported; "
+             "one `learning_rate` applies to every trained parameter",
              "loraplus_lr_ratio", "loraplus_lr_embedding", "embedding_lr",
              "embedding_lr_scale", "lr_groups"),
     **_group("learning-rate schedule variants beyond `lr_scheduler`, `lr_scheduler_kwargs` "
-             "and `cosine_min_lr_ratio` are not supported",
+             "and `cosine_min_lr_ratio` are not supported; shape the schedule with "
+             "`lr_scheduler_kwargs`",
              "lr_quadratic_warmup", "lr_div_factor", "cosine_constant_lr_ratio"),
-    **_group("Grokfast gradient filtering is not supported", "grokfast_alpha",
+    **_group("Grokfast gradient filtering (amplifying the slow part of the gradients) is "
+             "not supported; ft applies the plain gradients, clipped at `max_grad_norm`",
+             "grokfast_alpha",
              "grokfast_lamb"),
-    **_group("MoRA adapters are not supported", "mora"),
-    **_group("Spectrum layer selection is not supported", "spectrum_model_name",
+    **_group("MoRA adapters (one high-rank square matrix instead of two low-rank ones) are "
+             "not supported; the nearest is LoRA with a larger `lora_r`, or DoRA "
+             "(`peft_use_dora`)", "mora"),
+    **_group("Spectrum layer selection (training only the layers with the best "
+             "signal-to-noise ratio) is not supported; the nearest is LoRA on the modules you "
+             "name (`lora_target_modules`)", "spectrum_model_name",
              "spectrum_top_fraction"),
     **_group("partial freezing (`unfrozen_parameters`) is not supported; use `adapter: lora` "
              "or a full fine-tune", "unfrozen_parameters"),
     **_group("LoRA variants beyond `lora_*`, `peft_use_dora` and `peft_use_rslora` are not "
-             "supported", "peft", "peft_init_lora_weights", "peft_layers_to_transform",
+             "supported; choose the layers with `lora_target_modules` or `lora_target_linear`",
+             "peft", "peft_init_lora_weights", "peft_layers_to_transform",
              "peft_layers_pattern", "peft_layer_replication", "peft_trainable_token_indices",
              "lora_alpha_pattern", "lora_rank_pattern", "lora_target_parameters",
              "lora_fan_in_fan_out", "lora_on_cpu", "peft_ensure_weight_tying",
              "peft_autocast_adapter_dtype"),
     **_group("starting from an existing adapter (`lora_model_dir`) is not supported; merge it "
-             "into the base model first", "lora_model_dir"),
+             "into the base model first (`ft merge-lora`) and train from that",
+             "lora_model_dir"),
     **_group("model config overrides are not supported; save a model directory with the "
              "changed config.json and point `base_model` at it",
              "overrides_of_model_config", "overrides_of_model_kwargs", "rope_scaling",
@@ -114,27 +161,35 @@ REFUSED: dict[str, str] = {
     **_group("renaming tokens (`added_tokens_overrides`) is not supported; use `tokens` to "
              "add new ones", "added_tokens_overrides"),
     **_group("embedding surgery (fix_untrained_tokens, reinit_weights, shrink_embeddings, "
-             "mean_resizing_embeddings) is not supported",
+             "mean_resizing_embeddings) is not supported; new tokens (`tokens`) get "
+             "transformers' default initialisation",
              "fix_untrained_tokens", "reinit_weights", "shrink_embeddings",
              "mean_resizing_embeddings"),
     **_group("attention variants other than flash_attention / sdp_attention / "
-             "flex_attention / eager are not supported",
+             "flex_attention / eager are not supported; choose one with "
+             "`attn_implementation`",
              "xformers_attention", "s2_attention", "sage_attention", "flash_optimum",
              "scaling_softmax", "scaling_softmax_bias", "scaling_softmax_factor",
              "large_head_attention", "flash_attn_d512", "use_pose", "pose_max_context_len",
              "pose_num_chunks", "pose_split_on_token_ids"),
-    **_group("loss variants (EAFT, Liger token scaling) are not supported", "use_eaft",
-             "eaft_alpha", "eaft_k", "liger_use_token_scaling"),
-    **_group("NEFTune noisy embeddings are not supported", "neftune_noise_alpha",
+    **_group("loss variants (EAFT, DFT, Liger token scaling: each token's loss reweighted) "
+             "are not supported; ft trains plain cross entropy (also through "
+             "`liger_fused_linear_cross_entropy` or `cut_cross_entropy`)", "use_eaft",
+             "eaft_alpha", "eaft_k", "liger_use_token_scaling", "use_dft"),
+    **_group("NEFTune noisy embeddings (noise added to the input embeddings while training) "
+             "are not supported; ft's regularisers are `lora_dropout` and `weight_decay`",
+             "neftune_noise_alpha",
              "noisy_embedding_alpha"),
-    **_group("torch.compile / DeepCompile is not supported", "torch_compile",
+    **_group("torch.compile / DeepCompile is not supported; ft's speed-ups are its fused "
+             "kernels (`liger_kernel`, `cut_cross_entropy`)", "torch_compile",
              "torch_compile_backend", "torch_compile_mode", "torch_compile_options",
              "flex_attn_compile_kwargs", "deepcompile"),
     **_group("activation / layer offloading and tiled MLP are not supported; ft's "
              "`gradient_checkpointing: auto` sizes recompute to the GPU's memory",
              "activation_offloading", "layer_offloading", "tiled_mlp", "tiled_mlp_num_shards",
              "tiled_mlp_use_original_mlp", "selective_checkpointing", "dynamic_checkpoint"),
-    **_group("picking the best checkpoint / early stopping is not supported",
+    **_group("picking the best checkpoint / early stopping is not supported; ft logs the "
+             "eval loss (`eval_steps`) and keeps the last `save_total_limit` checkpoints",
              "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
              "early_stopping_patience"),
     **_group("`auto_find_batch_size` is not supported; set `micro_batch_size`",
@@ -145,16 +200,50 @@ REFUSED: dict[str, str] = {
              "not supported; `datasets[].shards` takes a fraction of one dataset",
              "dataset_shard_num", "dataset_shard_idx", "dataset_exact_deduplication",
              "push_dataset_to_hub", "num_dataset_shards_to_save"),
-    **_group("curriculum (unshuffled) sampling is not supported", "curriculum_sampling"),
+    **_group("curriculum (unshuffled) sampling is not supported; ft shuffles the rows every "
+             "epoch in an order fixed by `seed`", "curriculum_sampling"),
     **_group("`role_boundaries` (custom masking spans) is not supported; use "
              "`datasets[].roles_to_train` and `train_on_eos`", "role_boundaries"),
-    **_group("`min_sample_len` / `max_prompt_len` filtering is not supported",
+    **_group("`min_sample_len` / `max_prompt_len` filtering is not supported; ft drops rows "
+             "longer than `sequence_len`",
              "min_sample_len", "max_prompt_len"),
     **_group("the Mistral tokenizer library (`tokenizer_use_mistral_common`) is not "
-             "supported; use the model's Hugging Face tokenizer", "tokenizer_use_mistral_common"),
-    **_group("a custom trainer class is not supported", "trainer_cls"),
+             "supported; use the model's Hugging Face tokenizer (`tokenizer_config`)",
+             "tokenizer_use_mistral_common"),
+    **_group("a custom trainer class (your own Trainer subclass) is not supported; ft's "
+             "trainer is set by the spec's keys (`ft schema` lists them)", "trainer_cls"),
     **_group("pushing to a hub revision (`hub_revision`) is not supported; ft pushes to "
              "the default branch of `hub_model_id`", "hub_revision"),
+    # Keys new in Axolotl 0.21.
+    **_group("MixLoRA (a mixture of LoRA experts behind a router) is not supported; ft trains "
+             "one LoRA per targeted layer (`adapter: lora`)", "mixlora_num_experts",
+             "mixlora_top_k", "mixlora_router_aux_loss_coef", "mixlora_router_init_range",
+             "mixlora_jitter_noise", "mixlora_expert_lora_r", "mixlora_expert_lora_alpha",
+             "mixlora_expert_lora_dropout"),
+    **_group("context parallelism (`context_parallel`: each sequence split across GPUs) is "
+             "not supported; ft shards the model with FSDP (`fsdp_config`) and fits long "
+             "sequences with `gradient_checkpointing`", "context_parallel"),
+    **_group("expert-parallel dispatch tuning is not supported; ft shards experts with the "
+             "rest of the model (`fsdp_config`)", "expert_parallel_dispatch_chunks",
+             "expert_parallel_save_dispatch"),
+    **_group("FP8 mixed precision (`fp8_config`: matmuls in 8-bit floats) is not supported; "
+             "ft trains in bf16 mixed precision (`bf16`)", "fp8_config"),
+    **_group("regional torch.compile (each decoder block compiled on its own) is not "
+             "supported; ft's speed-ups are its fused kernels (`liger_kernel`)",
+             "torch_compile_regional"),
+    **_group("label balancing (`balance_labels`: the same number of supervised tokens in "
+             "every batch) is not supported; the nearest is packing rows into full "
+             "sequences (`sample_packing`)", "balance_labels",
+             "label_balance_window_optim_steps"),
+    **_group("fully deterministic kernels (`full_determinism`) are not supported; ft seeds "
+             "every random generator from `seed`", "full_determinism"),
+    **_group("FP32 LoRA gradients on a bf16 model (`lora_fp32_gradients`) are not "
+             "supported; for full fp32 training set `bf16: false`", "lora_fp32_gradients"),
+    **_group("torchao's NF4 weights (`nf4_backend: torchao`) are not supported; ft's 4-bit "
+             "base is bitsandbytes NF4 (`load_in_4bit`)", "nf4_backend"),
+    **_group("keeping per-layer embeddings on the CPU (`ple_cpu_offload`, Gemma-3n) is not "
+             "supported; the nearest is FSDP's parameter offload (`fsdp_config`: "
+             "`offload_params: true`)", "ple_cpu_offload"),
 }
 
 _NO_EFFECT = "it has no effect in ft"
@@ -260,6 +349,20 @@ WARNED: dict[str, str] = {
     "group_by_length": "ft samples rows in random order, not grouped by length; ignored",
     "save_safetensors": "ft always saves safetensors; ignored",
     "float32": "ft trains in mixed precision chosen by `bf16` / `fp16`; ignored",
+    # Keys new in Axolotl 0.21.
+    **dict.fromkeys(("autotune_cache_path", "autotune_neighborhood", "autotune_profiles",
+                     "liger_kernel_impl", "fa_varlen_kwargs_in_collator"), _FT_KERNELS),
+    **dict.fromkeys(("cut_cross_entropy_accum_c_fp32", "cut_cross_entropy_c_grad_chunk_size"),
+                    "ft runs cut-cross-entropy with its default settings; this tuning knob "
+                    "is ignored"),
+    **dict.fromkeys(("sync_profiler_start_step", "sync_profiler_steps"), _NO_EFFECT),
+    "coreweave": ("ft launches through its own backends (`ft launch --help` lists them); this "
+                  "cloud launcher's settings are ignored"),
+    "export": "ft has no GGUF export (`axolotl export`); convert the saved model; ignored",
+    "eval_on_start": ("ft evaluates at `eval_steps` / `evals_per_epoch`, not before the first "
+                      "step; ignored"),
+    "logging_nan_inf_filter": ("ft logs the loss with transformers' default NaN/inf filter; "
+                               "ignored"),
 }
 
 # Axolotl plugin class -> the key whose answer (REFUSED or WARNED) the plugin gets: a plugin
@@ -272,6 +375,9 @@ PLUGIN_ANSWERS: dict[str, str] = {
     "DiffusionPlugin": "diffusion", "KDPlugin": "kd_alpha",
     "SpectrumPlugin": "spectrum_model_name", "LLMCompressorPlugin": "llmcompressor",
     "GrokfastPlugin": "grokfast_alpha", "MoraPlugin": "mora", "NemoGymPlugin": "nemo_gym_enabled",
+    "ContextParallelPlugin": "context_parallel", "CoreWeavePlugin": "coreweave",
+    "NebiusCompletionPlugin": "coreweave", "DiffusionDecisionPlugin": "diffusion_decision",
+    "FlaSm120ShimPlugin": "use_kernels", "MixLoraPlugin": "mixlora_num_experts",
 }
 
 # Values that ask for exactly what ft does anyway: accepted without a warning.
@@ -287,6 +393,9 @@ MATCHES_FT: dict[str, tuple[Any, ...]] = {
     "low_cpu_mem_usage": (True,),
     "save_safetensors": (True,),
     "strict": (False,),
+    "nf4_backend": ("bitsandbytes",),
+    "label_balance_window_optim_steps": (1,),
+    "logging_nan_inf_filter": (True,),
 }
 
 
@@ -299,15 +408,29 @@ def asks_for_nothing(value: Any) -> bool:
 DATASET_REFUSED: dict[str, str] = {
     **_group("sharegpt-era fields are not supported; use `field_messages` with "
              "`message_property_mappings`", "field_human", "field_model", "conversation"),
-    **_group("custom input transforms are not supported", "input_transform", "input_format"),
+    **_group("custom input transforms are not supported; map your columns with "
+             "`message_property_mappings`", "input_transform", "input_format"),
     **_group("`shards_idx` is not supported; `shards` takes the first 1/shards of the data",
              "shards_idx"),
-    **_group("tool definitions (`field_tools`) are not supported", "field_tools"),
-    **_group("reasoning/thinking splits are not supported", "field_thinking",
+    **_group("tool definitions (`field_tools`) are not supported; ft renders the turns in "
+             "`field_messages` only", "field_tools"),
+    **_group("reasoning/thinking splits are not supported; thinking text inside an assistant "
+             "turn is trained with it (`roles_to_train`)", "field_thinking",
              "template_thinking_key", "split_thinking"),
     **_group("per-message training flags are not supported; use `roles_to_train`",
              "message_field_training", "message_field_training_detail"),
-    **_group("knowledge distillation is not supported", "logprobs_field", "temperature"),
+    **dict.fromkeys(("logprobs_field", "temperature"), REFUSED["kd_alpha"]),
+    # Axolotl's stepwise-supervised (process reward model) dataset schema.
+    **dict.fromkeys(("step_separator", "max_completion_length", "train_on_last_step_only"),
+                    REFUSED["process_reward_model"]),
+    **_group("sampling weights for dataset mixing (`weight`: a random fraction of the "
+             "dataset) are not supported; `shards` takes a fixed fraction (1/shards)",
+             "weight"),
+    # Axolotl's synthetic (random token) dataset schema, a benchmarking aid.
+    **_group("synthetic random-token datasets (`path: synthetic`) are not supported; point "
+             "`path` at a data file or a hub dataset", "length", "sequence_length",
+             "min_input_id", "max_input_id", "seed", "min_turns", "max_turns",
+             "min_turn_length", "input_fraction"),
     # Preference-pair columns (Axolotl's DPO/KTO dataset schema).
     **dict.fromkeys(("field_chosen", "field_rejected"), REFUSED["rl"]),
 }

@@ -15,18 +15,28 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.spec import axolotl_keys
-from orchestrator.spec.axolotl_compat import MOVED, normalise
-from orchestrator.spec.key_hints import closest_key
+from orchestrator.spec.attention_notes import hub_kernel_notes
+from orchestrator.spec.axolotl_compat import normalise
 from orchestrator.spec.launch_schema import LaunchSpec, launch_model
 from orchestrator.spec.rules import cross_field_problems, ignored_settings
+from orchestrator.spec.unknown_keys import (
+    ignored_warning,
+    stopping,
+    unknown_key_message,
+    user_path,
+    without_unknown_keys,
+)
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of, load_yaml_with_lines
 from trainer.torch_free.errors import Problem, SpecError, UserError
-from trainer.torch_free.training import DatasetSpec, TrainingConfig
+from trainer.torch_free.training import TrainingConfig
 
 
 class SpecWarning(UserWarning):
     """A user setting that ft accepts but does not act on."""
+
+
+class LocatedSpecWarning(SpecWarning):
+    """A SpecWarning whose text already names the file and line (`spec.yaml:12: ...`)."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +54,12 @@ class Spec:
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None,
-              for_launch: bool = False) -> Spec:
+              for_launch: bool = False, strict: bool = False) -> Spec:
     """Read and validate a spec file; `overrides` are launch values from CLI flags.
 
     for_launch: the spec is about to be rendered, so its `launch:` values (or their
     defaults) fix the number of GPUs and the rules about it apply even without `launch:`.
+    strict: a training key neither ft nor Axolotl knows is an error, not a warning.
     """
     source = str(path)
     try:
@@ -57,11 +68,11 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None,
         raise UserError(f"{source}: no such spec file (create one with `ft init`)") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise UserError(f"{source}: cannot read the spec: {exc}") from None
-    return parse_spec(text, source, overrides, for_launch)
+    return parse_spec(text, source, overrides, for_launch, strict)
 
 
 def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
-               for_launch: bool = False) -> Spec:
+               for_launch: bool = False, strict: bool = False) -> Spec:
     data, lines = load_yaml_with_lines(text, source)
     if not isinstance(data, dict):
         raise SpecError([Problem("", "the spec must be a mapping of keys to values", 1)], source)
@@ -75,19 +86,26 @@ def parse_spec(text: str, source: str, overrides: dict[str, Any] | None = None,
     axolotl = normalise(data, lines)
     problems += axolotl.problems
     notes += axolotl.notes
-    training_raw = axolotl.data
+    training_raw, unknown = without_unknown_keys(TrainingConfig, axolotl.data, lines)
+    unknown = sorted(axolotl.unknown + unknown, key=lambda p: (p.line is None, p.line or 0))
+    errors = stopping(unknown, strict)
+    problems += errors
+    located = [ignored_warning(problem, source) for problem in unknown if problem not in errors]
     training = _validate(TrainingConfig, training_raw, (), lines, problems)
     launch = _validate(launch_model(), launch_raw, ("launch",), lines, problems)
     if training is not None and launch is not None:
         for rule_path, message in cross_field_problems(training, launch, world_known):
             problems.append(Problem(format_path(rule_path), message, line_of(lines, rule_path)))
+    for note in located:  # said even when other problems stop the spec
+        warnings.warn(LocatedSpecWarning(note), stacklevel=2)
     if problems:
         raise SpecError(problems, source)
-    notes += ignored_settings(training)
+    notes += ignored_settings(training) + hub_kernel_notes(training)
     for note in notes:
         warnings.warn(note, SpecWarning, stacklevel=2)
     effective = dict(training_raw, launch=launch_raw)
-    return Spec(training, launch, source, _dump_exactly(effective), overrides, notes)
+    return Spec(training, launch, source, _dump_exactly(effective), overrides,
+                located + notes)
 
 
 def _dump_exactly(data: dict) -> str:
@@ -114,31 +132,18 @@ def _validate(model, raw: Any, prefix: YamlPath, lines, problems: list[Problem])
     except ValidationError as exc:
         by_path: dict[YamlPath, list[dict]] = {}
         for err in exc.errors():
-            by_path.setdefault(prefix + _user_path(err["loc"]), []).append(err)
+            by_path.setdefault(prefix + user_path(err["loc"]), []).append(err)
         for path, errs in by_path.items():
             problems.append(Problem(format_path(path), _describe(model, errs),
                                     line_of(lines, path)))
         return None
 
 
-def _user_path(loc: tuple) -> YamlPath:
-    """pydantic's loc names each member of a union it tried (`bool`, `literal['a','b']`);
-    those are not the user's keys, so they are dropped."""
-    return tuple(part for part in loc if isinstance(part, int) or not _is_type_tag(part))
-
-
-def _is_type_tag(part: str) -> bool:
-    return "[" in part or part.startswith("function-") or part in _TYPE_NAMES
-
-
-_TYPE_NAMES = {"bool", "str", "int", "float", "dict", "list", "none", "tuple"}
-
-
 def _describe(model, errs: list[dict]) -> str:
     """One message per YAML path, however many union members pydantic tried."""
     first = errs[0]
     if first["type"] == "extra_forbidden":
-        return _unknown_key_message(model, _user_path(first["loc"]))
+        return unknown_key_message(model, user_path(first["loc"]))
     if first["type"] == "missing":
         return "is required"
     if len(errs) == 1 and first["type"] not in _EXPECTED \
@@ -159,43 +164,3 @@ _EXPECTED = {"bool_parsing": "true/false", "bool_type": "true/false", "int_parsi
              "number", "int_type": "a whole number", "int_from_float": "a whole number",
              "float_parsing": "a number", "float_type": "a number", "string_type": "text",
              "list_type": "a list", "dict_type": "a mapping", "model_type": "a mapping"}
-
-
-def _unknown_key_message(model, loc: YamlPath) -> str:
-    owner = _owner_model(model, loc)
-    known = list(owner.model_fields)
-    # A typo of an Axolotl-only key deserves that key as the hint, with its own answer.
-    if owner is TrainingConfig:
-        known += ["launch", *axolotl_keys.ALIASES, *axolotl_keys.REFUSED, *axolotl_keys.WARNED,
-                  *MOVED]
-    elif owner is DatasetSpec:
-        known += [*axolotl_keys.DATASET_REFUSED, *axolotl_keys.DATASET_WARNED]
-    hint = closest_key(str(loc[-1]), known)
-    if hint:
-        return f"unknown key; did you mean `{hint}`?"
-    return "unknown key, neither ft's nor Axolotl's (`ft schema` lists every key)"
-
-
-def _owner_model(model, loc: YamlPath):
-    """The (nested) model that owns the last element of loc."""
-    current = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        info = current.model_fields.get(part)
-        if info is None:
-            break
-        current = _inner_model(info.annotation) or current
-    return current
-
-
-def _inner_model(annotation: Any):
-    from pydantic import BaseModel
-
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None

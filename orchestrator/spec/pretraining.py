@@ -10,19 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.spec.key_hints import closest_key
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
 from trainer.torch_free.errors import Problem
 
 # pretraining_dataset entry key -> datasets entry key (None: handled below).
 _SAME = ("path", "name", "split", "data_files", "ds_type", "revision", "shards")
+_KNOWN = {*_SAME, "type", "text_column", "skip", "trust_remote_code"}
 NOTE = ("`pretraining_dataset` is read as `type: completion` data: every token of its text "
         "column is trained, as in Axolotl, but ft tokenizes it before training (cached in "
         "`dataset_prepared_path`) instead of streaming it; for a very large corpus train on a "
         "slice (`split: train[:1%]`, `data_files`, `shards`)")
 
 
-def convert(data: dict[str, Any], lines: dict[YamlPath, int],
-            problems: list[Problem], notes: list[str]) -> dict[str, Any]:
+def convert(data: dict[str, Any], lines: dict[YamlPath, int], problems: list[Problem],
+            notes: list[str], unknown: list[Problem]) -> dict[str, Any]:
+    """`unknown` gets the keys of an entry that neither ft nor Axolotl knows: the caller
+    warns about them (or refuses them under --strict) with every other unknown key."""
     sources = data.get("pretraining_dataset")
     if sources is None:
         return data
@@ -34,7 +38,7 @@ def convert(data: dict[str, Any], lines: dict[YamlPath, int],
         return data
     entries = []
     for index, source in enumerate(sources if isinstance(sources, list) else [sources]):
-        entry = _entry(source, ("pretraining_dataset", index), lines, problems)
+        entry = _entry(source, ("pretraining_dataset", index), lines, problems, unknown)
         if entry is not None:
             entries.append(entry)
     data["datasets"] = entries
@@ -42,7 +46,8 @@ def convert(data: dict[str, Any], lines: dict[YamlPath, int],
     return data
 
 
-def _entry(source: Any, path: YamlPath, lines, problems: list[Problem]) -> dict | None:
+def _entry(source: Any, path: YamlPath, lines, problems: list[Problem],
+           unknown: list[Problem]) -> dict | None:
     if isinstance(source, str):
         source = {"path": source}
     if not isinstance(source, dict) or "path" not in source:
@@ -59,11 +64,10 @@ def _entry(source: Any, path: YamlPath, lines, problems: list[Problem]) -> dict 
     if source.get("skip"):
         problems.append(_problem(path + ("skip",), "skipping rows (`skip`) is not supported; "
                                  "take a slice with `split: train[N:]`", lines))
-    unknown = sorted(set(source) - {*_SAME, "type", "text_column", "skip",
-                                    "trust_remote_code"})
-    for key in unknown:
-        problems.append(_problem(path + (key,), "unknown key of a pretraining_dataset entry",
-                                 lines))
+    for key in sorted(set(source) - _KNOWN):
+        hint = closest_key(key, _KNOWN)
+        unknown.append(_problem(path + (key,), f"unknown key; did you mean `{hint}`?" if hint
+                                else "unknown key of a pretraining_dataset entry", lines))
     return entry
 
 

@@ -25,6 +25,7 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
+from trainer.models.hub_attention import hub_kernel_or_fallback
 from trainer.models.source import (
     load_config,
     model_class,
@@ -32,6 +33,7 @@ from trainer.models.source import (
     tokenizer_class,
     tokenizer_source_kwargs,
 )
+from trainer.torch_free.attention_names import is_hub_kernel
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.model")
@@ -75,6 +77,10 @@ def choose_attention(cfg: TrainingConfig, dtype: torch.dtype | None = None) -> s
     the CPU, so the CPU keeps sdpa.
     """
     wanted = cfg.requested_attention
+    if is_hub_kernel(wanted):
+        wanted = hub_kernel_or_fallback(wanted)
+        if wanted == cfg.requested_attention:
+            return wanted
     if wanted == "flash_attention_2" and _flash_attn_usable():
         return wanted
     if wanted in (None, "sdpa", "flash_attention_2") and cfg.sample_packing and \

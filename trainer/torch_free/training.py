@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainer.torch_free.attention_names import HubKernel
+
 # Axolotl keys without a field here (aliases, refused features, warned no-ops) are answered
 # in orchestrator/spec/axolotl_keys.py before these models see the spec.
 
@@ -142,8 +144,10 @@ class TrainingConfig(_Strict):
     load_in_4bit: bool = False
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
-    attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] | None \
-        = Field(None, description="Attention kernel; default: the best one installed.")
+    attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] \
+        | HubKernel | None = Field(None, description="Attention kernel, or a hub kernel "
+                                  "`org/repo` (loaded where it can; else the best installed, "
+                                  "with a warning); default: the best one installed.")
     flash_attention: bool | None = Field(None, description="Axolotl spelling of "
                                          "attn_implementation: flash_attention_2.")
     sdp_attention: bool | None = None
