@@ -12,7 +12,7 @@ import pytest
 from orchestrator.spec.load import SpecWarning, parse_spec
 from trainer.distributed.device_mesh import MeshError, check_dp_sizes
 from trainer.distributed.world_ranks import WorldRanks
-from trainer.torch_free.dp_mesh import DpMesh, MeshSizeError, resolve
+from trainer.torch_free.dp_mesh import DpMesh, MeshSizeError, resolve, shard_group_size
 from trainer.torch_free.errors import SpecError
 
 BASE = "base_model: org/model\ndatasets:\n  - path: data.jsonl\n    type: alpaca\n" \
@@ -57,6 +57,14 @@ def test_sizes_resolve_as_in_axolotl(shard, replicate, world, layout):
 def test_sizes_that_do_not_fit_name_both_keys_and_the_numbers(shard, replicate, message):
     with pytest.raises(MeshSizeError, match=message.replace("*", r"\*")):
         resolve(shard, replicate, 16)
+
+
+def test_the_memory_estimate_divides_by_the_shard_group():
+    """trainer/models/activation_memory.py: under HSDP a GPU holds 1/dp_shard_size of the
+    weights, not 1/world; sizes that do not fit count as unset (refused elsewhere)."""
+    assert shard_group_size(8, None, 16) == 8
+    assert shard_group_size(None, None, 16) == 16
+    assert shard_group_size(3, None, 16) == 16
 
 
 def test_validate_checks_the_sizes_against_nodes_times_gpus_per_node():

@@ -68,3 +68,13 @@ def resolve(shard: int | None, replicate: int | None, world: int) -> DpMesh:
             f"(the rest) cannot be a whole number; pick a divisor of {world}")
     return DpMesh(replicate=world // given, shard=given) if key == SHARD_KEY else \
         DpMesh(replicate=given, shard=world // given)
+
+
+def shard_group_size(shard: int | None, replicate: int | None, world: int) -> int:
+    """What one GPU's share of the sharded weights is divided by: the shard group under
+    HSDP (each GPU holds 1/`dp_shard_size` of the model, not 1/world), else the world. Sizes
+    that do not fit are reported by `resolve` where it is called; here they count as unset."""
+    try:
+        return resolve(shard, replicate, world).shard
+    except MeshSizeError:
+        return world
