@@ -65,8 +65,8 @@ def test_hsdp_shards_in_a_node_replicates_across_nodes_and_resumes(tmp_path, tin
     reference = run_ft("train", str(single), cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr[-3000:]
     logs = _launch_two_nodes(sharded, tmp_path)
-    assert "`dp_shard_size` 2, `dp_replicate_size` None: HSDP: sharded over 2 GPUs, 2 " \
-        "replicas of that group" in logs[0]
+    assert "`dp_shard_size: 2` on 4 ranks: HSDP: sharded over 2 GPUs, 2 replicas of that " \
+        "group" in logs[0]
     out = tmp_path / "out"
     assert summary(out)["world_size"] == 4 and summary(out)["global_step"] == 3
     for key in ("loss", "grad_norm"):

@@ -10,6 +10,9 @@ import warnings
 import pytest
 
 from orchestrator.spec.load import SpecWarning, parse_spec
+from tests.cli_runner import run_ft
+from tests.test_axolotl_corpus import _tiny_copy
+from tests.train_helpers import summary
 from trainer.distributed.device_mesh import MeshError, check_dp_sizes
 from trainer.distributed.world_ranks import WorldRanks
 from trainer.torch_free.dp_mesh import DpMesh, MeshSizeError, resolve, shard_group_size
@@ -119,3 +122,13 @@ def test_each_refused_parallelism_says_what_it_is():
                        ("context_parallel_size", "one long sequence split across GPUs"),
                        ("expert_parallel_size", "some of a MoE layer's experts")):
         assert words in _problems(BASE + f"{key}: 4\n")[0]
+
+
+def test_the_noop_sizes_corpus_config_trains(tmp_path, tiny_model_dir):
+    """tests/fixtures/axolotl/corpus/noop-parallel-sizes.yml (every size at 1) on the tiny
+    model: accepted without a word about them, and it trains."""
+    spec = _tiny_copy("noop-parallel-sizes.yml", tmp_path, tiny_model_dir, "alpaca.jsonl")
+    result = run_ft("train", str(spec))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "parallel_size" not in result.stderr and "parallel_degree" not in result.stderr
+    assert summary(tmp_path / "out")["global_step"] == 3

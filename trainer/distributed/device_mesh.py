@@ -66,8 +66,10 @@ def build_mesh(device: torch.device, strategy: str, world: WorldRanks,
     if dp_mesh.asks_for_layout(shard, replicate):
         layout = layout_for(shard, replicate, world)
         if world.is_main:
-            log.info("`%s` %s, `%s` %s: %s", dp_mesh.SHARD_KEY, shard, dp_mesh.REPLICATE_KEY,
-                     replicate, layout.describe())
+            given = ", ".join(f"`{key}: {value}`" for key, value in
+                              ((dp_mesh.SHARD_KEY, shard), (dp_mesh.REPLICATE_KEY, replicate))
+                              if value is not None)
+            log.info("%s on %d ranks: %s", given, world.world_size, layout.describe())
         if layout.replicate == 1:
             return init_device_mesh(device.type, (layout.shard,))
         return init_device_mesh(device.type, (layout.replicate, layout.shard),
