@@ -132,3 +132,34 @@ def test_the_noop_sizes_corpus_config_trains(tmp_path, tiny_model_dir):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parallel_size" not in result.stderr and "parallel_degree" not in result.stderr
     assert summary(tmp_path / "out")["global_step"] == 3
+
+
+@pytest.mark.parametrize(("nodes", "gpus", "gather", "gathers", "micro", "fsdp", "hsdp"), [
+    # bf16 gathers for forward and backward, fp32 reduce-scatter: 2 x 15/16 x 2 + 15/16 x 4
+    (2, 8, 2, 2, 1, 7.5, 4.0),
+    # accumulation gathers on every micro-batch and reduces once: 4 x 2 x 31/32 x 2 + 31/32 x 4
+    (4, 8, 2, 2, 4, 19.375, 6.0),
+    (2, 8, 2, 1, 1, 5.625, 4.0),  # SHARD_GRAD_OP: no re-gather for backward
+    (1, 8, 2, 2, 1, 0.0, 0.0),  # one node: nothing crosses
+])
+def test_internode_bytes_per_parameter(nodes, gpus, gather, gathers, micro, fsdp, hsdp):
+    from orchestrator.spec.internode_traffic import Traffic, bytes_per_parameter
+
+    assert bytes_per_parameter(nodes, gpus, gather_bytes=gather, gathers_per_micro_batch=gathers,
+                               micro_batches=micro) == pytest.approx(Traffic(fsdp, hsdp))
+
+
+def test_ft_validate_prints_the_traffic_of_a_multinode_full_finetune(tmp_path):
+    from orchestrator.spec.internode_traffic import traffic_note
+
+    full = BASE.replace("adapter: lora\nlora_target_linear: true\n", "") + FSDP + "bf16: true\n"
+    assert traffic_note(_parse(full).training, 2, 8) == (
+        "inter-node traffic per optimizer step, out of each node (NCCL ring estimate, bytes "
+        "per model parameter): FSDP over all 16 GPUs 7.50, HSDP with `dp_shard_size: 8` 4.00")
+    assert traffic_note(_parse(full).training, 1, 8) is None
+    assert traffic_note(_parse(BASE + FSDP).training, 2, 8) is None  # an adapter
+    (tmp_path / "data.jsonl").write_text('{"instruction": "a", "output": "b"}\n')
+    (tmp_path / "spec.yaml").write_text(full + _launch(2, 8))
+    result = run_ft("validate", "spec.yaml", "--backend", "slurm", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "  inter-node traffic per optimizer step, out of each node" in result.stdout
