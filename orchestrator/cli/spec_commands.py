@@ -84,6 +84,7 @@ def validate(
     at once, with its YAML path and line; exit 2), unknown keys (warned; errors with
     --strict), then what each backend's launch needs."""
     from orchestrator.readiness import readiness, yaml_has_launch
+    from orchestrator.spec.internode_traffic import traffic_note
 
     loaded = load_for_cli(spec, nodes, gpus_per_node, strict=strict)
     launch = loaded.launch
@@ -102,6 +103,9 @@ def validate(
     else:
         typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
                    f"adapter={loaded.training.adapter or 'full'})")
+        traffic = traffic_note(loaded.training, launch.nodes, launch.gpus_per_node)
+        if traffic:
+            typer.echo(f"  {traffic}")
     for name, problems in report.items():
         if not problems:
             typer.echo(f"  --backend {name}: ready")

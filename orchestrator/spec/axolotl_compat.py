@@ -133,11 +133,11 @@ def _answered(data: dict, prefix: YamlPath, refused: dict[str, str], warned: dic
     for key, value in data.items():
         path = prefix + (key,)
         if key in refused:
-            if not keys.asks_for_nothing(value) and value not in keys.MATCHES_FT.get(key, ()):
+            if not keys.asks_for_nothing(value) and not keys.matches_ft(key, value):
                 out.problems.append(_problem(path, refused[key] + "; remove it or leave it "
                                              "empty", lines))
         elif key in warned:
-            if not keys.asks_for_nothing(value) and value not in keys.MATCHES_FT.get(key, ()):
+            if not keys.asks_for_nothing(value) and not keys.matches_ft(key, value):
                 out.notes.append(f"`{format_path(path)}`: {warned[key]}")
         else:
             kept[key] = value

@@ -42,6 +42,10 @@ class Refusal(str):
         return self
 
 
+_SHARDING_HINT = ("`fsdp_config`; `dp_shard_size` / `dp_replicate_size` for HSDP, sharded "
+                  "inside a node and replicated across nodes")
+
+
 def _group(feature: str, *keys: str) -> dict[str, Refusal]:
     return dict.fromkeys(keys, Refusal(feature))
 
@@ -89,10 +93,19 @@ REFUSED: dict[str, Refusal] = {
              "quantize_moe_experts", "nonexpert_quantization", "moe_bnb_fast",
              "gemma4_fp8_nonexpert", "gemma4_nf4_nonexpert", "dsv4_fp8_nonexpert_mode",
              "dsv4_fp4_grouped_mode", "dsv4_fp8_lora_kernel", "dsv4_bf16_all"),
-    **_group("tensor / context / sequence / expert parallelism is not supported; ft shards "
-             "with FSDP (`fsdp_config`) or DeepSpeed ZeRO (`deepspeed`)",
-             "tensor_parallel_size", "context_parallel_size", "sequence_parallel_degree",
-             "ring_attn_func", "heads_k_stride", "dp_replicate_size", "dp_shard_size",
+    # A size of 1 asks for nothing (MATCHES_FT): only a real split is refused.
+    **_group("tensor parallelism (each layer's weight matrices split across GPUs, every GPU "
+             "computing its slice) is not supported; the nearest ft has is FSDP2 "
+             f"({_SHARDING_HINT}), which splits the weights too but runs each layer whole",
+             "tensor_parallel_size"),
+    **_group("context parallelism (one long sequence split across GPUs, ring attention) is "
+             "not supported; the nearest ft has is FSDP2 "
+             f"({_SHARDING_HINT}) with `gradient_checkpointing`, which fits longer "
+             "sequences on each GPU", "context_parallel_size", "sequence_parallel_degree",
+             "ring_attn_func", "heads_k_stride"),
+    **_group("expert parallelism (each GPU holding some of a MoE layer's experts, tokens "
+             "routed between GPUs) is not supported; the nearest ft has is FSDP2 "
+             f"({_SHARDING_HINT}), which shards the experts with the rest of the model",
              "expert_parallel_size", "expert_parallel_backend",
              "expert_parallel_fallback_on_unsupported", "expert_parallel_num_nvl_bytes",
              "expert_parallel_num_rdma_bytes", "expert_parallel_token_capacity"),
@@ -396,7 +409,16 @@ MATCHES_FT: dict[str, tuple[Any, ...]] = {
     "nf4_backend": ("bitsandbytes",),
     "label_balance_window_optim_steps": (1,),
     "logging_nan_inf_filter": (True,),
+    # Parallel sizes of 1 split nothing: Axolotl's own examples carry them.
+    **dict.fromkeys(("tensor_parallel_size", "context_parallel_size",
+                     "sequence_parallel_degree", "expert_parallel_size"), (1,)),
 }
+
+
+def matches_ft(key: str, value: Any) -> bool:
+    """The value asks for what ft does anyway (`true` is not a size of 1, nor 0 `false`)."""
+    return any(type(value) is type(wanted) and value == wanted
+               for wanted in MATCHES_FT.get(key, ()))
 
 
 def asks_for_nothing(value: Any) -> bool:

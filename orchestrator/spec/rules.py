@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.spec.local_checks import chat_template_problems
+from orchestrator.spec.parallel_sizes import dp_size_problems, dp_world_problems
 from trainer.torch_free.chat_templates import tokenizer_only_note
 from trainer.torch_free.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
@@ -48,6 +49,7 @@ def _distribution(t: TrainingConfig) -> Iterator[Rule]:
         yield from _deepspeed(t)
     if t.uses_fsdp and t.deepspeed:
         yield ("deepspeed",), "choose one of FSDP (`fsdp`/`fsdp_config`) and `deepspeed`"
+    yield from dp_size_problems(t)
     if t.uses_fsdp and t.load_in_8bit:
         yield ("load_in_8bit",), ("8-bit weights cannot be sharded by FSDP; use "
                                   "`load_in_4bit: true` with `adapter: qlora`")
@@ -90,6 +92,7 @@ def _world_size(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]:
         yield (key,), (f"FSDP needs more than one GPU in total (launch has {launch.nodes} "
                        f"node(s) x {launch.gpus_per_node} GPU(s)); remove `{key}` or raise "
                        "`launch.gpus_per_node` / `launch.nodes`")
+    yield from dp_world_problems(t, total)
     offload = t.fsdp_config and t.fsdp_config.offload_params
     if offload and launch.gpus_per_node == 0:
         yield ("fsdp_config", "offload_params"), (

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from trainer.distributed.device_mesh import build_mesh
 from trainer.distributed.world_ranks import WorldRanks
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.training import TrainingConfig
@@ -66,6 +67,10 @@ class ShardingPlan:
     # all-gathers them, only the trainable weights are sharded. None: `auto`, settled by
     # `settle_replication` once the model is loaded and its memory can be estimated.
     replicate_frozen: bool | None = False
+    # Axolotl's `dp_shard_size` / `dp_replicate_size` (None: unset): the 2-D HSDP mesh,
+    # resolved against the world size by trainer/distributed/device_mesh.py.
+    dp_shard_size: int | None = None
+    dp_replicate_size: int | None = None
 
     @property
     def reshard_layers(self) -> bool:
@@ -127,6 +132,8 @@ def plan_for(cfg: TrainingConfig, compute_dtype: torch.dtype) -> ShardingPlan | 
         strategy=strategy,
         activation_checkpointing=bool(fc and fc.activation_checkpointing),
         replicate_frozen=_replication_wish(cfg, offload),
+        dp_shard_size=cfg.dp_shard_size,
+        dp_replicate_size=cfg.dp_replicate_size,
     )
 
 
@@ -209,7 +216,7 @@ def shard_model(model: nn.Module, plan: ShardingPlan, device: torch.device,
     else:
         for param in replicated:  # fully_shard moves only what it manages to the device
             param.data = param.data.to(device)
-    mesh = _mesh(device, plan.strategy, world)
+    mesh = build_mesh(device, plan.strategy, world, plan.dp_shard_size, plan.dp_replicate_size)
     kwargs = {
         "mesh": mesh,
         "mp_policy": MixedPrecisionPolicy(param_dtype=plan.param_dtype,
@@ -249,23 +256,6 @@ def _replicated_note(model: nn.Module, plan: ShardingPlan) -> str:
     size = sum(p.numel() * p.element_size() for p in _frozen(model))
     return f"; frozen weights replicated on every rank ({size / 2**30:.2f} GiB each), " \
         "only the trainable ones sharded"
-
-
-def _mesh(device: torch.device, strategy: str, world: WorldRanks):
-    """1-D over all ranks, or 2-D (replicate, shard) for HYBRID_SHARD / NO_SHARD."""
-    from torch.distributed.device_mesh import init_device_mesh
-
-    size, per_node = world.world_size, world.local_world_size
-    if strategy == "HYBRID_SHARD":
-        if size % per_node:
-            raise ShardingError(f"`fsdp_config.sharding_strategy: HYBRID_SHARD` needs the "
-                                f"same number of GPUs on every node ({size} ranks, "
-                                f"{per_node} on this one)")
-        return init_device_mesh(device.type, (size // per_node, per_node),
-                                mesh_dim_names=("replicate", "shard"))
-    if strategy == "NO_SHARD":
-        return init_device_mesh(device.type, (size, 1), mesh_dim_names=("replicate", "shard"))
-    return init_device_mesh(device.type, (size,))
 
 
 def _upcast_trainable(model: nn.Module) -> None:

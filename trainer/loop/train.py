@@ -29,6 +29,7 @@ from trainer.console.rank_logging import setup_console
 from trainer.data.collate import make_collator
 from trainer.data.pipeline import prepare_data
 from trainer.distributed.deepspeed_config import keep_deepspeed_unloaded, prepare_deepspeed
+from trainer.distributed.device_mesh import check_dp_sizes
 from trainer.distributed.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_model
 from trainer.distributed.process_group import (
     CollectiveWindows,
@@ -98,6 +99,7 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
     precision = choose_precision(cfg)
     plan = plan_for(cfg, compute_dtype(cfg, precision))
     require_runnable_here(plan)
+    check_dp_sizes(cfg, world)
     tokenizer = load_tokenizer(cfg)
     args = build_training_args(cfg, precision, train_rows=1, world=world, has_eval=True,
                                plan=plan)

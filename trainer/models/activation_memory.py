@@ -34,6 +34,8 @@ import logging
 import os
 from dataclasses import dataclass, replace
 
+from trainer.torch_free.dp_mesh import shard_group_size
+
 log = logging.getLogger("ft.memory")
 
 GIB = 2**30
@@ -176,6 +178,8 @@ def _context(model, cfg) -> _Context | None:
         return None
     sharded = cfg.uses_fsdp or bool(cfg.deepspeed)
     world = int(os.environ.get("WORLD_SIZE", "1")) if sharded else 1
+    if cfg.uses_fsdp:  # HSDP: the weights are split over one shard group, not every rank
+        world = shard_group_size(cfg.dp_shard_size, cfg.dp_replicate_size, world)
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
     return _Context(shape, total, cfg.micro_batch_size * cfg.sequence_len, world)
 

@@ -222,10 +222,15 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     # Auto classes build from a config with from_config, concrete ones with _from_config.
     build = getattr(cls, "from_config", None) or cls._from_config
     with init_empty_weights(include_buffers=False):
-        return build(
+        model = build(
             config, dtype=precision.dtype,
             attn_implementation=choose_attention(cfg, precision.dtype),
             trust_remote_code=cfg.trust_remote_code)
+    # init_empty_weights re-creates every parameter it registers, so the tie of lm_head to
+    # the input embeddings is lost: tie again, or this rank shards one more tensor than
+    # rank 0 and FSDP's first all-gather fails ("Received data size doesn't match").
+    model.tie_weights()
+    return model
 
 
 def _resize_embeddings(cfg: TrainingConfig, model, vocab: int, mean_resizing: bool) -> None:

@@ -215,6 +215,13 @@ class TrainingConfig(_Strict):
     # distributed
     fsdp: list[str] | str | None = Field(None, description="e.g. [full_shard, auto_wrap].")
     fsdp_config: FsdpConfig | None = None
+    dp_shard_size: int | None = Field(
+        None, ge=1, description="FSDP: GPUs each weight is sharded over (default: all). Less "
+        "than the GPU count is HSDP: e.g. the GPUs of one node, so only gradient all-reduces "
+        "cross nodes; the remaining factor replicates (dp_replicate_size).")
+    dp_replicate_size: int | None = Field(
+        None, ge=1, description="FSDP: copies of each shard group (HSDP; default: GPU count / "
+        "dp_shard_size). dp_shard_size x dp_replicate_size must equal the GPU count.")
     deepspeed: str | None = Field(None, description="Path to a DeepSpeed ZeRO JSON config.")
     ddp_timeout: int | None = Field(None, ge=1, description="Collective timeout, seconds.")
     # evaluation, saving, logging
