@@ -9,6 +9,7 @@ from trainer.torch_free.chat_templates import (
     FAMILIES,
     TOKENIZER_ONLY,
     choice_problem,
+    fallback_target,
     is_inline_jinja,
 )
 
@@ -41,9 +42,10 @@ def resolve_chat_template(choice: str | None, tokenizer: Any, *,
                           jinja: str | None = None) -> ChatTemplate:
     """The template for `chat_template:` (a dataset's own value wins over the top level).
 
-    `jinja` is the chat_template_jinja in force, used by `chat_template: jinja`. A family
-    name uses the tokenizer's own template when it is of that family (the model was trained
-    with it), else ft's (trainer/torch_free/chat_templates.py).
+    `jinja` is the chat_template_jinja in force, used by `chat_template: jinja`. A named
+    template is ft's jinja of that name (trainer/torch_free/chat_templates.py), whatever the
+    tokenizer ships: the same text Axolotl renders for that name. `tokenizer_default` is the
+    tokenizer's own; `tokenizer_default_fallback_<name>` the tokenizer's, else <name>.
     """
     choice = choice or "tokenizer_default"
     problem = choice_problem(choice)
@@ -57,8 +59,9 @@ def resolve_chat_template(choice: str | None, tokenizer: Any, *,
             raise ValueError("`chat_template: tokenizer_default` but the tokenizer has no chat "
                              "template; set `chat_template: chatml` or an inline template")
         return ChatTemplate(own)
-    if choice == "tokenizer_default_fallback_chatml":
-        return ChatTemplate(own) if own else _ours("chatml", tokenizer)
+    fallback = fallback_target(choice)
+    if fallback is not None:
+        return ChatTemplate(own) if own else resolve_chat_template(fallback, tokenizer)
     if choice == "jinja":
         if not jinja:
             raise ValueError("`chat_template: jinja` needs `chat_template_jinja:`")
@@ -70,8 +73,6 @@ def resolve_chat_template(choice: str | None, tokenizer: Any, *,
             raise ValueError(f"`chat_template: {choice}`: ft has no template of its own for "
                              f"{choice} and this tokenizer ships none; use `chatml`, another "
                              "named template or `chat_template: jinja`")
-        return ChatTemplate(own)
-    if own and FAMILIES[choice].signature in own:
         return ChatTemplate(own)
     return _ours(choice, tokenizer)
 

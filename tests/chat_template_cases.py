@@ -1,0 +1,96 @@
+"""The conversations every named chat template is rendered for, by the golden tests
+(tests/test_chat_templates_golden.py) and by the comparison with Axolotl's own templates
+(bench/axolotl_template_check.py): one definition, so both check the same inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SYSTEM = "You are a concise assistant."
+U1 = "Tell me about the ocean."
+A1 = "The ocean covers most of the earth."
+U2 = "And snow?"
+A2 = "Snow is frozen water."
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                       "required": ["city"]},
+    },
+}
+# Mistral's formats need 9-character call ids; DeepSeek's take the arguments as a JSON string.
+CALL = {"type": "function", "id": "call12345", "function": {"name": "get_weather",
+                                                           "arguments": {"city": "Paris"}}}
+CALL_JSON = {"type": "function", "id": "call12345",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+
+
+def _u(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def _a(text: str, **extra: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": text, **extra}
+
+
+_SYS = {"role": "system", "content": SYSTEM}
+
+# name -> (messages, apply_chat_template keyword arguments)
+BASIC: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
+    "system": ([_SYS, _u(U1), _a(A1)], {}),
+    "no_system": ([_u(U1), _a(A1)], {}),
+    "multi_turn": ([_u(U1), _a(A1), _u(U2), _a(A2)], {}),
+    "multi_turn_system": ([_SYS, _u(U1), _a(A1), _u(U2), _a(A2)], {}),
+    "generation_prompt": ([_SYS, _u(U1)], {"add_generation_prompt": True}),
+    # Leading/trailing whitespace: which families trim or strip contents.
+    "padded": ([{"role": "system", "content": f" {SYSTEM}\n"}, _u(f"\n{U1} "), _a(f" {A1}\n"),
+                _u(U2), _a(f"{A2}  ")], {}),
+}
+
+
+def _tool_chat(call: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_u("Weather in Paris?"), _a("", tool_calls=[call]),
+            {"role": "tool", "tool_call_id": "call12345", "name": "get_weather",
+             "content": "Sunny, 21 C"},
+            _a("It is sunny in Paris.")]
+
+
+TOOLS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
+    "tools": (_tool_chat(CALL), {"tools": [WEATHER_TOOL]}),
+    "tools_json_arguments": (_tool_chat(CALL_JSON), {"tools": [WEATHER_TOOL]}),
+    "tools_with_system": ([_SYS, *_tool_chat(CALL)], {"tools": [WEATHER_TOOL],
+                                                      "tools_in_user_message": False}),
+}
+THINKING: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
+    "thinking": ([_u(U1), _a(A1, reasoning_content="Water, mostly."), _u(U2),
+                  _a(A2, reasoning_content="Ice crystals.")], {}),
+    "thinking_in_content": ([_u(U1), _a(f"<think>\nWater, mostly.\n</think>\n\n{A1}"),
+                             _u(U2), _a(f"<think>\nIce crystals.\n</think>\n\n{A2}")], {}),
+    "thinking_shown": ([_u(U1), _a(A1, reasoning_content="Water, mostly.")],
+                       {"skip_think": False}),
+    "thinking_generation_prompt": ([_u(U1)], {"add_generation_prompt": True,
+                                             "enable_thinking": False}),
+}
+
+
+def cases_for(tools: bool, thinking: bool) -> dict[str, tuple[list[dict[str, Any]],
+                                                                 dict[str, Any]]]:
+    return {**BASIC, **(TOOLS if tools else {}), **(THINKING if thinking else {})}
+
+
+def tiny_chat_tokenizer(markers: tuple[str, ...] = (), bos: str = "<s>",
+                        eos: str = "</s>") -> Any:
+    """A byte-level tokenizer with no merges (one token per byte) plus the family's marker
+    tokens, BOS and EOS as single special tokens: ids are predictable from the text alone."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
+    fast.add_special_tokens({"additional_special_tokens": list(markers)})
+    return fast
