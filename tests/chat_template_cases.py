@@ -83,14 +83,18 @@ def cases_for(tools: bool, thinking: bool) -> dict[str, tuple[list[dict[str, Any
 def tiny_chat_tokenizer(markers: tuple[str, ...] = (), bos: str = "<s>",
                         eos: str = "</s>") -> Any:
     """A byte-level tokenizer with no merges (one token per byte) plus the family's marker
-    tokens, BOS and EOS as single special tokens: ids are predictable from the text alone."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    tokens, BOS and EOS as single special tokens: ids are predictable from the text alone.
+    Like Llama's, plain encoding adds BOS (so a doubled BOS would show)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos)
-    fast.add_special_tokens({"additional_special_tokens": list(markers)})
+    tok.add_special_tokens([bos, eos, *markers])
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tok.token_to_id(bos))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos,
+                                   additional_special_tokens=list(markers))
     return fast
