@@ -20,6 +20,32 @@ WEATHER_TOOL = {
                        "required": ["city"]},
     },
 }
+# A schema with every kind of property a tool declaration can hold.
+FORECAST_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "forecast",
+        "description": "Forecast for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "City name."},
+                "unit": {"type": "string", "enum": ["c", "f"]},
+                "days": {"type": "array", "items": {"type": "integer"},
+                         "description": "Days ahead."},
+                "hours": {"type": "array", "items": {"type": "object", "properties": {
+                    "at": {"type": "integer"}}, "required": ["at"]}},
+                "options": {"type": "object", "properties": {"verbose": {"type": "boolean"}},
+                            "required": ["verbose"]},
+                "note": {"type": "string", "nullable": True},
+            },
+            "required": ["city", "days"],
+        },
+    },
+}
+RICH_CALL = {"type": "function", "id": "call67890", "function": {
+    "name": "forecast", "arguments": {"city": "Oslo", "days": [1, 2], "unit": "c",
+                                      "options": {"verbose": True}}}}
 # Mistral's formats need 9-character call ids; DeepSeek's take the arguments as a JSON string.
 CALL = {"type": "function", "id": "call12345", "function": {"name": "get_weather",
                                                            "arguments": {"city": "Paris"}}}
@@ -60,6 +86,16 @@ def _tool_chat(call: dict[str, Any]) -> list[dict[str, Any]]:
 TOOLS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
     "tools": (_tool_chat(CALL), {"tools": [WEATHER_TOOL]}),
     "tools_json_arguments": (_tool_chat(CALL_JSON), {"tools": [WEATHER_TOOL]}),
+    "tools_rich": ([_SYS, _u("Forecast for Oslo?"),
+                    _a("Let me check.", tool_calls=[RICH_CALL], reasoning_content="Need data."),
+                    {"role": "tool", "tool_call_id": "call67890", "content": "Rain"},
+                    _a("Rain in Oslo."), _u("Thanks")],
+                   {"tools": [WEATHER_TOOL, FORECAST_TOOL], "add_generation_prompt": True}),
+    "tools_thinking": ([_u("Forecast for Oslo?"),
+                        _a("", tool_calls=[RICH_CALL], reasoning_content="Need data."),
+                        {"role": "tool", "tool_call_id": "call67890", "content": "Rain"},
+                        _a("<|channel>thought\nDone.<channel|>Rain in Oslo.")],
+                       {"tools": [FORECAST_TOOL]}),
     "tools_with_system": ([_SYS, *_tool_chat(CALL)], {"tools": [WEATHER_TOOL],
                                                       "tools_in_user_message": False}),
 }
@@ -70,6 +106,8 @@ THINKING: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
                              _u(U2), _a(f"<think>\nIce crystals.\n</think>\n\n{A2}")], {}),
     "thinking_shown": ([_u(U1), _a(A1, reasoning_content="Water, mostly.")],
                        {"skip_think": False}),
+    "thinking_enabled": ([_SYS, _u(U1), _a(A1, reasoning_content="Water, mostly."), _u(U2)],
+                         {"add_generation_prompt": True, "enable_thinking": True}),
     "thinking_generation_prompt": ([_u(U1)], {"add_generation_prompt": True,
                                              "enable_thinking": False}),
 }

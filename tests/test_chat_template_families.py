@@ -48,6 +48,7 @@ ASSISTANT_OPENER = {
     "alpaca": "### Response:\n", "metharme": "<|model|>", "exaone": "[|assistant|]",
     "exaone4": "[|assistant|]\n<think>\n\n</think>\n\n",
     "deepseek_v2": "<｜Assistant｜>", "deepseek_v3": "<｜Assistant｜>",
+    "gemma4": "<|turn>model\n", "gemma4_unified": "<|turn>model\n",
 }
 # Families whose format has no system turn in a conversation that ends with an answer:
 # gemma refuses one; Mistral v2/v3 write it into the last user turn only.

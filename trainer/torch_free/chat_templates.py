@@ -10,14 +10,15 @@ second BOS from the encoder: chat rows are encoded exactly as rendered.
 
 from __future__ import annotations
 
-from trainer.torch_free.chat_formats import chatml, gemma, llama, mistral, other, phi
+from trainer.torch_free.chat_formats import chatml, gemma, gemma4, llama, mistral, other, phi
 from trainer.torch_free.chat_formats.family import Family
 
 __all__ = ["FAMILIES", "Family", "MULTIMODAL", "SPECIAL_CHOICES", "TOKENIZER_ONLY",
            "choice_problem", "is_inline_jinja", "tokenizer_only_note"]
 
 FAMILIES: dict[str, Family] = {**chatml.FAMILIES, **llama.FAMILIES, **gemma.FAMILIES,
-                               **phi.FAMILIES, **mistral.FAMILIES, **other.FAMILIES}
+                               **gemma4.FAMILIES, **phi.FAMILIES, **mistral.FAMILIES,
+                               **other.FAMILIES}
 
 # Values that are not a family: the tokenizer's template, the spec's jinja. Axolotl also
 # takes `tokenizer_default_fallback_<name>` for any name: the tokenizer's, else <name>'s.
