@@ -87,7 +87,8 @@ TOOLS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
     "tools": (_tool_chat(CALL), {"tools": [WEATHER_TOOL]}),
     "tools_json_arguments": (_tool_chat(CALL_JSON), {"tools": [WEATHER_TOOL]}),
     "tools_rich": ([_SYS, _u("Forecast for Oslo?"),
-                    _a("Let me check.", tool_calls=[RICH_CALL], reasoning_content="Need data."),
+                    _a("Let me check.", tool_calls=[RICH_CALL, CALL],
+                       reasoning_content="Need data."),
                     {"role": "tool", "tool_call_id": "call67890", "content": "Rain"},
                     _a("Rain in Oslo."), _u("Thanks")],
                    {"tools": [WEATHER_TOOL, FORECAST_TOOL], "add_generation_prompt": True}),
@@ -96,6 +97,13 @@ TOOLS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
                         {"role": "tool", "tool_call_id": "call67890", "content": "Rain"},
                         _a("<|channel>thought\nDone.<channel|>Rain in Oslo.")],
                        {"tools": [FORECAST_TOOL]}),
+    # Retrieval documents and output modes (Jamba writes them in a system message).
+    "documents": ([_SYS, _u(U1), _a(A1, citations=[{"document_id": 0}]), _u(U2)],
+                  {"documents": [{"title": "Oceans", "text": "Oceans are big.",
+                                  "source": "atlas"}, {"text": "Snow is cold."}],
+                   "knobs": {"is_set": True, "citation_mode": "fast",
+                             "response_format": "json_object"},
+                   "add_generation_prompt": True}),
     "tools_with_system": ([_SYS, *_tool_chat(CALL)], {"tools": [WEATHER_TOOL],
                                                       "tools_in_user_message": False}),
 }

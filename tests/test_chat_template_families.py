@@ -48,7 +48,7 @@ ASSISTANT_OPENER = {
     "alpaca": "### Response:\n", "metharme": "<|model|>", "exaone": "[|assistant|]",
     "exaone4": "[|assistant|]\n<think>\n\n</think>\n\n",
     "deepseek_v2": "<｜Assistant｜>", "deepseek_v3": "<｜Assistant｜>",
-    "gemma4": "<|turn>model\n", "gemma4_unified": "<|turn>model\n",
+    "gemma4": "<|turn>model\n", "gemma4_unified": "<|turn>model\n", "jamba": "<|assistant|> ",
 }
 # Families whose format has no system turn in a conversation that ends with an answer:
 # gemma refuses one; Mistral v2/v3 write it into the last user turn only.
@@ -215,14 +215,14 @@ def test_validation_reads_a_local_tokenizer_for_the_named_template(tiny_model_di
 
 def test_a_name_ft_has_no_jinja_for_uses_the_tokenizers_own_template(tiny_tokenizer,
                                                                       tiny_model_dir):
-    ids, labels = encode(tiny_tokenizer, tiny_model_dir, "jamba", {"messages": CHAT})
+    ids, labels = encode(tiny_tokenizer, tiny_model_dir, "command_a", {"messages": CHAT})
     assert tiny_tokenizer.decode(ids).startswith("<s><|im_start|>system\n")  # tiny's own
     assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>", A2 + "<|im_end|>"]
     bare = copy.deepcopy(tiny_tokenizer)
     bare.chat_template = None
-    with pytest.raises(ValueError, match="no template of its own for jamba and this "
+    with pytest.raises(ValueError, match="no template of its own for command_a and this "
                                          "tokenizer ships none"):
-        encode(bare, tiny_model_dir, "jamba", {"messages": CHAT})
+        encode(bare, tiny_model_dir, "command_a", {"messages": CHAT})
 
 
 def test_validation_warns_once_for_a_tokenizer_only_name_and_checks_a_local_tokenizer(
@@ -235,11 +235,11 @@ def test_validation_warns_once_for_a_tokenizer_only_name_and_checks_a_local_toke
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecWarning)
-        parse_spec(_spec(tiny_model_dir, "chat_template: jamba\n"), "spec.yaml")
+        parse_spec(_spec(tiny_model_dir, "chat_template: command_a\n"), "spec.yaml")
     assert [str(w.message) for w in caught] == [
-        "`chat_template: jamba`: ft has no template of its own for jamba; it uses the "
+        "`chat_template: command_a`: ft has no template of its own for command_a; it uses the "
         "model tokenizer's own chat template (the one the model was trained with)"]
     bare = shutil.copytree(tiny_model_dir, tmp_path / "bare")
     (bare / "chat_template.jinja").unlink()
-    with pytest.raises(SpecError, match="has no chat template, and `jamba` uses it"):
-        parse_spec(_spec(bare, "chat_template: jamba\n"), "spec.yaml")
+    with pytest.raises(SpecError, match="has no chat template, and `command_a` uses it"):
+        parse_spec(_spec(bare, "chat_template: command_a\n"), "spec.yaml")

@@ -10,7 +10,16 @@ second BOS from the encoder: chat rows are encoded exactly as rendered.
 
 from __future__ import annotations
 
-from trainer.torch_free.chat_formats import chatml, gemma, gemma4, llama, mistral, other, phi
+from trainer.torch_free.chat_formats import (
+    chatml,
+    gemma,
+    gemma4,
+    jamba,
+    llama,
+    mistral,
+    other,
+    phi,
+)
 from trainer.torch_free.chat_formats.family import Family
 
 __all__ = ["FAMILIES", "Family", "MULTIMODAL", "SPECIAL_CHOICES", "TOKENIZER_ONLY",
@@ -18,7 +27,7 @@ __all__ = ["FAMILIES", "Family", "MULTIMODAL", "SPECIAL_CHOICES", "TOKENIZER_ONL
 
 FAMILIES: dict[str, Family] = {**chatml.FAMILIES, **llama.FAMILIES, **gemma.FAMILIES,
                                **gemma4.FAMILIES, **phi.FAMILIES, **mistral.FAMILIES,
-                               **other.FAMILIES}
+                               **other.FAMILIES, **jamba.FAMILIES}
 
 # Values that are not a family: the tokenizer's template, the spec's jinja. Axolotl also
 # takes `tokenizer_default_fallback_<name>` for any name: the tokenizer's, else <name>'s.
