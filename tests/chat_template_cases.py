@@ -104,6 +104,17 @@ TOOLS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
                    "knobs": {"is_set": True, "citation_mode": "fast",
                              "response_format": "json_object"},
                    "add_generation_prompt": True}),
+    # Two calls answered by two consecutive tool turns, a system turn mid-way, Cohere's
+    # options (citations, strict safety, a tool plan) and documents beside tools.
+    "tools_two_results": ([_SYS, _u("Forecast for Oslo?"),
+                           _a("", tool_calls=[RICH_CALL, CALL], tool_plan="Look both up."),
+                           {"role": "tool", "tool_call_id": "call67890", "content": "Rain"},
+                           {"role": "tool", "tool_call_id": "call12345", "content": "Sun"},
+                           {"role": "system", "content": "Be brief."},
+                           _a("Rain in Oslo, sun in Paris.")],
+                          {"tools": [WEATHER_TOOL, FORECAST_TOOL], "enable_citations": True,
+                           "safety_mode": "strict",
+                           "documents": [{"title": "Oceans", "text": "Oceans are big."}]}),
     "tools_with_system": ([_SYS, *_tool_chat(CALL)], {"tools": [WEATHER_TOOL],
                                                       "tools_in_user_message": False}),
 }

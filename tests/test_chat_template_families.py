@@ -49,6 +49,9 @@ ASSISTANT_OPENER = {
     "exaone4": "[|assistant|]\n<think>\n\n</think>\n\n",
     "deepseek_v2": "<｜Assistant｜>", "deepseek_v3": "<｜Assistant｜>",
     "gemma4": "<|turn>model\n", "gemma4_unified": "<|turn>model\n", "jamba": "<|assistant|> ",
+    "command_a": "<|CHATBOT_TOKEN|><|START_RESPONSE|>",
+    "command_a_tool_use": "<|CHATBOT_TOKEN|><|START_RESPONSE|>",
+    "command_a_rag": "<|CHATBOT_TOKEN|><|START_RESPONSE|>",
 }
 # Families whose format has no system turn in a conversation that ends with an answer:
 # gemma refuses one; Mistral v2/v3 write it into the last user turn only.
@@ -213,19 +216,7 @@ def test_validation_reads_a_local_tokenizer_for_the_named_template(tiny_model_di
         parse_spec(_spec(tiny_model_dir, "chat_template: llava\n"), "spec.yaml")
 
 
-def test_a_name_ft_has_no_jinja_for_uses_the_tokenizers_own_template(tiny_tokenizer,
-                                                                      tiny_model_dir):
-    ids, labels = encode(tiny_tokenizer, tiny_model_dir, "command_a", {"messages": CHAT})
-    assert tiny_tokenizer.decode(ids).startswith("<s><|im_start|>system\n")  # tiny's own
-    assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>", A2 + "<|im_end|>"]
-    bare = copy.deepcopy(tiny_tokenizer)
-    bare.chat_template = None
-    with pytest.raises(ValueError, match="no template of its own for command_a and this "
-                                         "tokenizer ships none"):
-        encode(bare, tiny_model_dir, "command_a", {"messages": CHAT})
-
-
-def test_validation_warns_once_for_a_tokenizer_only_name_and_checks_a_local_tokenizer(
+def test_validation_checks_what_a_local_tokenizer_lacks_for_the_template_in_force(
         tiny_model_dir, tmp_path):
     import shutil
     import warnings
@@ -235,11 +226,16 @@ def test_validation_warns_once_for_a_tokenizer_only_name_and_checks_a_local_toke
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SpecWarning)
-        parse_spec(_spec(tiny_model_dir, "chat_template: command_a\n"), "spec.yaml")
-    assert [str(w.message) for w in caught] == [
-        "`chat_template: command_a`: ft has no template of its own for command_a; it uses the "
-        "model tokenizer's own chat template (the one the model was trained with)"]
+        parse_spec(_spec(tiny_model_dir, "chat_template: command_a\ntokens: "
+                         "['<|END_RESPONSE|>', '<|END_ACTION|>', '<|END_OF_TURN_TOKEN|>']\n"),
+                   "spec.yaml")
+    assert [str(w.message) for w in caught] == []  # a named template is ft's: nothing to say
     bare = shutil.copytree(tiny_model_dir, tmp_path / "bare")
     (bare / "chat_template.jinja").unlink()
-    with pytest.raises(SpecError, match="has no chat template, and `command_a` uses it"):
-        parse_spec(_spec(bare, "chat_template: command_a\n"), "spec.yaml")
+    with pytest.raises(SpecError, match="has no chat template, and `tokenizer_default` uses it"):
+        parse_spec(_spec(bare, ""), "spec.yaml")
+    # a fallback name renders its template when the tokenizer has none: its closers count
+    with pytest.raises(SpecError, match="`llama3` closes turns with <\\|eot_id\\|>"):
+        parse_spec(_spec(bare, "chat_template: tokenizer_default_fallback_llama3\n"), "spec.yaml")
+    parse_spec(_spec(tiny_model_dir, "chat_template: tokenizer_default_fallback_llama3\n"),
+               "spec.yaml")  # the tokenizer's own template is used

@@ -158,3 +158,27 @@ def test_validate_accepts_exactly_the_documented_names():
     for name in [*MULTIMODAL, "vicuna", "tokenizer_default_fallback_vicuna",
                  "tokenizer_default_fallback_jinja"]:
         assert choice_problem(name), name
+
+
+# Axolotl 0.21's template names (its utils/chat_templates/templates/*.jinja), as facts.
+AXOLOTL_021_TEMPLATES = [
+    "alpaca", "aya", "chatml", "cohere", "command_a", "command_a_rag", "command_a_tool_use",
+    "deepseek_v2", "deepseek_v3", "exaone", "exaone4", "falcon_h1", "gemma", "gemma3",
+    "gemma3n", "gemma4", "gemma4_unified", "jamba", "llama3", "llama3_2_vision", "llama4",
+    "llava", "metharme", "mistral_v1", "mistral_v2v3", "mistral_v3_tekken",
+    "mistral_v7_tekken", "nemotron_h", "phi_3", "phi_35", "phi_4", "pixtral", "qwen2_vl",
+    "qwen3", "qwen3_5", "qwen_25"]
+
+
+def test_every_axolotl_template_name_is_ft_s_own_or_refused_as_multimodal():
+    from trainer.torch_free.chat_templates import MULTIMODAL, TOKENIZER_ONLY
+
+    assert sorted([*FAMILIES, *MULTIMODAL]) == AXOLOTL_021_TEMPLATES
+    assert not TOKENIZER_ONLY
+
+
+def test_an_unknown_name_is_an_error_listing_every_name():
+    from trainer.torch_free.chat_templates import choice_problem
+
+    problem = choice_problem("vicuna")
+    assert all(f" {name}," in problem or f" {name} " in problem for name in FAMILIES)

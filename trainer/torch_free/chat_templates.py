@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from trainer.torch_free.chat_formats import (
     chatml,
+    command_a,
     gemma,
     gemma4,
     jamba,
@@ -27,7 +28,8 @@ __all__ = ["FAMILIES", "Family", "MULTIMODAL", "SPECIAL_CHOICES", "TOKENIZER_ONL
 
 FAMILIES: dict[str, Family] = {**chatml.FAMILIES, **llama.FAMILIES, **gemma.FAMILIES,
                                **gemma4.FAMILIES, **phi.FAMILIES, **mistral.FAMILIES,
-                               **other.FAMILIES, **jamba.FAMILIES}
+                               **other.FAMILIES, **jamba.FAMILIES,
+                               **command_a.FAMILIES}
 
 # Values that are not a family: the tokenizer's template, the spec's jinja. Axolotl also
 # takes `tokenizer_default_fallback_<name>` for any name: the tokenizer's, else <name>'s.
@@ -35,10 +37,10 @@ SPECIAL_CHOICES = ("tokenizer_default", "jinja")
 FALLBACK_PREFIX = "tokenizer_default_fallback_"
 # Axolotl's names for image/audio models' templates: multimodal training is refused.
 MULTIMODAL = frozenset({"llama3_2_vision", "pixtral", "llava", "qwen2_vl", "gemma3n"})
-# Axolotl's names for one model family's template that ft has no jinja of its own for: the
-# model's tokenizer ships that template, so it is used (and the user is told once).
-TOKENIZER_ONLY = frozenset({"gemma4", "gemma4_unified", "jamba", "command_a",
-                            "command_a_tool_use", "command_a_rag"}) - set(FAMILIES)
+# Axolotl's text template names ft has no jinja of its own for, which would use the model
+# tokenizer's own template: none today (every one is in FAMILIES); kept so validation and its
+# warning stay in one place should Axolotl add a name before ft does.
+TOKENIZER_ONLY: frozenset[str] = frozenset()
 
 
 def fallback_target(value: str) -> str | None:
