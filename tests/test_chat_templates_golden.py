@@ -182,3 +182,18 @@ def test_an_unknown_name_is_an_error_listing_every_name():
 
     problem = choice_problem("vicuna")
     assert all(f" {name}," in problem or f" {name} " in problem for name in FAMILIES)
+
+
+def test_the_named_template_becomes_the_tokenizers_own_so_the_saved_model_renders_it(
+        tiny_model_dir, tmp_path):
+    from trainer.models.load import load_tokenizer
+
+    cfg = make_cfg(tiny_model_dir, [{"path": "x.jsonl", "type": "completion"}],
+                   chat_template="llama3")  # the tiny tokenizer lacks <|eot_id|>: not needed
+    tok = load_tokenizer(cfg)
+    assert tok.chat_template == FAMILIES["llama3"].jinja
+    tok.save_pretrained(tmp_path)
+    assert "<|start_header_id|>" in (tmp_path / "chat_template.jinja").read_text()
+    own = load_tokenizer(make_cfg(tiny_model_dir, [{"path": "x.jsonl", "type": "completion"}],
+                                  chat_template="tokenizer_default"))
+    assert "<|im_start|>" in own.chat_template  # the tiny tokenizer's own, kept
