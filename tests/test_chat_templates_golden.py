@@ -143,8 +143,11 @@ def test_the_docs_list_every_name_the_code_knows_and_what_it_renders():
     from trainer.torch_free.chat_templates import MULTIMODAL, TOKENIZER_ONLY
 
     page = (Path(__file__).parents[1] / "docs/chat-templates.md").read_text(encoding="utf-8")
-    rows = re.findall(r"^\| `([^`]+)` \| (.*) \|$", _doc_block(page, "names"), re.M)
-    assert rows == [(name, family.renders) for name, family in FAMILIES.items()]
+    rows = re.findall(r"^- `([^`]+)`(?: \(\*(.*?)\*\))?: (.*)$", _doc_block(page, "names"),
+                      re.M)
+    marks = {name: ", ".join(w for w, on in (("tools", f.tools), ("thinking", f.thinking))
+                             if on) for name, f in FAMILIES.items()}
+    assert rows == [(name, marks[name], f.renders) for name, f in FAMILIES.items()]
     assert re.findall(r"`([^`]+)`", _doc_block(page, "tokenizer-only")) == sorted(TOKENIZER_ONLY)
     assert re.findall(r"`([^`]+)`", _doc_block(page, "multimodal")) == sorted(MULTIMODAL)
 
