@@ -8,11 +8,17 @@ thinking). A template that refuses a conversation (raises) must refuse it in bot
 line per (template, conversation):
 
     python3 bench/axolotl_template_check.py [--wheel PATH] [--out PATH]
+
+`--goldens PATH` also records Axolotl's renders as the golden texts of
+tests/test_chat_templates_golden.py (tests/fixtures/chat_templates_golden.json), each with
+its family's conversations and marker tokens; today's date, which mistral_v7_tekken writes,
+is recorded as `{today}`.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import zipfile
@@ -69,12 +75,28 @@ def records(theirs: dict[str, str]) -> list[dict]:
     return out
 
 
+def goldens(theirs: dict[str, str]) -> dict[str, dict[str, str]]:
+    today = datetime.date.today().isoformat()
+    out: dict[str, dict[str, str]] = {}
+    for name, family in sorted(FAMILIES.items()):
+        tok = tiny_chat_tokenizer(family.markers)
+        out[name] = {case: render(tok, theirs[name], messages, kwargs).replace(today, "{today}")
+                     for case, (messages, kwargs)
+                     in cases_for(family.tools, family.thinking).items()}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--wheel", type=Path, default=WHEEL)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--goldens", type=Path, help="also write the golden texts here")
     args = parser.parse_args()
-    rows = records(axolotl_templates(args.wheel))
+    theirs = axolotl_templates(args.wheel)
+    if args.goldens:
+        args.goldens.write_text(json.dumps(goldens(theirs), indent=1, ensure_ascii=False,
+                                           sort_keys=True), encoding="utf-8")
+    rows = records(theirs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     compared = [r for r in rows if r["case"] is not None]
