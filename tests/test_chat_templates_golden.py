@@ -5,8 +5,9 @@ the template writes it, never added a second time).
 The goldens (tests/fixtures/chat_templates_golden.json) are the formats' output: the text
 Axolotl 0.21's template of the same name renders for these conversations, recorded by
 `bench/axolotl_template_check.py --goldens tests/fixtures/chat_templates_golden.json`;
-`{today}` stands for the date a template writes (mistral_v7_tekken's default system text). A conversation a format refuses is recorded as
-`<error TemplateError>`: ft's template must refuse it too.
+`{today}` stands for the date a template writes (mistral_v7_tekken's default system text).
+A conversation a format refuses is recorded as `<error TemplateError>`: ft's template must
+refuse it too.
 """
 
 from __future__ import annotations
