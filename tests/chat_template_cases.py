@@ -70,6 +70,13 @@ BASIC: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
     "multi_turn": ([_u(U1), _a(A1), _u(U2), _a(A2)], {}),
     "multi_turn_system": ([_SYS, _u(U1), _a(A1), _u(U2), _a(A2)], {}),
     "generation_prompt": ([_SYS, _u(U1)], {"add_generation_prompt": True}),
+    # OpenAI content parts instead of strings.
+    "text_parts": ([{"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
+                    {"role": "user", "content": [{"type": "text", "text": f"{U1} "},
+                                                 {"type": "text", "text": "Briefly."}]},
+                    {"role": "assistant", "content": [{"type": "text", "text": f" {A1}"}]},
+                    {"role": "user", "content": [{"type": "text", "text": U2}]}],
+                   {"add_generation_prompt": True}),
     # Leading/trailing whitespace: which families trim or strip contents.
     "padded": ([{"role": "system", "content": f" {SYSTEM}\n"}, _u(f"\n{U1} "), _a(f" {A1}\n"),
                 _u(U2), _a(f"{A2}  ")], {}),

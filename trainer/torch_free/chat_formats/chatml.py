@@ -28,11 +28,12 @@ _QWEN_TOOL_TURN = (
     r"{%- elif m.role == 'tool' -%}"
     r"{%- if loop.first or messages[loop.index0 - 1].role != 'tool' -%}"
     r"{{- '<|im_start|>user' -}}{%- endif -%}"
-    r"{{- '\n<tool_response>\n' + m.content + '\n</tool_response>' -}}"
+    r"{{- '\n<tool_response>\n' + tool_text(m.content) + '\n</tool_response>' -}}"
     r"{%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}"
     r"{{- '<|im_end|>\n' -}}{%- endif -%}")
 
 QWEN_25 = (
+    r"{%- macro tool_text(c) -%}{{- c -}}{%- endmacro -%}"
     r"{%- set own = messages and messages[0].role == 'system' -%}"
     r"{%- set sys = messages[0].content if own else "
     r"'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' -%}"
@@ -52,16 +53,44 @@ QWEN_25 = (
     r"{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}")
 
 
-def _qwen3(reasoning_test: str) -> str:
+# Qwen 3's text of content parts: the parts that have a `text`.
+_PARTS = (r"{%- if c is string -%}{{- c -}}{%- else -%}{%- for p in c if 'text' in p -%}"
+          r"{{- p['text'] -}}{%- endfor -%}{%- endif -%}")
+QWEN3_TEXT = "".join(f"{{%- macro {name}(c) -%}}" + _PARTS + "{%- endmacro -%}"
+                     for name in ("system_text", "turn_text", "answer_text", "tool_text"))
+# Qwen 3.5's: a system part may carry its text as `text`, `content` or `value` (or be a
+# string); image and video parts of a user turn become vision placeholders; a tool result is
+# written as given.
+QWEN3_5_TEXT = (
+    r"{%- macro system_text(c) -%}{%- if c is string -%}{{- c -}}{%- else -%}"
+    r"{%- for p in c -%}{%- if p is mapping -%}"
+    r"{{- p.get('text') or p.get('content') or p.get('value') or '' -}}"
+    r"{%- elif p is string -%}{{- p -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    r"{%- endmacro -%}"
+    r"{%- macro turn_text(c) -%}{%- if c is string -%}{{- c -}}{%- else -%}"
+    r"{%- for p in c -%}"
+    r"{%- if p['type'] == 'image' or 'image' in p or 'image_url' in p -%}"
+    r"{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    r"{%- elif p['type'] == 'video' or 'video' in p -%}"
+    r"{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    r"{%- elif 'text' in p -%}{{- p['text'] -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    r"{%- endmacro -%}"
+    r"{%- macro answer_text(c) -%}" + _PARTS + r"{%- endmacro -%}"
+    r"{%- macro tool_text(c) -%}{{- c -}}{%- endmacro -%}")
+
+
+def _qwen3(reasoning_test: str, text_macros: str) -> str:
     """Qwen 3's layout: an assistant turn after the last real user query shows its think
     block (empty when there is no reasoning) when it is the conversation's last message or
     has reasoning; earlier turns show the answer alone. `real_last_index` (Axolotl passes it
     when it renders a prefix) says which message is the conversation's last."""
     return (
+        text_macros +
         r"{%- set own = messages and messages[0].role == 'system' -%}"
         r"{%- if tools -%}{{- '<|im_start|>system\n' + "
-        r"(messages[0].content + '\n\n' if own else '') -}}" + _QWEN_TOOLS +
-        r"{%- elif own -%}{{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' -}}"
+        r"(system_text(messages[0].content) + '\n\n' if own else '') -}}" + _QWEN_TOOLS +
+        r"{%- elif own -%}"
+        r"{{- '<|im_start|>system\n' + system_text(messages[0].content) + '<|im_end|>\n' -}}"
         r"{%- endif -%}"
         r"{%- set st = namespace(query=messages | length - 1, found=false) -%}"
         r"{%- for m in messages | reverse -%}"
@@ -74,9 +103,9 @@ def _qwen3(reasoning_test: str) -> str:
         r"is not none else messages | length - 1 -%}"
         r"{%- for m in messages -%}"
         r"{%- if m.role == 'user' or (m.role == 'system' and not loop.first) -%}"
-        r"{{- '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' -}}"
+        r"{{- '<|im_start|>' + m.role + '\n' + turn_text(m.content) + '<|im_end|>\n' -}}"
         r"{%- elif m.role == 'assistant' -%}"
-        r"{%- set text = m.content if m.content is string else '' -%}"
+        r"{%- set text = answer_text(m.content) if m.content is not none else '' -%}"
         r"{%- set think = '' -%}"
         r"{%- if " + reasoning_test + r" -%}{%- set think = m.reasoning_content -%}"
         r"{%- elif '</think>' in text -%}"
@@ -137,13 +166,13 @@ FAMILIES = {
     "qwen_25": Family(QWEN_25, _IM, "Qwen 2.5: ChatML with Qwen's default system turn when "
                       "there is none, tools in the system turn, `<tool_call>` answers and "
                       "tool results as `<tool_response>` user turns", _MARKERS, tools=True),
-    "qwen3": Family(_qwen3("m.reasoning_content is string"), _IM,
+    "qwen3": Family(_qwen3("m.reasoning_content is string", QWEN3_TEXT), _IM,
                     "Qwen 3: ChatML; answers after the last user query carry a "
                     "`<think>...</think>` block (empty without reasoning), tools as Qwen 2.5, "
                     "`enable_thinking: false` closes the think block of the generation prompt",
                     _MARKERS, tools=True, thinking=True),
     "qwen3_5": Family(_qwen3("m.reasoning_content is defined and m.reasoning_content is not "
-                             "none"), _IM,
+                             "none", QWEN3_5_TEXT), _IM,
                       "Qwen 3.5 (text turns): as `qwen3`", _MARKERS, tools=True, thinking=True),
     "nemotron_h": Family(NEMOTRON_H, _IM, "Nemotron-H: ChatML for system (first only), user "
                          "and assistant; any other role is an error", _MARKERS),

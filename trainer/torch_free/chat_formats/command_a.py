@@ -152,7 +152,7 @@ _DEVELOPER_SET = (r"{%- set developer = messages[0]['content'] if messages and "
                   r"messages[0]['role'] | lower == 'system' else none -%}")
 _PREAMBLE_TAIL = (
     r"{{- " + _lit(_DEFAULT) + r" -}}"
-    r"{%- if developer -%}{{- " + _lit(_DEVELOPER) + r" + developer -}}{%- endif -%}"
+    r"{%- if developer -%}{{- " + _lit(_DEVELOPER) + r" + developer | string -}}{%- endif -%}"
     r"{{- '" + _END + r"' -}}")
 
 # Tool-use layout (command_a_tool_use, command_a_rag, command_a with documents).
@@ -174,9 +174,9 @@ _TOOL_USE_TURNS = (
     r"{%- for m in messages -%}"
     r"{%- set role = m.role | lower -%}"
     r"{%- if role == 'system' and not (loop.first and developer) -%}"
-    r"{{- '" + _OPEN + r"<|SYSTEM_TOKEN|>' + m.content + '" + _END + r"' -}}"
+    r"{{- '" + _OPEN + r"<|SYSTEM_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
     r"{%- elif role == 'user' -%}"
-    r"{{- '" + _OPEN + r"<|USER_TOKEN|>' + m.content + '" + _END + r"' -}}"
+    r"{{- '" + _OPEN + r"<|USER_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
     r"{%- if documents and not st.sent_documents -%}"
     r"{%- set st.sent_documents = true -%}{%- set st.call = st.call + 1 -%}"
     r"{%- set docs = namespace(items=[]) -%}"
@@ -199,7 +199,7 @@ _TOOL_USE_TURNS = (
     r"{%- set st.call = st.call + 1 -%}{%- endfor -%}"
     r"{{- ']<|END_ACTION|>" + _END + r"' -}}"
     r"{%- else -%}"
-    r"{{- '<|START_RESPONSE|>' + m.content + '<|END_RESPONSE|>" + _END + r"' -}}"
+    r"{{- '<|START_RESPONSE|>' + m.content | string + '<|END_RESPONSE|>" + _END + r"' -}}"
     r"{%- endif -%}"
     # consecutive tool results share one turn
     r"{%- elif role == 'tool' and m.tool_call_id not in st.seen -%}"
@@ -246,11 +246,11 @@ _PLAIN = (
     r"{%- for m in messages -%}"
     r"{%- set role = m.role | lower -%}"
     r"{%- if role == 'system' and not (loop.first and developer) -%}"
-    r"{{- '" + _OPEN + r"<|SYSTEM_TOKEN|>' + m.content + '" + _END + r"' -}}"
+    r"{{- '" + _OPEN + r"<|SYSTEM_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
     r"{%- elif role == 'user' -%}"
-    r"{{- '" + _OPEN + r"<|USER_TOKEN|>' + m.content + '" + _END + r"' -}}"
+    r"{{- '" + _OPEN + r"<|USER_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
     r"{%- elif role in ('assistant', 'chatbot') -%}"
-    r"{{- '" + _OPEN + r"<|CHATBOT_TOKEN|><|START_RESPONSE|>' + m.content + "
+    r"{{- '" + _OPEN + r"<|CHATBOT_TOKEN|><|START_RESPONSE|>' + m.content | string + "
     r"'<|END_RESPONSE|>" + _END + r"' -}}"
     r"{%- endif -%}{%- endfor -%}"
     r"{{- '" + _OPEN + r"<|CHATBOT_TOKEN|>' -}}"

@@ -21,13 +21,25 @@ GEMMA = (
     r"{%- for m in messages -%}" + _ALTERNATE + _TURN +
     r" + m.content | trim + '<end_of_turn>\n' -}}{%- endfor -%}" + _GENERATION)
 
-# Gemma 3 (text): the system text opens the first user turn, followed by a blank line.
+# Gemma 3 (text): the system text opens the first user turn, followed by a blank line;
+# content parts are shown trimmed, an image part as `<start_of_image>`.
 GEMMA3 = (
     r"{{- bos_token -}}"
     r"{%- set own = messages[0].role == 'system' -%}"
-    r"{%- set prefix = messages[0].content + '\n\n' if own else '' -%}"
+    r"{%- set system = namespace(text='') -%}"
+    r"{%- if own and messages[0].content is string -%}"
+    r"{%- set system.text = messages[0].content -%}"
+    r"{%- elif own -%}{%- for p in messages[0].content if 'text' in p -%}"
+    r"{%- set system.text = system.text + p['text'] -%}{%- endfor -%}{%- endif -%}"
+    r"{%- set prefix = system.text + '\n\n' if own else '' -%}"
     r"{%- for m in (messages[1:] if own else messages) -%}" + _ALTERNATE + _TURN +
-    r" + (prefix if loop.first else '') + m.content | trim + '<end_of_turn>\n' -}}"
+    r" + (prefix if loop.first else '') -}}"
+    r"{%- if m.content is string -%}{{- m.content | trim -}}"
+    r"{%- elif m.content is iterable -%}{%- for p in m.content -%}"
+    r"{%- if p['type'] == 'image' -%}{{- '<start_of_image>' -}}"
+    r"{%- elif p['type'] == 'text' -%}{{- p['text'] | trim -}}{%- endif -%}{%- endfor -%}"
+    r"{%- else -%}{{- raise_exception('Invalid content type') -}}{%- endif -%}"
+    r"{{- '<end_of_turn>\n' -}}"
     r"{%- endfor -%}" + _GENERATION)
 
 _MARKERS = ("<start_of_turn>", "<end_of_turn>")

@@ -46,7 +46,7 @@ JAMBA = (
     r"{{- '<|startoftext|>' -}}"
     # The first system message is always written (empty without one): its text is defined.
     r"{%- if system is not none or has_tools -%}"
-    r"{{- bom + '<|system|> ' + (system if system is not none else '') -}}"
+    r"{{- bom + '<|system|> ' + (system | string if system is not none else '') -}}"
     r"{%- if has_tools -%}"
     r"{{- ('\n\n' if system else '') + '<tool_definitions>\n# Tools\n\n## Functions' -}}"
     r"{%- for t in tools -%}"

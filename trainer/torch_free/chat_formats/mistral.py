@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from trainer.torch_free.chat_formats.family import Family
 
+# A content's text: a string as is, content parts by their `text` blocks.
+_TEXT = (r"{%- macro text(c) -%}{{- c if c is string else c | selectattr('type', 'equalto', "
+         r"'text') | map(attribute='text') | join('') -}}{%- endmacro -%}")
+
 _ALTERNATE_ERROR = (r"raise_exception('After the optional system message, conversation roles "
                     r"must alternate user/assistant/user/assistant/...')")
 
 # v1: ` [INST] ` / ` [/INST]` with spaces on both sides; the system text opens the first user
 # turn; an answer is a space, the content and EOS.
 MISTRAL_V1 = (
+    _TEXT +
     r"{%- set own = messages[0].role == 'system' -%}"
     r"{{- bos_token -}}"
     r"{%- for m in (messages[1:] if own else messages) -%}"
     r"{%- if (m.role == 'user') != (loop.index0 % 2 == 0) -%}{{- " + _ALTERNATE_ERROR +
     r" -}}{%- endif -%}"
     r"{%- if m.role == 'user' -%}"
-    r"{{- ' [INST] ' + (messages[0].content + '\n\n' if own and loop.first else '')"
-    r" + m.content + ' [/INST]' -}}"
-    r"{%- elif m.role == 'assistant' -%}{{- ' ' + m.content + eos_token -}}"
+    r"{{- ' [INST] ' + (text(messages[0].content) + '\n\n' if own and loop.first else '')"
+    r" + text(m.content) + ' [/INST]' -}}"
+    r"{%- elif m.role == 'assistant' -%}{{- ' ' + text(m.content) + eos_token -}}"
     r"{%- else -%}{{- raise_exception('Only user and assistant roles are supported, with the "
     r"exception of an initial optional system message!') -}}{%- endif -%}"
     r"{%- endfor -%}")
@@ -30,6 +35,7 @@ def _v3(space: str, answer: str) -> str:
     these models' format); the tool list precedes the last user turn; tool call ids are 9
     characters."""
     return (
+        _TEXT +
         r"{%- set own = messages[0].role == 'system' -%}"
         r"{%- set turns = messages[1:] if own else messages -%}"
         r"{%- set tools = tools if tools is defined else none -%}"
@@ -51,8 +57,8 @@ def _v3(space: str, answer: str) -> str:
         r" + ('' if loop.last else ', ') -}}{%- endfor -%}"
         r"{{- '}}' + (']' if loop.last else ', ') -}}"
         r"{%- endfor -%}{{- '[/AVAILABLE_TOOLS]' -}}{%- endif -%}"
-        r"{{- '[INST]" + space + r"' + (messages[0].content + '\n\n' if own and loop.last "
-        r"else '') + m.content + '[/INST]' -}}"
+        r"{{- '[INST]" + space + r"' + (text(messages[0].content) + '\n\n' if own and "
+        r"loop.last else '') + text(m.content) + '[/INST]' -}}"
         r"{%- elif m.tool_calls is defined and m.tool_calls is not none -%}"
         r"{{- '[TOOL_CALLS]" + space + r"[' -}}"
         r"{%- for c in m.tool_calls -%}"
@@ -88,14 +94,21 @@ _V7_DEFAULT = (
     "restaurants around me?\" => \"Where are you?\" or \"When is the next flight to Tokyo\" "
     "=> \"Where do you travel from?\")")
 MISTRAL_V7 = (
+    _TEXT +
     r"{{- bos_token -}}"
     r"{%- set own = messages[0].role == 'system' -%}"
-    r"{{- '[SYSTEM_PROMPT]' + (messages[0].content if own else '" + _V7_DEFAULT +
+    r"{{- '[SYSTEM_PROMPT]' + (text(messages[0].content) if own else '" + _V7_DEFAULT +
     r"') + '[/SYSTEM_PROMPT]' -}}"
     r"{%- for m in (messages[1:] if own else messages) -%}"
-    r"{%- if m.role == 'user' -%}{{- '[INST]' + m.content + '[/INST]' -}}"
-    r"{%- elif m.role == 'system' -%}{{- '[SYSTEM_PROMPT]' + m.content + '[/SYSTEM_PROMPT]' -}}"
-    r"{%- elif m.role == 'assistant' -%}{{- m.content + eos_token -}}"
+    r"{%- if m.role == 'user' -%}{{- '[INST]' -}}"
+    r"{%- if m.content is string -%}{{- m.content -}}{%- else -%}"
+    r"{%- for b in m.content -%}{%- if b['type'] == 'text' -%}{{- b['text'] -}}"
+    r"{%- elif b['type'] in ('image', 'image_url') -%}{{- '[IMG]' -}}"
+    r"{%- else -%}{{- raise_exception('Only text and image blocks are supported in message "
+    r"content!') -}}{%- endif -%}{%- endfor -%}{%- endif -%}{{- '[/INST]' -}}"
+    r"{%- elif m.role == 'system' -%}"
+    r"{{- '[SYSTEM_PROMPT]' + text(m.content) + '[/SYSTEM_PROMPT]' -}}"
+    r"{%- elif m.role == 'assistant' -%}{{- text(m.content) + eos_token -}}"
     r"{%- else -%}{{- raise_exception('Only user, system and assistant roles are supported!')"
     r" -}}{%- endif -%}{%- endfor -%}")
 
@@ -105,12 +118,12 @@ _TOOL_MARKERS = ("[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_CALLS]", "[TO
 FAMILIES = {
     "mistral_v1": Family(MISTRAL_V1, (), "Mistral v1: BOS, ` [INST] ` user ` [/INST]`, "
                          "` ` answer + EOS; the system text opens the first user turn", _INST),
-    "mistral_v2v3": Family(_v3(" ", r"' ' + m.content | trim"), (),
+    "mistral_v2v3": Family(_v3(" ", r"' ' + text(m.content) | trim"), (),
                            "Mistral v2/v3: BOS, `[INST] ` user `[/INST]`, ` ` trimmed answer + "
                            "EOS; the system text goes into the last user turn only; "
                            "`[AVAILABLE_TOOLS]`, `[TOOL_CALLS]`, `[TOOL_RESULTS]`",
                            _INST + _TOOL_MARKERS, tools=True),
-    "mistral_v3_tekken": Family(_v3("", "m.content"), (),
+    "mistral_v3_tekken": Family(_v3("", "text(m.content)"), (),
                                 "Mistral v3 tekken (Nemo): as `mistral_v2v3` without the "
                                 "spaces", _INST + _TOOL_MARKERS, tools=True),
     "mistral_v7_tekken": Family(MISTRAL_V7, (), "Mistral v7 tekken (Small 3): BOS, "
