@@ -37,7 +37,7 @@ QWEN_25 = (
     r"{%- set own = messages and messages[0].role == 'system' -%}"
     r"{%- set sys = messages[0].content if own else "
     r"'You are Qwen, created by Alibaba Cloud. You are a helpful assistant.' -%}"
-    r"{%- if tools -%}{{- '<|im_start|>system\n' + sys + '\n\n' -}}" + _QWEN_TOOLS +
+    r"{%- if tools -%}{{- '<|im_start|>system\n' + sys | string + '\n\n' -}}" + _QWEN_TOOLS +
     r"{%- else -%}{{- '<|im_start|>system\n' + sys + '<|im_end|>\n' -}}{%- endif -%}"
     r"{%- for m in messages -%}"
     r"{%- if m.role == 'user' or (m.role == 'system' and not loop.first)"

@@ -18,8 +18,11 @@ GEMMA = (
     r"{{- bos_token -}}"
     r"{%- if messages[0].role == 'system' -%}"
     r"{{- raise_exception('System role not supported') -}}{%- endif -%}"
-    r"{%- for m in messages -%}" + _ALTERNATE + _TURN +
-    r" + m.content | trim + '<end_of_turn>\n' -}}{%- endfor -%}" + _GENERATION)
+    r"{%- for m in messages -%}" + _ALTERNATE + _TURN + r" -}}"
+    r"{%- if m.content is string -%}{{- m.content | trim -}}"
+    r"{%- else -%}{%- for p in m.content if 'text' in p -%}{{- p['text'] | trim -}}"
+    r"{%- endfor -%}{%- endif -%}"
+    r"{{- '<end_of_turn>\n' -}}{%- endfor -%}" + _GENERATION)
 
 # Gemma 3 (text): the system text opens the first user turn, followed by a blank line;
 # content parts are shown trimmed, an image part as `<start_of_image>`.

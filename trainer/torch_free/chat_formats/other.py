@@ -130,9 +130,11 @@ DEEPSEEK_V2 = (
 _DS_CALL = (r"c.type + '<｜tool▁sep｜>' + c.function.name + '\n```json\n' + c.function.arguments"
             r" + '\n```<｜tool▁call▁end｜>'")
 DEEPSEEK_V3 = (
-    r"{%- set st = namespace(tool=false, output_first=true) -%}"
-    r"{{- bos_token + (messages | selectattr('role', 'equalto', 'system') | "
-    r"map(attribute='content') | join('\n\n')) -}}"
+    r"{%- set st = namespace(tool=false, output_first=true, system=none) -%}"
+    r"{%- for m in messages if m.role == 'system' -%}"
+    r"{%- set st.system = m.content if st.system is none else st.system + '\n\n' + m.content"
+    r" -%}{%- endfor -%}"
+    r"{{- bos_token + ('' if st.system is none else '' + st.system) -}}"
     r"{%- for m in messages -%}"
     r"{%- if m.role == 'user' -%}{%- set st.tool = false -%}{{- '<｜User｜>' + m.content -}}"
     r"{%- elif m.role == 'assistant' and 'tool_calls' in m -%}"

@@ -42,8 +42,8 @@ _PHI4_SYSTEM = (
     "the following question through the above guidelines:")
 PHI_4 = (
     r"{%- set own = messages and messages[0].role == 'system' -%}"
-    r"{{- '<|im_start|>system<|im_sep|>' + (messages[0].content if own else '" + _PHI4_SYSTEM +
-    r"') + '<|im_end|>' -}}"
+    r"{{- '<|im_start|>system<|im_sep|>' + (messages[0].content | string if own else '"
+    + _PHI4_SYSTEM + r"') + '<|im_end|>' -}}"
     r"{%- for m in (messages[1:] if own else messages) -%}"
     r"{%- if m.role in ('user', 'assistant') -%}"
     r"{{- '<|im_start|>' + m.role + '<|im_sep|>' + m.content + '<|im_end|>' -}}{%- endif -%}"
