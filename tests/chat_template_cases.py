@@ -122,6 +122,11 @@ TOOLS: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {
                           {"tools": [WEATHER_TOOL, FORECAST_TOOL], "enable_citations": True,
                            "safety_mode": "strict",
                            "documents": [{"title": "Oceans", "text": "Oceans are big."}]}),
+    # The same message twice: a template must place each by its position, not by its value.
+    "repeated_messages": ([_u(U1), _a("", tool_calls=[CALL]),
+                           {"role": "tool", "tool_call_id": "call12345", "content": "Sunny"},
+                           _a(A2), _u(U1), _a(A2)],
+                          {"tools": [WEATHER_TOOL], "documents": [{"text": "Snow is cold."}]}),
     "tools_with_system": ([_SYS, *_tool_chat(CALL)], {"tools": [WEATHER_TOOL],
                                                       "tools_in_user_message": False}),
 }
