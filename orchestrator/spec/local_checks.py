@@ -34,6 +34,8 @@ from trainer.torch_free.chat_templates import (
     TOKENIZER_ONLY,
     choice_problem,
     fallback_target,
+    jinja_problem,
+    jinja_settings,
 )
 from trainer.torch_free.data_paths import missing_local_dataset
 from trainer.torch_free.errors import Problem, SpecError
@@ -183,6 +185,10 @@ def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:
         problem = choice_problem(t.chat_template)
         if problem:
             yield ("chat_template",), problem
+    for key, value in jinja_settings(t):
+        problem = jinja_problem(value)
+        if problem:
+            yield key, problem
     chat_sets = []
     for section in ("datasets", "test_datasets"):
         for index, ds in enumerate(getattr(t, section) or []):

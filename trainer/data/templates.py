@@ -11,6 +11,7 @@ from trainer.torch_free.chat_templates import (
     choice_problem,
     fallback_target,
     is_inline_jinja,
+    jinja_source,
 )
 
 
@@ -78,7 +79,7 @@ def resolve_chat_template(choice: str | None, tokenizer: Any, *,
     if choice == "jinja":
         if not jinja:
             raise ValueError("`chat_template: jinja` needs `chat_template_jinja:`")
-        return ChatTemplate(jinja)
+        return ChatTemplate(jinja_source(jinja))
     if is_inline_jinja(choice):
         return ChatTemplate(choice)
     if choice in TOKENIZER_ONLY:

@@ -10,6 +10,9 @@ second BOS from the encoder: chat rows are encoded exactly as rendered.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from trainer.torch_free.chat_formats import (
     chatml,
     command_a,
@@ -57,6 +60,39 @@ def tokenizer_only_note(value: str) -> str | None:
 
 def is_inline_jinja(value: str) -> bool:
     return "{{" in value or "{%" in value
+
+
+def jinja_file(value: str) -> Path | None:
+    """The file `chat_template_jinja:` names (as in Axolotl, the value may be a path to a
+    jinja file instead of the template itself); None for an inline template."""
+    return None if is_inline_jinja(value) else Path(value).expanduser()
+
+
+def jinja_problem(value: str) -> str | None:
+    """Why `chat_template_jinja: value` cannot be used (None when it can)."""
+    path = jinja_file(value)
+    if path is None or path.is_file():
+        return None
+    return (f"{value!r} is neither a jinja template (it has no `{{{{` or `{{%`) nor a file "
+            "here; give the template itself or the path of a .jinja file")
+
+
+def jinja_source(value: str) -> str:
+    """The template text of `chat_template_jinja:` (the file's text for a path)."""
+    problem = jinja_problem(value)
+    if problem:
+        raise ValueError(f"`chat_template_jinja`: {problem}")
+    path = jinja_file(value)
+    return path.read_text(encoding="utf-8") if path else value
+
+
+def jinja_settings(t: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """(key path, value) of every `chat_template_jinja:` a TrainingConfig sets."""
+    values = [(("chat_template_jinja",), t.chat_template_jinja)] + [
+        ((section, index, "chat_template_jinja"), ds.chat_template_jinja)
+        for section in ("datasets", "test_datasets")
+        for index, ds in enumerate(getattr(t, section) or [])]
+    return [(key, value) for key, value in values if value]
 
 
 def choice_problem(value: str) -> str | None:
