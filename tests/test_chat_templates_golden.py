@@ -201,3 +201,16 @@ def test_the_named_template_becomes_the_tokenizers_own_so_the_saved_model_render
     own = load_tokenizer(make_cfg(tiny_model_dir, [{"path": "x.jsonl", "type": "completion"}],
                                   chat_template="tokenizer_default"))
     assert "<|im_start|>" in own.chat_template  # the tiny tokenizer's own, kept
+
+
+def test_mistral_v7_writes_todays_date_only_without_a_system_turn():
+    tok = tiny_chat_tokenizer(FAMILIES["mistral_v7_tekken"].markers)
+    messages = cases_for(False, False)["no_system"][0]
+    today = datetime.date.today().isoformat()
+    assert today in tok.decode(encode_row("mistral_v7_tekken", tok, messages))
+    ds = {"path": "x.jsonl", "type": "chat_template"}
+    cfg = make_cfg(Path("unused"), [ds], chat_template="mistral_v7_tekken",
+                   default_system_message="Be brief.")
+    ids = RowEncoder(DatasetSpec(**ds), cfg, tok)({"messages": [messages]})["input_ids"][0]
+    assert today not in tok.decode(ids)
+    assert "[SYSTEM_PROMPT]Be brief.[/SYSTEM_PROMPT]" in tok.decode(ids)
