@@ -59,11 +59,13 @@ def test_chat_trains_exactly_the_assistant_answers_and_their_end_of_turn(
     ids, labels = one(tiny_tokenizer, tiny_model_dir, CHAT_DS, {"messages": CHAT},
                       chat_template=template)
     assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>", A2 + "<|im_end|>"]
-    # tokenizer_default emits BOS itself, chatml does not: one BOS either way.
-    assert_single_bos(tiny_tokenizer, ids)
+    # Chat rows are encoded as rendered (as Axolotl does): tokenizer_default writes BOS
+    # itself, chatml has none, and none is added.
+    bos = "<s>" if template == "tokenizer_default" else ""
+    assert ids.count(tiny_tokenizer.bos_token_id) == (1 if bos else 0)
     assert tiny_tokenizer.eos_token_id not in ids  # chat turns end with <|im_end|>, not EOS
     full = tiny_tokenizer.decode(ids)
-    assert full.startswith("<s><|im_start|>system\nYou are a concise assistant.<|im_end|>\n")
+    assert full.startswith(bos + "<|im_start|>system\nYou are a concise assistant.<|im_end|>\n")
     assert full.endswith(f"<|im_start|>assistant\n{A2}<|im_end|>\n")
 
 
@@ -117,8 +119,10 @@ def test_train_on_eos_modes(tiny_tokenizer, tiny_model_dir, mode, expected):
 
 
 def test_chat_train_on_inputs_trains_everything_but_bos(tiny_tokenizer, tiny_model_dir):
+    # tokenizer_default: the tiny tokenizer's template writes BOS (chatml has none)
     ids, labels = one(tiny_tokenizer, tiny_model_dir, CHAT_DS, {"messages": CHAT},
-                      chat_template="chatml", train_on_inputs=True)
+                      chat_template="tokenizer_default", train_on_inputs=True)
+    assert ids[0] == tiny_tokenizer.bos_token_id
     assert labels[0] == -100
     assert labels[1:] == ids[1:]
 
@@ -139,7 +143,8 @@ def test_trimming_template_with_bos_and_eos_as_end_of_turn(tiny_tokenizer, tiny_
 def test_default_system_message_is_added_when_missing(tiny_tokenizer, tiny_model_dir):
     ids, labels = one(tiny_tokenizer, tiny_model_dir, CHAT_DS, {"messages": CHAT[1:3]},
                       chat_template="chatml", default_system_message="Be brief.")
-    assert tiny_tokenizer.decode(ids).startswith("<s><|im_start|>system\nBe brief.<|im_end|>")
+    # chatml writes no BOS and none is added (as Axolotl encodes a chat row)
+    assert tiny_tokenizer.decode(ids).startswith("<|im_start|>system\nBe brief.<|im_end|>")
     assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>"]
 
 

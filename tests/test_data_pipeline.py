@@ -226,7 +226,7 @@ def test_describe_rows_marks_masked_text_and_sample_starts(tiny_tokenizer, tiny_
     prepared = _prep(tiny_tokenizer, tiny_model_dir, TINY_DATASETS[1:], chat_template="chatml",
                      sample_packing=True)
     text = describe_rows(prepared.train, tiny_tokenizer, n=1)
-    assert "\u27e6<s><|im_start|>" in text  # masked prompt inside ⟦ ⟧
+    assert "\u27e6<|im_start|>" in text  # masked prompt inside ⟦ ⟧ (chatml: no BOS)
     assert "\u2016" in text  # a packed row holds several samples
     assert "assistant\n\u27e7" in text  # masking ends right before the answer
     trained = re.sub("\u27e6.*?\u27e7", "", text.split("\n", 2)[2], flags=re.S)

@@ -14,6 +14,8 @@ from pathlib import Path, PurePosixPath
 
 from orchestrator.clusters import is_profile_path
 from orchestrator.spec.load import Spec
+from orchestrator.spec.yaml_source import format_path
+from trainer.torch_free.chat_templates import jinja_file, jinja_settings
 from trainer.torch_free.deepspeed_files import is_shipped
 from trainer.torch_free.errors import Problem, SpecError
 
@@ -63,6 +65,8 @@ def _referenced_paths(spec: Spec) -> list[tuple[str, str]]:
     deepspeed = spec.training.deepspeed
     if deepspeed and not is_shipped(deepspeed):  # ft's own configs are on every node
         paths.append(("deepspeed", deepspeed))
+    paths += [(format_path(key), value) for key, value in jinja_settings(spec.training)
+              if jinja_file(value)]  # a chat template given as a file
     return paths
 
 

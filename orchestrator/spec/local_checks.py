@@ -29,7 +29,14 @@ from pathlib import Path
 
 from orchestrator.spec.checkpoint_files import loadable_problem
 from orchestrator.spec.yaml_source import format_path, line_of, load_yaml_with_lines
-from trainer.torch_free.chat_templates import FAMILIES, TOKENIZER_ONLY, choice_problem
+from trainer.torch_free.chat_templates import (
+    FAMILIES,
+    TOKENIZER_ONLY,
+    choice_problem,
+    fallback_target,
+    jinja_problem,
+    jinja_settings,
+)
 from trainer.torch_free.data_paths import missing_local_dataset
 from trainer.torch_free.errors import Problem, SpecError
 from trainer.torch_free.training import TrainingConfig
@@ -178,6 +185,10 @@ def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:
         problem = choice_problem(t.chat_template)
         if problem:
             yield ("chat_template",), problem
+    for key, value in jinja_settings(t):
+        problem = jinja_problem(value)
+        if problem:
+            yield key, problem
     chat_sets = []
     for section in ("datasets", "test_datasets"):
         for index, ds in enumerate(getattr(t, section) or []):
@@ -195,7 +206,9 @@ def chat_template_problems(t: TrainingConfig) -> Iterator[Rule]:
         yield ("chat_template",), (f"the tokenizer in {tokenizer.directory} has no chat "
                                    f"template, and `{own_only[0]}` uses it; name one ft has "
                                    "(e.g. `chat_template: chatml`)")
-    for name in dict.fromkeys(n for n in chat_sets if n in FAMILIES):
+    # A fallback name renders its named template when the tokenizer has none.
+    named = [fallback_target(n) or n if not tokenizer.template else n for n in chat_sets]
+    for name in dict.fromkeys(n for n in named if n in FAMILIES):
         missing = tokenizer.missing_closers(name)
         if missing:
             yield ("chat_template",), (
@@ -230,10 +243,9 @@ class _LocalTokenizer:
         return cls(directory, template, vocab | added if vocab else set())
 
     def missing_closers(self, name: str) -> list[str]:
-        family = FAMILIES[name]
-        if not self.vocab or (self.template and family.signature in self.template):
-            return []  # unknown vocabulary, or the tokenizer's own template is used
-        return [token for token in family.closing if token not in self.vocab]
+        if not self.vocab:
+            return []  # unknown vocabulary
+        return [token for token in FAMILIES[name].closing if token not in self.vocab]
 
 
 def _vocabulary(path: Path) -> set[str]:

@@ -58,8 +58,8 @@ class ChatFormatter:
         messages = self.messages(row)
         text = self._render(messages)
         if self.train_all:
-            return RowText(text, train_all=True)
-        return RowText(text, self.trained_spans(messages, text))
+            return RowText(text, train_all=True, as_rendered=True)
+        return RowText(text, self.trained_spans(messages, text), as_rendered=True)
 
     def messages(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         raw = row.get(self.field)

@@ -24,6 +24,10 @@ class RowText:
     spans: list[Span] = field(default_factory=list)
     eos: Literal["train", "mask"] | None = None
     train_all: bool = False
+    # The text is the whole sequence, special tokens included: no BOS is added. A chat
+    # template writes BOS itself where its model has one, and Axolotl tokenizes the render
+    # as is (add_special_tokens=False), so the ids match its ids (never a second BOS).
+    as_rendered: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def encode_rendered(tokenizer: Any, ids_info: SpecialIds,
     for row, ids, offsets in zip(rows, enc["input_ids"], enc["offset_mapping"], strict=True):
         ids = list(ids)
         labels = list(ids) if row.train_all else mask_by_spans(ids, offsets, row.spans)
-        if ids_info.adds_bos and (not ids or ids[0] != ids_info.bos):
+        if ids_info.adds_bos and not row.as_rendered and (not ids or ids[0] != ids_info.bos):
             ids.insert(0, ids_info.bos)
             labels.insert(0, IGNORE)
         elif ids and ids[0] == ids_info.bos:

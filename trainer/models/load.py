@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
+from trainer.data.templates import adopt_chat_template
 from trainer.distributed.fsdp import ShardingPlan, settle_replication
 from trainer.kernels import attention_varlen
 from trainer.kernels.lora_fused import GROUPS, fuse_lora
@@ -126,6 +127,7 @@ def load_tokenizer(cfg: TrainingConfig) -> PreTrainedTokenizerBase:
         else:
             tokenizer.add_special_tokens({"pad_token": FALLBACK_PAD_TOKEN})
     tokenizer.padding_side = "right"
+    adopt_chat_template(cfg, tokenizer)
     return tokenizer
 
 

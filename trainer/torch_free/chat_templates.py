@@ -1,127 +1,54 @@
 """The chat templates a spec can name (`chat_template: llama3`), torch-free.
 
-Validation checks a name here before anything runs; the trainer renders with it. Each
-family is written for ft from the published turn layout of its models: role headers and
-the token that closes a turn. Where the model's tokenizer ships its own template of the
-same family (recognised by `signature`), that one wins: it is what the model was trained
-with (tools, dates, thinking tags included). No BOS in ours: the encoder adds one where
-the tokenizer does.
+Validation checks a name here before anything runs; the trainer renders with it. A named
+template is that template, whatever the tokenizer ships: ft's own jinja for the family,
+written from its published turn layout (trainer/torch_free/chat_formats/), rendering the same
+text as Axolotl's template of that name (bench/axolotl_template_check.py compares them).
+`tokenizer_default` is the tokenizer's own. A template that writes `bos_token` itself gets no
+second BOS from the encoder: chat rows are encoded exactly as rendered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from trainer.torch_free.chat_formats import (
+    chatml,
+    command_a,
+    gemma,
+    gemma4,
+    jamba,
+    llama,
+    mistral,
+    other,
+    phi,
+)
+from trainer.torch_free.chat_formats.family import Family
 
-@dataclass(frozen=True)
-class Family:
-    jinja: str
-    signature: str  # a string only this family's templates contain
-    closing: tuple[str, ...]  # the tokens that close a turn (they must be single tokens)
+__all__ = ["FAMILIES", "Family", "MULTIMODAL", "SPECIAL_CHOICES", "TOKENIZER_ONLY",
+           "choice_problem", "is_inline_jinja", "tokenizer_only_note"]
 
+FAMILIES: dict[str, Family] = {**chatml.FAMILIES, **llama.FAMILIES, **gemma.FAMILIES,
+                               **gemma4.FAMILIES, **phi.FAMILIES, **mistral.FAMILIES,
+                               **other.FAMILIES, **jamba.FAMILIES,
+                               **command_a.FAMILIES}
 
-def _chatml(system_default: str | None = None) -> str:
-    default = ("{% if messages[0]['role'] != 'system' %}"
-               f"{{{{ '<|im_start|>system\\n{system_default}<|im_end|>\\n' }}}}"
-               "{% endif %}") if system_default else ""
-    return (default + "{% for message in messages %}"
-            "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-            "{% endfor %}"
-            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-
-
-_LLAMA3 = (
-    "{% for message in messages %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + "
-    "message['content'] | trim + '<|eot_id|>' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
-    "{% endif %}")
-
-_LLAMA4 = (
-    "{% for message in messages %}"
-    "{{ '<|header_start|>' + message['role'] + '<|header_end|>\\n\\n' + "
-    "message['content'] | trim + '<|eot|>' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|header_start|>assistant<|header_end|>\\n\\n' }}"
-    "{% endif %}")
-
-# Gemma has no system role: the system text opens the first user turn.
-_GEMMA = (
-    "{% set system = messages[0]['content'] + '\\n\\n' if messages[0]['role'] == 'system' "
-    "else '' %}"
-    "{% for message in messages if message['role'] != 'system' %}"
-    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{{ '<start_of_turn>' + role + '\\n' + (system if loop.first else '') + "
-    "message['content'] | trim + '<end_of_turn>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}")
-
-_PHI3 = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\\n' + message['content'] + '<|end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% endif %}")
-
-# Mistral's instruct layouts: the system text joins the first user message; an assistant
-# answer ends with EOS.
-def _mistral(open_inst: str, close_inst: str, space: str) -> str:
-    return (
-        "{% set system = messages[0]['content'] + '\\n\\n' if messages[0]['role'] == 'system' "
-        "else '' %}"
-        "{% for message in messages if message['role'] != 'system' %}"
-        "{% if message['role'] == 'user' %}"
-        f"{{{{ '{open_inst}' + (system if loop.first else '') + message['content'] + "
-        f"'{close_inst}' }}}}"
-        f"{{% else %}}{{{{ '{space}' + message['content'] + eos_token }}}}{{% endif %}}"
-        "{% endfor %}")
-
-
-_MISTRAL_V7 = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}"
-    "{{ '[SYSTEM_PROMPT]' + message['content'] + '[/SYSTEM_PROMPT]' }}"
-    "{% elif message['role'] == 'user' %}{{ '[INST]' + message['content'] + '[/INST]' }}"
-    "{% else %}{{ message['content'] + eos_token }}{% endif %}"
-    "{% endfor %}")
-
-_COHERE = (
-    "{% for message in messages %}"
-    "{% set token = {'system': '<|SYSTEM_TOKEN|>', 'user': '<|USER_TOKEN|>', "
-    "'assistant': '<|CHATBOT_TOKEN|>'}[message['role']] %}"
-    "{{ '<|START_OF_TURN_TOKEN|>' + token + message['content'] + '<|END_OF_TURN_TOKEN|>' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>' }}{% endif %}")
-
-_IM = ("<|im_end|>",)
-_QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-
-FAMILIES: dict[str, Family] = {
-    "chatml": Family(_chatml(), "<|im_start|>", _IM),
-    "qwen_25": Family(_chatml(_QWEN25_SYSTEM), "<|im_start|>", _IM),
-    "qwen3": Family(_chatml(), "<|im_start|>", _IM),
-    "llama3": Family(_LLAMA3, "<|start_header_id|>", ("<|eot_id|>",)),
-    "llama4": Family(_LLAMA4, "<|header_start|>", ("<|eot|>",)),
-    "gemma": Family(_GEMMA, "<start_of_turn>", ("<end_of_turn>",)),
-    "gemma3": Family(_GEMMA, "<start_of_turn>", ("<end_of_turn>",)),
-    "phi_3": Family(_PHI3, "<|assistant|>", ("<|end|>",)),
-    "phi_35": Family(_PHI3, "<|assistant|>", ("<|end|>",)),
-    "mistral_v1": Family(_mistral("[INST] ", " [/INST]", " "), "[INST]", ()),
-    "mistral_v2v3": Family(_mistral("[INST] ", "[/INST]", " "), "[INST]", ()),
-    "mistral_v3_tekken": Family(_mistral("[INST]", "[/INST]", ""), "[INST]", ()),
-    "mistral_v7_tekken": Family(_MISTRAL_V7, "[SYSTEM_PROMPT]", ()),
-    "cohere": Family(_COHERE, "<|START_OF_TURN_TOKEN|>", ("<|END_OF_TURN_TOKEN|>",)),
-}
-
-# Values that are not a family: the tokenizer's template, the spec's jinja.
-SPECIAL_CHOICES = ("tokenizer_default", "tokenizer_default_fallback_chatml", "jinja")
-# Axolotl's names for image/audio models' templates.
+# Values that are not a family: the tokenizer's template, the spec's jinja. Axolotl also
+# takes `tokenizer_default_fallback_<name>` for any name: the tokenizer's, else <name>'s.
+SPECIAL_CHOICES = ("tokenizer_default", "jinja")
+FALLBACK_PREFIX = "tokenizer_default_fallback_"
+# Axolotl's names for image/audio models' templates: multimodal training is refused.
 MULTIMODAL = frozenset({"llama3_2_vision", "pixtral", "llava", "qwen2_vl", "gemma3n"})
-# Axolotl's names for one model family's template that ft has no jinja of its own for: the
-# model's tokenizer ships that template, so it is used (and the user is told once).
-TOKENIZER_ONLY = frozenset({"qwen3_5", "falcon_h1", "gemma4", "gemma4_unified", "jamba",
-                            "deepseek_v2", "deepseek_v3", "nemotron_h", "exaone", "exaone4",
-                            "command_a", "command_a_tool_use", "command_a_rag", "aya"})
+# Axolotl's text template names ft has no jinja of its own for, which would use the model
+# tokenizer's own template: none today (every one is in FAMILIES); kept so validation and its
+# warning stay in one place should Axolotl add a name before ft does.
+TOKENIZER_ONLY: frozenset[str] = frozenset()
+
+
+def fallback_target(value: str) -> str | None:
+    """`tokenizer_default_fallback_chatml` -> `chatml` (None for any other value)."""
+    return value[len(FALLBACK_PREFIX):] if value.startswith(FALLBACK_PREFIX) else None
 
 
 def tokenizer_only_note(value: str) -> str | None:
@@ -135,13 +62,53 @@ def is_inline_jinja(value: str) -> bool:
     return "{{" in value or "{%" in value
 
 
+def jinja_file(value: str) -> Path | None:
+    """The file `chat_template_jinja:` names (as in Axolotl, the value may be a path to a
+    jinja file instead of the template itself); None for an inline template."""
+    return None if is_inline_jinja(value) else Path(value).expanduser()
+
+
+def jinja_problem(value: str) -> str | None:
+    """Why `chat_template_jinja: value` cannot be used (None when it can)."""
+    path = jinja_file(value)
+    if path is None or path.is_file():
+        return None
+    return (f"{value!r} is neither a jinja template (it has no `{{{{` or `{{%`) nor a file "
+            "here; give the template itself or the path of a .jinja file")
+
+
+def jinja_source(value: str) -> str:
+    """The template text of `chat_template_jinja:` (the file's text for a path)."""
+    problem = jinja_problem(value)
+    if problem:
+        raise ValueError(f"`chat_template_jinja`: {problem}")
+    path = jinja_file(value)
+    return path.read_text(encoding="utf-8") if path else value
+
+
+def jinja_settings(t: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """(key path, value) of every `chat_template_jinja:` a TrainingConfig sets."""
+    values = [(("chat_template_jinja",), t.chat_template_jinja)] + [
+        ((section, index, "chat_template_jinja"), ds.chat_template_jinja)
+        for section in ("datasets", "test_datasets")
+        for index, ds in enumerate(getattr(t, section) or [])]
+    return [(key, value) for key, value in values if value]
+
+
 def choice_problem(value: str) -> str | None:
     """Why `chat_template: value` cannot be used (None when it can)."""
+    target = fallback_target(value)
+    if target is not None:
+        problem = choice_problem(target) if target not in SPECIAL_CHOICES else "unknown"
+        return None if problem is None else (
+            f"{value!r}: the fallback after `{FALLBACK_PREFIX}` must be a named template "
+            f"ft has ({target!r} is not one)")
     if value in FAMILIES or value in SPECIAL_CHOICES or value in TOKENIZER_ONLY \
             or is_inline_jinja(value):
         return None
     if value in MULTIMODAL:
         return f"{value!r} is a multimodal template; multimodal is not supported"
     supported = ", ".join([*SPECIAL_CHOICES, *FAMILIES, *sorted(TOKENIZER_ONLY)])
-    return (f"ft has no chat template named {value!r}; use one of {supported}, an inline "
-            "jinja template, or `chat_template: jinja` with `chat_template_jinja:`")
+    return (f"ft has no chat template named {value!r}; use one of {supported}, "
+            f"`{FALLBACK_PREFIX}<name>`, an inline jinja template, or `chat_template: jinja` "
+            "with `chat_template_jinja:`")

@@ -1,0 +1,1 @@
+"""ft's own jinja for every text chat template Axolotl names, one module per family group."""
