@@ -56,7 +56,7 @@ REFUSED: dict[str, str] = {
     **_group("quantized training beyond bitsandbytes 4/8-bit (GPTQ, QAT, FP8, NVFP4, "
              "llm-compressor) is not supported",
              "gptq", "qat", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
-             "llmcompressor", "model_quantization_config", "model_quantization_config_kwargs",
+             "llmcompressor",
              "nvfp4_merge_aware", "nvfp4_merge_aware_start_step", "use_onebitllms",
              "quantize_moe_experts", "nonexpert_quantization", "moe_bnb_fast",
              "gemma4_fp8_nonexpert", "gemma4_nf4_nonexpert", "dsv4_fp8_nonexpert_mode",
@@ -150,8 +150,6 @@ REFUSED: dict[str, str] = {
              "`datasets[].roles_to_train` and `train_on_eos`", "role_boundaries"),
     **_group("`min_sample_len` / `max_prompt_len` filtering is not supported",
              "min_sample_len", "max_prompt_len"),
-    **_group("the Mistral tokenizer library (`tokenizer_use_mistral_common`) is not "
-             "supported; use the model's Hugging Face tokenizer", "tokenizer_use_mistral_common"),
     **_group("a custom trainer class is not supported", "trainer_cls"),
     **_group("pushing to a hub revision (`hub_revision`) is not supported; ft pushes to "
              "the default branch of `hub_model_id`", "hub_revision"),

@@ -25,6 +25,8 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
+from trainer.models.mistral_tokenizer import load_mistral_common_tokenizer
+from trainer.models.quantization_config import prequantized_config
 from trainer.models.source import (
     load_config,
     model_class,
@@ -103,6 +105,8 @@ def _flash_attn_usable() -> bool:
 
 
 def load_tokenizer(cfg: TrainingConfig) -> PreTrainedTokenizerBase:
+    if cfg.tokenizer_use_mistral_common:
+        return load_mistral_common_tokenizer(cfg)
     source, kwargs = tokenizer_source_kwargs(cfg)
     tokenizer = tokenizer_class(cfg).from_pretrained(source, **kwargs)
     if cfg.special_tokens:
@@ -162,7 +166,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         model = model_class(cfg).from_pretrained(
             cfg.base_model, dtype=precision.dtype,
             attn_implementation=choose_attention(cfg, precision.dtype),
-            quantization_config=quant, **model_kwargs(cfg), **placement)
+            quantization_config=quant or prequantized_config(cfg), **model_kwargs(cfg),
+            **placement)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
