@@ -25,6 +25,7 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
+from trainer.models.attention_support import runnable_attention
 from trainer.models.mistral_tokenizer import load_mistral_common_tokenizer
 from trainer.models.quantization_config import prequantized_config
 from trainer.models.source import (
@@ -165,7 +166,7 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
             placement["config"] = load_config(cfg)
         model = model_class(cfg).from_pretrained(
             cfg.base_model, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
+            attn_implementation=runnable_attention(cfg, choose_attention(cfg, precision.dtype)),
             quantization_config=quant or prequantized_config(cfg), **model_kwargs(cfg),
             **placement)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
@@ -223,7 +224,7 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     with init_empty_weights(include_buffers=False):
         return build(
             config, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
+            attn_implementation=runnable_attention(cfg, choose_attention(cfg, precision.dtype)),
             trust_remote_code=cfg.trust_remote_code)
 
 
