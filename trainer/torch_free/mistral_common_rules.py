@@ -32,6 +32,11 @@ def mistral_common_problems(t: TrainingConfig) -> list[Rule]:
         return []
     problems = [((key,), f"{_KEY}: {why}") for key, why in _CLASH.items()
                 if getattr(t, key)]
+    for name in sorted(set(t.chat_template_kwargs or {}) - {"reasoning_effort"}):
+        problems.append((("chat_template_kwargs", name), (
+            f"{_KEY}: mistral-common's chat encoding reads `reasoning_effort` only, so "
+            f"`{name}` would change nothing; remove it (Magistral thinks where an assistant "
+            "message's content has a `{type: thinking, thinking: ...}` part)")))
     for section, sets in (("datasets", t.datasets), ("test_datasets", t.test_datasets or [])):
         for index, ds in enumerate(sets):
             if ds.chat_template or ds.chat_template_jinja:
