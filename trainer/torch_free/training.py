@@ -140,7 +140,7 @@ class TrainingConfig(_Strict):
         None, description="Tokenize and render chats with Mistral's own `mistral-common` "
         "library (tekken.json / tokenizer.model.v* in the model directory), as Mistral's "
         "Magistral, Ministral, Devstral models expect; its chat encoding is the template, so "
-        "`chat_template` must stay unset. docs/reasoning-models.md")
+        "`chat_template` must stay unset. docs/training.md")
     resize_token_embeddings_to_32x: bool | None = Field(
         None, description="Pad the embedding matrix to a multiple of 32 rows.")
     load_in_8bit: bool = False
@@ -151,7 +151,7 @@ class TrainingConfig(_Strict):
         None, description="How a pre-quantized checkpoint is read. `Mxfp4Config` with "
         "`model_quantization_config_kwargs: {dequantize: true}`: gpt-oss's MXFP4 experts are "
         "dequantized to bf16 while loading, then trained like any weights. "
-        "docs/reasoning-models.md")
+        "docs/training.md")
     model_quantization_config_kwargs: dict[str, Any] | None = Field(
         None, description="Arguments of `model_quantization_config` (Mxfp4Config: "
         "`dequantize`, `modules_to_not_convert`).")
