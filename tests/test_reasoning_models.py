@@ -1,7 +1,7 @@
 """Reasoning models, model and tokenizer side: gpt-oss's MXFP4 checkpoint read dequantized
 (`model_quantization_config: Mxfp4Config`), its harmony chat format through the tokenizer's
 own template, and `chat_template_kwargs` (Qwen3's `enable_thinking`, harmony's
-`reasoning_effort`) reaching the rendered text. docs/reasoning-models.md states these."""
+`reasoning_effort`) reaching the rendered text. docs/training.md states these."""
 
 from __future__ import annotations
 
@@ -63,6 +63,22 @@ def test_mxfp4_experts_load_as_the_values_the_checkpoint_holds(tiny_gpt_oss):
     assert "quantization_config" not in model.base_model.model.config.to_dict()
     experts = model.base_model.model.model.layers[0].mlp.experts
     assert type(experts).__name__ == "GptOssExperts"
+
+
+def test_an_mxfp4_checkpoint_without_the_keys_is_dequantized_with_a_warning(tiny_gpt_oss,
+                                                                            caplog):
+    import torch
+
+    from trainer.models.load import choose_precision, load_model, load_tokenizer
+
+    model_dir, expected = tiny_gpt_oss
+    cfg = _parse(_spec(model_dir, "")).training
+    with caplog.at_level("WARNING", logger="ft.model"):
+        model, _ = load_model(cfg, load_tokenizer(cfg), choose_precision(cfg))
+    assert "is an MXFP4 checkpoint: its experts are dequantized while loading" in caplog.text
+    weights = dict(model.named_parameters())
+    assert all(torch.equal(weights[name].detach(), values.to(weights[name].dtype))
+               for name, values in expected.items())
 
 
 def test_the_mxfp4_quantizer_of_the_test_keeps_weights_within_mxfp4_precision():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from trainer.models.source import load_config
 from trainer.torch_free.prequantized import mxfp4_arguments
 from trainer.torch_free.training import TrainingConfig
 
@@ -21,6 +22,14 @@ def prequantized_config(cfg: TrainingConfig) -> Any | None:
     CPU), on any device: the MXFP4 kernels are needed only to run the weights quantized.
     """
     arguments = mxfp4_arguments(cfg)
+    if arguments is None and _is_mxfp4_checkpoint(cfg):
+        # Kept quantized it could not train (and on a GPU with the `kernels` package
+        # transformers would keep it so): say what happens instead of failing later.
+        log.warning("%s is an MXFP4 checkpoint: its experts are dequantized while loading "
+                    "(`model_quantization_config: Mxfp4Config` with "
+                    "`model_quantization_config_kwargs: {dequantize: true}` says so)",
+                    cfg.base_model)
+        arguments = {"dequantize": True}
     if arguments is None:
         return None
     from transformers import Mxfp4Config
@@ -28,3 +37,10 @@ def prequantized_config(cfg: TrainingConfig) -> Any | None:
     log.info("MXFP4 checkpoint: experts dequantized while loading (%s)", arguments)
     return Mxfp4Config(**arguments)
 
+
+
+def _is_mxfp4_checkpoint(cfg: TrainingConfig) -> bool:
+    found = getattr(load_config(cfg), "quantization_config", None)
+    method = found.get("quant_method") if isinstance(found, dict) else \
+        getattr(found, "quant_method", None)
+    return str(getattr(method, "value", method)) == "mxfp4"
