@@ -118,7 +118,8 @@ def test_a_directory_without_a_mistral_tokenizer_file_is_a_clear_error(tiny_mode
 
 
 def test_magistral_corpus_config_trains_on_a_tiny_mistral(tiny_mistral, tmp_path):
-    """Model, data and output swapped; 4-bit QLoRA as written, on the CPU."""
+    """Model, data and output swapped; 4-bit QLoRA as written, on the CPU; then merge-lora
+    and inference."""
     spec = yaml.safe_load((CORPUS / "magistral-mistral-common.yml").read_text())
     spec.update(base_model=str(tiny_mistral), output_dir=str(tmp_path / "out"),
                 dataset_prepared_path=str(tmp_path / "prep"), max_steps=3, sequence_len=256,
@@ -130,3 +131,22 @@ def test_magistral_corpus_config_trains_on_a_tiny_mistral(tiny_mistral, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary(tmp_path / "out")["global_step"] == 3
     assert (tmp_path / "out" / "tekken.json").is_file()  # the tokenizer ships with the adapter
+    _merge_and_generate(path)
+
+
+def _merge_and_generate(path: Path) -> None:
+    """merge-lora keeps the tekken.json; inference prompts through mistral-common's chat
+    encoding in its inference mode (the chat ends with the user's turn)."""
+    from trainer.models.inference import generate, load_for_inference
+    from trainer.models.merge_lora import merge_lora
+
+    cfg = _parse(path.read_text()).training
+    merged = merge_lora(cfg, on_cpu=True)
+    assert (merged / "tekken.json").is_file()
+    model, tokenizer = load_for_inference(cfg, use_merged=True)
+    assert type(tokenizer).__name__ == "MistralCommonBackend"
+    assert tokenizer.mode.value == "test"
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}],
+                                           return_dict=False)
+    assert tokenizer.decode(prompt) == "<s>[INST]Hi[/INST]"
+    assert isinstance(generate(model, tokenizer, "Hi", max_new_tokens=2), str)

@@ -157,9 +157,10 @@ def test_harmony_template_renders_thinking_in_the_analysis_channel(tmp_path):
 
 
 def test_gpt_oss_corpus_config_trains_on_a_tiny_gpt_oss(tiny_gpt_oss, tmp_path):
-    """Only the model, data, output and the sizes that make it a CPU test are swapped:
-    4096-token packed rows with 8 accumulation steps took 9 minutes on two busy cores."""
-    model_dir, _ = tiny_gpt_oss
+    """Only the model, data, output and the sizes that make it a CPU test are swapped
+    (4096-token packed rows with 8 accumulation steps took 9 minutes on two busy cores);
+    then merge-lora and inference on the result."""
+    model_dir, expected = tiny_gpt_oss
     spec = yaml.safe_load((CORPUS / "gpt-oss-lora.yml").read_text())
     spec.update(base_model=str(model_dir), output_dir=str(tmp_path / "out"),
                 dataset_prepared_path=str(tmp_path / "prep"), max_steps=3, sequence_len=256,
@@ -174,6 +175,28 @@ def test_gpt_oss_corpus_config_trains_on_a_tiny_gpt_oss(tiny_gpt_oss, tmp_path):
     facts = summary(tmp_path / "out")
     assert facts["global_step"] == 3
     assert facts["model"]["attn_implementation"] == "eager"
+    _merged_model_has_the_dequantized_experts(path, expected)
+
+
+def _merged_model_has_the_dequantized_experts(path: Path, expected: dict) -> None:
+    """merge-lora folds the adapter into the dequantized base: a plain checkpoint whose
+    experts hold the MXFP4 values, which inference then loads and runs."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from trainer.models.inference import generate, load_for_inference
+    from trainer.models.merge_lora import merge_lora
+
+    cfg = _parse(path.read_text()).training
+    merged = merge_lora(cfg, on_cpu=True)
+    assert "quantization_config" not in json.loads((merged / "config.json").read_text())
+    weights = load_file(merged / "model.safetensors")
+    for name, values in expected.items():
+        assert torch.equal(weights[name].float(), values.float()), name
+    model, tokenizer = load_for_inference(cfg, use_merged=True)
+    assert isinstance(generate(model, tokenizer, "And snow?", max_new_tokens=2), str)
 
 
 # Qwen3's format for an answer: <think> block first, empty when the turn did not think.

@@ -25,19 +25,25 @@ def is_mistral_common(tokenizer: Any) -> bool:
     return type(tokenizer).__name__ == "MistralCommonBackend"
 
 
-def load_mistral_common_tokenizer(cfg: TrainingConfig) -> Any:
+def load_mistral_common_tokenizer(cfg: TrainingConfig, directory: str | None = None,
+                                  mode: str = "finetuning") -> Any:
+    """The spec's tokenizer (or the copy saved in `directory`: a training output). Mode
+    `finetuning` encodes chats that end with the answer; `test` (inference) ones that end
+    with the user's turn."""
     if importlib.util.find_spec("mistral_common") is None:
         raise UserError(f"{_KEY} needs the `mistral-common` package, which ft's [train] extra "
                         "installs: pip install 'ft-finetune[train]'")
     from transformers.tokenization_mistral_common import MistralCommonBackend
 
     source, kwargs = tokenizer_source_kwargs(cfg)
+    if directory is not None:
+        source, kwargs = directory, {}
     if os.path.isdir(source) and not _has_tokenizer_file(source):
         raise UserError(f"{_KEY}: {source} has no mistral-common tokenizer file (tekken.json "
                         "or tokenizer.model.v*); point `tokenizer_config` at the directory "
                         "that has it, or remove the key to use tokenizer.json")
     passed = {k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")}
-    tokenizer = MistralCommonBackend.from_pretrained(source, mode="finetuning", **passed)
+    tokenizer = MistralCommonBackend.from_pretrained(source, mode=mode, **passed)
     tokenizer.padding_side = "right"
     if _tekken(tokenizer) is None:
         raise UserError(f"{_KEY}: {source}'s tokenizer is a SentencePiece one; ft masks chats "
