@@ -94,6 +94,7 @@ def test_magistral_thinking_parts_are_encoded_and_trained(tiny_mistral):
     ("tokens: ['<x>']\n", "", "a mistral-common vocabulary cannot be changed"),
     ("special_tokens: {pad_token: '<x>'}\n", "", "remove `special_tokens`"),
     ("eot_tokens: ['</s>']\n", "", "closes every assistant turn with EOS"),
+    ("tokenizer_use_fast: false\n", "", "these choose among Hugging Face tokenizers"),
     ("chat_template_kwargs: {enable_thinking: true}\n", "",
      "reads `reasoning_effort` only, so `enable_thinking` would change nothing"),
 ])

@@ -22,6 +22,9 @@ _CLASH = {
     "tokens": "a mistral-common vocabulary cannot be changed; remove `tokens`",
     "eot_tokens": "mistral-common closes every assistant turn with EOS (`</s>`), the only "
                   "turn-closing token; remove `eot_tokens` (`train_on_eos` decides)",
+    **dict.fromkeys(("tokenizer_type", "tokenizer_use_fast", "tokenizer_legacy"),
+                    "these choose among Hugging Face tokenizers; mistral-common's is one "
+                    "class, so remove them"),
 }
 # Pre-tokenized rows (no `type`) never meet the tokenizer.
 _ENCODED_TYPES = ("chat_template", None, "pretokenized")
@@ -31,7 +34,7 @@ def mistral_common_problems(t: TrainingConfig) -> list[Rule]:
     if not t.tokenizer_use_mistral_common:
         return []
     problems = [((key,), f"{_KEY}: {why}") for key, why in _CLASH.items()
-                if getattr(t, key)]
+                if getattr(t, key) is not None and getattr(t, key) != []]
     for name in sorted(set(t.chat_template_kwargs or {}) - {"reasoning_effort"}):
         problems.append((("chat_template_kwargs", name), (
             f"{_KEY}: mistral-common's chat encoding reads `reasoning_effort` only, so "
