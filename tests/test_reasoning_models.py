@@ -15,7 +15,7 @@ from orchestrator.spec.load import SpecWarning, parse_spec
 from tests import fixtures_tiny
 from tests.cli_runner import run_ft
 from tests.fixtures_tiny import make_cfg, trained_runs
-from tests.tiny_gpt_oss import build_harmony_tokenizer, build_tiny_gpt_oss
+from tests.tiny_gpt_oss import build_tiny_gpt_oss
 from tests.train_helpers import TINY_DATA, summary
 from trainer.data.formats import RowEncoder
 from trainer.torch_free.errors import SpecError
@@ -134,10 +134,12 @@ THINKING_CHAT = [
 ]
 
 
-def test_harmony_template_renders_thinking_in_the_analysis_channel(tmp_path):
-    tokenizer = build_harmony_tokenizer()
-    tokenizer.save_pretrained(tmp_path)
-    cfg = make_cfg(tmp_path, [{"path": "x", "type": "chat_template",
+def test_harmony_template_renders_thinking_in_the_analysis_channel(tiny_gpt_oss):
+    from transformers import AutoTokenizer
+
+    model_dir, _ = tiny_gpt_oss
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    cfg = make_cfg(model_dir, [{"path": "x", "type": "chat_template",
                                "message_property_mappings": {"thinking": "thinking"}}],
                    chat_template="tokenizer_default",
                    chat_template_kwargs={"reasoning_effort": "high"})
