@@ -43,20 +43,24 @@ def _spec(model: Path, extra: str) -> str:
     return f"base_model: {model}\ndatasets:\n  - path: x.jsonl\n    type: chat_template\n" + extra
 
 
-def test_mxfp4_experts_load_as_the_values_the_checkpoint_holds(tiny_gpt_oss):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_mxfp4_experts_load_as_the_values_the_checkpoint_holds(tiny_gpt_oss, dtype):
+    """In the training dtype (fp32 is the CPU's, bf16 a GPU's): E2M1 values times a power
+    of two are exact in both."""
     import torch
 
-    from trainer.models.load import choose_precision, load_model, load_tokenizer
+    from trainer.models.load import Precision, load_model, load_tokenizer
 
     model_dir, expected = tiny_gpt_oss
     cfg = _parse(_spec(model_dir, MXFP4_KEYS + "adapter: lora\nlora_target_modules: "
                        "[q_proj, v_proj]\n")).training
-    model, _ = load_model(cfg, load_tokenizer(cfg), choose_precision(cfg))
+    precision = Precision(getattr(torch, dtype), dtype == "bfloat16", False, None)
+    model, _ = load_model(cfg, load_tokenizer(cfg), precision)
     weights = dict(model.named_parameters())
     assert len(expected) == 4  # gate_up_proj and down_proj of both layers
     for name, values in expected.items():
         loaded = weights[f"base_model.model.{name}"]
-        assert loaded.dtype == torch.float32  # the CPU's training dtype, not 4-bit codes
+        assert loaded.dtype == getattr(torch, dtype)  # not 4-bit codes
         assert torch.equal(loaded.detach(), values.to(loaded.dtype)), name
     # A plain (trainable) model: no MXFP4 modules or quantizer left behind.
     assert not getattr(model.base_model.model, "is_quantized", False)
