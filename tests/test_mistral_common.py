@@ -69,6 +69,19 @@ def test_chats_are_encoded_by_mistral_common_and_assistant_turns_trained(tiny_mi
     assert trained_runs(tokenizer, ids, labels) == ["It is 4.</s>", "Six.</s>"]
 
 
+def test_a_real_tekken_vocabulary_masks_the_same_way(tmp_path):
+    """mistral-common ships Mistral-Nemo's tekken.json (131k tokens, version v3, which moves
+    the system prompt into the last user turn); multi-byte characters split across tokens."""
+    from importlib.resources import files
+
+    (tmp_path / "tekken.json").symlink_to(files("mistral_common") / "data/tekken_240911.json")
+    chat = [*CHAT[:2], {"role": "assistant", "content": "It is 4 — naïve café."}, *CHAT[3:]]
+    tokenizer, (ids,), (labels,) = _encode(tmp_path, [chat])
+    assert tokenizer.decode(ids) == ("<s>[INST]What is 2+2?[/INST]It is 4 — naïve café.</s>"
+                                     "[INST]Be brief.\n\nAnd 3+3?[/INST]Six.</s>")
+    assert trained_runs(tokenizer, ids, labels) == ["It is 4 — naïve café.</s>", "Six.</s>"]
+
+
 def test_train_on_eos_and_roles_follow_fts_chat_rules(tiny_mistral):
     tokenizer, (ids,), (labels,) = _encode(
         tiny_mistral, [CHAT], dataset="    roles_to_train: [user, assistant]\n"
