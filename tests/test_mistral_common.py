@@ -117,6 +117,18 @@ def test_what_mistral_common_cannot_combine_with_is_refused(extra, dataset, mess
     assert any(message in p.message for p in info.value.problems), info.value.problems
 
 
+def test_a_chat_mistral_common_refuses_is_a_data_error_naming_why(tiny_mistral):
+    """Magistral's v13 tokenizer has no reasoning effort; a chat ending on the user's turn
+    has no answer to train."""
+    with pytest.raises(ValueError, match="mistral-common cannot encode this chat: "
+                       "reasoning_effort=.* is not supported for this model "
+                       "\\(`chat_template_kwargs`\\)"):
+        _encode(tiny_mistral, [CHAT], "chat_template_kwargs: {reasoning_effort: high}\n")
+    with pytest.raises(ValueError, match="mistral-common cannot encode this chat: Expected "
+                       "last role Assistant"):
+        _encode(tiny_mistral, [CHAT[:2]])
+
+
 def test_other_dataset_types_are_refused_with_mistral_common():
     text = _spec("mistralai/Magistral-Small-2509").replace("type: chat_template", "type: alpaca")
     with pytest.raises(SpecError, match="`type: alpaca` text would lose its control tokens"):

@@ -45,8 +45,15 @@ class MistralChatEncoder(ChatFormatter):
                                         spans)
 
     def _ids(self, messages: list[dict[str, Any]]) -> list[int]:
-        return list(self.tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=False, **self.template_kwargs))
+        from mistral_common.exceptions import MistralCommonException
+
+        try:
+            return list(self.tokenizer.apply_chat_template(
+                messages, tokenize=True, return_dict=False, **self.template_kwargs))
+        except MistralCommonException as exc:  # its validation of the chat or the request
+            raise ValueError(f"mistral-common cannot encode this chat: {exc}"
+                             + (" (`chat_template_kwargs`)" if self.template_kwargs else "")
+                             ) from None
 
     def _render(self, parts: list[dict[str, Any]]) -> str:
         """The text of a conversation given as its parts (what the span search marks)."""
