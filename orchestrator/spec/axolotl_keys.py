@@ -88,7 +88,7 @@ REFUSED: dict[str, Refusal] = {
              "llm-compressor) is not supported; ft quantizes the frozen base with "
              "bitsandbytes (`load_in_4bit`, `load_in_8bit`)",
              "gptq", "qat", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
-             "llmcompressor", "model_quantization_config", "model_quantization_config_kwargs",
+             "llmcompressor",
              "nvfp4_merge_aware", "nvfp4_merge_aware_start_step", "use_onebitllms",
              "quantize_moe_experts", "nonexpert_quantization", "moe_bnb_fast",
              "gemma4_fp8_nonexpert", "gemma4_nf4_nonexpert", "dsv4_fp8_nonexpert_mode",
@@ -220,9 +220,6 @@ REFUSED: dict[str, Refusal] = {
     **_group("`min_sample_len` / `max_prompt_len` filtering is not supported; ft drops rows "
              "longer than `sequence_len`",
              "min_sample_len", "max_prompt_len"),
-    **_group("the Mistral tokenizer library (`tokenizer_use_mistral_common`) is not "
-             "supported; use the model's Hugging Face tokenizer (`tokenizer_config`)",
-             "tokenizer_use_mistral_common"),
     **_group("a custom trainer class (your own Trainer subclass) is not supported; ft's "
              "trainer is set by the spec's keys (`ft schema` lists them)", "trainer_cls"),
     **_group("pushing to a hub revision (`hub_revision`) is not supported; ft pushes to "

@@ -14,6 +14,8 @@ from trainer.torch_free.chat_templates import tokenizer_only_note
 from trainer.torch_free.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
 from trainer.torch_free.errors import UserError
+from trainer.torch_free.mistral_common_rules import mistral_common_problems
+from trainer.torch_free.prequantized import prequantized_problems
 from trainer.torch_free.training import LIGER_KEYS, TrainingConfig
 
 Rule = tuple[tuple[str, ...], str]
@@ -23,6 +25,7 @@ def cross_field_problems(t: TrainingConfig, launch: LaunchSpec, world_known: boo
     """world_known is False for a plain Axolotl config (no `launch:`): its GPU count comes
     from whoever launches it, so rules about the number of GPUs cannot apply yet."""
     rules = list(_quantization(t)) + list(_training(t)) + list(_launch(launch))
+    rules += prequantized_problems(t) + mistral_common_problems(t)
     rules += list(chat_template_problems(t))
     if world_known:
         rules += list(_world_size(t, launch))

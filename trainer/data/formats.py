@@ -18,7 +18,9 @@ from trainer.data.encode import (
     encode_rendered,
     encode_segments,
 )
+from trainer.data.mistral_chat import MistralChatEncoder
 from trainer.data.templates import alpaca_prompt, resolve_chat_template
+from trainer.models.mistral_tokenizer import is_mistral_common
 from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 TEXT_TYPES = ("alpaca", "chat_template", "input_output", "completion")
@@ -58,7 +60,11 @@ class RowEncoder:
         self.train_on_inputs = (cfg.train_on_inputs if spec.train_on_inputs is None
                                 else spec.train_on_inputs)
         self.chat: ChatFormatter | None = None
-        if spec.type == "chat_template":
+        if spec.type == "chat_template" and is_mistral_common(tokenizer):
+            self.chat = MistralChatEncoder(spec, tokenizer, train_on_inputs=self.train_on_inputs,
+                                           system_message=cfg.default_system_message,
+                                           template_kwargs=cfg.chat_template_kwargs)
+        elif spec.type == "chat_template":
             template = resolve_chat_template(
                 spec.chat_template or cfg.chat_template, tokenizer,
                 jinja=spec.chat_template_jinja or cfg.chat_template_jinja)
@@ -74,6 +80,8 @@ class RowEncoder:
                 for values in zip(*batch.values(), strict=True)]
         if self.type in PRETOKENIZED:
             pairs = [pretokenized(row) for row in rows]
+        elif isinstance(self.chat, MistralChatEncoder):
+            pairs = [self.chat.encode(row) for row in rows]
         elif self.type == "input_output":
             pairs = encode_segments(self.tokenizer, self.ids,
                                     [input_output_segments(r) for r in rows])

@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from trainer.models.mistral_tokenizer import is_mistral_common, load_mistral_common_tokenizer
+from trainer.models.quantization_config import prequantized_config
 from trainer.models.source import model_class, model_kwargs
 from trainer.torch_free.training import TrainingConfig
 
@@ -20,10 +22,8 @@ def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
     device_map = "auto" if torch.cuda.is_available() else "cpu"
     if use_merged or (use_merged is None and (merged / "config.json").is_file()):
         model = AutoModelForCausalLM.from_pretrained(merged, dtype=dtype, device_map=device_map)
-        return model, AutoTokenizer.from_pretrained(merged)
-    tokenizer_dir = output_dir if (output_dir / "tokenizer_config.json").is_file() \
-        else cfg.base_model
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        return model, _tokenizer(cfg, merged)
+    tokenizer = _tokenizer(cfg, output_dir)
     if cfg.adapter is None and (output_dir / "config.json").is_file():
         # A full fine-tune saved the whole model: that, not the base it started from.
         model = model_class(cfg).from_pretrained(
@@ -32,7 +32,9 @@ def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
         return model.eval(), tokenizer
     # The same base the adapter was trained on: class, revision and remote-code setting.
     model = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
-                                             device_map=device_map, **model_kwargs(cfg))
+                                             device_map=device_map,
+                                             quantization_config=prequantized_config(cfg),
+                                             **model_kwargs(cfg))
     if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if (output_dir / "adapter_config.json").is_file():
@@ -42,19 +44,37 @@ def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
     return model.eval(), tokenizer
 
 
+def _tokenizer(cfg: TrainingConfig, saved: Path):
+    """The tokenizer saved with the output, else the base model's; mistral-common's in its
+    inference mode (a chat that ends with the user's turn)."""
+    if cfg.tokenizer_use_mistral_common:
+        has_own = (saved / "tekken.json").is_file()
+        return load_mistral_common_tokenizer(cfg, str(saved) if has_own else None, mode="test")
+    return AutoTokenizer.from_pretrained(
+        saved if (saved / "tokenizer_config.json").is_file() else cfg.base_model)
+
+
 def build_prompt(tokenizer, prompt: str, system: str | None = None) -> str:
     """Chat-format the prompt when the tokenizer has a template (it is the training one)."""
     if not tokenizer.chat_template:
         return prompt
-    messages = ([{"role": "system", "content": system}] if system else []) + \
+    return tokenizer.apply_chat_template(_messages(prompt, system), tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def _messages(prompt: str, system: str | None) -> list[dict[str, str]]:
+    return ([{"role": "system", "content": system}] if system else []) + \
         [{"role": "user", "content": prompt}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def generate(model, tokenizer, prompt: str, *, max_new_tokens: int = 128,
              temperature: float = 0.0, system: str | None = None) -> str:
-    text = build_prompt(tokenizer, prompt, system)
-    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=not tokenizer.chat_template)
+    if is_mistral_common(tokenizer):  # its control tokens come only from its chat encoding
+        inputs = tokenizer.apply_chat_template(_messages(prompt, system), return_tensors="pt")
+    else:
+        text = build_prompt(tokenizer, prompt, system)
+        inputs = tokenizer(text, return_tensors="pt",
+                           add_special_tokens=not tokenizer.chat_template)
     inputs = {k: v.to(model.device) for k, v in inputs.items()}
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
         {"do_sample": False}

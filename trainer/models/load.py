@@ -26,7 +26,10 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
+from trainer.models.attention_support import runnable_attention
 from trainer.models.hub_attention import hub_kernel_or_fallback
+from trainer.models.mistral_tokenizer import load_mistral_common_tokenizer
+from trainer.models.quantization_config import prequantized_config
 from trainer.models.source import (
     load_config,
     model_class,
@@ -110,6 +113,8 @@ def _flash_attn_usable() -> bool:
 
 
 def load_tokenizer(cfg: TrainingConfig) -> PreTrainedTokenizerBase:
+    if cfg.tokenizer_use_mistral_common:
+        return load_mistral_common_tokenizer(cfg)
     source, kwargs = tokenizer_source_kwargs(cfg)
     tokenizer = tokenizer_class(cfg).from_pretrained(source, **kwargs)
     if cfg.special_tokens:
@@ -169,8 +174,9 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
             placement["config"] = load_config(cfg)
         model = model_class(cfg).from_pretrained(
             cfg.base_model, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
-            quantization_config=quant, **model_kwargs(cfg), **placement)
+            attn_implementation=runnable_attention(cfg, choose_attention(cfg, precision.dtype)),
+            quantization_config=quant or prequantized_config(cfg), **model_kwargs(cfg),
+            **placement)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
@@ -226,7 +232,7 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     with init_empty_weights(include_buffers=False):
         model = build(
             config, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
+            attn_implementation=runnable_attention(cfg, choose_attention(cfg, precision.dtype)),
             trust_remote_code=cfg.trust_remote_code)
     # init_empty_weights re-creates every parameter it registers, so the tie of lm_head to
     # the input embeddings is lost: tie again, or this rank shards one more tensor than

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
+from trainer.models.mistral_tokenizer import load_mistral_common_tokenizer
+from trainer.models.quantization_config import prequantized_config
 from trainer.models.source import load_config, model_class, model_kwargs
 from trainer.torch_free.training import TrainingConfig
 
@@ -46,9 +48,11 @@ def merge_lora(cfg: TrainingConfig, *, on_cpu: bool = False,
                                 "missing); run `ft train` first")
     dtype = merged_dtype(cfg)
     device_map = "cpu" if on_cpu or not torch.cuda.is_available() else "auto"
-    tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
+    tokenizer = load_mistral_common_tokenizer(cfg, str(adapter_dir)) if \
+        cfg.tokenizer_use_mistral_common else AutoTokenizer.from_pretrained(adapter_dir)
     base = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
                                             device_map=device_map, low_cpu_mem_usage=True,
+                                            quantization_config=prequantized_config(cfg),
                                             **model_kwargs(cfg))
     if len(tokenizer) != base.get_input_embeddings().weight.shape[0]:
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)

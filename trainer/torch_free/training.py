@@ -138,12 +138,25 @@ class TrainingConfig(_Strict):
                                           "base_model (and of its tokenizer).")
     tokenizer_use_fast: bool | None = Field(None, description="false: the slow tokenizer.")
     tokenizer_legacy: bool | None = Field(None, description="The tokenizer's `legacy` flag.")
+    tokenizer_use_mistral_common: bool | None = Field(
+        None, description="Tokenize and render chats with Mistral's own `mistral-common` "
+        "library (tekken.json / tokenizer.model.v* in the model directory), as Mistral's "
+        "Magistral, Ministral, Devstral models expect; its chat encoding is the template, so "
+        "`chat_template` must stay unset. docs/training.md")
     resize_token_embeddings_to_32x: bool | None = Field(
         None, description="Pad the embedding matrix to a multiple of 32 rows.")
     load_in_8bit: bool = False
     load_in_4bit: bool = False
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
+    model_quantization_config: Literal["Mxfp4Config", "FineGrainedFP8Config"] | None = Field(
+        None, description="How a pre-quantized checkpoint is read. `Mxfp4Config` with "
+        "`model_quantization_config_kwargs: {dequantize: true}`: gpt-oss's MXFP4 experts are "
+        "dequantized to bf16 while loading, then trained like any weights. "
+        "docs/training.md")
+    model_quantization_config_kwargs: dict[str, Any] | None = Field(
+        None, description="Arguments of `model_quantization_config` (Mxfp4Config: "
+        "`dequantize`, `modules_to_not_convert`).")
     attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] \
         | HubKernel | None = Field(None, description="Attention kernel, or a hub kernel "
                                   "`org/repo` (loaded where it can; else the best installed, "
