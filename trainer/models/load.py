@@ -25,6 +25,7 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
+from trainer.models.attention_support import fit_to_model
 from trainer.models.source import (
     load_config,
     model_class,
@@ -65,6 +66,12 @@ def choose_precision(cfg: TrainingConfig) -> Precision:
 
 
 def choose_attention(cfg: TrainingConfig, dtype: torch.dtype | None = None) -> str:
+    """The spec's choice or the best kernel installed, among those the architecture has
+    (trainer/models/attention_support.py)."""
+    return fit_to_model(cfg, _preferred_attention(cfg, dtype), torch.cuda.is_available())
+
+
+def _preferred_attention(cfg: TrainingConfig, dtype: torch.dtype | None = None) -> str:
     """The spec's choice, or the best kernel installed; flash-attn is optional.
 
     Packed rows in bf16/fp16 on a GPU, asking for sdpa or nothing (or flash-attn where it is
