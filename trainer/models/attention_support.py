@@ -44,8 +44,8 @@ def fit_to_model(cfg: TrainingConfig, choice: str, on_gpu: bool) -> str:
     name = arch.__name__
     if cfg.requested_attention == "sdpa":
         raise UserError(f"`attn_implementation: sdpa`: {name} has no sdpa attention; use "
-                        "`attn_implementation: flex_attention` (GPU), `flash_attention_2` or "
-                        "`eager`, or remove the key to let ft choose")
+                        "`attn_implementation: flex_attention` (GPU) or `flash_attention_2`, "
+                        "or remove the key to let ft choose (eager on a CPU)")
     fallback = "flex_attention" if on_gpu and getattr(arch, "_supports_flex_attn", False) \
         else "eager"
     log.warning("%s has no sdpa attention: using %s%s", name, fallback,
