@@ -102,6 +102,21 @@ def _trainer(cfg, train, tokenizer):
                      data_collator=make_collator(cfg, tokenizer, attn_implementation="sdpa"))
 
 
+def test_curriculum_over_several_shuffled_datasets_is_warned():
+    import warnings
+
+    from orchestrator.spec.load import SpecWarning
+
+    text = ("base_model: org/model\ncurriculum_sampling: true\ndatasets:\n"
+            "  - path: a.jsonl\n    type: alpaca\n  - path: b.jsonl\n    type: alpaca\n")
+    for extra, warned in (("", True), ("shuffle_merged_datasets: false\n", False)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SpecWarning)
+            parse_spec(text + extra, "spec.yaml")
+        assert any("`curriculum_sampling` with several datasets" in str(w.message)
+                   for w in caught) == warned
+
+
 def test_merge_order_keys_and_one_shard(tmp_path, tiny_model_dir, tiny_tokenizer):
     first, second = _data(tmp_path, "a.jsonl", _rows(10)), _data(tmp_path, "b.jsonl",
                                                                  _rows(10, start=10))

@@ -81,3 +81,13 @@ def test_gemma2_packing_corpus_config_trains_on_the_cpu(tmp_path, gemma2_dir):
     assert "Gemma2ForCausalLM has no sdpa attention: using eager" in result.stderr
     facts = summary(tmp_path / "out")
     assert facts["global_step"] == 3 and facts["model"]["attn_implementation"] == "eager"
+
+
+def test_on_a_gpu_a_model_without_sdpa_gets_flex_attention(gemma2_dir):
+    from trainer.kernels.attention_varlen import NAME as VARLEN_ATTN
+    from trainer.models.attention_support import fit_to_model
+
+    cfg = _cfg(gemma2_dir, sample_packing=True)
+    assert fit_to_model(cfg, VARLEN_ATTN, on_gpu=True) == "flex_attention"
+    assert fit_to_model(cfg, "sdpa", on_gpu=True) == "flex_attention"
+    assert fit_to_model(cfg, "flash_attention_2", on_gpu=True) == "flash_attention_2"
