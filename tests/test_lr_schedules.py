@@ -1,6 +1,6 @@
 """Axolotl's scheduler keys (`cosine_constant_lr_ratio`, `lr_quadratic_warmup`,
-`lr_scheduler: one_cycle` + `lr_div_factor`, `cosine_min_lr_ratio`): the learning rate of
-every step, from the scheduler ft's Trainer builds and from a real run's log, equals the
+`lr_scheduler: one_cycle` + `lr_div_factor`, `cosine_min_lr_ratio`, `lr_groups`): the
+learning rate of every step, from the scheduler ft's Trainer builds and from a real run's log, equals the
 schedule's formula (restated here from Axolotl's documented behaviour, not imported)."""
 
 from __future__ import annotations
@@ -44,8 +44,18 @@ def _min_lr(step: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * _cosine((step - WARMUP) / (TOTAL - WARMUP))
 
 
-def _trainer_lrs(keys: str, tmp_path) -> list[float]:
-    """The LR of each of TOTAL steps, from the scheduler ft's Trainer creates."""
+class _Block(torch.nn.Module):
+    """Parameter names like a decoder's: what `lr_groups` matches on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.q_proj, self.v_proj = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+        self.norm, self.lm_head = torch.nn.LayerNorm(2), torch.nn.Linear(2, 2, bias=False)
+
+
+def _trainer(keys: str, tmp_path):
+    """ft's Trainer (the spec's TrainingArguments, schedule and lr_groups) with its
+    optimizer and scheduler created, as training starts them."""
     from trainer.distributed.world_ranks import WorldRanks
     from trainer.loop.hf_trainer import FtTrainer, build_training_args
     from trainer.loop.lr_schedules import schedule_factory
@@ -56,9 +66,15 @@ def _trainer_lrs(keys: str, tmp_path) -> list[float]:
     cfg = spec.training
     args = build_training_args(cfg, choose_precision(cfg), train_rows=TOTAL,
                                world=WorldRanks(), has_eval=False, plan=None)
-    trainer = FtTrainer(model=torch.nn.Linear(2, 2), args=args,
-                        schedule=schedule_factory(cfg))
+    trainer = FtTrainer(model=_Block(), args=args, schedule=schedule_factory(cfg),
+                        lr_groups=cfg.lr_groups)
     trainer.create_optimizer_and_scheduler(num_training_steps=TOTAL)
+    return trainer
+
+
+def _trainer_lrs(keys: str, tmp_path) -> list[float]:
+    """The LR of each of TOTAL steps, from the scheduler ft's Trainer creates."""
+    trainer = _trainer(keys, tmp_path)
     lrs = []
     for _ in range(TOTAL):
         lrs.append(trainer.lr_scheduler.get_last_lr()[0])
@@ -87,6 +103,26 @@ def test_one_cycle_starts_at_lr_over_div_factor_and_peaks_after_warmup(tmp_path)
     assert lrs[-1] < LR / 1000  # annealed towards LR / (div_factor * final_div_factor)
     default = _trainer_lrs("lr_scheduler: one_cycle\n", tmp_path)
     assert default[0] == pytest.approx(LR / 25)  # torch's OneCycleLR default divisor
+
+
+def test_lr_groups_give_matching_decayed_weights_their_own_lr_on_the_same_schedule(tmp_path):
+    trainer = _trainer("lr_scheduler: cosine\ncosine_min_lr_ratio: 0.1\n"
+                       "cosine_constant_lr_ratio: 0.6\nweight_decay: 0.01\nlr_groups:\n"
+                       "  - {name: values, modules: [v_proj, lm_head], lr: 0.01}\n", tmp_path)
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    groups = {names[id(p)]: g for g in trainer.optimizer.param_groups for p in g["params"]}
+    # the weight only: biases and norms are not decayed, the output head is an embedding
+    assert [n for n, g in groups.items() if g["initial_lr"] == 0.01] == ["v_proj.weight"]
+    assert groups["v_proj.weight"]["weight_decay"] == 0.01
+    assert {groups[n]["initial_lr"] for n in ("q_proj.weight", "v_proj.bias", "lm_head.weight",
+                                              "norm.weight")} == {LR}
+    for step in range(TOTAL):
+        lrs = {n: g["lr"] for n, g in groups.items()}
+        factor = _cosine_constant(step, 0.1, 0.6)
+        assert lrs["v_proj.weight"] == pytest.approx(0.01 * factor, abs=1e-12)
+        assert lrs["q_proj.weight"] == pytest.approx(LR * factor, abs=1e-12)
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
 
 
 def test_ft_knows_exactly_transformers_schedulers():
@@ -131,3 +167,16 @@ def test_cosine_constant_corpus_config_logs_the_formulas_lr_each_step(tmp_path, 
     for step, lr in logged.items():  # logged values are rounded to 4 digits
         assert lr == pytest.approx(LR * _cosine_constant(step - 1, 0.1, 0.6), rel=1e-3,
                                    abs=1e-9)
+
+
+def test_a_changed_schedule_key_is_named_when_resuming():
+    from trainer.checkpoint.resume_guard import changes, trained_with
+
+    def record(keys: str) -> dict:
+        return trained_with(parse_spec(BASE + keys, "spec.yaml").training, 1)
+
+    before = record("cosine_min_lr_ratio: 0.1\ncosine_constant_lr_ratio: 0.6\n")
+    after = record("cosine_min_lr_ratio: 0.1\ncosine_constant_lr_ratio: 0.8\n"
+                   "lr_groups: [{name: v, modules: [v_proj], lr: 0.01}]\n")
+    assert [name for name, _, _ in changes(before, after)] == ["cosine_constant_lr_ratio",
+                                                               "lr_groups"]

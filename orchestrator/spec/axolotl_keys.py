@@ -84,9 +84,9 @@ REFUSED: dict[str, str] = {
              "dion_rank_fraction", "dion_rank_multiple_of"),
     **_group("the CAME optimizer's extra betas are not supported", "adam_beta3",
              "adam_epsilon2"),
-    **_group("per-group learning rates (LoRA+, embedding LR, lr_groups) are not supported",
-             "loraplus_lr_ratio", "loraplus_lr_embedding", "embedding_lr",
-             "embedding_lr_scale", "lr_groups"),
+    **_group("LoRA+ and embedding learning rates are not supported (`lr_groups` sets "
+             "per-module ones)", "loraplus_lr_ratio", "loraplus_lr_embedding", "embedding_lr",
+             "embedding_lr_scale"),
     **_group("Grokfast gradient filtering is not supported", "grokfast_alpha",
              "grokfast_lamb"),
     **_group("MoRA adapters are not supported", "mora"),

@@ -22,12 +22,13 @@ from trainer.distributed.process_group import collective_timeout_s
 from trainer.distributed.sharded_export import export_full_model
 from trainer.distributed.world_ranks import WorldRanks
 from trainer.loop.early_stopping import best_model_args
+from trainer.loop.lr_groups import split_lr_groups
 from trainer.loop.lr_schedules import ScheduleFactory
 from trainer.models.activation_memory import full_checkpointing
 from trainer.models.load import Precision
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
 from trainer.torch_free.lr_schedule_choice import FT_SCHEDULERS
-from trainer.torch_free.training import TrainingConfig
+from trainer.torch_free.training import LrGroup, TrainingConfig
 
 
 def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> int:
@@ -178,18 +179,31 @@ class FtTrainer(Trainer):
     sharded checkpoints.
 
     `sharding` is the plan trainer/distributed/fsdp.py wrapped the model with (None: not sharded).
-    `schedule` builds the LR schedules transformers does not name (trainer/loop/lr_schedules.py).
+    `schedule` builds the LR schedules transformers does not name (trainer/loop/lr_schedules.py);
+    `lr_groups` are Axolotl's per-module learning rates (trainer/loop/lr_groups.py).
     """
 
     def __init__(self, *args, sharding: ShardingPlan | None = None,
-                 schedule: ScheduleFactory | None = None, **kwargs) -> None:
+                 schedule: ScheduleFactory | None = None,
+                 lr_groups: list[LrGroup] | None = None, **kwargs) -> None:
         self.sharding = sharding  # read while the parent builds its accelerator
         self.schedule = schedule
+        self.lr_groups = lr_groups
         super().__init__(*args, **kwargs)
         # transformers' plain printer (used without a progress bar) prints on every node's
         # local rank 0: one copy per node of every metrics line.
         if self.pop_callback(PrinterCallback) is not None:
             self.add_callback(MainRankPrinter)
+
+    def create_optimizer(self, model=None):
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self.lr_groups:
+            opt_model = self.model if model is None else model
+            split_lr_groups(getattr(optimizer, "optimizer", optimizer), opt_model,
+                            self.lr_groups, set(self.get_decay_parameter_names(opt_model)),
+                            self.args.weight_decay)
+        return optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.schedule is not None and self.lr_scheduler is None:

@@ -124,7 +124,7 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
     trainer = FtTrainer(model=model, args=args, train_dataset=data.train,
                         eval_dataset=data.eval, data_collator=collator,
                         processing_class=tokenizer, sharding=plan,
-                        schedule=schedule_factory(cfg),
+                        schedule=schedule_factory(cfg), lr_groups=cfg.lr_groups,
                         callbacks=[CompleteCheckpointMarker(cfg.save_total_limit, record),
                                    NewLearningRate(applied or {}), graceful,
                                    TrackingRunRecorder(tracking_run_id(cfg, os.environ)),

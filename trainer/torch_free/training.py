@@ -67,6 +67,15 @@ class DatasetSpec(_Strict):
     shards: int | None = Field(None, ge=1, description="Use 1/shards of the data.")
 
 
+class LrGroup(_Strict):
+    """One of Axolotl's `lr_groups`: parameters of these modules train at this LR."""
+
+    name: str = Field(description="A label for the group (logs).")
+    modules: list[str] = Field(min_length=1, description="Parameter-name parts, e.g. "
+                               "[q_proj, v_proj]; a parameter joins the first group matching.")
+    lr: float = Field(gt=0, description="The group's peak learning rate.")
+
+
 class FsdpConfig(_Strict):
     """Axolotl's `fsdp_config:`. Keys may be written with or without the `fsdp_` prefix."""
 
@@ -216,6 +225,9 @@ class TrainingConfig(_Strict):
     lr_quadratic_warmup: bool | None = Field(
         None, description="`lr_scheduler: cosine` warms up as (step / warmup)^2, then decays "
         "to 0.")
+    lr_groups: list[LrGroup] | None = Field(
+        None, description="Per-module learning rates (decayed weights only, not embeddings "
+        "or the output head); the schedule scales each from its own LR.")
     lr_div_factor: float | None = Field(
         None, gt=0, description="`lr_scheduler: one_cycle` starts at learning_rate / this "
         "(default 25).")
