@@ -1,7 +1,8 @@
 """Axolotl's scheduler keys (`cosine_constant_lr_ratio`, `lr_quadratic_warmup`,
 `lr_scheduler: one_cycle` + `lr_div_factor`, `cosine_min_lr_ratio`, `lr_groups`): the
-learning rate of every step, from the scheduler ft's Trainer builds and from a real run's log, equals the
-schedule's formula (restated here from Axolotl's documented behaviour, not imported)."""
+learning rate of every step, from the scheduler ft's Trainer builds and from a real run's
+log, equals the schedule's formula (restated here from Axolotl's documented behaviour, not
+imported)."""
 
 from __future__ import annotations
 
