@@ -92,3 +92,29 @@ def test_rotation_keeps_the_best_checkpoint_beyond_the_limit(tmp_path):
     assert [p.name for p in deleted] == ["checkpoint-4", "checkpoint-6"]
     rotate(tmp_path, 1, tmp_path / "checkpoint-8", best=best)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-8"]
+
+
+def test_two_fsdp_ranks_stop_together_and_save_the_best_checkpoints_weights(tmp_path,
+                                                                            tiny_model_dir):
+    """Two emulated nodes, FSDP2: the best checkpoint is loaded through the sharded path
+    (transformers' FSDP load of ft's whole-adapter checkpoint), which one process never
+    exercises; worth the launch's time."""
+    import os
+
+    from tests.train_helpers import free_port, shared_volumes
+
+    spec = tiny_corpus_copy("early-stopping-best.yml", tmp_path, tiny_model_dir, max_steps=20,
+                            eval_steps=1, early_stopping_patience=2, greater_is_better=True,
+                            learning_rate=0.02, sequence_len=256,
+                            fsdp=["full_shard", "auto_wrap"], fsdp_config={"fsdp_version": 2},
+                            launch={"name": "early-stop", "nodes": 2, "gpus_per_node": 0,
+                                    "cpus_per_node": 1, "cluster": "tcp",
+                                    "volumes": shared_volumes(tmp_path)})
+    result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2",
+                    "--master-port", str(free_port()), cwd=tmp_path, env=dict(os.environ))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    out = tmp_path / "out"
+    assert summary(out)["world_size"] == 2 and summary(out)["global_step"] == 3
+    best = load_file(out / "checkpoint-1" / "adapter_model.safetensors")
+    final = load_file(out / "adapter_model.safetensors")
+    assert best.keys() == final.keys() and all((best[k] == final[k]).all() for k in best)
