@@ -59,6 +59,24 @@ def test_valid_combinations_pass_and_an_unread_metric_is_warned():
                                          "best checkpoint") for w in caught)
 
 
+@pytest.mark.parametrize(("keys", "loads_best", "metric"), [
+    ("early_stopping_patience: 2\nsave_steps: 10\n", True, "eval_loss"),
+    ("early_stopping_patience: 2\nsave_steps: 10\nload_best_model_at_end: false\n", False,
+     "eval_loss"),
+    ("save_strategy: best\nmetric_for_best_model: eval_accuracy\n", False, "eval_accuracy"),
+    ("save_steps: 10\n", False, None)])
+def test_early_stopping_loads_the_best_model_unless_told_not_to(keys, loads_best, metric,
+                                                                tmp_path):
+    from trainer.distributed.world_ranks import WorldRanks
+    from trainer.loop.hf_trainer import build_training_args
+    from trainer.models.load import choose_precision
+
+    cfg = parse_spec(BASE + EVAL + keys + f"output_dir: {tmp_path}\n", "spec.yaml").training
+    args = build_training_args(cfg, choose_precision(cfg), train_rows=40, world=WorldRanks(),
+                               has_eval=True, plan=None)
+    assert (args.load_best_model_at_end, args.metric_for_best_model) == (loads_best, metric)
+
+
 def test_a_run_stops_after_patience_and_ends_with_the_best_checkpoints_weights(
         tmp_path, tiny_model_dir):
     """The loss falls from the first evaluation; `greater_is_better: true` makes that first one
