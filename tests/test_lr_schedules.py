@@ -181,3 +181,30 @@ def test_a_changed_schedule_key_is_named_when_resuming():
                    "lr_groups: [{name: v, modules: [v_proj], lr: 0.01}]\n")
     assert [name for name, _, _ in changes(before, after)] == ["cosine_constant_lr_ratio",
                                                                "lr_groups"]
+
+
+@pytest.mark.parametrize("keys", [
+    "cosine_min_lr_ratio: 0.1\ncosine_constant_lr_ratio: 0.6\n", "lr_quadratic_warmup: true\n",
+    "lr_scheduler: one_cycle\nlr_div_factor: 5\n"])
+def test_a_checkpointed_schedule_resumes_at_the_same_lr(keys):
+    """The Trainer saves the scheduler's state_dict and loads it with weights_only=True."""
+    import io
+
+    from trainer.loop.lr_schedules import schedule_factory
+
+    factory = schedule_factory(parse_spec(BASE + keys, "spec.yaml").training)
+
+    def fresh():
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+        return optimizer, factory(optimizer, TOTAL, WARMUP)
+
+    optimizer, scheduler = fresh()
+    for _ in range(4):
+        optimizer.step()
+        scheduler.step()
+    saved = io.BytesIO()
+    torch.save(scheduler.state_dict(), saved)
+    saved.seek(0)
+    _, resumed = fresh()
+    resumed.load_state_dict(torch.load(saved, weights_only=True))
+    assert resumed.get_last_lr() == scheduler.get_last_lr() and resumed.last_epoch == 4
