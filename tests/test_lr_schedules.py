@@ -205,6 +205,9 @@ def test_a_checkpointed_schedule_resumes_at_the_same_lr(keys):
     saved = io.BytesIO()
     torch.save(scheduler.state_dict(), saved)
     saved.seek(0)
-    _, resumed = fresh()
+    resumed_optimizer, resumed = fresh()
     resumed.load_state_dict(torch.load(saved, weights_only=True))
-    assert resumed.get_last_lr() == scheduler.get_last_lr() and resumed.last_epoch == 4
+    for opt, sched in ((optimizer, scheduler), (resumed_optimizer, resumed)):
+        opt.step()
+        sched.step()  # the next step's LR comes from the restored position, not step 0
+    assert resumed.get_last_lr() == scheduler.get_last_lr() and resumed.last_epoch == 5
