@@ -92,6 +92,8 @@ def test_a_run_stops_after_patience_and_ends_with_the_best_checkpoints_weights(
     losses = [e["eval_loss"] for e in facts["log_history"] if "eval_loss" in e]
     assert facts["global_step"] == 3 and len(losses) == 3
     assert max(losses[1:]) < losses[0]  # no later evaluation beat the first
+    assert "early stopping at step 3 of 20: eval_loss did not improve in 2 evaluations" \
+        in result.stderr
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1"]
     best = load_file(out / "checkpoint-1" / "adapter_model.safetensors")
     final = load_file(out / "adapter_model.safetensors")

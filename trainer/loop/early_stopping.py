@@ -12,10 +12,14 @@ the save and eval schedules line up, which transformers otherwise refuses at tra
 
 from __future__ import annotations
 
+import logging
+
 from transformers import EarlyStoppingCallback, TrainerCallback
 
 from trainer.torch_free.best_checkpoint import loads_best_model, picks_best
 from trainer.torch_free.training import TrainingConfig
+
+log = logging.getLogger("ft.train")
 
 
 def best_model_args(cfg: TrainingConfig, has_eval: bool) -> dict:
@@ -27,7 +31,20 @@ def best_model_args(cfg: TrainingConfig, has_eval: bool) -> dict:
             "greater_is_better": cfg.greater_is_better}
 
 
+class SaidEarlyStopping(EarlyStoppingCallback):
+    """transformers' early stopping, which ends the run without a word: this one says why."""
+
+    def on_evaluate(self, args, state, control, metrics, **kwargs):
+        super().on_evaluate(args, state, control, metrics, **kwargs)
+        if control.should_training_stop and state.global_step < state.max_steps:
+            log.info("early stopping at step %d of %d: %s did not improve in %d evaluations "
+                     "(best %s at %s)", state.global_step, state.max_steps,
+                     args.metric_for_best_model, self.early_stopping_patience,
+                     state.best_metric, state.best_model_checkpoint)
+        return control
+
+
 def early_stopping_callbacks(cfg: TrainingConfig) -> list[TrainerCallback]:
     if not cfg.early_stopping_patience:
         return []
-    return [EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience)]
+    return [SaidEarlyStopping(early_stopping_patience=cfg.early_stopping_patience)]
