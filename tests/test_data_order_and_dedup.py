@@ -15,6 +15,7 @@ from tests.cli_runner import run_ft
 from tests.corpus_tiny import tiny_corpus_copy
 from tests.fixtures_tiny import make_cfg, write_jsonl
 from tests.train_helpers import TINY_DATA, summary
+from trainer.data.describe import summary_text
 from trainer.data.pipeline import prepare_data
 from trainer.torch_free.errors import SpecError
 
@@ -50,7 +51,9 @@ def test_exact_duplicates_go_before_the_val_split_and_within_test_datasets(
                                                                               tiny_tokenizer))
     assert sorted(train + held) == list(range(20))  # each row once, in one of the two
     plain = make_cfg(tiny_model_dir, [_data(tmp_path, "dup.jsonl", rows)], val_set_size=0.2)
-    assert prepare_data(plain, tiny_tokenizer, show_progress=False).stats["samples"] == 20
+    assert "dropped_duplicates: 5\n" in summary_text(data.stats)
+    kept = prepare_data(plain, tiny_tokenizer, show_progress=False).stats
+    assert kept["samples"] == 20 and "dropped_duplicates" not in summary_text(kept)
     tested = make_cfg(tiny_model_dir, [_data(tmp_path, "a.jsonl", _rows(6))],
                       test_datasets=[_data(tmp_path, "t.jsonl", _rows(3) * 2)],
                       dataset_exact_deduplication=True)

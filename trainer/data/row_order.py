@@ -42,9 +42,10 @@ def take_shard(ds: Any, cfg: TrainingConfig) -> Any:
                     contiguous=True)
 
 
-def choose_rows(ds: Any, cfg: TrainingConfig, section: str) -> tuple[Any, int]:
-    """Deduplicate (when asked), then shard: (rows, exact duplicates dropped)."""
-    dropped = 0
+def choose_rows(ds: Any, cfg: TrainingConfig, section: str) -> tuple[Any, int | None]:
+    """Deduplicate (when asked), then shard: (rows, exact duplicates dropped; None when
+    deduplication is off)."""
+    dropped = None
     if cfg.dataset_exact_deduplication:
         ds, dropped = drop_exact_duplicates(ds)
         if dropped:
