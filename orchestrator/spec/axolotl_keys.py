@@ -134,14 +134,9 @@ REFUSED: dict[str, Refusal] = {
     **_group("the CAME optimizer's extra betas are not supported; ft's optimizers take "
              "`adam_beta1`, `adam_beta2` and `adam_epsilon`", "adam_beta3",
              "adam_epsilon2"),
-    **_group("per-group learning rates (LoRA+, embedding LR, lr_groups) are not supported; "
-             "one `learning_rate` applies to every trained parameter",
-             "loraplus_lr_ratio", "loraplus_lr_embedding", "embedding_lr",
-             "embedding_lr_scale", "lr_groups"),
-    **_group("learning-rate schedule variants beyond `lr_scheduler`, `lr_scheduler_kwargs` "
-             "and `cosine_min_lr_ratio` are not supported; shape the schedule with "
-             "`lr_scheduler_kwargs`",
-             "lr_quadratic_warmup", "lr_div_factor", "cosine_constant_lr_ratio"),
+    **_group("LoRA+ and embedding learning rates are not supported; `lr_groups` sets a "
+             "learning rate per group of modules", "loraplus_lr_ratio", "loraplus_lr_embedding",
+             "embedding_lr", "embedding_lr_scale"),
     **_group("Grokfast gradient filtering (amplifying the slow part of the gradients) is "
              "not supported; ft applies the plain gradients, clipped at `max_grad_norm`",
              "grokfast_alpha",
@@ -201,20 +196,12 @@ REFUSED: dict[str, Refusal] = {
              "`gradient_checkpointing: auto` sizes recompute to the GPU's memory",
              "activation_offloading", "layer_offloading", "tiled_mlp", "tiled_mlp_num_shards",
              "tiled_mlp_use_original_mlp", "selective_checkpointing", "dynamic_checkpoint"),
-    **_group("picking the best checkpoint / early stopping is not supported; ft logs the "
-             "eval loss (`eval_steps`) and keeps the last `save_total_limit` checkpoints",
-             "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
-             "early_stopping_patience"),
     **_group("`auto_find_batch_size` is not supported; set `micro_batch_size`",
              "auto_find_batch_size"),
     **_group("`batch_size` is not supported; set `micro_batch_size` and "
              "`gradient_accumulation_steps` (their product per GPU)", "batch_size"),
-    **_group("dataset sharding across runs, deduplication and pushing data to the hub are "
-             "not supported; `datasets[].shards` takes a fraction of one dataset",
-             "dataset_shard_num", "dataset_shard_idx", "dataset_exact_deduplication",
-             "push_dataset_to_hub", "num_dataset_shards_to_save"),
-    **_group("curriculum (unshuffled) sampling is not supported; ft shuffles the rows every "
-             "epoch in an order fixed by `seed`", "curriculum_sampling"),
+    **_group("pushing prepared data to the hub is not supported; ft caches it in "
+             "`dataset_prepared_path`", "push_dataset_to_hub", "num_dataset_shards_to_save"),
     **_group("`role_boundaries` (custom masking spans) is not supported; use "
              "`datasets[].roles_to_train` and `train_on_eos`", "role_boundaries"),
     **_group("`min_sample_len` / `max_prompt_len` filtering is not supported; ft drops rows "
@@ -339,8 +326,6 @@ WARNED: dict[str, str] = {
     "skip_prepare_dataset": ("ft tokenizes before training (cached in "
                              "`dataset_prepared_path`); ignored"),
     "dataset_keep_in_memory": "ft memory-maps tokenized data from its cache; ignored",
-    "shuffle_before_merging_datasets": ("ft shuffles the merged rows every epoch; ignored"),
-    "shuffle_merged_datasets": "ft shuffles the merged rows every epoch; ignored",
     "excess_length_strategy": ("ft drops rows longer than `sequence_len` (Axolotl's "
                                "default); ignored"),
     "tokenizer_save_jinja_files": "ft saves the tokenizer as transformers does; ignored",
@@ -392,8 +377,6 @@ PLUGIN_ANSWERS: dict[str, str] = {
 
 # Values that ask for exactly what ft does anyway: accepted without a warning.
 MATCHES_FT: dict[str, tuple[Any, ...]] = {
-    "shuffle_merged_datasets": (True,),
-    "shuffle_before_merging_datasets": (False,),
     "excess_length_strategy": ("drop",),
     "remove_unused_columns": (False,),
     "ddp_find_unused_parameters": (False,),

@@ -39,7 +39,8 @@ log = logging.getLogger("ft.checkpoint")
 _LENGTH_FREE = {"constant", "constant_with_warmup", "inverse_sqrt", "reduce_lr_on_plateau"}
 _PLAIN = ("base_model", "adapter", "sequence_len", "sample_packing", "micro_batch_size",
           "gradient_accumulation_steps", "optimizer", "learning_rate", "lr_scheduler",
-          "lr_scheduler_kwargs", "cosine_min_lr_ratio", "warmup_steps", "warmup_ratio")
+          "lr_scheduler_kwargs", "cosine_min_lr_ratio", "warmup_steps", "warmup_ratio",
+          "cosine_constant_lr_ratio", "lr_quadratic_warmup", "lr_div_factor", "lr_groups")
 _LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_linear",
          "peft_use_dora", "peft_use_rslora")
 

@@ -22,12 +22,16 @@ from trainer.checkpoint.resume import COMPLETE_MARKER, SET_ASIDE_PREFIX, complet
 log = logging.getLogger("ft.checkpoint")
 
 
-def rotate(output_dir: Path, limit: int | None, newest: Path) -> list[Path]:
-    """Delete what `limit` no longer needs; returns the deleted paths. Never `newest`."""
+def rotate(output_dir: Path, limit: int | None, newest: Path,
+           best: str | None = None) -> list[Path]:
+    """Delete what `limit` no longer needs; returns the deleted paths. Never `newest`, nor
+    `best` (the Trainer's best_model_checkpoint: `load_best_model_at_end` loads it)."""
     if not limit:
         return []
-    older = [p for p in complete_checkpoints(output_dir) if p.name != newest.name]
-    doomed = older[:max(0, len(older) - (limit - 1))]
+    kept = {newest.name} | ({Path(best).name} if best else set())
+    older = [p for p in complete_checkpoints(output_dir) if p.name not in kept]
+    room = max(0, limit - len(kept))  # the best one may take a place beyond the limit
+    doomed = older[:max(0, len(older) - room)]
     doomed += sorted(p for p in output_dir.iterdir()
                      if p.is_dir() and p.name.startswith(SET_ASIDE_PREFIX))
     return [path for path in doomed if _delete(path)]

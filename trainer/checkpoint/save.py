@@ -44,7 +44,8 @@ class CompleteCheckpointMarker(TrainerCallback):
         views = _gather_listings(directory)  # also the barrier: every rank has saved
         if state.is_world_process_zero and directory.is_dir() and \
                 _mark(directory, state.global_step, views, self.trained_with):
-            for path in rotate(Path(args.output_dir), self.save_total_limit, directory):
+            for path in rotate(Path(args.output_dir), self.save_total_limit, directory,
+                               best=state.best_model_checkpoint):
                 log.info("deleted %s (save_total_limit: %s)", path.name, self.save_total_limit)
         _barrier()  # no rank exits (a graceful stop) before the marker is on disk
         return control

@@ -27,7 +27,10 @@ FORMAT_VERSION = 3  # 2: named chat templates per family, train_on_eot, eot_toke
 
 DATA_FIELDS = ("sequence_len", "sample_packing", "eval_sample_packing", "chat_template",
                "chat_template_jinja", "default_system_message", "train_on_inputs",
-               "val_set_size", "seed", "eot_tokens", "chat_template_kwargs")
+               "val_set_size", "seed", "eot_tokens", "chat_template_kwargs",
+               "dataset_exact_deduplication", "shuffle_merged_datasets",
+               "shuffle_before_merging_datasets", "curriculum_sampling", "dataset_shard_num",
+               "dataset_shard_idx")
 
 
 def cache_key(cfg: TrainingConfig, tokenizer: Any) -> str:

@@ -57,6 +57,6 @@ def _wrap(text: str, masked: bool | None, color: bool) -> str:
 def summary_text(stats: dict[str, Any]) -> str:
     """One block of `key: value` lines for the CLI."""
     keys = ("samples", "rows", "tokens", "trained_tokens", "dropped_overlength",
-            "dropped_untrained", "packing_efficiency", "eval_samples", "eval_rows", "cache",
-            "cache_path")
+            "dropped_untrained", "dropped_duplicates", "packing_efficiency", "eval_samples",
+            "eval_rows", "cache", "cache_path")
     return "\n".join(f"{k}: {stats[k]}" for k in keys if stats.get(k) is not None)

@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trainer.data.split_slices import slice_saved
 from trainer.torch_free.data_paths import BUILDER_OF_EXT, missing_local_dataset
 from trainer.torch_free.errors import UserError
+from trainer.torch_free.split_slices import split_name
 from trainer.torch_free.training import DatasetSpec
 
 BUILDER_OF_DS_TYPE = {"json": "json", "jsonl": "json", "parquet": "parquet", "csv": "csv",
@@ -41,12 +43,12 @@ def _load_local(spec: DatasetSpec, path: Path, where: str) -> Any:
     import datasets
 
     if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
-        loaded = datasets.load_from_disk(str(path))
-        return loaded[spec.split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        return slice_saved(datasets.load_from_disk(str(path)), spec.split)
     files = _local_files(spec, path, where)
     builder = _builder(spec, files, where)
-    try:
-        return datasets.load_dataset(builder, data_files={spec.split: files}, split=spec.split)
+    try:  # the files are one split, named as `split` names it (slices and all)
+        return datasets.load_dataset(builder, data_files={split_name(spec.split): files},
+                                     split=spec.split)
     except Exception as exc:  # surface which entry failed; keep the cause chained
         problem = json_problem(files) if builder == "json" else None
         if problem:

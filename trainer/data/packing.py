@@ -38,11 +38,33 @@ def plan_bins(lengths: list[int], capacity: int) -> list[list[int]]:
     return bins
 
 
+def plan_bins_in_order(lengths: list[int], capacity: int) -> list[list[int]]:
+    """Next fit: samples fill rows in their order, a new row when the next one does not fit
+    (`curriculum_sampling`: row k holds samples that all come before row k+1's)."""
+    bins: list[list[int]] = []
+    room = 0
+    for i, n in enumerate(lengths):
+        if n > capacity:
+            raise ValueError(f"sample {i} has {n} tokens, more than sequence_len {capacity}")
+        if not bins or n > room:
+            bins.append([])
+            room = capacity
+        bins[-1].append(i)
+        room -= n
+    return bins
+
+
 def pack_rows(input_ids: list[list[int]], labels: list[list[int]], capacity: int, *,
-              seed: int, progress: Iterable[Any] | None = None) -> dict[str, list[list[int]]]:
-    """Packed columns `input_ids`, `labels`, `position_ids` (one entry per row)."""
-    bins = plan_bins([len(x) for x in input_ids], capacity)
-    random.Random(seed).shuffle(bins)
+              seed: int, progress: Iterable[Any] | None = None,
+              in_order: bool = False) -> dict[str, list[list[int]]]:
+    """Packed columns `input_ids`, `labels`, `position_ids` (one entry per row). `in_order`
+    keeps the samples' order (next fit, rows unshuffled) instead of best fit, shuffled."""
+    lengths = [len(x) for x in input_ids]
+    if in_order:
+        bins = plan_bins_in_order(lengths, capacity)
+    else:
+        bins = plan_bins(lengths, capacity)
+        random.Random(seed).shuffle(bins)
     out: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "position_ids": []}
     for members in progress(bins) if progress else bins:
         ids: list[int] = []
@@ -60,7 +82,8 @@ def pack_rows(input_ids: list[list[int]], labels: list[list[int]], capacity: int
     return out
 
 
-def pack_dataset(ds: Any, capacity: int, *, seed: int, show_progress: bool = False) -> Any:
+def pack_dataset(ds: Any, capacity: int, *, seed: int, show_progress: bool = False,
+                 in_order: bool = False) -> Any:
     """A `datasets.Dataset` of packed rows built from `ds` (columns input_ids, labels)."""
     import datasets
 
@@ -73,7 +96,7 @@ def pack_dataset(ds: Any, capacity: int, *, seed: int, show_progress: bool = Fal
 
     table = ds.with_format("arrow")  # whole columns as Python lists: fast, honours indices
     packed = pack_rows(table["input_ids"].to_pylist(), table["labels"].to_pylist(), capacity,
-                       seed=seed, progress=progress)
+                       seed=seed, progress=progress, in_order=in_order)
     return datasets.Dataset.from_dict(packed)
 
 

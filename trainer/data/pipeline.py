@@ -1,8 +1,9 @@
 """`prepare_data`: spec + tokenizer -> tokenized (and packed) train/eval sets, cached.
 
 load each `datasets[i]` -> encode rows (format + masks) -> drop over-length and untrained
-rows (counted) -> concatenate and shuffle with `seed` -> val split or `test_datasets` ->
-pack -> cache. On a multi-process run call it on one process first (e.g. accelerate's
+rows (counted) -> merge (shuffled with `seed` as trainer/data/row_order.py says) -> exact
+duplicates and `dataset_shard_*` -> val split or `test_datasets` -> pack -> cache.
+On a multi-process run call it on one process first (e.g. accelerate's
 `main_process_first`), so the others read the cache entry it wrote.
 """
 
@@ -21,6 +22,7 @@ from trainer.data.encode import n_targets
 from trainer.data.formats import make_encoder
 from trainer.data.loading import DataSourceError, load_spec
 from trainer.data.packing import pack_dataset, packing_efficiency
+from trainer.data.row_order import choose_rows, merge_rows
 from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 __all__ = ["PreparedData", "describe_rows", "prepare_data"]
@@ -69,7 +71,7 @@ def _build(cfg: TrainingConfig, tokenizer: Any, key: str, show_progress: bool
     import datasets
 
     parts, per_dataset = _encode_all(cfg.datasets, "datasets", cfg, tokenizer, key)
-    mixed = datasets.concatenate_datasets(parts).shuffle(seed=cfg.seed)
+    mixed, duplicates = choose_rows(merge_rows(parts, cfg), cfg, "datasets")
     if len(mixed) == 0:
         raise DataSourceError(f"no training samples left: {per_dataset}")
     eval_ds = None
@@ -77,11 +79,11 @@ def _build(cfg: TrainingConfig, tokenizer: Any, key: str, show_progress: bool
         if cfg.val_set_size:
             log.warning("val_set_size is ignored: test_datasets are the eval set")
         eval_parts, _ = _encode_all(cfg.test_datasets, "test_datasets", cfg, tokenizer, key)
-        eval_ds = datasets.concatenate_datasets(eval_parts)
+        eval_ds, _ = choose_rows(datasets.concatenate_datasets(eval_parts), cfg, "test_datasets")
     elif cfg.val_set_size > 0:
         split = mixed.train_test_split(test_size=cfg.val_set_size, shuffle=False)
         mixed, eval_ds = split["train"], split["test"]
-    stats = _summary(mixed, per_dataset)
+    stats = {**_summary(mixed, per_dataset), "dropped_duplicates": duplicates}
     train = _finish(mixed, cfg, cfg.sample_packing, show_progress)
     stats.update(rows=len(train), sequence_len=cfg.sequence_len,
                  packing_efficiency=_efficiency(stats["tokens"], len(train), cfg))
@@ -144,7 +146,8 @@ def _summary(ds: Any, per_dataset: list[dict[str, Any]]) -> dict[str, Any]:
 def _finish(ds: Any, cfg: TrainingConfig, packing: bool, show_progress: bool) -> Any:
     ds = ds.remove_columns(["_length", "_targets"])
     if packing:
-        return pack_dataset(ds, cfg.sequence_len, seed=cfg.seed, show_progress=show_progress)
+        return pack_dataset(ds, cfg.sequence_len, seed=cfg.seed, show_progress=show_progress,
+                            in_order=bool(cfg.curriculum_sampling))
     return ds.flatten_indices()
 
 

@@ -21,10 +21,14 @@ from trainer.distributed.gpu_choice import one_device_per_process
 from trainer.distributed.process_group import collective_timeout_s
 from trainer.distributed.sharded_export import export_full_model
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.loop.early_stopping import best_model_args
+from trainer.loop.lr_groups import split_lr_groups
+from trainer.loop.lr_schedules import ScheduleFactory
 from trainer.models.activation_memory import full_checkpointing
 from trainer.models.load import Precision
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
-from trainer.torch_free.training import TrainingConfig
+from trainer.torch_free.lr_schedule_choice import FT_SCHEDULERS
+from trainer.torch_free.training import LrGroup, TrainingConfig
 
 
 def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> int:
@@ -35,7 +39,7 @@ def steps_per_epoch(train_rows: int, cfg: TrainingConfig, world_size: int) -> in
 def _every(strategy: str | None, per_epoch: int | None, steps: int | float | None,
            epoch_steps: int, default: str):
     """(strategy, steps) for Axolotl's `*_strategy` / `*s_per_epoch` / `*_steps` triples."""
-    if strategy in ("no", "epoch"):
+    if strategy in ("no", "epoch", "best"):
         return strategy, None
     if steps:
         return "steps", steps
@@ -103,6 +107,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         eval_steps=eval_steps,
         save_strategy=save_strategy,
         save_steps=save_steps,
+        **best_model_args(cfg, has_eval),
         # ft rotates after a checkpoint is marked complete (trainer/checkpoint/rotation.py);
         # the Trainer's own rotation runs before that and can leave no complete one.
         save_total_limit=None,
@@ -127,6 +132,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         dataloader_prefetch_factor=cfg.dataloader_prefetch_factor
         if cfg.dataloader_num_workers else None,
         remove_unused_columns=False,  # our rows carry exactly the model inputs (position_ids)
+        train_sampling_strategy="sequential" if cfg.curriculum_sampling else "random",
         use_cpu=not torch.cuda.is_available(),
         # One bar, on global rank 0, and only on a terminal: a scheduler's job log gets one
         # metrics line per logging step instead.
@@ -154,6 +160,8 @@ def _checkpointing(cfg: TrainingConfig, plan: ShardingPlan | None) -> dict:
 def _scheduler(cfg: TrainingConfig) -> dict:
     """Axolotl's `cosine_min_lr_ratio` is transformers' cosine_with_min_lr scheduler."""
     kwargs = dict(cfg.lr_scheduler_kwargs or {})
+    if cfg.lr_scheduler in FT_SCHEDULERS:  # built by FtTrainer's `schedule`, kwargs included
+        return {"lr_scheduler_type": "cosine", "lr_scheduler_kwargs": {}}
     if cfg.cosine_min_lr_ratio is not None and cfg.lr_scheduler == "cosine":
         return {"lr_scheduler_type": "cosine_with_min_lr",
                 "lr_scheduler_kwargs": {**kwargs, "min_lr_rate": cfg.cosine_min_lr_ratio}}
@@ -171,15 +179,38 @@ class FtTrainer(Trainer):
     sharded checkpoints.
 
     `sharding` is the plan trainer/distributed/fsdp.py wrapped the model with (None: not sharded).
+    `schedule` builds the LR schedules transformers does not name (trainer/loop/lr_schedules.py);
+    `lr_groups` are Axolotl's per-module learning rates (trainer/loop/lr_groups.py).
     """
 
-    def __init__(self, *args, sharding: ShardingPlan | None = None, **kwargs) -> None:
+    def __init__(self, *args, sharding: ShardingPlan | None = None,
+                 schedule: ScheduleFactory | None = None,
+                 lr_groups: list[LrGroup] | None = None, **kwargs) -> None:
         self.sharding = sharding  # read while the parent builds its accelerator
+        self.schedule = schedule
+        self.lr_groups = lr_groups
         super().__init__(*args, **kwargs)
         # transformers' plain printer (used without a progress bar) prints on every node's
         # local rank 0: one copy per node of every metrics line.
         if self.pop_callback(PrinterCallback) is not None:
             self.add_callback(MainRankPrinter)
+
+    def create_optimizer(self, model=None):
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        if fresh and self.lr_groups:
+            opt_model = self.model if model is None else model
+            split_lr_groups(getattr(optimizer, "optimizer", optimizer), opt_model,
+                            self.lr_groups, set(self.get_decay_parameter_names(opt_model)),
+                            self.args.weight_decay)
+        return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.schedule is not None and self.lr_scheduler is None:
+            self.lr_scheduler = self.schedule(optimizer or self.optimizer, num_training_steps,
+                                              self.args.get_warmup_steps(num_training_steps))
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def create_accelerator_and_postprocess(self) -> None:
         super().create_accelerator_and_postprocess()

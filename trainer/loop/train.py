@@ -38,6 +38,7 @@ from trainer.distributed.process_group import (
 )
 from trainer.distributed.rank_zero import decided_by_rank_zero
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.loop.early_stopping import early_stopping_callbacks
 from trainer.loop.graceful_stop import (
     GracefulStop,
     StoppedBeforeTraining,
@@ -46,6 +47,7 @@ from trainer.loop.graceful_stop import (
 )
 from trainer.loop.hf_trainer import FtTrainer, build_training_args
 from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
+from trainer.loop.lr_schedules import schedule_factory
 from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.torch_free.training import TrainingConfig
@@ -124,11 +126,12 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
     trainer = FtTrainer(model=model, args=args, train_dataset=data.train,
                         eval_dataset=data.eval, data_collator=collator,
                         processing_class=tokenizer, sharding=plan,
+                        schedule=schedule_factory(cfg), lr_groups=cfg.lr_groups,
                         callbacks=[CompleteCheckpointMarker(cfg.save_total_limit, record),
                                    NewLearningRate(applied or {}), graceful,
                                    TrackingRunRecorder(tracking_run_id(cfg, os.environ)),
                                    *([SaveAfterFirstStep()] if cfg.save_first_step else []),
-                                   CollectiveWindows(cfg)])
+                                   CollectiveWindows(cfg), *early_stopping_callbacks(cfg)])
     run_hooks(hooks, trainer)
     graceful.begin_training()
     result = trainer.train(resume_from_checkpoint=resume)

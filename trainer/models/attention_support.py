@@ -1,8 +1,14 @@
-"""The attention kernel the model's class can run: ft's default (`sdpa`) is not every
-architecture's. gpt-oss adds learned attention sinks that PyTorch's sdpa cannot take, so
-its class has no sdpa path; asked for nothing, such a model gets flex_attention on a GPU
-(which handles the sinks) and eager on the CPU; asked for sdpa by name, it is an error that
-names the key instead of transformers' traceback.
+"""Keep the chosen attention kernel to one the model's architecture has.
+
+ft's default kernel is sdpa (or ft_varlen, sdpa's per-sample flash path, for packed rows on
+a GPU). Some architectures have no sdpa attention: Gemma2 caps its attention logits
+(softcapping), which sdpa cannot do, and transformers refuses to load it with sdpa (a raw
+ValueError). When the spec named no kernel, such a model gets one it has: flex_attention on a
+GPU (it applies the softcap and keeps packed samples apart), else eager, which builds the
+same block-diagonal mask from the packed rows' position_ids (trainer/data/collate.py). An
+explicit `attn_implementation: sdpa` on such a model is the user's error, said by name.
+gpt-oss is another: its learned attention sinks have no sdpa path, and ft_varlen (sdpa's
+flash kernel) would drop them silently, so it falls back the same way.
 """
 
 from __future__ import annotations
@@ -10,41 +16,44 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import torch
-
-from trainer.kernels import attention_varlen
+from trainer.kernels.attention_varlen import NAME as VARLEN_ATTN
 from trainer.models.source import load_config, model_class
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.model")
+_SDPA_BASED = ("sdpa", VARLEN_ATTN)
 
 
-def runnable_attention(cfg: TrainingConfig, choice: str) -> str:
-    """`choice` (load.choose_attention's), or what this model class runs instead. ft's
-    packed-row kernel is sdpa's flash path too, so it falls back alike (it would drop the
-    sinks silently)."""
-    if choice not in ("sdpa", attention_varlen.NAME):
+def architecture_of(cfg: TrainingConfig) -> Any:
+    """The concrete model class that will load (the Auto class resolved through the config)."""
+    cls = model_class(cfg)
+    if not cls.__name__.startswith("Auto"):
+        return cls
+    try:
+        return cls._model_mapping[type(load_config(cfg))]
+    except (KeyError, ValueError):  # remote code or an unmapped config: the Auto class says
+        return cls
+
+
+def fit_to_model(cfg: TrainingConfig, choice: str, on_gpu: bool) -> str:
+    """`choice` when the architecture runs it, else the kernel it has (see module doc)."""
+    if choice not in _SDPA_BASED:
         return choice
-    cls = _concrete_class(cfg)
-    if cls is None or getattr(cls, "_supports_sdpa", True):
+    arch = architecture_of(cfg)
+    if getattr(arch, "_supports_sdpa", True):
         return choice
+    name = arch.__name__
     if cfg.requested_attention == "sdpa":
-        raise UserError(f"{cls.__name__} has no sdpa attention (`sdp_attention` / "
-                        "`attn_implementation: sdpa`); use `flex_attention: true`, "
-                        "`flash_attention: true` or `eager_attention: true`")
-    fallback = "flex_attention" if torch.cuda.is_available() and \
-        getattr(cls, "_supports_flex_attn", False) else "eager"
-    log.info("%s has no sdpa attention: using %s", cls.__name__, fallback)
+        raise UserError(f"`attn_implementation: sdpa`: {name} has no sdpa attention; use "
+                        "`attn_implementation: flex_attention` (GPU) or `flash_attention_2`, "
+                        "or remove the key to let ft choose (eager on a CPU)")
+    fallback = "flex_attention" if on_gpu and getattr(arch, "_supports_flex_attn", False) \
+        else "eager"
+    log.warning("%s has no sdpa attention: using %s%s", name, fallback,
+                " (packed samples stay apart by their position_ids)" if cfg.sample_packing
+                else "")
     return fallback
 
 
-def _concrete_class(cfg: TrainingConfig) -> Any | None:
-    cls = model_class(cfg)
-    mapping = getattr(cls, "_model_mapping", None)
-    if mapping is None:
-        return cls
-    try:
-        return mapping[type(load_config(cfg))]
-    except (KeyError, ValueError):  # remote code or an unknown architecture: keep the choice
-        return None
+

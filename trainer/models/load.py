@@ -26,7 +26,7 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
-from trainer.models.attention_support import runnable_attention
+from trainer.models.attention_support import fit_to_model
 from trainer.models.hub_attention import hub_kernel_or_fallback
 from trainer.models.mistral_tokenizer import load_mistral_common_tokenizer
 from trainer.models.quantization_config import prequantized_config
@@ -71,6 +71,12 @@ def choose_precision(cfg: TrainingConfig) -> Precision:
 
 
 def choose_attention(cfg: TrainingConfig, dtype: torch.dtype | None = None) -> str:
+    """The spec's choice or the best kernel installed, among those the architecture has
+    (trainer/models/attention_support.py)."""
+    return fit_to_model(cfg, _preferred_attention(cfg, dtype), torch.cuda.is_available())
+
+
+def _preferred_attention(cfg: TrainingConfig, dtype: torch.dtype | None = None) -> str:
     """The spec's choice, or the best kernel installed; flash-attn is optional.
 
     Packed rows in bf16/fp16 on a GPU, asking for sdpa or nothing (or flash-attn where it is
@@ -174,7 +180,7 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
             placement["config"] = load_config(cfg)
         model = model_class(cfg).from_pretrained(
             cfg.base_model, dtype=precision.dtype,
-            attn_implementation=runnable_attention(cfg, choose_attention(cfg, precision.dtype)),
+            attn_implementation=choose_attention(cfg, precision.dtype),
             quantization_config=quant or prequantized_config(cfg), **model_kwargs(cfg),
             **placement)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
@@ -232,7 +238,7 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     with init_empty_weights(include_buffers=False):
         model = build(
             config, dtype=precision.dtype,
-            attn_implementation=runnable_attention(cfg, choose_attention(cfg, precision.dtype)),
+            attn_implementation=choose_attention(cfg, precision.dtype),
             trust_remote_code=cfg.trust_remote_code)
     # init_empty_weights re-creates every parameter it registers, so the tie of lm_head to
     # the input embeddings is lost: tie again, or this rank shards one more tensor than

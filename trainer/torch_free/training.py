@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainer.torch_free.attention_names import HubKernel
+from trainer.torch_free.lr_schedule_choice import KNOWN_SCHEDULERS
 
 # Axolotl keys without a field here (aliases, refused features, warned no-ops) are answered
 # in orchestrator/spec/axolotl_keys.py before these models see the spec.
@@ -65,6 +66,15 @@ class DatasetSpec(_Strict):
     drop_system_message: bool | None = Field(None, description="Drop system turns.")
     train_on_inputs: bool | None = Field(None, description="Per-dataset override.")
     shards: int | None = Field(None, ge=1, description="Use 1/shards of the data.")
+
+
+class LrGroup(_Strict):
+    """One of Axolotl's `lr_groups`: parameters of these modules train at this LR."""
+
+    name: str = Field(description="A label for the group (logs).")
+    modules: list[str] = Field(min_length=1, description="Parameter-name parts, e.g. "
+                               "[q_proj, v_proj]; a parameter joins the first group matching.")
+    lr: float = Field(gt=0, description="The group's peak learning rate.")
 
 
 class FsdpConfig(_Strict):
@@ -192,6 +202,20 @@ class TrainingConfig(_Strict):
     datasets: list[DatasetSpec] = Field(min_length=1)
     test_datasets: list[DatasetSpec] | None = None
     dataset_prepared_path: str | None = Field(None, description="Tokenized-data cache dir.")
+    dataset_exact_deduplication: bool | None = Field(
+        None, description="Drop rows whose tokens and labels repeat an earlier row's, before "
+        "the val split (so no eval row is also a train row); test_datasets on their own.")
+    shuffle_merged_datasets: bool = Field(
+        True, description="Shuffle the rows of all datasets together (with `seed`).")
+    shuffle_before_merging_datasets: bool = Field(
+        False, description="Shuffle each dataset's rows on its own before merging.")
+    curriculum_sampling: bool | None = Field(
+        None, description="Train on rows in dataset order: no shuffle of a single dataset, "
+        "sequential sampling and packing in order.")
+    dataset_shard_num: int | None = Field(
+        None, ge=1, description="With `dataset_shard_idx`: train on one of this many "
+        "interleaved shards of the merged rows.")
+    dataset_shard_idx: int | None = Field(None, ge=0, description="Which shard (from 0).")
     val_set_size: float = Field(0.0, ge=0.0, lt=1.0)
     dataset_processes: int | None = Field(None, ge=1)
     sequence_len: int = Field(2048, ge=8)
@@ -205,9 +229,24 @@ class TrainingConfig(_Strict):
     num_epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
     optimizer: str = Field("adamw_torch_fused", description="A transformers `optim` name.")
-    lr_scheduler: str = Field("cosine", description="A transformers scheduler name.")
+    lr_scheduler: str = Field("cosine", description="A transformers scheduler name, or "
+                              "Axolotl's `one_cycle` (torch's OneCycleLR).")
     lr_scheduler_kwargs: dict[str, Any] | None = None
-    cosine_min_lr_ratio: float | None = None
+    cosine_min_lr_ratio: float | None = Field(
+        None, ge=0, le=1, description="`lr_scheduler: cosine` decays to this share of "
+        "`learning_rate` instead of 0.")
+    cosine_constant_lr_ratio: float | None = Field(
+        None, ge=0, le=1, description="With `cosine_min_lr_ratio`: the cosine reaches the "
+        "minimum LR at this share of the steps, which then holds it to the end.")
+    lr_quadratic_warmup: bool | None = Field(
+        None, description="`lr_scheduler: cosine` warms up as (step / warmup)^2, then decays "
+        "to 0.")
+    lr_groups: list[LrGroup] | None = Field(
+        None, description="Per-module learning rates (decayed weights only, not embeddings "
+        "or the output head); the schedule scales each from its own LR.")
+    lr_div_factor: float | None = Field(
+        None, gt=0, description="`lr_scheduler: one_cycle` starts at learning_rate / this "
+        "(default 25).")
     learning_rate: float = Field(2e-4, gt=0)
     warmup_steps: int | None = Field(None, ge=0)
     warmup_ratio: float | None = Field(None, ge=0, lt=1)
@@ -245,9 +284,20 @@ class TrainingConfig(_Strict):
     eval_batch_size: int | None = Field(None, ge=1, description="Default: micro_batch_size.")
     saves_per_epoch: int | None = Field(None, ge=0)
     save_steps: int | float | None = None
-    save_strategy: Literal["no", "steps", "epoch"] | None = Field(
+    save_strategy: Literal["no", "steps", "epoch", "best"] | None = Field(
         None, description="Default: steps from save_steps / saves_per_epoch, else no "
-        "checkpoints.")
+        "checkpoints. best: a checkpoint whenever `metric_for_best_model` improves.")
+    metric_for_best_model: str | None = Field(
+        None, description="Eval metric that picks the best checkpoint, e.g. eval_loss.")
+    greater_is_better: bool | None = Field(
+        None, description="Whether a larger `metric_for_best_model` is better (default: "
+        "false for a loss, true otherwise).")
+    load_best_model_at_end: bool | None = Field(
+        None, description="Load the best checkpoint at the end and save it as the model "
+        "(on by default with `early_stopping_patience`).")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many evaluations in a row without "
+        "improving `metric_for_best_model` (default eval_loss).")
     save_total_limit: int | None = Field(None, ge=1)
     save_first_step: bool = False
     logging_steps: int = Field(1, ge=1)
@@ -297,6 +347,14 @@ class TrainingConfig(_Strict):
             raise ValueError(f"ft does not have {', '.join(unknown)}; the plugins it "
                              f"implements are {', '.join(KNOWN_PLUGINS)}")
         return plugins
+
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str) -> str:
+        if name not in KNOWN_SCHEDULERS:
+            raise ValueError(f"unknown scheduler {name!r}; ft knows "
+                             f"{', '.join(KNOWN_SCHEDULERS)}")
+        return name
 
     @field_validator("eval_strategy", "save_strategy", mode="before")
     @classmethod
