@@ -22,7 +22,7 @@ from typing import Any
 from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 # Bump when the meaning of the stored rows changes (masking rules, packing layout, ...).
-FORMAT_VERSION = 2  # 2: named chat templates per family, train_on_eot, eot_tokens
+FORMAT_VERSION = 3  # 3: Axolotl masking rules (turn diff spans, EOS-only closers, no BOS)
 
 DATA_FIELDS = ("sequence_len", "sample_packing", "eval_sample_packing", "chat_template",
                "chat_template_jinja", "default_system_message", "train_on_inputs",
