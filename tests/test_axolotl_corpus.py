@@ -172,10 +172,10 @@ def test_thinking_fields_config_trains_the_reasoning_with_its_answer(tmp_path,
     """chat-thinking-fields.yml on the tiny model, with a Qwen3-style thinking template
     (the tiny tokenizer's own writes no reasoning): the reasoning read from `thinking`
     trains with its answer, a `train: false` answer does not, and 3 steps train."""
-    from tests.chat_mask_cases import thinking_template
-    from tests.fixtures_tiny import trained_runs, write_jsonl
     from transformers import AutoTokenizer
 
+    from tests.chat_mask_cases import thinking_template
+    from tests.fixtures_tiny import trained_runs, write_jsonl
     from trainer.data.formats import RowEncoder
     from trainer.torch_free.training import TrainingConfig
 
