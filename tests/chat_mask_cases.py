@@ -34,6 +34,14 @@ def with_reasoning(key: str = "reasoning_content") -> list[dict[str, Any]]:
     return out
 
 
+def inline_thinking() -> list[dict[str, Any]]:
+    """PLAIN with the reasoning written inside the answers (`<think>` blocks)."""
+    out = copy.deepcopy(PLAIN)
+    out[2]["content"] = f"<think>\n{R1}\n</think>\n\n{A1}"
+    out[4]["content"] = f"<think>{R2}</think> <|begin_of_solution|> {A2} <|end_of_solution|>"
+    return out
+
+
 def with_flags(field: str = "training") -> list[dict[str, Any]]:
     """The first answer marked untrained, the second user turn marked trained."""
     out = copy.deepcopy(PLAIN)

@@ -27,6 +27,7 @@ from tests.chat_mask_cases import (
     U1,
     U2,
     family_tokenizer,
+    inline_thinking,
     thinking_template,
     with_detail,
     with_flags,
@@ -138,6 +139,9 @@ THINK = "\n</think>\n\n"  # what the thinking template writes between reasoning 
     ("both renamed", {"field_thinking": "thought", "template_thinking_key": "thinking"},
      "thinking", with_reasoning("thought"),
      [A1 + "<|im_end|>", R2 + THINK + A2 + "<|im_end|>"]),
+    ("split_thinking moves <think> blocks to the reasoning key", {"split_thinking": True},
+     "reasoning_content", inline_thinking(),
+     [A1 + "<|im_end|>", R2 + THINK + A2 + "<|im_end|>"]),
     ("a character detail trains the content alone, not the reasoning",
      {"message_field_training_detail": "training_detail"}, "reasoning_content",
      [*with_reasoning()[:4], {**with_detail()[4], "reasoning_content": R2}],
@@ -151,6 +155,14 @@ def test_thinking_content_trains_as_part_of_the_assistant_turn(
     assert trained_runs(tok, ids, labels) == expected, case
     # The first answer comes before the last user message: its reasoning is not written.
     assert "The user asks about the sea." not in tok.decode(ids)
+
+
+def test_without_split_thinking_an_inline_think_block_is_content(tiny_tokenizer,
+                                                                  tiny_model_dir):
+    tok = family_tokenizer(tiny_tokenizer, "qwen3")
+    conv = inline_thinking()[:3]
+    ids, labels = encode(tok, tiny_model_dir, "tokenizer_default", conv)
+    assert trained_runs(tok, ids, labels) == [conv[2]["content"] + "<|im_end|>"]
 
 
 @pytest.mark.parametrize(("family", "edge", "expected"), [

@@ -303,9 +303,6 @@ DATASET_REFUSED: dict[str, str] = {
     **_group("`shards_idx` is not supported; `shards` takes the first 1/shards of the data",
              "shards_idx"),
     **_group("tool definitions (`field_tools`) are not supported", "field_tools"),
-    **_group("reasoning/thinking splits (`<think>` blocks cut out of the content) are not "
-             "supported; put the reasoning in its own message key and name it with "
-             "`field_thinking`", "split_thinking"),
     **_group("knowledge distillation is not supported", "logprobs_field", "temperature"),
     # Preference-pair columns (Axolotl's DPO/KTO dataset schema).
     **dict.fromkeys(("field_chosen", "field_rejected"), REFUSED["rl"]),

@@ -2,7 +2,8 @@
 
 Keys are renamed by `message_property_mappings` (or the legacy `message_field_role` /
 `message_field_content`); the reasoning text is read from `field_thinking` and handed to the
-template as `template_thinking_key` (both default to `reasoning_content`); every other key a
+template as `template_thinking_key` (both default to `reasoning_content`), or cut out of an
+answer's content with `split_thinking` (split_thinking.py); every other key a
 message has (tool calls, names, ...) is passed through for the template to use. Empty
 values are left out, as they are when a dataset's rows have keys only some messages use.
 """
@@ -13,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.data.split_thinking import split_thinking
 from trainer.torch_free.training import DatasetSpec
 
 DEFAULT_ROLES = {
@@ -47,6 +49,7 @@ class MessageReader:
         self.mapping = mapping
         self.training_field = spec.message_field_training
         self.detail_field = spec.message_field_training_detail
+        self.split_thinking = bool(spec.split_thinking)
         self.role_of = role_lookup(spec.roles)
         self.system_message = system_message
         self.drop_system = bool(spec.drop_system_message)
@@ -73,6 +76,8 @@ class MessageReader:
         role = msg.get("role")
         msg["role"] = self.role_of.get(role, role)
         msg.setdefault("content", "")
+        if self.split_thinking:
+            split_thinking(msg, self.thinking_key)
         _parse_tool_arguments(msg)
         training = message.get(self.training_field) if self.training_field else None
         detail = message.get(self.detail_field) if self.detail_field else None

@@ -51,6 +51,9 @@ class DatasetSpec(_Strict):
     template_thinking_key: str | None = Field(
         None, description="Name the chat template reads the reasoning text as, e.g. "
         "reasoning_content or thinking (default: reasoning_content).")
+    split_thinking: bool | None = Field(
+        None, description="Cut a `<think>...</think>` block out of each assistant answer into "
+        "the reasoning key (`template_thinking_key`).")
     message_field_training: str | None = Field(
         None, description="Message key whose true/false says whether that turn trains "
         "(overrides `roles_to_train` for that message).")
