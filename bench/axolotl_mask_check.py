@@ -27,6 +27,7 @@ from tests.chat_mask_cases import (
     thinking_template,
     with_detail,
     with_flags,
+    with_parts,
     with_reasoning,
     with_tool_call,
 )
@@ -74,6 +75,10 @@ def rules(family: str) -> list[tuple[str, dict[str, Any], dict[str, Any], list[d
            {"eot_tokens": [closer]}, conv) for name, conv in EDGES.items()],
         ("eos=all+eot=last", {"train_on_eos": "all", "train_on_eot": "last"},
          {"eot_tokens": [closer]}, PLAIN),
+        ("content parts", {}, {}, with_parts()),
+        ("content parts+eot", {}, {"eot_tokens": [closer]}, with_parts()),
+        ("content parts, no reasoning", {}, {},
+         [*with_parts()[:4], {"role": "assistant", "content": with_parts()[4]["content"]}]),
         ("split_thinking", {"split_thinking": True}, {}, inline_thinking()),
         ("split_thinking off", {}, {}, inline_thinking()),
         ("template_thinking_key=thinking", {"template_thinking_key": "thinking"}, {},

@@ -42,6 +42,17 @@ def inline_thinking() -> list[dict[str, Any]]:
     return out
 
 
+def with_parts() -> list[dict[str, Any]]:
+    """Contents as lists of parts: the first answer's first part untrained, the second
+    answer in unmarked parts, the second answer's reasoning in parts, its first untrained."""
+    out = copy.deepcopy(PLAIN)
+    out[2]["content"] = [{"type": "text", "text": "The ocean", "train": False},
+                         {"type": "text", "text": " is big.", "weight": 1}]
+    out[4]["content"] = [{"type": "text", "text": "Snow is"}, {"type": "text", "text": " cold."}]
+    out[4]["reasoning_content"] = [{"text": "Snow:", "weight": 0}, {"text": " frozen water."}]
+    return out
+
+
 def with_flags(field: str = "training") -> list[dict[str, Any]]:
     """The first answer marked untrained, the second user turn marked trained."""
     out = copy.deepcopy(PLAIN)

@@ -31,6 +31,7 @@ from tests.chat_mask_cases import (
     thinking_template,
     with_detail,
     with_flags,
+    with_parts,
     with_reasoning,
 )
 from tests.fixtures_tiny import make_cfg, trained_runs
@@ -155,6 +156,21 @@ def test_thinking_content_trains_as_part_of_the_assistant_turn(
     assert trained_runs(tok, ids, labels) == expected, case
     # The first answer comes before the last user message: its reasoning is not written.
     assert "The user asks about the sea." not in tok.decode(ids)
+
+
+@pytest.mark.parametrize(("family", "expected"), [
+    # The first answer's first part is `train: false`; the second answer's parts carry no
+    # flag, but its reasoning's parts do, and then (as in Axolotl) only the reasoning's
+    # trained part trains of that turn, with the closing token.
+    ("qwen3", [" is big.<|im_end|>", " frozen water.", "<|im_end|>"]),
+    ("chatml", [" is big."]),  # writes no reasoning; <|im_end|> is not EOS here
+])
+def test_content_parts_marked_untrained_stay_masked(tiny_tokenizer, tiny_model_dir, family,
+                                                   expected):
+    tok = family_tokenizer(tiny_tokenizer, family)
+    ids, labels = encode(tok, tiny_model_dir, "tokenizer_default", with_parts())
+    assert trained_runs(tok, ids, labels) == expected
+    assert "The ocean is big." in tok.decode(ids)  # the parts are joined
 
 
 def test_without_split_thinking_an_inline_think_block_is_content(tiny_tokenizer,

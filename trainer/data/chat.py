@@ -68,14 +68,15 @@ class ChatFormatter:
                 continue
             if trained:
                 spans += self._trained_part(turn, span)
+                spans += self._trained_reasoning(messages, index, turn, text)
             ends.append((span[1], trained))
         return RowText(text, spans, add_bos=False, closing=self.closing, turn_ends=ends)
 
     def _trains(self, turn: Turn) -> bool:
         if turn.training is not None:
             return bool(turn.training)
-        if turn.detail is not None:
-            return bool(turn.detail)
+        if turn.detail is not None or turn.reasoning_detail is not None:
+            return bool(turn.detail) or bool(turn.reasoning_detail)
         return self.train_on_inputs or turn.message["role"] in self.roles_to_train
 
     def _locate(self, messages: list[dict[str, Any]], index: int, turn: Turn,
@@ -84,15 +85,33 @@ class ChatFormatter:
             return None
         thinking = self.reader.thinking_key
         # With a character detail the span must be the content alone: keep the reasoning.
-        keep = (thinking,) if turn.detail and turn.message.get(thinking) is not None else ()
+        has_detail = turn.detail or turn.reasoning_detail
+        keep = (thinking,) if has_detail and turn.message.get(thinking) is not None else ()
         return turn_span(self._render, messages, index, text, keep=keep)
 
     def _trained_part(self, turn: Turn, span: tuple[int, int]) -> list[Span]:
-        if not turn.detail:
-            return [span]
-        pieces = detail_spans(self.tokenizer, turn.message["content"], turn.detail,
-                              self.detail_key)
-        return [(span[0] + start, span[0] + end) for start, end in pieces]
+        """The content's trained characters: all of the turn's span, or its detail. (When
+        only the reasoning has a detail, Axolotl trains no content: that is kept.)"""
+        if turn.detail:
+            return self._detail(turn.message["content"], turn.detail, span[0])
+        return [] if turn.reasoning_detail else [span]
+
+    def _trained_reasoning(self, messages: list[dict[str, Any]], index: int, turn: Turn,
+                           text: str) -> list[Span]:
+        """The reasoning's trained characters when it was given as marked parts."""
+        thinking = self.reader.thinking_key
+        reasoning = turn.message.get(thinking)
+        if not turn.reasoning_detail or reasoning is None:
+            return []
+        span = turn_span(self._render, messages, index, text, keep=("content",),
+                         stand_in_for=thinking)
+        if span is None:
+            return []
+        return self._detail(reasoning, turn.reasoning_detail, span[0])
+
+    def _detail(self, value: Any, detail: list[dict[str, Any]], offset: int) -> list[Span]:
+        pieces = detail_spans(self.tokenizer, value, detail, self.detail_key)
+        return [(offset + start, offset + end) for start, end in pieces]
 
     def _render(self, messages: list[dict[str, Any]]) -> str:
         return self.tokenizer.apply_chat_template(

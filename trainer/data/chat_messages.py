@@ -3,7 +3,8 @@
 Keys are renamed by `message_property_mappings` (or the legacy `message_field_role` /
 `message_field_content`); the reasoning text is read from `field_thinking` and handed to the
 template as `template_thinking_key` (both default to `reasoning_content`), or cut out of an
-answer's content with `split_thinking` (split_thinking.py); every other key a
+answer's content with `split_thinking` (split_thinking.py); contents given as lists of
+parts are joined (content_parts.py); every other key a
 message has (tool calls, names, ...) is passed through for the template to use. Empty
 values are left out, as they are when a dataset's rows have keys only some messages use.
 """
@@ -14,6 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.data.content_parts import join_parts
 from trainer.data.split_thinking import split_thinking
 from trainer.torch_free.training import DatasetSpec
 
@@ -31,6 +33,7 @@ class Turn:
     message: dict[str, Any]  # what the template sees
     training: Any = None  # the message's `message_field_training` value, if any
     detail: list[dict[str, Any]] | None = None  # its `message_field_training_detail`
+    reasoning_detail: list[dict[str, Any]] | None = None  # from reasoning given as parts
 
 
 class MessageReader:
@@ -81,7 +84,13 @@ class MessageReader:
         _parse_tool_arguments(msg)
         training = message.get(self.training_field) if self.training_field else None
         detail = message.get(self.detail_field) if self.detail_field else None
-        return Turn(msg, training, detail)
+        if (parts := join_parts(msg["content"])) is not None:
+            msg["content"] = parts[0]
+            detail = parts[1] if parts[1] is not None else detail
+        reasoning_detail = None
+        if (parts := join_parts(msg.get(self.thinking_key))) is not None:
+            msg[self.thinking_key], reasoning_detail = parts
+        return Turn(msg, training, detail, reasoning_detail)
 
 
 def _parse_tool_arguments(msg: dict[str, Any]) -> None:
