@@ -28,11 +28,13 @@ from tests.chat_mask_cases import (
     U2,
     family_tokenizer,
     inline_thinking,
+    sharegpt,
     thinking_template,
     with_detail,
     with_flags,
     with_parts,
     with_reasoning,
+    with_tool_call,
 )
 from tests.fixtures_tiny import make_cfg, trained_runs
 from trainer.data.formats import RowEncoder
@@ -240,3 +242,43 @@ def test_a_malformed_training_detail_names_the_key(tiny_tokenizer, tiny_model_di
     with pytest.raises(ValueError, match="`spans`: each entry needs integer `begin_offset`"):
         encode(tiny_tokenizer, tiny_model_dir, "tokenizer_default", conv,
                {"message_field_training_detail": "spans"})
+
+
+@pytest.mark.parametrize(("gap", "trained"), [(3, True), (4, False)])
+def test_a_closing_token_counts_up_to_three_tokens_after_the_turn(tiny_tokenizer,
+                                                                   tiny_model_dir, gap, trained):
+    template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}"
+                "{{ '<pad>' * " + str(gap) + " + eos_token + '\\n' }}{% endfor %}")
+    ids, labels = encode(tiny_tokenizer, tiny_model_dir, template, PLAIN[1:3])
+    assert trained_runs(tiny_tokenizer, ids, labels) == [A1] + (["</s>"] if trained else [])
+
+
+def test_tool_calls_train_with_the_answer_that_makes_them(tiny_tokenizer, tiny_model_dir):
+    template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] }}"
+                "{% for call in m.tool_calls or [] %}{{ '<call>' + call.function.name + ' ' + "
+                "call.function.arguments | tojson + '</call>' }}{% endfor %}"
+                "{{ '<|im_end|>\\n' }}{% endfor %}")
+    conv = with_tool_call()
+    ids, labels = encode(tiny_tokenizer, tiny_model_dir, template, conv,
+                         eot_tokens=["<|im_end|>"])
+    # the arguments, stored as a JSON string, reach the template as an object
+    assert trained_runs(tiny_tokenizer, ids, labels) == [
+        '<call>weather {"city": "Oslo"}</call><|im_end|>', A2 + "<|im_end|>"]
+
+
+def test_role_names_keys_and_field_thinking_with_mappings(tiny_tokenizer, tiny_model_dir):
+    """Dataset role names (`gpt`, `model`, `bot`) are assistants, also in roles_to_train;
+    every message key reaches the template; a `field_thinking` the spec sets is used even
+    with `message_property_mappings`."""
+    tok = family_tokenizer(tiny_tokenizer, "qwen3")
+    conv = sharegpt(with_reasoning("thought"))
+    conv[2]["from"], conv[4]["from"] = "model", "bot"
+    conv[3]["mood"] = "curious"
+    tok.chat_template = thinking_template().replace(
+        "+ m.content + '<|im_end|>", "+ m.content + (m.mood or '') + '<|im_end|>")
+    ds = {"message_property_mappings": {"role": "from", "content": "value"},
+          "field_thinking": "thought", "roles_to_train": ["gpt"]}
+    ids, labels = encode(tok, tiny_model_dir, "tokenizer_default", conv, ds)
+    assert trained_runs(tok, ids, labels) == [A1 + "<|im_end|>",
+                                              R2 + THINK + A2 + "<|im_end|>"]
+    assert U2 + "curious<|im_end|>" in tok.decode(ids)
