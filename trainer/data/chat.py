@@ -4,8 +4,9 @@ The trained tokens follow Axolotl's rules and are found from the template's own 
 never from its layout, so they stay right for any template:
 
 - A turn trains when its message says so (`message_field_training`), else when it has a
-  `message_field_training_detail` (then only the characters that detail trains), else when
-  its role is in `roles_to_train` (default: assistant) or `train_on_inputs` is on.
+  character detail (`message_field_training_detail`, or content parts marked `train`; then
+  only the characters it trains), else when its role is in `roles_to_train` (default:
+  assistant) or `train_on_inputs` is on.
 - What trains of a turn is the text that changes when that turn alone is rendered with a
   stand-in for its content (turn_spans.py): the content, and with it the reasoning text and
   tool calls where the template writes them; never the role headers between turns.
