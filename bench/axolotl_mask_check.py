@@ -96,11 +96,14 @@ def rules(family: str) -> list[tuple[str, dict[str, Any], dict[str, Any], list[d
 
 
 def templates(family: str, tok: Any, axolotl_templates: dict[str, str]) -> dict[str, str]:
-    """Template text by label: the tokenizer's own, ft's named one (as ft resolves it),
-    Axolotl's file of that name."""
+    """Template text by label: the tokenizer's own, ft's template of that name (as on this
+    branch), Axolotl's file of that name."""
     name = {"chatml_eos": "chatml"}.get(family, family)
-    out = {"tokenizer_default": tok.chat_template,
-           f"ft:{name}": resolve_chat_template(name, tok).jinja,
+    own = tok.chat_template
+    tok.chat_template = None  # so the name resolves to ft's own template of that family
+    ours = resolve_chat_template(name, tok).jinja
+    tok.chat_template = own
+    out = {"tokenizer_default": own, f"ft:{name}": ours,
            f"axolotl:{name}": axolotl_templates[name]}
     if family == "qwen3":
         out["own:thinking_key=thinking"] = thinking_template("thinking")
