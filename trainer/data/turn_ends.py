@@ -53,7 +53,7 @@ class ClosingRule:
             for char_end, trained in turn_ends:
                 end = bisect_left(starts, char_end)
                 found = _first_of(ids, token_ids, end)
-                if found is None or found - end > MAX_GAP:
+                if found is None:
                     continue
                 last = found
                 if mode == "all" or (mode == "turn" and trained):
@@ -63,7 +63,9 @@ class ClosingRule:
 
 
 def _first_of(ids: list[int], wanted: frozenset[int], start: int) -> int | None:
-    for i in range(start, len(ids)):
+    """The first wanted token at or after `start` when it is at most MAX_GAP after it (one
+    further on is not this turn's, so the search stops there)."""
+    for i in range(start, min(start + MAX_GAP + 1, len(ids))):
         if ids[i] in wanted:
             return i
     return None

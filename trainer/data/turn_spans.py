@@ -10,7 +10,9 @@ reasoning text and tool calls; not the role header or the separators the templat
 
 Two stand-ins with different first and last characters: a template can glue one of its own
 characters to a stand-in when they happen to match (so the common prefix or suffix swallows
-it); the other stand-in then shows it, and the union of both diffs is the real span.
+it); the other stand-in then shows it, and the union of both diffs is the real span. The
+second render is needed only then: when the first diff begins and ends exactly where the
+first stand-in sits in its render, nothing was swallowed and the second cannot widen it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ def turn_span(render: Render, messages: list[dict[str, Any]], index: int, text: 
         start, end = differing_span(text, other)
         starts.append(start)
         ends.append(end)
+        at = other.find(stand_in)
+        if at == start and len(other) - at - len(stand_in) == len(text) - end:
+            break  # the diff is exactly the stand-in's place: nothing was swallowed
     start, end = min(starts), max(ends)
     return (start, end) if end > start else None
 
