@@ -44,7 +44,8 @@ def test_the_corpus_covers_each_feature_family():
     names = {p.stem for p in ACCEPTED}
     assert {f"deepspeed-{name}" for name in DEEPSPEED} <= names
     assert {"qlora-fsdp2", "alpaca-full-no-eval", "chat-llama3-lora-kernels",
-            "chat-qwen25-named-template", "pretraining-completion"} <= names
+            "chat-qwen25-named-template", "pretraining-completion",
+            "chat-thinking-fields"} <= names
     assert sorted(p.name for p in (CORPUS / "refused").glob("*.yml")) == sorted(REFUSED)
 
 
@@ -169,6 +170,43 @@ def test_named_template_chat_config_trains(tmp_path, tiny_model_dir):
     facts = summary(tmp_path / "out")
     assert facts["global_step"] == 3
     assert facts["model"]["attn_implementation"] == "sdpa"  # sdp_attention: true
+
+
+def test_thinking_fields_config_trains_the_reasoning_with_its_answer(tmp_path,
+                                                                     tiny_model_dir):
+    """chat-thinking-fields.yml on the tiny model, with a Qwen3-style thinking template
+    (the tiny tokenizer's own writes no reasoning): the reasoning read from `thinking`
+    trains with its answer, a `train: false` answer does not, and 3 steps train."""
+    from transformers import AutoTokenizer
+
+    from tests.chat_mask_cases import thinking_template
+    from tests.fixtures_tiny import trained_runs, write_jsonl
+    from trainer.data.formats import RowEncoder
+    from trainer.torch_free.training import TrainingConfig
+
+    rows = [{"messages": [
+        {"role": "user", "content": f"What is {i} plus {i}?"},
+        {"role": "assistant", "content": f"It is {2 * i}.", "train": False},
+        {"role": "user", "content": "Are you sure?"},
+        {"role": "assistant", "content": "Yes.", "thinking": f"{i} and {i} make {2 * i}."},
+    ]} for i in range(8)]
+    spec = yaml.safe_load((CORPUS / "chat-thinking-fields.yml").read_text())
+    spec["datasets"][0]["path"] = str(write_jsonl(tmp_path / "reasoning.jsonl", rows))
+    spec.update(base_model=str(tiny_model_dir), output_dir=str(tmp_path / "out"),
+                dataset_prepared_path=str(tmp_path / "prep"), max_steps=3,
+                chat_template="jinja", chat_template_jinja=thinking_template(), bf16=False)
+    path = tmp_path / "chat-thinking-fields.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = TrainingConfig(**spec)
+    out = RowEncoder(cfg.datasets[0], cfg, tok)({"messages": [rows[3]["messages"]]})
+    assert trained_runs(tok, out["input_ids"][0], out["labels"][0]) == [
+        "3 and 3 make 6.\n</think>\n\nYes.<|im_end|>"]
+
+    result = run_ft("train", str(path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert summary(tmp_path / "out")["global_step"] == 3
 
 
 def test_fsdp_offload_on_a_cpu_job_is_a_clear_error_at_validate_and_train_time():

@@ -33,7 +33,9 @@ BASE = "base_model: org/model\ndatasets:\n  - path: data.jsonl\n    type: alpaca
 VALIDATED_ONLY = {"plugins"}
 # Fields read through a TrainingConfig property, which is what the trainer consumes.
 VIA_PROPERTY = {"requested_attention": {"attn_implementation", "flash_attention",
-                                        "sdp_attention", "flex_attention", "eager_attention"}}
+                                        "sdp_attention", "flex_attention", "eager_attention"},
+                # the whole block goes to tokenizer.add_special_tokens (models/load.py)
+                "special_tokens": {"bos_token", "eos_token", "pad_token"}}
 # fsdp_config keys ft warns about when set (orchestrator/spec/rules.py ignored_settings).
 FSDP_WARNED = {"fsdp_version", *rules._FSDP1_ONLY, *rules._FSDP_PLAN_DECIDES}
 

@@ -2,7 +2,8 @@
 
 The tiny tokenizer gets each family's turn-closing token and loses its own template, so
 ft's template for the family is what renders; the trained tokens, decoded, must be exactly
-the assistant answers and the token that closes them.
+the assistant answers and the token that closes them. The tiny tokenizer's EOS is `</s>`,
+so (as in Axolotl) a family's own closing token trains when `eot_tokens` names it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def closer(tok: Any, name: str) -> str:
     return (FAMILIES[name].closing or (tok.eos_token,))[0]
 
 
+def eot(name: str) -> dict[str, Any]:
+    """`eot_tokens` naming the family's closing token (none for those that close with EOS)."""
+    closing = list(FAMILIES[name].closing)
+    return {"eot_tokens": closing} if closing else {}
+
+
 def test_every_family_has_an_expected_layout_here():
     assert set(ASSISTANT_OPENER) == set(FAMILIES)
 
@@ -92,7 +99,7 @@ def test_family_trains_exactly_the_answers_and_their_closing_token(
         tiny_tokenizer, tiny_model_dir, name):
     tok = family_tokenizer(tiny_tokenizer, name)
     chat = CHAT[1:] if name == "gemma" else CHAT
-    ids, labels = encode(tok, tiny_model_dir, name, {"messages": chat})
+    ids, labels = encode(tok, tiny_model_dir, name, {"messages": chat}, **eot(name))
     end = closer(tok, name)
     first_end = "" if name in CLOSED_AT_END_ONLY else end
     assert trained_runs(tok, ids, labels) == [A1 + first_end, A2 + end]
@@ -108,7 +115,7 @@ def test_family_trains_exactly_the_answers_and_their_closing_token(
 def test_roles_to_train_user_adds_the_user_turns(tiny_tokenizer, tiny_model_dir, name):
     tok = family_tokenizer(tiny_tokenizer, name)
     ids, labels = encode(tok, tiny_model_dir, name, {"messages": CHAT},
-                         {"roles_to_train": ["user", "assistant"]})
+                         {"roles_to_train": ["user", "assistant"]}, **eot(name))
     end = closer(tok, name)
     runs = trained_runs(tok, ids, labels)
     # Gemma writes the system text into the first user turn: that turn's content span
@@ -120,18 +127,18 @@ def test_train_on_eot_governs_turn_tokens_and_train_on_eos_the_eos(tiny_tokenize
                                                                    tiny_model_dir):
     tok = family_tokenizer(tiny_tokenizer, "llama3")
     ids, labels = encode(tok, tiny_model_dir, "llama3", {"messages": CHAT},
-                         {"train_on_eos": "none", "train_on_eot": "last"})
+                         {"train_on_eos": "none", "train_on_eot": "last"}, **eot("llama3"))
     assert trained_runs(tok, ids, labels) == [A1, A2 + "<|eot_id|>"]
     mistral = family_tokenizer(tiny_tokenizer, "mistral_v2v3")
     ids, labels = encode(mistral, tiny_model_dir, "mistral_v2v3", {"messages": CHAT},
-                         {"train_on_eos": "none", "train_on_eot": "all"})
-    assert trained_runs(mistral, ids, labels) == [A1, A2]  # EOS closes: train_on_eos rules
+                         {"train_on_eos": "last"})
+    assert trained_runs(mistral, ids, labels) == [A1, A2 + "</s>"]  # EOS closes its turns
 
 
 def test_train_on_eot_defaults_to_train_on_eos(tiny_tokenizer, tiny_model_dir):
     tok = family_tokenizer(tiny_tokenizer, "llama3")
     ids, labels = encode(tok, tiny_model_dir, "llama3", {"messages": CHAT},
-                         {"train_on_eos": "none"})
+                         {"train_on_eos": "none"}, **eot("llama3"))
     assert trained_runs(tok, ids, labels) == [A1, A2]
 
 
@@ -155,14 +162,16 @@ def test_an_eot_token_that_is_not_one_token_is_a_clear_error(tiny_tokenizer, tin
 def test_drop_system_message_and_field_messages(tiny_tokenizer, tiny_model_dir):
     tok = family_tokenizer(tiny_tokenizer, "llama3")
     ids, labels = encode(tok, tiny_model_dir, "llama3", {"conversations": CHAT},
-                         {"drop_system_message": True, "field_messages": "conversations"})
+                         {"drop_system_message": True, "field_messages": "conversations"},
+                         **eot("llama3"))
     assert SYSTEM not in tok.decode(ids)
     assert trained_runs(tok, ids, labels) == [A1 + "<|eot_id|>", A2 + "<|eot_id|>"]
 
 
 def test_qwen_25_adds_its_default_system_message(tiny_tokenizer, tiny_model_dir):
     tok = family_tokenizer(tiny_tokenizer, "qwen_25")
-    ids, labels = encode(tok, tiny_model_dir, "qwen_25", {"messages": CHAT[1:3]})
+    ids, labels = encode(tok, tiny_model_dir, "qwen_25", {"messages": CHAT[1:3]},
+                         **eot("qwen_25"))
     assert "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud." in tok.decode(ids)
     assert trained_runs(tok, ids, labels) == [A1 + "<|im_end|>"]
 

@@ -2,7 +2,8 @@
 
 Rows are encoded by the same `RowEncoder` that `prepare_data` maps over a dataset, with the
 tiny tokenizer (adds BOS on plain encoding; its own chat template also emits BOS; pad != eos;
-turns end with `<|im_end|>`).
+turns end with `<|im_end|>`, which is not EOS: as in Axolotl it trains only when
+`eot_tokens` names it, so the chat tests below that expect it name it).
 """
 
 from __future__ import annotations
@@ -51,13 +52,14 @@ def assert_single_bos(tok: Any, ids: list[int]) -> None:
 
 
 CHAT_DS = {"path": "x.jsonl", "type": "chat_template"}
+EOT = {"eot_tokens": ["<|im_end|>"]}
 
 
 @pytest.mark.parametrize("template", ["tokenizer_default", "chatml"])
 def test_chat_trains_exactly_the_assistant_answers_and_their_end_of_turn(
         tiny_tokenizer, tiny_model_dir, template):
     ids, labels = one(tiny_tokenizer, tiny_model_dir, CHAT_DS, {"messages": CHAT},
-                      chat_template=template)
+                      chat_template=template, **EOT)
     assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>", A2 + "<|im_end|>"]
     # Chat rows are encoded as rendered (as Axolotl does): tokenizer_default writes BOS
     # itself, chatml has none, and none is added.
@@ -84,7 +86,7 @@ def test_sharegpt_style_keys_via_message_property_mappings(tiny_tokenizer, tiny_
     ds = {**CHAT_DS, "field_messages": "conversations",
           "message_property_mappings": {"role": "from", "content": "value"}}
     ids, labels = one(tiny_tokenizer, tiny_model_dir, ds, {"conversations": conv},
-                      chat_template="chatml")
+                      chat_template="chatml", **EOT)
     assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>", A2 + "<|im_end|>"]
     assert "<|im_start|>assistant\n" in tiny_tokenizer.decode(ids)  # gpt -> assistant
 
@@ -95,14 +97,14 @@ def test_legacy_role_and_content_keys_and_custom_roles(tiny_tokenizer, tiny_mode
     ds = {**CHAT_DS, "message_field_role": "speaker", "message_field_content": "text",
           "roles": {"assistant": ["bot9"], "user": ["person"]}}
     ids, labels = one(tiny_tokenizer, tiny_model_dir, ds, {"messages": conv},
-                      chat_template="chatml")
+                      chat_template="chatml", **EOT)
     assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>", A2 + "<|im_end|>"]
 
 
 def test_roles_to_train_adds_user_turns(tiny_tokenizer, tiny_model_dir):
     ds = {**CHAT_DS, "roles_to_train": ["user", "assistant"]}
     ids, labels = one(tiny_tokenizer, tiny_model_dir, ds, {"messages": CHAT},
-                      chat_template="chatml")
+                      chat_template="chatml", **EOT)
     expected = [m["content"] + "<|im_end|>" for m in CHAT[1:]]
     assert trained_runs(tiny_tokenizer, ids, labels) == expected
 
@@ -113,18 +115,19 @@ def test_roles_to_train_adds_user_turns(tiny_tokenizer, tiny_model_dir):
     ("all", ["<|im_end|>", "<|im_end|>", A1 + "<|im_end|>", "<|im_end|>", A2 + "<|im_end|>"]),
 ])
 def test_train_on_eos_modes(tiny_tokenizer, tiny_model_dir, mode, expected):
+    # <|im_end|> is not EOS here: `train_on_eot` (which follows `train_on_eos`) decides.
     ids, labels = one(tiny_tokenizer, tiny_model_dir, {**CHAT_DS, "train_on_eos": mode},
-                      {"messages": CHAT}, chat_template="chatml")
+                      {"messages": CHAT}, chat_template="chatml", **EOT)
     assert trained_runs(tiny_tokenizer, ids, labels) == expected
 
 
 def test_chat_train_on_inputs_trains_everything_but_bos(tiny_tokenizer, tiny_model_dir):
-    # tokenizer_default: the tiny tokenizer's template writes BOS (chatml has none)
+    """As in Axolotl: every turn trains (system and user too) with its closing token; the
+    role headers the template writes between turns stay masked."""
     ids, labels = one(tiny_tokenizer, tiny_model_dir, CHAT_DS, {"messages": CHAT},
-                      chat_template="tokenizer_default", train_on_inputs=True)
-    assert ids[0] == tiny_tokenizer.bos_token_id
-    assert labels[0] == -100
-    assert labels[1:] == ids[1:]
+                      chat_template="chatml", train_on_inputs=True, **EOT)
+    assert trained_runs(tiny_tokenizer, ids, labels) == [m["content"] + "<|im_end|>"
+                                                          for m in CHAT]
 
 
 def test_trimming_template_with_bos_and_eos_as_end_of_turn(tiny_tokenizer, tiny_model_dir):
@@ -142,17 +145,22 @@ def test_trimming_template_with_bos_and_eos_as_end_of_turn(tiny_tokenizer, tiny_
 
 def test_default_system_message_is_added_when_missing(tiny_tokenizer, tiny_model_dir):
     ids, labels = one(tiny_tokenizer, tiny_model_dir, CHAT_DS, {"messages": CHAT[1:3]},
-                      chat_template="chatml", default_system_message="Be brief.")
+                      chat_template="chatml", default_system_message="Be brief.", **EOT)
     # chatml writes no BOS and none is added (as Axolotl encodes a chat row)
     assert tiny_tokenizer.decode(ids).startswith("<|im_start|>system\nBe brief.<|im_end|>")
     assert trained_runs(tiny_tokenizer, ids, labels) == [A1 + "<|im_end|>"]
 
 
-def test_template_that_rewrites_content_is_a_clear_error(tiny_tokenizer, tiny_model_dir):
-    template = "{% for m in messages %}{{ m['content'] | upper }}{% endfor %}"
-    with pytest.raises(ValueError, match="changes message contents"):
-        one(tiny_tokenizer, tiny_model_dir, {**CHAT_DS, "chat_template": template},
-            {"messages": CHAT})
+def test_a_template_that_rewrites_contents_trains_what_it_writes(tiny_tokenizer,
+                                                                 tiny_model_dir):
+    """Turns are found where the render changes, not by searching for the content: a
+    template that rewrites contents still trains exactly its assistant turns."""
+    template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] | upper }}"
+                "{{ eos_token if m['role'] == 'assistant' else '\n' }}{% endfor %}")
+    ids, labels = one(tiny_tokenizer, tiny_model_dir, {**CHAT_DS, "chat_template": template},
+                      {"messages": CHAT})
+    assert trained_runs(tiny_tokenizer, ids, labels) == [A1.upper() + "</s>",
+                                                          A2.upper() + "</s>"]
 
 
 def test_unknown_chat_template_name_lists_the_supported_ones(tiny_tokenizer, tiny_model_dir):

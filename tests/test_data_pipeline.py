@@ -224,7 +224,7 @@ def test_cache_misses_when_a_data_file_changes(tiny_tokenizer, tiny_model_dir, t
 
 def test_describe_rows_marks_masked_text_and_sample_starts(tiny_tokenizer, tiny_model_dir):
     prepared = _prep(tiny_tokenizer, tiny_model_dir, TINY_DATASETS[1:], chat_template="chatml",
-                     sample_packing=True)
+                     sample_packing=True, eot_tokens=["<|im_end|>"])
     text = describe_rows(prepared.train, tiny_tokenizer, n=1)
     assert "\u27e6<|im_start|>" in text  # masked prompt inside ⟦ ⟧ (chatml: no BOS)
     assert "\u2016" in text  # a packed row holds several samples

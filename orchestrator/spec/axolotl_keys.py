@@ -416,11 +416,6 @@ DATASET_REFUSED: dict[str, str] = {
              "shards_idx"),
     **_group("tool definitions (`field_tools`) are not supported; ft renders the turns in "
              "`field_messages` only", "field_tools"),
-    **_group("reasoning/thinking splits are not supported; thinking text inside an assistant "
-             "turn is trained with it (`roles_to_train`)", "field_thinking",
-             "template_thinking_key", "split_thinking"),
-    **_group("per-message training flags are not supported; use `roles_to_train`",
-             "message_field_training", "message_field_training_detail"),
     **dict.fromkeys(("logprobs_field", "temperature"), REFUSED["kd_alpha"]),
     # Axolotl's stepwise-supervised (process reward model) dataset schema.
     **dict.fromkeys(("step_separator", "max_completion_length", "train_on_last_step_only"),

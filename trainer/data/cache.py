@@ -23,7 +23,8 @@ from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
 # Bump when the meaning of the stored rows changes (masking rules, packing layout, ...).
 FORMAT_VERSION = 3  # 2: named chat templates per family, train_on_eot, eot_tokens
-# 3: named templates render as Axolotl's (ft's own jinja always), chat rows get no added BOS
+# 3: named templates render as Axolotl's (ft's own jinja always), chat rows get no added BOS,
+#    Axolotl's masking rules (turn diff spans, EOS-only closers)
 
 DATA_FIELDS = ("sequence_len", "sample_packing", "eval_sample_packing", "chat_template",
                "chat_template_jinja", "default_system_message", "train_on_inputs",

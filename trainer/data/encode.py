@@ -9,7 +9,10 @@ added here and only here, so BOS is never doubled and EOS is where the format as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from trainer.data.turn_ends import ClosingRule
 
 IGNORE = -100
 
@@ -18,16 +21,20 @@ Span = tuple[int, int]
 
 @dataclass(frozen=True)
 class RowText:
-    """One row as text. `eos`: append the EOS token, trained ("train") or masked ("mask")."""
+    """One row as text. `eos`: append the EOS token, trained ("train") or masked ("mask").
+
+    `add_bos`: prepend BOS when the tokenizer adds one on plain encoding (chat rows keep the
+    template's tokens as they are). `closing` marks the turn-closing tokens after each of
+    `turn_ends` (end character of a turn, whether it trains), which needs the tokens.
+    """
 
     text: str
     spans: list[Span] = field(default_factory=list)
     eos: Literal["train", "mask"] | None = None
     train_all: bool = False
-    # The text is the whole sequence, special tokens included: no BOS is added. A chat
-    # template writes BOS itself where its model has one, and Axolotl tokenizes the render
-    # as is (add_special_tokens=False), so the ids match its ids (never a second BOS).
-    as_rendered: bool = False
+    add_bos: bool = True
+    closing: ClosingRule | None = None
+    turn_ends: list[tuple[int, bool]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,9 @@ def encode_rendered(tokenizer: Any, ids_info: SpecialIds,
     for row, ids, offsets in zip(rows, enc["input_ids"], enc["offset_mapping"], strict=True):
         ids = list(ids)
         labels = list(ids) if row.train_all else mask_by_spans(ids, offsets, row.spans)
-        if ids_info.adds_bos and not row.as_rendered and (not ids or ids[0] != ids_info.bos):
+        if row.closing is not None:
+            row.closing.mark(ids, offsets, labels, row.turn_ends)
+        if row.add_bos and ids_info.adds_bos and (not ids or ids[0] != ids_info.bos):
             ids.insert(0, ids_info.bos)
             labels.insert(0, IGNORE)
         elif ids and ids[0] == ids_info.bos:

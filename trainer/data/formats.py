@@ -69,7 +69,6 @@ class RowEncoder:
                 spec.chat_template or cfg.chat_template, tokenizer,
                 jinja=spec.chat_template_jinja or cfg.chat_template_jinja)
             self.chat = ChatFormatter(spec, tokenizer, template.jinja,
-                                      closing_tokens=template.closing,
                                       train_on_inputs=self.train_on_inputs,
                                       system_message=cfg.default_system_message,
                                       eot_tokens=cfg.eot_tokens,

@@ -48,6 +48,21 @@ class DatasetSpec(_Strict):
     field_messages: str = Field("messages", description="Column holding the chat messages.")
     message_property_mappings: dict[str, str] | None = Field(
         None, description="Map of message keys, e.g. {role: from, content: value}.")
+    field_thinking: str | None = Field(
+        None, description="Message key holding the reasoning text (default: "
+        "reasoning_content); trained with its assistant turn where the template writes it.")
+    template_thinking_key: str | None = Field(
+        None, description="Name the chat template reads the reasoning text as, e.g. "
+        "reasoning_content or thinking (default: reasoning_content).")
+    split_thinking: bool | None = Field(
+        None, description="Cut a `<think>...</think>` block out of each assistant answer into "
+        "the reasoning key (`template_thinking_key`).")
+    message_field_training: str | None = Field(
+        None, description="Message key whose true/false says whether that turn trains "
+        "(overrides `roles_to_train` for that message).")
+    message_field_training_detail: str | None = Field(
+        None, description="Message key with a list of {begin_offset, end_offset, train}: "
+        "the characters of the content to train (offsets inclusive).")
     message_field_role: str | None = Field(None, description="Legacy: the role key of a message.")
     message_field_content: str | None = Field(
         None, description="Legacy: the content key of a message.")
@@ -56,7 +71,8 @@ class DatasetSpec(_Strict):
     roles_to_train: list[str] | None = Field(
         None, description="Roles whose tokens are trained (default: assistant).")
     train_on_eos: Literal["turn", "last", "all", "none"] | None = Field(
-        None, description="Which end-of-turn tokens are trained.")
+        None, description="Which EOS tokens are trained: turn (default: after each trained "
+        "turn), last, all or none.")
     chat_template: str | None = Field(None, description="Per-dataset chat template override.")
     chat_template_jinja: str | None = Field(
         None, description="Per-dataset jinja source for `chat_template: jinja`.")
@@ -184,8 +200,8 @@ class TrainingConfig(_Strict):
     chat_template_kwargs: dict[str, Any] | None = Field(
         None, description="Extra variables for the chat template (e.g. enable_thinking).")
     eot_tokens: list[str] | None = Field(
-        None, description="Tokens that end a turn (trained per `train_on_eot`); default: the "
-        "tokenizer's special tokens.")
+        None, description="Tokens that end a turn (trained per `train_on_eot`); default: "
+        "EOS alone.")
     default_system_message: str | None = None
     # adapter
     adapter: Literal["lora", "qlora"] | None = Field(None, description="Omit for a full "
