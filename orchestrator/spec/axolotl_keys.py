@@ -58,9 +58,12 @@ REFUSED: dict[str, str] = {
              "gptq", "qat", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
              "llmcompressor", "model_quantization_config", "model_quantization_config_kwargs",
              "nvfp4_merge_aware", "nvfp4_merge_aware_start_step", "use_onebitllms",
-             "quantize_moe_experts", "nonexpert_quantization", "moe_bnb_fast",
              "gemma4_fp8_nonexpert", "gemma4_nf4_nonexpert", "dsv4_fp8_nonexpert_mode",
              "dsv4_fp4_grouped_mode", "dsv4_fp8_lora_kernel", "dsv4_bf16_all"),
+    **_group("Axolotl's ScatterMoE kernel path for 4-bit experts (`moe_bnb_fast`) and its "
+             "per-model non-expert quantization policy (`nonexpert_quantization`) are not "
+             "supported; ft stores the experts 4-bit with `quantize_moe_experts` and the "
+             "other layers as `load_in_4bit` says", "moe_bnb_fast", "nonexpert_quantization"),
     **_group("tensor / context / sequence / expert parallelism is not supported; ft shards "
              "with FSDP (`fsdp_config`) or DeepSpeed ZeRO (`deepspeed`)",
              "tensor_parallel_size", "context_parallel_size", "sequence_parallel_degree",
@@ -100,7 +103,7 @@ REFUSED: dict[str, str] = {
     **_group("LoRA variants beyond `lora_*`, `peft_use_dora` and `peft_use_rslora` are not "
              "supported", "peft", "peft_init_lora_weights", "peft_layers_to_transform",
              "peft_layers_pattern", "peft_layer_replication", "peft_trainable_token_indices",
-             "lora_alpha_pattern", "lora_rank_pattern", "lora_target_parameters",
+             "lora_alpha_pattern", "lora_rank_pattern",
              "lora_fan_in_fan_out", "lora_on_cpu", "peft_ensure_weight_tying",
              "peft_autocast_adapter_dtype"),
     **_group("starting from an existing adapter (`lora_model_dir`) is not supported; merge it "
@@ -202,7 +205,7 @@ WARNED: dict[str, str] = {
                      "eval_sequence_len"), _EXTRA_EVAL),
     **dict.fromkeys(("use_kernels", "fused_attn_kernel", "lora_embedding_kernel",
                      "liger_rms_norm_gated", "use_scattermoe", "use_sonicmoe",
-                     "moe_grouped_backend", "moe_dequant_chunk_size", "experts_implementation",
+                     "moe_grouped_backend", "moe_dequant_chunk_size",
                      "expert_backend", "llama4_linearized_experts", "use_dsv4_kernels",
                      "dsv4_shared_mlp_lora_kernel", "gemma4_hybrid_attn_impl",
                      "use_glm_dsa_kernels", "dense_mixer", "hatchery", "sdpa_varlen",

@@ -25,6 +25,8 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
+from trainer.models.moe_load import expert_lora_targets, prepare_experts
+from trainer.models.moe_quantize import finish_after_adapter
 from trainer.models.source import (
     load_config,
     model_class,
@@ -163,6 +165,7 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
             cfg.base_model, dtype=precision.dtype,
             attn_implementation=choose_attention(cfg, precision.dtype),
             quantization_config=quant, **model_kwargs(cfg), **placement)
+    prepare_experts(cfg, model)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
@@ -176,6 +179,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         # the adapter's initial weights the same run after run, whatever the sharding.
         set_seed(cfg.seed)
         model = _add_adapter(cfg, model, precision.dtype)
+        if cfg.quantize_moe_experts:  # packed as the Linear layers' 4-bit weights are
+            finish_after_adapter(model, compute_dtype(cfg, precision))
     groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
     if groups:
         fuse_lora(model, groups)
@@ -233,12 +238,13 @@ def _resize_embeddings(cfg: TrainingConfig, model, vocab: int, mean_resizing: bo
                                       mean_resizing=mean_resizing)
 
 
-def lora_config(cfg: TrainingConfig):
+def lora_config(cfg: TrainingConfig, model=None):
     from peft import LoraConfig
 
     targets = "all-linear" if cfg.lora_target_linear else cfg.lora_target_modules
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, modules_to_save=cfg.lora_modules_to_save,
+                      target_modules=targets or [], modules_to_save=cfg.lora_modules_to_save,
+                      target_parameters=expert_lora_targets(cfg, model),
                       use_dora=cfg.peft_use_dora, use_rslora=cfg.peft_use_rslora,
                       bias="none", task_type="CAUSAL_LM")
 
@@ -251,7 +257,7 @@ def _add_adapter(cfg: TrainingConfig, model, training_dtype: torch.dtype):
             model, use_gradient_checkpointing=full_checkpointing(cfg))
         if training_dtype != torch.float32:  # mixed precision: autocast meets the fp32 norms
             _frozen_embeddings_in(model, training_dtype, trained=cfg.lora_modules_to_save or [])
-    model = get_peft_model(model, lora_config(cfg))
+    model = get_peft_model(model, lora_config(cfg, model))
     trainable, total = model.get_nb_trainable_parameters()
     log.info("adapter %s: %s trainable of %s parameters (%.2f%%)", cfg.adapter,
              f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))

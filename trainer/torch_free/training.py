@@ -142,6 +142,12 @@ class TrainingConfig(_Strict):
     load_in_4bit: bool = False
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
+    quantize_moe_experts: bool = Field(
+        False, description="QLoRA on a mixture-of-experts model: also store the routed "
+        "experts' fused weights bitsandbytes 4-bit (as `bnb_4bit_quant_type`).")
+    experts_implementation: Literal["eager", "grouped_mm", "batched_mm"] | None = Field(
+        None, description="transformers' kernel for a MoE model's experts; default: the "
+        "model's (grouped_mm where it runs).")
     attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] | None \
         = Field(None, description="Attention kernel; default: the best one installed.")
     flash_attention: bool | None = Field(None, description="Axolotl spelling of "
@@ -168,6 +174,9 @@ class TrainingConfig(_Strict):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | str | None = None
     lora_target_linear: bool | None = Field(None, description="Target every linear layer.")
+    lora_target_parameters: list[str] | str | None = Field(
+        None, description="LoRA on parameters, not layers: a MoE model's fused expert "
+        "weights, e.g. mlp.experts.gate_up_proj and mlp.experts.down_proj.")
     lora_modules_to_save: list[str] | None = None
     peft_use_dora: bool = False
     peft_use_rslora: bool = False

@@ -1,0 +1,37 @@
+"""What loading does for the mixture-of-experts keys: the experts kernel, 4-bit experts,
+and the expert parameters LoRA targets (trainer/models/load.py calls these two)."""
+
+from __future__ import annotations
+
+import logging
+
+from torch import nn
+
+from trainer.models.moe_experts import is_moe, set_experts_implementation, target_parameters
+from trainer.models.moe_quantize import quantize_experts
+from trainer.torch_free.errors import UserError
+from trainer.torch_free.training import TrainingConfig
+
+log = logging.getLogger("ft.moe")
+
+
+def prepare_experts(cfg: TrainingConfig, model: nn.Module) -> None:
+    """Right after loading, before peft: the experts kernel, then the 4-bit experts."""
+    set_experts_implementation(model, cfg.experts_implementation)
+    if not cfg.quantize_moe_experts:
+        return
+    if not is_moe(model):
+        raise UserError(f"`quantize_moe_experts: true` stores a mixture-of-experts model's "
+                        f"fused expert weights 4-bit; {type(model).__name__} has none "
+                        "(`load_in_4bit` already quantizes its Linear layers); remove the key")
+    quantize_experts(model, cfg.bnb_4bit_quant_type, cfg.bnb_4bit_use_double_quant)
+
+
+def expert_lora_targets(cfg: TrainingConfig, model: nn.Module | None) -> list[str] | None:
+    """`lora_target_parameters` as full parameter paths for peft (None: not asked)."""
+    wanted = cfg.lora_target_parameters
+    if not wanted:
+        return None
+    if model is None:
+        raise ValueError("lora_target_parameters needs the model to resolve its paths")
+    return target_parameters(model, [wanted] if isinstance(wanted, str) else list(wanted))
