@@ -25,7 +25,11 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
-from trainer.models.moe_load import expert_lora_targets, prepare_experts
+from trainer.models.moe_load import (
+    expert_lora_targets,
+    prepare_experts,
+    report_redirected_targets,
+)
 from trainer.models.moe_quantize import finish_after_adapter
 from trainer.models.source import (
     load_config,
@@ -258,6 +262,7 @@ def _add_adapter(cfg: TrainingConfig, model, training_dtype: torch.dtype):
         if training_dtype != torch.float32:  # mixed precision: autocast meets the fp32 norms
             _frozen_embeddings_in(model, training_dtype, trained=cfg.lora_modules_to_save or [])
     model = get_peft_model(model, lora_config(cfg, model))
+    report_redirected_targets(cfg, model)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("adapter %s: %s trainable of %s parameters (%.2f%%)", cfg.adapter,
              f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))

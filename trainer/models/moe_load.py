@@ -35,3 +35,22 @@ def expert_lora_targets(cfg: TrainingConfig, model: nn.Module | None) -> list[st
     if model is None:
         raise ValueError("lora_target_parameters needs the model to resolve its paths")
     return target_parameters(model, [wanted] if isinstance(wanted, str) else list(wanted))
+
+
+def report_redirected_targets(cfg: TrainingConfig, peft_model: nn.Module) -> list[str]:
+    """peft, on transformers 5, reads a `lora_target_modules` entry that ends in a
+    pre-fusion expert name (`gate_proj`, `up_proj`, `down_proj`; Mixtral's `w1`..`w3`) as
+    the routed experts' fused parameter, also where the entry meant a Linear layer (GLM's
+    `shared_experts.gate_proj`): say so, naming the entries, instead of training something
+    else without a word. Returns the redirected entries."""
+    wanted = cfg.lora_target_modules
+    if not wanted or isinstance(wanted, str) or not is_moe(peft_model):
+        return []
+    kept = getattr(peft_model.peft_config["default"], "target_modules", None) or set()
+    redirected = [t for t in wanted if t not in kept]
+    if redirected:
+        log.warning("`lora_target_modules` %s: peft puts these on the routed experts' fused "
+                    "weights (transformers 5 fused the per-expert layers of those names), "
+                    "not on Linear layers of that name; list the experts in "
+                    "`lora_target_parameters` and leave these out", redirected)
+    return redirected

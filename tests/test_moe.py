@@ -1,0 +1,146 @@
+"""Mixture-of-experts models (trainer/models/moe_*.py) on tiny offline models of three
+families: the corpus configs train 3 steps with LoRA on attention and experts, QLoRA with
+4-bit experts, the router's load-balancing loss counts, one config trains on two emulated
+nodes with FSDP2, and merge-lora / inference work on the result."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from tests.cli_runner import run_ft
+from tests.test_axolotl_corpus import CORPUS
+from tests.train_helpers import TINY_DATA, free_port, summary
+
+
+@pytest.fixture(scope="session")
+def tiny_moe(tmp_path_factory):
+    """family -> directory of a tiny model of it (built once per session)."""
+    from trainer.models.tiny_moe import FAMILIES, build_tiny_moe
+
+    root = tmp_path_factory.getbasetemp() / "tiny-moe"
+    return {family: build_tiny_moe(root / family, family) for family in FAMILIES}
+
+
+def _tiny_moe_spec(name: str, tmp_path: Path, model_dir: Path, data: str, **changes) -> Path:
+    """The corpus config with only the model, data, output swapped (and `changes`)."""
+    spec = yaml.safe_load((CORPUS / name).read_text())
+    spec["base_model"] = str(model_dir)
+    spec["datasets"] = [{"path": str(TINY_DATA / data),
+                         "type": "chat_template" if data == "chat.jsonl" else "alpaca"}]
+    spec.pop("chat_template", None)
+    spec.update(output_dir=str(tmp_path / "out"), dataset_prepared_path=str(tmp_path / "prep"),
+                max_steps=3, sequence_len=256, sample_packing=False, **changes)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def _train(spec: Path) -> dict:
+    result = run_ft("train", str(spec))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return summary(Path(yaml.safe_load(spec.read_text())["output_dir"]))
+
+
+def _expert_adapter_tensors(out: Path) -> dict:
+    saved = load_file(out / "adapter_model.safetensors")
+    return {k: v for k, v in saved.items() if ".mlp.experts." in k}
+
+
+def test_mixtral_lora_on_attention_and_experts_trains_and_merges(tmp_path, tiny_moe):
+    spec = _tiny_moe_spec("moe-mixtral-lora-router-loss.yml", tmp_path, tiny_moe["mixtral"],
+                          "alpaca.jsonl", gradient_checkpointing=False)
+    facts = _train(spec)
+    assert facts["global_step"] == 3
+    out = tmp_path / "out"
+    experts = _expert_adapter_tensors(out)
+    # gate_up_proj nests inside down_proj as peft nests them on the plain model
+    assert {k.split("mlp.experts.")[1] for k in experts} == {
+        "base_layer.lora_A.weight", "base_layer.lora_B.weight", "lora_A.weight",
+        "lora_B.weight"}
+    assert any(v.abs().sum() > 0 for k, v in experts.items() if "lora_B" in k)
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert sorted({p.rsplit(".", 1)[1] for p in config["target_parameters"]}) == \
+        ["down_proj", "gate_up_proj"]
+    merged = run_ft("merge-lora", str(spec))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    _merged_equals_adapter(out, tiny_moe["mixtral"])
+    answer = run_ft("inference", str(spec), "--prompt", "Name a colour.",
+                    "--max-new-tokens", "4")
+    assert answer.returncode == 0, answer.stderr[-3000:]
+
+
+def _merged_equals_adapter(out: Path, base_dir: Path) -> None:
+    """The merged model computes what base + adapter computes (the experts' deltas are in
+    the merged 3-D weights)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(base_dir)
+        plain = base(input_ids=ids).logits
+        adapted = PeftModel.from_pretrained(base, out)(input_ids=ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged")(input_ids=ids).logits
+    assert not torch.allclose(adapted, plain, atol=1e-5), "the adapter changed nothing"
+    torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
+
+
+def test_qwen3_moe_qlora_with_4bit_experts_trains(tmp_path, tiny_moe):
+    spec = _tiny_moe_spec("moe-qwen3-qlora-experts.yml", tmp_path, tiny_moe["qwen3_moe"],
+                          "chat.jsonl", experts_implementation="eager")
+    result = run_ft("train", str(spec))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "quantize_moe_experts: 4 expert weights stored 4-bit (nf4)" in result.stderr
+    assert "experts implementation: eager" in result.stderr
+    out = tmp_path / "out"
+    experts = _expert_adapter_tensors(out)
+    assert len(experts) == 8  # 2 layers x 2 parameters x (A, B)
+    assert all(v.abs().sum() > 0 for k, v in experts.items() if "lora_B" in k), \
+        "an expert adapter got no gradient"
+    # It loads onto the unquantized base, as `ft merge-lora` does.
+    merged = run_ft("merge-lora", str(spec))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+
+
+def test_glm4_moe_qlora_with_4bit_experts_trains_on_two_emulated_nodes(tmp_path, tiny_moe):
+    spec = _tiny_moe_spec("moe-glm45-qlora-fsdp2.yml", tmp_path, tiny_moe["glm4_moe"],
+                          "alpaca.jsonl", micro_batch_size=2, gradient_accumulation_steps=1,
+                          launch={"name": "moe", "nodes": 2, "gpus_per_node": 0})
+    result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2",
+                    "--master-port", str(free_port()), env={**os.environ})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    assert "FSDP2 FULL_SHARD: 2 Glm4MoeDecoderLayer layers sharded over 2 ranks" in \
+        result.stdout + result.stderr
+    out = tmp_path / "out"
+    assert summary(out)["global_step"] == 3
+    experts = _expert_adapter_tensors(out)
+    # whole tensors, not one rank's shard: lora_A of gate_up_proj is (r * experts, hidden)
+    assert experts["base_model.model.model.layers.1.mlp.experts.base_layer.lora_A.weight"
+                   ].shape == (16 * 4, 64)
+
+
+def test_a_target_module_peft_moves_onto_the_experts_is_named(tiny_moe, caplog):
+    """peft maps `shared_experts.gate_proj` on GLM-4-MoE to the routed experts' fused
+    weight; ft says so instead of training something else silently."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tests.fixtures_tiny import make_cfg
+    from trainer.models.load import lora_config
+    from trainer.models.moe_load import report_redirected_targets
+
+    cfg = make_cfg(tiny_moe["glm4_moe"], [{"path": "x.jsonl", "type": "alpaca"}],
+                   adapter="lora", lora_target_modules=[
+                       "q_proj", "shared_experts.gate_proj", "shared_experts.up_proj"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_moe["glm4_moe"])
+    peft_model = get_peft_model(model, lora_config(cfg, model))
+    assert report_redirected_targets(cfg, peft_model) == [
+        "shared_experts.gate_proj", "shared_experts.up_proj"]
+    assert "peft puts these on the routed experts' fused weights" in caplog.text
