@@ -144,3 +144,40 @@ def test_a_target_module_peft_moves_onto_the_experts_is_named(tiny_moe, caplog):
     assert report_redirected_targets(cfg, peft_model) == [
         "shared_experts.gate_proj", "shared_experts.up_proj"]
     assert "peft puts these on the routed experts' fused weights" in caplog.text
+
+
+def test_router_load_balancing_loss_is_part_of_the_training_loss(tmp_path):
+    """A config with `output_router_logits` (Axolotl sets it under `model_config`) adds
+    `router_aux_loss_coef` x the load-balancing loss to the loss ft trains on."""
+    import torch
+
+    from tests.fixtures_tiny import make_cfg
+    from trainer.models.load import choose_precision, load_model, load_tokenizer
+    from trainer.models.tiny_moe import build_tiny_moe
+
+    model_dir = build_tiny_moe(tmp_path / "mixtral", "mixtral", output_router_logits=True,
+                               router_aux_loss_coef=0.5)
+    cfg = make_cfg(model_dir, [{"path": "x.jsonl", "type": "alpaca"}], adapter="lora",
+                   lora_target_modules=["q_proj"], lora_target_parameters=[
+                       "mlp.experts.gate_up_proj"])
+    tokenizer = load_tokenizer(cfg)
+    model, _ = load_model(cfg, tokenizer, choose_precision(cfg))
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        with_aux = model(input_ids=ids, labels=ids)
+        without = model(input_ids=ids, labels=ids, output_router_logits=False)
+    assert with_aux.aux_loss > 0
+    assert with_aux.loss - without.loss == pytest.approx(0.5 * with_aux.aux_loss.item(),
+                                                         rel=1e-4)
+
+
+def test_cut_cross_entropy_refuses_to_drop_the_router_loss(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from trainer.kernels.cut_cross_entropy import patch_model
+    from trainer.models.tiny_moe import build_tiny_moe
+    from trainer.torch_free.errors import UserError
+
+    model_dir = build_tiny_moe(tmp_path / "mixtral", "mixtral", output_router_logits=True)
+    with pytest.raises(UserError, match="router load-balancing loss"):
+        patch_model(AutoModelForCausalLM.from_pretrained(model_dir))
