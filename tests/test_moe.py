@@ -181,3 +181,25 @@ def test_cut_cross_entropy_refuses_to_drop_the_router_loss(tmp_path):
     model_dir = build_tiny_moe(tmp_path / "mixtral", "mixtral", output_router_logits=True)
     with pytest.raises(UserError, match="router load-balancing loss"):
         patch_model(AutoModelForCausalLM.from_pretrained(model_dir))
+
+
+def test_the_gpu_moe_bench_runs_its_tiny_path(tmp_path, tiny_moe):
+    """bench/moe_bench.py is the GPU proof (30B-A3B shapes); its `--tiny` path runs the same
+    code here, so the script cannot rot between GPU sessions."""
+    import subprocess
+    import sys
+
+    from tests.cli_runner import REPO
+
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench/moe_bench.py"), "--tiny", "--steps", "3",
+         "--warm", "1", "--seq", "128", "--work", str(tmp_path),
+         "--model", str(tiny_moe["qwen3_moe"])],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    assert record["bench"] == "moe-qlora" and record["timed_steps"] == "2-3"
+    assert record["tokens_per_s"] > 0 and record["experts_implementation"] == "grouped_mm"
+    assert record["loss_first"] > 0 and record["loss_last"] > 0
+    assert record["packed_expert_gib"] >= 0
