@@ -75,9 +75,9 @@ def test_mixtral_lora_on_attention_and_experts_trains_and_merges(tmp_path, tiny_
     assert answer.returncode == 0, answer.stderr[-3000:]
 
 
-def _merged_equals_adapter(out: Path, base_dir: Path) -> None:
+def _merged_equals_adapter(out: Path, base_dir: Path, tolerance: float = 1e-4) -> None:
     """The merged model computes what base + adapter computes (the experts' deltas are in
-    the merged 3-D weights)."""
+    the merged 3-D weights); `tolerance` for a merge stored in bf16 (QLoRA's)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -87,9 +87,10 @@ def _merged_equals_adapter(out: Path, base_dir: Path) -> None:
         base = AutoModelForCausalLM.from_pretrained(base_dir)
         plain = base(input_ids=ids).logits
         adapted = PeftModel.from_pretrained(base, out)(input_ids=ids).logits
-        merged = AutoModelForCausalLM.from_pretrained(out / "merged")(input_ids=ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged", dtype=torch.float32)(
+            input_ids=ids).logits
     assert not torch.allclose(adapted, plain, atol=1e-5), "the adapter changed nothing"
-    torch.testing.assert_close(merged, adapted, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(merged, adapted, atol=tolerance, rtol=tolerance)
 
 
 def test_qwen3_moe_qlora_with_4bit_experts_trains(tmp_path, tiny_moe):
@@ -104,9 +105,25 @@ def test_qwen3_moe_qlora_with_4bit_experts_trains(tmp_path, tiny_moe):
     assert len(experts) == 8  # 2 layers x 2 parameters x (A, B)
     assert all(v.abs().sum() > 0 for k, v in experts.items() if "lora_B" in k), \
         "an expert adapter got no gradient"
-    # It loads onto the unquantized base, as `ft merge-lora` does.
+    # The adapter is the one peft builds on the unquantized base (names and shapes), so
+    # `ft merge-lora` merges it there.
+    assert _plain_adapter_shapes(tiny_moe["qwen3_moe"], out) == {
+        k: tuple(v.shape) for k, v in load_file(out / "adapter_model.safetensors").items()}
     merged = run_ft("merge-lora", str(spec))
     assert merged.returncode == 0, merged.stderr[-3000:]
+    _merged_equals_adapter(out, tiny_moe["qwen3_moe"], tolerance=2e-2)
+
+
+def _plain_adapter_shapes(base_dir: Path, out: Path) -> dict:
+    """{tensor name: shape} of the adapter peft builds from `out`'s adapter_config on the
+    plain (unquantized) base, as a saved adapter names them."""
+    from peft import LoraConfig, get_peft_model
+    from peft.utils import get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    config = LoraConfig.from_pretrained(out)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), config)
+    return {k: tuple(v.shape) for k, v in get_peft_model_state_dict(model).items()}
 
 
 def test_glm4_moe_qlora_with_4bit_experts_trains_on_two_emulated_nodes(tmp_path, tiny_moe):
@@ -167,6 +184,8 @@ def test_router_load_balancing_loss_is_part_of_the_training_loss(tmp_path):
         with_aux = model(input_ids=ids, labels=ids)
         without = model(input_ids=ids, labels=ids, output_router_logits=False)
     assert with_aux.aux_loss > 0
+    routers = [p for name, p in model.named_parameters() if name.endswith("mlp.gate.weight")]
+    assert routers and not any(p.requires_grad for p in routers), "a router would train"
     assert with_aux.loss - without.loss == pytest.approx(0.5 * with_aux.aux_loss.item(),
                                                          rel=1e-4)
 
