@@ -98,7 +98,8 @@ def test_qwen3_moe_qlora_with_4bit_experts_trains(tmp_path, tiny_moe):
                           "chat.jsonl", experts_implementation="eager")
     result = run_ft("train", str(spec))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "quantize_moe_experts: 4 expert weights stored 4-bit (nf4)" in result.stderr
+    assert "quantize_moe_experts: 4 expert weights stored 4-bit (nf4), 4 of them while " \
+        "loading" in result.stderr
     assert "experts implementation: eager" in result.stderr
     out = tmp_path / "out"
     experts = _expert_adapter_tensors(out)
@@ -222,3 +223,24 @@ def test_the_gpu_moe_bench_runs_its_tiny_path(tmp_path, tiny_moe):
     assert record["tokens_per_s"] > 0 and record["experts_implementation"] == "grouped_mm"
     assert record["loss_first"] > 0 and record["loss_last"] > 0
     assert record["packed_expert_gib"] >= 0
+
+
+def test_experts_packed_while_loading_equal_those_packed_after(tiny_moe):
+    """Packing each expert weight as transformers places it (so the bf16 experts never sit
+    in memory all at once) gives the same model as packing after loading."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer.models.moe_quantize import packing_experts_while_loading, quantize_experts
+
+    with packing_experts_while_loading(True, "nf4", True):
+        early = AutoModelForCausalLM.from_pretrained(tiny_moe["qwen3_moe"])
+    assert quantize_experts(early) == 4  # all four already packed, none left to do
+    late = AutoModelForCausalLM.from_pretrained(tiny_moe["qwen3_moe"])
+    assert quantize_experts(late) == 4
+    ids = torch.arange(3, 40).unsqueeze(0)
+    with torch.no_grad():
+        assert torch.equal(early(input_ids=ids).logits, late(input_ids=ids).logits)
+    import transformers.core_model_loading as loading
+
+    assert loading.set_param_for_module.__name__ == "set_param_for_module"  # restored

@@ -30,7 +30,7 @@ from trainer.models.moe_load import (
     prepare_experts,
     report_redirected_targets,
 )
-from trainer.models.moe_quantize import finish_after_adapter
+from trainer.models.moe_quantize import finish_after_adapter, packing_experts_while_loading
 from trainer.models.source import (
     load_config,
     model_class,
@@ -165,10 +165,12 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         placement = {"device_map": {"": device}} if (quant is not None and device) else {}
         if cfg.base_model_config:
             placement["config"] = load_config(cfg)
-        model = model_class(cfg).from_pretrained(
-            cfg.base_model, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
-            quantization_config=quant, **model_kwargs(cfg), **placement)
+        with packing_experts_while_loading(cfg.quantize_moe_experts, cfg.bnb_4bit_quant_type,
+                                           cfg.bnb_4bit_use_double_quant):
+            model = model_class(cfg).from_pretrained(
+                cfg.base_model, dtype=precision.dtype,
+                attn_implementation=choose_attention(cfg, precision.dtype),
+                quantization_config=quant, **model_kwargs(cfg), **placement)
     prepare_experts(cfg, model)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id

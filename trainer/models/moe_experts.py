@@ -23,7 +23,14 @@ log = logging.getLogger("ft.moe")
 def expert_modules(model: nn.Module) -> dict[str, nn.Module]:
     """name -> module holding fused 3-D expert weights (parametrized ones included)."""
     return {name: module for name, module in model.named_modules()
-            if any(p.dim() == 3 for p in _own_weights(module).values())}
+            if is_experts(name, module) and
+            any(p.dim() == 3 for p in _own_weights(module).values())}
+
+
+def is_experts(name: str, module: nn.Module) -> bool:
+    """By name: a 3-D weight is not always an expert stack (a Mamba layer's conv1d weight
+    is 3-D too, as in Nemotron-H)."""
+    return "expert" in name.rsplit(".", 1)[-1].lower() or "Expert" in type(module).__name__
 
 
 def _own_weights(module: nn.Module) -> dict:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.utils.parametrize as parametrize
 from torch import nn
 
-from trainer.models.moe_experts import expert_modules, nest_in_definition_order
+from trainer.models.moe_experts import expert_modules, is_experts, nest_in_definition_order
 
 log = logging.getLogger("ft.moe")
 
@@ -37,29 +37,73 @@ def quantize_experts(model: nn.Module, quant_type: str = "nf4",
                      double_quant: bool = True) -> int:
     """Pack every 3-D expert weight of `model` in place; returns how many were packed.
     Biases (2-D) and routers stay as they are; already packed weights are skipped."""
-    from bitsandbytes import functional as bnbf
-    from bitsandbytes.nn.parametrize import Bnb4bitParametrization
-
     count = 0
     for module in expert_modules(model).values():
         names = [n for n, p in module.named_parameters(recurse=False) if p.dim() == 3]
-        if not names:
-            continue
+        for name in names:
+            pack_parameter(module, name, quant_type, double_quant)
+            count += 1
+    packed = sum(len(getattr(m, "parametrizations", {})) for m in expert_modules(model).values())
+    if packed:
+        log.info("quantize_moe_experts: %d expert weights stored 4-bit (%s)%s", packed,
+                 quant_type, f", {packed - count} of them while loading" if packed > count
+                 else "")
+    return packed
+
+
+def pack_parameter(module: nn.Module, name: str, quant_type: str, double_quant: bool) -> None:
+    """Replace `module.<name>` by its 4-bit packing behind a dequantizing parametrization."""
+    from bitsandbytes import functional as bnbf
+    from bitsandbytes.nn.parametrize import Bnb4bitParametrization
+
+    if not hasattr(module, "_ft_definition_order"):
         # peft nests two adapters on one module by this order (trainer/models/moe_experts.py)
         module._ft_definition_order = list(module._parameters)
-        for name in names:
-            weight = getattr(module, name)
-            packed, state = bnbf.quantize_4bit(weight.data, quant_type=quant_type,
-                                               compress_statistics=double_quant)
-            setattr(module, name, nn.Parameter(packed, requires_grad=False))
-            del weight
-            parametrize.register_parametrization(module, name, Bnb4bitParametrization(state),
-                                                 unsafe=True)
-            count += 1
-        _cache_within_forward(module)
-    if count:
-        log.info("quantize_moe_experts: %d expert weights stored 4-bit (%s)", count, quant_type)
-    return count
+    weight = getattr(module, name)
+    packed, state = bnbf.quantize_4bit(weight.data, quant_type=quant_type,
+                                       compress_statistics=double_quant)
+    setattr(module, name, nn.Parameter(packed, requires_grad=False))
+    del weight
+    parametrize.register_parametrization(module, name, Bnb4bitParametrization(state),
+                                         unsafe=True)
+    _cache_within_forward(module)
+
+
+@contextmanager
+def packing_experts_while_loading(enabled: bool, quant_type: str, double_quant: bool):
+    """Pack each expert weight as soon as transformers has placed it, so the bf16 experts
+    never all sit in memory at once (a 106B MoE's would not fit one GPU, its 4-bit ones
+    do); and skip transformers' allocator warm-up, which reserves the bf16 size of every
+    weight up front. Both are transformers internals (5.x): where they are missing, the
+    weights load in bf16 and `quantize_experts` packs them after loading."""
+    import transformers.core_model_loading as loading
+    import transformers.modeling_utils as modeling
+
+    place = getattr(loading, "set_param_for_module", None)
+    warmup = getattr(modeling, "caching_allocator_warmup", None)
+    if not enabled or place is None or warmup is None:
+        yield
+        return
+
+    def place_and_pack(model, target_name, param_value, *args, **kwargs):
+        place(model, target_name, param_value, *args, **kwargs)
+        path, _, name = target_name.rpartition(".")
+        module = model.get_submodule(path) if path else model
+        weight = module._parameters.get(name)
+        if weight is not None and weight.dim() == 3 and is_experts(path, module):
+            pack_parameter(module, name, quant_type, double_quant)
+
+    loading.set_param_for_module = place_and_pack
+    modeling.caching_allocator_warmup = _no_warmup
+    try:
+        yield
+    finally:
+        loading.set_param_for_module = place
+        modeling.caching_allocator_warmup = warmup
+
+
+def _no_warmup(*args, **kwargs) -> None:
+    return None
 
 
 def finish_after_adapter(model: nn.Module, compute_dtype: torch.dtype) -> None:
