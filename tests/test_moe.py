@@ -244,3 +244,33 @@ def test_experts_packed_while_loading_equal_those_packed_after(tiny_moe):
     import transformers.core_model_loading as loading
 
     assert loading.set_param_for_module.__name__ == "set_param_for_module"  # restored
+
+
+def test_moe_keys_on_a_dense_model_are_refused_by_name(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from tests.fixtures_tiny import make_cfg
+    from trainer.models.moe_load import prepare_experts
+    from trainer.torch_free.errors import UserError
+
+    dense = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    data = [{"path": "x.jsonl", "type": "alpaca"}]
+    with pytest.raises(UserError, match="`quantize_moe_experts: true` .* LlamaForCausalLM has "
+                       "none"):
+        prepare_experts(make_cfg(tiny_model_dir, data, quantize_moe_experts=True), dense)
+    with pytest.raises(UserError, match="`experts_implementation: eager` needs a mixture"):
+        prepare_experts(make_cfg(tiny_model_dir, data, experts_implementation="eager"), dense)
+
+
+def test_lora_target_parameters_that_match_nothing_list_the_experts(tiny_moe):
+    from transformers import AutoModelForCausalLM
+
+    from trainer.models.moe_experts import target_parameters
+    from trainer.torch_free.errors import UserError
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_moe["mixtral"])
+    assert target_parameters(model, ["experts.down_proj"]) == [
+        "model.layers.0.mlp.experts.down_proj", "model.layers.1.mlp.experts.down_proj"]
+    with pytest.raises(UserError, match=r"\['mlp.experts.w1'\] match no expert parameter .* "
+                       r"\['mlp.experts.down_proj', 'mlp.experts.gate_up_proj'\]"):
+        target_parameters(model, ["mlp.experts.w1"])
