@@ -138,6 +138,22 @@ def test_glm4_moe_qlora_with_4bit_experts_trains_on_two_emulated_nodes(tmp_path,
         result.stdout + result.stderr
     out = tmp_path / "out"
     assert summary(out)["global_step"] == 3
+    # Sharding changes nothing: the same global batch of 4 in one process, unsharded.
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    one = _tiny_moe_spec("moe-glm45-qlora-fsdp2.yml", alone, tiny_moe["glm4_moe"],
+                         "alpaca.jsonl", micro_batch_size=4, gradient_accumulation_steps=1)
+    text = yaml.safe_load(one.read_text())
+    for key in ("fsdp_version", "fsdp_config"):
+        text.pop(key)
+    one.write_text(yaml.safe_dump(text, sort_keys=False))
+    reference = _train(one)
+    # Gradient norms within 1%: a sharded 4-bit model gathers its adapters in bf16
+    # (trainer/distributed/fsdp.py), one process keeps them fp32.
+    for key, tolerance in (("loss", 1e-4), ("grad_norm", 1e-2)):
+        sharded = [e[key] for e in summary(out)["log_history"] if key in e]
+        whole = [e[key] for e in reference["log_history"] if key in e]
+        assert len(sharded) == 3 and sharded == pytest.approx(whole, rel=tolerance), key
     experts = _expert_adapter_tensors(out)
     # whole tensors, not one rank's shard: lora_A of gate_up_proj is (r * experts, hidden)
     assert experts["base_model.model.model.layers.1.mlp.experts.base_layer.lora_A.weight"
