@@ -64,3 +64,12 @@ def test_axolotls_scattermoe_only_keys_name_what_ft_does_instead():
     msgs = _problems("moe_bnb_fast: true\n")
     assert any("ft stores the experts 4-bit with `quantize_moe_experts`" in m for m in msgs)
     assert not any("beyond bitsandbytes" in m for m in _problems("nonexpert_quantization: nf4\n"))
+
+
+def test_axolotls_plugin_experts_kernels_fall_back_to_transformers_with_a_note():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SpecWarning)
+        spec = parse_spec(BASE + "experts_implementation: scattermoe\n", "spec.yaml")
+    assert spec.training.experts_implementation is None
+    assert any("`experts_implementation: scattermoe` is Axolotl's kernel plugin" in str(w.message)
+               for w in caught)

@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrator.spec import axolotl_keys as keys
 from orchestrator.spec import pretraining
+from orchestrator.spec.moe_rules import plugin_experts_kernel
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
 from trainer.torch_free.deepspeed_files import axolotl_refusal
 from trainer.torch_free.errors import Problem
@@ -43,6 +44,7 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
                 for i, entry in enumerate(out.data[section])]
     _deepspeed_name(out.data, lines, out)
     _plugins(out.data, lines, out)
+    out.notes += plugin_experts_kernel(out.data)
     return out
 
 

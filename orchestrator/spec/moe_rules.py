@@ -10,6 +10,22 @@ from trainer.torch_free.training import TrainingConfig
 
 Rule = tuple[tuple[str, ...], str]
 
+# Axolotl's own experts kernels (its KernelsPlugin: `use_scattermoe`, `use_sonicmoe`).
+PLUGIN_KERNELS = ("scattermoe", "sonicmoe")
+
+
+def plugin_experts_kernel(data: dict) -> list[str]:
+    """`experts_implementation: scattermoe` / `sonicmoe` name Axolotl's kernel plugin, which
+    computes the same experts faster: the value is dropped (the model's default kernel
+    runs) and the user hears it. Returns the notes."""
+    value = data.get("experts_implementation")
+    if value not in PLUGIN_KERNELS:
+        return []
+    del data["experts_implementation"]
+    return [f"`experts_implementation: {value}` is Axolotl's kernel plugin, which ft does not "
+            "have; the experts run on transformers' kernel (grouped_mm where it runs); set "
+            "`eager`, `grouped_mm` or `batched_mm` to choose"]
+
 
 def moe_problems(t: TrainingConfig) -> Iterator[Rule]:
     if t.quantize_moe_experts:
