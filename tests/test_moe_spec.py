@@ -73,3 +73,15 @@ def test_axolotls_plugin_experts_kernels_fall_back_to_transformers_with_a_note()
     assert spec.training.experts_implementation is None
     assert any("`experts_implementation: scattermoe` is Axolotl's kernel plugin" in str(w.message)
                for w in caught)
+
+
+def test_bnb_config_kwargs_entries_ft_has_are_read_as_its_keys():
+    """Axolotl's MoE examples set double quantization through `bnb_config_kwargs`."""
+    t = _parse("load_in_4bit: true\nadapter: qlora\nbnb_config_kwargs:\n"
+               "  bnb_4bit_use_double_quant: false\n  bnb_4bit_quant_type: fp4\n").training
+    assert (t.bnb_4bit_use_double_quant, t.bnb_4bit_quant_type) == (False, "fp4")
+    (msg,) = _problems("bnb_config_kwargs:\n  llm_int8_threshold: 6.0\n")
+    assert msg.startswith("`bnb_config_kwargs` entries other than `bnb_4bit_quant_type`")
+    (msg,) = _problems("bnb_4bit_quant_type: nf4\nbnb_config_kwargs:\n"
+                       "  bnb_4bit_quant_type: fp4\n")
+    assert "disagrees with `bnb_4bit_quant_type: nf4`; keep one" in msg

@@ -112,8 +112,9 @@ REFUSED: dict[str, str] = {
              "changed config.json and point `base_model` at it",
              "overrides_of_model_config", "overrides_of_model_kwargs", "rope_scaling",
              "cls_model_config", "model_config_type", "model_config", "model_kwargs"),
-    **_group("`bnb_config_kwargs` is not supported; use `bnb_4bit_quant_type` and "
-             "`bnb_4bit_use_double_quant`", "bnb_config_kwargs"),
+    **_group("`bnb_config_kwargs` entries other than `bnb_4bit_quant_type` and "
+             "`bnb_4bit_use_double_quant` (read as those keys) are not supported",
+             "bnb_config_kwargs"),
     **_group("renaming tokens (`added_tokens_overrides`) is not supported; use `tokens` to "
              "add new ones", "added_tokens_overrides"),
     **_group("embedding surgery (fix_untrained_tokens, reinit_weights, shrink_embeddings, "
