@@ -290,3 +290,32 @@ def test_lora_target_parameters_that_match_nothing_list_the_experts(tiny_moe):
     with pytest.raises(UserError, match=r"\['mlp.experts.w1'\] match no expert parameter .* "
                        r"\['mlp.experts.down_proj', 'mlp.experts.gate_up_proj'\]"):
         target_parameters(model, ["mlp.experts.w1"])
+
+
+def test_8bit_experts_train_their_lora_as_the_4bit_ones_do(tiny_moe):
+    """`quantize_moe_experts` with `load_in_8bit`: the experts int8 with a scale per row,
+    LoRA on them still gets its gradient (two parameters on one module: both wrappers)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from trainer.models.moe_experts import target_parameters
+    from trainer.models.moe_quantize import finish_after_adapter, quantize_experts
+
+    plain = AutoModelForCausalLM.from_pretrained(tiny_moe["qwen3_moe"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_moe["qwen3_moe"])
+    assert quantize_experts(model, bits=8) == 4
+    packed = model.model.layers[0].mlp.experts.parametrizations.gate_up_proj.original
+    assert packed.dtype == torch.int8
+    torch.testing.assert_close(model.model.layers[0].mlp.experts.gate_up_proj,
+                               plain.model.layers[0].mlp.experts.gate_up_proj,
+                               atol=2e-3, rtol=0.05)
+    config = LoraConfig(r=4, target_modules=[], init_lora_weights=False,
+                        target_parameters=target_parameters(model, ["mlp.experts.gate_up_proj",
+                                                                    "mlp.experts.down_proj"]))
+    model = get_peft_model(model, config)
+    finish_after_adapter(model, torch.float32)
+    ids = torch.arange(3, 40).unsqueeze(0)
+    model(input_ids=ids, labels=ids).loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert len(grads) == 8 and all(g is not None and g.abs().sum() > 0 for g in grads.values())

@@ -36,7 +36,9 @@ def test_moe_keys_are_fields():
 
 def test_quantize_moe_experts_needs_qlora_by_name():
     (msg,) = _problems("adapter: lora\nquantize_moe_experts: true\n")
-    assert "needs `load_in_4bit: true` and `adapter: qlora`" in msg
+    assert "needs `load_in_4bit: true` with `adapter: qlora`, or `load_in_8bit: true`" in msg
+    assert _parse("load_in_8bit: true\nadapter: lora\nquantize_moe_experts: true\n"
+                  ).training.quantize_moe_experts
 
 
 def test_quantize_moe_experts_with_all_linear_says_where_experts_go():

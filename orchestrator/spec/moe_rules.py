@@ -29,10 +29,11 @@ def plugin_experts_kernel(data: dict) -> list[str]:
 
 def moe_problems(t: TrainingConfig) -> Iterator[Rule]:
     if t.quantize_moe_experts:
-        if not (t.load_in_4bit and t.adapter == "qlora"):
+        if not (t.load_in_4bit or t.load_in_8bit) or not t.adapter:
             yield ("quantize_moe_experts",), (
-                "stores a MoE model's experts 4-bit for QLoRA: it needs `load_in_4bit: true` "
-                "and `adapter: qlora` (ft has no 8-bit experts)")
+                "stores a MoE model's experts as the rest of the model is quantized: it needs "
+                "`load_in_4bit: true` with `adapter: qlora`, or `load_in_8bit: true` with "
+                "`adapter: lora`")
         if t.lora_target_linear:
             yield ("lora_target_linear",), (
                 "`quantize_moe_experts` keeps the experts as fused 4-bit parameters, which "

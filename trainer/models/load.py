@@ -26,6 +26,7 @@ from trainer.models.activation_memory import (
     replication_fits,
 )
 from trainer.models.moe_load import (
+    expert_bits,
     expert_lora_targets,
     prepare_experts,
     report_redirected_targets,
@@ -166,7 +167,7 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         if cfg.base_model_config:
             placement["config"] = load_config(cfg)
         with packing_experts_while_loading(cfg.quantize_moe_experts, cfg.bnb_4bit_quant_type,
-                                           cfg.bnb_4bit_use_double_quant):
+                                           cfg.bnb_4bit_use_double_quant, expert_bits(cfg)):
             model = model_class(cfg).from_pretrained(
                 cfg.base_model, dtype=precision.dtype,
                 attn_implementation=choose_attention(cfg, precision.dtype),

@@ -22,9 +22,16 @@ def prepare_experts(cfg: TrainingConfig, model: nn.Module) -> None:
         return
     if not is_moe(model):
         raise UserError(f"`quantize_moe_experts: true` stores a mixture-of-experts model's "
-                        f"fused expert weights 4-bit; {type(model).__name__} has none "
-                        "(`load_in_4bit` already quantizes its Linear layers); remove the key")
-    quantize_experts(model, cfg.bnb_4bit_quant_type, cfg.bnb_4bit_use_double_quant)
+                        f"fused expert weights 4- or 8-bit; {type(model).__name__} has none "
+                        "(`load_in_4bit` / `load_in_8bit` already quantize its Linear "
+                        "layers); remove the key")
+    quantize_experts(model, cfg.bnb_4bit_quant_type, cfg.bnb_4bit_use_double_quant,
+                     expert_bits(cfg))
+
+
+def expert_bits(cfg: TrainingConfig) -> int:
+    """The experts are stored as the rest of the model is: 8-bit with `load_in_8bit`."""
+    return 8 if cfg.load_in_8bit else 4
 
 
 def expert_lora_targets(cfg: TrainingConfig, model: nn.Module | None) -> list[str] | None:

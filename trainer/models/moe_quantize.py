@@ -33,26 +33,28 @@ from trainer.models.moe_experts import expert_modules, is_experts, nest_in_defin
 log = logging.getLogger("ft.moe")
 
 
-def quantize_experts(model: nn.Module, quant_type: str = "nf4",
-                     double_quant: bool = True) -> int:
+def quantize_experts(model: nn.Module, quant_type: str = "nf4", double_quant: bool = True,
+                     bits: int = 4) -> int:
     """Pack every 3-D expert weight of `model` in place; returns how many were packed.
     Biases (2-D) and routers stay as they are; already packed weights are skipped."""
     count = 0
     for module in expert_modules(model).values():
         names = [n for n, p in module.named_parameters(recurse=False) if p.dim() == 3]
         for name in names:
-            pack_parameter(module, name, quant_type, double_quant)
+            pack_parameter(module, name, quant_type, double_quant, bits)
             count += 1
     packed = sum(len(getattr(m, "parametrizations", {})) for m in expert_modules(model).values())
     if packed:
-        log.info("quantize_moe_experts: %d expert weights stored 4-bit (%s)%s", packed,
-                 quant_type, f", {packed - count} of them while loading" if packed > count
-                 else "")
+        log.info("quantize_moe_experts: %d expert weights stored %d-bit (%s)%s", packed, bits,
+                 quant_type if bits == 4 else "int8", f", {packed - count} of them while "
+                 "loading" if packed > count else "")
     return packed
 
 
-def pack_parameter(module: nn.Module, name: str, quant_type: str, double_quant: bool) -> None:
-    """Replace `module.<name>` by its 4-bit packing behind a dequantizing parametrization."""
+def pack_parameter(module: nn.Module, name: str, quant_type: str, double_quant: bool,
+                   bits: int = 4) -> None:
+    """Replace `module.<name>` by its 4-bit (or 8-bit: `load_in_8bit`) packing behind a
+    dequantizing parametrization."""
     from bitsandbytes import functional as bnbf
     from bitsandbytes.nn.parametrize import Bnb4bitParametrization
 
@@ -60,17 +62,47 @@ def pack_parameter(module: nn.Module, name: str, quant_type: str, double_quant: 
         # peft nests two adapters on one module by this order (trainer/models/moe_experts.py)
         module._ft_definition_order = list(module._parameters)
     weight = getattr(module, name)
-    packed, state = bnbf.quantize_4bit(weight.data, quant_type=quant_type,
-                                       compress_statistics=double_quant)
+    if bits == 8:
+        packed, unpack = _int8_rows(weight.data)
+    else:
+        packed, state = bnbf.quantize_4bit(weight.data, quant_type=quant_type,
+                                           compress_statistics=double_quant)
+        unpack = Bnb4bitParametrization(state)
     setattr(module, name, nn.Parameter(packed, requires_grad=False))
     del weight
-    parametrize.register_parametrization(module, name, Bnb4bitParametrization(state),
-                                         unsafe=True)
+    parametrize.register_parametrization(module, name, unpack, unsafe=True)
     _cache_within_forward(module)
 
 
+def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
+    """bitsandbytes' int8 with one scale per row (as `load_in_8bit`'s Linear layers): each
+    expert's output rows, the 3-D stack seen as one 2-D matrix."""
+    from bitsandbytes import functional as bnbf
+
+    rows = weight.reshape(-1, weight.shape[-1]).to(torch.float16)
+    packed, row_stats, _ = bnbf.int8_vectorwise_quant(rows)
+    return packed, _Int8Rows(row_stats, weight.shape, weight.dtype)
+
+
+class _Int8Rows(nn.Module):
+    """Dequantizes the int8 rows back to the expert stack's shape and dtype."""
+
+    def __init__(self, row_stats: torch.Tensor, shape: torch.Size, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("row_stats", row_stats)
+        self.shape, self.dtype = tuple(shape), dtype
+
+    @torch.no_grad()
+    def forward(self, packed: torch.Tensor) -> torch.Tensor:
+        from bitsandbytes import functional as bnbf
+
+        return bnbf.int8_vectorwise_dequant(packed, self.row_stats).reshape(
+            self.shape).to(self.dtype)
+
+
 @contextmanager
-def packing_experts_while_loading(enabled: bool, quant_type: str, double_quant: bool):
+def packing_experts_while_loading(enabled: bool, quant_type: str, double_quant: bool,
+                                  bits: int = 4):
     """Pack each expert weight as soon as transformers has placed it, so the bf16 experts
     never all sit in memory at once (a 106B MoE's would not fit one GPU, its 4-bit ones
     do); and skip transformers' allocator warm-up, which reserves the bf16 size of every
@@ -91,7 +123,7 @@ def packing_experts_while_loading(enabled: bool, quant_type: str, double_quant: 
         module = model.get_submodule(path) if path else model
         weight = module._parameters.get(name)
         if weight is not None and weight.dim() == 3 and is_experts(path, module):
-            pack_parameter(module, name, quant_type, double_quant)
+            pack_parameter(module, name, quant_type, double_quant, bits)
 
     loading.set_param_for_module = place_and_pack
     modeling.caching_allocator_warmup = _no_warmup
