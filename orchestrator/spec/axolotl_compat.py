@@ -11,6 +11,8 @@ from typing import Any
 
 from orchestrator.spec import axolotl_keys as keys
 from orchestrator.spec import pretraining
+from orchestrator.spec.bnb_kwargs import lift_bnb_kwargs
+from orchestrator.spec.moe_rules import plugin_experts_kernel
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
 from trainer.torch_free.deepspeed_files import axolotl_refusal
 from trainer.torch_free.errors import Problem
@@ -35,6 +37,8 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
     data = _renamed(data, (), keys.ALIASES, lines, out)
     data = _fsdp_version(data, lines, out)
     data = pretraining.convert(data, lines, out.problems, out.notes, out.unknown)
+    out.problems += [_problem(path, message, lines) for path, message in
+                     lift_bnb_kwargs(data, lines)]
     out.data = _answered(data, (), keys.REFUSED, keys.WARNED, lines, out)
     for section in ("datasets", "test_datasets"):
         if isinstance(out.data.get(section), list):
@@ -44,6 +48,7 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
                 for i, entry in enumerate(out.data[section])]
     _deepspeed_name(out.data, lines, out)
     _plugins(out.data, lines, out)
+    out.notes += plugin_experts_kernel(out.data)
     return out
 
 

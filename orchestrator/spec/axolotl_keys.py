@@ -90,9 +90,12 @@ REFUSED: dict[str, Refusal] = {
              "gptq", "qat", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
              "llmcompressor",
              "nvfp4_merge_aware", "nvfp4_merge_aware_start_step", "use_onebitllms",
-             "quantize_moe_experts", "nonexpert_quantization", "moe_bnb_fast",
              "gemma4_fp8_nonexpert", "gemma4_nf4_nonexpert", "dsv4_fp8_nonexpert_mode",
              "dsv4_fp4_grouped_mode", "dsv4_fp8_lora_kernel", "dsv4_bf16_all"),
+    **_group("Axolotl's ScatterMoE kernel path for 4-bit experts (`moe_bnb_fast`) and its "
+             "per-model non-expert quantization policy (`nonexpert_quantization`) are not "
+             "supported; ft stores the experts 4-bit with `quantize_moe_experts` and the "
+             "other layers as `load_in_4bit` says", "moe_bnb_fast", "nonexpert_quantization"),
     # A size of 1 asks for nothing (MATCHES_FT): only a real split is refused.
     **_group("tensor parallelism (each layer's weight matrices split across GPUs, every GPU "
              "computing its slice) is not supported; the nearest ft has is FSDP2 "
@@ -154,7 +157,7 @@ REFUSED: dict[str, Refusal] = {
              "supported; choose the layers with `lora_target_modules` or `lora_target_linear`",
              "peft", "peft_init_lora_weights", "peft_layers_to_transform",
              "peft_layers_pattern", "peft_layer_replication", "peft_trainable_token_indices",
-             "lora_alpha_pattern", "lora_rank_pattern", "lora_target_parameters",
+             "lora_alpha_pattern", "lora_rank_pattern",
              "lora_fan_in_fan_out", "lora_on_cpu", "peft_ensure_weight_tying",
              "peft_autocast_adapter_dtype"),
     **_group("starting from an existing adapter (`lora_model_dir`) is not supported; merge it "
@@ -164,8 +167,9 @@ REFUSED: dict[str, Refusal] = {
              "changed config.json and point `base_model` at it",
              "overrides_of_model_config", "overrides_of_model_kwargs", "rope_scaling",
              "cls_model_config", "model_config_type", "model_config", "model_kwargs"),
-    **_group("`bnb_config_kwargs` is not supported; use `bnb_4bit_quant_type` and "
-             "`bnb_4bit_use_double_quant`", "bnb_config_kwargs"),
+    **_group("`bnb_config_kwargs` entries other than `bnb_4bit_quant_type` and "
+             "`bnb_4bit_use_double_quant` (read as those keys) are not supported",
+             "bnb_config_kwargs"),
     **_group("renaming tokens (`added_tokens_overrides`) is not supported; use `tokens` to "
              "add new ones", "added_tokens_overrides"),
     **_group("embedding surgery (fix_untrained_tokens, reinit_weights, shrink_embeddings, "
@@ -288,7 +292,7 @@ WARNED: dict[str, str] = {
                      "eval_sequence_len"), _EXTRA_EVAL),
     **dict.fromkeys(("use_kernels", "fused_attn_kernel", "lora_embedding_kernel",
                      "liger_rms_norm_gated", "use_scattermoe", "use_sonicmoe",
-                     "moe_grouped_backend", "moe_dequant_chunk_size", "experts_implementation",
+                     "moe_grouped_backend", "moe_dequant_chunk_size",
                      "expert_backend", "llama4_linearized_experts", "use_dsv4_kernels",
                      "dsv4_shared_mlp_lora_kernel", "gemma4_hybrid_attn_impl",
                      "use_glm_dsa_kernels", "dense_mixer", "hatchery", "sdpa_varlen",

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.spec.local_checks import chat_template_problems
+from orchestrator.spec.moe_rules import moe_problems
 from orchestrator.spec.parallel_sizes import dp_size_problems, dp_world_problems
 from orchestrator.spec.schedule_data_rules import schedule_data_notes, schedule_data_problems
 from trainer.torch_free.chat_templates import tokenizer_only_note
@@ -43,9 +44,11 @@ def _quantization(t: TrainingConfig) -> Iterator[Rule]:
     if (t.load_in_4bit or t.load_in_8bit) and t.adapter is None:
         yield ("adapter",), ("quantized weights cannot be fully fine-tuned; set "
                              "`adapter: qlora` (4-bit) or `adapter: lora` (8-bit)")
-    if t.adapter and not t.lora_target_linear and not t.lora_target_modules:
+    if t.adapter and not t.lora_target_linear and not t.lora_target_modules and \
+            not t.lora_target_parameters:
         yield ("lora_target_linear",), ("say which layers get adapters: "
                                         "`lora_target_linear: true` or `lora_target_modules`")
+    yield from moe_problems(t)
 
 
 def _distribution(t: TrainingConfig) -> Iterator[Rule]:

@@ -42,7 +42,7 @@ _PLAIN = ("base_model", "adapter", "sequence_len", "sample_packing", "micro_batc
           "lr_scheduler_kwargs", "cosine_min_lr_ratio", "warmup_steps", "warmup_ratio",
           "cosine_constant_lr_ratio", "lr_quadratic_warmup", "lr_div_factor", "lr_groups")
 _LORA = ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_target_linear",
-         "peft_use_dora", "peft_use_rslora")
+         "lora_target_parameters", "peft_use_dora", "peft_use_rslora")
 
 
 def trained_with(cfg: TrainingConfig, data_parallel_size: int) -> dict[str, Any]:

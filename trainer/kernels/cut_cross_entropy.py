@@ -28,6 +28,11 @@ def patch_model(model) -> None:
     if head is None or inner is None or getattr(head, "bias", None) is not None or extras:
         raise UserError(f"`cut_cross_entropy` cannot handle the head of {type(model).__name__}"
                         f"{' (' + ', '.join(extras) + ')' if extras else ''}; remove the key")
+    if getattr(model.config, "output_router_logits", False):
+        # Its loss is the cross-entropy alone: the router's load-balancing term would go.
+        raise UserError("`cut_cross_entropy` computes the cross-entropy alone and would drop "
+                        "the router load-balancing loss this MoE model's config asks for "
+                        "(`output_router_logits`); remove one of the two")
     original = model.forward
 
     def forward(self, input_ids=None, labels=None, **kwargs):

@@ -29,6 +29,13 @@ from trainer.models.activation_memory import (
 from trainer.models.attention_support import fit_to_model
 from trainer.models.hub_attention import hub_kernel_or_fallback
 from trainer.models.mistral_tokenizer import load_mistral_common_tokenizer
+from trainer.models.moe_load import (
+    expert_bits,
+    expert_lora_targets,
+    prepare_experts,
+    report_redirected_targets,
+)
+from trainer.models.moe_quantize import finish_after_adapter, packing_experts_while_loading
 from trainer.models.quantization_config import prequantized_config
 from trainer.models.source import (
     load_config,
@@ -178,11 +185,14 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         placement = {"device_map": {"": device}} if (quant is not None and device) else {}
         if cfg.base_model_config:
             placement["config"] = load_config(cfg)
-        model = model_class(cfg).from_pretrained(
-            cfg.base_model, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
-            quantization_config=quant or prequantized_config(cfg), **model_kwargs(cfg),
-            **placement)
+        with packing_experts_while_loading(cfg.quantize_moe_experts, cfg.bnb_4bit_quant_type,
+                                           cfg.bnb_4bit_use_double_quant, expert_bits(cfg)):
+            model = model_class(cfg).from_pretrained(
+                cfg.base_model, dtype=precision.dtype,
+                attn_implementation=choose_attention(cfg, precision.dtype),
+                quantization_config=quant or prequantized_config(cfg), **model_kwargs(cfg),
+                **placement)
+    prepare_experts(cfg, model)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory
@@ -196,6 +206,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         # the adapter's initial weights the same run after run, whatever the sharding.
         set_seed(cfg.seed)
         model = _add_adapter(cfg, model, precision.dtype)
+        if cfg.quantize_moe_experts:  # packed as the Linear layers' 4-bit weights are
+            finish_after_adapter(model, compute_dtype(cfg, precision))
     groups = lora_kernel_groups(cfg, on_gpu=torch.cuda.is_available()) if cfg.adapter else ()
     if groups:
         fuse_lora(model, groups)
@@ -258,12 +270,13 @@ def _resize_embeddings(cfg: TrainingConfig, model, vocab: int, mean_resizing: bo
                                       mean_resizing=mean_resizing)
 
 
-def lora_config(cfg: TrainingConfig):
+def lora_config(cfg: TrainingConfig, model=None):
     from peft import LoraConfig
 
     targets = "all-linear" if cfg.lora_target_linear else cfg.lora_target_modules
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, modules_to_save=cfg.lora_modules_to_save,
+                      target_modules=targets or [], modules_to_save=cfg.lora_modules_to_save,
+                      target_parameters=expert_lora_targets(cfg, model),
                       use_dora=cfg.peft_use_dora, use_rslora=cfg.peft_use_rslora,
                       bias="none", task_type="CAUSAL_LM")
 
@@ -276,7 +289,8 @@ def _add_adapter(cfg: TrainingConfig, model, training_dtype: torch.dtype):
             model, use_gradient_checkpointing=full_checkpointing(cfg))
         if training_dtype != torch.float32:  # mixed precision: autocast meets the fp32 norms
             _frozen_embeddings_in(model, training_dtype, trained=cfg.lora_modules_to_save or [])
-    model = get_peft_model(model, lora_config(cfg))
+    model = get_peft_model(model, lora_config(cfg, model))
+    report_redirected_targets(cfg, model)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("adapter %s: %s trainable of %s parameters (%.2f%%)", cfg.adapter,
              f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))

@@ -183,6 +183,12 @@ class TrainingConfig(_Strict):
     model_quantization_config_kwargs: dict[str, Any] | None = Field(
         None, description="Arguments of `model_quantization_config` (Mxfp4Config: "
         "`dequantize`, `modules_to_not_convert`).")
+    quantize_moe_experts: bool = Field(
+        False, description="QLoRA on a mixture-of-experts model: also store the routed "
+        "experts' fused weights bitsandbytes 4-bit (as `bnb_4bit_quant_type`).")
+    experts_implementation: Literal["eager", "grouped_mm", "batched_mm"] | None = Field(
+        None, description="transformers' kernel for a MoE model's experts; default: the "
+        "model's (grouped_mm where it runs).")
     attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] \
         | HubKernel | None = Field(None, description="Attention kernel, or a hub kernel "
                                   "`org/repo` (loaded where it can; else the best installed, "
@@ -211,6 +217,9 @@ class TrainingConfig(_Strict):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lora_target_modules: list[str] | str | None = None
     lora_target_linear: bool | None = Field(None, description="Target every linear layer.")
+    lora_target_parameters: list[str] | str | None = Field(
+        None, description="LoRA on parameters, not layers: a MoE model's fused expert "
+        "weights, e.g. mlp.experts.gate_up_proj and mlp.experts.down_proj.")
     lora_modules_to_save: list[str] | None = None
     peft_use_dora: bool = False
     peft_use_rslora: bool = False
