@@ -1,7 +1,8 @@
 """`tokenizer_use_mistral_common: true` on a tiny Mistral with a tekken.json built offline:
-mistral-common's chat encoding is the template, ft's masks train the assistant turns and
-their EOS, Magistral's thinking parts are encoded between [THINK] and [/THINK], what cannot
-be combined with it is refused by name, and the corpus config trains 3 steps."""
+mistral-common's chat encoding is the template, ft's chat masks (Axolotl's rules) train the
+assistant turns and their EOS, Magistral's thinking parts are encoded between [THINK] and
+[/THINK], what cannot be combined with it is refused by name, and the corpus config trains
+3 steps."""
 
 from __future__ import annotations
 
@@ -90,14 +91,28 @@ def test_train_on_eos_and_roles_follow_fts_chat_rules(tiny_mistral):
                                                     "And 3+3?", "Six.</s>"]
 
 
+def test_train_on_inputs_and_message_training_flags_follow_fts_chat_rules(tiny_mistral):
+    """`train_on_inputs` trains every turn's text (not the control tokens between them; the
+    leading system turn of a Mistral tokenizer is skipped, as Axolotl does); a message's
+    `message_field_training` flag wins over both, and an untrained turn's EOS stays out."""
+    chat = [*CHAT[:2], {**CHAT[2], "train": False}, *CHAT[3:]]
+    tokenizer, (ids,), (labels,) = _encode(
+        tiny_mistral, [chat], "train_on_inputs: true\n",
+        dataset="    message_field_training: train\n")
+    assert trained_runs(tokenizer, ids, labels) == ["What is 2+2?", "And 3+3?", "Six.</s>"]
+
+
 def test_magistral_thinking_parts_are_encoded_and_trained(tiny_mistral):
+    """The turn's trained text is what changes when its content is swapped for a stand-in
+    (Axolotl's rule): the thinking block with its [THINK] and [/THINK] tokens, which the
+    model must write itself (an inference prompt ends at [/INST]), then the answer."""
     chat = [{"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]},
             {"role": "assistant", "content": [{"type": "thinking", "thinking": "Add them."},
                                               {"type": "text", "text": "It is 4."}]}]
     tokenizer, (ids,), (labels,) = _encode(tiny_mistral, [chat])
     assert tokenizer.decode(ids) == ("<s>[INST]What is 2+2?[/INST][THINK]Add them.[/THINK]"
                                      "It is 4.</s>")
-    assert trained_runs(tokenizer, ids, labels) == ["Add them.", "It is 4.</s>"]
+    assert trained_runs(tokenizer, ids, labels) == ["[THINK]Add them.[/THINK]It is 4.</s>"]
 
 
 @pytest.mark.parametrize(("extra", "dataset", "message"), [
@@ -127,6 +142,17 @@ def test_a_chat_mistral_common_refuses_is_a_data_error_naming_why(tiny_mistral):
     with pytest.raises(ValueError, match="mistral-common cannot encode this chat: Expected "
                        "last role Assistant"):
         _encode(tiny_mistral, [CHAT[:2]])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ([{"type": "image_url", "image_url": "x.png"}], "content part of type 'image_url'"),
+    ([{"type": "text", "text": "4."}, {"type": "thinking", "thinking": "Add."}],
+     "a `thinking` part after a `text` part"),
+])
+def test_content_parts_mistral_common_text_rows_cannot_take_are_data_errors(
+        tiny_mistral, content, message):
+    with pytest.raises(ValueError, match=message):
+        _encode(tiny_mistral, [[CHAT[1], {"role": "assistant", "content": content}]])
 
 
 def test_other_dataset_types_are_refused_with_mistral_common():

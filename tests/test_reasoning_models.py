@@ -146,7 +146,8 @@ def test_harmony_template_renders_thinking_in_the_analysis_channel(tiny_gpt_oss)
     cfg = make_cfg(model_dir, [{"path": "x", "type": "chat_template",
                                "message_property_mappings": {"thinking": "thinking"}}],
                    chat_template="tokenizer_default",
-                   chat_template_kwargs={"reasoning_effort": "high"})
+                   chat_template_kwargs={"reasoning_effort": "high"},
+                   eot_tokens=["<|end|>"])  # not EOS (<|return|>): trains only when named
     encoder = RowEncoder(cfg.datasets[0], cfg, tokenizer)
     out = encoder({"messages": [THINKING_CHAT]})
     ids, labels = out["input_ids"][0], out["labels"][0]
@@ -159,7 +160,12 @@ def test_harmony_template_renders_thinking_in_the_analysis_channel(tiny_gpt_oss)
         "<|start|>assistant<|channel|>analysis<|message|>The user asks about snow.<|end|>"
         "<|start|>assistant<|channel|>final<|message|>Snow is frozen water.<|return|>")
     runs = trained_runs(tokenizer, ids, labels)
-    assert runs[0] == "It is vast.<|end|>" and runs[-1] == "Snow is frozen water.<|return|>"
+    # As in Axolotl, a turn trains what changes when its content alone is swapped for a
+    # stand-in: for the turn that thinks, its analysis message and the final channel's header
+    # with the answer (the earlier turn's thinking is not rendered, so nothing of it trains).
+    assert runs[0] == "It is vast.<|end|>" and runs[-1] == (
+        "analysis<|message|>The user asks about snow.<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>Snow is frozen water.<|return|>")
 
 
 def test_gpt_oss_corpus_config_trains_on_a_tiny_gpt_oss(tiny_gpt_oss, tmp_path):
@@ -218,7 +224,8 @@ QWEN3_STYLE = (
 def test_enable_thinking_reaches_the_rendered_chat(tiny_tokenizer, tiny_model_dir, enable,
                                                    block):
     cfg = make_cfg(tiny_model_dir, [{"path": "x", "type": "chat_template"}],
-                   chat_template=QWEN3_STYLE, chat_template_kwargs={"enable_thinking": enable})
+                   chat_template=QWEN3_STYLE, chat_template_kwargs={"enable_thinking": enable},
+                   eot_tokens=["<|im_end|>"])  # not this tokenizer's EOS: trains when named
     row = {"messages": [{"role": "user", "content": "Hi"},
                         {"role": "assistant", "content": "Hello there."}]}
     out = RowEncoder(cfg.datasets[0], cfg, tiny_tokenizer)({"messages": [row["messages"]]})

@@ -1,15 +1,18 @@
 """`type: chat_template` rows through a mistral-common tokenizer (`tokenizer_use_mistral_common`).
 
 mistral-common's chat encoding is the template: its token ids are used as they are (the
-control tokens cannot be recovered by tokenizing text). The masks follow ft's chat rules
-(trainer/data/chat.py: `roles_to_train`, `train_on_eos`, contents located with markers) on
-the text those ids decode to; a token is trained where its bytes overlap a trained span. As
-in Axolotl, the token that closes a turn is EOS (`</s>`), the only one mistral-common emits.
+control tokens cannot be recovered by tokenizing text). Everything else is ft's chat path
+(chat.py, Axolotl's rules): the turns are read by MessageReader, a turn's trained text is
+what changes when it alone is rendered with a stand-in (turn_spans.py), on the text the ids
+decode to, and the closing tokens train per turn_ends.py. As in Axolotl, the only closer
+mistral-common writes is EOS (`</s>`) after each assistant turn, governed by `train_on_eos`.
+A token is trained where its bytes overlap a trained character span.
 
 A message's content may be a list of parts (`{type: text, text}`, `{type: thinking,
-thinking}`: Magistral's reasoning, encoded between [THINK] and [/THINK]). Each part is
-located on its own, so a trained role trains its thinking and its answer, and the markers
-never cross a control token.
+thinking}`: Magistral's reasoning, encoded between [THINK] and [/THINK]). The thinking parts
+become the message's reasoning text (`template_thinking_key`) and are encoded back as the
+leading thinking part, so a trained turn trains its [THINK] block with its answer (as a
+template that writes the reasoning does); parts marked `train: false` stay untrained.
 """
 
 from __future__ import annotations
@@ -17,11 +20,10 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.data.chat import ChatFormatter
-from trainer.data.encode import IGNORE
+from trainer.data.chat_messages import MessageReader
+from trainer.data.encode import mask_by_spans
 from trainer.models.mistral_tokenizer import decode_keeping_control_tokens, token_byte_pieces
 from trainer.torch_free.training import DatasetSpec
-
-_PART_TEXT = {"text": "text", "thinking": "thinking"}  # part type -> its text key
 
 
 class MistralChatEncoder(ChatFormatter):
@@ -30,19 +32,47 @@ class MistralChatEncoder(ChatFormatter):
     def __init__(self, spec: DatasetSpec, tokenizer: Any, *, train_on_inputs: bool,
                  system_message: str | None = None,
                  template_kwargs: dict[str, Any] | None = None) -> None:
-        super().__init__(spec, tokenizer, "", train_on_inputs=train_on_inputs,
-                         system_message=system_message, closing_tokens=(),
+        # The "template" closing_rule reads is what mistral-common writes between turns:
+        # EOS and no other closer (`eot_tokens` is refused with it at validation).
+        super().__init__(spec, tokenizer, tokenizer.eos_token,
+                         train_on_inputs=train_on_inputs, system_message=system_message,
                          template_kwargs=template_kwargs)
+        self.reader = ThinkingPartsReader(spec, system_message)
+        # Axolotl skips a leading system turn for tokenizers named Mistral (its tokenizer is
+        # named by `tokenizer_config`); every mistral-common tokenizer is one, whatever the
+        # local directory is called (MistralCommonBackend's own name_or_path is empty).
+        self.skip_leading_system = True
+        self._ids_of: dict[str, list[int]] = {}
 
     def encode(self, row: dict[str, Any]) -> tuple[list[int], list[int]]:
-        messages = self.messages(row)
-        ids = self._ids(messages)
-        if self.train_all:
-            return ids, list(ids)
+        self._ids_of = {}  # the ids of each text rendered for this row
+        try:
+            row_text = self(row)
+            ids = self._ids_of[row_text.text]
+        finally:
+            self._ids_of = {}
+        offsets = char_offsets(token_byte_pieces(self.tokenizer, ids), row_text.text)
+        labels = mask_by_spans(ids, offsets, row_text.spans)
+        self.closing.mark(ids, offsets, labels, row_text.turn_ends)
+        return ids, labels
+
+    def _render(self, messages: list[dict[str, Any]]) -> str:
+        """The text mistral-common's ids for `messages` decode to (control tokens kept)."""
+        ids = self._ids([self._as_parts(m) for m in messages])
         text = decode_keeping_control_tokens(self.tokenizer, ids)
-        spans = self.trained_spans(_parts(messages), text)
-        return ids, _mask_by_byte_spans(ids, token_byte_pieces(self.tokenizer, ids), text,
-                                        spans)
+        self._ids_of[text] = ids
+        return text
+
+    def _as_parts(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message with reasoning text -> mistral-common's thinking and text parts."""
+        thinking = self.reader.thinking_key
+        if message.get(thinking) is None:
+            return message
+        out = {k: v for k, v in message.items() if k != thinking}
+        out["content"] = [{"type": "thinking", "thinking": message[thinking]},
+                          *([{"type": "text", "text": message["content"]}]
+                            if message.get("content") else [])]
+        return out
 
     def _ids(self, messages: list[dict[str, Any]]) -> list[int]:
         from mistral_common.exceptions import MistralCommonException
@@ -55,51 +85,50 @@ class MistralChatEncoder(ChatFormatter):
                              + (" (`chat_template_kwargs`)" if self.template_kwargs else "")
                              ) from None
 
-    def _render(self, parts: list[dict[str, Any]]) -> str:
-        """The text of a conversation given as its parts (what the span search marks)."""
-        return decode_keeping_control_tokens(self.tokenizer, self._ids(_messages(parts)))
 
+class ThinkingPartsReader(MessageReader):
+    """MessageReader that first moves a message's `thinking` parts to its reasoning field
+    (as a list of parts, so their `train`/`weight` marks become a reasoning detail)."""
 
-def _parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One pseudo-message per content part, remembering its message and part type."""
-    out = []
-    for index, message in enumerate(messages):
-        content = message["content"]
-        if isinstance(content, str):
-            out.append({"role": message["role"], "content": content, "_of": index,
-                        "_message": message})
-            continue
+    def _turn(self, message: dict[str, Any]):  # noqa: ANN202 - MessageReader's Turn
+        content_key = self.mapping["content"]
+        content = message.get(content_key)
+        if not isinstance(content, list):
+            return super()._turn(message)
+        texts, thoughts = [], []
         for part in content:
-            key = _PART_TEXT.get(part.get("type"))
-            if key is None:
-                raise ValueError(f"message {index}: content part of type "
-                                 f"{part.get('type')!r}; text rows take `text` and "
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("text", "thinking"):
+                raise ValueError(f"content part of type {kind!r}; text rows take `text` and "
                                  "`thinking` parts")
-            out.append({"role": message["role"], "content": part[key], "_of": index,
-                        "_message": message, "_part": part, "_key": key})
-    return out
+            if kind == "thinking":
+                if texts:
+                    raise ValueError("a `thinking` part after a `text` part: Magistral's "
+                                     "reasoning comes before its answer")
+                thoughts.append({**part, "text": part.get("thinking") or ""})
+            else:
+                texts.append(part)
+        if not thoughts:
+            return super()._turn(message)
+        source = self.mapping.get(self.thinking_key)
+        if source is None:
+            raise ValueError("a message has `thinking` parts but `message_property_mappings` "
+                             "maps no reasoning field; set `field_thinking`")
+        if message.get(source) is not None:
+            raise ValueError(f"a message has both `thinking` parts and a `{source}` field; "
+                             "give its reasoning one way")
+        return super()._turn({**message, content_key: texts, source: thoughts})
 
 
-def _messages(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The conversation back from its (possibly marked) parts."""
-    out: list[dict[str, Any]] = []
-    for part in parts:
-        if "_part" not in part:
-            out.append({**part["_message"], "content": part["content"]})
-            continue
-        if not out or out[-1].get("_of") != part["_of"]:
-            out.append({**part["_message"], "content": [], "_of": part["_of"]})
-        out[-1]["content"].append({**part["_part"], part["_key"]: part["content"]})
-    return [{k: v for k, v in m.items() if k != "_of"} for m in out]
-
-
-def _mask_by_byte_spans(ids: list[int], pieces: list[bytes], text: str,
-                        spans: list[tuple[int, int]]) -> list[int]:
-    """Label = id where the token's bytes overlap a trained character span (as bytes)."""
-    byte_spans = [(len(text[:a].encode()), len(text[:b].encode())) for a, b in spans if b > a]
-    labels, pos = [], 0
-    for tok, piece in zip(ids, pieces, strict=True):
+def char_offsets(pieces: list[bytes], text: str) -> list[tuple[int, int]]:
+    """Each token's (start, end) characters in `text` (its byte pieces joined, decoded). A
+    token holding part of a multi-byte character covers that whole character."""
+    char_at: list[int] = []  # byte position -> index of the character it belongs to
+    for index, char in enumerate(text):
+        char_at += [index] * len(char.encode())
+    char_at.append(len(text))
+    offsets, pos = [], 0
+    for piece in pieces:
         start, pos = pos, pos + len(piece)
-        trained = any(start < b and pos > a for a, b in byte_spans)
-        labels.append(tok if trained else IGNORE)
-    return labels
+        offsets.append((char_at[start], char_at[pos - 1] + 1 if pos > start else char_at[start]))
+    return offsets
