@@ -22,6 +22,7 @@ ALIASES: dict[str, str] = {
     "liger_swiglu": "liger_glu_activation",
     "lora_rank": "lora_r",
     "model_revision": "revision_of_model",
+    "model_config": "overrides_of_model_config",
 }
 
 
@@ -53,9 +54,9 @@ REFUSED: dict[str, str] = {
              "kd_online_server_base_url", "kd_online_timeout", "kd_online_topk",
              "kd_temperature", "kd_temperature_min", "kd_trainer"),
     **_group("diffusion language model training is not supported", "diffusion"),
-    **_group("quantized training beyond bitsandbytes 4/8-bit (GPTQ, QAT, FP8, NVFP4, "
-             "llm-compressor) is not supported",
-             "gptq", "qat", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
+    **_group("quantized training beyond bitsandbytes 4/8-bit and `qat` (GPTQ, FP8, NVFP4, "
+             "llm-compressor, post-training `quantization`) is not supported",
+             "gptq", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
              "llmcompressor", "model_quantization_config", "model_quantization_config_kwargs",
              "nvfp4_merge_aware", "nvfp4_merge_aware_start_step", "use_onebitllms",
              "quantize_moe_experts", "nonexpert_quantization", "moe_bnb_fast",
@@ -95,8 +96,6 @@ REFUSED: dict[str, str] = {
     **_group("MoRA adapters are not supported", "mora"),
     **_group("Spectrum layer selection is not supported", "spectrum_model_name",
              "spectrum_top_fraction"),
-    **_group("partial freezing (`unfrozen_parameters`) is not supported; use `adapter: lora` "
-             "or a full fine-tune", "unfrozen_parameters"),
     **_group("LoRA variants beyond `lora_*`, `peft_use_dora` and `peft_use_rslora` are not "
              "supported", "peft", "peft_init_lora_weights", "peft_layers_to_transform",
              "peft_layers_pattern", "peft_layer_replication", "peft_trainable_token_indices",
@@ -105,17 +104,21 @@ REFUSED: dict[str, str] = {
              "peft_autocast_adapter_dtype"),
     **_group("starting from an existing adapter (`lora_model_dir`) is not supported; merge it "
              "into the base model first", "lora_model_dir"),
-    **_group("model config overrides are not supported; save a model directory with the "
-             "changed config.json and point `base_model` at it",
-             "overrides_of_model_config", "overrides_of_model_kwargs", "rope_scaling",
-             "cls_model_config", "model_config_type", "model_config", "model_kwargs"),
+    **_group("extra from_pretrained arguments (`model_kwargs`) are not supported; settings "
+             "of the model's config go under `model_config`",
+             "overrides_of_model_kwargs", "model_kwargs"),
+    **_group("a top-level `rope_scaling` is not supported (Axolotl dropped it too); set it "
+             "under `model_config:`", "rope_scaling"),
+    **_group("a custom config class (`cls_model_config`) is not supported; ft reads the "
+             "class from config.json (override its values under `model_config`)",
+             "cls_model_config"),
     **_group("`bnb_config_kwargs` is not supported; use `bnb_4bit_quant_type` and "
              "`bnb_4bit_use_double_quant`", "bnb_config_kwargs"),
     **_group("renaming tokens (`added_tokens_overrides`) is not supported; use `tokens` to "
              "add new ones", "added_tokens_overrides"),
-    **_group("embedding surgery (fix_untrained_tokens, reinit_weights, shrink_embeddings, "
+    **_group("embedding surgery (fix_untrained_tokens, shrink_embeddings, "
              "mean_resizing_embeddings) is not supported",
-             "fix_untrained_tokens", "reinit_weights", "shrink_embeddings",
+             "fix_untrained_tokens", "shrink_embeddings",
              "mean_resizing_embeddings"),
     **_group("attention variants other than flash_attention / sdp_attention / "
              "flex_attention / eager are not supported",
@@ -127,13 +130,18 @@ REFUSED: dict[str, str] = {
              "eaft_alpha", "eaft_k", "liger_use_token_scaling"),
     **_group("NEFTune noisy embeddings are not supported", "neftune_noise_alpha",
              "noisy_embedding_alpha"),
-    **_group("torch.compile / DeepCompile is not supported", "torch_compile",
-             "torch_compile_backend", "torch_compile_mode", "torch_compile_options",
-             "flex_attn_compile_kwargs", "deepcompile"),
-    **_group("activation / layer offloading and tiled MLP are not supported; ft's "
+    **_group("inductor flags (`torch_compile_options`), regional compilation and "
+             "DeepSpeed's DeepCompile are not supported; `torch_compile`, "
+             "`torch_compile_backend` and `torch_compile_mode` are",
+             "torch_compile_options", "torch_compile_regional", "deepcompile"),
+    **_group("layer offloading (decoder weights parked in CPU memory between their forward "
+             "and backward) is not supported; `activation_offloading: true` moves the "
+             "activations instead, `fsdp_config.offload_params` the sharded weights",
+             "layer_offloading"),
+    **_group("tiled MLP and selective / dynamic checkpointing are not supported; ft's "
              "`gradient_checkpointing: auto` sizes recompute to the GPU's memory",
-             "activation_offloading", "layer_offloading", "tiled_mlp", "tiled_mlp_num_shards",
-             "tiled_mlp_use_original_mlp", "selective_checkpointing", "dynamic_checkpoint"),
+             "tiled_mlp", "tiled_mlp_num_shards", "tiled_mlp_use_original_mlp",
+             "selective_checkpointing", "dynamic_checkpoint"),
     **_group("picking the best checkpoint / early stopping is not supported",
              "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
              "early_stopping_patience"),
@@ -187,6 +195,10 @@ WARNED: dict[str, str] = {
                      "use_otel_metrics", "otel_metrics_host", "otel_metrics_port",
                      "mlflow_run_name", "hf_mlflow_log_artifacts", "wandb_watch",
                      "wandb_log_model"), _LOGGER),
+    "model_config_type": ("Axolotl fills it from config.json; ft reads the model type "
+                          "from config.json too; ignored"),
+    "flex_attn_compile_kwargs": ("transformers compiles flex attention itself (Axolotl "
+                                 "applies these only on torch 2.6); ignored"),
     "use_wandb": "ft reports to W&B whenever `wandb_project` is set; `use_wandb` is ignored",
     "use_mlflow": ("ft reports to MLflow whenever `mlflow_tracking_uri` is set; "
                    "`use_mlflow` is ignored"),

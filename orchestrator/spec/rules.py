@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.spec.local_checks import chat_template_problems
+from orchestrator.spec.model_knob_rules import model_knob_notes, model_knob_problems
 from trainer.torch_free.chat_templates import tokenizer_only_note
 from trainer.torch_free.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
@@ -22,7 +23,7 @@ def cross_field_problems(t: TrainingConfig, launch: LaunchSpec, world_known: boo
     """world_known is False for a plain Axolotl config (no `launch:`): its GPU count comes
     from whoever launches it, so rules about the number of GPUs cannot apply yet."""
     rules = list(_quantization(t)) + list(_training(t)) + list(_launch(launch))
-    rules += list(chat_template_problems(t))
+    rules += list(chat_template_problems(t)) + list(model_knob_problems(t, launch))
     if world_known:
         rules += list(_world_size(t, launch))
     return rules + list(_distribution(t))
@@ -179,7 +180,7 @@ def ignored_settings(t: TrainingConfig) -> list[str]:
     if t.evals_per_epoch and not (t.val_set_size or t.test_datasets):
         notes.append("`evals_per_epoch` is ignored: there is no eval data (`val_set_size` is "
                      "0 and there are no `test_datasets`)")
-    return notes + _ignored_fsdp_settings(t)
+    return notes + _ignored_fsdp_settings(t) + model_knob_notes(t)
 
 
 def _ignored_fsdp_settings(t: TrainingConfig) -> list[str]:

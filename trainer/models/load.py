@@ -25,13 +25,16 @@ from trainer.models.activation_memory import (
     plan_checkpointing,
     replication_fits,
 )
+from trainer.models.qat import prepare_qat
 from trainer.models.source import (
     load_config,
     model_class,
     model_kwargs,
+    needs_own_config,
     tokenizer_class,
     tokenizer_source_kwargs,
 )
+from trainer.models.unfrozen import unfreeze_only
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.model")
@@ -154,10 +157,13 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     on its own GPU; see trainer/distributed/fsdp.py)."""
     if on_meta:
         model = _skeleton(cfg, precision)
+    elif cfg.reinit_weights:
+        set_seed(cfg.seed)  # the same random weights run after run
+        model = _from_config(cfg, precision)
     else:
         quant = quantization_config(cfg, precision)
         placement = {"device_map": {"": device}} if (quant is not None and device) else {}
-        if cfg.base_model_config:
+        if needs_own_config(cfg):
             placement["config"] = load_config(cfg)
         model = model_class(cfg).from_pretrained(
             cfg.base_model, dtype=precision.dtype,
@@ -170,6 +176,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
                            liger_installed=installed("liger_kernel"),
                            cce_installed=installed("cut_cross_entropy"))
     apply_kernels(model, kernels)  # before peft: LoRA then wraps the patched projections
+    if cfg.qat is not None:  # before peft too: the adapter's own matrices stay exact
+        prepare_qat(model, cfg.qat)
     if cfg.adapter:
         # The Trainer seeds only after the model exists, and loading consumes random numbers
         # differently on a meta skeleton, under ZeRO-3 or when quantizing. Seeding here makes
@@ -181,6 +189,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         fuse_lora(model, groups)
     if "lora_mlp_kernel" in groups:
         lean_mlp(model, liger_swiglu=kernels.liger.get("liger_glu_activation", False))
+    if cfg.unfrozen_parameters:
+        unfreeze_only(model, cfg.unfrozen_parameters, adapter=bool(cfg.adapter))
     fused_norm = kernels.liger.get("liger_rms_norm", False)
     lean_lora = len(groups) == len(GROUPS)
     if sharding is not None and sharding.replicate_frozen is None:  # `auto`: estimate it
@@ -211,15 +221,19 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     not loaded, so they must exist on every rank)."""
     from accelerate import init_empty_weights
 
-    config = load_config(cfg)
+    with init_empty_weights(include_buffers=False):
+        return _from_config(cfg, precision)
+
+
+def _from_config(cfg: TrainingConfig, precision: Precision):
+    """The model built from its config, weights freshly initialised (`reinit_weights`) or,
+    under init_empty_weights, not at all."""
     cls = model_class(cfg)
     # Auto classes build from a config with from_config, concrete ones with _from_config.
     build = getattr(cls, "from_config", None) or cls._from_config
-    with init_empty_weights(include_buffers=False):
-        return build(
-            config, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
-            trust_remote_code=cfg.trust_remote_code)
+    return build(load_config(cfg), dtype=precision.dtype,
+                 attn_implementation=choose_attention(cfg, precision.dtype),
+                 trust_remote_code=cfg.trust_remote_code)
 
 
 def _resize_embeddings(cfg: TrainingConfig, model, vocab: int, mean_resizing: bool) -> None:

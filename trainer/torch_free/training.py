@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trainer.torch_free.optimizers import optimizer_problem, transformers_name
+from trainer.torch_free.qat_spec import QatSpec
+
 # Axolotl keys without a field here (aliases, refused features, warned no-ops) are answered
 # in orchestrator/spec/axolotl_keys.py before these models see the spec.
 
@@ -127,6 +130,13 @@ class TrainingConfig(_Strict):
     # model
     base_model: str = Field(description="Hub id or local directory of the model to fine-tune.")
     base_model_config: str | None = Field(None, description="Config source, if not base_model.")
+    overrides_of_model_config: dict[str, Any] | None = Field(
+        None, description="Axolotl's `model_config`: values set on the model's config before "
+        "the weights load (e.g. {output_router_logits: true}); a key the config does not "
+        "have is an error (trainer/models/config_overrides.py).")
+    reinit_weights: bool | None = Field(
+        None, description="Build the model from its config with random weights instead of "
+        "loading the pretrained ones (pretraining from scratch).")
     model_type: str | None = Field(None, description="transformers class, e.g. "
                                    "LlamaForCausalLM (default: AutoModelForCausalLM).")
     tokenizer_type: str | None = Field(None, description="e.g. AutoTokenizer.")
@@ -142,6 +152,8 @@ class TrainingConfig(_Strict):
     load_in_4bit: bool = False
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
+    qat: QatSpec | None = Field(None, description="Quantization-aware training: torchao fake "
+                                "quantization of the linear layers (trainer/models/qat.py).")
     attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] | None \
         = Field(None, description="Attention kernel; default: the best one installed.")
     flash_attention: bool | None = Field(None, description="Axolotl spelling of "
@@ -171,6 +183,11 @@ class TrainingConfig(_Strict):
     lora_modules_to_save: list[str] | None = None
     peft_use_dora: bool = False
     peft_use_rslora: bool = False
+    unfrozen_parameters: list[str] | None = Field(
+        None, description="Regexes of the parameter names that train; every other one is "
+        "frozen. Axolotl's syntax: matched from the start of the name, `.` is a literal dot, "
+        "a trailing [start:end] trains only those rows. With an adapter, it picks which "
+        "adapter weights train (trainer/models/unfrozen.py).")
     # data
     datasets: list[DatasetSpec] = Field(min_length=1)
     test_datasets: list[DatasetSpec] | None = None
@@ -187,7 +204,9 @@ class TrainingConfig(_Strict):
     gradient_accumulation_steps: int = Field(1, ge=1)
     num_epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
-    optimizer: str = Field("adamw_torch_fused", description="A transformers `optim` name.")
+    optimizer: str = Field("adamw_torch_fused", description="A transformers `optim` name "
+                           "(trainer/torch_free/optimizers.py lists those ft trains; the "
+                           "torchao ones, adamw_torch_4bit / adamw_torch_8bit, included).")
     lr_scheduler: str = Field("cosine", description="A transformers scheduler name.")
     lr_scheduler_kwargs: dict[str, Any] | None = None
     cosine_min_lr_ratio: float | None = None
@@ -206,8 +225,22 @@ class TrainingConfig(_Strict):
     tf32: bool | None = None
     gradient_checkpointing: bool | Literal["unsloth", "offload", "auto"] = Field(
         "auto", description="Recompute activations in backward. auto (default): only as many "
-        "decoder layers as the GPU's memory needs (none when they all fit); true: every layer.")
+        "decoder layers as the GPU's memory needs (none when they all fit); true: every layer; "
+        "offload: `activation_offloading: true`; unsloth: every layer, its input kept in CPU "
+        "memory (`activation_offloading: hidden_states`).")
     gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    activation_offloading: bool | Literal["legacy", "hidden_states", "disk"] | None = Field(
+        None, description="Keep saved activations in CPU memory between forward and backward "
+        "(trainer/loop/activation_offload.py). true/legacy: with an adapter nothing is "
+        "recomputed and every saved activation is offloaded; a full fine-tune recomputes each "
+        "decoder layer and offloads the layer inputs. hidden_states: recompute every layer "
+        "and offload its input, adapter or not. `gradient_checkpointing: offload` is true.")
+    torch_compile: bool | Literal["auto"] | None = Field(
+        None, description="Compile the model with torch.compile (the Trainer's "
+        "torch_compile). auto: true.")
+    torch_compile_backend: str | None = Field(None, description="torch.compile backend "
+                                              "(default: inductor).")
+    torch_compile_mode: Literal["default", "reduce-overhead", "max-autotune"] | None = None
     # distributed
     fsdp: list[str] | str | None = Field(None, description="e.g. [full_shard, auto_wrap].")
     fsdp_config: FsdpConfig | None = None
@@ -273,6 +306,14 @@ class TrainingConfig(_Strict):
             raise ValueError(f"ft does not have {', '.join(unknown)}; the plugins it "
                              f"implements are {', '.join(KNOWN_PLUGINS)}")
         return plugins
+
+    @field_validator("optimizer")
+    @classmethod
+    def _trainable_optimizer(cls, name: str) -> str:
+        problem = optimizer_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return transformers_name(name)  # Axolotl's ao_adamw_4bit is adamw_torch_4bit
 
     @field_validator("eval_strategy", "save_strategy", mode="before")
     @classmethod
