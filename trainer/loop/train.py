@@ -49,6 +49,7 @@ from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.models.qat import convert_qat, qat_callbacks
+from trainer.torch_free.spec_packages import require_spec_packages
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.train")
@@ -97,6 +98,7 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
         cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints, output_dir,
         check=lambda path, marker: check_resume(path, marker, record, override))
     graceful.stop_if_requested("before the data was prepared")
+    require_spec_packages(cfg)
     precision = choose_precision(cfg)
     plan = plan_for(cfg, compute_dtype(cfg, precision))
     require_runnable_here(plan)
