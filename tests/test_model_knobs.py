@@ -8,6 +8,7 @@ values say why at validate time.
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def _corpus_run(name: str, tmp_path: Path, model_dir: Path, data: str = "alpaca.
                 gradient_accumulation_steps=1, warmup_ratio=None, warmup_steps=0,
                 learning_rate=0.01, bf16=False, logging_steps=1, **changes)
     spec = {k: v for k, v in spec.items() if v is not None}
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     result = run_ft("train", str(path))
@@ -115,13 +117,16 @@ def test_unfrozen_parameters_train_exactly_the_matching_weights_and_rows(tmp_pat
     assert rows_moved[:10].all() and not rows_moved[10:].any()
 
 
-def test_with_an_adapter_the_patterns_pick_the_adapter_weights(tiny_model_dir):
+def test_with_an_adapter_the_patterns_pick_the_adapter_weights(tiny_model_dir, caplog):
     from tests.fixtures_tiny import make_cfg
     from trainer.models.load import choose_precision, load_model, load_tokenizer
 
     cfg = make_cfg(tiny_model_dir, [{"path": "x.jsonl", "type": "alpaca"}], adapter="lora",
-                   lora_target_linear=True, unfrozen_parameters=["^model.layers.0.*"])
+                   lora_target_linear=True,
+                   unfrozen_parameters=["^model.layers.0.*", "^model.vision_tower.*"])
+    caplog.set_level(logging.WARNING, "ft.model")
     model, _ = load_model(cfg, load_tokenizer(cfg), choose_precision(cfg))
+    assert "'^model.vision_tower.*' matches no parameter of this model" in caplog.text
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trained and all(".layers.0." in n and ".lora_" in n for n in trained)
     assert len(trained) == 14  # 7 projections x (A, B) of layer 0; no base weight
@@ -210,10 +215,13 @@ def test_activation_offloading_lora_corpus_config_matches_the_run_without_it(tmp
                                                                            tiny_model_dir):
     """Same losses with and without offloading; the hooks saw every saved activation (on a
     CPU run they stay where they are: tests/test_gpu.py's offload test measures the copies)."""
+    # adamw_torch: torchao's 8-bit AdamW compiles its update, minutes on a loaded CPU (the
+    # QAT test below trains with torchao's 4-bit one).
     offloaded = _corpus_run("activation-offloading.yml", tmp_path / "on", tiny_model_dir,
-                            data="chat.jsonl", drop=("chat_template",))
+                            data="chat.jsonl", drop=("chat_template",), optimizer="adamw_torch")
     plain = _corpus_run("activation-offloading.yml", tmp_path / "off", tiny_model_dir,
-                        data="chat.jsonl", drop=("chat_template", "activation_offloading"))
+                        data="chat.jsonl", drop=("chat_template", "activation_offloading"),
+                        optimizer="adamw_torch")
     facts = summary(offloaded)["model"]["activation_offloading"]
     assert facts["mode"] == "all_saved" and facts["saved_tensors"] > 100
     assert "activation_offloading" not in summary(plain)["model"]
@@ -266,12 +274,13 @@ def test_disk_offloading_is_refused_and_an_overridden_reentrant_flag_is_said():
 # --- torch_compile ---------------------------------------------------------------------------
 
 def test_torch_compile_corpus_config_trains_compiled(tmp_path, tiny_model_dir):
-    """aot_eager: torch.compile's graph capture and autograd tracing without inductor's
-    C++ code generation, which takes minutes on a CPU; the corpus config's inductor is
-    what a GPU job uses."""
+    """Backend `eager`: torch.compile's graph capture (dynamo) without code generation;
+    inductor's C++ build, and even aot_eager's autograd tracing, take minutes on a loaded
+    CPU (aot_eager: 132 s here). Rows padded to one length: one graph, no recompiles. The
+    corpus config's inductor is what a GPU job uses."""
     out = _corpus_run("torch-compile.yml", tmp_path, tiny_model_dir, data="chat.jsonl",
-                      drop=("chat_template",), torch_compile_backend="aot_eager",
-                      optimizer="adamw_torch")
+                      drop=("chat_template",), torch_compile_backend="eager",
+                      optimizer="adamw_torch", sequence_len=128, pad_to_sequence_len=True)
     assert summary(out)["global_step"] == 3
     from trainer.loop.compile import compile_args
 
@@ -296,14 +305,17 @@ def test_every_transformers_optimizer_name_trains_or_is_refused_with_a_reason():
     for name in sorted(names - TRAINS):
         (problem,) = _problems(BASE + f"optimizer: {name}\n")
         assert problem == REFUSED[name]
-    assert _parse(BASE + "optimizer: ao_adamw_4bit\n").training.optimizer == "adamw_torch_4bit"
+    from trainer.torch_free.optimizers import transformers_name
+
+    assert transformers_name(_parse(BASE + "optimizer: ao_adamw_4bit\n").training.optimizer) \
+        == "adamw_torch_4bit"
     assert "unknown optimizer 'adamw_torh'" in _problems(BASE + "optimizer: adamw_torh\n")[0]
 
 
 def test_a_torchao_optimizer_without_torchao_is_one_clear_line(monkeypatch):
     import importlib.util
 
-    from trainer.torch_free.spec_packages import require_spec_packages
+    from trainer.loop.spec_packages import require_spec_packages
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -359,3 +371,23 @@ def test_qat_that_cannot_train_is_refused_by_name(qat, gpu, says):
     assert any(says in p for p in problems), problems
     assert _parse(BASE + "qat: {weight_dtype: fp8, activation_dtype: float8}\n").training.qat \
         .weight_dtype == "float8_e4m3fn"
+
+
+def test_qat_embedding_and_delayed_fake_quantization(tiny_model_dir):
+    pytest.importorskip("torchao")
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from tests.fixtures_tiny import make_cfg
+    from trainer.models.load import choose_precision, load_model, load_tokenizer
+    from trainer.models.qat import fake_quantized_layers, qat_callbacks
+
+    qat = {"weight_dtype": "int4", "quantize_embedding": True, "fake_quant_after_n_steps": 2}
+    cfg = make_cfg(tiny_model_dir, [{"path": "x.jsonl", "type": "alpaca"}], qat=qat)
+    model, _ = load_model(cfg, load_tokenizer(cfg), choose_precision(cfg))
+    assert fake_quantized_layers(model) == 2 * 7 + 1 + 1  # + the input embedding
+    (delay,) = qat_callbacks(cfg.qat, model)
+    quantizer = model.model.layers[0].mlp.up_proj.weight_fake_quantizer
+    args = TrainingArguments(output_dir="unused", use_cpu=True, report_to=[])
+    for step, enabled in ((0, False), (1, False), (2, True)):
+        delay.on_step_begin(args, TrainerState(global_step=step), TrainerControl())
+        assert quantizer.enabled is enabled

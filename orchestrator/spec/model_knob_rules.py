@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from orchestrator.spec.launch_schema import LaunchSpec
 from trainer.torch_free.activation_offloading import LAYER_INPUTS, offload_mode
 from trainer.torch_free.errors import UserError
+from trainer.torch_free.optimizers import optimizer_problem
 from trainer.torch_free.param_patterns import NamePattern
 from trainer.torch_free.qat_spec import qat_problem
 from trainer.torch_free.training import TrainingConfig
@@ -21,6 +22,9 @@ def model_knob_problems(t: TrainingConfig, launch: LaunchSpec) -> Iterator[Rule]
         yield ("reinit_weights",), ("`reinit_weights` builds random weights from the config, "
                                     "while 4/8-bit loading quantizes the pretrained ones; "
                                     "choose one")
+    problem = optimizer_problem(t.optimizer)
+    if problem:
+        yield ("optimizer",), problem
     if t.activation_offloading == "disk":
         yield ("activation_offloading",), (
             "`activation_offloading: disk` (saved activations written to files) is not "

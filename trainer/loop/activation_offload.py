@@ -50,17 +50,22 @@ class ActivationOffload:
     def __init__(self, model: torch.nn.Module, mode: str):
         self.mode = mode
         self.counts = OffloadCounts()
-        self._weights = {p.untyped_storage().data_ptr() for p in model.parameters()
-                         if p.device.type != "meta"}
+        self._model = model
+        self._weights: set[int] = set()
 
     def forward_context(self):
+        # Read where the weights live now: the Trainer moves the model after this object
+        # is made, and FSDP gathers its parameters into fresh storage.
+        self._weights = {_storage(p) for p in self._model.parameters()
+                         if p.device.type != "meta"}
         return torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
 
     def _pack(self, tensor: torch.Tensor):
         self.counts.saved += 1
         size = tensor.numel() * tensor.element_size()
         if tensor.device.type == "cpu" or size < MIN_OFFLOAD_BYTES or \
-                tensor.untyped_storage().data_ptr() in self._weights:
+                isinstance(tensor, torch.nn.Parameter) or \
+                _storage(tensor) in self._weights:
             return tensor
         host = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu", pin_memory=True)
         host.copy_(tensor, non_blocking=True)
@@ -78,6 +83,14 @@ class ActivationOffload:
         return {"mode": self.mode, "saved_tensors": self.counts.saved,
                 "offloaded_tensors": self.counts.offloaded,
                 "offloaded_gib": round(self.counts.offloaded_bytes / 2**30, 3)}
+
+
+def _storage(tensor: torch.Tensor) -> int | None:
+    """Where a tensor's memory starts (None for a subclass without plain storage)."""
+    try:
+        return tensor.untyped_storage().data_ptr()
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)

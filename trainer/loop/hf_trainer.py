@@ -27,6 +27,7 @@ from trainer.models.activation_memory import full_checkpointing
 from trainer.models.load import Precision
 from trainer.torch_free.activation_offloading import LAYER_INPUTS, offload_mode
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
+from trainer.torch_free.optimizers import transformers_name
 from trainer.torch_free.training import TrainingConfig
 
 
@@ -95,7 +96,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         warmup_steps=warmup,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0,
-        optim=cfg.optimizer,
+        optim=transformers_name(cfg.optimizer),  # Axolotl's ao_adamw_4bit: adamw_torch_4bit
         optim_args=_optim_args(cfg),
         seed=cfg.seed,
         bf16=precision.bf16,

@@ -47,9 +47,9 @@ from trainer.loop.graceful_stop import (
 from trainer.loop.hf_trainer import FtTrainer, build_training_args
 from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
+from trainer.loop.spec_packages import require_spec_packages
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.models.qat import convert_qat, qat_callbacks
-from trainer.torch_free.spec_packages import require_spec_packages
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.train")

@@ -20,6 +20,7 @@ TRAINS = frozenset({
     "rmsprop_bnb_32bit",
 })
 
+TORCHAO = ("adamw_torch_4bit", "adamw_torch_8bit")
 # Axolotl's names for the same torchao optimizers.
 RENAMED = {"ao_adamw_4bit": "adamw_torch_4bit", "ao_adamw_8bit": "adamw_torch_8bit"}
 

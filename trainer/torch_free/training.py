@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from trainer.torch_free.optimizers import optimizer_problem, transformers_name
 from trainer.torch_free.qat_spec import QatSpec
 
 # Axolotl keys without a field here (aliases, refused features, warned no-ops) are answered
@@ -306,14 +305,6 @@ class TrainingConfig(_Strict):
             raise ValueError(f"ft does not have {', '.join(unknown)}; the plugins it "
                              f"implements are {', '.join(KNOWN_PLUGINS)}")
         return plugins
-
-    @field_validator("optimizer")
-    @classmethod
-    def _trainable_optimizer(cls, name: str) -> str:
-        problem = optimizer_problem(name)
-        if problem:
-            raise ValueError(problem)
-        return transformers_name(name)  # Axolotl's ao_adamw_4bit is adamw_torch_4bit
 
     @field_validator("eval_strategy", "save_strategy", mode="before")
     @classmethod

@@ -7,13 +7,12 @@ from __future__ import annotations
 import importlib.util
 
 from trainer.torch_free.errors import UserError
-
-TORCHAO_OPTIMIZERS = ("adamw_torch_4bit", "adamw_torch_8bit")
+from trainer.torch_free.optimizers import TORCHAO
 
 
 def require_spec_packages(cfg) -> None:
     needs = []
-    if cfg.optimizer in TORCHAO_OPTIMIZERS:
+    if cfg.optimizer in TORCHAO:
         needs.append(f"`optimizer: {cfg.optimizer}`")
     if cfg.qat is not None:
         needs.append("`qat`")
