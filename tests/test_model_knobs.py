@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -46,9 +47,10 @@ def _notes(text: str) -> list[str]:
 
 
 def _corpus_run(name: str, tmp_path: Path, model_dir: Path, data: str = "alpaca.jsonl",
-                drop=(), **changes) -> Path:
+                drop=(), env: dict | None = None, **changes) -> Path:
     """Train the corpus config 3 steps with the model, data and output swapped (and `drop`:
-    keys the tiny tokenizer or a CPU cannot serve); returns the output dir."""
+    keys the tiny tokenizer or a CPU cannot serve); returns the output dir, with the run's
+    stderr beside it (stderr.txt)."""
     spec = yaml.safe_load((CORPUS / name).read_text())
     for key in drop:
         spec.pop(key, None)
@@ -64,8 +66,9 @@ def _corpus_run(name: str, tmp_path: Path, model_dir: Path, data: str = "alpaca.
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    result = run_ft("train", str(path))
+    result = run_ft("train", str(path), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+    (tmp_path / "stderr.txt").write_text(result.stderr)
     return tmp_path / "out"
 
 
@@ -148,6 +151,23 @@ def test_gemma3_text_qlora_corpus_config_trains_its_language_model(tmp_path, fam
     assert len(lora_b) == 14 and all(t.abs().sum() > 0 for t in lora_b.values())
 
 
+def test_pattern_syntax_is_axolotls():
+    from trainer.torch_free.param_patterns import NamePattern, spellings
+
+    dot = NamePattern.parse("model.layers.1.mlp")
+    assert dot.matches(("model.layers.1.mlp.up_proj.weight",))
+    assert not dot.matches(("modelXlayers.1.mlp.up_proj.weight",))  # `.` is a literal dot
+    assert not dot.matches(("base.model.layers.1.mlp.weight",))  # from the start of the name
+    assert NamePattern.parse("model.layers.+.mlp").matches(("model.layers.12.mlp.w",))
+    assert NamePattern.parse("lm_head.weight$[7]").rows == (7, 8)
+    assert NamePattern.parse("embed$[:32000]").rows == (0, 32000)
+    assert NamePattern.parse("embed$[5:]").rows == (5, None)
+    assert spellings("base_model.model.model.layers.0.q.lora_A.default.weight", True) == (
+        "base_model.model.model.layers.0.q.lora_A.default.weight",
+        "model.layers.0.q.lora_A.default.weight",
+        "model.language_model.layers.0.q.lora_A.default.weight")
+
+
 def test_a_bad_pattern_is_refused_at_validate_time():
     (problem,) = _problems(BASE + "unfrozen_parameters: ['^lm_head.weight$[5:2]', 'ok']\n")
     assert "has an empty row range" in problem
@@ -173,6 +193,8 @@ def test_model_config_overrides_merge_and_an_unknown_key_is_named(tiny_model_dir
     spec = _parse(BASE + "model_config:\n  rope_scaling: {rope_type: linear, factor: 2.0}\n")
     assert spec.training.overrides_of_model_config == {
         "rope_scaling": {"rope_type": "linear", "factor": 2.0}}
+    assert _parse(BASE + "overrides_of_model_config: {rms_norm_eps: 0.001}\n").training \
+        .overrides_of_model_config == {"rms_norm_eps": 0.001}
     cfg = make_cfg(tiny_model_dir, ds, overrides_of_model_config={
         "rope_scaling": {"rope_type": "linear", "factor": 2.0}, "rms_norm_eps": 1e-5})
     config = load_config(cfg)
@@ -307,8 +329,11 @@ def test_torch_compile_corpus_config_trains_compiled(tmp_path, tiny_model_dir):
     corpus config's inductor is what a GPU job uses."""
     out = _corpus_run("torch-compile.yml", tmp_path, tiny_model_dir, data="chat.jsonl",
                       drop=("chat_template",), torch_compile_backend="eager",
-                      optimizer="adamw_torch", sequence_len=128, pad_to_sequence_len=True)
+                      optimizer="adamw_torch", sequence_len=128, pad_to_sequence_len=True,
+                      env={**os.environ, "TORCH_LOGS": "dynamo"})
     assert summary(out)["global_step"] == 3
+    stderr = (tmp_path / "stderr.txt").read_text()
+    assert "torchdynamo start tracing forward" in stderr  # the model ran compiled
     from trainer.loop.compile import compile_args
 
     cfg = _parse((CORPUS / "torch-compile.yml").read_text()).training
@@ -364,6 +389,8 @@ def test_qat_corpus_config_trains_fake_quantized_with_the_4bit_optimizer(tmp_pat
     out = _corpus_run("qat.yml", tmp_path, tiny_model_dir, drop=("special_tokens",),
                       gradient_checkpointing=False)
     assert summary(out)["global_step"] == 3
+    assert "qat: int4 weights, int8 activations fake-quantized" in \
+        (tmp_path / "stderr.txt").read_text()
     model = AutoModelForCausalLM.from_pretrained(out)  # plain transformers, no torchao types
     assert type(model.model.layers[0].mlp.up_proj) is torch.nn.Linear
     saved = load_file(out / "model.safetensors")
