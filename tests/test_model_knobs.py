@@ -206,6 +206,18 @@ def test_model_config_overrides_merge_and_an_unknown_key_is_named(tiny_model_dir
         load_config(bad)
 
 
+def test_merge_lora_builds_the_base_with_the_overrides_it_trained_with(tmp_path,
+                                                                       tiny_lora_run):
+    from trainer.models.merge_lora import merge_lora
+
+    spec = yaml.safe_load((tiny_lora_run / "spec.yaml").read_text())
+    cfg = _parse(yaml.safe_dump({k: v for k, v in spec.items() if k != "launch"})).training
+    cfg = cfg.model_copy(update={"output_dir": str(tmp_path),
+                                 "overrides_of_model_config": {"rms_norm_eps": 0.001}})
+    merged = merge_lora(cfg, on_cpu=True, adapter_dir=tiny_lora_run / "out")
+    assert json.loads((merged / "config.json").read_text())["rms_norm_eps"] == 0.001
+
+
 def test_model_kwargs_and_top_level_rope_scaling_point_at_model_config():
     assert "go under `model_config`" in _problems(BASE + "model_kwargs: {a: 1}\n")[0]
     assert "set it under `model_config:`" in _problems(BASE + "rope_scaling: {factor: 2}\n")[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from trainer.models.source import model_class, model_kwargs
+from trainer.models.source import base_config_kwargs, model_class, model_kwargs
 from trainer.torch_free.training import TrainingConfig
 
 
@@ -32,7 +32,8 @@ def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
         return model.eval(), tokenizer
     # The same base the adapter was trained on: class, revision and remote-code setting.
     model = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
-                                             device_map=device_map, **model_kwargs(cfg))
+                                             device_map=device_map, **model_kwargs(cfg),
+                                             **base_config_kwargs(cfg))
     if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if (output_dir / "adapter_config.json").is_file():

@@ -27,10 +27,10 @@ from trainer.models.activation_memory import (
 )
 from trainer.models.qat import prepare_qat
 from trainer.models.source import (
+    base_config_kwargs,
     load_config,
     model_class,
     model_kwargs,
-    needs_own_config,
     tokenizer_class,
     tokenizer_source_kwargs,
 )
@@ -163,12 +163,11 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     else:
         quant = quantization_config(cfg, precision)
         placement = {"device_map": {"": device}} if (quant is not None and device) else {}
-        if needs_own_config(cfg):
-            placement["config"] = load_config(cfg)
         model = model_class(cfg).from_pretrained(
             cfg.base_model, dtype=precision.dtype,
             attn_implementation=choose_attention(cfg, precision.dtype),
-            quantization_config=quant, **model_kwargs(cfg), **placement)
+            quantization_config=quant, **model_kwargs(cfg), **base_config_kwargs(cfg),
+            **placement)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.config.use_cache = False  # the KV cache is useless in training and costs memory

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from trainer.models.source import load_config, model_class, model_kwargs
+from trainer.models.source import base_config_kwargs, load_config, model_class, model_kwargs
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.merge")
@@ -49,7 +49,7 @@ def merge_lora(cfg: TrainingConfig, *, on_cpu: bool = False,
     tokenizer = AutoTokenizer.from_pretrained(adapter_dir)
     base = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
                                             device_map=device_map, low_cpu_mem_usage=True,
-                                            **model_kwargs(cfg))
+                                            **model_kwargs(cfg), **base_config_kwargs(cfg))
     if len(tokenizer) != base.get_input_embeddings().weight.shape[0]:
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

@@ -60,6 +60,12 @@ def needs_own_config(cfg: TrainingConfig) -> bool:
     return bool(cfg.base_model_config or cfg.overrides_of_model_config)
 
 
+def base_config_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
+    """`config=` for a from_pretrained of the base model: training, merging and inference
+    then build the same model (`model_config` overrides included)."""
+    return {"config": load_config(cfg)} if needs_own_config(cfg) else {}
+
+
 def tokenizer_source_kwargs(cfg: TrainingConfig) -> tuple[str, dict[str, Any]]:
     source = cfg.tokenizer_config or cfg.base_model
     kwargs: dict[str, Any] = {"trust_remote_code": cfg.trust_remote_code}
