@@ -1,7 +1,7 @@
 """Which `optimizer:` names train, and why the others are refused at validate time.
 
 Every name transformers' Trainer knows (its OptimizerNames) is in exactly one of the two
-tables; tests/test_model_knobs.py proves it against the installed transformers. A name
+tables; tests/test_step_knobs.py proves it against the installed transformers. A name
 trains when its package is in the `[train]` extra (torch, bitsandbytes, torchao). Axolotl's
 own optimizers (not transformers') are refused by name too: they are Axolotl code.
 """
