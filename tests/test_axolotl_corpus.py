@@ -90,7 +90,8 @@ def test_a_users_own_copy_of_an_axolotl_deepspeed_file_wins(tmp_path, monkeypatc
 def test_axolotls_torch_compile_deepspeed_files_are_refused():
     text = (CORPUS / "deepspeed-zero1.yml").read_text().replace("zero1.json",
                                                                 "zero1_torch_compile.json")
-    with pytest.raises(SpecError, match="torch.compile is not supported"):
+    with pytest.raises(SpecError, match="DeepSpeed's own compile .* is not supported; use "
+                       r"deepspeed_configs/zero1.json with `torch_compile: true`"):
         _quiet_parse(text, "spec.yaml")
 
 

@@ -23,6 +23,7 @@ ALIASES: dict[str, str] = {
     "liger_swiglu": "liger_glu_activation",
     "lora_rank": "lora_r",
     "model_revision": "revision_of_model",
+    "model_config": "overrides_of_model_config",
 }
 
 
@@ -84,10 +85,10 @@ REFUSED: dict[str, Refusal] = {
              "predicting the next one) is not supported; ft trains next-token prediction "
              "(`datasets[].type: completion` trains every token)",
              "diffusion", "diffusion_lm", "diffusion_decision"),
-    **_group("quantized training beyond bitsandbytes 4/8-bit (GPTQ, QAT, FP8, NVFP4, "
-             "llm-compressor) is not supported; ft quantizes the frozen base with "
-             "bitsandbytes (`load_in_4bit`, `load_in_8bit`)",
-             "gptq", "qat", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
+    **_group("quantized training beyond bitsandbytes 4/8-bit and `qat` (GPTQ, FP8, NVFP4, "
+             "llm-compressor, post-training `quantization`) is not supported; ft quantizes "
+             "the frozen base with bitsandbytes (`load_in_4bit`, `load_in_8bit`)",
+             "gptq", "quantization", "fp8", "fp8_enable_fsdp_float8_all_gather",
              "llmcompressor",
              "nvfp4_merge_aware", "nvfp4_merge_aware_start_step", "use_onebitllms",
              "gemma4_fp8_nonexpert", "gemma4_nf4_nonexpert", "dsv4_fp8_nonexpert_mode",
@@ -151,8 +152,6 @@ REFUSED: dict[str, Refusal] = {
              "signal-to-noise ratio) is not supported; the nearest is LoRA on the modules you "
              "name (`lora_target_modules`)", "spectrum_model_name",
              "spectrum_top_fraction"),
-    **_group("partial freezing (`unfrozen_parameters`) is not supported; use `adapter: lora` "
-             "or a full fine-tune", "unfrozen_parameters"),
     **_group("LoRA variants beyond `lora_*`, `peft_use_dora` and `peft_use_rslora` are not "
              "supported; choose the layers with `lora_target_modules` or `lora_target_linear`",
              "peft", "peft_init_lora_weights", "peft_layers_to_transform",
@@ -163,19 +162,23 @@ REFUSED: dict[str, Refusal] = {
     **_group("starting from an existing adapter (`lora_model_dir`) is not supported; merge it "
              "into the base model first (`ft merge-lora`) and train from that",
              "lora_model_dir"),
-    **_group("model config overrides are not supported; save a model directory with the "
-             "changed config.json and point `base_model` at it",
-             "overrides_of_model_config", "overrides_of_model_kwargs", "rope_scaling",
-             "cls_model_config", "model_config_type", "model_config", "model_kwargs"),
+    **_group("extra from_pretrained arguments (`model_kwargs`) are not supported; settings "
+             "of the model's config go under `model_config`",
+             "overrides_of_model_kwargs", "model_kwargs"),
+    **_group("a top-level `rope_scaling` is not supported (Axolotl dropped it too); set it "
+             "under `model_config:`", "rope_scaling"),
+    **_group("a custom config class (`cls_model_config`) is not supported; ft reads the "
+             "class from config.json (override its values under `model_config`)",
+             "cls_model_config"),
     **_group("`bnb_config_kwargs` entries other than `bnb_4bit_quant_type` and "
-             "`bnb_4bit_use_double_quant` (read as those keys) are not supported",
-             "bnb_config_kwargs"),
+             "`bnb_4bit_use_double_quant` (read as those keys) are not supported; set the "
+             "4-bit base with `load_in_4bit`", "bnb_config_kwargs"),
     **_group("renaming tokens (`added_tokens_overrides`) is not supported; use `tokens` to "
              "add new ones", "added_tokens_overrides"),
-    **_group("embedding surgery (fix_untrained_tokens, reinit_weights, shrink_embeddings, "
+    **_group("embedding surgery (fix_untrained_tokens, shrink_embeddings, "
              "mean_resizing_embeddings) is not supported; new tokens (`tokens`) get "
              "transformers' default initialisation",
-             "fix_untrained_tokens", "reinit_weights", "shrink_embeddings",
+             "fix_untrained_tokens", "shrink_embeddings",
              "mean_resizing_embeddings"),
     **_group("attention variants other than flash_attention / sdp_attention / "
              "flex_attention / eager are not supported; choose one with "
@@ -192,14 +195,18 @@ REFUSED: dict[str, Refusal] = {
              "are not supported; ft's regularisers are `lora_dropout` and `weight_decay`",
              "neftune_noise_alpha",
              "noisy_embedding_alpha"),
-    **_group("torch.compile / DeepCompile is not supported; ft's speed-ups are its fused "
-             "kernels (`liger_kernel`, `cut_cross_entropy`)", "torch_compile",
-             "torch_compile_backend", "torch_compile_mode", "torch_compile_options",
-             "flex_attn_compile_kwargs", "deepcompile"),
-    **_group("activation / layer offloading and tiled MLP are not supported; ft's "
+    **_group("inductor flags (`torch_compile_options`), regional compilation and "
+             "DeepSpeed's DeepCompile are not supported; `torch_compile`, "
+             "`torch_compile_backend` and `torch_compile_mode` are",
+             "torch_compile_options", "deepcompile"),
+    **_group("layer offloading (decoder weights parked in CPU memory between their forward "
+             "and backward) is not supported; `activation_offloading: true` moves the "
+             "activations instead, `fsdp_config.offload_params` the sharded weights",
+             "layer_offloading"),
+    **_group("tiled MLP and selective / dynamic checkpointing are not supported; ft's "
              "`gradient_checkpointing: auto` sizes recompute to the GPU's memory",
-             "activation_offloading", "layer_offloading", "tiled_mlp", "tiled_mlp_num_shards",
-             "tiled_mlp_use_original_mlp", "selective_checkpointing", "dynamic_checkpoint"),
+             "tiled_mlp", "tiled_mlp_num_shards", "tiled_mlp_use_original_mlp",
+             "selective_checkpointing", "dynamic_checkpoint"),
     **_group("`auto_find_batch_size` is not supported; set `micro_batch_size`",
              "auto_find_batch_size"),
     **_group("`batch_size` is not supported; set `micro_batch_size` and "
@@ -230,7 +237,7 @@ REFUSED: dict[str, Refusal] = {
     **_group("FP8 mixed precision (`fp8_config`: matmuls in 8-bit floats) is not supported; "
              "ft trains in bf16 mixed precision (`bf16`)", "fp8_config"),
     **_group("regional torch.compile (each decoder block compiled on its own) is not "
-             "supported; ft's speed-ups are its fused kernels (`liger_kernel`)",
+             "supported; `torch_compile: true` compiles the whole model",
              "torch_compile_regional"),
     **_group("label balancing (`balance_labels`: the same number of supervised tokens in "
              "every batch) is not supported; the nearest is packing rows into full "
@@ -277,6 +284,10 @@ WARNED: dict[str, str] = {
                      "use_otel_metrics", "otel_metrics_host", "otel_metrics_port",
                      "mlflow_run_name", "hf_mlflow_log_artifacts", "wandb_watch",
                      "wandb_log_model"), _LOGGER),
+    "model_config_type": ("Axolotl fills it from config.json; ft reads the model type "
+                          "from config.json too; ignored"),
+    "flex_attn_compile_kwargs": ("transformers compiles flex attention itself (Axolotl "
+                                 "applies these only on torch 2.6); ignored"),
     "use_wandb": "ft reports to W&B whenever `wandb_project` is set; `use_wandb` is ignored",
     "use_mlflow": ("ft reports to MLflow whenever `mlflow_tracking_uri` is set; "
                    "`use_mlflow` is ignored"),

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.spec.local_checks import chat_template_problems
+from orchestrator.spec.model_knob_rules import model_knob_notes, model_knob_problems
 from orchestrator.spec.moe_rules import moe_problems
 from orchestrator.spec.parallel_sizes import dp_size_problems, dp_world_problems
 from orchestrator.spec.schedule_data_rules import schedule_data_notes, schedule_data_problems
@@ -29,6 +30,7 @@ def cross_field_problems(t: TrainingConfig, launch: LaunchSpec, world_known: boo
     rules = list(_quantization(t)) + list(_training(t)) + list(_launch(launch))
     rules += prequantized_problems(t) + mistral_common_problems(t)
     rules += list(chat_template_problems(t)) + list(schedule_data_problems(t))
+    rules += list(model_knob_problems(t, launch))
     if world_known:
         rules += list(_world_size(t, launch))
     return rules + list(_distribution(t))
@@ -189,7 +191,8 @@ def ignored_settings(t: TrainingConfig) -> list[str]:
     if t.evals_per_epoch and not (t.val_set_size or t.test_datasets):
         notes.append("`evals_per_epoch` is ignored: there is no eval data (`val_set_size` is "
                      "0 and there are no `test_datasets`)")
-    return notes + _ignored_fsdp_settings(t) + schedule_data_notes(t)
+    return notes + _ignored_fsdp_settings(t) + schedule_data_notes(t) + \
+        model_knob_notes(t)
 
 
 def _ignored_fsdp_settings(t: TrainingConfig) -> list[str]:

@@ -21,13 +21,17 @@ from trainer.distributed.gpu_choice import one_device_per_process
 from trainer.distributed.process_group import collective_timeout_s
 from trainer.distributed.sharded_export import export_full_model
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.loop.activation_offload import ActivationOffload, forward_context
+from trainer.loop.compile import compile_args
 from trainer.loop.early_stopping import best_model_args
 from trainer.loop.lr_groups import split_lr_groups
 from trainer.loop.lr_schedules import ScheduleFactory
 from trainer.models.activation_memory import full_checkpointing
 from trainer.models.load import Precision
+from trainer.torch_free.activation_offloading import LAYER_INPUTS, offload_mode
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
 from trainer.torch_free.lr_schedule_choice import FT_SCHEDULERS
+from trainer.torch_free.optimizers import transformers_name
 from trainer.torch_free.training import LrGroup, TrainingConfig
 
 
@@ -96,13 +100,14 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         warmup_steps=warmup,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm is not None else 0.0,
-        optim=cfg.optimizer,
+        optim=transformers_name(cfg.optimizer),  # Axolotl's ao_adamw_4bit: adamw_torch_4bit
         optim_args=_optim_args(cfg),
         seed=cfg.seed,
         bf16=precision.bf16,
         fp16=precision.fp16,
         tf32=precision.tf32,
         **_checkpointing(cfg, plan),
+        **compile_args(cfg),
         eval_strategy=eval_strategy,
         eval_steps=eval_steps,
         save_strategy=save_strategy,
@@ -149,6 +154,8 @@ def _checkpointing(cfg: TrainingConfig, plan: ShardingPlan | None) -> dict:
     prefix = "activation" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ \
         else "gradient"
     kwargs = cfg.gradient_checkpointing_kwargs or {"use_reentrant": False}
+    if offload_mode(cfg) == LAYER_INPUTS:  # only reentrant recompute saves the layer inputs
+        kwargs = {**kwargs, "use_reentrant": True}  # where the offload hooks see them
     # `gradient_checkpointing: true` or FSDP's activation checkpointing (the plan's, which
     # also reads the fsdp list words): the same per-decoder-layer recompute. `auto` is
     # applied per layer by trainer/models/activation_memory.py, not by the Trainer.
@@ -185,10 +192,12 @@ class FtTrainer(Trainer):
 
     def __init__(self, *args, sharding: ShardingPlan | None = None,
                  schedule: ScheduleFactory | None = None,
-                 lr_groups: list[LrGroup] | None = None, **kwargs) -> None:
+                 lr_groups: list[LrGroup] | None = None,
+                 activation_offload: ActivationOffload | None = None, **kwargs) -> None:
         self.sharding = sharding  # read while the parent builds its accelerator
         self.schedule = schedule
         self.lr_groups = lr_groups
+        self.activation_offload = activation_offload
         super().__init__(*args, **kwargs)
         # transformers' plain printer (used without a progress bar) prints on every node's
         # local rank 0: one copy per node of every metrics line.
@@ -228,6 +237,14 @@ class FtTrainer(Trainer):
         state.fsdp_plugin = FullyShardedDataParallelPlugin(**self.args.fsdp_plugin_args)
         state.distributed_type = DistributedType.FSDP
         self.is_fsdp_enabled = True
+
+    def compute_loss_context_manager(self):
+        """The training forward runs under the activation offload hooks (if asked for);
+        backward, and the recompute inside it, does not (trainer/loop/activation_offload.py)."""
+        stack = super().compute_loss_context_manager()
+        if self.model.training:
+            stack.enter_context(forward_context(self.activation_offload))
+        return stack
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         """Every printed metrics line carries its step, so `ft launch --watch` and anyone

@@ -38,6 +38,7 @@ from trainer.distributed.process_group import (
 )
 from trainer.distributed.rank_zero import decided_by_rank_zero
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.loop.activation_offload import offloader_for
 from trainer.loop.early_stopping import early_stopping_callbacks
 from trainer.loop.graceful_stop import (
     GracefulStop,
@@ -49,7 +50,9 @@ from trainer.loop.hf_trainer import FtTrainer, build_training_args
 from trainer.loop.hooks import HOOKS_ENV, load_hooks, run_hooks
 from trainer.loop.lr_schedules import schedule_factory
 from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, tracking_run_id
+from trainer.loop.spec_packages import require_spec_packages
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
+from trainer.models.qat import convert_qat, qat_callbacks
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.train")
@@ -98,6 +101,7 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
         cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints, output_dir,
         check=lambda path, marker: check_resume(path, marker, record, override))
     graceful.stop_if_requested("before the data was prepared")
+    require_spec_packages(cfg)
     precision = choose_precision(cfg)
     plan = plan_for(cfg, compute_dtype(cfg, precision))
     require_runnable_here(plan)
@@ -123,14 +127,16 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
     # The kernel the model really loaded with decides the packed layout (flash needs one row).
     collator = make_collator(cfg, tokenizer,
                              attn_implementation=model.config._attn_implementation)
+    offload = offloader_for(cfg, model)
     trainer = FtTrainer(model=model, args=args, train_dataset=data.train,
                         eval_dataset=data.eval, data_collator=collator,
-                        processing_class=tokenizer, sharding=plan,
+                        processing_class=tokenizer, sharding=plan, activation_offload=offload,
                         schedule=schedule_factory(cfg), lr_groups=cfg.lr_groups,
                         callbacks=[CompleteCheckpointMarker(cfg.save_total_limit, record),
                                    NewLearningRate(applied or {}), graceful,
                                    TrackingRunRecorder(tracking_run_id(cfg, os.environ)),
                                    *([SaveAfterFirstStep()] if cfg.save_first_step else []),
+                                   *qat_callbacks(cfg.qat, model),
                                    CollectiveWindows(cfg), *early_stopping_callbacks(cfg)])
     run_hooks(hooks, trainer)
     graceful.begin_training()
@@ -140,10 +146,14 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
                     trainer.state.global_step)
         graceful.last_step = trainer.state.global_step
         return output_dir, True
+    if cfg.qat is not None:
+        convert_qat(model, cfg.qat)  # the saved model is plain transformers again
     trainer.save_model(str(output_dir))
     if trainer.is_world_process_zero():
-        _write_summary(output_dir, result.metrics, data.stats, trainer.state, world,
-                       _model_facts(model, cfg, precision))
+        facts = _model_facts(model, cfg, precision)
+        if offload is not None:
+            facts["activation_offloading"] = offload.facts()
+        _write_summary(output_dir, result.metrics, data.stats, trainer.state, world, facts)
         mark_complete(output_dir, trainer.state.global_step)
     return output_dir, False
 

@@ -34,6 +34,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 
+from trainer.torch_free.activation_offloading import LAYER_INPUTS, offload_mode
 from trainer.torch_free.dp_mesh import shard_group_size
 
 log = logging.getLogger("ft.memory")
@@ -99,10 +100,14 @@ def shape_of(config) -> Shape | None:
 
 
 def full_checkpointing(cfg) -> bool:
-    """Every layer recomputed through the Trainer: `gradient_checkpointing: true` (or
-    unsloth/offload), or `fsdp_config.activation_checkpointing`. `auto` is planned here."""
-    return cfg.gradient_checkpointing not in (False, "auto") or bool(
-        cfg.fsdp_config and cfg.fsdp_config.activation_checkpointing)
+    """Every layer recomputed through the Trainer: `gradient_checkpointing: true`, or
+    `fsdp_config.activation_checkpointing`, or activation offloading of the layer inputs
+    (offloading everything saved replaces recompute). `auto` is planned here."""
+    fsdp = bool(cfg.fsdp_config and cfg.fsdp_config.activation_checkpointing)
+    mode = offload_mode(cfg)
+    if mode is not None:
+        return mode == LAYER_INPUTS or fsdp
+    return cfg.gradient_checkpointing not in (False, "auto") or fsdp
 
 
 def static_bytes(model, world_size: int, replicated_frozen: bool = False) -> int:
@@ -131,7 +136,9 @@ def plan_checkpointing(model, cfg, *, fused_loss: bool, fused_norm: bool,
                        lean_lora: bool = False, replicated_frozen: bool = False) -> int | None:
     """Apply `auto`: checkpoint the first k decoder layers. With `true`, only say when the
     estimate finds that fewer would fit. Returns k, or None when nothing was estimated."""
-    auto = cfg.gradient_checkpointing == "auto" and not full_checkpointing(cfg)
+    # Offloaded activations leave the GPU, so the estimate would plan for memory they free.
+    auto = cfg.gradient_checkpointing == "auto" and not full_checkpointing(cfg) and \
+        offload_mode(cfg) is None
     if not (auto or full_checkpointing(cfg)):
         return None
     k = estimate_layers(model, cfg, kernel_kinds(cfg, fused_loss, fused_norm, lean_lora),

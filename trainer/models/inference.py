@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer.models.mistral_tokenizer import is_mistral_common, load_mistral_common_tokenizer
 from trainer.models.quantization_config import prequantized_config
-from trainer.models.source import model_class, model_kwargs
+from trainer.models.source import base_config_kwargs, model_class, model_kwargs
 from trainer.torch_free.training import TrainingConfig
 
 
@@ -34,7 +34,8 @@ def load_for_inference(cfg: TrainingConfig, use_merged: bool | None = None):
     model = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
                                              device_map=device_map,
                                              quantization_config=prequantized_config(cfg),
-                                             **model_kwargs(cfg))
+                                             **model_kwargs(cfg),
+                                             **base_config_kwargs(cfg))
     if len(tokenizer) != model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     if (output_dir / "adapter_config.json").is_file():

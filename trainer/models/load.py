@@ -36,14 +36,17 @@ from trainer.models.moe_load import (
     report_redirected_targets,
 )
 from trainer.models.moe_quantize import finish_after_adapter, packing_experts_while_loading
+from trainer.models.qat import prepare_qat
 from trainer.models.quantization_config import prequantized_config
 from trainer.models.source import (
+    base_config_kwargs,
     load_config,
     model_class,
     model_kwargs,
     tokenizer_class,
     tokenizer_source_kwargs,
 )
+from trainer.models.unfrozen import unfreeze_only
 from trainer.torch_free.attention_names import is_hub_kernel
 from trainer.torch_free.training import TrainingConfig
 
@@ -180,18 +183,19 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
     on its own GPU; see trainer/distributed/fsdp.py)."""
     if on_meta:
         model = _skeleton(cfg, precision)
+    elif cfg.reinit_weights:
+        set_seed(cfg.seed)  # the same random weights run after run
+        model = _from_config(cfg, precision)
     else:
         quant = quantization_config(cfg, precision)
         placement = {"device_map": {"": device}} if (quant is not None and device) else {}
-        if cfg.base_model_config:
-            placement["config"] = load_config(cfg)
         with packing_experts_while_loading(cfg.quantize_moe_experts, cfg.bnb_4bit_quant_type,
                                            cfg.bnb_4bit_use_double_quant, expert_bits(cfg)):
             model = model_class(cfg).from_pretrained(
                 cfg.base_model, dtype=precision.dtype,
                 attn_implementation=choose_attention(cfg, precision.dtype),
                 quantization_config=quant or prequantized_config(cfg), **model_kwargs(cfg),
-                **placement)
+                **base_config_kwargs(cfg), **placement)
     prepare_experts(cfg, model)
     _resize_embeddings(cfg, model, len(tokenizer), mean_resizing=not on_meta)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -200,6 +204,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
                            liger_installed=installed("liger_kernel"),
                            cce_installed=installed("cut_cross_entropy"))
     apply_kernels(model, kernels)  # before peft: LoRA then wraps the patched projections
+    if cfg.qat is not None:  # before peft too: the adapter's own matrices stay exact
+        prepare_qat(model, cfg.qat)
     if cfg.adapter:
         # The Trainer seeds only after the model exists, and loading consumes random numbers
         # differently on a meta skeleton, under ZeRO-3 or when quantizing. Seeding here makes
@@ -213,6 +219,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         fuse_lora(model, groups)
     if "lora_mlp_kernel" in groups:
         lean_mlp(model, liger_swiglu=kernels.liger.get("liger_glu_activation", False))
+    if cfg.unfrozen_parameters:
+        unfreeze_only(model, cfg.unfrozen_parameters, adapter=bool(cfg.adapter))
     fused_norm = kernels.liger.get("liger_rms_norm", False)
     lean_lora = len(groups) == len(GROUPS)
     if sharding is not None and sharding.replicate_frozen is None:  # `auto`: estimate it
@@ -243,20 +251,24 @@ def _skeleton(cfg: TrainingConfig, precision: Precision):
     not loaded, so they must exist on every rank)."""
     from accelerate import init_empty_weights
 
-    config = load_config(cfg)
-    cls = model_class(cfg)
-    # Auto classes build from a config with from_config, concrete ones with _from_config.
-    build = getattr(cls, "from_config", None) or cls._from_config
     with init_empty_weights(include_buffers=False):
-        model = build(
-            config, dtype=precision.dtype,
-            attn_implementation=choose_attention(cfg, precision.dtype),
-            trust_remote_code=cfg.trust_remote_code)
+        model = _from_config(cfg, precision)
     # init_empty_weights re-creates every parameter it registers, so the tie of lm_head to
     # the input embeddings is lost: tie again, or this rank shards one more tensor than
     # rank 0 and FSDP's first all-gather fails ("Received data size doesn't match").
     model.tie_weights()
     return model
+
+
+def _from_config(cfg: TrainingConfig, precision: Precision):
+    """The model built from its config, weights freshly initialised (`reinit_weights`) or,
+    under init_empty_weights, not at all."""
+    cls = model_class(cfg)
+    # Auto classes build from a config with from_config, concrete ones with _from_config.
+    build = getattr(cls, "from_config", None) or cls._from_config
+    return build(load_config(cfg), dtype=precision.dtype,
+                 attn_implementation=choose_attention(cfg, precision.dtype),
+                 trust_remote_code=cfg.trust_remote_code)
 
 
 def _resize_embeddings(cfg: TrainingConfig, model, vocab: int, mean_resizing: bool) -> None:

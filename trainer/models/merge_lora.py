@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from trainer.models.mistral_tokenizer import load_mistral_common_tokenizer
 from trainer.models.quantization_config import prequantized_config
-from trainer.models.source import load_config, model_class, model_kwargs
+from trainer.models.source import base_config_kwargs, load_config, model_class, model_kwargs
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.merge")
@@ -53,7 +53,7 @@ def merge_lora(cfg: TrainingConfig, *, on_cpu: bool = False,
     base = model_class(cfg).from_pretrained(cfg.base_model, dtype=dtype,
                                             device_map=device_map, low_cpu_mem_usage=True,
                                             quantization_config=prequantized_config(cfg),
-                                            **model_kwargs(cfg))
+                                            **model_kwargs(cfg), **base_config_kwargs(cfg))
     if len(tokenizer) != base.get_input_embeddings().weight.shape[0]:
         base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     merged = PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()

@@ -12,6 +12,7 @@ from typing import Any
 
 import transformers
 
+from trainer.models.config_overrides import apply_config_overrides
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.training import TrainingConfig
 
@@ -45,10 +46,24 @@ def config_source(cfg: TrainingConfig) -> str:
 
 
 def load_config(cfg: TrainingConfig) -> Any:
-    """The model's config.json: from base_model_config when the spec gives one."""
+    """The model's config.json (from base_model_config when the spec gives one), with the
+    spec's `model_config` overrides applied."""
     kwargs = model_kwargs(cfg) if not cfg.base_model_config else \
         {"trust_remote_code": cfg.trust_remote_code}
-    return transformers.AutoConfig.from_pretrained(config_source(cfg), **kwargs)
+    config = transformers.AutoConfig.from_pretrained(config_source(cfg), **kwargs)
+    return apply_config_overrides(config, cfg.overrides_of_model_config)
+
+
+def needs_own_config(cfg: TrainingConfig) -> bool:
+    """Whether from_pretrained must be given load_config's config instead of reading the
+    model's own config.json."""
+    return bool(cfg.base_model_config or cfg.overrides_of_model_config)
+
+
+def base_config_kwargs(cfg: TrainingConfig) -> dict[str, Any]:
+    """`config=` for a from_pretrained of the base model: training, merging and inference
+    then build the same model (`model_config` overrides included)."""
+    return {"config": load_config(cfg)} if needs_own_config(cfg) else {}
 
 
 def tokenizer_source_kwargs(cfg: TrainingConfig) -> tuple[str, dict[str, Any]]:

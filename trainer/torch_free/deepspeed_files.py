@@ -32,8 +32,10 @@ AXOLOTL_NAMES = {
 }
 # Axolotl configs ft has no equivalent for, with the reason.
 AXOLOTL_REFUSED = {
-    "zero1_torch_compile": "torch.compile is not supported; use deepspeed_configs/zero1.json",
-    "zero2_torch_compile": "torch.compile is not supported; use deepspeed_configs/zero2.json",
+    "zero1_torch_compile": ("DeepSpeed's own compile (its `compile` block) is not supported; "
+                            "use deepspeed_configs/zero1.json with `torch_compile: true`"),
+    "zero2_torch_compile": ("DeepSpeed's own compile (its `compile` block) is not supported; "
+                            "use deepspeed_configs/zero2.json with `torch_compile: true`"),
 }
 AXOLOTL_DIR = "deepspeed_configs/"
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from trainer.torch_free.attention_names import HubKernel
 from trainer.torch_free.lr_schedule_choice import KNOWN_SCHEDULERS
+from trainer.torch_free.qat_spec import QatSpec
 
 # Axolotl keys without a field here (aliases, refused features, warned no-ops) are answered
 # in orchestrator/spec/axolotl_keys.py before these models see the spec.
@@ -155,6 +156,13 @@ class TrainingConfig(_Strict):
     # model
     base_model: str = Field(description="Hub id or local directory of the model to fine-tune.")
     base_model_config: str | None = Field(None, description="Config source, if not base_model.")
+    overrides_of_model_config: dict[str, Any] | None = Field(
+        None, description="Axolotl's `model_config`: values set on the model's config before "
+        "the weights load (e.g. {output_router_logits: true}); a key the config does not "
+        "have is an error (trainer/models/config_overrides.py).")
+    reinit_weights: bool | None = Field(
+        None, description="Build the model from its config with random weights instead of "
+        "loading the pretrained ones (pretraining from scratch).")
     model_type: str | None = Field(None, description="transformers class, e.g. "
                                    "LlamaForCausalLM (default: AutoModelForCausalLM).")
     tokenizer_type: str | None = Field(None, description="e.g. AutoTokenizer.")
@@ -189,6 +197,8 @@ class TrainingConfig(_Strict):
     experts_implementation: Literal["eager", "grouped_mm", "batched_mm"] | None = Field(
         None, description="transformers' kernel for a MoE model's experts; default: the "
         "model's (grouped_mm where it runs).")
+    qat: QatSpec | None = Field(None, description="Quantization-aware training: torchao fake "
+                                "quantization of the linear layers (trainer/models/qat.py).")
     attn_implementation: Literal["flash_attention_2", "sdpa", "flex_attention", "eager"] \
         | HubKernel | None = Field(None, description="Attention kernel, or a hub kernel "
                                   "`org/repo` (loaded where it can; else the best installed, "
@@ -223,6 +233,11 @@ class TrainingConfig(_Strict):
     lora_modules_to_save: list[str] | None = None
     peft_use_dora: bool = False
     peft_use_rslora: bool = False
+    unfrozen_parameters: list[str] | None = Field(
+        None, description="Regexes of the parameter names that train; every other one is "
+        "frozen. Axolotl's syntax: matched from the start of the name, `.` is a literal dot, "
+        "a trailing [start:end] trains only those rows. With an adapter, it picks which "
+        "adapter weights train (trainer/models/unfrozen.py).")
     # data
     datasets: list[DatasetSpec] = Field(min_length=1)
     test_datasets: list[DatasetSpec] | None = None
@@ -253,7 +268,9 @@ class TrainingConfig(_Strict):
     gradient_accumulation_steps: int = Field(1, ge=1)
     num_epochs: float = Field(1.0, gt=0)
     max_steps: int | None = Field(None, ge=1)
-    optimizer: str = Field("adamw_torch_fused", description="A transformers `optim` name.")
+    optimizer: str = Field("adamw_torch_fused", description="A transformers `optim` name "
+                           "(trainer/torch_free/optimizers.py lists those ft trains; the "
+                           "torchao ones, adamw_torch_4bit / adamw_torch_8bit, included).")
     lr_scheduler: str = Field("cosine", description="A transformers scheduler name, or "
                               "Axolotl's `one_cycle` (torch's OneCycleLR).")
     lr_scheduler_kwargs: dict[str, Any] | None = None
@@ -287,8 +304,22 @@ class TrainingConfig(_Strict):
     tf32: bool | None = None
     gradient_checkpointing: bool | Literal["unsloth", "offload", "auto"] = Field(
         "auto", description="Recompute activations in backward. auto (default): only as many "
-        "decoder layers as the GPU's memory needs (none when they all fit); true: every layer.")
+        "decoder layers as the GPU's memory needs (none when they all fit); true: every layer; "
+        "offload: `activation_offloading: true`; unsloth: every layer, its input kept in CPU "
+        "memory (`activation_offloading: hidden_states`).")
     gradient_checkpointing_kwargs: dict[str, Any] | None = None
+    activation_offloading: bool | Literal["legacy", "hidden_states", "disk"] | None = Field(
+        None, description="Keep saved activations in CPU memory between forward and backward "
+        "(trainer/loop/activation_offload.py). true/legacy: with an adapter nothing is "
+        "recomputed and every saved activation is offloaded; a full fine-tune recomputes each "
+        "decoder layer and offloads the layer inputs. hidden_states: recompute every layer "
+        "and offload its input, adapter or not. `gradient_checkpointing: offload` is true.")
+    torch_compile: bool | Literal["auto"] | None = Field(
+        None, description="Compile the model with torch.compile (the Trainer's "
+        "torch_compile). auto: true.")
+    torch_compile_backend: str | None = Field(None, description="torch.compile backend "
+                                              "(default: inductor).")
+    torch_compile_mode: Literal["default", "reduce-overhead", "max-autotune"] | None = None
     # distributed
     fsdp: list[str] | str | None = Field(None, description="e.g. [full_shard, auto_wrap].")
     fsdp_config: FsdpConfig | None = None
