@@ -12,11 +12,12 @@ import re
 
 import pytest
 
-from orchestrator.spec.axolotl_keys import DATASET_REFUSED, REFUSED, Refusal
+from orchestrator.spec.axolotl_keys import ALIASES, DATASET_REFUSED, REFUSED, Refusal
 from trainer.torch_free.training import DatasetSpec, FsdpConfig, TrainingConfig
 
+# ft's fields, the Axolotl spellings ft reads for them (`model_config`), and its commands.
 FT_NAMES = {*TrainingConfig.model_fields, *DatasetSpec.model_fields, *FsdpConfig.model_fields,
-            "ft"}
+            *ALIASES, "ft"}
 ALL = dict.fromkeys([*REFUSED.values(), *DATASET_REFUSED.values()])
 
 

@@ -165,7 +165,7 @@ REFUSED: dict[str, Refusal] = {
     **_group("extra from_pretrained arguments (`model_kwargs`) are not supported; settings "
              "of the model's config go under `model_config`",
              "overrides_of_model_kwargs", "model_kwargs"),
-    **_group("a top-level `rope_scaling` is not supported (Axolotl dropped it too); set it "
+    **_group("a top-level `rope_scaling` (Axolotl dropped it too) is not supported; set it "
              "under `model_config:`", "rope_scaling"),
     **_group("a custom config class (`cls_model_config`) is not supported; ft reads the "
              "class from config.json (override its values under `model_config`)",
