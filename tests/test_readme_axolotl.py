@@ -63,3 +63,28 @@ def test_the_compatibility_page_states_the_recorded_share():
     firsts = [f"- `{key}`: {n}" for key, n in SHARE["first_refusal_keys"].items()]
     assert _block("first-refusals", COMPAT).strip().splitlines() == firsts
     assert sum(SHARE["first_refusal_keys"].values()) == len(SHARE["refused"])
+
+
+README = (REPO / "README.md").read_text()
+README_SECTION = README.split("## Axolotl configs", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_states_the_recorded_share():
+    share = f"{SHARE['accepted']} of {SHARE['text_finetuning']} ({SHARE['share']:.0%})"
+    assert _block("share", README) == share == _block("share", COMPAT)
+
+
+def test_every_key_the_readme_says_is_honoured_is_a_key_ft_reads():
+    """The README's "Axolotl configs" bullets name keys as honoured: each must be a field of
+    the spec (or an Axolotl spelling of one), never a refused or warned key."""
+    from orchestrator.spec.axolotl_keys import WARNED
+    from trainer.torch_free.training import DatasetSpec, TrainingConfig
+
+    fields = {*TrainingConfig.model_fields, *DatasetSpec.model_fields, *ALIASES}
+    bullets = README_SECTION.split("\n- ", 1)[1]
+    named = {re.split(r"[\s:]", span)[0] for span in re.findall(r"`([^`]+)`", bullets)}
+    keys = {name for name in named if re.fullmatch(r"[a-z_0-9]+", name) and "_" in name}
+    assert {"quantize_moe_experts", "lora_target_parameters", "unfrozen_parameters",
+            "dp_shard_size", "field_thinking"} <= keys
+    assert not keys & (set(REFUSED) | set(DATASET_REFUSED) | set(WARNED))
+    assert keys <= fields, keys - fields
