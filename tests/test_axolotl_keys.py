@@ -3,7 +3,7 @@
 tests/fixtures/axolotl/schema_keys.txt is Axolotl's key list, extracted once from its
 source (tests/fixtures/axolotl/extract_schema_keys.py). A key is a TrainingConfig field
 (then some code outside the schema reads it), an alias of one, refused with the feature's
-name, or accepted with one warning (orchestrator/spec/axolotl_keys.py).
+name, or accepted with one warning (orchestrator/spec/axolotl_keys.py, axolotl_warned.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.spec import axolotl_keys as keys
+from orchestrator.spec import axolotl_warned as warned
 from orchestrator.spec import rules
 from orchestrator.spec.axolotl_compat import MOVED
 from orchestrator.spec.key_hints import closest_key
@@ -62,10 +63,10 @@ def test_the_extracted_key_list_is_axolotls_whole_schema():
 
 def test_every_axolotl_key_has_an_answer():
     unanswered = [k for k in AXOLOTL_KEYS if k not in TrainingConfig.model_fields
-                  and k not in keys.ALIASES and k not in keys.REFUSED and k not in keys.WARNED
+                  and k not in keys.ALIASES and k not in keys.REFUSED and k not in warned.WARNED
                   and k not in MOVED]
     assert unanswered == []
-    assert not set(keys.REFUSED) & set(keys.WARNED)
+    assert not set(keys.REFUSED) & set(warned.WARNED)
     assert all(target in TrainingConfig.model_fields for target in keys.ALIASES.values())
     assert all("not supported" in reason for reason in keys.REFUSED.values())
 
@@ -77,7 +78,7 @@ def test_a_set_refused_key_names_its_feature_and_an_empty_one_asks_for_nothing()
 
 
 def test_a_set_warned_key_warns_once_with_what_ft_does():
-    for key, instead in keys.WARNED.items():
+    for key, instead in warned.WARNED.items():
         assert _warnings(BASE + f"{key}: 7\n") == [f"`{key}`: {instead}"]
         assert _warnings(BASE + f"{key}:\n") == []
 
@@ -103,7 +104,7 @@ def test_every_axolotl_dataset_key_has_an_answer():
     assert {"step_separator", "field_messages", "weight", "text_column"} <= \
         set(AXOLOTL_DATASET_KEYS)
     unanswered = [k for k in AXOLOTL_DATASET_KEYS if k not in DatasetSpec.model_fields
-                  and k not in keys.DATASET_REFUSED and k not in keys.DATASET_WARNED
+                  and k not in keys.DATASET_REFUSED and k not in warned.DATASET_WARNED
                   and k not in PRETRAINING_ONLY]
     assert unanswered == []
     assert _problems(BASE + "    step_separator: \"\\n\\n\"\n") == [
@@ -120,7 +121,7 @@ def test_dataset_level_axolotl_keys_are_answered_too():
     refused = _problems(BASE + "    field_human: human\n")
     assert refused == [keys.DATASET_REFUSED["field_human"] + "; remove it or leave it empty"]
     assert _warnings(BASE + "    preprocess_shards: 4\n") == [
-        f"`datasets[0].preprocess_shards`: {keys.DATASET_WARNED['preprocess_shards']}"]
+        f"`datasets[0].preprocess_shards`: {warned.DATASET_WARNED['preprocess_shards']}"]
 
 
 def test_aliases_rename_and_clash_with_their_target():
@@ -171,7 +172,7 @@ def test_unrelated_unknown_keys_get_no_hint(unrelated):
 
 
 def test_the_hint_never_pairs_keys_that_only_share_a_word():
-    known = [*TrainingConfig.model_fields, *keys.REFUSED, *keys.WARNED]
+    known = [*TrainingConfig.model_fields, *keys.REFUSED, *warned.WARNED]
     assert closest_key("eot_tokens", ["tokens"]) is None
     assert closest_key("pretraining_dataset", ["learning_rate"]) is None
     assert closest_key("save_strategy", known) == "save_strategy"
@@ -231,4 +232,4 @@ def test_every_axolotl_plugin_is_implemented_or_answered():
         elif key in keys.REFUSED:
             assert _problems(text) == [f"{plugin}: {keys.REFUSED[key]}"]
         else:
-            assert _warnings(text) == [f"`plugins`: {plugin}: {keys.WARNED[key]}"]
+            assert _warnings(text) == [f"`plugins`: {plugin}: {warned.WARNED[key]}"]

@@ -77,7 +77,7 @@ def test_the_readme_states_the_recorded_share():
 def test_every_key_the_readme_says_is_honoured_is_a_key_ft_reads():
     """The README's "Axolotl configs" bullets name keys as honoured: each must be a field of
     the spec (or an Axolotl spelling of one), never a refused or warned key."""
-    from orchestrator.spec.axolotl_keys import WARNED
+    from orchestrator.spec.axolotl_warned import WARNED
     from trainer.torch_free.training import DatasetSpec, TrainingConfig
 
     fields = {*TrainingConfig.model_fields, *DatasetSpec.model_fields, *ALIASES}

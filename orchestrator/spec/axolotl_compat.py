@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.spec import axolotl_keys as keys
+from orchestrator.spec import axolotl_warned as warned
 from orchestrator.spec import pretraining
 from orchestrator.spec.bnb_kwargs import lift_bnb_kwargs
 from orchestrator.spec.moe_rules import plugin_experts_kernel
@@ -39,11 +40,11 @@ def normalise(data: dict[str, Any], lines: dict[YamlPath, int]) -> Normalised:
     data = pretraining.convert(data, lines, out.problems, out.notes, out.unknown)
     out.problems += [_problem(path, message, lines) for path, message in
                      lift_bnb_kwargs(data, lines)]
-    out.data = _answered(data, (), keys.REFUSED, keys.WARNED, lines, out)
+    out.data = _answered(data, (), keys.REFUSED, warned.WARNED, lines, out)
     for section in ("datasets", "test_datasets"):
         if isinstance(out.data.get(section), list):
             out.data[section] = [
-                _answered(entry, (section, i), keys.DATASET_REFUSED, keys.DATASET_WARNED,
+                _answered(entry, (section, i), keys.DATASET_REFUSED, warned.DATASET_WARNED,
                           lines, out) if isinstance(entry, dict) else entry
                 for i, entry in enumerate(out.data[section])]
     _deepspeed_name(out.data, lines, out)
@@ -64,8 +65,8 @@ def _plugins(data: dict, lines, out: Normalised) -> None:
         if key in keys.REFUSED:
             out.problems.append(_problem(("plugins", index), f"{plugin}: {keys.REFUSED[key]}",
                                          lines))
-        elif key in keys.WARNED:
-            out.notes.append(f"`plugins`: {plugin}: {keys.WARNED[key]}")
+        elif key in warned.WARNED:
+            out.notes.append(f"`plugins`: {plugin}: {warned.WARNED[key]}")
         else:
             kept.append(plugin)
     data["plugins"] = kept

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 from orchestrator.spec.launch_schema import LaunchSpec
 from orchestrator.spec.local_checks import chat_template_problems
+from orchestrator.spec.mistral_common_rules import mistral_common_problems
 from orchestrator.spec.model_knob_rules import model_knob_notes, model_knob_problems
 from orchestrator.spec.moe_rules import moe_problems
 from orchestrator.spec.parallel_sizes import dp_size_problems, dp_world_problems
@@ -17,7 +18,6 @@ from trainer.torch_free.chat_templates import tokenizer_only_note
 from trainer.torch_free.deepspeed_files import quantized_zero3_problem, zero_stage
 from trainer.torch_free.deepspeed_files import resolve as resolve_deepspeed
 from trainer.torch_free.errors import UserError
-from trainer.torch_free.mistral_common_rules import mistral_common_problems
 from trainer.torch_free.prequantized import prequantized_problems
 from trainer.torch_free.training import LIGER_KEYS, TrainingConfig
 

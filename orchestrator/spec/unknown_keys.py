@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from orchestrator.spec import axolotl_keys
+from orchestrator.spec import axolotl_keys, axolotl_warned
 from orchestrator.spec.axolotl_compat import MOVED
 from orchestrator.spec.key_hints import closest_key
 from orchestrator.spec.yaml_source import YamlPath, format_path, line_of
@@ -106,10 +106,10 @@ def unknown_key_message(model: type[BaseModel], loc: YamlPath) -> str:
     known = list(owner.model_fields)
     # A typo of an Axolotl-only key deserves that key as the hint, with its own answer.
     if owner is TrainingConfig:
-        known += ["launch", *axolotl_keys.ALIASES, *axolotl_keys.REFUSED, *axolotl_keys.WARNED,
+        known += ["launch", *axolotl_keys.ALIASES, *axolotl_keys.REFUSED, *axolotl_warned.WARNED,
                   *MOVED]
     elif owner is DatasetSpec:
-        known += [*axolotl_keys.DATASET_REFUSED, *axolotl_keys.DATASET_WARNED]
+        known += [*axolotl_keys.DATASET_REFUSED, *axolotl_warned.DATASET_WARNED]
     hint = closest_key(str(loc[-1]), known)
     if hint:
         return f"unknown key; did you mean `{hint}`?"
