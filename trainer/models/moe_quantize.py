@@ -76,7 +76,7 @@ def pack_parameter(module: nn.Module, name: str, quant_type: str, double_quant: 
 
 def _int8_rows(weight: torch.Tensor) -> tuple[torch.Tensor, nn.Module]:
     """bitsandbytes' int8 with one scale per row (as `load_in_8bit`'s Linear layers): each
-    expert's output rows, the 3-D stack seen as one 2-D matrix."""
+    expert's output rows, the 3-D tensor seen as one 2-D matrix."""
     from bitsandbytes import functional as bnbf
 
     rows = weight.reshape(-1, weight.shape[-1]).to(torch.float16)
