@@ -20,6 +20,14 @@ IMPORT_NOTICES = (
      "refuses the unverified repository (or there is no hub); bitsandbytes then uses its "
      "built-in CPU kernel. One line per rank on every run, 4-bit or not, asking to "
      "`pip install kernels` when it is installed: nothing a user can act on"),
+    ("torchao", r"Failed to load .*torchao/_C",
+     "transformers imports torchao (its quantizer registry) whenever it is installed, and "
+     "torchao then tries its CUDA-only C extensions (MXFP8, CUTLASS sm90a), which cannot load "
+     "on a CPU or another CUDA build; its Python paths, which ft's low-bit optimizers and "
+     "`qat` use, work without them"),
+    ("torch.utils._pytree", r"is an Enum subclass and is now natively supported",
+     "torchao registers its enums with torch.compile's pytree on import, which this torch "
+     "deprecates with a warning per enum: torchao's concern, on every run"),
 )
 
 
