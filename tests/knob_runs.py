@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
-from tests.train_helpers import TINY_DATA
+from tests.corpus_tiny import tiny_corpus_copy, tiny_dataset
 from trainer.torch_free.errors import SpecError
 
 CORPUS = REPO / "tests/fixtures/axolotl/corpus"
@@ -43,21 +42,10 @@ def corpus_run(name: str, tmp_path: Path, model_dir: Path, data: str = "alpaca.j
     """Train the corpus config 3 steps with the model, data and output swapped (and `drop`:
     keys the tiny tokenizer or a CPU cannot serve); returns the output dir, with the run's
     stderr beside it (stderr.txt)."""
-    spec = yaml.safe_load((CORPUS / name).read_text())
-    for key in drop:
-        spec.pop(key, None)
-    spec["base_model"] = str(model_dir)
-    spec["datasets"] = [{"path": str(TINY_DATA / data),
-                         "type": "chat_template" if data == "chat.jsonl" else "alpaca"}]
-    spec.update({"output_dir": str(tmp_path / "out"),
-                 "dataset_prepared_path": str(tmp_path / "prep"), "max_steps": 3,
-                 "sequence_len": 256, "micro_batch_size": 2, "gradient_accumulation_steps": 1,
-                 "warmup_ratio": None, "warmup_steps": 0, "learning_rate": 0.01, "bf16": False,
-                 "logging_steps": 1, **changes})
-    spec = {k: v for k, v in spec.items() if v is not None}
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    small = {"datasets": tiny_dataset(data), "max_steps": 3, "sequence_len": 256,
+             "micro_batch_size": 2, "gradient_accumulation_steps": 1, "warmup_ratio": None,
+             "warmup_steps": 0, "learning_rate": 0.01, "bf16": False, "logging_steps": 1}
+    path = tiny_corpus_copy(name, tmp_path, model_dir, drop=drop, **{**small, **changes})
     result = run_ft("train", str(path), env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     (tmp_path / "stderr.txt").write_text(result.stderr)

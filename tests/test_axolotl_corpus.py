@@ -17,7 +17,8 @@ from orchestrator import backends
 from orchestrator.cli.launcher_hint import single_process_problem
 from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import REPO, run_ft
-from tests.train_helpers import TINY_DATA, summary
+from tests.corpus_tiny import tiny_corpus_copy
+from tests.train_helpers import summary
 from trainer.torch_free.deepspeed_files import SHIPPED_DIR, resolve
 from trainer.torch_free.errors import SpecError, UserError
 
@@ -141,16 +142,7 @@ def test_ft_train_of_a_sharded_config_outside_a_launcher_says_what_to_run():
 def _tiny_copy(name: str, tmp_path: Path, model_dir: Path, data: str, drop=()) -> Path:
     """The corpus config with only the model, the data file and the output swapped (and
     `drop`: keys that reach a network service)."""
-    spec = yaml.safe_load((CORPUS / name).read_text())
-    spec["base_model"] = str(model_dir)
-    spec["datasets"][0]["path"] = str(TINY_DATA / data)
-    spec.update(output_dir=str(tmp_path / "out"), dataset_prepared_path=str(tmp_path / "prep"),
-                max_steps=3)
-    for key in drop:
-        spec.pop(key)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return tiny_corpus_copy(name, tmp_path, model_dir, data=data, drop=drop, max_steps=3)
 
 
 def test_alpaca_full_config_trains_and_saves_after_the_first_step(tmp_path, tiny_model_dir):

@@ -10,12 +10,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator.spec.load import SpecWarning, parse_spec
 from tests.cli_runner import run_ft
+from tests.corpus_tiny import tiny_corpus_copy
 from tests.fixtures_tiny import trained_runs
-from tests.train_helpers import TINY_DATA, summary
+from tests.train_helpers import summary
 from trainer.torch_free.errors import SpecError
 
 pytest.importorskip("mistral_common", reason="mistral-common comes with ft's [train] extra")
@@ -172,13 +172,9 @@ def test_a_directory_without_a_mistral_tokenizer_file_is_a_clear_error(tiny_mode
 def test_magistral_corpus_config_trains_on_a_tiny_mistral(tiny_mistral, tmp_path):
     """Model, data and output swapped; 4-bit QLoRA as written, on the CPU; then merge-lora
     and inference."""
-    spec = yaml.safe_load((CORPUS / "magistral-mistral-common.yml").read_text())
-    spec.update(base_model=str(tiny_mistral), output_dir=str(tmp_path / "out"),
-                dataset_prepared_path=str(tmp_path / "prep"), max_steps=3, sequence_len=256,
-                gradient_accumulation_steps=1)
-    spec["datasets"][0]["path"] = str(TINY_DATA / "chat.jsonl")
-    path = tmp_path / "magistral.yml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    path = tiny_corpus_copy("magistral-mistral-common.yml", tmp_path, tiny_mistral,
+                            data="chat.jsonl", max_steps=3, sequence_len=256,
+                            gradient_accumulation_steps=1)
     result = run_ft("train", str(path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert summary(tmp_path / "out")["global_step"] == 3

@@ -14,8 +14,8 @@ import yaml
 from safetensors.torch import load_file
 
 from tests.cli_runner import run_ft
-from tests.test_axolotl_corpus import CORPUS
-from tests.train_helpers import TINY_DATA, free_port, summary
+from tests.corpus_tiny import tiny_corpus_copy, tiny_dataset
+from tests.train_helpers import free_port, summary
 
 
 @pytest.fixture(scope="session")
@@ -29,16 +29,9 @@ def tiny_moe(tmp_path_factory):
 
 def _tiny_moe_spec(name: str, tmp_path: Path, model_dir: Path, data: str, **changes) -> Path:
     """The corpus config with only the model, data, output swapped (and `changes`)."""
-    spec = yaml.safe_load((CORPUS / name).read_text())
-    spec["base_model"] = str(model_dir)
-    spec["datasets"] = [{"path": str(TINY_DATA / data),
-                         "type": "chat_template" if data == "chat.jsonl" else "alpaca"}]
-    spec.pop("chat_template", None)
-    spec.update(output_dir=str(tmp_path / "out"), dataset_prepared_path=str(tmp_path / "prep"),
-                max_steps=3, sequence_len=256, sample_packing=False, **changes)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return tiny_corpus_copy(name, tmp_path, model_dir, drop=("chat_template",),
+                            datasets=tiny_dataset(data), max_steps=3, sequence_len=256,
+                            sample_packing=False, **changes)
 
 
 def _train(spec: Path) -> dict:

@@ -9,14 +9,14 @@ import warnings
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator.spec.load import SpecWarning, parse_spec
 from tests import fixtures_tiny
 from tests.cli_runner import run_ft
+from tests.corpus_tiny import tiny_corpus_copy
 from tests.fixtures_tiny import make_cfg, trained_runs
 from tests.tiny_gpt_oss import build_tiny_gpt_oss
-from tests.train_helpers import TINY_DATA, summary
+from tests.train_helpers import summary
 from trainer.data.formats import RowEncoder
 from trainer.torch_free.errors import SpecError
 
@@ -173,13 +173,8 @@ def test_gpt_oss_corpus_config_trains_on_a_tiny_gpt_oss(tiny_gpt_oss, tmp_path):
     (4096-token packed rows with 8 accumulation steps took 9 minutes on two busy cores);
     then merge-lora and inference on the result."""
     model_dir, expected = tiny_gpt_oss
-    spec = yaml.safe_load((CORPUS / "gpt-oss-lora.yml").read_text())
-    spec.update(base_model=str(model_dir), output_dir=str(tmp_path / "out"),
-                dataset_prepared_path=str(tmp_path / "prep"), max_steps=3, sequence_len=256,
-                gradient_accumulation_steps=1)
-    spec["datasets"][0]["path"] = str(TINY_DATA / "chat.jsonl")
-    path = tmp_path / "gpt-oss-lora.yml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    path = tiny_corpus_copy("gpt-oss-lora.yml", tmp_path, model_dir, data="chat.jsonl",
+                            max_steps=3, sequence_len=256, gradient_accumulation_steps=1)
     result = run_ft("train", str(path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MXFP4 checkpoint: experts dequantized while loading" in result.stderr
