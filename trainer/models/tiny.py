@@ -97,10 +97,10 @@ def build_tiny_model(out_dir: Path, *, vocab_size: int = 512, seed: int = 0) -> 
     if is_built(out_dir):
         return out_dir
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tiny_tokenizer(vocab_size)
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in (BOS, EOS, PAD, IM_END)}
+    ids = special_ids(tokenizer)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -108,7 +108,18 @@ def build_tiny_model(out_dir: Path, *, vocab_size: int = 512, seed: int = 0) -> 
         bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD],
     )
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
+    return save_tiny(LlamaForCausalLM(config), tokenizer, out_dir)
+
+
+def special_ids(tokenizer) -> dict[str, int]:
+    return {name: tokenizer.convert_tokens_to_ids(name) for name in (BOS, EOS, PAD, IM_END)}
+
+
+def save_tiny(model, tokenizer, out_dir: Path) -> Path:
+    """Save a freshly built tiny model with its tokenizer into `out_dir`, atomically."""
+    from transformers import GenerationConfig
+
+    ids = special_ids(tokenizer)
     # Generation stops at the end of a chat turn as well as at EOS.
     model.generation_config = GenerationConfig(
         bos_token_id=ids[BOS], eos_token_id=[ids[EOS], ids[IM_END]], pad_token_id=ids[PAD],

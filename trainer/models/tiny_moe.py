@@ -11,13 +11,19 @@ Linear layers and a dense first layer, as the real GLM-4.5 has.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from pathlib import Path
 
-from trainer.models.tiny import BOS, EOS, IM_END, MAX_POSITIONS, PAD, build_tiny_tokenizer, is_built
-from trainer.models.tiny import _replace_dir as replace_dir
+from trainer.models.tiny import (
+    BOS,
+    EOS,
+    MAX_POSITIONS,
+    PAD,
+    build_tiny_tokenizer,
+    is_built,
+    save_tiny,
+    special_ids,
+)
 
 FAMILIES = ("qwen3_moe", "mixtral", "glm4_moe")
 
@@ -53,23 +59,16 @@ def build_tiny_moe(out_dir: Path, family: str, *, seed: int = 0, **overrides) ->
     if is_built(out_dir):
         return out_dir
     import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoModelForCausalLM
 
     tokenizer = build_tiny_tokenizer()
-    ids = {name: tokenizer.convert_tokens_to_ids(name) for name in (BOS, EOS, PAD, IM_END)}
+    ids = special_ids(tokenizer)
     config = moe_config(family, len(tokenizer), bos_token_id=ids[BOS], eos_token_id=ids[EOS],
                         pad_token_id=ids[PAD], **overrides)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     _init_router(model)
-    model.generation_config = GenerationConfig(
-        bos_token_id=ids[BOS], eos_token_id=[ids[EOS], ids[IM_END]], pad_token_id=ids[PAD])
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save_pretrained(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    replace_dir(tmp, out_dir)
-    return out_dir
+    return save_tiny(model, tokenizer, out_dir)
 
 
 def _init_router(model) -> None:
