@@ -169,14 +169,19 @@ _TOOL_ID_MACROS = (
     r""""results": {\n            "0": ' + (m.content | tojson) + '\n        },\n        """
     r""""is_error": null\n    }' -}}"""
     r"{%- endmacro -%}")
-_TOOL_USE_TURNS = (
-    r"{%- set st = namespace(call=0, sent_documents=false, seen=[]) -%}"
-    r"{%- for m in messages -%}"
+# A system turn (other than the developer preamble's) or a user turn, the same in every
+# Command A layout; the `elif` chain stays open for the layout's other roles.
+_SYSTEM_OR_USER_TURN = (
     r"{%- set role = m.role | lower -%}"
     r"{%- if role == 'system' and not (loop.first and developer) -%}"
     r"{{- '" + _OPEN + r"<|SYSTEM_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
     r"{%- elif role == 'user' -%}"
     r"{{- '" + _OPEN + r"<|USER_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
+)
+_TOOL_USE_TURNS = (
+    r"{%- set st = namespace(call=0, sent_documents=false, seen=[]) -%}"
+    r"{%- for m in messages -%}"
+    + _SYSTEM_OR_USER_TURN +
     r"{%- if documents and not st.sent_documents -%}"
     r"{%- set st.sent_documents = true -%}{%- set st.call = st.call + 1 -%}"
     r"{%- set docs = namespace(items=[]) -%}"
@@ -244,11 +249,7 @@ _PLAIN = (
     + r" -}}"
     r"{{- " + _lit(_ABOUT + "\n\n") + r" -}}" + _PREAMBLE_TAIL +
     r"{%- for m in messages -%}"
-    r"{%- set role = m.role | lower -%}"
-    r"{%- if role == 'system' and not (loop.first and developer) -%}"
-    r"{{- '" + _OPEN + r"<|SYSTEM_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
-    r"{%- elif role == 'user' -%}"
-    r"{{- '" + _OPEN + r"<|USER_TOKEN|>' + m.content | string + '" + _END + r"' -}}"
+    + _SYSTEM_OR_USER_TURN +
     r"{%- elif role in ('assistant', 'chatbot') -%}"
     r"{{- '" + _OPEN + r"<|CHATBOT_TOKEN|><|START_RESPONSE|>' + m.content | string + "
     r"'<|END_RESPONSE|>" + _END + r"' -}}"
