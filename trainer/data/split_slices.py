@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from trainer.torch_free.split_slices import split_names
+
 
 def slice_saved(loaded: Any, split: str) -> Any:
     """`loaded` is what `datasets.load_from_disk` returned (a Dataset is one split, named by
@@ -13,15 +15,9 @@ def slice_saved(loaded: Any, split: str) -> Any:
     import datasets
 
     if not isinstance(loaded, datasets.DatasetDict):
-        loaded = datasets.DatasetDict({name: loaded for name in _names(split)})
+        loaded = datasets.DatasetDict({name: loaded for name in split_names(split)})
     instruction = datasets.ReadInstruction.from_spec(split)
     lengths = {name: len(ds) for name, ds in loaded.items()}
     pieces = [loaded[part.splitname].select(range(part.from_, part.to))
               for part in instruction.to_absolute(lengths)]
     return pieces[0] if len(pieces) == 1 else datasets.concatenate_datasets(pieces)
-
-
-def _names(split: str) -> list[str]:
-    from trainer.torch_free.split_slices import split_names
-
-    return split_names(split)

@@ -3,7 +3,8 @@
 `train`, `train[:20%]`, `train[10:100]`, `train[-10%:]`, `train[:50%](pct1_dropremainder)`
 and sums of such parts (`train[:10]+train[-10:]`) are what `datasets.load_dataset(split=...)`
 reads. Validation (orchestrator) has no `datasets` installed, so the grammar is restated here
-and kept equal to the library's by tests/test_split_slicing.py; the loader
+and kept equal to the library's by tests/test_data_order_and_dedup.py (the same strings
+validated here and sliced by the library); the loader
 (trainer/data/loading.py) passes the string itself to the library.
 """
 
