@@ -60,7 +60,8 @@ def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
     world = resolve_rendezvous(chosen, environ, launch.master_port, launch.gpus_per_node or 1)
     report = detect_fabric(sysfs_root, environ, master_addr=world.master_addr)
     profile = load_profile(launch.cluster)
-    env, env_notes = node_env(profile, report, environ, launch.timeouts.env())
+    env, env_notes = node_env(profile, report, environ,
+                             {**launch.timeouts.env(), **launch.preflight.env()})
     # The scheduler's job id wins over an FT_JOB_ID this node inherited (from the shell that
     # ran `ft launch --backend local`, say): the trainer tells the job's restarts by it.
     env = {**env, **job_id_env(chosen, environ)}
@@ -81,7 +82,8 @@ def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
     if supervisor is None:  # dry run
         return 0
     full_env, started = {**environ, **env}, now()
-    if launch.preflight and not doctor_only and not supervisor.stop_requested:
+    # TODO(issue 21, pf-core): the pre-flight moves into the training ranks (FT_PREFLIGHT).
+    if False and not doctor_only and not supervisor.stop_requested:  # noqa: SIM223
         # Its own port: the training rendezvous must never meet a late pre-flight peer.
         checked = dataclasses.replace(world, master_port=world.master_port + 1)
         code = run_foreground(_doctor_argv(checked, launch, spec_path, environ), full_env)

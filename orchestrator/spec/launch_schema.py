@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from orchestrator.backend_registry import declared_in_options
 from trainer.torch_free.liveness import Timeouts
+from trainer.torch_free.preflight_settings import Preflight
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The strictest run-name rule among the backends (a DNS label of at most 40 characters);
@@ -142,9 +143,9 @@ class LaunchSpec(_Strict):
                                "timeouts: a job that makes no progress ends, naming the node.")
     master_port: int = Field(29500, ge=1024, le=65534, description="Rendezvous port; the "
                              "pre-flight check uses the next one.")
-    preflight: bool = Field(False, description="Before training, run `ft doctor` on every "
-                            "node (all-reduce bus bandwidth per node pair, checked against "
-                            "the cluster profile); a failing fabric stops the job in seconds.")
+    preflight: Preflight = Field(default_factory=Preflight, description="Before step 1, on "
+                                 "the job's own nodes: GPU rates, links, software, storage and "
+                                 "a checkpoint rehearsal (`false` turns it off).")
     launcher: Literal["torchrun", "accelerate"] = "torchrun"
 
     @field_validator("name")
