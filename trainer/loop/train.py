@@ -53,6 +53,7 @@ from trainer.loop.run_identity import TrackingRunRecorder, apply_tracking_env, t
 from trainer.loop.spec_packages import require_spec_packages
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.models.qat import convert_qat, qat_callbacks
+from trainer.preflight import runner as preflight
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.train")
@@ -94,6 +95,7 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
     output_dir = Path(cfg.output_dir)
     join_process_group(cfg, world)
     decided_by_rank_zero(lease.acquire)  # one writer per output_dir, before reading it
+    preflight.before_model(cfg, world)  # on the job's own nodes, before anything is loaded
     # Before the model loads: which checkpoint, and whether the spec still matches it.
     record = trained_with(cfg, world.world_size) if world.is_main else None
     override = os.environ.get(OVERRIDE_ENV) == "1"
