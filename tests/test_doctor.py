@@ -1,9 +1,11 @@
-"""`ft doctor` / `launch.preflight`: real all-reduces between emulated nodes (gloo on CPU)."""
+"""`ft doctor` / `launch.preflight`: the pre-flight's checks on real emulated nodes (gloo on CPU),
+and the all-reduce arithmetic `ft doctor` judges links by."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 
 import pytest
 
@@ -11,11 +13,13 @@ from orchestrator.backends.local.isolation import unavailable_reason
 from tests.cli_runner import run_ft
 from tests.train_helpers import free_port, write_tiny_spec
 from trainer.distributed.doctor import bus_bandwidth, groups_to_measure, verdict
+from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE
 
 
-def _doctor_json(log: str) -> dict:
-    line = next(line for line in log.splitlines() if "FT_DOCTOR_JSON " in line)
-    return json.loads(line.split("FT_DOCTOR_JSON ", 1)[1])
+def preflight_json(log: str) -> dict:
+    """The record the pre-flight prints into the job's log."""
+    line = next(line for line in log.splitlines() if "FT_PREFLIGHT_JSON " in line)
+    return json.loads(line.split("FT_PREFLIGHT_JSON ", 1)[1])
 
 
 def test_every_node_pair_is_measured_on_its_own():
@@ -49,39 +53,57 @@ def test_verdict_without_a_fabric_to_judge():
 
 
 def test_doctor_measures_two_emulated_nodes(tmp_path, tiny_model_dir):
+    """`ft doctor --nodes 2`: the pre-flight's checks on two emulated nodes, nothing trained."""
     spec = write_tiny_spec(tmp_path, tiny_model_dir)
-    result = run_ft("doctor", str(spec), "--nodes", "2", "--iters", "3", "--master-port",
-                    str(free_port()), cwd=tmp_path)
+    result = run_ft("doctor", str(spec), "--nodes", "2", "--master-port", str(free_port()),
+                    cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "ft doctor: 2 rank(s) on 2 node(s), gloo" in result.stdout
-    report = _doctor_json(result.stdout)
-    assert report["expected_internode_busbw_gbs"] == 2  # the tiny spec's tcp profile
-    (pair,) = report["results"]
-    assert pair["kind"] == "pair" and pair["nodes"] == [0, 1] and pair["busbw_gbs"] > 0
-    assert pair["verdict"].startswith("single host")
-    if unavailable_reason() is None:  # isolated nodes: own hostnames, still one machine
-        assert pair["hosts"] == ["node0", "node1"]
+    report = preflight_json(result.stdout)
+    assert report["ok"] and report["phase"] == "nodes"
+    hosts = ["node0", "node1"] if unavailable_reason() is None else [socket.gethostname()] * 2
+    assert report["nodes"] == [{"node_rank": n, "host": hosts[n], "ok": True} for n in (0, 1)]
+    gpu = {f["node_rank"]: f for f in report["findings"] if f["check"] == "gpu"}
+    assert set(gpu) == {0, 1}
+    for finding in gpu.values():  # measured: a real rate on each node's CPU
+        (device,) = finding["data"]["devices"]
+        assert device["device"] == "CPU" and device["gflops"] > 0
+    assert {f["node_rank"] for f in report["findings"] if f["check"] == "software"} == {0, 1}
+    for node in (0, 1):
+        assert f"ft pre-flight: node {node} ({hosts[node]}): OK" in result.stdout
+    assert not list((tmp_path / "out").glob("checkpoint-*"))  # nothing trained
 
 
 def test_a_failing_preflight_stops_the_job_before_training(tmp_path, tiny_model_dir):
-    """An expectation no loopback can meet: the check fails, training never starts."""
+    """A threshold no pair of GPUs can meet (every GPU at least the median: with two, the
+    slower one is under it): the check fails, every node ends with exit 78, training never
+    starts."""
     spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={
-        "nodes": 2, "preflight": True, "env": {"FT_DOCTOR_EXPECT_GBS": "100000"}})
+        "nodes": 2, "preflight": {"gpu_fraction": 1.0}})
     result = run_ft("launch", str(spec), "--backend", "local", "--master-port",
                     str(free_port()), cwd=tmp_path, env={**os.environ})
-    assert result.returncode == 1
-    assert "-> FAIL (" in result.stdout
-    assert "pre-flight check failed (exit 1); not starting training" in result.stdout
-    assert not (tmp_path / "out").exists()
+    log = result.stdout + result.stderr
+    assert result.returncode == PREFLIGHT_FAILED_EXIT_CODE, log[-4000:]
+    assert "FAILED: gpu: CPU: fp32 matmul" in log
+    assert "launch.preflight.gpu_fraction 1)" in log
+    for node in (0, 1):
+        assert f"[node{node}] ft node: the pre-flight failed (said above); training did not " \
+            "start: exit 78" in log
+        # Said once per node (by its local rank 0), not once per rank.
+        assert log.count(f"[node{node}] error: pre-flight failed: node 1 (") == 1
+    assert "ft launch: exit 78: the pre-flight failed (said above); training did not start" \
+        in log
+    assert "Traceback" not in log
+    assert not list((tmp_path / "out").glob("checkpoint-*"))
+    assert not preflight_json(result.stdout)["ok"]
 
 
 def test_doctor_through_accelerate_with_a_single_process(tmp_path, tiny_model_dir):
     """accelerate starts one plain process (no RANK): the rank still knows it is inside the
-    job and measures, instead of emulating nodes again."""
+    job and checks, instead of emulating nodes again."""
     spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"launcher": "accelerate"})
-    result = run_ft("doctor", str(spec), "--iters", "2", "--master-port", str(free_port()),
-                    cwd=tmp_path)
+    result = run_ft("doctor", str(spec), "--master-port", str(free_port()), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "accelerate launch" in result.stdout and "doctor" in result.stdout
-    assert "ft doctor: one process in all: nothing to all-reduce with" in result.stdout
-    assert _doctor_json(result.stdout)["results"] == []
+    report = preflight_json(result.stdout)
+    (gpu,) = [f for f in report["findings"] if f["check"] == "gpu"]
+    assert gpu["ok"] and "one rank in all: nothing to compare with" in gpu["detail"]

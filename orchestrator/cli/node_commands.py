@@ -22,6 +22,7 @@ from orchestrator.cli.options import (
     load_for_cli,
 )
 from orchestrator.train_stack import require_train_stack
+from trainer.torch_free.errors import UserError
 
 
 def node(
@@ -34,7 +35,7 @@ def node(
         help="PATH=SHA256 of a file the spec points to; refuse to run if it differs "
         "(repeatable; the rendered job passes one per shipped file).")] = None,
     dry_run: Annotated[bool, typer.Option(help="Print the launch line; run nothing.")] = False,
-    doctor: Annotated[bool, typer.Option(help="Run only the pre-flight check (`ft doctor` "
+    doctor: Annotated[bool, typer.Option(help="Run only the pre-flight's checks (`ft doctor` "
                                          "on every rank), not training.")] = False,
 ) -> None:
     """Inside the job, on every node: map the backend's variables and start the launcher."""
@@ -61,30 +62,29 @@ def doctor(
     emulate: EmulateOpt = DEFAULT_EMULATION,
     isolate: IsolateOpt = None,
     master_port: MasterPortOpt = None,
-    size_mb: Annotated[float | None, typer.Option(help="All-reduce size (default: 256 MiB "
-                                                  "on GPUs, 8 MiB on CPU).")] = None,
-    iters: Annotated[int, typer.Option(min=1, metavar="N",
-                                       help="Timed all-reduces per group.")] = 10,
     in_job: Annotated[bool, typer.Option(hidden=True, help="Set by `ft node`: this process "
                                          "is one rank of the check.")] = False,
 ) -> None:
-    """Pre-flight: all-reduce bus bandwidth within each node and per node pair, with a
-    verdict against the cluster profile. On a cluster it runs inside the job (`ft node
-    --doctor`, or `launch.preflight: true` before training); here it emulates the nodes."""
-    require_train_stack("`ft doctor` (its all-reduces run on torch.distributed)")
+    """Pre-flight alone: the checks `ft launch` runs on the job's nodes before step 1 (each
+    GPU's matmul rate and free memory, the same software on every node, and the other checks
+    of `launch.preflight`), without training; exit 0, or 78 naming what failed. On a cluster
+    it runs inside the job (`ft node --doctor`); here it emulates the nodes."""
+    require_train_stack("`ft doctor` (its checks run on torch.distributed)")
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     # One rank, started by `ft node` through the launcher (which may not set RANK for a
     # single process): never emulate nodes from inside a node.
     if in_job or ("RANK" in os.environ and "LOCAL_RANK" in os.environ):
-        from orchestrator.clusters import load_profile
-        from trainer.distributed.doctor import run
+        from orchestrator.cli.train_commands import _user_error_under_ft_node
+        from trainer.preflight.runner import run_alone
 
-        # FT_DOCTOR_EXPECT_GBS (e.g. in launch.env) pins an expectation without a profile
-        # of one's own, and applies it even to emulated nodes on one host.
-        pinned = os.environ.get("FT_DOCTOR_EXPECT_GBS")
-        expected = float(pinned) if pinned else \
-            load_profile(loaded.launch.cluster).expected_internode_busbw_gbs
-        raise typer.Exit(run(expected, size_mb, iters, judge_single_host=bool(pinned)))
+        # Asked for by name: the checks run even where the spec turns them off for training.
+        settings = loaded.launch.preflight.model_copy(update={"enabled": True})
+        try:
+            run_alone(loaded.training, settings)
+        except UserError as exc:
+            _user_error_under_ft_node(exc)
+            raise
+        return
     from orchestrator.backends.local.emulation import run_local
 
     raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), node_args=("--doctor",),

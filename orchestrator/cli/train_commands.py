@@ -72,12 +72,20 @@ def _train(spec: Path, force: bool, override: bool) -> Path:
 
 def _user_error_under_ft_node(exc: UserError) -> None:
     """Under ft node a rank says its user error (disk full, ...) once, as `ft` does, and
-    leaves it to ft node: exit 0, since torchrun buries a non-zero exit in a traceback."""
+    leaves it to ft node: exit 0, since torchrun buries a non-zero exit in a traceback. An
+    error every rank reached together (a failed pre-flight) is said and reported by each
+    node's local rank 0 only; the others leave quietly."""
     from trainer.loop.stop_signals import report_user_error
+    from trainer.torch_free.exit_codes import STOP_REPORT_DIR
 
-    if report_user_error(str(exc), exc.exit_code):
-        typer.echo(f"error: {exc}", err=True)
+    if not os.environ.get(STOP_REPORT_DIR):
+        return
+    if getattr(exc, "said_by_every_rank", False) and os.environ.get("LOCAL_RANK", "0") != "0":
         raise SystemExit(0) from None
+    # Said before reported: ft node stops the node's other ranks once it sees the report.
+    typer.echo(f"error: {exc}", err=True)
+    report_user_error(str(exc), exc.exit_code)
+    raise SystemExit(0) from None
 
 
 @needs_train_stack("`ft preprocess`")

@@ -5,7 +5,6 @@ code).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import shlex
@@ -22,11 +21,11 @@ from orchestrator.node.fabric import FabricReport, detect_fabric, node_env
 from orchestrator.node.job_id import job_id_env
 from orchestrator.node.nccl_log_files import failure_report, log_dir, nccl_log_env, now
 from orchestrator.node.supervise import Supervisor
-from orchestrator.process import run_foreground
 from orchestrator.spec.launch_schema import LaunchSpec, duration_seconds
 from orchestrator.train_stack import INSTALL_HINT as TRAIN_INSTALL_HINT
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.preflight_settings import SPEC_SHA256_ENV
 
 _INSTALL_HINT = {"torchrun": f"it comes with PyTorch: {TRAIN_INSTALL_HINT}",
                  "accelerate": TRAIN_INSTALL_HINT}
@@ -36,9 +35,9 @@ def run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None, backen
              environ: Mapping[str, str] = os.environ, dry_run: bool = False,
              extra_train_args: Sequence[str] = (), sysfs_root: Path = Path("/sys"),
              doctor_only: bool = False) -> int:
-    """Start this node's training processes (after the pre-flight check when
-    `launch.preflight`, or only that check with `doctor_only`); returns 0 after printing
-    them when dry_run."""
+    """Start this node's training processes (their pre-flight runs inside them, before the
+    model loads, when `launch.preflight`), or with `doctor_only` ranks that run only the
+    pre-flight's checks; returns 0 after printing them when dry_run."""
     # From the very start: a stop that comes while the node is being set up is acted on
     # (nothing started: exit resumable), never lost nor a death by signal.
     supervisor = None if dry_run else Supervisor(duration_seconds(launch.stop_grace))
@@ -81,20 +80,7 @@ def _run_node(launch: LaunchSpec, spec_path: str, spec_sha256: str | None,
     print(summary(world, launch, report, env, env_notes, argv), file=sys.stderr, flush=True)
     if supervisor is None:  # dry run
         return 0
-    full_env, started = {**environ, **env}, now()
-    # TODO(issue 21, pf-core): the pre-flight moves into the training ranks (FT_PREFLIGHT).
-    if False and not doctor_only and not supervisor.stop_requested:  # noqa: SIM223
-        # Its own port: the training rendezvous must never meet a late pre-flight peer.
-        checked = dataclasses.replace(world, master_port=world.master_port + 1)
-        code = run_foreground(_doctor_argv(checked, launch, spec_path, environ), full_env)
-        if supervisor.stop_requested:
-            return supervisor.stopped_before_start()
-        if code != 0:
-            _say_nccl_warnings(full_env, nccl_dir, started)
-            print(f"ft node: pre-flight check failed (exit {code}); not starting training. "
-                  "Fix the fabric, or set `launch.preflight: false` to train anyway.",
-                  file=sys.stderr, flush=True)
-            return code
+    full_env, started = {**environ, **env, **_spec_env(spec_path)}, now()
     _require_launcher(argv[0], full_env, launch.launcher)
     code = supervisor.run(argv, full_env, local_ranks=world.nproc_per_node)
     if code not in (0, RESUMABLE_EXIT_CODE):
@@ -107,6 +93,14 @@ def _say_nccl_warnings(env: Mapping[str, str], directory: Path, started: float) 
     said = failure_report(env, directory, started)
     if said:
         print(said, file=sys.stderr, flush=True)
+
+
+def _spec_env(spec_path: str) -> dict[str, str]:
+    """The ranks' pre-flight compares every node's spec by this hash of the file they read."""
+    try:
+        return {SPEC_SHA256_ENV: hashlib.sha256(Path(spec_path).read_bytes()).hexdigest()}
+    except OSError:
+        return {}  # a dry run of a spec not there yet; `ft train` says what is missing
 
 
 def _doctor_argv(world: Rendezvous, launch: LaunchSpec, spec_path: str,

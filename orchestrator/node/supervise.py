@@ -19,6 +19,8 @@ SIGINT), waits up to `launch.stop_grace`, and reads the ranks' reports:
     a rank reported a user error           -> its code (2), the other ranks stopped at once;
                                               the rank printed the one message and exited 0,
                                               so torchrun adds no traceback
+    the pre-flight failed                  -> 78 (PREFLIGHT_FAILED_EXIT_CODE), the same way:
+                                              local rank 0 printed the verdict and reported
     anything else                          -> the launcher's code (1 if it said 0 or 75)
 
 A rank starts with the stop signals ignored (inherited from the launcher) until `ft train`
@@ -55,6 +57,7 @@ from trainer.torch_free.exit_codes import (
     STOP_REPORT_DIR,
     USER_ERROR_REPORT,
 )
+from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE
 
 POLL_S = 0.2
 KILL_MARGIN_S = 15  # after the grace: time for torchrun to notice and exit
@@ -212,7 +215,11 @@ class Supervisor:
             return self.stopped_before_start()
         if (error := self._user_error()) is not None:
             code = int(error.get("exit_code", 2))
-            _say(f"rank {error.get('rank')} stopped on the error it printed above: exit {code}")
+            if code == PREFLIGHT_FAILED_EXIT_CODE:  # every rank reached it; said once above
+                _say(f"the pre-flight failed (said above); training did not start: exit {code}")
+            else:
+                _say(f"rank {error.get('rank')} stopped on the error it printed above: exit "
+                     f"{code}")
             return code
         if reported >= local_ranks and not self.killed:
             what = "saved a complete checkpoint and stopped" if _saved(self.reports) else \

@@ -24,6 +24,9 @@ PREFLIGHT_FAILED_EXIT_CODE = 78
 PREFLIGHT_FAILED_REPORT = "preflight-failed-rank-{rank}.json"
 # Under output_dir: the machine-readable record of the last pre-flight (one JSON object).
 PREFLIGHT_RECORD = "preflight.json"
+# Set by `ft node` for its ranks: the sha256 of the spec file it read, which the pre-flight's
+# software check compares across the nodes.
+SPEC_SHA256_ENV = "FT_SPEC_SHA256"
 
 
 class Preflight(BaseModel):

@@ -9,7 +9,8 @@ exits RESUMABLE_EXIT_CODE; whatever still runs after the grace period (plus a ma
 node's own) is killed, tree and all. Every node also dies with the launcher itself
 (PR_SET_PDEATHSIG), so even a SIGKILLed `ft launch` leaves no orphan.
 
-Exit codes: 0 every node finished; 75 every node stopped cleanly (resumable); a node that
+Exit codes: 0 every node finished; 75 every node stopped cleanly (resumable); 78 the
+pre-flight failed (every node has the same verdict and ends on its own); a node that
 failed gives its code, one killed by a signal 128 + the signal (137 for SIGKILL, as a shell
 says), never the raw negative status, and a line names that node.
 """
@@ -30,6 +31,7 @@ from orchestrator.process import (
 )
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE
 
 POLL_S = 0.2
 MARGIN_S = 30  # beyond the ranks' grace: ft node's own time to notice and exit
@@ -110,6 +112,10 @@ class NodeGroup:
             if code not in (None, 0, RESUMABLE_EXIT_CODE):
                 # The first crash wins; the others are stopped.
                 self.crash, self.crashed = exit_status(code), name
+                if self.crash == PREFLIGHT_FAILED_EXIT_CODE:
+                    # Every node reached the same verdict and is ending the same way.
+                    self._stop_within(AFTER_CRASH_S)
+                    return
                 self._say(f"{name} {describe_exit(code)}; stopping the other node(s)")
                 if self.crash == UserError.exit_code:  # a node stopped on a user error
                     # Its message is said; the others could not save (a save is collective)
@@ -129,6 +135,10 @@ class NodeGroup:
 
     def _exit_code(self) -> int:
         self._check_crash()
+        if self.crash == PREFLIGHT_FAILED_EXIT_CODE:
+            self._say(f"exit {self.crash}: the pre-flight failed (said above); training did "
+                      "not start")
+            return self.crash
         if self.crash is not None:
             self._say(f"exit {self.crash}: {self.crashed} failed first (its log above says "
                       "why)")
