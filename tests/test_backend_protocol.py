@@ -159,11 +159,11 @@ def test_a_new_backend_is_one_module_and_one_registry_line(tmp_path, tiny_model_
     _toy_options_storage_and_emulation(copy, tmp_path, tiny_model_dir, env)
 
     # Emulated: two toyq nodes here, a real gloo rendezvous through `ft node`.
-    doctor = _toy_ft(copy, "doctor", str(spec), "--nodes", "2", "--emulate", "toyq", "--iters", "2",
+    doctor = _toy_ft(copy, "doctor", str(spec), "--nodes", "2", "--emulate", "toyq",
                      "--master-port", str(free_port()), cwd=tmp_path, env=env)
     assert doctor.returncode == 0, doctor.stdout[-2000:] + doctor.stderr[-2000:]
     assert "ft node: backend toyq" in doctor.stdout
-    assert "ft doctor: 2 rank(s) on 2 node(s), gloo" in doctor.stdout
+    assert "ft pre-flight (nodes): 2 node(s), 2 rank(s)" in doctor.stdout
 
 
 def _toy_spec(tmp_path: Path, model_dir: Path, name: str, **launch) -> Path:

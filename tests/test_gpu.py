@@ -129,9 +129,8 @@ def test_doctor_on_this_machines_gpus(tmp_path, tiny_model_dir):
     spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"gpus_per_node": GPUS})
     log = _ok(run_ft("doctor", str(spec), "--nodes", "1", "--gpus-per-node", str(GPUS),
                      "--master-port", str(free_port()), cwd=tmp_path))
-    assert f"ft doctor: {GPUS} rank(s) on 1 node(s), nccl" in log
-    if GPUS >= 2:
-        assert "ft doctor: node  node0" in log
+    assert f"ft pre-flight (nodes): 1 node(s), {GPUS} rank(s)" in log
+    assert f"{GPUS} GPU(s), bf16 matmul " in log  # every GPU timed, each with its free memory
 
 
 @pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
@@ -146,7 +145,7 @@ def test_two_nodes_of_one_gpu_train_like_one_node_of_two(tmp_path, tiny_model_di
                                        "preflight": True}, **FSDP_QLORA)
         log = _ok(run_ft("launch", str(spec), "--backend", "local", "--master-port",
                          str(free_port()), cwd=work))
-        assert "ft doctor: pair" in log or nodes == 1
+        assert "ft pre-flight (nodes): 2 node(s), 2 rank(s)" in log or nodes == 1
         runs[name] = _losses(work / "out")
     assert runs["two-nodes"] == pytest.approx(runs["one-node"], rel=2e-2)
 

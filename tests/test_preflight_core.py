@@ -136,8 +136,11 @@ def _env(**extra) -> dict:
                     reason=str(cpu_cap.unavailable_reason()))
 def test_a_cpu_capped_node_is_named_and_the_job_stops_before_training(tmp_path,
                                                                        tiny_model_dir):
-    spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={"nodes": 2})
-    with cpu_cap.capped_cgroup(percent_of_a_core=5) as (cgroup, procs):
+    # One thread per rank: a quota shared by several threads is handed out in per-CPU
+    # slices, which blurs a small cap.
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, launch={
+        "nodes": 2, "env": {"OMP_NUM_THREADS": "1"}})
+    with cpu_cap.capped_cgroup(percent_of_a_core=2) as (cgroup, procs):
         marker = {SLOW_CGROUP_ENV: cgroup, "GROUP_RANK": "1"}
 
         def cap_when_ready(line: str) -> None:
@@ -147,6 +150,7 @@ def test_a_cpu_capped_node_is_named_and_the_job_stops_before_training(tmp_path,
 
         code, log = _launch(spec, tmp_path, _env(FT_TRAINER_HOOKS=HOOK, **{
             SLOW_NODE_ENV: "1", SLOW_CGROUP_ENV: cgroup}), cap_when_ready)
+    Path("/tmp/pfcore-a.log").write_text(log)  # DEBUG
     assert code == PREFLIGHT_FAILED_EXIT_CODE, log[-4000:]
     assert "[node1] ft pre-flight: node 1 (node1): FAILED: gpu: CPU: fp32 matmul" in log
     assert "[node0] ft pre-flight: node 0 (node0): OK" in log
