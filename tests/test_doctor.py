@@ -107,3 +107,23 @@ def test_doctor_through_accelerate_with_a_single_process(tmp_path, tiny_model_di
     report = preflight_json(result.stdout)
     (gpu,) = [f for f in report["findings"] if f["check"] == "gpu"]
     assert gpu["ok"] and "one rank in all: nothing to compare with" in gpu["detail"]
+
+
+def test_doctor_on_a_backend_submits_a_job_whose_nodes_only_check(tmp_path, tiny_model_dir):
+    """`ft doctor --backend X`: the rendered job is the training job with FT_DOCTOR_ONLY=1
+    in its environment, and `ft node` there starts ranks that run `ft doctor --in-job`."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir)
+    rendered = run_ft("doctor", str(spec), "--backend", "dstack", "--dry-run", cwd=tmp_path)
+    assert rendered.returncode == 0, rendered.stdout[-2000:] + rendered.stderr[-2000:]
+    assert "FT_DOCTOR_ONLY: '1'" in rendered.stdout or "FT_DOCTOR_ONLY=1" in rendered.stdout
+    assert "ft node " in rendered.stdout
+    node_env = {**os.environ, "FT_DOCTOR_ONLY": "1", "DSTACK_MASTER_NODE_IP": "10.0.0.5",
+                "DSTACK_NODE_RANK": "0", "DSTACK_NODES_NUM": "1", "DSTACK_GPUS_PER_NODE": "1"}
+    node = run_ft("node", str(spec), "--backend", "dstack", "--dry-run", cwd=tmp_path,
+                  env=node_env)
+    assert node.returncode == 0, node.stderr[-2000:]
+    launch_line = next(line for line in node.stderr.splitlines() if "ft node: launch:" in line)
+    assert "doctor" in launch_line and "--in-job" in launch_line and " train " not in launch_line
+    # On emulated nodes there is nothing to print: said, not ignored.
+    here = run_ft("doctor", str(spec), "--dry-run", cwd=tmp_path)
+    assert here.returncode == 2 and "ft doctor --dry-run prints the job" in here.stderr

@@ -74,7 +74,15 @@ def launch(
             typer.echo(describe_local(loaded, emulate.value, Path.cwd(), isolate))
             return
         raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), isolate=isolate))
-    rendered = render_checked(loaded, backend.value)
+    submit_rendered(loaded, backend.value, stages, output, dry_run, watch)
+
+
+def submit_rendered(loaded, backend: str, stages: list[str], output: Path | None,
+                    dry_run: bool, watch: bool) -> None:
+    """Render the loaded spec for `backend` and submit it (or print it: `dry_run`); `ft
+    doctor --backend` submits through here too."""
+    chosen = backends.get(backend)
+    rendered = render_checked(loaded, backend)
     if stages:
         rendered = chosen.for_stages(rendered, stages)
     directory = output or Path(".ft") / "rendered" / loaded.launch.name

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from orchestrator import backends
 from orchestrator.cli.options import (
     DEFAULT_EMULATION,
     EXAMPLE_BACKEND,
@@ -23,6 +24,7 @@ from orchestrator.cli.options import (
 )
 from orchestrator.train_stack import require_train_stack
 from trainer.torch_free.errors import UserError
+from trainer.torch_free.preflight_settings import DOCTOR_ONLY_ENV
 
 
 def node(
@@ -44,6 +46,8 @@ def node(
 
     check_file_hashes(file_sha256 or [])
     loaded = load_for_cli(spec, for_launch=True)
+    # A job `ft doctor --backend X` submitted: its rendered node command is the training one.
+    doctor = doctor or os.environ.get(DOCTOR_ONLY_ENV) == "1"
     if not (dry_run or doctor):
         # The paths are this node's: check them here, once per node and before any rank
         # starts, as `ft validate` does for a job on the machine it runs on (each rank's
@@ -57,6 +61,11 @@ def node(
 
 def doctor(
     spec: SpecArg,
+    backend: Annotated[AnyBackend | None, typer.Option(
+        help="Submit the check as a job of this backend (its nodes run only the checks); "
+        "default: emulated nodes here, as `--backend local`.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="With --backend: print the files and the "
+                                          "submit command; submit nothing.")] = False,
     nodes: NodesOpt = None,
     gpus_per_node: GpusOpt = None,
     emulate: EmulateOpt = DEFAULT_EMULATION,
@@ -69,11 +78,11 @@ def doctor(
     GPU's matmul rate and free memory, the same software on every node, and the other checks
     of `launch.preflight`), without training; exit 0, or 78 naming what failed. On a cluster
     it runs inside the job (`ft node --doctor`); here it emulates the nodes."""
-    require_train_stack("`ft doctor` (its checks run on torch.distributed)")
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port)
     # One rank, started by `ft node` through the launcher (which may not set RANK for a
     # single process): never emulate nodes from inside a node.
     if in_job or ("RANK" in os.environ and "LOCAL_RANK" in os.environ):
+        require_train_stack("`ft doctor` (its checks run on torch.distributed)")
         from orchestrator.cli.train_commands import _user_error_under_ft_node
         from trainer.preflight.runner import run_alone
 
@@ -85,6 +94,18 @@ def doctor(
             _user_error_under_ft_node(exc)
             raise
         return
+    if backend is not None and backends.get(backend.value).renders:
+        from orchestrator.cli.launch_command import submit_rendered
+
+        # Like launch.env, so the rendered job shows it: every node's `ft node` checks only.
+        loaded.launch.env[DOCTOR_ONLY_ENV] = "1"
+        submit_rendered(loaded, backend.value, [], None, dry_run, watch=False)
+        return
+    if dry_run:
+        raise UserError("ft doctor --dry-run prints the job a --backend that submits one "
+                        "would get; emulated nodes here have nothing to print (drop "
+                        "--dry-run, or pass --backend slurm, say)")
+    require_train_stack("`ft doctor` (emulated nodes run its checks here)")
     from orchestrator.backends.local.emulation import run_local
 
     raise typer.Exit(run_local(loaded, emulate.value, Path.cwd(), node_args=("--doctor",),
@@ -99,4 +120,5 @@ def register(app: typer.Typer) -> None:
         "launch line)"))(node)
     app.command(epilog=examples(
         "ft doctor examples/tiny/tiny.yaml --nodes 2",
+        f"ft doctor spec.yaml --backend {EXAMPLE_BACKEND}   (a job that only checks its nodes)",
         "ft node .ft/my-job.yaml --doctor   (the same check inside a real job)"))(doctor)

@@ -27,6 +27,9 @@ PREFLIGHT_RECORD = "preflight.json"
 # Set by `ft node` for its ranks: the sha256 of the spec file it read, which the pre-flight's
 # software check compares across the nodes.
 SPEC_SHA256_ENV = "FT_SPEC_SHA256"
+# In a job's environment (`ft doctor --backend X` submits it so): every node's `ft node` runs
+# only the pre-flight's checks, as `ft node --doctor` does, and no training.
+DOCTOR_ONLY_ENV = "FT_DOCTOR_ONLY"
 
 
 class Preflight(BaseModel):
