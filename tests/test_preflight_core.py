@@ -150,7 +150,6 @@ def test_a_cpu_capped_node_is_named_and_the_job_stops_before_training(tmp_path,
 
         code, log = _launch(spec, tmp_path, _env(FT_TRAINER_HOOKS=HOOK, **{
             SLOW_NODE_ENV: "1", SLOW_CGROUP_ENV: cgroup}), cap_when_ready)
-    Path("/tmp/pfcore-a.log").write_text(log)  # DEBUG
     assert code == PREFLIGHT_FAILED_EXIT_CODE, log[-4000:]
     assert "[node1] ft pre-flight: node 1 (node1): FAILED: gpu: CPU: fp32 matmul" in log
     assert "[node0] ft pre-flight: node 0 (node0): OK" in log
