@@ -111,6 +111,31 @@ def test_the_table_and_a_verdict_line_name_every_node():
     assert lines[4].split()[:3] == ["job", "link", "ok"]
 
 
+@pytest.mark.parametrize("local_rank", ["0", "1"])
+def test_a_failed_preflight_is_said_and_reported_by_each_nodes_local_rank_0_only(
+        local_rank, tmp_path, monkeypatch, capsys):
+    """Every rank raises the same verdict: only local rank 0 prints it and leaves the report
+    `ft node` ends the node by (exit 78); the others leave quietly, so a node of 8 GPUs says
+    it once."""
+    from orchestrator.cli.train_commands import _user_error_under_ft_node
+    from trainer.preflight.runner import PreflightFailed
+    from trainer.torch_free.exit_codes import STOP_REPORT_DIR, USER_ERROR_REPORT
+
+    monkeypatch.setenv(STOP_REPORT_DIR, str(tmp_path))
+    monkeypatch.setenv("LOCAL_RANK", local_rank)
+    monkeypatch.setenv("RANK", str(8 + int(local_rank)))
+    with pytest.raises(SystemExit) as ended:
+        _user_error_under_ft_node(PreflightFailed("pre-flight failed: node 1 (b): gpu: slow"))
+    assert ended.value.code == 0
+    said = capsys.readouterr().err
+    reports = list(tmp_path.glob(USER_ERROR_REPORT.format(rank="*")))
+    if local_rank == "0":
+        assert said == "error: pre-flight failed: node 1 (b): gpu: slow\n"
+        assert json.loads(reports[0].read_text())["exit_code"] == PREFLIGHT_FAILED_EXIT_CODE
+    else:
+        assert said == "" and reports == []
+
+
 # ---- real emulated nodes -----------------------------------------------------------------
 
 def _launch(spec: Path, cwd: Path, env: dict, on_line=None) -> tuple[int, str]:
