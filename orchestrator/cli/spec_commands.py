@@ -85,8 +85,10 @@ def validate(
     --strict), then what each backend's launch needs."""
     from orchestrator.readiness import readiness, yaml_has_launch
     from orchestrator.spec.internode_traffic import traffic_note
+    from orchestrator.spec.memory_fit import memory_report
 
     loaded = load_for_cli(spec, nodes, gpus_per_node, strict=strict)
+    memory = memory_report(loaded)  # refuses a spec that cannot fit its GPU
     launch = loaded.launch
     names = [backend.value] if backend else backends.names()
     notes: dict[str, list[str]] = {}
@@ -106,6 +108,8 @@ def validate(
         traffic = traffic_note(loaded.training, launch.nodes, launch.gpus_per_node)
         if traffic:
             typer.echo(f"  {traffic}")
+        for line in memory:
+            typer.echo(f"  {line}")
     for name, problems in report.items():
         if not problems:
             typer.echo(f"  --backend {name}: ready")
