@@ -191,12 +191,21 @@ def _parts(o: Outcome) -> str:
 
 def memory_report(spec: Spec) -> list[str]:
     """The lines to print; raises UserError when the spec cannot fit its GPU."""
+    lines, too_big = memory_check(spec)
+    if too_big:
+        raise UserError(too_big)
+    return lines
+
+
+def memory_check(spec: Spec) -> tuple[list[str], str | None]:
+    """The lines to print, and why the spec cannot fit its GPU (None when it can, or when
+    there is no GPU or shape to judge it by)."""
     t, launch = spec.training, spec.launch
     if launch.gpus_per_node == 0:
-        return []  # a CPU run
+        return [], None  # a CPU run
     found = find_shape(t)
     if found.shape is None:
-        return [f"memory estimate skipped: {found.source}"]
+        return [f"memory estimate skipped: {found.source}"], None
     world = launch.nodes * launch.gpus_per_node
     gpu = gpu_memory(launch.gpu)
     total = gpu.total_bytes if gpu else None
@@ -211,13 +220,13 @@ def memory_report(spec: Spec) -> list[str]:
         note = f"; name `launch.gpu` (e.g. H100:80GB) to check it fits ({launch.gpu!r} " \
             "has no known memory size: write NAME:MEMORY)" if launch.gpu else \
             "; name `launch.gpu` (e.g. H100:80GB) to check it fits"
-        return [head + note, *lines]
+        return [head + note, *lines], None
     usable = f"{_gib(budget(total))} GiB usable on {gpu.name}{gpu.note}"
     if best.fits:
         verdict = "fits" if likely.fits else "fits only with Liger's kernels"
-        return [f"{head} of {usable}: {verdict}", *lines]
-    raise UserError("\n".join([
+        return [f"{head} of {usable}: {verdict}", *lines], None
+    return [], "\n".join([
         f"{spec.source}: does not fit: {head} of {usable}, and still "
         f"{_gib(best.peak.total)} GiB with every kernel ft may use", *lines,
         "  to fit, change one of these (each fits on its own):",
-        *(f"    {fix}" for fix in fixes(found.shape, t, launch, total, evaluate))]))
+        *(f"    {fix}" for fix in fixes(found.shape, t, launch, total, evaluate))])
