@@ -218,7 +218,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     shape = TINY if args.tiny else LLAMA_8B
     work = args.work / name
     work.mkdir(parents=True, exist_ok=True)
-    model = build_model(work / "model", shape)
+    model = work / "model"
+    if not (model / "config.json").is_file():  # in its own process: no GPU memory kept here
+        subprocess.run([sys.executable, __file__, "_build", str(model), json.dumps(shape)],
+                       check=True)
     shape = {**shape, "vocab_size": json.loads((model / "config.json").read_text())
              ["vocab_size"]}
     data = write_data(work / "data.jsonl", rows=64 + args.steps * args.mbs * args.seq // 300,
@@ -231,4 +234,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["_build"]:
+        build_model(Path(sys.argv[2]), json.loads(sys.argv[3]))
+    else:
+        main()
