@@ -271,3 +271,57 @@ def test_the_gpu_check_script_runs_its_tiny_path(tmp_path):
     assert record["bench"] == "memory-estimate" and record["case"] == "lora"
     assert record["rc"] == 0 and record["layers"] == 2 and record["device"] == "cpu"
     assert record["estimate_bytes"] > 0 and record["max_allocated"] is None
+
+
+def _doc_blocks() -> list[list[str]]:
+    text = (REPO / "docs/memory.md").read_text()
+    return [block.strip("\n").splitlines() for block in text.split("```")[1::2]]
+
+
+DOC_SPECS = [  # docs/memory.md's two samples, in order
+    ("""base_model: meta-llama/Llama-3.1-8B-Instruct
+sequence_len: 4096
+micro_batch_size: 2
+gradient_checkpointing: false
+launch:
+  gpu: H100:80GB
+""", 2),
+    ("""base_model: meta-llama/Llama-3.1-8B-Instruct
+adapter: lora
+lora_r: 16
+lora_target_linear: true
+micro_batch_size: 4
+launch:
+  gpus_per_node: 8
+  gpu: H100:80GB
+""", 0),
+]
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["refused", "fits"])
+def test_docs_memory_md_shows_what_validate_prints(tmp_path, index):
+    text, code = DOC_SPECS[index]
+    _write_spec(tmp_path, text)
+    result = run_ft("validate", "spec.yaml", cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    printed = [line for line in (result.stderr + result.stdout).splitlines()
+               if "--backend" not in line]
+    assert printed == _doc_blocks()[index]
+
+
+def test_the_shape_comes_from_the_hugging_face_cache_before_the_table(tmp_path, monkeypatch):
+    snapshot = tmp_path / "hub" / "models--meta-llama--Llama-3.1-8B" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({
+        "num_hidden_layers": 3, "hidden_size": 64, "intermediate_size": 128,
+        "vocab_size": 300, "num_attention_heads": 4}))
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    found = find_shape(_training(base_model="meta-llama/Llama-3.1-8B"))
+    assert found.shape.layers == 3 and "Hugging Face cache" in found.source
+
+
+def test_sgd_and_adafactor_keep_no_full_size_state():
+    n = count_params(LLAMA_8B).total
+    for optimizer in ("sgd", "adafactor"):
+        assert static_from_shape(LLAMA_8B, Setup(optimizer=optimizer)).total == \
+            pytest.approx(4 * n, rel=1e-6)  # bf16 weights and gradients only

@@ -228,5 +228,4 @@ def memory_check(spec: Spec) -> tuple[list[str], str | None]:
     return [], "\n".join([
         f"{spec.source}: does not fit: {head} of {usable}, and still "
         f"{_gib(best.peak.total)} GiB with every kernel ft may use", *lines,
-        "  to fit, change one of these (each fits on its own):",
-        *(f"    {fix}" for fix in fixes(found.shape, t, launch, total, evaluate))])
+        *(f"  {line}" for line in fixes(found.shape, t, launch, total, evaluate))])

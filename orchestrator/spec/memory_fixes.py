@@ -14,16 +14,19 @@ MAX_NODES = 64
 
 def fixes(shape: Shape, t: TrainingConfig, launch, total: int,
           evaluate: Callable) -> list[str]:
-    """`evaluate(shape, t, world, total, optimistic)` -> Outcome (memory_fit.evaluate)."""
+    """`evaluate(shape, t, world, total, optimistic)` -> Outcome (memory_fit.evaluate).
+    The lines to print under the refusal, a heading first."""
     world = launch.nodes * launch.gpus_per_node
 
     def fits(changed: TrainingConfig, gpus: int = world) -> float | None:
         outcome = evaluate(shape, changed, gpus, total, True)
         return outcome.peak.total / GIB if outcome.fits else None
 
-    found = [f"{text} ({peak:.1f} GiB)" for text, peak in _candidates(t, world, launch, fits)
+    found = [f"  {text} ({peak:.1f} GiB)" for text, peak in _candidates(t, world, launch, fits)
              if peak is not None]
-    return found or [_combined(t, fits)]
+    if found:
+        return ["to fit, change one of these (each fits on its own):", *found]
+    return ["no one change fits:", f"  {_combined(t, fits)}"]
 
 
 def _combined(t: TrainingConfig, fits: Callable) -> str:
@@ -42,7 +45,7 @@ def _combined(t: TrainingConfig, fits: Callable) -> str:
         said.append(text)
         peak = fits(t.model_copy(update=update))
         if peak is not None:
-            return f"together: {', '.join(said)} ({peak:.1f} GiB)"
+            return f"together, {', '.join(said)} fit ({peak:.1f} GiB)"
     return ("nothing here fits one GPU of this size: a larger `launch.gpu`, or more GPUs "
             "with FSDP (`launch.nodes`, `launch.gpus_per_node`, `fsdp: [full_shard, "
             "auto_wrap]`)")
