@@ -34,6 +34,7 @@ from trainer.torch_free.memory_estimate import (
     budget,
     layers_to_checkpoint,
     peak,
+    replication_pays,
     static_from_shape,
 )
 from trainer.torch_free.optimizers import transformers_name
@@ -102,13 +103,10 @@ def _deepspeed(t: TrainingConfig) -> tuple[int, bool, bool]:
     return int(zero.get("stage", 0) or 0), off[0], off[1]
 
 
-def setup_of(t: TrainingConfig, world: int) -> Setup:
+def setup_of(t: TrainingConfig, world: int, replicate_frozen: bool = False) -> Setup:
     stage, _, _ = _deepspeed(t)
     shards = shard_group_size(t.dp_shard_size, t.dp_replicate_size, world) if t.uses_fsdp \
         else world if stage else 1
-    if t.uses_fsdp and t.adapter and t.fsdp_config and \
-            t.fsdp_config.replicate_frozen_params is True:
-        shards = 1  # frozen weights whole on every GPU (the adapter is tiny either way)
     expert_targets = t.lora_target_parameters or ()
     return Setup(
         adapter=bool(t.adapter), lora_r=t.lora_r, lora_targets=_targets(t),
@@ -117,11 +115,12 @@ def setup_of(t: TrainingConfig, world: int) -> Setup:
         bits=4 if t.load_in_4bit else 8 if t.load_in_8bit else 16,
         double_quant=t.bnb_4bit_use_double_quant, quantize_experts=t.quantize_moe_experts,
         optimizer=transformers_name(t.optimizer), shards=shards, fsdp=t.uses_fsdp,
+        replicate_frozen=replicate_frozen and t.uses_fsdp and bool(t.adapter),
         zero_stage=stage)
 
 
-def _static(shape: Shape, t: TrainingConfig, world: int) -> Static:
-    static = static_from_shape(shape, setup_of(t, world))
+def _static(shape: Shape, t: TrainingConfig, world: int, replicate_frozen: bool) -> Static:
+    static = static_from_shape(shape, setup_of(t, world, replicate_frozen))
     _, states_off, params_off = _deepspeed(t)
     offloaded = t.uses_fsdp and t.fsdp_config is not None and t.fsdp_config.offload_params
     if offloaded or params_off:  # the weights (and what trains with them) live in CPU memory
@@ -158,24 +157,36 @@ def evaluate(shape: Shape, t: TrainingConfig, world: int, total_bytes: int | Non
              optimistic: bool) -> Outcome:
     """`total_bytes` None: no GPU named, so `auto` shows every layer recomputed (the least
     it can need)."""
-    static = _static(shape, t, world)
-    fused_loss, fused_norm, lean = kernel_choices(t, optimistic)
+    asked = t.fsdp_config.replicate_frozen_params if t.fsdp_config else "auto"
+    static = _static(shape, t, world, asked is True)
     est = Estimate(static.total, t.micro_batch_size * t.sequence_len, t.load_in_4bit,
-                   fused_loss, fused_norm, lean)
-    fsdp_ckpt = bool(t.fsdp_config and t.fsdp_config.activation_checkpointing)
-    if offload_mode(t) is not None:
-        k, how = shape.layers, "activations offloaded to CPU, counted as all recomputed"
-    elif t.gradient_checkpointing is False and not fsdp_ckpt:
-        k, how = 0, "`gradient_checkpointing: false`"
-    elif t.gradient_checkpointing == "auto" and not fsdp_ckpt and total_bytes is None:
-        k, how = shape.layers, "auto, the least it needs: the GPU decides"
-    elif t.gradient_checkpointing == "auto" and not fsdp_ckpt:
-        k, how = layers_to_checkpoint(shape, est, total_bytes), "auto"
-    else:
-        k, how = shape.layers, "`gradient_checkpointing: true`"
+                   *kernel_choices(t, optimistic))
+    if asked == "auto" and t.uses_fsdp and t.adapter and total_bytes is not None:
+        # as trainer/models/activation_memory.py's replication_fits decides it
+        whole_static = _static(shape, t, world, True)
+        whole = replace(est, static_bytes=whole_static.total)
+        if replication_pays(shape, est, whole, total_bytes):
+            static, est = whole_static, whole
+    k, how = _recomputed(shape, t, est, total_bytes)
     result = peak(shape, est, k)
     return Outcome(result, static, total_bytes is None or result.total <= budget(total_bytes),
                    f"{k} of {shape.layers} layers recomputed: {how}")
+
+
+def _recomputed(shape: Shape, t: TrainingConfig, est: Estimate,
+                total_bytes: int | None) -> tuple[int, str]:
+    """How many layers the trainer recomputes (trainer/models/activation_memory.py), and why."""
+    if offload_mode(t) is not None:
+        return shape.layers, "activations offloaded to CPU, counted as all recomputed"
+    if t.fsdp_config and t.fsdp_config.activation_checkpointing:
+        return shape.layers, "`fsdp_config.activation_checkpointing`"
+    if t.gradient_checkpointing is False:
+        return 0, "`gradient_checkpointing: false`"
+    if t.gradient_checkpointing != "auto":
+        return shape.layers, "`gradient_checkpointing: true`"
+    if total_bytes is None:
+        return shape.layers, "auto, the least it needs: the GPU decides"
+    return layers_to_checkpoint(shape, est, total_bytes), "auto"
 
 
 def _gib(n: float) -> str:
@@ -217,10 +228,10 @@ def memory_check(spec: Spec) -> tuple[list[str], str | None]:
         lines.append(f"  with Liger's kernels (ft uses them where liger-kernel is in the "
                      f"image): {_gib(best.peak.total)} GiB")
     if gpu is None:
-        note = f"; name `launch.gpu` (e.g. H100:80GB) to check it fits ({launch.gpu!r} " \
-            "has no known memory size: write NAME:MEMORY)" if launch.gpu else \
-            "; name `launch.gpu` (e.g. H100:80GB) to check it fits"
-        return [head + note, *lines], None
+        unknown = f" ({launch.gpu!r} has no known memory size: write NAME:MEMORY)" \
+            if launch.gpu else ""
+        return [f"{head}; name `launch.gpu` (e.g. H100:80GB) to check it fits{unknown}",
+                *lines], None
     usable = f"{_gib(budget(total))} GiB usable on {gpu.name}{gpu.note}"
     if best.fits:
         verdict = "fits" if likely.fits else "fits only with Liger's kernels"

@@ -23,7 +23,7 @@ the table in tests/test_memory_estimate.py holds each figure and the estimate's 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 GIB = 2**30
 HEADROOM = 0.90  # allocator fragmentation, cuBLAS/NCCL workspaces, the CUDA context
@@ -272,8 +272,8 @@ class Setup:
     optimizer: str = "adamw_torch_fused"
     shards: int = 1
     fsdp: bool = False
+    replicate_frozen: bool = False  # FSDP: the adapter's frozen base whole on every GPU
     zero_stage: int = 0
-    notes: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -295,10 +295,14 @@ def _weight_bytes(params: Params, setup: Setup) -> float:
 
 def static_from_shape(shape: Shape, setup: Setup) -> Static:
     params = count_params(shape)
+    shards = max(setup.shards, 1)
     if setup.adapter:  # peft keeps the adapter in fp32
         trained = lora_params(shape, setup.lora_r, setup.lora_targets, setup.expert_targets)
         weights = _weight_bytes(params, setup) + trained * 4
         training = trained * (trainable_bytes(4, setup.optimizer) - 4)
+        if setup.fsdp and setup.replicate_frozen:  # only the adapter is sharded
+            return Static(int(weights - trained * 4 + trained * 4 / shards),
+                          int(training / shards), 0)
     else:
         trained = params.total
         weights = _weight_bytes(params, setup)
@@ -306,7 +310,6 @@ def static_from_shape(shape: Shape, setup: Setup) -> Static:
         # master copy beside the bf16 weights; a single GPU trains the bf16 weights as they are
         master = 4 if (setup.fsdp or setup.zero_stage) else 2
         training = trained * (trainable_bytes(master, setup.optimizer) - 2)
-    shards = max(setup.shards, 1)
     if setup.zero_stage:  # 1: optimizer state (with the master weights), 2: + gradients
         grads = trained * 2
         states = training - grads
