@@ -325,3 +325,22 @@ def test_sgd_and_adafactor_keep_no_full_size_state():
     for optimizer in ("sgd", "adafactor"):
         assert static_from_shape(LLAMA_8B, Setup(optimizer=optimizer)).total == \
             pytest.approx(4 * n, rel=1e-6)  # bf16 weights and gradients only
+
+
+def test_a_70b_lora_on_one_node_is_refused_with_sharding_and_qlora_as_the_ways_out(tmp_path):
+    """Llama-3.3-70B's bf16 weights (131 GiB) fit no single GPU: FSDP over the node's eight,
+    or 4-bit weights, are the answers; without a GPU named it only prints."""
+    from orchestrator.spec.load import load_spec
+    from orchestrator.spec.memory_fit import memory_check
+
+    text = "base_model: meta-llama/Llama-3.3-70B-Instruct\nadapter: lora\n" \
+        "lora_target_linear: true\nlaunch:\n  gpus_per_node: 8\n"
+    lines, too_big = memory_check(load_spec(_write_spec(tmp_path, text + "  gpu: H100\n")))
+    assert lines == [] and "does not fit" in too_big
+    assert "shard over the 8 GPUs with FSDP (`fsdp: [full_shard, auto_wrap]`)" in too_big
+    assert "`adapter: qlora` with `load_in_4bit: true`" in too_big
+    lines, too_big = memory_check(load_spec(_write_spec(tmp_path, text)))
+    assert too_big is None
+    assert lines[0].endswith("GiB; name `launch.gpu` (e.g. H100:80GB) to check it fits")
+    assert "32 of 32" not in lines[1] and "80 of 80 layers recomputed: auto, the least it " \
+        "needs: the GPU decides" in lines[1]
