@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +102,9 @@ def _cached_config(model: str) -> Path | None:
 
 
 def _from_hub(model: str, revision: str) -> Found:
+    import urllib.error  # here: most specs never reach the hub, and validate stays quick
+    import urllib.request
+
     if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or \
             os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):
         return Found(None, f"{model} is not in ft's table of known shapes and "
