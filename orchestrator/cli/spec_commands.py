@@ -85,8 +85,10 @@ def validate(
     --strict), then what each backend's launch needs."""
     from orchestrator.readiness import readiness, yaml_has_launch
     from orchestrator.spec.internode_traffic import traffic_note
+    from orchestrator.spec.memory_fit import memory_check
 
     loaded = load_for_cli(spec, nodes, gpus_per_node, strict=strict)
+    memory, too_big = memory_check(loaded)  # too_big: why it cannot fit its GPU
     launch = loaded.launch
     names = [backend.value] if backend else backends.names()
     notes: dict[str, list[str]] = {}
@@ -96,16 +98,20 @@ def validate(
     launch_named = bool(backend or nodes or gpus_per_node) \
         or yaml_has_launch(loaded.effective_text)
     unlaunchable = all(report.values()) and launch_named
+    if too_big:
+        err(f"error: {too_big}")
     if unlaunchable:
         err(f"{spec}: the training keys are valid, but " + (
             f"`--backend {names[0]}` cannot launch it:" if backend else
             "no backend can launch it:"))
-    else:
+    elif not too_big:
         typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
                    f"adapter={loaded.training.adapter or 'full'})")
         traffic = traffic_note(loaded.training, launch.nodes, launch.gpus_per_node)
         if traffic:
             typer.echo(f"  {traffic}")
+        for line in memory:
+            typer.echo(f"  {line}")
     for name, problems in report.items():
         if not problems:
             typer.echo(f"  --backend {name}: ready")
@@ -113,7 +119,7 @@ def validate(
                 err(f"  --backend {name}: note: {note}")
         for problem in problems:
             err(f"  --backend {name}: not ready: {problem.format(str(spec))}")
-    if unlaunchable:
+    if unlaunchable or too_big:
         raise typer.Exit(2)
 
 

@@ -2,30 +2,22 @@
 the GPU's memory needs.
 
 Recomputing a layer in backward costs a third of its FLOPs (forward again), so a layer is
-checkpointed only when its activations do not fit. The estimate, per GPU:
+checkpointed only when its activations do not fit. The arithmetic (static, kept and
+recomputed layers, logits, budget) is trainer/torch_free/memory_estimate.py, shared with
+`ft validate`; here it gets the loaded model's real parameter sizes and the GPU's memory.
+The first k layers are checkpointed, k the smallest that fits: backward reaches them last,
+when the kept layers' activations are already freed, so their recompute needs no extra room.
 
-    static   = weights as loaded (4-bit packed, fp32 where peft upcast them; / world size
-               under FSDP) + 12 bytes per trainable parameter (fp32 grad + Adam's m and v)
-               + the logits: 10 bytes per token per vocabulary entry (bf16 logits, their
-               fp32 copy in the loss, the fp32 gradient) unless a fused loss kernel runs
-    kept     = tokens x PER_TOKEN_LAYER bytes for a layer whose activations stay
-    ckpt     = tokens x hidden x 2 bytes for a checkpointed layer (its bf16 input)
-    budget   = HEADROOM x total GPU memory - RESERVED
-
-with tokens = micro_batch_size x sequence_len (the most a batch holds). The first k layers
-are checkpointed, k the smallest that fits: backward reaches them last, when the kept
-layers' activations are already freed, so their recompute needs no extra room.
-
-PER_TOKEN_LAYER = 2 x (7 hidden + 4 intermediate) bytes, 172 KiB for Llama-3.1-8B, fitted to
-bench/results/2026-11-26-h100.jsonl (H100, ft + Liger, peft's LoRA forward, 8192 tokens,
-32 layers, no recompute: 58.56 GiB peak, 15.6 GiB static -> 172 KiB). transformers' own
-RMSNorm keeps fp32 copies: +16 x hidden (ANCHORS.md: 80.4 GiB without Liger). QLoRA: the
-norms peft upcasts to fp32 make fp32 activations: +16 x hidden (67.26 GiB, 7.8 static ->
-232 KiB). The lean LoRA forward keeps no second copy of the adapted projections' inputs:
-2 x (4 hidden + 4 intermediate) = 144 KiB (measured 138 on full rows, 150 on packed rows
-with flex attention). A backward pass also holds one layer's MLP gradients: tokens x
-(6 intermediate + 4 hidden) bytes on top (a 16384-token batch that the estimate without
-it put at 69.5 GiB ran out of 79 GiB).
+Measured on H100 (bench/results/2026-11-26-h100.jsonl, ANCHORS.md), 8192 tokens, 32 layers of
+Llama-3.1-8B, no recompute: ft + Liger with peft's LoRA forward 58.56 GiB peak on 15.6 GiB
+static -> 172 KiB per token and layer, 2 x (7 hidden + 4 intermediate); transformers' own
+RMSNorm keeps fp32 copies: +16 x hidden (80.4 GiB without Liger); peft's forward on a 4-bit
+model keeps fp32 copies of the adapted inputs: +16 x hidden (67.26 GiB, 7.8 static -> 232
+KiB). The lean LoRA forward keeps no second copy of the adapted projections' inputs:
+2 x (4 hidden + 4 intermediate) = 144 KiB (measured 135-138 on full rows for LoRA and QLoRA,
+150 on packed rows with flex attention). A backward pass also holds one layer's MLP
+gradients: tokens x (6 intermediate + 4 hidden) bytes on top (a 16384-token batch that the
+estimate without it put at 69.5 GiB ran out of 79 GiB).
 """
 
 from __future__ import annotations
@@ -36,67 +28,28 @@ from dataclasses import dataclass, replace
 
 from trainer.torch_free.activation_offloading import LAYER_INPUTS, offload_mode
 from trainer.torch_free.dp_mesh import shard_group_size
+from trainer.torch_free.memory_estimate import (  # noqa: F401  (the names tests import here)
+    GIB,
+    HEADROOM,
+    LOGIT_BYTES,
+    RESERVED,
+    Estimate,
+    Shape,
+    backward_transient_bytes,
+    fits,
+    layers_to_checkpoint,
+    per_token_layer_bytes,
+    replication_pays,
+    shape_from_config,
+    trainable_bytes,
+)
 
 log = logging.getLogger("ft.memory")
-
-GIB = 2**30
-HEADROOM = 0.90  # allocator fragmentation, cuBLAS/NCCL workspaces, the CUDA context
-RESERVED = 1 * GIB
-LOGIT_BYTES = 10
-
-
-@dataclass(frozen=True)
-class Shape:
-    layers: int
-    hidden: int
-    intermediate: int
-    vocab: int
-
-
-@dataclass(frozen=True)
-class Estimate:
-    static_bytes: int
-    tokens: int
-    quantized: bool
-    fused_loss: bool
-    fused_norm: bool = True  # Liger's RMSNorm (transformers' keeps fp32 copies)
-    lean_lora: bool = False  # trainer/kernels/lora_fused.py: no second copy of each LoRA input
-
-
-def per_token_layer_bytes(shape: Shape, est: Estimate) -> int:
-    h = shape.hidden
-    return 2 * ((4 if est.lean_lora else 7) * h + 4 * shape.intermediate) + \
-        (0 if est.fused_norm else 16 * h) + (16 * h if est.quantized else 0)
-
-
-def backward_transient_bytes(shape: Shape, tokens: int) -> int:
-    """A layer's backward temporaries beside the kept activations (MLP gradients)."""
-    return tokens * (6 * shape.intermediate + 4 * shape.hidden)
-
-
-def fits(shape: Shape, est: Estimate, total_bytes: int, checkpointed: int) -> bool:
-    """Whether the estimate with the first `checkpointed` layers recomputed fits the GPU."""
-    budget = HEADROOM * total_bytes - RESERVED
-    static = est.static_bytes + backward_transient_bytes(shape, est.tokens) + (
-        0 if est.fused_loss else LOGIT_BYTES * est.tokens * shape.vocab)
-    kept = est.tokens * per_token_layer_bytes(shape, est)
-    ckpt = est.tokens * shape.hidden * 2
-    return static + checkpointed * ckpt + (shape.layers - checkpointed) * kept <= budget
-
-
-def layers_to_checkpoint(shape: Shape, est: Estimate, total_bytes: int) -> int:
-    """Smallest k in 0..layers for which the estimate fits (layers when nothing fits)."""
-    return next((k for k in range(shape.layers + 1) if fits(shape, est, total_bytes, k)),
-                shape.layers)
 
 
 def shape_of(config) -> Shape | None:
     text = getattr(config, "get_text_config", lambda: config)()
-    try:
-        return Shape(text.num_hidden_layers, text.hidden_size, text.intermediate_size,
-                     text.vocab_size)
-    except AttributeError:
-        return None
+    return shape_from_config(text.to_dict())
 
 
 def full_checkpointing(cfg) -> bool:
@@ -110,19 +63,23 @@ def full_checkpointing(cfg) -> bool:
     return cfg.gradient_checkpointing not in (False, "auto") or fsdp
 
 
-def static_bytes(model, world_size: int, replicated_frozen: bool = False) -> int:
+def static_bytes(model, world_size: int, replicated_frozen: bool = False,
+                 optimizer: str = "adamw_torch", fp32_master: bool = False) -> int:
     """What the parameters occupy on one GPU (sharded over the world under FSDP/ZeRO; the
     frozen ones whole on every GPU with `replicated_frozen`, see trainer/distributed/fsdp.py).
-    `ds_numel`: a ZeRO-3 parameter's real size (its tensor is an empty placeholder)."""
+    A trainable parameter adds its gradient and optimizer state (`fp32_master`: FSDP upcasts
+    what trains to fp32, ZeRO keeps an fp32 copy). `ds_numel`: a ZeRO-3 parameter's real
+    size (its tensor is an empty placeholder)."""
     frozen = trained = 0
     for p in model.parameters():
         n = getattr(p, "ds_numel", p.numel())
         if p.requires_grad:
-            trained += n * (p.element_size() + 12)  # + fp32 grad and Adam's m and v
+            size = max(p.element_size(), 4) if fp32_master else p.element_size()
+            trained += n * trainable_bytes(size, optimizer)
         else:
             frozen += n * p.element_size()
     world = max(world_size, 1)
-    return (frozen if replicated_frozen else frozen // world) + trained // world
+    return int((frozen if replicated_frozen else frozen // world) + trained // world)
 
 
 def decoder_layers(model) -> list:
@@ -173,6 +130,7 @@ class _Context:
     total_bytes: int
     tokens: int
     world: int
+    training: tuple[str, bool]  # static_bytes' optimizer and fp32_master
 
 
 def _context(model, cfg) -> _Context | None:
@@ -188,7 +146,8 @@ def _context(model, cfg) -> _Context | None:
     if cfg.uses_fsdp:  # HSDP: the weights are split over one shard group, not every rank
         world = shard_group_size(cfg.dp_shard_size, cfg.dp_replicate_size, world)
     total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
-    return _Context(shape, total, cfg.micro_batch_size * cfg.sequence_len, world)
+    return _Context(shape, total, cfg.micro_batch_size * cfg.sequence_len, world,
+                    (cfg.optimizer, sharded))
 
 
 def estimate_layers(model, cfg, kinds: Estimate, replicated_frozen: bool = False) -> int | None:
@@ -196,8 +155,8 @@ def estimate_layers(model, cfg, kinds: Estimate, replicated_frozen: bool = False
     ctx = _context(model, cfg)
     if ctx is None:
         return None
-    est = replace(kinds, static_bytes=static_bytes(model, ctx.world, replicated_frozen),
-                  tokens=ctx.tokens)
+    est = replace(kinds, tokens=ctx.tokens, static_bytes=static_bytes(
+        model, ctx.world, replicated_frozen, *ctx.training))
     k = layers_to_checkpoint(ctx.shape, est, ctx.total_bytes)
     log.info("activation memory estimate: %.1f GiB GPU, %.1f GiB static%s, %d tokens per "
              "micro-batch, %s loss -> %d of %d layers to recompute", ctx.total_bytes / GIB,
@@ -214,19 +173,11 @@ def replication_fits(model, cfg, kinds: Estimate) -> bool | None:
     ctx = _context(model, cfg)
     if ctx is None:
         return None
-    sharded, whole = (replace(kinds, static_bytes=static_bytes(model, ctx.world, rep),
-                              tokens=ctx.tokens) for rep in (False, True))
+    sharded, whole = (replace(kinds, tokens=ctx.tokens, static_bytes=static_bytes(
+        model, ctx.world, rep, *ctx.training)) for rep in (False, True))
     pays = replication_pays(ctx.shape, sharded, whole, ctx.total_bytes)
     log.info("replicate_frozen_params auto: %s (%.1f GiB static per GPU replicated, %.1f "
              "sharded)", "replicate" if pays else "shard", whole.static_bytes / GIB,
              sharded.static_bytes / GIB)
     return pays
 
-
-def replication_pays(shape: Shape, sharded: Estimate, whole: Estimate,
-                     total_bytes: int) -> bool:
-    """`whole`: the estimate with the frozen weights replicated; `sharded`: with them
-    sharded. Replicate when it fits with no more recomputed layers."""
-    k_whole = layers_to_checkpoint(shape, whole, total_bytes)
-    return fits(shape, whole, total_bytes, k_whole) and \
-        k_whole <= layers_to_checkpoint(shape, sharded, total_bytes)
