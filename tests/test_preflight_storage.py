@@ -107,14 +107,17 @@ def test_unshared_output_dir_is_named_and_the_job_stops_before_training(tmp_path
 # -- (b) shared output_dir: both pass, training runs, nothing left, resume is the real one --
 
 STEADY = {"lr_scheduler": "constant", "warmup_steps": 0}  # a longer run continues the curve
+# Sharded as training shards: torch DCP files from each rank in every checkpoint.
+FSDP = {"fsdp": ["full_shard", "auto_wrap"], "fsdp_config": {"fsdp_version": 2}}
 
 
 @pytest.fixture(scope="module")
 def shared_run(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("shared")
     spec = write_tiny_spec(tmp, tiny_model_dir, max_steps=2, save_steps=2, eval_steps=100,
-                           launch={"nodes": 2, "preflight": WINDOW,
-                                   "volumes": shared_volumes(tmp)}, **STEADY)
+                           micro_batch_size=2, launch={"nodes": 2, "preflight": WINDOW,
+                                                       "volumes": shared_volumes(tmp)},
+                           **STEADY, **FSDP)
     result = _launch(spec, tmp)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     return tmp, spec, result.stdout
@@ -132,6 +135,10 @@ def test_shared_output_dir_passes_both_checks_and_leaves_nothing_behind(shared_r
     record = _record(out)
     assert [f["ok"] for f in record["nodes"]] == [True, True]
     assert [f["ok"] for f in record["checkpoint"]] == [True, True]
+    # The rehearsal wrote what a real checkpoint of this run holds, every rank's shards too.
+    real = json.loads((out / "checkpoint-2" / COMPLETE_MARKER).read_text())["files"]
+    assert "optimizer_0/__1_0.distcp" in real
+    assert record["checkpoint"][0]["data"]["files"] == len(real)
     assert record["checkpoint"][0]["data"]["bytes"] > 0
     assert not (out / SCRATCH).exists()
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == \

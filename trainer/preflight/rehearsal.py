@@ -204,8 +204,8 @@ def _make_fresh(trainer) -> None:
 def _findings(ranks: list[dict], unseen: list[tuple[str, list[int]]],
               views: list[tuple[int, str, dict[str, int]]], output_dir: str, step: int,
               took: float) -> list[Finding]:
-    size = sum(max((files.get(name, 0) for _, _, files in views), default=0)
-               for name in {name for _, _, files in views for name in files})
+    names = {name for _, _, files in views for name in files}
+    size = sum(max(files.get(name, 0) for _, _, files in views) for name in names)
     nodes: dict[int, list[dict]] = {}
     for rank in ranks:
         nodes.setdefault(rank["node"], []).append(rank)
@@ -214,7 +214,7 @@ def _findings(ranks: list[dict], unseen: list[tuple[str, list[int]]],
     findings = []
     for node, members in sorted(nodes.items()):
         host = members[0]["host"]
-        data = {"step": step, "bytes": size, "seconds": round(took, 2),
+        data = {"step": step, "files": len(names), "bytes": size, "seconds": round(took, 2),
                 "save_s": round(max(r.get("save_s", 0.0) for r in members), 2),
                 "load_s": round(max(r.get("load_s", 0.0) for r in members), 2)}
         problems = [_said(rank) for rank in members if rank["error"]]
