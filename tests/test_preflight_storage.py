@@ -243,3 +243,40 @@ def test_checkpoint_rehearsal_false_skips_it_and_says_so_once(tmp_path, capsys, 
     assert capsys.readouterr().out == ("ft pre-flight: checkpoint rehearsal skipped "
                                        "(launch.preflight.checkpoint_rehearsal: false)\n")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- leftovers of a killed attempt: never resumed from, swept by the next one --------------
+
+def _killed_attempt_leftovers(out: Path) -> Path:
+    """What a job killed mid-rehearsal leaves: a marked checkpoint and a storage file."""
+    left = out / SCRATCH / "rehearsal-0123456789ab" / "checkpoint-0"
+    left.mkdir(parents=True)
+    (left / "trainer_state.json").write_text("{}")
+    mark_complete(left, 0, ["trainer_state.json"])
+    (out / SCRATCH / "storage-ba9876543210").mkdir()
+    (out / SCRATCH / "storage-ba9876543210" / "node-0.json").write_text(
+        json.dumps({"node_rank": 0, "host": "old", "attempt": "storage-ba9876543210"}))
+    return left
+
+
+def test_a_killed_rehearsal_is_never_resumed_from(tmp_path):
+    from trainer.checkpoint.resume import resolve_resume
+
+    out = tmp_path / "out"
+    _killed_attempt_leftovers(out)
+    assert resolve_resume("auto", None, out) is None  # a fresh start, not the rehearsal
+
+
+def test_the_next_attempt_sweeps_what_a_killed_one_left(tmp_path):
+    from trainer.distributed.world_ranks import WorldRanks
+    from trainer.preflight.runner import Context
+    from trainer.preflight.storage_check import check
+    from trainer.torch_free.preflight_settings import Preflight
+
+    out = tmp_path / "out"
+    _killed_attempt_leftovers(out)
+    cfg = make_cfg(tmp_path, [{"path": "unused.jsonl", "type": "alpaca"}], output_dir=str(out))
+    context = Context(Preflight.model_validate(WINDOW), cfg, WorldRanks(), "cpu", out)
+    (finding,) = check(context)
+    assert finding.ok and finding.detail == f"sees the files of 1 of 1 node(s) under {out}"
+    assert list(out.iterdir()) == []

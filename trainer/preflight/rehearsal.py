@@ -21,6 +21,7 @@ rank (exit 78) before step 1.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
@@ -80,8 +81,9 @@ def rehearse(trainer, context: Context) -> list[Finding]:
     try:
         if world.local_rank == 0:
             sweep(folder)  # a killed attempt's rehearsal: a whole checkpoint's worth of disk
+        save_start = time.monotonic()
         _stage(me, "write", lambda: _save(trainer, folder))
-        me["save_s"] = time.monotonic() - started
+        me["save_s"] = time.monotonic() - save_start
         views = gather_listings(directory)  # what each rank sees; also the barrier
         ranks = gather(me, world)
         if world.is_main and not _failed(ranks):
@@ -102,7 +104,8 @@ def rehearse(trainer, context: Context) -> list[Finding]:
         if fresh:
             _make_fresh(trainer)
         if world.local_rank == 0:
-            (directory / COMPLETE_MARKER).unlink(missing_ok=True)  # never a marked leftover
+            with contextlib.suppress(OSError):  # never a marked leftover, even half removed
+                (directory / COMPLETE_MARKER).unlink(missing_ok=True)
             remove(folder)
     gather(None, world)  # gone on every node before training writes beside it
     if not world.is_main:
