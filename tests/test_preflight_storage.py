@@ -71,8 +71,18 @@ def test_a_file_seen_one_way_only_points_at_the_storage_window():
     found = _judge({0: ({0}, 30.0), 1: ({0, 1}, 0.1)})
     assert not found[1].ok
     assert "node 0 (a) cannot see the file node 1 wrote under /out, though node 1 sees node " \
-           "0's, within storage_window 30s" in found[1].detail
+           "0's, within 30s" in found[1].detail
     assert "launch.preflight.storage_window" in found[1].detail
+
+
+def test_the_window_is_the_backends_longer_wait_for_shards(monkeypatch):
+    from trainer.preflight.storage_check import visibility_window
+    from trainer.torch_free.preflight_settings import Preflight
+
+    settings = Preflight.model_validate({"storage_window": "45s"})
+    assert visibility_window(settings) == (45, "45s")
+    monkeypatch.setenv("FT_CHECKPOINT_VISIBILITY_WAIT_S", "900")  # SkyPilot, cached bucket
+    assert visibility_window(settings) == (900, "900s (FT_CHECKPOINT_VISIBILITY_WAIT_S)")
 
 
 def test_a_node_that_cannot_write_is_named_with_its_error():

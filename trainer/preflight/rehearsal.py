@@ -39,7 +39,7 @@ from trainer.distributed.world_ranks import WorldRanks
 from trainer.preflight.findings import Finding
 from trainer.preflight.runner import Context, conclude, settings_here
 from trainer.preflight.scratch import attempt_folder, gather, remove, sweep
-from trainer.preflight.storage_check import FIX
+from trainer.preflight.storage_check import FIX, visibility_window
 from trainer.torch_free.training import TrainingConfig
 
 CHECK = "checkpoint"
@@ -161,7 +161,7 @@ def _unseen(directory: Path, views: list[tuple[int, str, dict[str, int]]]
 
 def _verify(directory: Path, settings) -> None:
     """This node sees the marker (within the storage window) and every file it lists."""
-    deadline = time.monotonic() + settings.storage_window_s()
+    deadline = time.monotonic() + visibility_window(settings)[0]
     while not (directory / COMPLETE_MARKER).is_file() and time.monotonic() < deadline:
         time.sleep(POLL_S)
     if problem := checkpoint_problem(directory):

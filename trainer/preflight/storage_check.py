@@ -9,7 +9,8 @@ in, at the first save or the first restart. `ft validate` judges only what the s
 Each node's local rank 0 writes one small file (its node rank, host and this attempt's nonce)
 in a scratch folder (trainer/preflight/scratch.py) and looks for every other node's, for up
 to `launch.preflight.storage_window`: shared storage may show a new file late (NFS attribute
-caching, a bucket mount's upload). Rank 0 must see every node's file and every node rank 0's;
+caching, a bucket mount's upload; a backend's longer wait for checkpoint shards counts).
+Rank 0 must see every node's file and every node rank 0's;
 a node that cannot see, or is not seen, is named with the fix. The files go again.
 """
 
@@ -21,6 +22,7 @@ import socket
 import time
 from pathlib import Path
 
+from trainer.checkpoint.save import VISIBILITY_WAIT
 from trainer.preflight.findings import Finding
 from trainer.preflight.scratch import attempt_folder, gather, remove, sweep
 
@@ -37,7 +39,8 @@ FIX = ("Put output_dir on storage every node mounts: on Slurm a filesystem every
 
 def check(context) -> list[Finding]:
     """Every rank calls it (runner.Context); the findings, one per node, on rank 0."""
-    world, window = context.world, context.settings.storage_window_s()
+    world = context.world
+    window, window_text = visibility_window(context.settings)
     folder = attempt_folder(context.output_dir, "storage", world)
     writer = world.local_rank == 0  # one file per node: the node's storage is what counts
     host, error = socket.gethostname(), None
@@ -61,7 +64,17 @@ def check(context) -> list[Finding]:
     return judge({node: host for node, (host, _) in nodes.items()},
                  {node: failed for node, (_, failed) in nodes.items()},
                  {node: (set(seen), waited) for node, seen, waited in views},
-                 str(context.output_dir), context.settings.storage_window)
+                 str(context.output_dir), window_text)
+
+
+def visibility_window(settings) -> tuple[float, str]:
+    """(seconds, as said) a new file may take to show on another node: the spec's
+    storage_window, or the backend's longer wait for checkpoint shards (SkyPilot sets one for
+    a cached bucket mount, which uploads behind the writes)."""
+    backend = float(os.environ.get(VISIBILITY_WAIT) or 0)
+    if backend > settings.storage_window_s():
+        return backend, f"{backend:.0f}s ({VISIBILITY_WAIT})"
+    return settings.storage_window_s(), settings.storage_window
 
 
 def judge(hosts: dict[int, str], write_errors: dict[int, str | None],
@@ -105,7 +118,7 @@ def _problem(node: int, hosts: dict[int, str], write_errors: dict[int, str | Non
             f"{node} sees node 0's" if sees_zero else
             f"cannot see the file {zero} wrote under {output_dir}, though node 0 sees node "
             f"{node}'s")
-    return (f"{late}, within storage_window {window}: files appear late or not at all. Raise "
+    return (f"{late}, within {window}: files appear late or not at all. Raise "
             "`launch.preflight.storage_window` for storage that shows new files late, or "
             f"share output_dir. {FIX}")
 
