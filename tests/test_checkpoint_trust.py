@@ -144,8 +144,11 @@ def test_nodes_that_do_not_share_output_dir_leave_checkpoints_unmarked(tmp_path,
     """Node 1 writes its shards to a disk of its own (a private tmpfs over output_dir):
     rank 0 cannot list them, so it says so and marks nothing, instead of marking a
     checkpoint that no restart could load."""
+    # The pre-flight would stop this job first (tests/test_preflight_storage.py): off, to
+    # reach the save's own guard.
     spec = write_tiny_spec(tmp_path, tiny_model_dir, micro_batch_size=2,
-                           launch={"nodes": 2, "master_port": free_port()}, **FSDP)
+                           launch={"nodes": 2, "master_port": free_port(), "preflight": False},
+                           **FSDP)
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "FT_LOCAL_MASTER_ADDR": "127.0.0.1",

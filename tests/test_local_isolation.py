@@ -37,8 +37,9 @@ def test_isolated_nodes_without_shared_storage_prepare_their_own_data_and_train(
     # shared storage, and the output and cache outside it are each node's own.
     submit = tmp_path / "submit"
     submit.mkdir()
+    # The pre-flight would stop this job (tests/test_preflight_storage.py): off, to train.
     spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=2, save_steps=100000,
-                           eval_steps=100000, launch={"nodes": 2,
+                           eval_steps=100000, launch={"nodes": 2, "preflight": False,
                                                       "env": {"OMP_NUM_THREADS": "1"}})
     result = run_ft("launch", str(spec), "--backend", "local", "--master-port",
                     str(free_port()), cwd=submit,

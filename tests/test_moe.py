@@ -124,8 +124,10 @@ def test_glm4_moe_qlora_with_4bit_experts_trains_on_two_emulated_nodes(tmp_path,
     spec = _tiny_moe_spec("moe-glm45-qlora-fsdp2.yml", tmp_path, tiny_moe["glm4_moe"],
                           "alpaca.jsonl", micro_batch_size=2, gradient_accumulation_steps=1,
                           launch={"name": "moe", "nodes": 2, "gpus_per_node": 0})
+    # Submitted from tmp_path, as from a Slurm submit directory: the output under it is
+    # storage both nodes share, which the pre-flight requires of a multi-node job.
     result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2",
-                    "--master-port", str(free_port()), env={**os.environ})
+                    "--master-port", str(free_port()), env={**os.environ}, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     assert "FSDP2 FULL_SHARD: 2 Glm4MoeDecoderLayer layers sharded over 2 ranks" in \
         result.stdout + result.stderr

@@ -54,6 +54,7 @@ from trainer.loop.spec_packages import require_spec_packages
 from trainer.models.load import choose_precision, compute_dtype, load_model, load_tokenizer
 from trainer.models.qat import convert_qat, qat_callbacks
 from trainer.preflight import runner as preflight
+from trainer.preflight.rehearsal import CheckpointRehearsal
 from trainer.torch_free.training import TrainingConfig
 
 log = logging.getLogger("ft.train")
@@ -140,6 +141,7 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
                                    *([SaveAfterFirstStep()] if cfg.save_first_step else []),
                                    *qat_callbacks(cfg.qat, model),
                                    CollectiveWindows(cfg), *early_stopping_callbacks(cfg)])
+    trainer.add_callback(CheckpointRehearsal(trainer, cfg, world))  # pre-flight, before step 1
     run_hooks(hooks, trainer)
     graceful.begin_training()
     result = trainer.train(resume_from_checkpoint=resume)
