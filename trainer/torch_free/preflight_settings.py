@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainer.torch_free.liveness import seconds
 
@@ -24,6 +24,7 @@ PREFLIGHT_FAILED_EXIT_CODE = 78
 PREFLIGHT_FAILED_REPORT = "preflight-failed-rank-{rank}.json"
 # Under output_dir: the machine-readable record of the last pre-flight (one JSON object).
 PREFLIGHT_RECORD = "preflight.json"
+MIN_STORAGE_WINDOW_S = 5
 # Set by `ft node` for its ranks: the sha256 of the spec file it read, which the pre-flight's
 # software check compares across the nodes.
 SPEC_SHA256_ENV = "FT_SPEC_SHA256"
@@ -61,11 +62,18 @@ class Preflight(BaseModel):
             return {"enabled": value}
         return value
 
-    @model_validator(mode="after")
-    def _window(self) -> Preflight:
-        from trainer.torch_free.liveness import Timeouts  # the same duration grammar
-        Timeouts.model_validate({"peer": self.storage_window})  # raises on a bad duration
-        return self
+    @field_validator("storage_window")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        text = str(value).strip()
+        if len(text) < 2 or text[-1] not in "smh" or not text[:-1].isdigit():
+            raise ValueError(f"`storage_window: {value}` is not a duration; use a number and a "
+                             "unit (s, m, h), e.g. 30s")
+        if seconds(text) < MIN_STORAGE_WINDOW_S:
+            raise ValueError(f"`storage_window: {value}` is too short; use at least "
+                             f"{MIN_STORAGE_WINDOW_S}s (shared storage may take seconds to "
+                             "show another node's file)")
+        return text
 
     def storage_window_s(self) -> int:
         return seconds(self.storage_window)
