@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.preflight import links_check
 from trainer.preflight.findings import Finding
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.preflight_settings import (
@@ -70,7 +71,7 @@ def before_model(cfg: TrainingConfig, world: WorldRanks) -> None:
 
 def _checks() -> list[Check]:
     """In order: each may leave the links or storage busy for the next."""
-    return []
+    return [links_check.check]
 
 
 def conclude(findings: list[Finding], phase: str, context: Context) -> None:
