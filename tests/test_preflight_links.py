@@ -184,7 +184,68 @@ def test_gloo_has_no_nccl_to_judge():
     assert finding.ok and finding.detail.startswith("gloo (no NCCL)")
 
 
-# --- On emulated nodes: a shaped link, and a healthy run -----------------------------------
+# --- The check itself, on three real gloo ranks ----------------------------------------------
+
+def _rank(rank: int, port: int, env: dict[str, str], out) -> None:
+    """One rank of a 3-node world on this host (forked: no second torch import)."""
+    import torch
+    import torch.distributed as dist
+
+    from trainer.distributed.world_ranks import WorldRanks
+    from trainer.preflight import links_check
+    from trainer.preflight.runner import Context
+    from trainer.torch_free.preflight_settings import Preflight
+
+    torch.set_num_threads(1)  # no OpenMP pool across the fork
+    os.environ.update(env)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=3)
+    world = WorldRanks(rank=rank, world_size=3, node_rank=rank)
+    context = Context(Preflight(), None, world, torch.device("cpu"), Path("."))
+    try:
+        findings = links_check.check(context)
+        if rank == 0:
+            out.put([f.record() for f in findings])
+    finally:
+        dist.destroy_process_group()
+
+
+def _check_three_ranks(env: dict[str, str]) -> list[dict]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    out, port = context.Queue(), free_port()
+    procs = [context.Process(target=_rank, args=(r, port, env, out)) for r in range(3)]
+    for proc in procs:
+        proc.start()
+    try:
+        return out.get(timeout=60)
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            proc.kill()
+
+
+def test_three_healthy_ranks_pass_and_name_every_node():
+    records = _check_three_ranks({})
+    links = [r for r in records if r["check"] == "link"]
+    assert [(r["node_rank"], r["ok"]) for r in links] == [(0, True), (1, True), (2, True),
+                                                         (None, True)]
+    assert set(links[0]["data"]["pairs_gbs"]) == {"1", "2"}
+    assert links[-1]["data"]["seconds"] < 5  # 3 pairs and the world, on two busy cores
+    assert records[-1]["detail"].startswith("gloo (no NCCL)")
+
+
+def test_a_pinned_expectation_holds_any_run_to_it():
+    """FT_DOCTOR_EXPECT_GBS: an expectation no loopback reaches, every pair under it."""
+    records = _check_three_ranks({"FT_DOCTOR_EXPECT_GBS": "100000"})
+    (failed,) = [r for r in records if not r["ok"]]
+    assert failed["node_rank"] is None
+    assert failed["detail"].startswith("every node pair is slow (median ")
+    assert "under 0.5 x the 100000 GB/s FT_DOCTOR_EXPECT_GBS expects" in failed["detail"]
+
+
+# --- On emulated nodes: a shaped link -------------------------------------------------------
 
 def _launch(tmp_path: Path, tiny_model_dir: Path, env: dict[str, str], **spec):
     spec_path = write_tiny_spec(tmp_path, tiny_model_dir, launch={

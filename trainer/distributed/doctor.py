@@ -39,7 +39,9 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
         code = [0]
         if world.is_main:
             findings = judge(found, Preflight().link_fraction, expected_gbs,
-                             absolute=judge_single_host or not found.single_host)
+                             absolute=judge_single_host or not found.single_host,
+                             expected_by="FT_DOCTOR_EXPECT_GBS" if judge_single_host
+                             else "the cluster profile")
             _report(found, findings, expected_gbs, device, world.world_size)
             code = [1 if any(not f.ok for f in findings) else 0]
         # Every rank exits with the verdict: the launcher on each node then agrees on the

@@ -72,7 +72,8 @@ def judged(found: LinkMeasurements, fraction: float, pinned: float | None,
            uses_nccl: bool) -> list[Finding]:
     """The profile's figure only on a real fabric with NCCL; a pinned one everywhere."""
     if pinned is not None:
-        return links_verdict.judge(found, fraction, pinned, absolute=True)
+        return links_verdict.judge(found, fraction, pinned, absolute=True,
+                                   expected_by=PINNED_EXPECTATION_ENV)
     expected = _expectation(os.environ, FABRIC_EXPECTED_BUSBW)
     return links_verdict.judge(found, fraction, expected,
                                absolute=uses_nccl and not found.single_host)

@@ -26,10 +26,10 @@ Pair = tuple[int, int]
 
 
 def judge(found: LinkMeasurements, fraction: float, expected_gbs: float | None,
-          absolute: bool) -> list[Finding]:
+          absolute: bool, expected_by: str = "the cluster profile") -> list[Finding]:
     """`absolute`: also hold each pair to `expected_gbs` (a real fabric)."""
     pairs = _pairs(found)
-    limits = _limits(pairs, fraction, expected_gbs if absolute else None)
+    limits = _limits(pairs, fraction, expected_gbs if absolute else None, expected_by)
     slow = {p for p, gbs in pairs.items() if p in limits and gbs < limits[p][0]}
     findings = _node_findings(found, pairs, slow, limits, fraction)
     findings += _world_finding(found)
@@ -43,7 +43,7 @@ def suspects(found: LinkMeasurements, fraction: float) -> list[tuple[str, list[i
     measured again (no host load explains a fabric's shortfall, and every pair of a fabric
     on TCP would double the check's time)."""
     pairs = _pairs(found)
-    limits = _limits(pairs, fraction, None)
+    limits = _limits(pairs, fraction, None, "")
     again = [("node", [n]) for n in sorted(_slow_within({m.nodes[0]: m for m in found.of("node")},
                                                         fraction))]
     return again + [("pair", list(p)) for p, gbs in sorted(pairs.items())
@@ -54,8 +54,8 @@ def _pairs(found: LinkMeasurements) -> dict[Pair, float]:
     return {(m.nodes[0], m.nodes[1]): m.busbw_gbs for m in found.of("pair")}
 
 
-def _limits(pairs: dict[Pair, float], fraction: float,
-            expected_gbs: float | None) -> dict[Pair, tuple[float, str]]:
+def _limits(pairs: dict[Pair, float], fraction: float, expected_gbs: float | None,
+            expected_by: str) -> dict[Pair, tuple[float, str]]:
     """pair -> (the busbw under which it is slow, what that is a fraction of): the higher of
     the relative and the absolute limit."""
     reference = relative_reference(pairs)
@@ -67,7 +67,7 @@ def _limits(pairs: dict[Pair, float], fraction: float,
         for pair in pairs:
             if fraction * expected_gbs > limits.get(pair, (0.0, ""))[0]:
                 limits[pair] = (fraction * expected_gbs,
-                                f"the {expected_gbs:g} GB/s the cluster profile expects")
+                                f"the {expected_gbs:g} GB/s {expected_by} expects")
     return limits
 
 
