@@ -232,6 +232,7 @@ def test_three_healthy_ranks_pass_and_name_every_node():
     assert [(r["node_rank"], r["ok"]) for r in links] == [(0, True), (1, True), (2, True),
                                                          (None, True)]
     assert set(links[0]["data"]["pairs_gbs"]) == {"1", "2"}
+    assert all(r["data"]["measured_again"] == [] for r in links[:3])
     assert links[-1]["data"]["seconds"] < 5  # 3 pairs and the world, on two busy cores
     assert records[-1]["detail"].startswith("gloo (no NCCL)")
 
@@ -271,4 +272,6 @@ def test_a_node_with_a_slow_link_is_named_and_the_job_stops(tmp_path, tiny_model
     assert links[0]["ok"] and links[1]["ok"] and not links[2]["ok"]
     healthy, shaped = links[0]["data"]["pairs_gbs"]["1"], links[0]["data"]["pairs_gbs"]["2"]
     assert healthy > 5 * shaped
+    assert links[2]["data"]["measured_again"] == ["0", "1"]  # named only after a 2nd look
+    assert links[0]["data"]["measured_again"] == ["2"]
     assert not list((tmp_path / "out").glob("checkpoint-*"))  # no step was trained

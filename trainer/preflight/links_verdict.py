@@ -104,7 +104,9 @@ def _node_findings(found: LinkMeasurements, pairs: dict[Pair, float], slow: set[
         host = found.hosts[node]
         data = {"within_gbs": within[node].busbw_gbs if node in within else None,
                 "pairs_gbs": {str(_other(p, node)): round(g, 4) for p, g in pairs.items()
-                              if node in p}}
+                              if node in p},
+                "measured_again": [_measured_again(m, node) for m in found.results
+                                   if m.rounds > 1 and node in m.nodes and m.kind != "world"]}
         problems = []
         if node in blamed:
             mine = sorted((_other(p, node), pairs[p]) for p in pairs if node in p and p in slow)
@@ -126,6 +128,10 @@ def _node_findings(found: LinkMeasurements, pairs: dict[Pair, float], slow: set[
             if not explained & set(pair):
                 findings.append(_pair_finding(found, pair, pairs[pair], limits[pair], fraction))
     return findings
+
+
+def _measured_again(m: Measurement, node: int) -> str:
+    return "within" if m.kind == "node" else str(_other((m.nodes[0], m.nodes[1]), node))
 
 
 def _slow_within(within: dict[int, Measurement], fraction: float) -> dict[int, str]:
