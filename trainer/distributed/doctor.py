@@ -1,10 +1,10 @@
 """`ft doctor`, on every rank: the pre-flight's link measurement and verdict without training.
 
 Runs under torchrun like training does, so it exercises the same rendezvous, NCCL (or gloo)
-setup and environment. The measuring is trainer/preflight/links_measure.py's and the verdict
-trainer/preflight/links_verdict.py's (the pre-flight in the training ranks runs the same
-code); this module only starts the world and prints: a table, a JSON line, and a line per
-finding. A peer that never shows up ends the check after the timeout instead of hanging it.
+setup and environment. The measuring is trainer/preflight/links_check.py's `measured` and
+the verdict trainer/preflight/links_verdict.py's (the pre-flight in the training ranks runs
+the same code); this module only starts the world and prints: a table, a JSON line, and a
+line per finding. A peer that never shows up ends the check after the timeout instead of hanging it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import torch.distributed as dist
 from trainer.distributed.process_group import init_world
 from trainer.distributed.world_ranks import WorldRanks
 from trainer.preflight.findings import Finding
-from trainer.preflight.links_measure import LinkMeasurements, measure
+from trainer.preflight.links_check import measured
+from trainer.preflight.links_measure import LinkMeasurements
 from trainer.preflight.links_verdict import judge
 from trainer.torch_free.preflight_settings import Preflight
 
@@ -35,11 +36,15 @@ def run(expected_gbs: float | None, size_mb: float | None = None, iters: int = 1
     device = init_world(timeout_s, world)  # the same group setup as training
     try:
         nbytes = int(size_mb * 2**20) if size_mb else None
-        found = measure(device, world.node_rank, nbytes, iters, assume_fabric=judge_single_host)
+        fraction = Preflight().link_fraction
+        found = measured(device, world.node_rank, fraction, nbytes, iters,
+                         assume_fabric=judge_single_host)
         code = [0]
         if world.is_main:
-            findings = judge(found, Preflight().link_fraction, expected_gbs,
-                             absolute=judge_single_host or not found.single_host,
+            # As in the pre-flight: the profile's figure is NCCL's over a real fabric.
+            real_fabric = device.type == "cuda" and not found.single_host
+            findings = judge(found, fraction, expected_gbs,
+                             absolute=judge_single_host or real_fabric,
                              expected_by="FT_DOCTOR_EXPECT_GBS" if judge_single_host
                              else "the cluster profile")
             _report(found, findings, expected_gbs, device, world.world_size)

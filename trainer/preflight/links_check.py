@@ -16,6 +16,7 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+import torch
 import torch.distributed as dist
 
 from trainer.preflight import links_transport, links_verdict
@@ -36,8 +37,8 @@ def check(context: Context) -> list[Finding]:
     if not (world.distributed and dist.is_initialized()):
         return []  # one process: no link to measure
     pinned = _expectation(os.environ, PINNED_EXPECTATION_ENV)
-    found = measure(context.device, world.node_rank, assume_fabric=pinned is not None)
-    _measure_suspects_again(found, context)
+    found = measured(context.device, world.node_rank, context.settings.link_fraction,
+                     assume_fabric=pinned is not None)
     uses_nccl = context.device.type == "cuda"
     mine = links_transport.read_own(os.environ, world.node_rank, len(found.ranks_by_node),
                                     os.getpid()) if uses_nccl and world.local_rank == 0 else None
@@ -49,17 +50,26 @@ def check(context: Context) -> list[Finding]:
         links_transport.judge([r for r in reports if r is not None], uses_nccl)
 
 
-def _measure_suspects_again(found: LinkMeasurements, context: Context) -> None:
-    """Rank 0 picks what looks slow against the others; all measure it again; each keeps its
-    better figure (links_verdict.suspects says why)."""
-    box = [links_verdict.suspects(found, context.settings.link_fraction)
-           if context.world.is_main else None]
+def measured(device: torch.device, node_rank: int, fraction: float, nbytes: int | None = None,
+             iters: int | None = None, assume_fabric: bool = False) -> LinkMeasurements:
+    """Every link measured (links_measure.measure), then what looks slow against the others
+    measured again: what the pre-flight and `ft doctor` judge. Every rank calls it."""
+    found = measure(device, node_rank, nbytes, iters, assume_fabric)
+    _measure_suspects_again(found, fraction, device, nbytes, iters)
+    return found
+
+
+def _measure_suspects_again(found: LinkMeasurements, fraction: float, device: torch.device,
+                            nbytes: int | None, iters: int | None) -> None:
+    """Rank 0 picks the suspects; all measure them again; each keeps its better figure
+    (links_verdict.suspects says why)."""
+    box = [links_verdict.suspects(found, fraction) if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(box, src=0)
     if not box[0]:
         return
     started = time.perf_counter()
     again = {(m.kind, tuple(m.nodes)): m
-             for m in measure_groups(found, box[0], context.device)}
+             for m in measure_groups(found, box[0], device, nbytes, iters)}
     for m in found.results:
         second = again.get((m.kind, tuple(m.nodes)))
         if second is not None:

@@ -14,7 +14,7 @@ single timed all-reduces: a rank descheduled on a busy host slows some of them a
 speeds one up, while a bad link is slow in every one (links_check.py also measures a
 suspect again before naming it).
 
-Bounded: each measurement times 3 to `iters` all-reduces, no more than fit in BUDGET_S after
+Bounded: each measurement times 3 to ITERS all-reduces, no more than fit in BUDGET_S after
 the first. At 8 nodes x 8 GPUs that is 8 + 28 + 1 = 37 groups; each costs its communicator
 (NCCL splits it off the world's: ~0.2-1 s) plus 2 untimed and up to 10 timed all-reduces of
 256 MiB: a pair of nodes (16 ranks) at 150 GB/s busbw takes ~3.4 ms each, ~40 ms in all, so
@@ -41,6 +41,9 @@ CPU_BYTES = 2**20  # gloo on CPU: past its latency-bound sizes, cheap on two sha
 WARMUP = 2  # connection setup and NCCL's first-call costs, never timed
 MIN_TIMED = 3
 BUDGET_S = {"cuda": 1.0, "cpu": 0.25}  # per measurement, once the first timed op is known
+# Timed all-reduces per measurement at most: a CPU rank on a busy host is descheduled often,
+# and the fastest of 20 one-millisecond all-reduces still costs only ~20 ms.
+ITERS = {"cuda": 10, "cpu": 20}
 
 
 @dataclass
@@ -91,8 +94,8 @@ def bus_bandwidth(nbytes: int, seconds_per_op: float, ranks: int) -> float:
     return nbytes / seconds_per_op * 2 * (ranks - 1) / ranks / 1e9
 
 
-def measure(device: torch.device, node_rank: int, nbytes: int | None = None, iters: int = 10,
-            assume_fabric: bool = False) -> LinkMeasurements:
+def measure(device: torch.device, node_rank: int, nbytes: int | None = None,
+            iters: int | None = None, assume_fabric: bool = False) -> LinkMeasurements:
     """Every rank calls it; every rank gets the whole result. `assume_fabric`: judge nodes on
     one machine as if a fabric joined them (an explicit expectation pinned by the user)."""
     started = time.perf_counter()
@@ -113,10 +116,11 @@ def measure(device: torch.device, node_rank: int, nbytes: int | None = None, ite
 
 def measure_groups(found: LinkMeasurements, plan: list[tuple[str, list[int]]],
                    device: torch.device, nbytes: int | None = None,
-                   iters: int = 10) -> list[Measurement]:
+                   iters: int | None = None) -> list[Measurement]:
     """The measurements of `plan` (every rank passes the same), on every rank."""
     rank = dist.get_rank()
     nbytes = nbytes or (GPU_BYTES if device.type == "cuda" else CPU_BYTES)
+    iters = iters or ITERS[_kind(device)]
     mine: list[Measurement] = []
     for kind, nodes in plan:
         members = sorted(r for n in nodes for r in found.ranks_by_node[n])
@@ -146,7 +150,7 @@ def _fastest_all_reduce_s(group, nbytes: int, iters: int,
     times = [_timed(tensor, group, device)]
     slowest = torch.tensor([times[0]], dtype=torch.float64, device=device)
     dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=group)
-    budget = BUDGET_S["cuda" if device.type == "cuda" else "cpu"]
+    budget = BUDGET_S[_kind(device)]
     count = max(MIN_TIMED, min(iters, int(budget / max(slowest.item(), 1e-9))))
     times += [_timed(tensor, group, device) for _ in range(count - 1)]
     return min(times), len(times)
@@ -157,6 +161,10 @@ def _timed(tensor: torch.Tensor, group, device: torch.device) -> float:
     dist.all_reduce(tensor, group=group)
     _sync(device)
     return time.perf_counter() - start
+
+
+def _kind(device: torch.device) -> str:
+    return "cuda" if device.type == "cuda" else "cpu"
 
 
 def _sync(device: torch.device) -> None:
