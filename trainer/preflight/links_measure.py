@@ -143,7 +143,7 @@ def _fastest_all_reduce_s(group, nbytes: int, iters: int,
     """(seconds of the fastest all-reduce, how many were timed). Every member runs the same
     number of them: the count comes from the slowest member's first timing."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    tensor = torch.ones(nbytes // dtype.itemsize, dtype=dtype, device=device)
+    tensor = torch.zeros(nbytes // dtype.itemsize, dtype=dtype, device=device)  # sums stay 0
     for _ in range(WARMUP):
         dist.all_reduce(tensor, group=group)
     _sync(device)
