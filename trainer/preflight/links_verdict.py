@@ -176,7 +176,7 @@ def _fabric_finding(pairs: dict[Pair, float], limits: dict, fraction: float) -> 
 def _world_finding(found: LinkMeasurements) -> list[Finding]:
     return [Finding(CHECK, None, None, True,
                     f"all-reduce over all {m.ranks} ranks of {len(m.nodes)} nodes: "
-                    f"{m.busbw_gbs:.3g} GB/s busbw ({found.seconds:.1f} s for every link)",
+                    f"{m.busbw_gbs:.3g} GB/s busbw (every link measured in {found.seconds:.1f} s)",
                     {"busbw_gbs": m.busbw_gbs, "seconds": round(found.seconds, 2)})
             for m in found.of("world")]
 
