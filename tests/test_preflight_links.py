@@ -19,6 +19,7 @@ from trainer.preflight.links_measure import (
     Measurement,
     bus_bandwidth,
     groups_to_measure,
+    sized,
 )
 from trainer.preflight.links_transport import judge as judge_transport
 from trainer.preflight.links_transport import read_own
@@ -64,6 +65,13 @@ def test_bus_bandwidth_follows_nccl_tests():
     assert bus_bandwidth(10**9, 0.01, 2) == pytest.approx(100)  # algbw 100, x 2(n-1)/n = 1
     assert bus_bandwidth(10**9, 0.01, 8) == pytest.approx(175)
     assert bus_bandwidth(10**9, 0.01, 1) == 0
+
+
+def test_a_slow_link_is_measured_with_less_data():
+    """The probe's speed sizes the all-reduces: about 0.2 s each, powers of two."""
+    assert sized(2**20, 0.0001, 0.2, 256 * 2**20) == 256 * 2**20  # NVLink/IB: the plateau
+    assert sized(2**20, 0.084, 0.2, 256 * 2**20) == 2 * 2**20  # 100 Mbit/s
+    assert sized(2**20, 5.0, 0.2, 256 * 2**20) == 2**20  # never under the probe
 
 
 def test_one_slow_node_of_three_is_named_not_its_pairs():

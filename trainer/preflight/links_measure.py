@@ -14,14 +14,16 @@ single timed all-reduces: a rank descheduled on a busy host slows some of them a
 speeds one up, while a bad link is slow in every one (links_check.py also measures a
 suspect again before naming it).
 
-Bounded: each measurement times 3 to ITERS all-reduces, no more than fit in BUDGET_S after
-the first. At 8 nodes x 8 GPUs that is 8 + 28 + 1 = 37 groups; each costs its communicator
-(NCCL splits it off the world's: ~0.2-1 s) plus 2 untimed and up to 10 timed all-reduces of
-256 MiB: a pair of nodes (16 ranks) at 150 GB/s busbw takes ~3.4 ms each, ~40 ms in all, so
-~20-40 s for the whole check. A pair on a 3 GB/s TCP fall-back takes ~170 ms each: 2 + 5 of
-them, ~1.2 s; 28 such pairs and the communicators stay under a minute.
-On CPU (gloo, the emulated nodes of the tests) 1 MiB and a 0.25 s budget: under a second for
-3 healthy nodes, ~2 s when one node's link runs at 100 Mbit/s.
+Bounded: a small probe all-reduce (PROBE_BYTES) sizes each measurement so that one
+all-reduce takes about a fifth of BUDGET_S, up to MAX_BYTES; then 2 untimed and 3 to ITERS
+timed ones, no more than fit in BUDGET_S after the first. At 8 nodes x 8 GPUs that is
+8 + 28 + 1 = 37 groups; each costs its communicator (NCCL splits it off the world's: ~0.2-1 s)
+plus the all-reduces: a pair of nodes (16 ranks) at 150 GB/s busbw moves 256 MiB in ~3.4 ms,
+~40 ms for all 12, so ~20-40 s for the whole check. A link at 1 GbE or 100 Mbit/s gets
+16 MiB or 2 MiB all-reduces of ~0.15 s each: ~1-1.5 s per group whatever the link, so
+under a minute and a half even if every pair were that slow.
+On CPU (gloo, the emulated nodes of the tests) 1 MiB and a 0.25 s budget: under a second
+for 3 healthy nodes, ~2-3 s when one node's link runs at 100 Mbit/s.
 """
 
 from __future__ import annotations
@@ -36,11 +38,17 @@ import torch
 import torch.distributed as dist
 
 ALL_PAIRS_UP_TO = 8
-GPU_BYTES = 256 * 2**20  # where NCCL reaches its bus bandwidth plateau on IB/NVLink
-CPU_BYTES = 2**20  # gloo on CPU: past its latency-bound sizes, cheap on two shared cores
-WARMUP = 2  # connection setup and NCCL's first-call costs, never timed
+# The largest all-reduce: where NCCL reaches its bus bandwidth plateau on IB/NVLink. On CPU
+# (gloo) 1 MiB: past the latency-bound sizes, and short enough that on a busy host some of
+# them run without the rank being descheduled (4 MiB ones, or sizes that vary from pair to
+# pair, spread healthy pairs' figures over 4x on two loaded cores: 1 MiB ones stay in 2x).
+MAX_BYTES = {"cuda": 256 * 2**20, "cpu": 2**20}
+# The first, small all-reduce: it sizes the others, so a link at 100 Mbit/s is measured with
+# a few MiB in about a second instead of 256 MiB in minutes (CPU: one size for all).
+PROBE_BYTES = {"cuda": 2**20, "cpu": 2**20}
+WARMUP = 2  # at the measured size: NCCL's first-call costs, never timed
 MIN_TIMED = 3
-BUDGET_S = {"cuda": 1.0, "cpu": 0.25}  # per measurement, once the first timed op is known
+BUDGET_S = {"cuda": 1.0, "cpu": 0.25}  # per measurement, past the probe
 # Timed all-reduces per measurement at most: a CPU rank on a busy host is descheduled often,
 # and the fastest of 20 one-millisecond all-reduces still costs only ~20 ms.
 ITERS = {"cuda": 10, "cpu": 20}
@@ -117,20 +125,21 @@ def measure(device: torch.device, node_rank: int, nbytes: int | None = None,
 def measure_groups(found: LinkMeasurements, plan: list[tuple[str, list[int]]],
                    device: torch.device, nbytes: int | None = None,
                    iters: int | None = None) -> list[Measurement]:
-    """The measurements of `plan` (every rank passes the same), on every rank."""
+    """The measurements of `plan` (every rank passes the same), on every rank. `nbytes`: the
+    largest all-reduce (default MAX_BYTES)."""
     rank = dist.get_rank()
-    nbytes = nbytes or (GPU_BYTES if device.type == "cuda" else CPU_BYTES)
+    nbytes = nbytes or MAX_BYTES[_kind(device)]
     iters = iters or ITERS[_kind(device)]
     mine: list[Measurement] = []
     for kind, nodes in plan:
         members = sorted(r for n in nodes for r in found.ranks_by_node[n])
         group = dist.new_group(members)  # every rank creates every group, in one order
         if rank in members:
-            seconds, timed = _fastest_all_reduce_s(group, nbytes, iters, device)
+            size, seconds, timed = _fastest_all_reduce_s(group, nbytes, iters, device)
             if rank == members[0]:
-                busbw = bus_bandwidth(nbytes, seconds, len(members))
+                busbw = bus_bandwidth(size, seconds, len(members))
                 mine.append(Measurement(kind, nodes, [found.hosts[n] for n in nodes],
-                                        len(members), nbytes, busbw, timed))
+                                        len(members), size, busbw, timed))
             dist.destroy_process_group(group)
         dist.barrier()  # one measurement at a time: they must not share the links
     gathered: list = [None] * dist.get_world_size()
@@ -138,22 +147,44 @@ def measure_groups(found: LinkMeasurements, plan: list[tuple[str, list[int]]],
     return [m for part in gathered for m in part]
 
 
-def _fastest_all_reduce_s(group, nbytes: int, iters: int,
-                          device: torch.device) -> tuple[float, int]:
-    """(seconds of the fastest all-reduce, how many were timed). Every member runs the same
-    number of them: the count comes from the slowest member's first timing."""
+def _fastest_all_reduce_s(group, max_bytes: int, iters: int,
+                          device: torch.device) -> tuple[int, float, int]:
+    """(bytes, seconds of the fastest all-reduce of them, how many were timed). Every member
+    runs the same all-reduces: sizes and counts come from the slowest member's timings."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    tensor = torch.zeros(nbytes // dtype.itemsize, dtype=dtype, device=device)  # sums stay 0
-    for _ in range(WARMUP):
-        dist.all_reduce(tensor, group=group)
-    _sync(device)
-    times = [_timed(tensor, group, device)]
-    slowest = torch.tensor([times[0]], dtype=torch.float64, device=device)
-    dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=group)
+    tensor = torch.zeros(max_bytes // dtype.itemsize, dtype=dtype, device=device)  # sums stay 0
     budget = BUDGET_S[_kind(device)]
-    count = max(MIN_TIMED, min(iters, int(budget / max(slowest.item(), 1e-9))))
-    times += [_timed(tensor, group, device) for _ in range(count - 1)]
-    return min(times), len(times)
+    probe_bytes = min(PROBE_BYTES[_kind(device)], max_bytes)
+    probe = tensor[:probe_bytes // dtype.itemsize]
+    dist.all_reduce(probe, group=group)  # connection setup
+    probe_s = _slowest(min(_timed(probe, group, device) for _ in range(2)), group, device)
+    nbytes = sized(probe_bytes, probe_s, budget / (WARMUP + MIN_TIMED), max_bytes)
+    work = tensor[:nbytes // dtype.itemsize]
+    for _ in range(WARMUP):
+        dist.all_reduce(work, group=group)
+    _sync(device)
+    times = [_timed(work, group, device)]
+    count = max(MIN_TIMED, min(iters, int(budget / max(_slowest(times[0], group, device),
+                                                       1e-9))))
+    times += [_timed(work, group, device) for _ in range(count - 1)]
+    return nbytes, min(times), len(times)
+
+
+def sized(probe_bytes: int, probe_s: float, op_s: float, max_bytes: int) -> int:
+    """The power of two of bytes (probe_bytes..max_bytes) that one all-reduce moves in about
+    `op_s` at the probe's speed."""
+    wanted = probe_bytes * op_s / max(probe_s, 1e-9)
+    nbytes = probe_bytes
+    while nbytes * 2 <= min(wanted, max_bytes):
+        nbytes *= 2
+    return nbytes
+
+
+def _slowest(seconds: float, group, device: torch.device) -> float:
+    """The largest of the members' figures: what they all then agree on."""
+    value = torch.tensor([seconds], dtype=torch.float64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=group)
+    return value.item()
 
 
 def _timed(tensor: torch.Tensor, group, device: torch.device) -> float:

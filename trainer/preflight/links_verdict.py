@@ -105,6 +105,8 @@ def _node_findings(found: LinkMeasurements, pairs: dict[Pair, float], slow: set[
         data = {"within_gbs": within[node].busbw_gbs if node in within else None,
                 "pairs_gbs": {str(_other(p, node)): round(g, 4) for p, g in pairs.items()
                               if node in p},
+                "pairs_bytes": {str(_other((m.nodes[0], m.nodes[1]), node)): m.bytes
+                                for m in found.of("pair") if node in m.nodes},
                 "measured_again": [_measured_again(m, node) for m in found.results
                                    if m.rounds > 1 and node in m.nodes and m.kind != "world"]}
         problems = []
