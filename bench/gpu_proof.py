@@ -122,7 +122,8 @@ def run_case(case: str, work: Path, model_dir: Path, data: Path, a, log) -> dict
                   peak_gpu_memory_gib=summary.get("peak_gpu_memory_gib"),
                   model=summary["model"],
                   adapter_bytes=(out / "adapter_model.safetensors").stat().st_size,
-                  preflight=[line for line in proc.stdout.splitlines() if "ft doctor:" in line])
+                  preflight=[line for line in proc.stdout.splitlines()
+                             if "ft pre-flight:" in line])
     reload = subprocess.run([sys.executable, "-c", RELOAD, str(model_dir), str(out),
                              "1" if "qlora" in case else "0", str(data)],
                             env=env(), capture_output=True, text=True)

@@ -214,7 +214,8 @@ def test_ft_points_nccls_log_at_a_file_only_when_the_user_set_no_nccl_debug(tmp_
 
     profile = load_profile("infiniband")
     expected = {"FT_FABRIC_EXPECTED": "infiniband",
-                "FT_FABRIC_EXPECTED_BY": "the cluster profile `infiniband`"}
+                "FT_FABRIC_EXPECTED_BY": "the cluster profile `infiniband`",
+                "FT_FABRIC_EXPECTED_BUSBW_GBS": "150"}  # what the pre-flight holds pairs to
     env, notes = nccl_log_env({}, tmp_path, profile, ib_report())
     assert env == {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,NET",
                    "NCCL_DEBUG_FILE": f"{tmp_path}/nccl.%h.%p.log", "FT_NCCL_LOG": "ft",

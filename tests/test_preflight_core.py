@@ -107,8 +107,8 @@ def test_the_table_and_a_verdict_line_name_every_node():
                                           1: ("node1", "FAILED: gpu: GPU 0: slow")}
     lines = table(findings, "nodes", places, 1.25).splitlines()
     assert lines[0] == "ft pre-flight (nodes): 2 node(s), 2 rank(s), 2 check(s) in 1.2 s"
-    assert lines[3].split() == ["node", "1", "(node1)", "gpu", "FAIL", "GPU", "0:", "slow"]
-    assert lines[4].split()[:3] == ["job", "link", "ok"]
+    assert lines[2] == "ft pre-flight: FAIL gpu        node 1 (node1): GPU 0: slow"
+    assert lines[3] == "ft pre-flight: ok   link       job: world all-reduce fine"
 
 
 @pytest.mark.parametrize("local_rank", ["0", "1"])

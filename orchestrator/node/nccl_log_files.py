@@ -23,6 +23,7 @@ from orchestrator.clusters import ClusterProfile
 from orchestrator.node.fabric import FabricReport
 from trainer.torch_free.nccl_env import (
     FABRIC_EXPECTED,
+    FABRIC_EXPECTED_BUSBW,
     FABRIC_EXPECTED_BY,
     NCCL_LOG_FILE_NAME,
     NCCL_LOG_MARKER,
@@ -54,6 +55,8 @@ def nccl_log_env(environ: Mapping[str, str], directory: Path, profile: ClusterPr
     """(variables to set, notes); nothing the environment already has is replaced."""
     expected, by = expected_fabric(profile, report)
     wanted = {FABRIC_EXPECTED: expected, FABRIC_EXPECTED_BY: by}
+    if profile.expected_internode_busbw_gbs:
+        wanted[FABRIC_EXPECTED_BUSBW] = f"{profile.expected_internode_busbw_gbs:g}"
     if "NCCL_DEBUG" in environ:
         notes = [f"NCCL_DEBUG={environ['NCCL_DEBUG']} comes from the environment: NCCL logs "
                  "where it says; " + ("the transport line reads NCCL_DEBUG_FILE"

@@ -35,12 +35,10 @@ def table(findings: list[Finding], phase: str, places: list[Place],
     nodes = len(nodes_of(places))
     head = f"ft pre-flight ({phase}): {nodes} node(s), {len(places)} rank(s), " \
         f"{len({f.check for f in findings})} check(s){took}"
-    rows = [("where", "check", "result", "detail")]
-    rows += [(f.where(), f.check, "ok" if f.ok else "FAIL", f.detail) for f in findings]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    body = ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths,
-                                                                       strict=True))
-            + "  " + row[3] for row in rows]
+    # One line per finding, the mark and the check in fixed columns: a log grep for
+    # "FAIL" or for one check finds whole lines that say where.
+    body = [f"{PREFIX} {'ok' if f.ok else 'FAIL':4} {f.check:10} {f.where()}: {f.detail}"
+            for f in findings]
     return "\n".join([head, *body])
 
 

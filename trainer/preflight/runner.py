@@ -92,9 +92,9 @@ def run(cfg: TrainingConfig, world: WorldRanks, settings: Preflight) -> None:
 def _checks() -> list[Check]:
     """In order: each may leave the links or storage busy for the next. The software check
     first: a node running other code may not even agree on the collectives that follow."""
-    from trainer.preflight import gpu_check, software_check, storage_check
+    from trainer.preflight import gpu_check, links_check, software_check, storage_check
 
-    return [software_check.check, gpu_check.check, storage_check.check]
+    return [software_check.check, gpu_check.check, links_check.check, storage_check.check]
 
 
 def conclude(findings: list[Finding], phase: str, context: Context,

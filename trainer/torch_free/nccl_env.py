@@ -8,5 +8,7 @@ trainer reads the file and prints the transport NCCL chose (trainer/distributed/
 NCCL_LOG_MARKER = "FT_NCCL_LOG"  # "ft": ft node set NCCL_DEBUG / _SUBSYS / _FILE itself
 FABRIC_EXPECTED = "FT_FABRIC_EXPECTED"  # infiniband | roce | efa | tcp | single-host
 FABRIC_EXPECTED_BY = "FT_FABRIC_EXPECTED_BY"  # who expects it, for the message
+# The profile's expected_internode_busbw_gbs: the pre-flight holds each node pair to it.
+FABRIC_EXPECTED_BUSBW = "FT_FABRIC_EXPECTED_BUSBW_GBS"
 NCCL_LOG_SUBSYS = "INIT,NET"  # the network choice, its devices and each connection's path
 NCCL_LOG_FILE_NAME = "nccl.%h.%p.log"  # NCCL expands %h (host) and %p (pid)

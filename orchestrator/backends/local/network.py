@@ -3,6 +3,11 @@ node with an `eth0` on 10.210.0.0/24, all plugged into a bridge that lives in a 
 its own (the "switch"). Nothing is created in this host's namespace, so the nodes reach each
 other and nothing else, and concurrent launches may use the same addresses.
 
+For tests of a slow link: FT_LOCAL_LINK_QDISC="<node rank>=<tc qdisc>[;...]" (e.g.
+"2=tbf rate 100mbit burst 64kb latency 50ms") puts that queueing discipline on the node's link
+in both directions (its eth0 and its switch port) before any node starts: what a bad NIC or
+cable does to one node.
+
 Every namespace is named `ftlocal-<launcher pid>-<random>-...`: deleting the namespaces
 deletes the veth pairs and the bridge with them, and a launch whose launcher was SIGKILLed
 (no `finally` ran) is swept by the next launch, which sees that pid gone.
@@ -23,6 +28,7 @@ PREFIX = "ftlocal"
 SUBNET = "10.210.0"
 NODE_IFNAME = "eth0"  # what a cluster node's interface is called; fabric detection skips veth*
 UP_TIMEOUT_S = 10
+QDISC_ENV = "FT_LOCAL_LINK_QDISC"
 _OWN_NAME = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]+-")
 
 
@@ -58,10 +64,29 @@ def create_network(count: int) -> NodeNetwork:
             _ip(node, [f"addr add {address}/24 dev {NODE_IFNAME}",
                        f"link set {NODE_IFNAME} up", "link set lo up"])
         _wait_until_up(net)
+        shape_links(net, os.environ.get(QDISC_ENV, ""))
     except BaseException:
         remove_network(net)
         raise
     return net
+
+
+def shape_links(net: NodeNetwork, wanted: str) -> None:
+    """FT_LOCAL_LINK_QDISC's shaping: `<node rank>=<tc qdisc>`, `;` between nodes."""
+    for item in filter(None, (part.strip() for part in wanted.split(";"))):
+        rank, _, qdisc = item.partition("=")
+        if not (rank.strip().isdigit() and int(rank) < len(net.nodes) and qdisc.strip()):
+            raise UserError(f"{QDISC_ENV}={wanted!r}: write `<node rank>=<tc qdisc>` (e.g. "
+                            "`1=tbf rate 100mbit burst 64kb latency 50ms`), node ranks 0.."
+                            f"{len(net.nodes) - 1}")
+        r = int(rank)
+        for namespace, device in ((net.nodes[r], NODE_IFNAME), (net.switch, f"p{r}")):
+            argv = ["tc", "-n", namespace, "qdisc", "add", "dev", device, "root",
+                    *qdisc.split()]
+            result = run_cmd(argv)
+            if result.returncode != 0:
+                raise UserError(f"{QDISC_ENV}: `{' '.join(argv)}` failed: "
+                                f"{' '.join(result.stderr.split())}")
 
 
 def remove_network(net: NodeNetwork) -> None:
