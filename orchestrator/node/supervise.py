@@ -19,6 +19,8 @@ SIGINT), waits up to `launch.stop_grace`, and reads the ranks' reports:
     a rank reported a user error           -> its code (2), the other ranks stopped at once;
                                               the rank printed the one message and exited 0,
                                               so torchrun adds no traceback
+    a rank ended the job on a lost or hung -> PEER_LOST_EXIT_CODE (69), what it found said
+    peer (trainer/distributed/peer_watch.py)
     anything else                          -> the launcher's code (1 if it said 0 or 75)
 
 A rank starts with the stop signals ignored (inherited from the launcher) until `ft train`
@@ -35,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.node.peer_reports import waiting_on_peer
+from orchestrator.node.peer_reports import peer_lost, waiting_on_peer
 from orchestrator.process import (
     SUPERVISED_SIGNALS,
     catches_signal,
@@ -55,6 +57,7 @@ from trainer.torch_free.exit_codes import (
     STOP_REPORT_DIR,
     USER_ERROR_REPORT,
 )
+from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE
 
 POLL_S = 0.2
 KILL_MARGIN_S = 15  # after the grace: time for torchrun to notice and exit
@@ -221,6 +224,9 @@ class Supervisor:
             return RESUMABLE_EXIT_CODE
         if code == 0 and not reported:
             return 0
+        if (lost := peer_lost(self.reports)) is not None:
+            _say(f"{lost}: exit {PEER_LOST_EXIT_CODE}")
+            return PEER_LOST_EXIT_CODE
         if finished >= local_ranks:
             said = f"was killed by signal {-code}" if code < 0 else f"exited {code}"
             _say(f"all {finished} rank(s) had finished training (final model saved) before "
