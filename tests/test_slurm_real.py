@@ -1,4 +1,4 @@
-"""`ft launch` against a real two-node Slurm (slurmctld + 2 slurmd from Debian's packages).
+"""`ft launch` against a real Slurm (slurmctld + 3 slurmd from Debian's packages), two nodes a job.
 
 The tiny CPU example is rendered with --nodes 2 and submitted with sbatch by `ft launch`;
 srun starts `ft node` on n1 and n2, which resolves the master n1 to its NodeAddr and starts
@@ -19,6 +19,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ import pytest
 import yaml
 
 from orchestrator.backends.slurm.jobs import parse_scontrol_job
-from tests.support.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
+from tests.support.slurm_cluster import NODES, SlurmCluster, slurm_cluster  # noqa: F401
 from tests.train_helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -224,11 +225,66 @@ def test_a_dead_node_ends_the_attempt_promptly_and_requeues_it_as_a_node_failure
 NODE_LOSS_BOUND_S = 150
 
 
-def _launch_endless_until_training(ws: Workspace, name: str) -> tuple[str, str]:
+def test_a_frozen_node_is_named_and_the_requeue_excludes_it(workspace: Workspace) -> None:
+    """The ranks of the job's second node freeze (SIGSTOP: alive to Slurm, silent to the
+    others). Node 0's heartbeat judge names it after launch.timeouts.peer and leaves its node
+    rank in FT_NODE_EXITS; its `ft node` exits 69, srun ends the step, and the batch script
+    requeues the job as a node failure with that node in the job's ExcNodeList (updated
+    after `scontrol requeue`: Slurm 22.05 refuses it for a running job, "Job is no longer
+    pending execution"), on top of what was excluded at submission. Attempt 2 runs on the
+    two nodes left: the third node of the test cluster and the healthy one."""
+    ws = workspace
+    name = "tiny-exclude"
+    ref, job_id = _launch_endless_until_training(ws, name, timeouts={"peer": "10s"})
+    first = _job_nodes(ws, job_id)
+    bad = first[1]
+    err = ws.root / f"{name}-{job_id}.err"
+    frozen = [pid for pid, env in _job_processes(job_id)
+              if env.get("SLURM_NODEID") == "1" and env.get("RANK") is not None]
+    assert frozen, "no rank of the job on its second node"
+    frozen_at = time.monotonic()
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        _wait_for_log(ws, err, "ft: attempt 1 stopped:", timeout_s=NODE_LOSS_BOUND_S)
+        print(f"{bad} frozen: attempt 1 ended after {time.monotonic() - frozen_at:.0f} s")
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    _wait_for_log(ws, err, "ft: the next attempt excludes node(s)")
+    log = err.read_text()
+    assert f"ft: node 1 ({socket.gethostname()}, 127.0.0.1) stopped answering" in log, log
+    assert "ft node: rank 0 ended the job: node 1 (" in log and ": exit 69" in log, log
+    assert "ft: attempt 1 stopped: node failure (exit " in log, log
+    assert "; requeueing (restart 1 of 3)" in log, log
+    assert f"ft: the next attempt excludes node(s) {bad} (found at fault: {bad})" in log, log
+    job = parse_scontrol_job(ws.cluster.run("scontrol", "-o", "show", "job", job_id).stdout)
+    assert job["ExcNodeList"] == bad, job
+    pending = _wait_for(ws, ref, "PENDING", timeout_s=120)
+    assert "requeued 1 time (attempt 1: node failure)" in pending, pending
+    ws.cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    _wait_for_losses(ws, ws.root / f"{name}-{job_id}.out", 1, after="attempt 2")
+    second = _job_nodes(ws, job_id)
+    assert bad not in second and len(second) == 2, (first, second)
+    assert set(second) == set(NODES) - {bad}, second
+    ws.cluster.run("scancel", job_id)
+    _wait_for(ws, ref, "CANCELLED", timeout_s=60)
+    _wait_for_idle_nodes(ws)
+
+
+def _job_nodes(ws: Workspace, job_id: str) -> list[str]:
+    """The running attempt's nodes, in SLURM_NODEID order."""
+    nodelist = ws.cluster.run("squeue", "-h", "-j", job_id, "-o", "%N").stdout.strip()
+    return ws.cluster.run("scontrol", "show", "hostnames", nodelist).stdout.split()
+
+
+def _launch_endless_until_training(ws: Workspace, name: str,
+                                   timeouts: dict | None = None) -> tuple[str, str]:
     """Launch a 2-node job that would train for ever; return (ref, job id) once it logged
     three losses."""
     spec = write_spec(ws, name, max_steps=100000, output_dir=f"./outputs/{name}",
-                      launch={"env": {"OMP_NUM_THREADS": 1}})
+                      launch={"env": {"OMP_NUM_THREADS": 1}, "timeouts": timeouts or {}})
     launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
     assert launch.returncode == 0, launch.stderr
     ref = _submitted_ref(launch.stdout)
@@ -249,11 +305,11 @@ def _wait_for_losses(ws: Workspace, out: Path, count: int, after: str = "") -> N
 
 
 def _wait_for_idle_nodes(ws: Workspace, timeout_s: float = 120) -> None:
-    """Both nodes back in service, for the tests that follow."""
+    """Every node back in service, for the tests that follow."""
     deadline = time.monotonic() + timeout_s
     while True:
         states = ws.cluster.run("sinfo", "-h", "-N", "-p", "debug", "-o", "%N %t").stdout
-        if sorted(states.split()) == ["idle", "idle", "n1", "n2"]:
+        if sorted(states.split()) == sorted(["idle"] * len(NODES) + list(NODES)):
             return
         assert time.monotonic() < deadline, f"nodes not idle: {states}"
         time.sleep(1)
@@ -370,8 +426,9 @@ def test_batch_signal_admin_requeue_and_preemption_restart_the_job(
 
     restart(1, "stop signal", ("scancel", "--batch", "--signal=TERM", job_id))
     restart(2, "scontrol requeue", ("scontrol", "requeue", job_id))
-    # Both nodes' CPUs, in the partition that preempts: this job must make room.
-    stopping = restart(3, "preempted", ("sbatch", "--partition=urgent", "--nodes=2",
+    # Every node's CPUs, in the partition that preempts: this job must make room.
+    stopping = restart(3, "preempted", ("sbatch", "--partition=urgent",
+                                        f"--nodes={len(NODES)}",
                                         "--cpus-per-task=2", "--mem=1G", "--output=/dev/null",
                                         "--wrap=sleep 1"))
     # Seen while its nodes save: Slurm has counted the restart and says when it preempted.
