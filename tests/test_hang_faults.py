@@ -18,10 +18,14 @@ import time
 import pytest
 import yaml
 
+from orchestrator.process import run_cmd
 from tests.cli_runner import REPO
 from tests.support.hung_rank import RANK_ENV, STEP_ENV
+from tests.support.isolation_checks import assert_removed, launch_namespaces, needs_isolation
 from tests.test_peer_loss import _Lines
 from tests.train_helpers import free_port, write_tiny_spec
+from trainer.distributed.collective_failure import collective_failure, peers_named
+from trainer.distributed.peer_watch import Member
 from trainer.distributed.step_progress import TIMED_STEPS, LagJudge, Stamp, StepProgress
 from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE, PROGRESS_ENV, Timeouts
 
@@ -132,3 +136,68 @@ def test_nonsense_progress_timeouts_are_refused(value, said):
     # YAML's bare `off` is the boolean false.
     assert Timeouts.model_validate(yaml.safe_load("progress: off")).env()[PROGRESS_ENV] == "0"
     assert Timeouts().env()[PROGRESS_ENV] == "60"
+
+
+@needs_isolation
+def test_a_failed_collective_names_the_node_at_the_other_end(tmp_path, tiny_model_dir):
+    """Node 1's TCP connections are torn down mid-training (`ss -K` in its network
+    namespace): each rank's gloo collective fails ("Connection reset by peer"). Before, each
+    rank printed gloo's traceback and ft node said exit 1; now each names the node at the
+    other end by the address in the error, and the job ends with PEER_LOST_EXIT_CODE."""
+    spec = write_tiny_spec(tmp_path, tiny_model_dir, max_steps=100000, save_steps=100000,
+                           eval_steps=100000, launch={
+                               "nodes": 2, "env": {"OMP_NUM_THREADS": "1"},
+                               "timeouts": {"collective": "10m", "peer": "10s"}})
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
+                             "--backend", "local", "--master-port", str(free_port())],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = _Lines(proc)
+    code, ended_after = None, -1.0
+    try:
+        output.wait_for("'loss'", timeout_s=300)
+        stem = launch_namespaces(output.text())
+        cut = run_cmd(["ip", "netns", "exec", f"{stem}-n1", "ss", "-K", "-t", "state",
+                       "established"])
+        assert cut.returncode == 0, cut.stderr
+        cut_at = time.monotonic()
+        code = proc.wait(timeout=120)
+        ended_after = time.monotonic() - cut_at
+    finally:
+        proc.kill()
+        proc.wait()
+        output.thread.join(10)
+        (tmp_path / "job.log").write_text(f"{output.text()}\nended {ended_after:.1f} s after "
+                                          f"the cut, exit {code}\n")
+    log = output.text()
+    print(f"failed collective: the job ended {ended_after:.0f} s after the cut, exit {code}")
+    assert code == PEER_LOST_EXIT_CODE, log[-4000:]
+    assert ended_after < 60, log[-4000:]
+    assert re.search(r"ft: a collective failed on rank 0 of node 0 \(node0, 10\.210\.0\.1\) "
+                     r"\(RuntimeError: [^\n]*\); the peer at the other end: node 1 \(node1, "
+                     r"10\.210\.0\.2\): ending the job", log), log[-4000:]
+    assert "third_party/gloo" not in log.split("ft: a collective failed", 1)[1].split("\n")[0]
+    assert "ended the job: a collective failed on rank " in log and \
+        f": exit {PEER_LOST_EXIT_CODE}" in log, log[-4000:]
+    assert_removed(stem)
+
+
+def test_collective_failures_are_told_from_other_errors():
+    gloo = RuntimeError("[/x/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+                        "[10.0.0.2]:9378: Connection reset by peer.")
+    assert collective_failure(gloo) is gloo
+    try:
+        try:
+            raise gloo
+        except RuntimeError as inner:
+            raise ValueError("while logging") from inner
+    except ValueError as outer:
+        assert collective_failure(outer) is gloo
+    assert collective_failure(RuntimeError("CUDA out of memory")) is None
+    me = Member(0, 0, "h0", "10.0.0.1")
+    members = {0: me, 1: Member(1, 1, "h1", "10.0.0.2"), 2: Member(2, 1, "h1", "10.0.0.2"),
+               3: Member(3, 2, "h2", "10.0.0.22")}
+    assert [m.node_rank for m in peers_named(str(gloo), members, me)] == [1]
+    # All on one loopback: the address tells nothing.
+    shared = {r: Member(r, r, "h", "127.0.0.1") for r in range(2)}
+    assert peers_named("Read error [127.0.0.1]:1", shared, shared[0]) == []

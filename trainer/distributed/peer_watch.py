@@ -184,13 +184,13 @@ class PeerWatch:
                     self.lag.reset()
             last_tick = now
             if self.lost is not None:
-                self._end(f"{self.lost} (found by another rank)")
+                self.end(f"{self.lost} (found by another rank)")
             verdict, age = self._verdict(now)
             if verdict and age >= self.peer_s:
                 # Only a rank that still reaches the store knows who is silent; one cut off
                 # from it names node 0 but cannot tell whose link is down.
                 reaches = "cannot reach" not in verdict
-                self._end(f"{verdict} {age:.0f} s ago ({self._why(verdict)}): ending the "
+                self.end(f"{verdict} {age:.0f} s ago ({self._why(verdict)}): ending the "
                           "job", publish=reaches,
                           bad_nodes=self._silent_nodes(now) if reaches else [])
             elif verdict and age >= 2 * self.period_s:
@@ -198,7 +198,7 @@ class PeerWatch:
             else:
                 self._clear_waiting()
                 if not verdict and (lag := self._lagging(now)) is not None:
-                    self._end(self._describe_lag(lag), publish=True,
+                    self.end(self._describe_lag(lag), publish=True,
                               bad_nodes=[self._member(lag.rank).node_rank])
 
     def _lagging(self, now: float) -> Lag | None:
@@ -268,7 +268,7 @@ class PeerWatch:
         return sorted({self._member(r).node_rank for r, (value, when) in self.changed.items()
                        if r != self.me.rank and value < DONE and now - when >= self.peer_s})
 
-    def _end(self, finding: str, publish: bool = False,
+    def end(self, finding: str, publish: bool = False,
              bad_nodes: list[int] | None = None) -> None:
         """Say it (once per node), leave it for ft node, the other ranks and the batch
         script (the node to exclude on a requeue), and exit."""

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from trainer.distributed.collective_failure import end_if_collective_failed
 from trainer.distributed.fsdp import offloads_params
 from trainer.distributed.nccl_log import transport_report
 from trainer.distributed.peer_watch import PeerWatch
@@ -92,6 +93,12 @@ def join_process_group(cfg: TrainingConfig, world: WorldRanks) -> None:
         print(f"ft: collectives time out after {steady} s in steady training, {slow} s during "
               f"start-up and saves; a peer silent for {peer} s is named and ends the job; "
               f"{lag} (launch.timeouts)", flush=True)
+
+
+def end_on_collective_failure(exc: BaseException) -> None:
+    """A collective that failed ends this rank with PEER_LOST_EXIT_CODE, naming the node at
+    the other end (trainer/distributed/collective_failure.py); other errors return."""
+    end_if_collective_failed(_watch, exc)
 
 
 def leave_process_group() -> None:
