@@ -18,6 +18,7 @@ import time
 import pytest
 import yaml
 
+from orchestrator.node.peer_reports import peer_lost
 from orchestrator.process import run_cmd
 from tests.cli_runner import REPO
 from tests.support.hung_rank import RANK_ENV, STEP_ENV
@@ -27,6 +28,7 @@ from tests.train_helpers import free_port, write_tiny_spec
 from trainer.distributed.collective_failure import collective_failure, peers_named
 from trainer.distributed.peer_watch import Member
 from trainer.distributed.step_progress import TIMED_STEPS, LagJudge, Stamp, StepProgress
+from trainer.torch_free.bad_nodes import NODE_EXITS_ENV, record_bad_nodes
 from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE, PROGRESS_ENV, Timeouts
 
 PROGRESS_S = 10
@@ -201,3 +203,18 @@ def test_collective_failures_are_told_from_other_errors():
     # All on one loopback: the address tells nothing.
     shared = {r: Member(r, r, "h", "127.0.0.1") for r in range(2)}
     assert peers_named("Read error [127.0.0.1]:1", shared, shared[0]) == []
+
+
+def test_a_named_node_is_left_for_the_batch_script_and_ft_node_reads_the_finding(tmp_path):
+    record_bad_nodes([1, 3], "node 1 stopped answering", {NODE_EXITS_ENV: str(tmp_path)})
+    record_bad_nodes([1], "again", {NODE_EXITS_ENV: str(tmp_path)})  # another rank, same node
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad-node-1", "bad-node-3"]
+    assert (tmp_path / "bad-node-1").read_text() == "again\n"
+    record_bad_nodes([2], "no batch script", {})  # not under Slurm: the log alone
+    assert not (tmp_path / "bad-node-2").exists()
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    assert peer_lost(reports) is None
+    (reports / "peer-lost-rank-0.json").write_text(
+        '{"rank": 0, "finding": "node 1 (h1, 10.0.0.2) stopped answering", "peer_timeout_s": 10}')
+    assert peer_lost(reports) == "rank 0 ended the job: node 1 (h1, 10.0.0.2) stopped answering"
