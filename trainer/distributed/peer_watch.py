@@ -191,15 +191,15 @@ class PeerWatch:
                 # from it names node 0 but cannot tell whose link is down.
                 reaches = "cannot reach" not in verdict
                 self.end(f"{verdict} {age:.0f} s ago ({self._why(verdict)}): ending the "
-                          "job", publish=reaches,
-                          bad_nodes=self._silent_nodes(now) if reaches else [])
+                         "job", publish=reaches,
+                         bad_nodes=self._silent_nodes(now) if reaches else [])
             elif verdict and age >= 2 * self.period_s:
                 self._write_waiting(f"{verdict} {age:.0f} s ago")
             else:
                 self._clear_waiting()
                 if not verdict and (lag := self._lagging(now)) is not None:
                     self.end(self._describe_lag(lag), publish=True,
-                              bad_nodes=[self._member(lag.rank).node_rank])
+                             bad_nodes=[self._member(lag.rank).node_rank])
 
     def _lagging(self, now: float) -> Lag | None:
         """A rank the others wait for; not once a rank finished (the rest may be saving the
@@ -269,7 +269,7 @@ class PeerWatch:
                        if r != self.me.rank and value < DONE and now - when >= self.peer_s})
 
     def end(self, finding: str, publish: bool = False,
-             bad_nodes: list[int] | None = None) -> None:
+            bad_nodes: list[int] | None = None) -> None:
         """Say it (once per node), leave it for ft node, the other ranks and the batch
         script (the node to exclude on a requeue), and exit."""
         message = f"ft: {finding}"
