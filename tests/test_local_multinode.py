@@ -23,6 +23,7 @@ from tests.cli_runner import REPO, run_ft
 from tests.support.isolation_checks import assert_removed, launch_namespaces
 from tests.support.sample_ledger import HOOK, weights_digest
 from tests.train_helpers import free_port, shared_volumes, summary, write_tiny_spec
+from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE
 
 
 def _rows(path) -> list[str]:
@@ -144,4 +145,7 @@ def test_a_frozen_peer_is_named_and_ends_the_job(tmp_path, tiny_model_dir):
         log[-3000:]
     # 10 s of silence, a heartbeat to notice it and the launcher's shutdown of the frozen
     # node (SIGKILL after its 30 s), not the 10 minutes of the collective timeout.
-    assert time.monotonic() - frozen_at < 80
+    ended_after = time.monotonic() - frozen_at
+    print(f"frozen peer: the job ended {ended_after:.0f} s after the SIGSTOP, exit {code}")
+    assert ended_after < 80
+    assert code == PEER_LOST_EXIT_CODE, log[-3000:]  # a lost peer, documented

@@ -1,4 +1,4 @@
-"""`ft launch` against a real two-node Slurm (slurmctld + 2 slurmd from Debian's packages).
+"""`ft launch` against a real Slurm (slurmctld + 3 slurmd from Debian's packages), two nodes a job.
 
 The tiny CPU example is rendered with --nodes 2 and submitted with sbatch by `ft launch`;
 srun starts `ft node` on n1 and n2, which resolves the master n1 to its NodeAddr and starts
@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from orchestrator.backends.slurm.jobs import parse_scontrol_job
-from tests.support.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
+from tests.support.slurm_cluster import NODES, SlurmCluster, slurm_cluster  # noqa: F401
 from tests.train_helpers import free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -224,11 +224,12 @@ def test_a_dead_node_ends_the_attempt_promptly_and_requeues_it_as_a_node_failure
 NODE_LOSS_BOUND_S = 150
 
 
-def _launch_endless_until_training(ws: Workspace, name: str) -> tuple[str, str]:
+def _launch_endless_until_training(ws: Workspace, name: str,
+                                   timeouts: dict | None = None) -> tuple[str, str]:
     """Launch a 2-node job that would train for ever; return (ref, job id) once it logged
     three losses."""
     spec = write_spec(ws, name, max_steps=100000, output_dir=f"./outputs/{name}",
-                      launch={"env": {"OMP_NUM_THREADS": 1}})
+                      launch={"env": {"OMP_NUM_THREADS": 1}, "timeouts": timeouts or {}})
     launch = ws.ft("launch", spec, "--backend", "slurm", "--nodes", "2")
     assert launch.returncode == 0, launch.stderr
     ref = _submitted_ref(launch.stdout)
@@ -249,11 +250,11 @@ def _wait_for_losses(ws: Workspace, out: Path, count: int, after: str = "") -> N
 
 
 def _wait_for_idle_nodes(ws: Workspace, timeout_s: float = 120) -> None:
-    """Both nodes back in service, for the tests that follow."""
+    """Every node back in service, for the tests that follow."""
     deadline = time.monotonic() + timeout_s
     while True:
         states = ws.cluster.run("sinfo", "-h", "-N", "-p", "debug", "-o", "%N %t").stdout
-        if sorted(states.split()) == ["idle", "idle", "n1", "n2"]:
+        if sorted(states.split()) == sorted(["idle"] * len(NODES) + list(NODES)):
             return
         assert time.monotonic() < deadline, f"nodes not idle: {states}"
         time.sleep(1)
@@ -370,8 +371,9 @@ def test_batch_signal_admin_requeue_and_preemption_restart_the_job(
 
     restart(1, "stop signal", ("scancel", "--batch", "--signal=TERM", job_id))
     restart(2, "scontrol requeue", ("scontrol", "requeue", job_id))
-    # Both nodes' CPUs, in the partition that preempts: this job must make room.
-    stopping = restart(3, "preempted", ("sbatch", "--partition=urgent", "--nodes=2",
+    # Every node's CPUs, in the partition that preempts: this job must make room.
+    stopping = restart(3, "preempted", ("sbatch", "--partition=urgent",
+                                        f"--nodes={len(NODES)}",
                                         "--cpus-per-task=2", "--mem=1G", "--output=/dev/null",
                                         "--wrap=sleep 1"))
     # Seen while its nodes save: Slurm has counted the restart and says when it preempted.

@@ -21,6 +21,8 @@ SIGINT), waits up to `launch.stop_grace`, and reads the ranks' reports:
                                               so torchrun adds no traceback
     the pre-flight failed                  -> 78 (PREFLIGHT_FAILED_EXIT_CODE), the same way:
                                               local rank 0 printed the verdict and reported
+    a rank ended the job on a lost or hung -> PEER_LOST_EXIT_CODE (69), what it found said
+    peer (trainer/distributed/peer_watch.py)
     anything else                          -> the launcher's code (1 if it said 0 or 75)
 
 A rank starts with the stop signals ignored (inherited from the launcher) until `ft train`
@@ -37,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from orchestrator.node.peer_reports import waiting_on_peer
+from orchestrator.node.peer_reports import peer_lost, waiting_on_peer
 from orchestrator.process import (
     SUPERVISED_SIGNALS,
     catches_signal,
@@ -57,6 +59,7 @@ from trainer.torch_free.exit_codes import (
     STOP_REPORT_DIR,
     USER_ERROR_REPORT,
 )
+from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE
 from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE
 
 POLL_S = 0.2
@@ -228,6 +231,9 @@ class Supervisor:
             return RESUMABLE_EXIT_CODE
         if code == 0 and not reported:
             return 0
+        if (lost := peer_lost(self.reports)) is not None:
+            _say(f"{lost}: exit {PEER_LOST_EXIT_CODE}")
+            return PEER_LOST_EXIT_CODE
         if finished >= local_ranks:
             said = f"was killed by signal {-code}" if code < 0 else f"exited {code}"
             _say(f"all {finished} rank(s) had finished training (final model saved) before "

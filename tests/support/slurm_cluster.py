@@ -1,13 +1,14 @@
-"""A real two-node Slurm (Debian's slurmctld + slurmd + munge) in a scratch directory.
+"""A real three-node Slurm (Debian's slurmctld + slurmd + munge) in a scratch directory.
 
-Follows ../shared/slurm-local.md: nodes n1 and n2 both live on 127.0.0.1 with their own slurmd.
+Follows ../shared/slurm-local.md: nodes n1, n2 and n3 all live on 127.0.0.1, each with its own
+slurmd. The jobs ask for two: the third is where a requeue that excludes a bad node goes.
 KillWait is 20 s (Slurm's default is 30): long enough on a loaded 2-core machine for the tiny
 job's ranks to save and exit after a `scancel`, and for the batch script to say so, before
 the SIGKILL. A job in partition `urgent` preempts the jobs of `debug` (the default), which
 Slurm requeues (PreemptMode=REQUEUE), as a cluster with a preemptible partition does.
 Everything is private to the directory, so parallel runs and a system Slurm do not collide:
 a munged on its own socket (slurm.conf `AuthInfo=socket=...`), free TCP ports for slurmctld
-and both slurmd, and pid files that `stop()` uses to end exactly the daemons it started.
+and each slurmd, and pid files that `stop()` uses to end exactly the daemons it started.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from orchestrator.process import pid_exists
 
 PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")
 PROGRAMS = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "munged")
-NODES = ("n1", "n2")
+NODES = ("n1", "n2", "n3")
+NODE_RANGE = f"n[1-{len(NODES)}]"
 CPUS_PER_NODE = 2
 # The tiny example asks --mem=3G per node; 4000 MB fits it with room for one more small job.
 REAL_MEMORY_MB = 4000
@@ -58,9 +60,9 @@ KillWait=20
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 {nodes}
-PartitionName=debug Nodes=n[1-2] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES \
+PartitionName=debug Nodes={node_range} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES \
 PriorityTier=1
-PartitionName=urgent Nodes=n[1-2] MaxTime=INFINITE State=UP OverSubscribe=YES PriorityTier=2
+PartitionName=urgent Nodes={node_range} MaxTime=INFINITE State=UP OverSubscribe=YES PriorityTier=2
 """
 NODE_LINE = ("NodeName={name} NodeHostname={host} NodeAddr=127.0.0.1 Port={port} "
              "CPUs={cpus} RealMemory={mem} State=UNKNOWN")
@@ -155,7 +157,7 @@ def ensure_installed() -> None:
 
 
 def start(root: Path, timeout_s: float = 60) -> SlurmCluster:
-    """Start munged, slurmctld and one slurmd per node; return once both nodes are idle."""
+    """Start munged, slurmctld and one slurmd per node; return once every node is idle."""
     ensure_installed()
     for sub in ("state", "spool", "log", "munge"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -180,7 +182,8 @@ def _conf_text(root: Path) -> str:
     nodes = "\n".join(NODE_LINE.format(name=name, host=host, port=port, cpus=CPUS_PER_NODE,
                                        mem=REAL_MEMORY_MB)
                       for name, port in zip(NODES, ports[1:], strict=True))
-    return CONF.format(host=host, ctld_port=ports[0], root=root, nodes=nodes)
+    return CONF.format(host=host, ctld_port=ports[0], root=root, nodes=nodes,
+                       node_range=NODE_RANGE)
 
 
 def _start_munged(cluster: SlurmCluster) -> None:
@@ -266,7 +269,7 @@ def _signal(pid: int, sig: signal.Signals) -> None:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """A running two-node Slurm for the whole session, stopped by its pid files at the end.
+    """A running three-node Slurm for the whole session, stopped by its pid files at the end.
 
     Skips only when Slurm is missing and cannot be installed; any other failure to start is a
     test error (a broken harness must not pass as a skip).

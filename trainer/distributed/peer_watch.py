@@ -16,6 +16,13 @@ threads per rank, a few bytes each way: cheap on CPU and GPU jobs alike.
   load grows with nodes x ranks, not ranks squared); the others stamp theirs and watch the
   store and that finding.
 
+The beat also carries where this rank is (its collective count, its step:
+trainer/distributed/step_progress.py), so the judges name a rank that is alive but holds the
+others up in a collective it never joins, long before the collective timeout.
+
+A rank that names a lost or hung peer leaves that node's rank in FT_NODE_EXITS
+(trainer/torch_free/bad_nodes.py), so that a Slurm requeue can exclude the node.
+
 A rank that ends normally marks itself done (`finish`), so a rank still writing the final
 model does not mistake it for dead. A rank whose own threads were frozen (a stop signal, a
 long hold of the GIL) judges nobody on the tick it wakes up.
@@ -37,11 +44,18 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from trainer.distributed.step_progress import Lag, LagJudge, Stamp, StepProgress
 from trainer.distributed.world_ranks import WorldRanks
+from trainer.torch_free.bad_nodes import record_bad_nodes
 from trainer.torch_free.exit_codes import STOP_REPORT_DIR
-from trainer.torch_free.liveness import PEER_LOST_REPORT, WAITING_REPORT, heartbeat_period_s
+from trainer.torch_free.liveness import (
+    PEER_LOST_EXIT_CODE,
+    PEER_LOST_REPORT,
+    WAITING_REPORT,
+    heartbeat_period_s,
+)
 
-PEER_LOST_EXIT_CODE = 69  # EX_UNAVAILABLE: a peer is gone, nothing this rank did wrong
+__all__ = ["DONE", "PEER_LOST_EXIT_CODE", "Member", "PeerWatch"]
 # A rank that finished adds this to its counter: still a number, so a late increment (or a
 # reader) never meets a value it cannot parse.
 DONE = 10**15
@@ -59,8 +73,14 @@ class Member:
 
 
 class PeerWatch:
-    def __init__(self, world: WorldRanks, peer_s: float, environ: Mapping[str, str]):
-        self.world, self.peer_s = world, peer_s
+    def __init__(self, world: WorldRanks, peer_s: float, environ: Mapping[str, str],
+                 progress: StepProgress | None = None, progress_s: float = 0):
+        """`progress`: where this rank is, stamped with each beat; `progress_s`: the floor
+        of the wait that names a rank holding the others up (0: no such judgement)."""
+        self.world, self.peer_s, self.environ = world, peer_s, environ
+        self.progress = progress
+        self.lag = LagJudge(progress_s) if progress is not None and progress_s > 0 else None
+        self.stamps: dict[int, Stamp] = {}  # rank -> where it was, as _beat last saw it
         self.period_s = heartbeat_period_s(peer_s)
         self.master = (environ.get("MASTER_ADDR", "127.0.0.1"),
                        int(environ.get("MASTER_PORT", "29500")))
@@ -111,6 +131,7 @@ class PeerWatch:
         ranks = range(self.world.world_size)
         beats = [self._key("beat", r) for r in ranks]
         infos = [self._key("info", r) for r in ranks]
+        steps = [self._key("step", r) for r in ranks]
         try:
             self.store = dist.TCPStore(*self.master, is_master=False, wait_for_workers=False,
                                        timeout=timedelta(seconds=self.peer_s))
@@ -126,11 +147,16 @@ class PeerWatch:
                 if self._stop.is_set():
                     break
                 self.store.add(beats[self.me.rank], 1)
+                if self.progress is not None:
+                    self.store.set(steps[self.me.rank], self.progress.stamp())
                 if not self.members and self.store.check(infos):
                     self.members = {r: Member(**json.loads(v)) for r, v in
                                     enumerate(self.store.multi_get(infos))}
                 if self.judges_peers and self.store.check(beats):
                     self._saw(self.store.multi_get(beats))
+                if self.lag is not None and self.judges_peers and self.store.check(steps):
+                    self.stamps = {r: Stamp.parse(v) for r, v in
+                                   enumerate(self.store.multi_get(steps))}
                 if self.store.check([self._key("lost", "job")]):
                     self.lost = self.store.get(self._key("lost", "job")).decode()
                 self.last_ok = time.monotonic()
@@ -154,17 +180,43 @@ class PeerWatch:
                 # This process was frozen itself: what it sees now is its own silence.
                 self.last_ok = now
                 self.changed = {r: (v, now) for r, (v, _) in self.changed.items()}
+                if self.lag is not None:
+                    self.lag.reset()
             last_tick = now
             if self.lost is not None:
-                self._end(f"{self.lost} (found by another rank)")
+                self.end(f"{self.lost} (found by another rank)")
             verdict, age = self._verdict(now)
             if verdict and age >= self.peer_s:
-                self._end(f"{verdict} {age:.0f} s ago ({self._why(verdict)}): ending the "
-                          "job", publish="cannot reach" not in verdict)
+                # Only a rank that still reaches the store knows who is silent; one cut off
+                # from it names node 0 but cannot tell whose link is down.
+                reaches = "cannot reach" not in verdict
+                self.end(f"{verdict} {age:.0f} s ago ({self._why(verdict)}): ending the "
+                         "job", publish=reaches,
+                         bad_nodes=self._silent_nodes(now) if reaches else [])
             elif verdict and age >= 2 * self.period_s:
                 self._write_waiting(f"{verdict} {age:.0f} s ago")
             else:
                 self._clear_waiting()
+                if not verdict and (lag := self._lagging(now)) is not None:
+                    self.end(self._describe_lag(lag), publish=True,
+                             bad_nodes=[self._member(lag.rank).node_rank])
+
+    def _lagging(self, now: float) -> Lag | None:
+        """A rank the others wait for; not once a rank finished (the rest may be saving the
+        final model) or before every rank stamped where it is."""
+        if self.lag is None or len(self.stamps) < self.world.world_size or any(
+                value >= DONE for value, _ in self.changed.values()):
+            return None
+        return self.lag.observe(self.stamps, now)
+
+    def _describe_lag(self, lag: Lag) -> str:
+        return (f"rank {lag.rank} on {self._member(lag.rank).node()} has not joined the "
+                f"collective that rank {lag.lead} waits in for {lag.for_s:.0f} s (collective "
+                f"#{lag.stamp.seq + 1}; it began step {lag.stamp.began}, rank {lag.lead} step "
+                f"{lag.lead_stamp.began}; limit {lag.limit_s:.0f} s: 5 x the median step time "
+                f"{lag.median_s:.1f} s, at least launch.timeouts.progress): alive but hung in "
+                "its own code (data loading, a callback, a loop) while the others wait for it: "
+                "ending the job")
 
     def _verdict(self, now: float) -> tuple[str | None, float]:
         """Who is silent (the longest silence first), and for how long."""
@@ -212,9 +264,17 @@ class PeerWatch:
                 return member.node()
         return f"node {node_rank} ({self.master[0]})"
 
-    def _end(self, finding: str, publish: bool = False) -> None:
-        """Say it (once per node), leave it for ft node and the other ranks, and exit."""
+    def _silent_nodes(self, now: float) -> list[int]:
+        return sorted({self._member(r).node_rank for r, (value, when) in self.changed.items()
+                       if r != self.me.rank and value < DONE and now - when >= self.peer_s})
+
+    def end(self, finding: str, publish: bool = False,
+            bad_nodes: list[int] | None = None) -> None:
+        """Say it (once per node), leave it for ft node, the other ranks and the batch
+        script (the node to exclude on a requeue), and exit."""
         message = f"ft: {finding}"
+        if bad_nodes:
+            record_bad_nodes(bad_nodes, finding, self.environ)
         if publish:
             self._write(self._key("lost", "job"), finding)
         self._write_report(PEER_LOST_REPORT, finding)

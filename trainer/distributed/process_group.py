@@ -9,7 +9,9 @@ every cluster profile exports).
 The timeouts come from `launch.timeouts` (trainer/torch_free/liveness.py says why two windows):
 the group starts with the slow-phase one (start-up, resume, first step), `CollectiveWindows`
 switches to the steady one after the first step and back around each save. A peer that is
-gone is found sooner, in every phase, by the heartbeats of trainer/distributed/peer_watch.py.
+gone is found sooner, in every phase, by the heartbeats of trainer/distributed/peer_watch.py;
+`CollectiveWindows` also tells them the step this rank is in and whether it is in a slow
+phase, so that a rank the others wait for is named (trainer/distributed/step_progress.py).
 """
 
 from __future__ import annotations
@@ -23,23 +25,34 @@ import torch
 import torch.distributed as dist
 from transformers import TrainerCallback
 
+from trainer.distributed.collective_failure import end_if_collective_failed
 from trainer.distributed.fsdp import offloads_params
 from trainer.distributed.nccl_log import transport_report
 from trainer.distributed.peer_watch import PeerWatch
+from trainer.distributed.step_progress import StepProgress
 from trainer.distributed.world_ranks import WorldRanks
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.liveness import (
     COLLECTIVE_ENV,
     DEFAULT_COLLECTIVE,
     DEFAULT_PEER,
+    DEFAULT_PROGRESS,
     DEFAULT_SLOW_PHASE,
     PEER_ENV,
+    PROGRESS_ENV,
     SLOW_PHASE_ENV,
     seconds,
 )
 from trainer.torch_free.training import TrainingConfig
 
 _watch: PeerWatch | None = None
+
+
+def _collective_count() -> int:
+    return dist.distributed_c10d._get_default_group()._get_sequence_number_for_group()
+
+
+_progress = StepProgress(_collective_count)  # where this rank is, stamped with its heartbeat
 
 
 def collective_timeout_s(cfg: TrainingConfig) -> int:
@@ -53,11 +66,11 @@ def slow_phase_timeout_s(cfg: TrainingConfig) -> int:
     return max(_env_s(SLOW_PHASE_ENV, DEFAULT_SLOW_PHASE), collective_timeout_s(cfg))
 
 
-def _env_s(name: str, default: str) -> int:
+def _env_s(name: str, default: str, least: int = 1) -> int:
     value = os.environ.get(name) or str(seconds(default))
-    if not value.isdigit() or int(value) < 1:
-        raise UserError(f"{name}={value!r}: give whole seconds (1 or more), or leave it unset "
-                        "and set `launch.timeouts` in the spec")
+    if not value.isdigit() or int(value) < least:
+        raise UserError(f"{name}={value!r}: give whole seconds ({least} or more), or leave it "
+                        "unset and set `launch.timeouts` in the spec")
     return int(value)
 
 
@@ -69,13 +82,23 @@ def join_process_group(cfg: TrainingConfig, world: WorldRanks) -> None:
         return
     steady, slow, peer = (collective_timeout_s(cfg), slow_phase_timeout_s(cfg),
                           _env_s(PEER_ENV, DEFAULT_PEER))
+    progress = _env_s(PROGRESS_ENV, DEFAULT_PROGRESS, least=0)  # 0: off
     init_world(slow, world, cpu_collectives=offloads_params(cfg))
-    _watch = PeerWatch(world, peer, os.environ)
+    _watch = PeerWatch(world, peer, os.environ, _progress, progress)
     _watch.start()
     if world.is_main:
+        lag = (f"a rank that the others wait for in a collective for max(5 x the median step "
+               f"time, {progress} s) is named and ends the job" if progress else
+               "a rank that never joins a collective is left to the collective timeout")
         print(f"ft: collectives time out after {steady} s in steady training, {slow} s during "
-              f"start-up and saves; a peer silent for {peer} s is named and ends the job "
-              "(launch.timeouts)", flush=True)
+              f"start-up and saves; a peer silent for {peer} s is named and ends the job; "
+              f"{lag} (launch.timeouts)", flush=True)
+
+
+def end_on_collective_failure(exc: BaseException) -> None:
+    """A collective that failed ends this rank with PEER_LOST_EXIT_CODE, naming the node at
+    the other end (trainer/distributed/collective_failure.py); other errors return."""
+    end_if_collective_failed(_watch, exc)
 
 
 def leave_process_group() -> None:
@@ -97,16 +120,23 @@ class CollectiveWindows(TrainerCallback):
         self.steady, self.slow = collective_timeout_s(cfg), slow_phase_timeout_s(cfg)
         self.current = self.slow  # what join_process_group started the group with
 
+    def on_step_begin(self, args, state, control, **kwargs):
+        _progress.begin(state.global_step + 1)
+        return control
+
     def on_step_end(self, args, state, control, **kwargs):
         self._use(self.slow if control.should_save else self.steady)
+        _progress.slow_phase(bool(control.should_save))
         return control
 
     def on_save(self, args, state, control, **kwargs):
         self._use(self.steady)
+        _progress.slow_phase(False)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):
         self._use(self.slow)  # the final model is saved next
+        _progress.slow_phase(True)
         return control
 
     def _use(self, timeout_s: int) -> None:

@@ -33,6 +33,7 @@ from trainer.distributed.device_mesh import check_dp_sizes
 from trainer.distributed.fsdp import loads_on_meta, plan_for, require_runnable_here, shard_model
 from trainer.distributed.process_group import (
     CollectiveWindows,
+    end_on_collective_failure,
     join_process_group,
     leave_process_group,
 )
@@ -82,6 +83,9 @@ def train(cfg: TrainingConfig) -> Path:
         _cleanup()
         if not preempted:
             report_finished(graceful.last_step)
+    except Exception as exc:
+        end_on_collective_failure(exc)  # exit 69, the peer named; else raised as before
+        raise
     finally:
         lease.release()
         graceful.release()

@@ -14,6 +14,13 @@ Two different failures, two clocks:
   communicator on 8+ nodes takes minutes, and at a save every rank waits in a barrier while
   a large checkpoint is written. So start-up (up to the end of the first step, resume
   included) and each checkpoint save get `slow_phase`, steady training gets `collective`.
+- a rank that is alive but hung in its own code between steps (a data loader, a callback)
+  while the others already wait for it in the next step: each rank stamps the step it is
+  in with its heartbeat (trainer/distributed/step_progress.py), and one that has not begun
+  the step another rank is in for max(5 x the median step time, `progress`) is named,
+  outside start-up and saves. Far sooner than `collective`, and it names the rank.
+
+Every one of these ends the job with PEER_LOST_EXIT_CODE, through `ft node` too.
 """
 
 from __future__ import annotations
@@ -24,14 +31,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 COLLECTIVE_ENV = "FT_COLLECTIVE_TIMEOUT_S"
 SLOW_PHASE_ENV = "FT_SLOW_PHASE_TIMEOUT_S"
 PEER_ENV = "FT_PEER_TIMEOUT_S"
+PROGRESS_ENV = "FT_PROGRESS_TIMEOUT_S"  # "0": off
 DEFAULT_COLLECTIVE = "10m"
 DEFAULT_SLOW_PHASE = "1h"
 DEFAULT_PEER = "2m"
+DEFAULT_PROGRESS = "1m"
+OFF = "off"
+# 69, EX_UNAVAILABLE: a peer is gone or stopped making progress; nothing this rank did wrong.
+# The rank that finds it exits with it, and `ft node` (which reads PEER_LOST_REPORT) too.
+PEER_LOST_EXIT_CODE = 69
 # Heartbeats every PERIOD_S at most (peer/4 when that is shorter): a silent peer is named
 # within `peer` + one period. Below MIN_PEER_S a busy host's scheduling hiccup would look
 # like a dead node.
 PERIOD_S = 5.0
 MIN_PEER_S = 5
+# Below this a step-progress judgement is noise: a few heartbeats (PERIOD_S) at most.
+MIN_PROGRESS_S = 10
 # In STOP_REPORT_DIR (trainer.torch_free.exit_codes): a rank waiting on a silent peer says so
 # (ft node tells a stop signal it is not a slow save), and a rank that ended the job on a
 # lost peer leaves why.
@@ -64,15 +79,29 @@ class Timeouts(BaseModel):
     peer: str = Field(DEFAULT_PEER, description="A node (or rank) whose heartbeat stops for "
                       "this long is named and the job ends: node dead, link down, process "
                       "frozen.")
+    progress: str = Field(DEFAULT_PROGRESS, description="A rank that is alive but has not "
+                          "begun the step another rank is in for max(5 x the median step "
+                          "time, this) is named and the job ends (hung in its own code: a "
+                          "data loader, a callback). Never during start-up or a save. `off` "
+                          "leaves such a hang to `collective`.")
 
-    @field_validator("collective", "slow_phase", "peer")
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _off(cls, value: object) -> object:
+        # YAML reads a bare `off` (and `false`) as the boolean false.
+        return OFF if value is False else value
+
+    @field_validator("collective", "slow_phase", "peer", "progress")
     @classmethod
     def _duration(cls, value: str, info) -> str:
         text = str(value).strip()
+        if info.field_name == "progress" and text == OFF:
+            return text
         if len(text) < 2 or text[-1] not in _UNIT_SECONDS or not text[:-1].isdigit():
+            hint = " (or off)" if info.field_name == "progress" else ""
             raise ValueError(f"`{info.field_name}: {value}` is not a duration; use a number "
-                             "and a unit (s, m, h), e.g. 10m")
-        least = MIN_PEER_S if info.field_name == "peer" else 1
+                             f"and a unit (s, m, h), e.g. 10m{hint}")
+        least = {"peer": MIN_PEER_S, "progress": MIN_PROGRESS_S}.get(info.field_name, 1)
         if seconds(text) < least:
             raise ValueError(f"`{info.field_name}: {value}` is too short; use at least "
                              f"{least}s")
@@ -90,4 +119,5 @@ class Timeouts(BaseModel):
         """What ft node tells the ranks."""
         return {COLLECTIVE_ENV: str(seconds(self.collective)),
                 SLOW_PHASE_ENV: str(seconds(self.slow_phase)),
-                PEER_ENV: str(seconds(self.peer))}
+                PEER_ENV: str(seconds(self.peer)),
+                PROGRESS_ENV: "0" if self.progress == OFF else str(seconds(self.progress))}

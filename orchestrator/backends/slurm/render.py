@@ -26,6 +26,8 @@ from orchestrator.spec.load import Spec
 from orchestrator.templating import render_template, sh
 from trainer.torch_free.errors import Problem, SpecError
 from trainer.torch_free.exit_codes import RESUMABLE_EXIT_CODE
+from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE
+from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE
 
 NAME = "slurm"
 
@@ -60,6 +62,8 @@ def render(spec: Spec) -> Rendered:
         srun_extra=_srun_container(spec),
         ft_node=node_command(spec, NAME, shipped),
         resumable_code=RESUMABLE_EXIT_CODE,
+        peer_lost_code=PEER_LOST_EXIT_CODE,
+        preflight_code=PREFLIGHT_FAILED_EXIT_CODE,
         requeue_on_stop=launch.retry.on_preemption,
         requeue_on_error=launch.retry.on_error,
         max_restarts=launch.retry.max_restarts,
