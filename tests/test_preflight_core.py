@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.cli_runner import REPO
 from tests.support import cpu_cap
@@ -226,3 +227,23 @@ def test_a_healthy_launch_passes_the_preflight_records_it_and_trains(tmp_path, t
     assert {(f["check"], f["node_rank"]) for f in record["findings"]} >= \
         {("gpu", 0), ("gpu", 1), ("software", 0), ("software", 1)}
     assert (tmp_path / "out" / "ft-train-summary.json").is_file()  # and it trained
+
+
+def test_a_failed_preflight_leaves_the_named_nodes_for_slurms_requeue(tmp_path, monkeypatch):
+    """Rank 0 writes bad-node-<node rank> for each node a failed finding names (the batch
+    script excludes them when it requeues); a finding of the whole job names no node."""
+    from trainer.distributed.world_ranks import WorldRanks
+    from trainer.preflight.runner import Context, PreflightFailed, conclude
+    from trainer.torch_free.bad_nodes import BAD_NODE_FILE, NODE_EXITS_ENV
+    from trainer.torch_free.preflight_settings import Preflight
+
+    monkeypatch.setenv(NODE_EXITS_ENV, str(tmp_path / "exits"))
+    (tmp_path / "exits").mkdir()
+    context = Context(Preflight(), None, WorldRanks(), torch.device("cpu"), tmp_path / "out")
+    findings = [Finding("gpu", 0, "a", True, "fine"), Finding("gpu", 2, "c", False, "slow"),
+                Finding("link", None, None, False, "every pair slow")]
+    with pytest.raises(PreflightFailed):
+        conclude(findings, "nodes", context)
+    assert sorted(p.name for p in (tmp_path / "exits").iterdir()) == \
+        [BAD_NODE_FILE.format(node_rank=2)]
+    assert "gpu: slow" in (tmp_path / "exits" / "bad-node-2").read_text()

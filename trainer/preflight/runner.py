@@ -23,6 +23,7 @@ from trainer.distributed.world_ranks import WorldRanks
 from trainer.preflight import report
 from trainer.preflight.findings import Finding
 from trainer.preflight.placement import gathered, here
+from trainer.torch_free.bad_nodes import record_bad_nodes
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE, Preflight
 from trainer.torch_free.training import TrainingConfig
@@ -118,6 +119,9 @@ def conclude(findings: list[Finding], phase: str, context: Context,
         print(report.verdict_line(world.node_rank, host, verdict), flush=True)
     failed = [f for f in findings if not f.ok]
     if failed:
+        if world.is_main:  # on Slurm, the requeue leaves these nodes out
+            record_bad_nodes(sorted({f.node_rank for f in failed if f.node_rank is not None}),
+                             "pre-flight: " + "; ".join(f"{f.check}: {f.detail}" for f in failed))
         _leave_together(world)
         raise PreflightFailed(
             "pre-flight failed: " + "; ".join(f"{f.where()}: {f.check}: {f.detail}"
