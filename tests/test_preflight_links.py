@@ -274,7 +274,7 @@ def _launch(tmp_path: Path, tiny_model_dir: Path, env: dict[str, str], **spec):
 
 
 def _record(tmp_path: Path) -> list[dict]:
-    return json.loads((tmp_path / "out" / PREFLIGHT_RECORD).read_text())["nodes"]
+    return json.loads((tmp_path / "out" / PREFLIGHT_RECORD).read_text())["nodes"]["findings"]
 
 
 @needs_isolation
