@@ -17,11 +17,9 @@ from trainer.torch_free.liveness import seconds
 PREFLIGHT_ENV = "FT_PREFLIGHT"
 # A failed pre-flight ends the job with this code on every layer (78: EX_CONFIG, "something
 # about this setup is wrong"), never with a crash's 1 nor a resumable 75: a requeue would meet
-# the same bad node or storage again unless it is excluded.
+# the same bad node or storage again unless it is excluded. It travels up like a user error's
+# code (trainer.torch_free.exit_codes USER_ERROR_REPORT: local rank 0 reports, ft node exits).
 PREFLIGHT_FAILED_EXIT_CODE = 78
-# In STOP_REPORT_DIR (trainer.torch_free.exit_codes): a rank that found the pre-flight failed
-# leaves the finding for `ft node`, which exits PREFLIGHT_FAILED_EXIT_CODE and names the node.
-PREFLIGHT_FAILED_REPORT = "preflight-failed-rank-{rank}.json"
 # Under output_dir: the machine-readable record of the last pre-flight (one JSON object).
 PREFLIGHT_RECORD = "preflight.json"
 MIN_STORAGE_WINDOW_S = 5
