@@ -20,7 +20,7 @@ from orchestrator import backends
 from orchestrator.backends.base import Backend
 from orchestrator.backends.rendezvous import resolve_rendezvous
 from tests.cli_runner import REPO, run_ft
-from tests.train_helpers import free_port, write_tiny_spec
+from tests.train_helpers import free_port, shared_volumes, write_tiny_spec
 from trainer.torch_free.errors import UserError
 
 TINY = "examples/tiny/tiny.yaml"
@@ -158,8 +158,11 @@ def test_a_new_backend_is_one_module_and_one_registry_line(tmp_path, tiny_model_
 
     _toy_options_storage_and_emulation(copy, tmp_path, tiny_model_dir, env)
 
-    # Emulated: two toyq nodes here, a real gloo rendezvous through `ft node`.
-    doctor = _toy_ft(copy, "doctor", str(spec), "--nodes", "2", "--emulate", "toyq",
+    # Emulated: two toyq nodes here, a real gloo rendezvous through `ft node`; a toy queue
+    # shares no directory by itself, so the pre-flight's storage check needs a volume.
+    shared = tmp_path / "doctor"
+    doctor_spec = _toy_spec(tmp_path, tiny_model_dir, "doctor", volumes=shared_volumes(shared))
+    doctor = _toy_ft(copy, "doctor", str(doctor_spec), "--nodes", "2", "--emulate", "toyq",
                      "--master-port", str(free_port()), cwd=tmp_path, env=env)
     assert doctor.returncode == 0, doctor.stdout[-2000:] + doctor.stderr[-2000:]
     assert "ft node: backend toyq" in doctor.stdout

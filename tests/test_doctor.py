@@ -81,7 +81,7 @@ def test_a_failing_preflight_stops_the_job_before_training(tmp_path, tiny_model_
         assert f"[node{node}] ft node: the pre-flight failed (said above); training did not " \
             "start: exit 78" in log
         # Said once per node (by its local rank 0), not once per rank.
-        assert log.count(f"[node{node}] error: pre-flight failed: node 1 (") == 1
+        assert log.count(f"[node{node}] error: pre-flight failed: node ") == 1
     assert "ft launch: exit 78: the pre-flight failed (said above); training did not start" \
         in log
     assert "Traceback" not in log

@@ -25,10 +25,10 @@ from tests.support.hung_rank import RANK_ENV, STEP_ENV
 from tests.support.isolation_checks import assert_removed, launch_namespaces, needs_isolation
 from tests.test_peer_loss import _Lines
 from tests.train_helpers import free_port, write_tiny_spec
+from trainer.distributed.bad_nodes import NODE_EXITS_ENV, record_bad_nodes
 from trainer.distributed.collective_failure import collective_failure, peers_named
 from trainer.distributed.peer_watch import Member
 from trainer.distributed.step_progress import TIMED_STEPS, LagJudge, Stamp, StepProgress
-from trainer.torch_free.bad_nodes import NODE_EXITS_ENV, record_bad_nodes
 from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE, PROGRESS_ENV, Timeouts
 
 PROGRESS_S = 10

@@ -232,9 +232,9 @@ def test_a_healthy_launch_passes_the_preflight_records_it_and_trains(tmp_path, t
 def test_a_failed_preflight_leaves_the_named_nodes_for_slurms_requeue(tmp_path, monkeypatch):
     """Rank 0 writes bad-node-<node rank> for each node a failed finding names (the batch
     script excludes them when it requeues); a finding of the whole job names no node."""
+    from trainer.distributed.bad_nodes import BAD_NODE_FILE, NODE_EXITS_ENV
     from trainer.distributed.world_ranks import WorldRanks
     from trainer.preflight.runner import Context, PreflightFailed, conclude
-    from trainer.torch_free.bad_nodes import BAD_NODE_FILE, NODE_EXITS_ENV
     from trainer.torch_free.preflight_settings import Preflight
 
     monkeypatch.setenv(NODE_EXITS_ENV, str(tmp_path / "exits"))

@@ -3,7 +3,7 @@ excludes the node found at fault, within launch.retry.max_restarts.
 
 The batch script (templates/slurm.sbatch.j2) reads the nodes named at fault from the
 attempt's FT_NODE_EXITS (bad-node-<SLURM_NODEID>, written by the rank that named the node:
-trainer/torch_free/bad_nodes.py) and from its own watch (a node that never reported), and
+trainer/distributed/bad_nodes.py) and from its own watch (a node that never reported), and
 adds them to the job's ExcNodeList after `scontrol requeue`. The workspace and helpers are
 test_slurm_real.py's.
 """
@@ -95,7 +95,7 @@ def _job_nodes(ws: Workspace, job_id: str) -> list[str]:
 PREFLIGHT_FAILS = """#!/bin/bash
 # Stands in for `ft node` (no training): the first attempt's pre-flight fails (exit 78) on
 # every node, as the broadcast verdict makes it; with FAKE_BAD_NODE set, node 0 first names
-# node $FAKE_BAD_NODE in FT_NODE_EXITS as trainer/torch_free/bad_nodes.py does. Later
+# node $FAKE_BAD_NODE in FT_NODE_EXITS as trainer/distributed/bad_nodes.py does. Later
 # attempts finish at once.
 attempt=$(( ${SLURM_RESTART_COUNT:-0} + 1 ))
 echo "fake ft node $SLURM_NODEID on $SLURMD_NODENAME: attempt $attempt" >&2

@@ -104,7 +104,7 @@ def doctor(
     if dry_run:
         raise UserError("ft doctor --dry-run prints the job a --backend that submits one "
                         "would get; emulated nodes here have nothing to print (drop "
-                        "--dry-run, or pass --backend slurm, say)")
+                        "--dry-run, or pass the --backend of your cluster)")
     require_train_stack("`ft doctor` (emulated nodes run its checks here)")
     from orchestrator.backends.local.emulation import run_local
 

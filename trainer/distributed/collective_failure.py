@@ -10,7 +10,7 @@ rank, hostname and address; where the error names no known address (NCCL often d
 or every node shares one loopback address) the finding says so and the heartbeats may name
 a silent node on the other ranks.
 
-The peer at the other end is not recorded as a bad node for a Slurm exclusion: a reset
+The peer at the other end is not recorded as a bad node for a requeue to exclude: a reset
 connection is as often this node's fault (its link) or a crash of the peer's own code.
 """
 

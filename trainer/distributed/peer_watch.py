@@ -21,7 +21,7 @@ trainer/distributed/step_progress.py), so the judges name a rank that is alive b
 others up in a collective it never joins, long before the collective timeout.
 
 A rank that names a lost or hung peer leaves that node's rank in FT_NODE_EXITS
-(trainer/torch_free/bad_nodes.py), so that a Slurm requeue can exclude the node.
+(trainer/distributed/bad_nodes.py), so that a requeue can exclude the node.
 
 A rank that ends normally marks itself done (`finish`), so a rank still writing the final
 model does not mistake it for dead. A rank whose own threads were frozen (a stop signal, a
@@ -44,9 +44,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 
+from trainer.distributed.bad_nodes import record_bad_nodes
 from trainer.distributed.step_progress import Lag, LagJudge, Stamp, StepProgress
 from trainer.distributed.world_ranks import WorldRanks
-from trainer.torch_free.bad_nodes import record_bad_nodes
 from trainer.torch_free.exit_codes import STOP_REPORT_DIR
 from trainer.torch_free.liveness import (
     PEER_LOST_EXIT_CODE,

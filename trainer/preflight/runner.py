@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from trainer.distributed.bad_nodes import record_bad_nodes
 from trainer.distributed.world_ranks import WorldRanks
 from trainer.preflight import report
 from trainer.preflight.findings import Finding
 from trainer.preflight.placement import gathered, here
-from trainer.torch_free.bad_nodes import record_bad_nodes
 from trainer.torch_free.errors import UserError
 from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE, Preflight
 from trainer.torch_free.training import TrainingConfig
@@ -119,7 +119,7 @@ def conclude(findings: list[Finding], phase: str, context: Context,
         print(report.verdict_line(world.node_rank, host, verdict), flush=True)
     failed = [f for f in findings if not f.ok]
     if failed:
-        if world.is_main:  # on Slurm, the requeue leaves these nodes out
+        if world.is_main:  # a requeue that excludes nodes leaves these out
             record_bad_nodes(sorted({f.node_rank for f in failed if f.node_rank is not None}),
                              "pre-flight: " + "; ".join(f"{f.check}: {f.detail}" for f in failed))
         _leave_together(world)

@@ -29,12 +29,9 @@ from trainer.preflight.scratch import attempt_folder, gather, remove, sweep
 CHECK = "storage"
 POLL_S = 0.25
 # The trainer does not know which backend started it; each backend's `ft validate` names
-# its own way (orchestrator/backends/*/storage.py), and this says them all in one breath.
-FIX = ("Put output_dir on storage every node mounts: on Slurm a filesystem every node mounts "
-       "(the submit directory is one); on dstack an instance volume on a filesystem every "
-       "host mounts; on SkyPilot a bucket in `launch.volumes`; on Modal a relative output_dir "
-       "(the job's Volume); on `--backend local` a `launch.volumes` entry. `ft validate "
-       "--backend X` says what X needs.")
+# its own way (orchestrator/backends/*/storage.py, docs/storage.md).
+FIX = ("Put output_dir on storage every node mounts (docs/storage.md says what each backend "
+       "offers); `ft validate --backend X` says what X needs.")
 
 
 def check(context) -> list[Finding]:
@@ -69,8 +66,8 @@ def check(context) -> list[Finding]:
 
 def visibility_window(settings) -> tuple[float, str]:
     """(seconds, as said) a new file may take to show on another node: the spec's
-    storage_window, or the backend's longer wait for checkpoint shards (SkyPilot sets one for
-    a cached bucket mount, which uploads behind the writes)."""
+    storage_window, or the backend's longer wait for checkpoint shards (`ft node` sets one
+    for storage that uploads behind the writes, such as a cached bucket mount)."""
     backend = float(os.environ.get(VISIBILITY_WAIT) or 0)
     if backend > settings.storage_window_s():
         return backend, f"{backend:.0f}s ({VISIBILITY_WAIT})"

@@ -1,11 +1,12 @@
-"""Nodes a rank (or `ft node`) found at fault, left where the Slurm batch script reads them: it
-excludes those nodes when it requeues the job (templates/slurm.sbatch.j2).
+"""Nodes a rank found at fault, left where the job's launch script reads them: a scheduler
+script that requeues the job excludes those nodes (templates/, the script that exports
+FT_NODE_EXITS).
 
-FT_NODE_EXITS is the attempt's directory on the storage every node of a Slurm job shares
+FT_NODE_EXITS is the attempt's directory on the storage every node of the job shares
 (the batch script exports it; the nodes record their exit codes there too). A finding is one
 file per node, `bad-node-<node rank>`, holding why: several ranks on several nodes may name
-the same node at once, and a file per node needs no lock. The node rank is Slurm's
-SLURM_NODEID, which the script maps to the node's name. Without FT_NODE_EXITS (other
+the same node at once, and a file per node needs no lock. The node rank is the
+scheduler's node id, which the script maps to the node's name. Without FT_NODE_EXITS (other
 backends, a plain `ft train`) nothing is written: the finding is in the log alone.
 
 Only a node that is known bad is named here: a rank that lost the store cannot tell whether
