@@ -1,6 +1,7 @@
-"""The README's sample of the pre-flight's output is the pre-flight's own format: each finding
-line is the report's line for a check the runner runs, its words come from the module that
-writes them, and the last line is what `ft launch --backend local` says on exit 78."""
+"""The README's "Before and during a run": its sample of the pre-flight's output is the
+pre-flight's own format (each finding line is the report's line for a check the runner runs,
+its words come from the module that writes them, the last line is what `ft launch --backend
+local` says on exit 78), and its exit codes and default timeout are the code's."""
 
 from __future__ import annotations
 
@@ -40,3 +41,14 @@ def test_the_sample_ends_as_a_failed_launch_ends():
     said = SAMPLE[-1].removeprefix("ft launch: ")
     assert said.startswith("exit 78: ")
     assert said.removeprefix("exit 78: ").split(";")[0] in source.replace('"\n', "")
+
+
+def test_the_sections_codes_and_default_timeout_are_the_codes_own():
+    from trainer.torch_free.liveness import PEER_LOST_EXIT_CODE, Timeouts, seconds
+    from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE
+
+    text = " ".join(SECTION.split())
+    assert f"ends the job with exit {PEER_LOST_EXIT_CODE} and the node named" in text
+    assert f"ends the job with exit {PREFLIGHT_FAILED_EXIT_CODE} (on Slurm, requeued" in text
+    minutes = seconds(Timeouts().peer) // 60
+    assert f"(a silent peer: {minutes} minutes by default)" in text
