@@ -1,5 +1,5 @@
-"""`ft doctor` / `launch.preflight`: the pre-flight's checks on real emulated nodes (gloo on CPU),
-and the all-reduce arithmetic `ft doctor` judges links by."""
+"""`ft doctor` / `launch.preflight`: the pre-flight's checks on real emulated nodes (gloo on CPU).
+The all-reduce arithmetic the link check judges by is tested in test_preflight_links.py."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import json
 import os
 import socket
 
-import pytest
-
 from orchestrator.backends.local.isolation import unavailable_reason
 from tests.cli_runner import run_ft
 from tests.train_helpers import free_port, write_tiny_spec
-from trainer.preflight.links_measure import bus_bandwidth, groups_to_measure
 from trainer.torch_free.preflight_settings import PREFLIGHT_FAILED_EXIT_CODE
 
 
@@ -20,26 +17,6 @@ def preflight_json(log: str) -> dict:
     """The record the pre-flight prints into the job's log."""
     line = next(line for line in log.splitlines() if "FT_PREFLIGHT_JSON " in line)
     return json.loads(line.split("FT_PREFLIGHT_JSON ", 1)[1])
-
-
-def test_every_node_pair_is_measured_on_its_own():
-    two = groups_to_measure({0: [0], 1: [1]})
-    assert two == [("pair", [0, 1])]
-    three = groups_to_measure({0: [0, 1], 1: [2, 3], 2: [4, 5]})
-    assert [kind for kind, _ in three].count("node") == 3
-    assert [nodes for kind, nodes in three if kind == "pair"] == [[0, 1], [0, 2], [1, 2]]
-    assert three[-1] == ("world", [0, 1, 2])
-    # Beyond 8 nodes, all pairs would be 45+ measurements: neighbours in a ring instead.
-    ring = [nodes for kind, nodes in groups_to_measure({n: [n] for n in range(10)})
-            if kind == "pair"]
-    assert len(ring) == 10 and [0, 9] in ring and [4, 5] in ring
-
-
-def test_bus_bandwidth_follows_nccl_tests():
-    # 1 GB in 10 ms over 2 ranks: algbw 100 GB/s, busbw x 2(n-1)/n = 1.
-    assert bus_bandwidth(10**9, 0.01, 2) == pytest.approx(100)
-    assert bus_bandwidth(10**9, 0.01, 8) == pytest.approx(175)
-    assert bus_bandwidth(10**9, 0.01, 1) == 0
 
 
 def test_doctor_measures_two_emulated_nodes(tmp_path, tiny_model_dir):
