@@ -47,25 +47,9 @@ def test_a_rank_hung_between_steps_is_named_and_ends_the_job(tmp_path, tiny_mode
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
            "FT_TRAINER_HOOKS": "tests.support.hung_rank:install", RANK_ENV: "1",
            STEP_ENV: str(hang_after)}
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
-                             "--backend", "local", "--master-port", str(free_port())],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    output = _Lines(proc)
-    code, ended_after = None, -1.0
-    try:
-        output.wait_for(f"rank 1 hangs after step {hang_after}", timeout_s=300)
-        hung_at = time.monotonic()
-        code = proc.wait(timeout=HANG_BOUND_S + 60)
-        ended_after = time.monotonic() - hung_at
-    finally:
-        proc.kill()
-        proc.wait()
-        output.thread.join(10)
-        # Kept by pytest for a look after a failure.
-        (tmp_path / "job.log").write_text(f"{output.text()}\nended {ended_after:.1f} s after "
-                                          f"the hang, exit {code}\n")
-    log = output.text()
+    code, ended_after, log, _ = _time_the_end(
+        spec, tmp_path, env, "hang", HANG_BOUND_S + 60,
+        lambda output: output.wait_for(f"rank 1 hangs after step {hang_after}", timeout_s=300))
     print(f"hung rank: the job ended {ended_after:.0f} s after the hang, exit {code}")
     assert code == PEER_LOST_EXIT_CODE, log[-4000:]
     assert ended_after < HANG_BOUND_S, f"{ended_after:.0f} s\n{log[-4000:]}"
@@ -150,28 +134,8 @@ def test_a_failed_collective_names_the_node_at_the_other_end(tmp_path, tiny_mode
                            eval_steps=100000, launch={
                                "nodes": 2, "env": {"OMP_NUM_THREADS": "1"},
                                "timeouts": {"collective": "10m", "peer": "10s"}})
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
-                             "--backend", "local", "--master-port", str(free_port())],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = _Lines(proc)
-    code, ended_after = None, -1.0
-    try:
-        output.wait_for("'loss'", timeout_s=300)
-        stem = launch_namespaces(output.text())
-        cut = run_cmd(["ip", "netns", "exec", f"{stem}-n1", "ss", "-K", "-t", "state",
-                       "established"])
-        assert cut.returncode == 0, cut.stderr
-        cut_at = time.monotonic()
-        code = proc.wait(timeout=120)
-        ended_after = time.monotonic() - cut_at
-    finally:
-        proc.kill()
-        proc.wait()
-        output.thread.join(10)
-        (tmp_path / "job.log").write_text(f"{output.text()}\nended {ended_after:.1f} s after "
-                                          f"the cut, exit {code}\n")
-    log = output.text()
+    code, ended_after, log, stem = _time_the_end(
+        spec, tmp_path, {**os.environ, "PYTHONPATH": str(REPO)}, "cut", 120, _cut_node_1)
     print(f"failed collective: the job ended {ended_after:.0f} s after the cut, exit {code}")
     assert code == PEER_LOST_EXIT_CODE, log[-4000:]
     assert ended_after < 60, log[-4000:]
@@ -218,3 +182,37 @@ def test_a_named_node_is_left_for_the_batch_script_and_ft_node_reads_the_finding
     (reports / "peer-lost-rank-0.json").write_text(
         '{"rank": 0, "finding": "node 1 (h1, 10.0.0.2) stopped answering", "peer_timeout_s": 10}')
     assert peer_lost(reports) == "rank 0 ended the job: node 1 (h1, 10.0.0.2) stopped answering"
+
+
+def _time_the_end(spec, tmp_path, env: dict, what: str, wait_s: float, fault):
+    """`ft launch --backend local` of `spec`; `fault(output)` returns once the fault is in
+    place (what it returns comes back too). (exit code, seconds from the fault to the job's
+    end, the log, fault's result); the log is kept in tmp_path/job.log for a failure."""
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "launch", str(spec),
+                             "--backend", "local", "--master-port", str(free_port())],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    output = _Lines(proc)
+    code, ended_after, made = None, -1.0, None
+    try:
+        made = fault(output)
+        at = time.monotonic()
+        code = proc.wait(timeout=wait_s)
+        ended_after = time.monotonic() - at
+    finally:
+        proc.kill()
+        proc.wait()
+        output.thread.join(10)
+        (tmp_path / "job.log").write_text(f"{output.text()}\nended {ended_after:.1f} s after "
+                                          f"the {what}, exit {code}\n")
+    return code, ended_after, output.text(), made
+
+
+def _cut_node_1(output) -> str:
+    """Once training runs, tear down node 1's TCP connections; the namespaces' stem."""
+    output.wait_for("'loss'", timeout_s=300)
+    stem = launch_namespaces(output.text())
+    cut = run_cmd(["ip", "netns", "exec", f"{stem}-n1", "ss", "-K", "-t", "state",
+                   "established"])
+    assert cut.returncode == 0, cut.stderr
+    return stem
