@@ -62,6 +62,40 @@ def n_params(shape: dict, vocab: int = VOCAB) -> int:
     return 2 * vocab * d + layers * layer + d
 
 
+def baseline_row_order(count: int) -> list[int]:
+    """The first `count` indices the baseline's Trainer samples from its Fixed dataset
+    (10**6 rows, seed 0), read from a Trainer built with the same arguments: ft's spec then
+    keeps file order (`curriculum_sampling`), so step k of both sees the same rows and the
+    per-step losses compare batch for batch."""
+    import tempfile
+
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    class Index(torch.utils.data.Dataset):
+        def __len__(self):
+            return 10**6
+
+        def __getitem__(self, i):
+            return {"i": i}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=tmp, per_device_train_batch_size=1, seed=0,
+                                 report_to=[], save_strategy="no", use_cpu=True,
+                                 remove_unused_columns=False)
+        trainer = Trainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=Index(),
+                          data_collator=lambda rows: [r["i"] for r in rows])
+        loader = trainer.get_train_dataloader()
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(0)
+        order = []
+        for batch in loader:
+            order += batch
+            if len(order) >= count:
+                return order[:count]
+    return order
+
+
 def cmd_prep(model_dir: str, shape_name: str, seq: int, fixed_rows: int, fixed_path: str) -> None:
     """Model (as the baseline builds it) + tokenizer into model_dir; full-length jsonl rows."""
     import torch
@@ -97,7 +131,8 @@ def cmd_prep(model_dir: str, shape_name: str, seq: int, fixed_rows: int, fixed_p
     if fixed_path and not Path(fixed_path).exists():
         tmp = fixed_path + ".tmp"
         with open(tmp, "w") as f:
-            for i in range(fixed_rows):  # exactly the baseline's Fixed dataset rows
+            # exactly the baseline's Fixed dataset rows, in the order its Trainer draws them
+            for i in baseline_row_order(fixed_rows):
                 g = torch.Generator().manual_seed(i)
                 ids = torch.randint(0, VOCAB, (seq,), generator=g).tolist()
                 f.write(json.dumps({"input_ids": ids, "attention_mask": [1] * seq,

@@ -226,6 +226,8 @@ class Bench:
             **ft_lever_keys(parse_tool(tool)[2]),
             **multi_gpu.sharding_keys(tool_topology(tool), parse_tool(tool)[2]),
             "attn_implementation": attn,
+            # the fixed rows are written in the baseline's sampling order (model_prep.py)
+            **({"curriculum_sampling": True} if cfg["data"] == "fixed" else {}),
             "logging_steps": 1,
             "seed": 0,
         }

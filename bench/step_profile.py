@@ -11,6 +11,7 @@ plain one; its rates are not figures to report.
 
 from __future__ import annotations
 
+import bisect
 import os
 import time
 from pathlib import Path
@@ -55,10 +56,67 @@ class _Window(TrainerCallback):
         lines = [f"steps {FIRST}..{FIRST + STEPS}: wall {wall * 1e3:.1f} ms, "
                  f"GPU kernel span {span / 1e3:.1f} ms, busy {busy / 1e3:.1f} ms "
                  f"({100 * busy / max(span, 1):.1f}% of the span)",
-                 table.table(sort_by="self_device_time_total", row_limit=30),
-                 table.table(sort_by="self_cpu_time_total", row_limit=30)]
+                 table.table(sort_by="self_device_time_total", row_limit=45),
+                 table.table(sort_by="self_cpu_time_total", row_limit=45),
+                 *_idle_report(events, kernels), *_sync_report(events)]
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / f"rank{rank}.txt").write_text("\n".join(lines))
+
+
+def _merged(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for start, stop in sorted(intervals):
+        if out and start <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], stop)
+        else:
+            out.append([start, stop])
+    return [(a, b) for a, b in out]
+
+
+def _chain(event) -> str:
+    """The CPU op and its parents, innermost first: what the host was doing."""
+    names = []
+    while event is not None and len(names) < 6:
+        names.append(event.name[:48])
+        event = event.cpu_parent
+    return " < ".join(names)
+
+
+def _idle_report(events, kernels) -> list[str]:
+    """Where the GPU waited: each gap between kernels over 50 us, charged to the CPU op that
+    ended it (the launch the GPU was waiting for) and that op's parents."""
+    busy = _merged(kernels)
+    launches = sorted((e.time_range.start, e) for e in events
+                      if e.device_type.name == "CPU" and "Launch" in e.name)
+    starts = [t for t, _ in launches]
+    by_cause: dict[str, list[float]] = {}
+    gaps = []
+    for (_, end), (nxt, _) in zip(busy, busy[1:], strict=False):
+        gap = nxt - end
+        if gap < 50:
+            continue
+        gaps.append(gap)
+        i = bisect.bisect_right(starts, nxt) - 1  # the last launch before the gap closed
+        cause = _chain(launches[i][1].cpu_parent) if i >= 0 else "?"
+        by_cause.setdefault(cause, []).append(gap)
+    lines = [f"GPU idle gaps over 50 us: {len(gaps)}, {sum(gaps) / 1e3:.1f} ms in all; "
+             "by the host op whose launch ended the gap:"]
+    for cause, g in sorted(by_cause.items(), key=lambda kv: -sum(kv[1]))[:25]:
+        lines.append(f"  {sum(g) / 1e3:8.2f} ms {len(g):5d} gaps  {cause}")
+    return lines
+
+
+def _sync_report(events) -> list[str]:
+    """Every host-device synchronisation in the window, with the op that asked for it."""
+    counts: dict[str, list[float]] = {}
+    for e in events:
+        if e.device_type.name == "CPU" and "Synchronize" in e.name:
+            cause = _chain(e.cpu_parent)
+            counts.setdefault(cause, []).append(e.time_range.end - e.time_range.start)
+    lines = ["host syncs (count, host ms waiting) by caller:"]
+    for cause, waits in sorted(counts.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {len(waits):4d} {sum(waits) / 1e3:8.2f} ms  {cause}")
+    return lines
 
 
 def _sync() -> None:

@@ -11,7 +11,7 @@ import multi_gpu
 #       ckpt / nockpt = gradient_checkpointing true / false (default: auto);
 #       liger / noliger = liger_kernel true / false (default: Liger where installed);
 #       cce = cut_cross_entropy: true; nolorak = lora_*_kernel false (peft's own LoRA
-#       forward). `ft:ATTN` also sets attn_implementation.
+#       forward); compile = torch_compile: true. `ft:ATTN` also sets attn_implementation.
 #       `ft@NxG`: N emulated nodes of G GPUs (`ft launch --backend local`), FSDP2 unless
 #       `+ddp` (transformers' DDP); `+keep` keeps each layer's gathered weights from
 #       forward to backward (reshard_after_forward false: one all-gather per layer and
@@ -19,8 +19,8 @@ import multi_gpu
 #       false; default auto keeps it whole on each GPU when it fits); `+iso` isolates the
 #       nodes (own netns: NCCL over veth).
 #   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
-MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "ddp", "keep",
-                    "shard", "iso"},
+MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "compile", "ddp",
+                    "keep", "shard", "iso"},
              "baseline": {"liger", "nockpt"}}
 
 
@@ -55,6 +55,8 @@ def ft_lever_keys(mods: set[str]) -> dict:
         keys["liger_kernel"] = "liger" in mods
     if "cce" in mods:
         keys["cut_cross_entropy"] = True
+    if "compile" in mods:
+        keys["torch_compile"] = True
     if "nolorak" in mods or "noliger" in mods:  # noliger: the plain path, peft's LoRA too
         keys.update(lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False)
     return keys

@@ -18,6 +18,7 @@ from trainer.data.templates import adopt_chat_template
 from trainer.distributed.fsdp import ShardingPlan, settle_replication
 from trainer.kernels import attention_varlen
 from trainer.kernels.lora_fused import GROUPS, fuse_lora
+from trainer.kernels.lora_grouped import group_lora
 from trainer.kernels.lora_mlp import lean_mlp
 from trainer.kernels.plan import apply_kernels, installed, lora_kernel_groups, plan_kernels
 from trainer.models.activation_memory import (
@@ -219,6 +220,8 @@ def load_model(cfg: TrainingConfig, tokenizer: PreTrainedTokenizerBase, precisio
         fuse_lora(model, groups)
     if "lora_mlp_kernel" in groups:
         lean_mlp(model, liger_swiglu=kernels.liger.get("liger_glu_activation", False))
+    if groups and sharding is None and not cfg.deepspeed:  # the frozen base whole here
+        group_lora(model, groups)
     if cfg.unfrozen_parameters:
         unfreeze_only(model, cfg.unfrozen_parameters, adapter=bool(cfg.adapter))
     fused_norm = kernels.liger.get("liger_rms_norm", False)
