@@ -84,7 +84,7 @@ def validate(
     at once, with its YAML path and line; exit 2), unknown keys (warned; errors with
     --strict), then what each backend's launch needs."""
     from orchestrator.readiness import readiness, yaml_has_launch
-    from orchestrator.spec.internode_traffic import traffic_note
+    from orchestrator.spec.layout_report import layout_lines
     from orchestrator.spec.memory_fit import memory_check
 
     loaded = load_for_cli(spec, nodes, gpus_per_node, strict=strict)
@@ -107,9 +107,8 @@ def validate(
     elif not too_big:
         typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
                    f"adapter={loaded.training.adapter or 'full'})")
-        traffic = traffic_note(loaded.training, launch.nodes, launch.gpus_per_node)
-        if traffic:
-            typer.echo(f"  {traffic}")
+        for line in layout_lines(loaded):
+            typer.echo(f"  {line}")
         for line in memory:
             typer.echo(f"  {line}")
     for name, problems in report.items():

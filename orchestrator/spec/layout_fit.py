@@ -1,0 +1,70 @@
+"""The memory answers trainer/torch_free/layout_choice.py decides by, from the model's shape and
+one GPU's memory, with the estimate `ft validate` prints (orchestrator/spec/memory_fit.py).
+
+`ft validate` / `ft launch` call it with `launch.gpu`'s memory and the launch block's GPU
+count; `ft train` with the same `launch.gpu` (or, unnamed, the GPU it runs on) and the ranks
+torchrun started (orchestrator/cli/train_layout.py). Same spec, same GPUs, same answer: a job
+requeued onto the same kind of nodes resumes in the layout its checkpoints were written in.
+
+Kernels count as the plain ones (`optimistic=False`): a layout is never chosen on the
+strength of a Liger kernel the image may lack.
+"""
+
+from __future__ import annotations
+
+from orchestrator.spec.load import Spec
+from orchestrator.spec.memory_fit import GIB, evaluate, gpu_memory
+from orchestrator.spec.model_shapes import Found
+from trainer.torch_free.layout_choice import (
+    DDP,
+    HSDP,
+    Fits,
+    Layout,
+    apply_layout,
+    choose_layout,
+    is_open,
+)
+from trainer.torch_free.memory_estimate import Shape
+from trainer.torch_free.training import TrainingConfig
+
+
+def fits_for(t: TrainingConfig, shape: Shape | None, nodes: int, gpus_per_node: int,
+             total_bytes: int | None, gpu_name: str, no_shape: str = "") -> Fits:
+    """`no_shape`: why `shape` is None (said in the printed line)."""
+    if shape is None:
+        return Fits(unjudged=f"no model shape ({no_shape})" if no_shape else "no model shape")
+    if total_bytes is None:
+        return Fits()
+    world = nodes * gpus_per_node
+    judged = f"{gpu_name}, {total_bytes / GIB:.1f} GiB"
+    whole = whole_gib = None
+    if t.adapter:
+        # DDP pays where it fits with no more recomputed layers than the spec's own FSDP2
+        # (a recomputed layer costs a third of its FLOPs, more than the all-gathers save).
+        ddp = evaluate(shape, apply_layout(t, Layout(DDP, "")), 1, total_bytes, False)
+        sharded = evaluate(shape, t, world, total_bytes, False)
+        whole = ddp.fits and ddp.peak.checkpointed <= sharded.peak.checkpointed
+        whole_gib = ddp.peak.total / GIB
+    node = apply_layout(t, Layout(HSDP, "", dp_shard_size=gpus_per_node))
+    node_shard = evaluate(shape, node, world, total_bytes, False).fits \
+        if nodes >= 2 and gpus_per_node >= 2 else None
+    return Fits(whole=whole, node_shard=node_shard, judged_by=judged, whole_gib=whole_gib)
+
+
+def layout_for(t: TrainingConfig, shape: Shape | None, nodes: int, gpus_per_node: int,
+               total_bytes: int | None, gpu_name: str, no_shape: str = "") -> Layout | None:
+    return choose_layout(t, nodes, gpus_per_node, fits_for(
+        t, shape, nodes, gpus_per_node, total_bytes, gpu_name, no_shape))
+
+
+def spec_layout(spec: Spec, found: Found) -> Layout | None:
+    """What `ft validate` / `ft launch` print: the launch block's GPUs (a CPU job runs one
+    process per node), `launch.gpu`'s memory, the shape orchestrator/spec/model_shapes.py
+    found."""
+    t, launch = spec.training, spec.launch
+    if not is_open(t):
+        return None
+    gpu = gpu_memory(launch.gpu)
+    return layout_for(t, found.shape, launch.nodes, max(launch.gpus_per_node, 1),
+                      gpu.total_bytes if gpu else None, gpu.name if gpu else "",
+                      found.source)

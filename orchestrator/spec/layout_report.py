@@ -1,0 +1,37 @@
+"""What `ft validate` and `ft launch` print about the data-parallel layout: the layout ft
+chose where the spec leaves it open (orchestrator/spec/layout_fit.py), and for a job on
+several nodes of GPUs the inter-node bytes per optimizer step of each layout that applies
+(orchestrator/spec/internode_table.py)."""
+
+from __future__ import annotations
+
+from orchestrator.spec.internode_table import table
+from orchestrator.spec.layout_fit import spec_layout
+from orchestrator.spec.load import Spec
+from orchestrator.spec.model_shapes import Found, find_shape
+from trainer.torch_free.memory_estimate import count_params
+
+
+def layout_lines(spec: Spec) -> list[str]:
+    found = find_shape(spec.training)
+    layout = spec_layout(spec, found)
+    return ([layout.line] if layout else []) + traffic_lines(spec, found)
+
+
+def traffic_lines(spec: Spec, found: Found) -> list[str]:
+    t, launch = spec.training, spec.launch
+    if launch.nodes < 2 or launch.gpus_per_node < 1 or t.deepspeed:
+        return []
+    rows = table(t, found.shape, launch.nodes, launch.gpus_per_node)
+    if not rows:
+        return []
+    if found.shape is None:
+        what = "the adapter's" if t.adapter else "the model's"
+        head = (f"inter-node traffic per optimizer step, out of each node (NCCL ring "
+                f"estimate): bytes per parameter of {what}, the model's shape being "
+                f"unknown ({found.source})")
+    else:
+        billions = count_params(found.shape).total / 1e9
+        head = (f"inter-node traffic per optimizer step, out of each node (NCCL ring "
+                f"estimate, GB; {billions:.2f}B parameters, shape: {found.source})")
+    return [head, *(f"  {row}" for row in rows)]
