@@ -54,6 +54,7 @@ def test_fsdp_adapter_that_fits_trains_with_ddp_and_resumes(tmp_path, tiny_model
     assert chosen in log  # said by `ft launch` before anything starts, and by `ft train`
     assert log.count(chosen) >= 2, log[-3000:]
     assert "`fsdp_config.replicate_frozen_params: true` keeps FSDP2" in log
+    assert "(`cpu_ram_efficient_loading` is FSDP's: under DDP every rank reads" in log
     assert "FSDP2 FULL_SHARD" not in log  # fsdp.py's wrapping never ran
     out = tmp_path / "out"
     for rank in (0, 1):

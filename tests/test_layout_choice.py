@@ -21,12 +21,12 @@ FSDP_SPEC = "fsdp_version: 2\nfsdp_config:\n  reshard_after_forward: true\n"
 
 
 def _spec(model: str, training: str, nodes: int = 1, gpus: int = 2, gpu: str = "H100",
-          extra: str = "", fsdp_lines: str = ""):
+          extra: str = "", fsdp_lines: str = "", micro_batch: int = 1):
     """`fsdp_lines`: more `fsdp_config` keys (indented); `extra`: more top-level keys."""
     text = (f"base_model: {model}\ndatasets:\n  - path: data.jsonl\n    type: alpaca\n"
-            f"sequence_len: 2048\nmicro_batch_size: 1\nbf16: true\n{training}{FSDP_SPEC}"
-            f"{fsdp_lines}{extra}launch:\n  name: j\n  nodes: {nodes}\n  gpus_per_node: {gpus}\n"
-            f"  gpu: {gpu}\n")
+            f"sequence_len: 2048\nmicro_batch_size: {micro_batch}\nbf16: true\n{training}"
+            f"{FSDP_SPEC}{fsdp_lines}{extra}launch:\n  name: j\n  nodes: {nodes}\n"
+            f"  gpus_per_node: {gpus}\n  gpu: {gpu}\n")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpecWarning)
         return parse_spec(text, "spec.yaml")
@@ -51,6 +51,15 @@ def test_an_adapter_too_big_for_one_gpu_keeps_fsdp2_and_says_why():
     assert layout.kind == FSDP
     assert "the whole adapter model needs more memory or more recomputed layers on each " \
         "GPU than FSDP2" in layout.line
+
+
+def test_the_estimate_counts_liger_only_where_the_spec_names_it():
+    """8B LoRA, 4 x 2048 tokens a micro-batch on 2 H100s: with the plain loss the whole model
+    needs more recomputed layers than FSDP2; with Liger's fused loss (no logits) it fits."""
+    spec = _spec("meta-llama/Llama-3.1-8B", LORA, micro_batch=4)
+    assert _layout(spec).kind == FSDP
+    liger = _spec("meta-llama/Llama-3.1-8B", LORA, micro_batch=4, extra="liger_kernel: true\n")
+    assert _layout(liger).kind == DDP
 
 
 @pytest.mark.parametrize("written", [
@@ -167,6 +176,16 @@ def test_the_table_has_each_node_count_and_the_spec_own():
     assert lines[4].split()[1] == "0.31"
 
 
+def test_the_documented_worked_case():
+    """docs/sharded-training.md's figures for Llama-3.1-8B on 2 nodes x 8 GPUs."""
+    shape = KNOWN["llama-3.1-8b"]
+    full = table(_spec("x", "", nodes=2, gpus=8).training, shape, 2, 8)
+    assert [row.split()[-4:] for row in full[1:]] == [
+        ["60.2", "62.2", "63.2", "63.7"], ["32.1", "48.2", "56.2", "60.2"]]
+    lora = table(_spec("x", LORA, nodes=2, gpus=8).training, shape, 2, 8)
+    assert [row.split()[-4] for row in lora[1:]] == ["30.4", "0.31", "0.17", "0.31"]
+
+
 def test_an_unknown_model_gets_bytes_per_parameter():
     spec = _spec("org/unknown-model", "", nodes=2, gpus=8)
     lines = table(spec.training, None, 2, 8)
@@ -188,3 +207,5 @@ def test_ft_validate_prints_the_layout_and_the_table_for_other_node_counts(tmp_p
     assert "  inter-node traffic per optimizer step, out of each node (NCCL ring estimate, " \
         "GB; 8.03B parameters" in out
     assert "    DDP  " in out
+    # the memory printed is the chosen layout's: the whole bf16 base on each GPU
+    assert "  memory per GPU (estimate): " in out and "weights 15.1 + " in out

@@ -26,9 +26,9 @@ def settle_layout(spec: Spec, environ: Mapping[str, str]) -> tuple[TrainingConfi
     """The training config as this job trains it, and the layout ft chose (None: nothing to
     choose)."""
     t = spec.training
-    if not is_open(t):
-        return t, None
     world = int(environ.get("WORLD_SIZE", "1"))
+    if not is_open(t) or world < 2:
+        return t, None
     per_node = max(int(environ.get("LOCAL_WORLD_SIZE", str(world))), 1)
     gpu = gpu_memory(spec.launch.gpu) or _this_gpu()
     layout = layout_for(t, _shape(t), max(world // per_node, 1), per_node,

@@ -5,17 +5,24 @@ several nodes of GPUs the inter-node bytes per optimizer step of each layout tha
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestrator.spec.internode_table import table
 from orchestrator.spec.layout_fit import spec_layout
 from orchestrator.spec.load import Spec
 from orchestrator.spec.model_shapes import Found, find_shape
+from trainer.torch_free.layout_choice import apply_layout
 from trainer.torch_free.memory_estimate import count_params
 
 
-def layout_lines(spec: Spec) -> list[str]:
+def layout_report(spec: Spec) -> tuple[Spec, list[str]]:
+    """The spec as it will train (the layout applied: its memory estimate is the one to
+    print; the job itself still ships the spec as written, and `ft train` decides again
+    from the same inputs), and the lines to print."""
     found = find_shape(spec.training)
     layout = spec_layout(spec, found)
-    return ([layout.line] if layout else []) + traffic_lines(spec, found)
+    trained = replace(spec, training=apply_layout(spec.training, layout))
+    return trained, ([layout.line] if layout else []) + traffic_lines(spec, found)
 
 
 def traffic_lines(spec: Spec, found: Found) -> list[str]:
@@ -26,10 +33,10 @@ def traffic_lines(spec: Spec, found: Found) -> list[str]:
     if not rows:
         return []
     if found.shape is None:
-        what = "the adapter's" if t.adapter else "the model's"
+        what = "adapter parameter" if t.adapter else "model parameter"
         head = (f"inter-node traffic per optimizer step, out of each node (NCCL ring "
-                f"estimate): bytes per parameter of {what}, the model's shape being "
-                f"unknown ({found.source})")
+                f"estimate): bytes per {what}, the model's shape being unknown "
+                f"({found.source})")
     else:
         billions = count_params(found.shape).total / 1e9
         head = (f"inter-node traffic per optimizer step, out of each node (NCCL ring "
