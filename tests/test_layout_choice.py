@@ -105,7 +105,7 @@ def test_without_a_gpu_figure_nothing_is_chosen_and_the_line_says_so():
     layout = _layout(spec)
     assert layout.kind == FSDP
     assert "not judged whether the whole adapter model fits each GPU: no GPU memory figure " \
-        "(name `launch.gpu`)" in layout.line
+        "(`launch.gpu`, or the GPU `ft train` runs on)" in layout.line
     assert apply_layout(spec.training, layout) is spec.training
 
 

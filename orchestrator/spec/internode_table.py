@@ -1,8 +1,9 @@
 """Inter-node bytes per optimizer step out of each node, in GB, for 2, 4, 8 and 16 nodes (and
 the spec's own count), for each layout that applies to the spec: what `ft validate` prints
-for a multi-node job. The per-parameter ring model is orchestrator/spec/internode_traffic.py's;
-here it is multiplied out with the model's parameter count (orchestrator/spec/model_shapes.py)
-and extended to adapters, whose frozen base moves only where FSDP shards it across nodes.
+for a multi-node job. It extends orchestrator/spec/internode_traffic.py's per-parameter ring
+model of a full fine-tune to real bytes (the model's parameter count, from
+orchestrator/spec/model_shapes.py) and to adapters, whose frozen base moves only where FSDP
+shards it across nodes.
 docs/sharded-training.md has the arithmetic and its assumptions.
 
 With W = N x G GPUs on N nodes, ring factor r = (W-1)/W, m micro-batches per step and g
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.spec.internode_traffic import REDUCE_BYTES
 from orchestrator.spec.memory_fit import setup_of
 from trainer.torch_free.memory_estimate import (
     NF4_BYTES,
@@ -29,6 +29,7 @@ from trainer.torch_free.training import TrainingConfig
 
 NODE_COUNTS = (2, 4, 8, 16)
 GB = 1e9
+REDUCE_BYTES = 4  # ft reduces gradients in fp32 (trainer/distributed/fsdp.py)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ class Fits:
     node_shard: bool | None = None
     judged_by: str = ""
     whole_gib: float | None = None  # the whole adapter model's estimated peak per GPU
-    unjudged: str = "no GPU memory figure (name `launch.gpu`)"  # why the answers are None
+    # why the answers are None
+    unjudged: str = "no GPU memory figure (`launch.gpu`, or the GPU `ft train` runs on)"
 
 
 @dataclass(frozen=True)
