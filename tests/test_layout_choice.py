@@ -10,7 +10,8 @@ import warnings
 import pytest
 
 from orchestrator.spec.internode_table import moved, out_of_each_node, table
-from orchestrator.spec.layout_fit import spec_layout
+from orchestrator.spec.layout_fit import layout_for, spec_layouts
+from orchestrator.spec.layout_report import layout_report
 from orchestrator.spec.load import SpecWarning, parse_spec
 from orchestrator.spec.model_shapes import KNOWN, find_shape
 from tests.cli_runner import run_ft
@@ -33,7 +34,7 @@ def _spec(model: str, training: str, nodes: int = 1, gpus: int = 2, gpu: str = "
 
 
 def _layout(spec):
-    return spec_layout(spec, find_shape(spec.training))
+    return spec_layouts(spec, find_shape(spec.training))[0]
 
 
 def test_an_adapter_that_fits_each_gpu_whole_trains_with_ddp():
@@ -53,13 +54,24 @@ def test_an_adapter_too_big_for_one_gpu_keeps_fsdp2_and_says_why():
         "GPU than FSDP2" in layout.line
 
 
-def test_the_estimate_counts_liger_only_where_the_spec_names_it():
+def test_liger_kernels_count_where_the_image_has_them():
     """8B LoRA, 4 x 2048 tokens a micro-batch on 2 H100s: with the plain loss the whole model
-    needs more recomputed layers than FSDP2; with Liger's fused loss (no logits) it fits."""
+    needs more recomputed layers than FSDP2; with Liger's fused loss (no logits) it fits.
+    `ft train` counts Liger where liger-kernel is installed on a GPU (`liger=True`);
+    `ft validate` cannot see the image and prints both answers."""
     spec = _spec("meta-llama/Llama-3.1-8B", LORA, micro_batch=4)
     assert _layout(spec).kind == FSDP
-    liger = _spec("meta-llama/Llama-3.1-8B", LORA, micro_batch=4, extra="liger_kernel: true\n")
-    assert _layout(liger).kind == DDP
+    args = (spec.training, KNOWN["llama-3.1-8b"], 1, 2, 80 * 2**30, "H100")
+    assert layout_for(*args, liger=True).kind == DDP
+    _, lines = layout_report(spec)
+    assert lines[0].startswith("layout: FSDP2, no DDP: the whole adapter model needs more")
+    assert lines[1].startswith("where liger-kernel is in the image (ft uses it on a GPU), its "
+                               "kernels change the choice: layout: DDP, chosen by")
+    named = _spec("meta-llama/Llama-3.1-8B", LORA, micro_batch=4,
+                  extra="liger_kernel: true\n")
+    assert _layout(named).kind == DDP and len(layout_report(named)[1]) == 1
+    off = _spec("meta-llama/Llama-3.1-8B", LORA, micro_batch=4, extra="liger_kernel: false\n")
+    assert layout_for(off.training, *args[1:], liger=True).kind == FSDP
 
 
 @pytest.mark.parametrize("written", [

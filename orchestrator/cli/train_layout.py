@@ -5,7 +5,8 @@ transformers as a spec without FSDP (its own DDP path) and HSDP as a spec with
 
 Every rank decides alone, from inputs that are the same on every rank and on every restart
 of the job: the spec, the ranks torchrun started (WORLD_SIZE, LOCAL_WORLD_SIZE), the GPU's
-memory (`launch.gpu`'s figure, as `ft validate` judged it; unnamed, this machine's GPU) and
+memory (`launch.gpu`'s figure, as `ft validate` judged it; unnamed, this machine's GPU), the
+kernels the image has (Liger's, which the estimate counts where ft will turn them on) and
 the model's config.json (read through transformers: a failure there raises on every rank
 alike, never a silent difference). So a requeued job resumes in the layout its checkpoints
 were written in.
@@ -32,7 +33,8 @@ def settle_layout(spec: Spec, environ: Mapping[str, str]) -> tuple[TrainingConfi
     per_node = max(int(environ.get("LOCAL_WORLD_SIZE", str(world))), 1)
     gpu = gpu_memory(spec.launch.gpu) or _this_gpu()
     layout = layout_for(t, _shape(t), max(world // per_node, 1), per_node,
-                        gpu.total_bytes if gpu else None, gpu.name if gpu else "")
+                        gpu.total_bytes if gpu else None, gpu.name if gpu else "",
+                        liger=_liger_here())
     return apply_layout(t, layout), layout
 
 
@@ -43,6 +45,16 @@ def _this_gpu() -> Gpu | None:
         return None
     props = torch.cuda.get_device_properties(0)  # a job's nodes have one kind of GPU
     return Gpu(props.name, int(props.total_memory))
+
+
+def _liger_here() -> bool:
+    """Liger's kernels will be on where the spec leaves them to ft (trainer/kernels/plan.py:
+    installed and a GPU trains), so the estimate counts them."""
+    import torch
+
+    from trainer.kernels.plan import installed
+
+    return torch.cuda.is_available() and installed("liger_kernel")
 
 
 def _shape(t: TrainingConfig):

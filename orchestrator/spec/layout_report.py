@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchestrator.spec.internode_table import table
-from orchestrator.spec.layout_fit import spec_layout
+from orchestrator.spec.layout_fit import spec_layouts
 from orchestrator.spec.load import Spec
 from orchestrator.spec.model_shapes import Found, find_shape
 from trainer.torch_free.layout_choice import apply_layout
@@ -20,9 +20,13 @@ def layout_report(spec: Spec) -> tuple[Spec, list[str]]:
     print; the job itself still ships the spec as written, and `ft train` decides again
     from the same inputs), and the lines to print."""
     found = find_shape(spec.training)
-    layout = spec_layout(spec, found)
+    layout, with_liger = spec_layouts(spec, found)
     trained = replace(spec, training=apply_layout(spec.training, layout))
-    return trained, ([layout.line] if layout else []) + traffic_lines(spec, found)
+    lines = [layout.line] if layout else []
+    if with_liger:
+        lines.append(f"where liger-kernel is in the image (ft uses it on a GPU), its kernels "
+                     f"change the choice: {with_liger.line}")
+    return trained, lines + traffic_lines(spec, found)
 
 
 def traffic_lines(spec: Spec, found: Found) -> list[str]:
