@@ -31,19 +31,21 @@ def settle_layout(spec: Spec, environ: Mapping[str, str]) -> tuple[TrainingConfi
     if not is_open(t) or world < 2:
         return t, None
     per_node = max(int(environ.get("LOCAL_WORLD_SIZE", str(world))), 1)
-    gpu = gpu_memory(spec.launch.gpu) or _this_gpu()
+    gpu = gpu_memory(spec.launch.gpu) or _this_gpu(int(environ.get("LOCAL_RANK", "0")))
     layout = layout_for(t, _shape(t), max(world // per_node, 1), per_node,
                         gpu.total_bytes if gpu else None, gpu.name if gpu else "",
                         liger=_liger_here())
     return apply_layout(t, layout), layout
 
 
-def _this_gpu() -> Gpu | None:
+def _this_gpu(local_rank: int) -> Gpu | None:
+    """This rank's own GPU (the one it will train on: reading another's could start a CUDA
+    context there); a job's nodes have one kind of GPU."""
     import torch
 
     if not torch.cuda.is_available():
         return None
-    props = torch.cuda.get_device_properties(0)  # a job's nodes have one kind of GPU
+    props = torch.cuda.get_device_properties(local_rank)
     return Gpu(props.name, int(props.total_memory))
 
 
