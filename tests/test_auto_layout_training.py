@@ -78,6 +78,16 @@ def test_fsdp_adapter_that_fits_trains_with_ddp_and_resumes(tmp_path, tiny_model
     merged = run_ft("merge-lora", str(spec), "--cpu", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert (out / "merged" / "config.json").is_file()
+    # The spec edited to keep FSDP2: the DDP checkpoint cannot resume there, and says so
+    # before any model loads.
+    edited = yaml.safe_load(spec.read_text())
+    edited["fsdp_config"]["replicate_frozen_params"] = True
+    spec.write_text(yaml.safe_dump(edited, sort_keys=False))
+    (out / "ft-complete.json").unlink()
+    result = run_ft("launch", str(spec), "--backend", "local", "--nodes", "2",
+                    "--master-port", str(free_port()), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "checkpoint-3 was written by DDP and this run trains with FSDP2" in result.stdout
 
 
 def _hsdp_spec(tmp_path, model_dir, name: str, launch: dict) -> Path:
