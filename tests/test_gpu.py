@@ -140,9 +140,13 @@ def test_two_nodes_of_one_gpu_train_like_one_node_of_two(tmp_path, tiny_model_di
     for name, nodes, gpus in (("two-nodes", 2, 1), ("one-node", 1, 2)):
         work = tmp_path / name
         work.mkdir()
+        # `replicate_frozen_params: true` keeps FSDP2 (its `auto` would choose DDP for a
+        # model this small: test_lora_on_two_gpus_... covers that).
+        qlora = {**FSDP_QLORA, "fsdp_config": {**FSDP_QLORA["fsdp_config"],
+                                               "replicate_frozen_params": True}}
         spec = write_tiny_spec(work, tiny_model_dir, micro_batch_size=2,
                                launch={"nodes": nodes, "gpus_per_node": gpus,
-                                       "preflight": True}, **FSDP_QLORA)
+                                       "preflight": True}, **qlora)
         log = _ok(run_ft("launch", str(spec), "--backend", "local", "--master-port",
                          str(free_port()), cwd=work))
         assert "ft pre-flight: ok   link       node 0 (" in log
@@ -155,10 +159,12 @@ def test_two_nodes_of_one_gpu_train_like_one_node_of_two(tmp_path, tiny_model_di
 @pytest.mark.skipif(GPUS < 2, reason="needs 2 GPUs")
 def test_lora_on_two_gpus_replicates_its_frozen_base_and_trains_as_sharded(tmp_path,
                                                                           tiny_model_dir):
-    """`replicate_frozen_params: auto` on GPUs: the memory estimate keeps the small base
-    whole on each GPU; the losses match the run that shards it (`false`) over NCCL."""
+    """`replicate_frozen_params: true` keeps the base whole on each GPU under FSDP2; `auto`
+    goes further where the whole adapter model fits a GPU, as this small one does: DDP
+    (trainer/torch_free/layout_choice.py, judged by this GPU's memory). The losses of both
+    match the run that shards the base (`false`) over NCCL."""
     runs = {}
-    for name, replicate in (("auto", "auto"), ("sharded", False)):
+    for name, replicate in (("replicated", True), ("auto", "auto"), ("sharded", False)):
         work = tmp_path / name
         work.mkdir()
         spec = write_tiny_spec(work, tiny_model_dir, micro_batch_size=2, bf16=True,
@@ -167,9 +173,12 @@ def test_lora_on_two_gpus_replicates_its_frozen_base_and_trains_as_sharded(tmp_p
                                fsdp_config={"fsdp_version": 2,
                                             "replicate_frozen_params": replicate})
         log = _ok(_torchrun(spec, work, nproc=2))
-        assert ("frozen weights replicated on every rank" in log) == (replicate == "auto")
-        assert ("replicate_frozen_params auto: replicate" in log) == (replicate == "auto")
+        assert ("frozen weights replicated on every rank" in log) == (replicate is True)
+        assert ("layout: DDP, chosen by `replicate_frozen_params: auto`" in log) == \
+            (replicate == "auto")
+        assert ("FSDP2 FULL_SHARD" in log) == (replicate != "auto")
         runs[name] = _losses(work / "out")
+    assert runs["replicated"] == pytest.approx(runs["sharded"], rel=2e-2)
     assert runs["auto"] == pytest.approx(runs["sharded"], rel=2e-2)
 
 

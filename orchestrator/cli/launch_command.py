@@ -30,6 +30,7 @@ from orchestrator.cli.options import (
     render_checked,
     trainer_switches,
 )
+from orchestrator.spec.layout_report import layout_report
 from orchestrator.spec.local_checks import require_local_launch
 from orchestrator.spec.memory_fit import memory_report
 from orchestrator.train_stack import require_train_stack
@@ -59,7 +60,8 @@ def launch(
     (`--backend local`)."""
     loaded = load_for_cli(spec, nodes, gpus_per_node, for_launch=True, master_port=master_port,
                           strict=strict)
-    for line in memory_report(loaded):  # refuses a spec that cannot fit, before any queue
+    trained, layout = layout_report(loaded)  # the layout ft chooses, and inter-node bytes
+    for line in [*layout, *memory_report(trained)]:  # refuses what cannot fit, before a queue
         err(line)
     # Into the job's environment like launch.env, so the rendered file shows them too.
     loaded.launch.env.update(trainer_switches(force, override))

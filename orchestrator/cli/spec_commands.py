@@ -84,11 +84,12 @@ def validate(
     at once, with its YAML path and line; exit 2), unknown keys (warned; errors with
     --strict), then what each backend's launch needs."""
     from orchestrator.readiness import readiness, yaml_has_launch
-    from orchestrator.spec.internode_traffic import traffic_note
+    from orchestrator.spec.layout_report import layout_report
     from orchestrator.spec.memory_fit import memory_check
 
     loaded = load_for_cli(spec, nodes, gpus_per_node, strict=strict)
-    memory, too_big = memory_check(loaded)  # too_big: why it cannot fit its GPU
+    trained, layout = layout_report(loaded)  # the layout ft chooses, and inter-node bytes
+    memory, too_big = memory_check(trained)  # too_big: why it cannot fit its GPU
     launch = loaded.launch
     names = [backend.value] if backend else backends.names()
     notes: dict[str, list[str]] = {}
@@ -107,9 +108,8 @@ def validate(
     elif not too_big:
         typer.echo(f"{spec}: ok ({launch.nodes} node(s) x {launch.gpus_per_node} GPU(s), "
                    f"adapter={loaded.training.adapter or 'full'})")
-        traffic = traffic_note(loaded.training, launch.nodes, launch.gpus_per_node)
-        if traffic:
-            typer.echo(f"  {traffic}")
+        for line in layout:
+            typer.echo(f"  {line}")
         for line in memory:
             typer.echo(f"  {line}")
     for name, problems in report.items():

@@ -67,6 +67,11 @@ def _train(spec: Path, force: bool, override: bool) -> Path:
     os.environ.update(trainer_switches(force, override))
     # Under a launcher of the user's own (`srun torchrun ... ft train`), not `ft node`.
     os.environ.update(job_id_outside_node(os.environ))
+    from orchestrator.cli.train_layout import settle_layout
+
+    cfg, layout = settle_layout(loaded, os.environ)  # DDP / HSDP when the spec leaves it to ft
+    if layout is not None and os.environ.get("RANK", "0") == "0":
+        typer.echo(f"ft: {layout.line}", err=True)
     return run_training(cfg)
 
 

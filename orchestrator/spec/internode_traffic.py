@@ -1,6 +1,7 @@
-"""An analytic estimate of the bytes each node sends to the other nodes per optimizer step,
-FSDP over every GPU against HSDP with one shard group per node, for `ft validate` to print
-on a multi-node full fine-tune (the choice `dp_shard_size` makes; docs/sharded-training.md).
+"""The per-parameter model of the bytes each node sends to the other nodes per optimizer step,
+FSDP over every GPU against HSDP with one shard group per node, for a full fine-tune
+(docs/sharded-training.md); orchestrator/spec/internode_table.py multiplies it out per layout
+for the table `ft validate` prints.
 
 The model: NCCL's ring collectives, ranks numbered node by node (as torchrun does).
 - A ring all-gather or reduce-scatter of S bytes over W ranks moves (W-1)/W x S over every
@@ -20,9 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainer.torch_free.training import TrainingConfig
-
-REDUCE_BYTES = 4  # ft reduces gradients in fp32 (trainer/distributed/fsdp.py)
+from orchestrator.spec.internode_table import REDUCE_BYTES, Moved, out_of_each_node
 
 
 @dataclass(frozen=True)
@@ -33,28 +32,8 @@ class Traffic:
 
 def bytes_per_parameter(nodes: int, gpus_per_node: int, *, gather_bytes: int,
                         gathers_per_micro_batch: int, micro_batches: int) -> Traffic:
-    """A full fine-tune (every parameter trains) on `nodes` x `gpus_per_node` GPUs."""
-    if nodes < 2:
-        return Traffic(0.0, 0.0)
-    world = nodes * gpus_per_node
-    ring = (world - 1) / world
-    fsdp = micro_batches * gathers_per_micro_batch * ring * gather_bytes + ring * REDUCE_BYTES
-    hsdp = 2 * (nodes - 1) / nodes * REDUCE_BYTES
-    return Traffic(fsdp, hsdp)
-
-
-def traffic_note(t: TrainingConfig, nodes: int, gpus_per_node: int) -> str | None:
-    """One line for a multi-node FSDP full fine-tune with several GPUs per node, else None
-    (an adapter's traffic depends on what is replicated, decided when the model loads)."""
-    if not t.uses_fsdp or t.adapter or nodes < 2 or gpus_per_node < 2:
-        return None
-    fc = t.fsdp_config
-    resharded = (fc.reshard_after_forward if fc else True) and not (
-        fc and fc.sharding_strategy == "SHARD_GRAD_OP")
-    gather_bytes = 4 if t.bf16 is False and not t.fp16 else 2
-    traffic = bytes_per_parameter(nodes, gpus_per_node, gather_bytes=gather_bytes,
-                                  gathers_per_micro_batch=2 if resharded else 1,
-                                  micro_batches=t.gradient_accumulation_steps)
-    return (f"inter-node traffic per optimizer step, out of each node (NCCL ring estimate, "
-            f"bytes per model parameter): FSDP over all {nodes * gpus_per_node} GPUs "
-            f"{traffic.fsdp:.2f}, HSDP with `dp_shard_size: {gpus_per_node}` {traffic.hsdp:.2f}")
+    """A full fine-tune (every parameter trains) on `nodes` x `gpus_per_node` GPUs: the
+    table's arithmetic (orchestrator/spec/internode_table.py) for one parameter."""
+    one = Moved(gather_bytes, 0.0, REDUCE_BYTES, gathers_per_micro_batch, micro_batches)
+    return Traffic(*(out_of_each_node(one, layout, nodes, gpus_per_node)
+                     for layout in ("fsdp", "hsdp")))

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from trainer.checkpoint.disk_full import disk_full_is_a_user_error
+from trainer.checkpoint.layout_guard import check_layout
 from trainer.checkpoint.output_lease import OutputLease
 from trainer.checkpoint.resume import agree_on_resume, mark_complete
 from trainer.checkpoint.resume_guard import (
@@ -106,7 +107,8 @@ def _run(cfg: TrainingConfig, world: WorldRanks, hooks: list, graceful: Graceful
     override = os.environ.get(OVERRIDE_ENV) == "1"
     resume, applied = agree_on_resume(
         cfg.resume_from_checkpoint, cfg.auto_resume_from_checkpoints, output_dir,
-        check=lambda path, marker: check_resume(path, marker, record, override))
+        check=lambda path, marker: check_layout(path, cfg) or check_resume(path, marker,
+                                                                          record, override))
     graceful.stop_if_requested("before the data was prepared")
     require_spec_packages(cfg)
     precision = choose_precision(cfg)
