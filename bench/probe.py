@@ -10,7 +10,9 @@ edit to ft's trainer/, the baseline or Axolotl), measures them the same way:
 - a TrainerCallback appended to every Trainer's callbacks: CUDA-synchronised time of each
   optimizer step (on_step_begin .. on_step_end, the baseline's own Timer) and the host clock
   at each step end (wall time between step ends: includes data loading, collation, logging);
-  `torch.cuda.reset_peak_memory_stats()` at train begin, `max_memory_allocated` at train end;
+  `torch.cuda.reset_peak_memory_stats()` at train begin, then the largest
+  `max_memory_allocated` read at each step end and at train end (Axolotl resets the peak
+  every time it logs, which is after on_step_end: the largest reading is the training peak);
 - `Trainer.training_step` wrapped to record each micro-batch's loss (the loss-curve guard
   compares them step by step across tools) and to count its useful (non-padding) tokens:
   the real row lengths that ft's collator saw (its Collator is wrapped to record them, in
@@ -54,6 +56,11 @@ def install(out_path: str, ft_collator: bool = True) -> None:
         if cuda():
             torch.cuda.synchronize()
 
+    def read_peaks() -> None:
+        for key, read in (("peak_alloc_gib", torch.cuda.max_memory_allocated),
+                          ("peak_reserved_gib", torch.cuda.max_memory_reserved)):
+            rec[key] = max(rec[key] or 0.0, read() / 2**30)
+
     class Probe(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
             sync()
@@ -70,6 +77,8 @@ def install(out_path: str, ft_collator: bool = True) -> None:
             now = time.perf_counter()
             rec["step_s"].append(now - self.t)
             rec["step_end_t"].append(now - T0)
+            if cuda():
+                read_peaks()
 
         def on_train_end(self, args, state, control, **kw):
             sync()
@@ -77,8 +86,7 @@ def install(out_path: str, ft_collator: bool = True) -> None:
             rec["global_step"] = state.global_step
             rec["gradient_accumulation_steps"] = args.gradient_accumulation_steps
             if cuda():
-                rec["peak_alloc_gib"] = torch.cuda.max_memory_allocated() / 2**30
-                rec["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / 2**30
+                read_peaks()
             with open(out_path, "w") as f:
                 json.dump(rec, f)
 
