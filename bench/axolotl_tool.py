@@ -47,8 +47,8 @@ LORA_KERNEL_KEYS = ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel",
 
 
 def axolotl_config(*, mode: str, packed: bool, model_dir: str, data_path: str, out_dir: Path,
-                   prepared_dir: Path, seq: int, mbs: int, steps: int,
-                   mods: set[str]) -> dict:
+                   prepared_dir: Path, seq: int, mbs: int, steps: int, mods: set[str],
+                   bf16: bool = True) -> dict:
     """Axolotl's YAML (as a dict) for one case: the same rows, geometry and optimizer as
     ft's spec of that case (run_bench.Bench.write_spec)."""
     config = {
@@ -76,9 +76,9 @@ def axolotl_config(*, mode: str, packed: bool, model_dir: str, data_path: str, o
         "optimizer": "adamw_torch", "learning_rate": 2e-4, "lr_scheduler": "linear",
         "warmup_steps": 0,
         "attn_implementation": "sdpa",
-        # bf16 where the device has it (any GPU the bench runs on), fp32 on a CPU (the smoke
-        # test: transformers refuses bf16 there without use_cpu)
-        "bf16": "auto", "fp16": False, "tf32": False,
+        # as ft's spec on a GPU; fp32 on a CPU (the smoke test: transformers refuses bf16
+        # there without use_cpu)
+        "bf16": bf16, "fp16": False, "tf32": False,
         "gradient_checkpointing": "ckpt" in mods,
         **({"gradient_checkpointing_kwargs": {"use_reentrant": False}}
            if "ckpt" in mods else {}),

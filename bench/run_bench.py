@@ -98,6 +98,7 @@ class Bench:
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.env["PYTHONPATH"] = os.pathsep.join(paths + [str(REPO)])
         self.peak_tflops: float | None = None
+        self.cuda = True  # the matmul step says (a CPU runs Axolotl in fp32)
         self.lines: list[dict] = []
         self.session = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -173,6 +174,7 @@ class Bench:
         if rc:
             self.fail_tail("matmul", rc, lines)
         self.peak_tflops = info.get("tflops") or self.a.peak_tflops
+        self.cuda = info.get("cuda", True)
         self.emit({"session": self.session, "tool": "matmul_peak", **info,
                    "peak_tflops_used": self.peak_tflops})
         self.pick_bnb_binary(info.get("torch_cuda"))
@@ -269,7 +271,7 @@ class Bench:
             mode=cfg["mode"], packed=cfg["data"] == "realistic", model_dir=self.model_dir,
             data_path=self.fixed_path if cfg["data"] == "fixed" else self.realistic_path,
             out_dir=out_dir, prepared_dir=self.work / f"axolotl-prepared-{name}",
-            seq=self.a.seq, mbs=cfg["ft_mbs"], steps=self.a.steps, mods=mods)
+            seq=self.a.seq, mbs=cfg["ft_mbs"], steps=self.a.steps, mods=mods, bf16=self.cuda)
         path = self.work / f"axolotl-{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path

@@ -41,6 +41,8 @@ def test_the_axolotl_config_uses_axolotl_keys_and_the_case_geometry(tmp_path, to
     assert config["sample_packing"] is packed and config["adapter"] == mode
     assert config.get("load_in_4bit", False) is (mode == "qlora")
     assert config["logging_steps"] == 1
+    assert config["bf16"] is True and config["optimizer"] == "adamw_torch"
+    assert (config["learning_rate"], config["lr_scheduler"], config["seed"]) == (2e-4, "linear", 0)
     assert config["gradient_checkpointing"] is ("ckpt" in mods)
     assert ("plugins" in config) is ("liger" in mods)
     assert all(config.get(k) is False for k in axolotl_tool.LORA_KERNEL_KEYS) \
