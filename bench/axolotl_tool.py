@@ -63,6 +63,10 @@ def axolotl_config(*, mode: str, packed: bool, model_dir: str, data_path: str, o
         "sequence_len": seq,
         "sample_packing": packed,
         "pad_to_sequence_len": True,
+        # full rows are written in the baseline's sampling order (model_prep.py) and ft reads
+        # them in file order; so does Axolotl here (no dataset shuffle, a sequential sampler),
+        # so step k of all three trains the same rows and the per-step losses compare
+        **({} if packed else {"curriculum_sampling": True}),
         "adapter": mode,
         **({"load_in_4bit": True,
             "bnb_config_kwargs": {"bnb_4bit_quant_type": "nf4",

@@ -39,6 +39,7 @@ def test_the_axolotl_config_uses_axolotl_keys_and_the_case_geometry(tmp_path, to
     assert config["datasets"] == [{"path": "/tmp/rows.jsonl", "ds_type": "json",
                                    "split": "train"}]
     assert config["sample_packing"] is packed and config["adapter"] == mode
+    assert config.get("curriculum_sampling", False) is not packed  # full rows: file order
     assert config.get("load_in_4bit", False) is (mode == "qlora")
     assert config["logging_steps"] == 1
     assert config["bf16"] is True and config["optimizer"] == "adamw_torch"
