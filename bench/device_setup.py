@@ -3,6 +3,11 @@ in an older version, into /tmp/site (put it first on PYTHONPATH), then print the
 the benchmark depends on. Offline: pip --no-index --no-deps from the carried files only.
 
     python3 bench/device_setup.py [--wheels .whl] [--target /tmp/site]
+    PYTHONPATH=/tmp/site python3 bench/device_setup.py --wheels .axwhl --target /tmp/axsite \
+        --only-missing     # Axolotl's own wheels, for the `axolotl` tool only
+
+`--only-missing` installs only what the machine (with PYTHONPATH) lacks, as the Axolotl kit
+did: its small extras (requests, six, dateutil ...) stay the image's own where it has them.
 """
 
 from __future__ import annotations
@@ -46,12 +51,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--wheels", default=".whl")
     ap.add_argument("--target", default="/tmp/site")
+    ap.add_argument("--only-missing", action="store_true",
+                    help="install only wheels whose package is absent, never an upgrade")
     a = ap.parse_args()
     chosen = []
     for path in sorted(glob.glob(os.path.join(a.wheels, "*.whl"))):
         name, version = os.path.basename(path).split("-")[:2]
         have = installed(norm(name))
-        if have is None or older(have, version):
+        if have is None or (older(have, version) and not a.only_missing):
             chosen.append(path)
             print(f"setup: install {name} {version} (machine has {have})", flush=True)
         else:

@@ -47,10 +47,19 @@ import threading
 import time
 from pathlib import Path
 
+import axolotl_tool
 import multi_gpu
 from gpu_meter import GpuMemPoller, cmd_matmul
 from model_prep import BASE, BASELINE, cmd_prep, n_params, shape_of
-from run_records import comparisons, ft_choices, ft_summary, print_table, probe_fields, utilization
+from run_records import (
+    comparisons,
+    finish_case,
+    ft_choices,
+    ft_summary,
+    print_table,
+    probe_fields,
+    utilization,
+)
 from tool_names import ft_lever_keys, parse_tool, tool_topology
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,7 +86,10 @@ class Bench:
         self.work = Path(a.work)
         self.work.mkdir(parents=True, exist_ok=True)
         self.log = open(self.out / "runs.log", "a")  # noqa: SIM115 (open for the whole run)
-        self.results = open(self.out / "results.jsonl", "a")  # noqa: SIM115
+        # results.jsonl = the lines of earlier invocations, then this one's (rewritten when a
+        # case ends: an ft record gains its ratio to an Axolotl run that came after it)
+        self.results_path = self.out / "results.jsonl"
+        self.earlier = self.results_path.read_text() if self.results_path.exists() else ""
         self.model_dir = f"/tmp/rand-{a.shape}"
         self.baseline = str(BASELINE)
         self.env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1",
@@ -86,6 +98,7 @@ class Bench:
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         self.env["PYTHONPATH"] = os.pathsep.join(paths + [str(REPO)])
         self.peak_tflops: float | None = None
+        self.cuda = True  # the matmul step says (a CPU runs Axolotl in fp32)
         self.lines: list[dict] = []
         self.session = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -102,8 +115,20 @@ class Bench:
         self.lines.append(line)
         text = json.dumps(line, sort_keys=False)
         print(text, flush=True)
-        self.results.write(text + "\n")
-        self.results.flush()
+        with self.results_path.open("a") as f:
+            f.write(text + "\n")
+
+    def finish_case(self, case: str) -> None:
+        """Comparisons that need every run of the case (ft / Axolotl when Axolotl ran after
+        ft, loss gaps both ways), then results.jsonl rewritten with them."""
+        for line in finish_case(self.lines, f"{case}-{self.a.shape}"):
+            r = line["ratio_vs_axolotl"]
+            self.say(f"{line['case']} {line['tool']} / {r['tool']}: {r['tokens_per_s']}x "
+                     f"tokens/s, {r['gpu_gib_minus_axolotl']} GiB, loss gap "
+                     f"{((line.get('loss_vs') or {}).get(r['tool']) or {}).get('max')}")
+        tmp = self.results_path.with_suffix(".tmp")
+        tmp.write_text(self.earlier + "".join(json.dumps(x) + "\n" for x in self.lines))
+        os.replace(tmp, self.results_path)
 
     def sub(self, name: str, cmd: list[str], timeout: float,
             env: dict | None = None) -> tuple[int, list[str], float]:
@@ -149,6 +174,7 @@ class Bench:
         if rc:
             self.fail_tail("matmul", rc, lines)
         self.peak_tflops = info.get("tflops") or self.a.peak_tflops
+        self.cuda = info.get("cuda", True)
         self.emit({"session": self.session, "tool": "matmul_peak", **info,
                    "peak_tflops_used": self.peak_tflops})
         self.pick_bnb_binary(info.get("torch_cuda"))
@@ -235,15 +261,31 @@ class Bench:
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         return path, out_dir
 
+    def write_axolotl_config(self, case: str, cfg: dict, tool: str, mods: set[str]) -> Path:
+        import yaml
+
+        name = f"{case}-{tool.replace('+', '-')}"
+        out_dir = self.work / f"out-{name}"
+        shutil.rmtree(out_dir, ignore_errors=True)
+        config = axolotl_tool.axolotl_config(
+            mode=cfg["mode"], packed=cfg["data"] == "realistic", model_dir=self.model_dir,
+            data_path=self.fixed_path if cfg["data"] == "fixed" else self.realistic_path,
+            out_dir=out_dir, prepared_dir=self.work / f"axolotl-prepared-{name}",
+            seq=self.a.seq, mbs=cfg["ft_mbs"], steps=self.a.steps, mods=mods, bf16=self.cuda)
+        path = self.work / f"axolotl-{name}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
     # -- one run
     def run_one(self, case: str, tool: str) -> dict:
         a = self.a
         cfg = dict(CASES[case])
         cfg["ft_mbs"] = a.ft_mbs_realistic if (cfg["data"] == "realistic" and a.ft_mbs_realistic) \
             else cfg["mbs"]
+        kind, tool_attn, mods = parse_tool(tool)
         base = {"session": self.session, "case": f"{case}-{a.shape}", "tool": tool,
                 "mode": cfg["mode"], "shape": a.shape, "data": cfg["data"], "seq": a.seq,
-                "mbs": cfg["mbs"] if tool == "baseline" else cfg["ft_mbs"],
+                "mbs": cfg["mbs"] if kind == "baseline" else cfg["ft_mbs"],
                 "steps": a.steps, "warm": a.warm}
         left = self.left()
         if left < a.min_run_s:
@@ -253,7 +295,6 @@ class Bench:
         probe_json = self.work / f"probe-{case}-{tool.replace(':', '-').replace('+', '-')}.json"
         probe_json.unlink(missing_ok=True)
         out_dir = None
-        kind, tool_attn, mods = parse_tool(tool)
         topo, world = tool_topology(tool), 1
         # A one-process tool on a multi-GPU machine gets one GPU: the baseline's Trainer
         # would otherwise wrap DataParallel over all of them (doubled batch, summed loss).
@@ -267,6 +308,17 @@ class Bench:
                    "--liger", str(int("liger" in mods)),
                    "--grad-ckpt", str(int("nockpt" not in mods))]
             base.update(packing=False, attn="sdpa")
+        elif kind == "axolotl":
+            why = axolotl_tool.missing(a.axolotl_site)
+            if why:
+                self.say(why)
+                self.emit({**base, "error": why})
+                return self.lines[-1]
+            config = self.write_axolotl_config(case, cfg, tool, mods)
+            cmd = [sys.executable, str(PROBE), str(probe_json), "-m", "axolotl.cli.train",
+                   str(config)]
+            env = axolotl_tool.environment(env, a.axolotl_site, self.work)
+            base.update(packing=cfg["data"] == "realistic", attn="sdpa", config=str(config))
         else:
             attn = tool_attn or self.attention()
             spec, out_dir = self.write_spec(case, cfg, tool, attn)
@@ -352,6 +404,8 @@ def main() -> None:
                     help="skip a run when less than this is left of the budget")
     ap.add_argument("--peak-tflops", type=float, default=None,
                     help="bf16 matmul peak to use when it cannot be measured (no GPU)")
+    ap.add_argument("--axolotl-site", default="/tmp/axsite",
+                    help="where the `axolotl` tool's wheels are installed (bench/axolotl_tool.py)")
     ap.add_argument("--baseline", default=str(BASELINE), help="baseline script (tests only)")
     ap.add_argument("--fail-lines", type=int, default=40)
     a = ap.parse_args()
@@ -359,6 +413,9 @@ def main() -> None:
     unknown = [c for c in cases if c not in CASES]
     if unknown:
         raise SystemExit(f"unknown case(s) {unknown}; known: {list(CASES)}")
+    tools = [t for t in a.tools.split(",") if t]
+    for tool in tools:
+        parse_tool(tool)  # an unknown tool or modifier stops here, before any run
     bench = Bench(a)
     bench.baseline = a.baseline
     bench.say(f"cases {cases}, shape {a.shape}, steps {a.steps} (warm {a.warm}), "
@@ -366,8 +423,9 @@ def main() -> None:
     bench.measure_peak()
     bench.prepare(cases)
     for case in cases:
-        for tool in [t for t in a.tools.split(",") if t]:
+        for tool in tools:
             bench.run_one(case, tool)
+        bench.finish_case(case)
     bench.table()
     bench.say("done")
 

@@ -3,7 +3,9 @@
 Rates come from the probe's file (bench/probe.py): useful (non-padding) tokens/s per GPU
 over the steps after the first `--warm`, on the step basis (CUDA-synchronised step times)
 and the wall basis (host clock between step ends). The rest of a record compares the run
-with the earlier runs of its case: loss gaps, ratios to the baseline, multi-GPU scaling.
+with the earlier runs of its case: loss gaps, ratios to the baseline, multi-GPU scaling; when
+the case ends, `finish_case` adds what needs every run of it (ft / Axolotl, loss gaps to
+the runs that came later).
 
 FLOPs per useful token: N = parameters of the base model (8.03e9 for 8b); HFU counts 6N
 (forward 2N, activation gradients 2N, activation-checkpoint recompute 2N), MFU 4N (no
@@ -16,6 +18,7 @@ import json
 import re
 from pathlib import Path
 
+import axolotl_tool
 from tool_names import single_gpu_tool
 
 
@@ -37,6 +40,7 @@ def figures(p: dict, warm: int, world: int = 1) -> dict:
             **({"tokens_per_s_all_gpus": round(timed / step_time, 1)}
                if world > 1 and step_time else {}),
             "useful_tokens_per_step": round(timed / max(steps - warm, 1), 1),
+            "batch_tokens_per_step": round(batch / max(steps - warm, 1), 1),
             "padding_frac": round(1 - timed / batch, 4) if batch else None,
             "step_s_median": round(sorted(p["step_s"][warm:])[(steps - warm) // 2], 4),
             "first_step_s": round(p["step_s"][0], 2) if steps else None}
@@ -60,6 +64,8 @@ def ft_choices(lines: list[str], kind: str, mods: set[str]) -> dict:
     if kind == "baseline":
         return {"kernels": "transformers use_liger_kernel" if "liger" in mods else "none",
                 "recomputed_share": 0.0 if "nockpt" in mods else 1.0}
+    if kind == "axolotl":
+        return axolotl_tool.kernels(mods, lines)
     out = {"kernels": None,
            "recomputed_share": 1.0 if "ckpt" in mods else 0.0}  # auto: from the log
     for text in lines:
@@ -138,7 +144,39 @@ def comparisons(line: dict, earlier: list[dict], topo: tuple[int, int] | None) -
             "peak_gpu_used": _ratio(line.get("peak_gpu_used_gib"),
                                     ref.get("peak_gpu_used_gib")),
         }
+    out.update(vs_axolotl(line, same_case))
     return out
+
+
+def vs_axolotl(line: dict, same_case: list[dict]) -> dict:
+    """An ft record against the fastest Axolotl run of its case (the issue's target is
+    Axolotl's best): tokens/s and memory ratios, and the GPU memory difference in GiB."""
+    runs = [x for x in same_case if x["tool"].startswith("axolotl") and x.get("tokens_per_s")]
+    if not (line["tool"].startswith("ft") and line.get("tokens_per_s") and runs):
+        return {}
+    ref = max(runs, key=lambda x: x["tokens_per_s"])
+    used, ref_used = line.get("peak_gpu_used_gib"), ref.get("peak_gpu_used_gib")
+    return {"ratio_vs_axolotl": {
+        "tool": ref["tool"],
+        "tokens_per_s": round(line["tokens_per_s"] / ref["tokens_per_s"], 3),
+        "tokens_per_s_wall": _ratio(line.get("tokens_per_s_wall"),
+                                    ref.get("tokens_per_s_wall")),
+        "peak_alloc": _ratio(line.get("peak_alloc_gib"), ref.get("peak_alloc_gib")),
+        "peak_gpu_used": _ratio(used, ref_used),
+        "gpu_gib_minus_axolotl": round(used - ref_used, 2) if used and ref_used else None}}
+
+
+def finish_case(lines: list[dict], case: str) -> list[dict]:
+    """When every run of `case` is done: each record's loss gaps to every other run of the
+    case (not only the earlier ones) and each ft record's ratio to Axolotl's best. Updates
+    the records in place; returns the ft records that have a ratio to Axolotl."""
+    same_case = [x for x in lines if x.get("case") == case]
+    for line in same_case:
+        if line.get("loss"):
+            line["loss_vs"] = {x["tool"]: loss_gap(line["loss"], x["loss"])
+                               for x in same_case if x is not line and x.get("loss")}
+        line.update(vs_axolotl(line, same_case))
+    return [x for x in same_case if x.get("ratio_vs_axolotl")]
 
 
 def _measured(records: list[dict], tool: str) -> dict | None:
@@ -159,19 +197,21 @@ def loss_gap(a: list[float], b: list[float]) -> dict | None:
 def print_table(lines: list[dict]) -> None:
     rows = [x for x in lines if x.get("case")]
     print("\ncase                    tool              mbs tok/s(step) tok/s(wall) peak_alloc "
-          "gpu_used   HFU   MFU  ratio(step) ratio(wall)", flush=True)
+          "gpu_used   HFU   MFU  ratio(step) ratio(wall) vs axolotl", flush=True)
     for x in rows:
         if x.get("skipped") or x.get("error") is not None:
             print(f"{x['case']:<23} {x['tool']:<17} {x.get('mbs', ''):>3}  "
                   f"{'skipped: ' + x['skipped'] if x.get('skipped') else 'FAILED'}")
             continue
         r = x.get("ratio_vs_baseline") or {}
+        ax = (x.get("ratio_vs_axolotl") or {}).get("tokens_per_s", "")
         first = next((y for y in rows if y.get("case") == x["case"] and y.get("loss")), {})
         gap = (x.get("loss_vs") or {}).get(first.get("tool")) or {}
         print(f"{x['case']:<23} {x['tool']:<17} {x['mbs']:>3} {x['tokens_per_s']:>11} "
               f"{x['tokens_per_s_wall']:>11} {x.get('peak_alloc_gib')!s:>10} "
               f"{x.get('peak_gpu_used_gib')!s:>8} {x.get('hfu')!s:>5} {x.get('mfu')!s:>5} "
               f"{r.get('tokens_per_s', '')!s:>11} {r.get('tokens_per_s_wall', '')!s:>11} "
+              f"{ax!s:>10} "
               f"recomputed {x.get('recomputed_share')} loss gap vs {first.get('tool')}: "
               f"max {gap.get('max')} mean {gap.get('mean')}", flush=True)
 

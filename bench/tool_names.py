@@ -1,5 +1,5 @@
-"""What a `--tools` name means: the tool (ft or the baseline), its attention kernel, its
-GPUs (`ft@NxG`) and the one lever each `+modifier` switches.
+"""What a `--tools` name means: the tool (ft, the baseline or Axolotl), its attention kernel,
+its GPUs (`ft@NxG`) and the one lever each `+modifier` switches.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ import multi_gpu
 #       false; default auto keeps it whole on each GPU when it fits); `+iso` isolates the
 #       nodes (own netns: NCCL over veth).
 #   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
+#   axolotl (Axolotl 0.21, bench/axolotl_tool.py; no modifier = its defaults, which include
+#       its Triton LoRA kernels and no recompute): liger = its LigerPlugin; ckpt =
+#       gradient_checkpointing true; nolorak = its lora_*_kernel false.
 MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "compile", "ddp",
                     "keep", "shard", "iso"},
-             "baseline": {"liger", "nockpt"}}
+             "baseline": {"liger", "nockpt"},
+             "axolotl": {"liger", "ckpt", "nolorak"}}
 
 
 def parse_tool(tool: str) -> tuple[str, str | None, set[str]]:
@@ -31,6 +35,8 @@ def parse_tool(tool: str) -> tuple[str, str | None, set[str]]:
     unknown = set(mods) - MODIFIERS.get(base, set())
     if base not in MODIFIERS or unknown:
         raise SystemExit(f"unknown tool {tool!r} (modifiers {sorted(unknown)})")
+    if base != "ft" and (attn or "@" in name):
+        raise SystemExit(f"tool {tool!r}: only ft takes :ATTN or @NxG")
     return base, attn or None, set(mods)
 
 
