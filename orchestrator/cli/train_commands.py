@@ -55,6 +55,9 @@ def _train(spec: Path, force: bool, override: bool) -> Path:
     if problem:
         raise UserError(problem)
     from trainer.distributed.gpu_choice import use_one_gpu_outside_launcher
+    from trainer.torch_free.allocator_env import allocator_env
+
+    os.environ.update(allocator_env(os.environ))  # before anything allocates on a GPU
 
     # First: importing the trainer stack (peft -> bitsandbytes) already starts the CUDA
     # driver, which reads CUDA_VISIBLE_DEVICES once.
