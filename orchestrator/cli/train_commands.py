@@ -30,6 +30,11 @@ def _training_config(spec_path: Path):
 def train(spec: SpecArg, force: ForceOpt = False, override: OverrideOpt = False) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
     from trainer.loop.stop_signals import STOPS
+    from trainer.torch_free.allocator_env import allocator_env
+
+    # Before anything can start CUDA (reading the spec may ask for the GPU's memory): the
+    # allocator reads its setting once, when it starts.
+    os.environ.update(allocator_env(os.environ))
 
     # First of all: a stop that comes while the spec and the trainer stack load must not be
     # lost (a rank starts with the stop signals ignored) nor kill the process (Ctrl-C).
@@ -55,9 +60,6 @@ def _train(spec: Path, force: bool, override: bool) -> Path:
     if problem:
         raise UserError(problem)
     from trainer.distributed.gpu_choice import use_one_gpu_outside_launcher
-    from trainer.torch_free.allocator_env import allocator_env
-
-    os.environ.update(allocator_env(os.environ))  # before anything allocates on a GPU
 
     # First: importing the trainer stack (peft -> bitsandbytes) already starts the CUDA
     # driver, which reads CUDA_VISIBLE_DEVICES once.
