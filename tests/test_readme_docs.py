@@ -24,7 +24,7 @@ from tests.cli_runner import REPO, run_ft
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
 PAGES = [README, *DOCS]
-MAX_README_LINES = 190
+MAX_README_LINES = 205  # issue 22 added the speed table (8 lines)
 BACKENDS = ("dstack", "skypilot", "slurm", "modal")
 # Paths a page names that a checkout does not hold until a command has built them.
 BUILT = {"examples/tiny/model"}

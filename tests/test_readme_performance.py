@@ -37,14 +37,20 @@ CLAIMS = [
     ("DDP LoRA {}x", 2, "2026-11-26-2xh200-call10.jsonl", "lora-fixed-8b", "ft@1x2+ddp", "ft"),
     ("one node of two ({}x)", 2, "2026-11-26-2xh200-call9.jsonl", "lora-fixed-8b", "ft@2x1",
      "ft@1x2"),
-    ("runs at {}x Axolotl's useful tokens/s on packed LoRA rows", 2,
-     "2026-12-07-h100-round3-call4.jsonl", "lora-realistic-8b", "ft", "axolotl+liger"),
-    ("{}x on packed QLoRA rows", 2, "2026-12-07-h100-round3-call5.jsonl", "qlora-realistic-8b",
+    ("ft runs at {}x Axolotl's useful tokens/s on full LoRA rows", 3,
+     "2026-12-07-h100-perf22-call3.jsonl", "lora-fixed-8b", "ft", "axolotl+liger"),
+    ("and {}x on full QLoRA rows (+", 3, "2026-12-07-h100-perf22-call3.jsonl",
+     "qlora-fixed-8b", "ft", "axolotl+liger"),
+    ("and {}x the baseline on full LoRA rows", 2, "2026-12-07-h100-perf22-call3.jsonl",
+     "lora-fixed-8b", "ft", "baseline"),
+    ("{}x ft's previous default on full LoRA rows", 3, "2026-12-07-h100-perf22-call2.jsonl",
+     "lora-fixed-8b", "ft", "ft@main"),
+    ("and {}x on full QLoRA rows in one call", 3, "2026-12-07-h100-perf22-call2.jsonl",
+     "qlora-fixed-8b", "ft", "ft@main"),
+    ("{}x on LoRA (+0.8 GiB)", 2, "2026-12-07-h100-round3-call4.jsonl", "lora-realistic-8b",
      "ft", "axolotl+liger"),
-    ("{}x on full LoRA rows", 2, "2026-12-07-h100-round3-call6.jsonl", "lora-fixed-8b", "ft",
-     "axolotl+liger"),
-    ("{}x on full QLoRA rows", 2, "2026-12-07-h100-round3-call7.jsonl", "qlora-fixed-8b", "ft",
-     "axolotl+liger"),
+    ("{}x on QLoRA (+0.7 GiB)", 2, "2026-12-07-h100-round3-call5.jsonl", "qlora-realistic-8b",
+     "ft", "axolotl+liger"),
     ("{}x ft's previous default on packed LoRA rows", 2, "2026-12-07-h100-round3-call6.jsonl",
      "lora-realistic-8b", "ft", "ft@main"),
 ]
@@ -52,13 +58,13 @@ CLAIMS = [
 # reference's on that case, both in one results file): ft against Axolotl, and main's ft
 # against this tree's (memory saved).
 MEMORY_CLAIMS = [
-    ("packed LoRA rows (+{} GiB", "2026-12-07-h100-round3-call4.jsonl", "lora-realistic-8b",
+    ("on LoRA (+{} GiB)", "2026-12-07-h100-round3-call4.jsonl", "lora-realistic-8b",
      "ft", "axolotl+liger"),
-    ("packed QLoRA rows (+{} GiB", "2026-12-07-h100-round3-call5.jsonl", "qlora-realistic-8b",
+    ("on QLoRA (+{} GiB)", "2026-12-07-h100-round3-call5.jsonl", "qlora-realistic-8b",
      "ft", "axolotl+liger"),
-    ("full LoRA rows (+{} GiB", "2026-12-07-h100-round3-call6.jsonl", "lora-fixed-8b", "ft",
+    ("full LoRA rows (+{} GiB", "2026-12-07-h100-perf22-call3.jsonl", "lora-fixed-8b", "ft",
      "axolotl+liger"),
-    ("full QLoRA rows (+{} GiB", "2026-12-07-h100-round3-call7.jsonl", "qlora-fixed-8b", "ft",
+    ("full QLoRA rows (+{} GiB", "2026-12-07-h100-perf22-call3.jsonl", "qlora-fixed-8b", "ft",
      "axolotl+liger"),
     ("with {} GiB less GPU memory", "2026-12-07-h100-round3-call6.jsonl", "lora-realistic-8b",
      "ft@main", "ft"),
@@ -96,6 +102,28 @@ def test_each_memory_figure_follows_from_a_recorded_run(text, file, case, tool, 
     assert claim in _performance_section(), (claim, more)
 
 
+def test_the_loss_guard_and_allocator_figures_follow_from_the_recorded_runs():
+    """Same rows, same order: the per-step loss gaps of the three tools over all 20 steps,
+    and the QLoRA run with expandable segments against the one without, on one machine."""
+    page = _performance_section()
+    call3 = [json.loads(line) for line in
+             (RESULTS / "2026-12-07-h100-perf22-call3.jsonl").read_text().splitlines()]
+    ft = next(r for r in call3 if r.get("tool") == "ft" and r.get("case") == "lora-fixed-8b")
+    assert len(ft["loss"]) == 20
+    assert f"within {ft['loss_vs']['axolotl+liger']['max']:.4f} of Axolotl's" in page
+    assert f"and {ft['loss_vs']['baseline']['max']:.4f} of the baseline's" in page
+    before = _recorded("2026-12-07-h100-perf22-call3.jsonl", "qlora-fixed-8b", "ft",
+                       "peak_gpu_used_gib")
+    after = _recorded("2026-12-07-h100-perf22-call4.jsonl", "qlora-fixed-8b", "ft",
+                      "peak_gpu_used_gib")
+    axolotl = _recorded("2026-12-07-h100-perf22-call3.jsonl", "qlora-fixed-8b",
+                        "axolotl+liger", "peak_gpu_used_gib")
+    assert (f"held {after:.1f} GiB of GPU memory instead of {before:.1f} at the same speed, "
+            f"under Axolotl's {axolotl:.1f}") in page
+    mfu = _recorded("2026-12-07-h100-perf22-call3.jsonl", "lora-fixed-8b", "ft", "mfu")
+    assert f"LoRA on full rows reaches {mfu:.2f} of the measured bf16 matmul peak" in page
+
+
 SAVE_RESULTS = "2026-11-26-2xh200-call15-save.jsonl"
 
 
@@ -110,3 +138,100 @@ def test_the_sharded_save_figures_follow_from_the_recorded_save_bench():
              f"+{old['rank0_rss_growth_gib']:.1f} GiB for the fp32 whole-model gather")
     page = " ".join((REPO / "docs" / "sharded-training.md").read_text().split())
     assert claim in page, claim
+
+
+PROFILE = "2026-12-07-h100-perf22-call1-profile.txt"
+
+
+def _profile_ms(*names: str) -> float:
+    """Self CUDA milliseconds of the kernel table's rows named (or, for a name ending in
+    '*', starting with) one of `names`."""
+    import re
+
+    units = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    table = (RESULTS / PROFILE).read_text().split("Self CPU time total")[0]
+    total = 0.0
+    for line in table.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) < 10 or not any(cells[0] == n or (n.endswith("*") and
+                                                        cells[0].startswith(n[:-1]))
+                                      for n in names):
+            continue
+        value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", cells[6]).groups()
+        total += float(value) * units[unit]
+    return total
+
+
+def test_the_step_time_figures_follow_from_the_recorded_profile():
+    text = (RESULTS / PROFILE).read_text()
+    steps = 3
+    import re
+
+    span, busy = (float(x) for x in re.search(r"GPU kernel span ([\d.]+) ms, busy ([\d.]+) ms",
+                                              text).groups())
+    per_step = {
+        "matrix multiplications": _profile_ms("aten::mm", "aten::addmm"),
+        "attention": _profile_ms("aten::_cudnn_attention_backward",
+                                 "aten::_cudnn_attention_forward"),
+        "SwiGLU": _profile_ms("_swiglu_forward_kernel", "_swiglu_backward_kernel"),
+        "elementwise sums": _profile_ms("aten::add", "aten::add_"),
+        "device copies": _profile_ms("Memcpy DtoD*"),
+        "RMSNorm": _profile_ms("_rms_norm_forward_kernel", "_rms_norm_backward_kernel"),
+        "the optimizer": _profile_ms("Optimizer.step#AdamW.step"),
+        "idle": span - busy,
+    }
+    page = " ".join((REPO / "docs" / "performance.md").read_text().split())
+    for words, pattern in (("matrix multiplications", "matrix multiplications {} ms"),
+                           ("attention", "attention {} ms"), ("SwiGLU", "SwiGLU {} ms"),
+                           ("elementwise sums", "elementwise sums {} ms"),
+                           ("device copies", "device copies {} ms"), ("RMSNorm", "RMSNorm {} ms"),
+                           ("the optimizer", "the optimizer {} ms"),
+                           ("idle", "the GPU idle {} ms")):
+        claim = pattern.format(round(per_step[words] / steps))
+        assert claim in page, (claim, per_step[words] / steps)
+
+
+# The README's speed table: (row label, results file, case), each row's ft, Axolotl and
+# (where it ran) baseline from that one file. FT_UPDATE_README_TABLE=1 rewrites the table.
+TABLE_ROWS = [
+    ("LoRA, full rows", "2026-12-07-h100-perf22-call3.jsonl", "lora-fixed-8b"),
+    ("QLoRA, full rows", "2026-12-07-h100-perf22-call3.jsonl", "qlora-fixed-8b"),
+    ("LoRA, realistic lengths, packed", "2026-12-07-h100-round3-call4.jsonl",
+     "lora-realistic-8b"),
+    ("QLoRA, realistic lengths, packed", "2026-12-07-h100-round3-call5.jsonl",
+     "qlora-realistic-8b"),
+]
+
+
+def _optional(file: str, case: str, tool: str, key: str = "tokens_per_s") -> float | None:
+    try:
+        return _recorded(file, case, tool, key)
+    except AssertionError:
+        return None
+
+
+def speed_table() -> str:
+    lines = ["| case | ft | Axolotl 0.21 | ft / Axolotl | GPU GiB, ft / Axolotl | "
+             "transformers + peft | ft / it | results |", "|---|---|---|---|---|---|---|---|"]
+    for label, file, case in TABLE_ROWS:
+        ft, ax = _recorded(file, case, "ft"), _recorded(file, case, "axolotl+liger")
+        mem = (f"{_recorded(file, case, 'ft', 'peak_gpu_used_gib'):.1f} / "
+               f"{_recorded(file, case, 'axolotl+liger', 'peak_gpu_used_gib'):.1f}")
+        base = _optional(file, case, "baseline")
+        base_cells = f"{base:,.0f} | {ft / base:.2f}x" if base else "not in this call | "
+        lines.append(f"| {label} | {ft:,.0f} | {ax:,.0f} | {ft / ax:.3f}x | {mem} | "
+                     f"{base_cells} | [{file[:-6]}](bench/results/{file}) |")
+    return "\n".join(lines)
+
+
+def test_the_readme_speed_table_is_the_recorded_runs():
+    import os
+    import re
+
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    block = re.compile(r"(<!-- perf:start -->\n).*?(<!-- perf:end -->)", re.S)
+    wanted = block.sub(lambda m: m.group(1) + speed_table() + "\n" + m.group(2), text)
+    if os.environ.get("FT_UPDATE_README_TABLE") == "1":
+        readme.write_text(wanted)
+    assert text == wanted, "README speed table differs; FT_UPDATE_README_TABLE=1 rewrites it"
