@@ -126,3 +126,10 @@ def test_prefetch_without_workers_is_refused():
 
     with pytest.raises(SpecError, match="prefetching needs loader workers"):
         _cfg("dataloader_prefetch_factor: 4\n")
+
+
+def test_the_nan_inf_log_filter_is_off_unless_the_spec_turns_it_on():
+    """Off: a NaN/inf loss reaches the log as it is, and the Trainer reads no loss on the
+    host after each micro-batch; Axolotl's `logging_nan_inf_filter: true` turns it on."""
+    assert _args("").logging_nan_inf_filter is False
+    assert _args("logging_nan_inf_filter: true\n").logging_nan_inf_filter is True

@@ -282,7 +282,6 @@ MATCHES_FT: dict[str, tuple[Any, ...]] = {
     "strict": (False,),
     "nf4_backend": ("bitsandbytes",),
     "label_balance_window_optim_steps": (1,),
-    "logging_nan_inf_filter": (True,),
     # Parallel sizes of 1 split nothing: Axolotl's own examples carry them.
     **dict.fromkeys(("tensor_parallel_size", "context_parallel_size",
                      "sequence_parallel_degree", "expert_parallel_size"), (1,)),

@@ -122,8 +122,6 @@ WARNED: dict[str, str] = {
     "export": "ft has no GGUF export (`axolotl export`); convert the saved model; ignored",
     "eval_on_start": ("ft evaluates at `eval_steps` / `evals_per_epoch`, not before the first "
                       "step; ignored"),
-    "logging_nan_inf_filter": ("ft logs the loss with transformers' default NaN/inf filter; "
-                               "ignored"),
 }
 
 DATASET_WARNED: dict[str, str] = {

@@ -117,6 +117,7 @@ def build_training_args(cfg: TrainingConfig, precision: Precision, train_rows: i
         # the Trainer's own rotation runs before that and can leave no complete one.
         save_total_limit=None,
         logging_steps=cfg.logging_steps,
+        logging_nan_inf_filter=cfg.logging_nan_inf_filter,
         logging_first_step=True,
         # Only global rank 0 is the "main" process for transformers' logging: the other
         # ranks, node leaders included, log warnings and errors only.

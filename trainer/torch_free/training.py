@@ -357,6 +357,10 @@ class TrainingConfig(_Strict):
     save_total_limit: int | None = Field(None, ge=1)
     save_first_step: bool = False
     logging_steps: int = Field(1, ge=1)
+    logging_nan_inf_filter: bool = Field(
+        False, description="transformers' filter that logs a NaN/inf loss as the running "
+        "average. Off in ft (Axolotl: on): a diverged run shows NaN in its log instead of the "
+        "last good average, and the check's host sync after every micro-batch is gone.")
     output_dir: str = "./outputs"
     resume_from_checkpoint: str | None = Field(None, description="A checkpoint dir or `auto`.")
     auto_resume_from_checkpoints: bool | None = None
