@@ -17,7 +17,7 @@ from pathlib import Path
 
 TOPOLOGY = re.compile(r"^(\d+)x(\d+)$")
 # Modifiers that only mean something with several GPUs (a one-GPU run drops them).
-MODIFIERS = ("ddp", "keep", "shard", "iso")
+MODIFIERS = ("ddp", "keep", "shard", "fsdp", "iso")
 # FSDP2, full shard, per-decoder-layer wrapping: the multi-GPU configuration the README
 # documents (and tests/test_gpu.py runs); sharded checkpoints.
 FSDP2_KEYS = {"fsdp": ["full_shard", "auto_wrap"], "fsdp_config": {"fsdp_version": 2}}
@@ -46,8 +46,9 @@ def topology(spec: str | None) -> tuple[int, int] | None:
 
 
 def sharding_keys(topo: tuple[int, int] | None, mods: set[str]) -> dict:
-    """The spec keys of a multi-GPU tool: FSDP2 unless `ddp`; `keep` = no resharding;
-    `shard` = the frozen base sharded too (default: ft's `auto`)."""
+    """The spec keys of a multi-GPU tool: FSDP2 settings unless `ddp`; `keep` = no
+    resharding; `shard` = the frozen base sharded too; `fsdp` = FSDP2 with the frozen base
+    replicated (default: ft's `auto`, which trains with DDP when the model fits each GPU)."""
     if topo is None or "ddp" in mods:
         return {}
     config = dict(FSDP2_KEYS["fsdp_config"])
@@ -55,6 +56,8 @@ def sharding_keys(topo: tuple[int, int] | None, mods: set[str]) -> dict:
         config["reshard_after_forward"] = False
     if "shard" in mods:
         config["replicate_frozen_params"] = False
+    elif "fsdp" in mods:
+        config["replicate_frozen_params"] = True
     return {**FSDP2_KEYS, "fsdp_config": config}
 
 

@@ -16,14 +16,15 @@ import multi_gpu
 #       `+ddp` (transformers' DDP); `+keep` keeps each layer's gathered weights from
 #       forward to backward (reshard_after_forward false: one all-gather per layer and
 #       step instead of two); `+shard` shards the frozen base too (replicate_frozen_params
-#       false; default auto keeps it whole on each GPU when it fits); `+iso` isolates the
+#       false; default auto trains with DDP when the model fits each GPU); `+fsdp` keeps
+#       FSDP2 with the base whole on each GPU (replicate_frozen_params true); `+iso` isolates the
 #       nodes (own netns: NCCL over veth).
 #   baseline: liger = --liger 1 (transformers' use_liger_kernel); nockpt = --grad-ckpt 0.
 #   axolotl (Axolotl 0.21, bench/axolotl_tool.py; no modifier = its defaults, which include
 #       its Triton LoRA kernels and no recompute): liger = its LigerPlugin; ckpt =
 #       gradient_checkpointing true; nolorak = its lora_*_kernel false.
 MODIFIERS = {"ft": {"ckpt", "nockpt", "liger", "noliger", "cce", "nolorak", "compile", "ddp",
-                    "keep", "shard", "iso"},
+                    "keep", "shard", "fsdp", "iso"},
              "baseline": {"liger", "nockpt"},
              "axolotl": {"liger", "ckpt", "nolorak"}}
 
