@@ -143,3 +143,19 @@ def test_grouped_qlora_dequantizes_the_same_4bit_weights(tiny_model_dir):
         a, b = proj.lora_A["default"].weight, proj.lora_B["default"].weight
         want = x @ _dense(proj, torch.float32).t() + (x @ a.t()) @ (b * proj.scaling["default"]).t()
         torch.testing.assert_close(got, want)
+
+
+def test_grouped_projections_under_gradient_checkpointing(tiny_model_dir):
+    """Recomputed layers call the group again in backward: same gradients as without."""
+    model = _model(tiny_model_dir)
+    ids = torch.randint(3, model.config.vocab_size, (2, 9))
+    fuse_lora(model, ALL)
+    group_lora(model, ("lora_qkv_kernel", "lora_mlp_kernel"))
+    loss, grads = _step(model, ids)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    model.train()
+    got_loss, got_grads = _step(model, ids)
+    torch.testing.assert_close(got_loss, loss)
+    for name, grad in grads.items():
+        torch.testing.assert_close(got_grads[name], grad, msg=name)
