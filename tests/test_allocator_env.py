@@ -1,14 +1,14 @@
 """`ft train` runs with the CUDA allocator's expandable segments unless the user set the
-allocator variable (trainer/torch_free/allocator_env.py)."""
+allocator variable (orchestrator/cli/allocator_env.py)."""
 
 from __future__ import annotations
 
 import json
 import os
 
+from orchestrator.cli.allocator_env import allocator_env
 from tests.cli_runner import run_ft
 from tests.train_helpers import write_tiny_spec
-from trainer.torch_free.allocator_env import allocator_env
 
 
 def test_expandable_segments_unless_the_user_chose_a_setting():

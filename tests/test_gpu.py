@@ -161,7 +161,7 @@ def test_lora_on_two_gpus_replicates_its_frozen_base_and_trains_as_sharded(tmp_p
                                                                           tiny_model_dir):
     """`replicate_frozen_params: true` keeps the base whole on each GPU under FSDP2; `auto`
     goes further where the whole adapter model fits a GPU, as this small one does: DDP
-    (trainer/torch_free/layout_choice.py, judged by this GPU's memory). The losses of both
+    (orchestrator/spec/layout_choice.py, judged by this GPU's memory). The losses of both
     match the run that shards the base (`false`) over NCCL."""
     runs = {}
     for name, replicate in (("replicated", True), ("auto", "auto"), ("sharded", False)):

@@ -1,4 +1,4 @@
-"""The automatic data-parallel layout (trainer/torch_free/layout_choice.py, decided from the
+"""The automatic data-parallel layout (orchestrator/spec/layout_choice.py, decided from the
 memory estimate by orchestrator/spec/layout_fit.py) and the inter-node bytes per step of
 each layout (orchestrator/spec/internode_table.py), checked against hand calculations.
 Training under the chosen layouts: tests/test_auto_layout_training.py."""
@@ -10,12 +10,12 @@ import warnings
 import pytest
 
 from orchestrator.spec.internode_table import moved, out_of_each_node, table
+from orchestrator.spec.layout_choice import DDP, FSDP, HSDP, Fits, apply_layout, choose_layout
 from orchestrator.spec.layout_fit import layout_for, spec_layouts
 from orchestrator.spec.layout_report import layout_report
 from orchestrator.spec.load import SpecWarning, parse_spec
 from orchestrator.spec.model_shapes import KNOWN, find_shape
 from tests.cli_runner import run_ft
-from trainer.torch_free.layout_choice import DDP, FSDP, HSDP, Fits, apply_layout, choose_layout
 
 LORA = "adapter: lora\nlora_r: 16\nlora_target_linear: true\n"
 FSDP_SPEC = "fsdp_version: 2\nfsdp_config:\n  reshard_after_forward: true\n"

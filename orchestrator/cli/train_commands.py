@@ -29,8 +29,8 @@ def _training_config(spec_path: Path):
 @needs_train_stack("`ft train`")
 def train(spec: SpecArg, force: ForceOpt = False, override: OverrideOpt = False) -> None:
     """Fine-tune as the spec says (one process, or one rank under torchrun)."""
+    from orchestrator.cli.allocator_env import allocator_env
     from trainer.loop.stop_signals import STOPS
-    from trainer.torch_free.allocator_env import allocator_env
 
     # Before anything can start CUDA (reading the spec may ask for the GPU's memory): the
     # allocator reads its setting once, when it starts.

@@ -1,4 +1,4 @@
-"""`ft train`'s share of the automatic layout (trainer/torch_free/layout_choice.py): decided
+"""`ft train`'s share of the automatic layout (orchestrator/spec/layout_choice.py): decided
 once at start, before the process group, the model or the Trainer exist, so DDP reaches
 transformers as a spec without FSDP (its own DDP path) and HSDP as a spec with
 `dp_shard_size`; nothing has been wrapped that would have to be undone.
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from orchestrator.spec.layout_choice import Layout, apply_layout, is_open
 from orchestrator.spec.layout_fit import layout_for
 from orchestrator.spec.load import Spec
 from orchestrator.spec.memory_fit import Gpu, gpu_memory
-from trainer.torch_free.layout_choice import Layout, apply_layout, is_open
 from trainer.torch_free.training import TrainingConfig
 
 
@@ -39,24 +39,19 @@ def settle_layout(spec: Spec, environ: Mapping[str, str]) -> tuple[TrainingConfi
 
 
 def _this_gpu(local_rank: int) -> Gpu | None:
-    """This rank's own GPU (the one it will train on: reading another's could start a CUDA
-    context there); a job's nodes have one kind of GPU."""
-    import torch
+    """This rank's own GPU, the one it will train on (a job's nodes have one kind of GPU)."""
+    from trainer.distributed.this_gpu import this_gpu
 
-    if not torch.cuda.is_available():
-        return None
-    props = torch.cuda.get_device_properties(local_rank)
-    return Gpu(props.name, int(props.total_memory))
+    found = this_gpu(local_rank)
+    return Gpu(*found) if found else None
 
 
 def _liger_here() -> bool:
-    """Liger's kernels will be on where the spec leaves them to ft (trainer/kernels/plan.py:
-    installed and a GPU trains), so the estimate counts them."""
-    import torch
+    """Liger's kernels will be on where the spec leaves them to ft, so the estimate counts
+    them."""
+    from trainer.distributed.this_gpu import liger_will_run
 
-    from trainer.kernels.plan import installed
-
-    return torch.cuda.is_available() and installed("liger_kernel")
+    return liger_will_run()
 
 
 def _shape(t: TrainingConfig):

@@ -1,4 +1,4 @@
-"""The memory answers trainer/torch_free/layout_choice.py decides by, from the model's shape and
+"""The memory answers orchestrator/spec/layout_choice.py decides by, from the model's shape and
 one GPU's memory, with the estimate `ft validate` prints (orchestrator/spec/memory_fit.py).
 
 `ft validate` / `ft launch` call it with `launch.gpu`'s memory and the launch block's GPU
@@ -14,10 +14,7 @@ differs. The same image on every restart gives the same answer.
 
 from __future__ import annotations
 
-from orchestrator.spec.load import Spec
-from orchestrator.spec.memory_fit import GIB, evaluate, gpu_memory
-from orchestrator.spec.model_shapes import Found
-from trainer.torch_free.layout_choice import (
+from orchestrator.spec.layout_choice import (
     DDP,
     HSDP,
     Fits,
@@ -26,6 +23,9 @@ from trainer.torch_free.layout_choice import (
     choose_layout,
     is_open,
 )
+from orchestrator.spec.load import Spec
+from orchestrator.spec.memory_fit import GIB, evaluate, gpu_memory
+from orchestrator.spec.model_shapes import Found
 from trainer.torch_free.memory_estimate import Shape
 from trainer.torch_free.training import TrainingConfig
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from orchestrator.spec.internode_table import table
+from orchestrator.spec.layout_choice import apply_layout
 from orchestrator.spec.layout_fit import spec_layouts
 from orchestrator.spec.load import Spec
 from orchestrator.spec.model_shapes import Found, find_shape
-from trainer.torch_free.layout_choice import apply_layout
 from trainer.torch_free.memory_estimate import count_params
 
 

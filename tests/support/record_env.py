@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from trainer.torch_free.allocator_env import ALLOC_VARS
+from orchestrator.cli.allocator_env import ALLOC_VARS
 
 
 def install(trainer) -> None:

@@ -3,7 +3,7 @@
 FSDP2 writes its model and optimizer state sharded (`pytorch_model_fsdp_0/`, `optimizer_0/`,
 torch DCP); DDP writes `optimizer.pt` beside the model files. Neither loads the other's, and
 transformers fails deep inside with a missing file. ft chooses DDP or FSDP2 for an adapter
-on its own (trainer/torch_free/layout_choice.py) from the spec, the GPUs and the model, so a
+on its own (orchestrator/spec/layout_choice.py) from the spec, the GPUs and the model, so a
 restart of the same job chooses the same; a spec edited between restarts, or an ft that
 chose differently, is stopped here before the model loads, saying which layout wrote the
 checkpoint and how to resume in it.

@@ -14,7 +14,6 @@ Two automatic steps, each only where the spec names no layout of its own:
   of the weights fits its GPUs; only a gradient all-reduce then crosses the nodes
   (orchestrator/spec/internode_traffic.py has the bytes).
 
-Torch-free: the orchestrator imports it for `ft validate`.
 """
 
 from __future__ import annotations
