@@ -9,7 +9,6 @@ every other sharded test on CPU still shards."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -18,15 +17,14 @@ import pytest
 import yaml
 
 from tests.cli_runner import run_ft
+from tests.support.mesh_record import HOOK as MESH_HOOK
 from tests.support.mesh_record import read_record
 from tests.support.sample_ledger import HOOK as LEDGER_HOOK
-from tests.support.wrapper_record import HOOK as WRAPPER_HOOK
-from tests.support.wrapper_record import record_path
 from tests.test_hsdp_training import NODES, PER_NODE, _launch_two_nodes
 from tests.test_sharded_training import FSDP
 from tests.train_helpers import free_port, summary, train_losses, write_tiny_spec
 
-HOOKS = f"{LEDGER_HOOK},{WRAPPER_HOOK}"
+HOOKS = f"{LEDGER_HOOK},{MESH_HOOK}"
 
 
 def _launch(spec, cwd) -> str:
@@ -58,8 +56,9 @@ def test_fsdp_adapter_that_fits_trains_with_ddp_and_resumes(tmp_path, tiny_model
     assert "FSDP2 FULL_SHARD" not in log  # fsdp.py's wrapping never ran
     out = tmp_path / "out"
     for rank in (0, 1):
-        record = json.loads(record_path(out, rank).read_text())
-        assert record == {"wrapped": "DistributedDataParallel", "fsdp_modules": 0}
+        record = read_record(out, rank)
+        assert {key: record[key] for key in ("wrapped", "fsdp_modules")} == \
+            {"wrapped": "DistributedDataParallel", "fsdp_modules": 0}
     digests = {(out / f"ft-final-rank{rank}.sha1").read_text() for rank in (0, 1)}
     assert len(digests) == 1, "the DDP replicas' adapters differ after 3 steps"
     assert summary(out)["world_size"] == 2 and summary(out)["global_step"] == 3
