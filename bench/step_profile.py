@@ -127,15 +127,7 @@ def _sync() -> None:
 
 
 def _union(intervals: list[tuple[float, float]]) -> float:
-    total, end = 0.0, float("-inf")
-    for start, stop in sorted(intervals):
-        if start > end:
-            total += stop - start
-            end = stop
-        elif stop > end:
-            total += stop - end
-            end = stop
-    return total
+    return sum(stop - start for start, stop in _merged(intervals))
 
 
 def install(trainer) -> None:

@@ -148,12 +148,12 @@ class _GroupedLora(torch.autograd.Function):
         a_cat = torch.cat([p.to(dtype) for p in a_params])
         down = flat @ a_cat.t()  # [tokens x sum of ranks]: x read once for every adapter
         outs = []
+        downs = down.split(ranks, dim=1)  # each adapter's columns, views
         for i, member in enumerate(members):
             weight = _dense(member, dtype)
             base = nn.functional.linear(flat, weight, bias[i])
             up = (b_params[i] * scale[i]).to(dtype)
-            lo = sum(ranks[:i])
-            out = torch.addmm(base, down[:, lo:lo + ranks[i]], up.t())
+            out = torch.addmm(base, downs[i], up.t())
             outs.append(out.view(*x.shape[:-1], out.shape[-1]))
         ctx.save_for_backward(flat, down, a_cat, *b_params)
         ctx.members, ctx.scale, ctx.ranks, ctx.x_shape = members, scale, ranks, x.shape
@@ -168,9 +168,7 @@ class _GroupedLora(torch.autograd.Function):
                   if g is None else g.reshape(-1, g.shape[-1]) for g, b in zip(grads, b_params,
                                                                           strict=True)]
         grad_b, g_down = [], []
-        for i in range(n):
-            lo = sum(ctx.ranks[:i])
-            down_i = down[:, lo:lo + ctx.ranks[i]]
+        for i, down_i in enumerate(down.split(ctx.ranks, dim=1)):
             grad_b.append((g_flat[i].t() @ down_i).to(b_params[i].dtype) * ctx.scale[i]
                           if ctx.needs_input_grad[4 + n + i] else None)
             g_down.append(g_flat[i] @ (b_params[i] * ctx.scale[i]).to(dtype))
